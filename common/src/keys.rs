@@ -1,0 +1,92 @@
+//! The Redis key layout, built in one place.
+//!
+//! Everything lives under a namespace (default `zo`). Keys of one run carry the run id as a
+//! hash tag (`zo:run:{RUN}:…`), so every multi-key script touches one run, i.e. one Cluster
+//! slot. Shared keys (job streams, dead letters, the run index) are touched by single
+//! commands only.
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `NS:jobs:INSTANCE` | stream | jobs for one model instance; group `NS-workers` |
+//! | `NS:dead` | stream | dead-lettered entries with their reason |
+//! | `NS:runs` | zset | run ids by creation time (ms) |
+//! | `NS:workers` | zset | worker ids by last heartbeat (ms) |
+//! | `NS:worker:ID` | string | worker info (JSON), expires without heartbeat |
+//! | `NS:run:{R}:meta` | hash | run counters and status |
+//! | `NS:run:{R}:spec` | hash | idx → job spec (MessagePack) |
+//! | `NS:run:{R}:state` | hash | idx → waiting/queued/running/success/failed/timeout/skipped/cancelled |
+//! | `NS:run:{R}:attempt` | hash | idx → current attempt number |
+//! | `NS:run:{R}:pending` | hash | idx → dependencies not yet succeeded |
+//! | `NS:run:{R}:children` | hash | idx → comma-separated dependents |
+//! | `NS:run:{R}:result` | hash | idx → result (MessagePack) |
+//! | `NS:run:{R}:skip` | hash | idx → idx of the dependency whose failure skipped it |
+//! | `NS:run:{R}:outbox` | list | `idx:attempt` released but not yet confirmed in a stream |
+//! | `NS:run:{R}:events` | stream | task state changes, for live progress |
+
+/// Key builder for one namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    ns: String,
+}
+
+/// The per-run keys, in the order the Lua scripts take them.
+pub const RUN_KEY_SUFFIXES: [&str; 10] = ["meta", "spec", "state", "attempt", "pending", "children", "result", "skip", "outbox", "events"];
+
+impl Keys {
+    pub fn new(ns: &str) -> Self {
+        Keys { ns: ns.to_string() }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.ns
+    }
+
+    /// The stream of jobs for one instance.
+    pub fn jobs(&self, instance: &str) -> String {
+        format!("{}:jobs:{instance}", self.ns)
+    }
+
+    /// The consumer group all workers share.
+    pub fn group(&self) -> String {
+        format!("{}-workers", self.ns)
+    }
+
+    pub fn dead(&self) -> String {
+        format!("{}:dead", self.ns)
+    }
+
+    pub fn runs(&self) -> String {
+        format!("{}:runs", self.ns)
+    }
+
+    pub fn workers(&self) -> String {
+        format!("{}:workers", self.ns)
+    }
+
+    pub fn worker(&self, id: &str) -> String {
+        format!("{}:worker:{id}", self.ns)
+    }
+
+    /// One of the run's keys (`suffix` from [`RUN_KEY_SUFFIXES`]).
+    pub fn run(&self, run_id: &str, suffix: &str) -> String {
+        format!("{}:run:{{{run_id}}}:{suffix}", self.ns)
+    }
+
+    /// All keys of a run, in [`RUN_KEY_SUFFIXES`] order.
+    pub fn run_keys(&self, run_id: &str) -> Vec<String> {
+        RUN_KEY_SUFFIXES.iter().map(|s| self.run(run_id, s)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_keys_share_a_hash_tag() {
+        let k = Keys::new("zo");
+        assert_eq!(k.run("20260101-000000-ab12", "meta"), "zo:run:{20260101-000000-ab12}:meta");
+        assert!(k.run_keys("R").iter().all(|key| key.contains("{R}")));
+        assert_eq!(k.jobs("general"), "zo:jobs:general");
+    }
+}

@@ -1,0 +1,196 @@
+//! What travels through Redis: the job spec of a task (MessagePack, named fields so that it
+//! can evolve) and the result a worker records for it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::taskfile::{Simulate, TaskFile};
+
+/// A task as stored in its run and carried by its stream entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub run_id: String,
+    pub idx: u32,
+    pub name: String,
+    pub instance: String,
+    #[serde(default)]
+    pub command: Option<String>,
+    #[serde(default)]
+    pub prompt: Option<String>,
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub deps: Vec<u32>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub output_file: Option<String>,
+    #[serde(default)]
+    pub simulate: Option<Simulate>,
+}
+
+impl JobSpec {
+    pub fn from_file(run_id: &str, file: &TaskFile) -> Vec<JobSpec> {
+        file.tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| JobSpec {
+                run_id: run_id.to_string(),
+                idx: i as u32,
+                name: t.name.clone(),
+                instance: t.instance.clone(),
+                command: t.command.clone(),
+                prompt: t.prompt.clone(),
+                timeout_ms: t.timeout.as_millis() as u64,
+                deps: t.deps.iter().map(|&d| d as u32).collect(),
+                tags: t.tags.clone(),
+                description: t.description.clone(),
+                output_file: t.output_file.clone(),
+                simulate: t.simulate.clone(),
+            })
+            .collect()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec_named(self).expect("job spec serializes")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, rmp_serde::decode::Error> {
+        rmp_serde::from_slice(bytes)
+    }
+}
+
+/// Final status of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Success,
+    Failed,
+    Timeout,
+    Skipped,
+    Cancelled,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [Status::Success, Status::Failed, Status::Timeout, Status::Skipped, Status::Cancelled];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Success => "success",
+            Status::Failed => "failed",
+            Status::Timeout => "timeout",
+            Status::Skipped => "skipped",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+/// Why a task did not succeed; drives retries (network and rate limits are worth retrying,
+/// a failing command is not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    Network,
+    Timeout,
+    Command,
+    Model,
+    RateLimit,
+    Config,
+    Cancelled,
+    Dependency,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Network => "network",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Command => "command",
+            ErrorClass::Model => "model",
+            ErrorClass::RateLimit => "rate_limit",
+            ErrorClass::Config => "config",
+            ErrorClass::Cancelled => "cancelled",
+            ErrorClass::Dependency => "dependency",
+        }
+    }
+}
+
+/// What the task's shell command did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandOutcome {
+    pub stdout: String,
+    pub stderr: String,
+    pub exit_code: Option<i32>,
+    pub duration_ms: u64,
+    /// Output beyond the worker's capture limit was dropped.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// What the agent (`claude -p …`) answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentOutcome {
+    pub is_error: bool,
+    pub exit_code: Option<i32>,
+    pub api_error_status: Option<i64>,
+    pub num_turns: Option<u64>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_creation_tokens: u64,
+    pub duration_ms: u64,
+    pub stderr: String,
+    /// The agent answered without JSON (a plain-text agent command).
+    #[serde(default)]
+    pub raw_text: bool,
+}
+
+/// The result a worker records for one attempt of one task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskResult {
+    pub status: Status,
+    pub error_class: Option<ErrorClass>,
+    pub error: Option<String>,
+    /// The agent's answer, or the command's stdout for a task without a prompt.
+    pub output: String,
+    /// The command's exit code, or the agent's for a task without a command.
+    pub exit_code: Option<i32>,
+    pub command: Option<CommandOutcome>,
+    pub agent: Option<AgentOutcome>,
+    pub attempt: u32,
+    pub worker: String,
+    /// Unix milliseconds.
+    pub started_ms: u64,
+    pub finished_ms: u64,
+    /// Time between the job entering its stream and a worker starting it.
+    pub queue_wait_ms: u64,
+}
+
+impl TaskResult {
+    pub fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec_named(self).expect("result serializes")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, rmp_serde::decode::Error> {
+        rmp_serde::from_slice(bytes)
+    }
+
+    pub fn duration_ms(&self) -> u64 {
+        self.finished_ms.saturating_sub(self.started_ms)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// RFC 3339 UTC timestamp of a Unix-milliseconds instant.
+pub fn rfc3339(ms: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}

@@ -1,0 +1,335 @@
+//! Task files: the seed's YAML schema under `tasks:`, parsed strictly and validated as a whole.
+//!
+//! Parsing keeps the position of every value (`Spanned`), so that each error names
+//! `file:line:col` and says what to change. Validation covers: unknown keys, missing
+//! name/instance, unknown instances, neither `command` nor `prompt`, timeouts outside
+//! 1 s – 24 h, duplicate names, unknown or repeated dependencies and dependency cycles.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+use crate::catalog::Catalog;
+use crate::yaml::{self, closest, Pos, YamlError};
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+pub const MIN_TIMEOUT: Duration = Duration::from_secs(1);
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// What a simulated run of the task does (used by the `simulate` agent and executor).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Simulate {
+    /// How long the simulated work takes.
+    pub duration_ms: u64,
+    /// The simulated agent answers with an error.
+    pub fail: bool,
+    /// Exit code of the simulated command (only with the `simulate` executor).
+    pub exit_code: i32,
+    /// The simulated answer text; a labelled synthetic answer when absent.
+    pub output: Option<String>,
+}
+
+/// One validated task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSpec {
+    pub name: String,
+    pub instance: String,
+    pub command: Option<String>,
+    pub prompt: Option<String>,
+    pub timeout: Duration,
+    /// Indices (into [`TaskFile::tasks`]) of the tasks this one waits for.
+    pub deps: Vec<usize>,
+    pub tags: Vec<String>,
+    pub description: Option<String>,
+    pub output_file: Option<String>,
+    pub simulate: Option<Simulate>,
+    /// Line of the task in its file, for messages.
+    pub line: u64,
+}
+
+/// A validated task file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskFile {
+    pub path: String,
+    pub name: Option<String>,
+    pub tasks: Vec<TaskSpec>,
+}
+
+/// Every problem found in a task file, each one line with its position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct TaskFileError(pub Vec<YamlError>);
+
+impl fmt::Display for TaskFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    tasks: Option<Spanned<Vec<Spanned<RawTask>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    name: Option<Spanned<String>>,
+    ccr_instance: Option<Spanned<String>>,
+    command: Option<Spanned<String>>,
+    prompt: Option<Spanned<String>>,
+    timeout: Option<Spanned<RawTimeout>>,
+    #[serde(default)]
+    dependencies: Vec<Spanned<String>>,
+    #[serde(default)]
+    tags: Vec<String>,
+    description: Option<String>,
+    output_file: Option<Spanned<String>>,
+    simulate: Option<Spanned<RawSimulate>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawTimeout {
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSimulate {
+    duration: Option<Spanned<RawTimeout>>,
+    #[serde(default)]
+    fail: bool,
+    #[serde(default)]
+    exit_code: i32,
+    output: Option<String>,
+}
+
+/// Reads and validates a task file.
+pub fn load(path: &Path, catalog: &Catalog) -> Result<TaskFile, TaskFileError> {
+    let text = yaml::read_file(path).map_err(|e| TaskFileError(vec![e]))?;
+    parse(&text, &path.display().to_string(), catalog)
+}
+
+/// Parses and validates task-file text; `file` is the name used in messages.
+pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, TaskFileError> {
+    let raw: RawFile = yaml::from_str(text, file).map_err(|e| TaskFileError(vec![e]))?;
+    let _ = raw.description;
+    let mut errs = Vec::new();
+    let Some(tasks) = raw.tasks else {
+        return Err(TaskFileError(vec![YamlError::plain(file, "missing required key `tasks`; list your tasks under `tasks:`")]));
+    };
+    if tasks.value.is_empty() {
+        return Err(TaskFileError(vec![YamlError::at(
+            file,
+            tasks.referenced.into(),
+            "`tasks` is empty; add at least one task",
+        )]));
+    }
+
+    // Pass 1: each task on its own.
+    let mut specs = Vec::with_capacity(tasks.value.len());
+    let mut dep_names: Vec<Vec<Spanned<String>>> = Vec::with_capacity(tasks.value.len());
+    let mut name_pos: Vec<Pos> = Vec::with_capacity(tasks.value.len());
+    for (i, t) in tasks.value.into_iter().enumerate() {
+        let at: Pos = t.referenced.into();
+        let t = t.value;
+        let name = match &t.name {
+            Some(n) if !n.value.trim().is_empty() => n.value.trim().to_string(),
+            Some(n) => {
+                errs.push(YamlError::at(file, n.referenced.into(), "task `name` is empty; give the task a name"));
+                format!("#{}", i + 1)
+            }
+            None => {
+                errs.push(YamlError::at(file, at, format!("task #{} has no `name`; add `name: \"...\"`", i + 1)));
+                format!("#{}", i + 1)
+            }
+        };
+        if name.chars().any(char::is_control) {
+            errs.push(YamlError::at(file, pos_of(&t.name, at), format!("task name `{}` contains a control character; use plain text", name.escape_default())));
+        }
+        let instance = match &t.ccr_instance {
+            None => {
+                errs.push(YamlError::at(file, at, format!("task `{name}` has no `ccr_instance`; add one of: {}", catalog.names().collect::<Vec<_>>().join(", "))));
+                String::new()
+            }
+            Some(inst) => {
+                if catalog.get(&inst.value).is_none() {
+                    let hint = match closest(&inst.value, catalog.names()) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("use one of: {}", catalog.names().collect::<Vec<_>>().join(", ")),
+                    };
+                    errs.push(YamlError::at(file, inst.referenced.into(), format!("task `{name}`: unknown ccr_instance `{}`; {hint}", inst.value)));
+                }
+                inst.value.clone()
+            }
+        };
+        let command = non_empty(&t.command);
+        let prompt = non_empty(&t.prompt);
+        if command.is_none() && prompt.is_none() {
+            errs.push(YamlError::at(file, at, format!("task `{name}` has neither `command` nor `prompt`; add at least one")));
+        }
+        for (key, v) in [("command", &t.command), ("prompt", &t.prompt)] {
+            if let Some(v) = v {
+                if v.value.contains('\0') {
+                    errs.push(YamlError::at(file, v.referenced.into(), format!("task `{name}`: `{key}` contains a NUL character, which cannot be passed to a program; remove it")));
+                }
+            }
+        }
+        let timeout = match &t.timeout {
+            None => DEFAULT_TIMEOUT,
+            Some(sp) => match duration_of(&sp.value) {
+                Ok(d) if (MIN_TIMEOUT..=MAX_TIMEOUT).contains(&d) => d,
+                Ok(d) => {
+                    errs.push(YamlError::at(file, sp.referenced.into(), format!("task `{name}`: timeout {} is out of range; use 1s to 24h", humantime::format_duration(d))));
+                    DEFAULT_TIMEOUT
+                }
+                Err(m) => {
+                    errs.push(YamlError::at(file, sp.referenced.into(), format!("task `{name}`: {m}")));
+                    DEFAULT_TIMEOUT
+                }
+            },
+        };
+        let output_file = match &t.output_file {
+            Some(o) if o.value.trim().is_empty() => {
+                errs.push(YamlError::at(file, o.referenced.into(), format!("task `{name}`: `output_file` is empty; give a file name or remove the key")));
+                None
+            }
+            Some(o) if o.value.ends_with('/') => {
+                errs.push(YamlError::at(file, o.referenced.into(), format!("task `{name}`: `output_file` `{}` names a directory; give a file name", o.value)));
+                None
+            }
+            Some(o) => Some(o.value.clone()),
+            None => None,
+        };
+        let simulate = match &t.simulate {
+            None => None,
+            Some(s) => {
+                let duration_ms = match &s.value.duration {
+                    None => 0,
+                    Some(d) => match duration_of(&d.value) {
+                        Ok(d) => d.as_millis() as u64,
+                        Err(m) => {
+                            errs.push(YamlError::at(file, d.referenced.into(), format!("task `{name}`: simulate.{m}")));
+                            0
+                        }
+                    },
+                };
+                Some(Simulate { duration_ms, fail: s.value.fail, exit_code: s.value.exit_code, output: s.value.output.clone() })
+            }
+        };
+        name_pos.push(pos_of(&t.name, at));
+        dep_names.push(t.dependencies);
+        specs.push(TaskSpec {
+            name,
+            instance,
+            command,
+            prompt,
+            timeout,
+            deps: Vec::new(),
+            tags: t.tags,
+            description: t.description,
+            output_file,
+            simulate,
+            line: at.line,
+        });
+    }
+
+    // Pass 2: names are unique, dependencies exist.
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(specs.len());
+    let mut dup_errs = Vec::new();
+    for (i, s) in specs.iter().enumerate() {
+        if let Some(&first) = index.get(s.name.as_str()) {
+            dup_errs.push(YamlError::at(file, name_pos[i], format!("duplicate task name `{}` (first used on line {}); rename one of them", s.name, specs[first].line)));
+        } else {
+            index.insert(&s.name, i);
+        }
+    }
+    let mut outputs: HashMap<&str, usize> = HashMap::new();
+    for (i, s) in specs.iter().enumerate() {
+        if let Some(o) = &s.output_file {
+            if let Some(&first) = outputs.get(o.as_str()) {
+                dup_errs.push(YamlError::at(file, Pos { line: s.line, col: 1 }.max(name_pos[i]), format!("task `{}` writes output_file `{o}` that task `{}` also writes; give each task its own file", s.name, specs[first].name)));
+            } else {
+                outputs.insert(o, i);
+            }
+        }
+    }
+    let mut all_deps = Vec::with_capacity(specs.len());
+    for (i, deps) in dep_names.iter().enumerate() {
+        let mut resolved: Vec<usize> = Vec::with_capacity(deps.len());
+        for d in deps {
+            match index.get(d.value.as_str()) {
+                Some(&j) if j == i => dup_errs.push(YamlError::at(file, d.referenced.into(), format!("task `{}` depends on itself; remove `{}` from its dependencies", specs[i].name, d.value))),
+                Some(&j) if resolved.contains(&j) => dup_errs.push(YamlError::at(file, d.referenced.into(), format!("task `{}` lists dependency `{}` twice; remove one", specs[i].name, d.value))),
+                Some(&j) => resolved.push(j),
+                None => {
+                    let hint = match closest(&d.value, index.keys().copied()) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => "name a task defined in this file".to_string(),
+                    };
+                    dup_errs.push(YamlError::at(file, d.referenced.into(), format!("task `{}` depends on unknown task `{}`; {hint}", specs[i].name, d.value)));
+                }
+            }
+        }
+        all_deps.push(resolved);
+    }
+    errs.extend(dup_errs);
+    for (s, d) in specs.iter_mut().zip(all_deps) {
+        s.deps = d;
+    }
+    if errs.is_empty() {
+        if let Some(cycle) = crate::plan::find_cycle(&specs) {
+            let names: Vec<&str> = cycle.iter().map(|&i| specs[i].name.as_str()).collect();
+            errs.push(YamlError::at(
+                file,
+                name_pos[cycle[0]],
+                format!("dependency cycle: {}; remove one of these dependencies", names.join(" → ")),
+            ));
+        }
+    }
+    if errs.is_empty() {
+        Ok(TaskFile { path: file.to_string(), name: raw.name, tasks: specs })
+    } else {
+        errs.sort_by_key(|e| e.pos);
+        Err(TaskFileError(errs))
+    }
+}
+
+fn pos_of(v: &Option<Spanned<String>>, fallback: Pos) -> Pos {
+    v.as_ref().map(|s| s.referenced.into()).unwrap_or(fallback)
+}
+
+fn non_empty(v: &Option<Spanned<String>>) -> Option<String> {
+    v.as_ref().map(|s| s.value.clone()).filter(|s| !s.trim().is_empty())
+}
+
+fn duration_of(t: &RawTimeout) -> Result<Duration, String> {
+    match t {
+        RawTimeout::Int(n) if *n >= 0 => Ok(Duration::from_secs(*n as u64)),
+        RawTimeout::Int(n) => Err(format!("timeout {n} is negative; use seconds (300) or a duration (\"5m\")")),
+        RawTimeout::Float(f) if f.is_finite() && *f >= 0.0 && *f < 1e9 => Ok(Duration::from_secs_f64(*f)),
+        RawTimeout::Float(f) => Err(format!("timeout {f} is not a valid number of seconds; use seconds (300) or a duration (\"5m\")")),
+        RawTimeout::Text(s) => humantime::parse_duration(s.trim())
+            .map_err(|e| format!("timeout `{s}` is not a duration ({e}); use seconds (300) or a duration such as \"90s\" or \"5m\"")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,170 @@
+//! Task-file validation as data: one case per kind of bad input, with the exact message.
+
+use super::*;
+
+fn check(yaml: &str, expected: &str) {
+    let catalog = Catalog::builtin();
+    match parse(yaml, "t.yaml", &catalog) {
+        Ok(f) => panic!("expected an error, parsed {} tasks", f.tasks.len()),
+        Err(e) => assert_eq!(e.to_string(), expected, "for input:\n{yaml}"),
+    }
+}
+
+fn ok(yaml: &str) -> TaskFile {
+    parse(yaml, "t.yaml", &Catalog::builtin()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn valid_file_parses_with_defaults() {
+    let f = ok("tasks:\n  - name: A\n    ccr_instance: fast\n    command: ls\n  - name: B\n    ccr_instance: general\n    prompt: hi\n    timeout: 5m\n    dependencies: [A]\n    tags: [x]\n");
+    assert_eq!(f.tasks.len(), 2);
+    assert_eq!(f.tasks[0].timeout, DEFAULT_TIMEOUT);
+    assert_eq!(f.tasks[1].timeout, Duration::from_secs(300));
+    assert_eq!(f.tasks[1].deps, vec![0]);
+    assert_eq!(f.tasks[1].line, 5);
+}
+
+#[test]
+fn timeouts_take_seconds_or_humantime() {
+    let f = ok("tasks:\n  - {name: A, ccr_instance: fast, command: ls, timeout: 90}\n  - {name: B, ccr_instance: fast, command: ls, timeout: \"90s\"}\n  - {name: C, ccr_instance: fast, command: ls, timeout: 1.5}\n  - {name: D, ccr_instance: fast, command: ls, timeout: 1h 30m}\n");
+    let t: Vec<u64> = f.tasks.iter().map(|t| t.timeout.as_millis() as u64).collect();
+    assert_eq!(t, vec![90_000, 90_000, 1_500, 5_400_000]);
+}
+
+#[test]
+fn prompts_survive_byte_exact() {
+    let f = ok("tasks:\n  - name: A\n    ccr_instance: fast\n    prompt: \"it's \\\"$(rm -rf /)\\\" `x` \\u00e9\\n\\n\"\n");
+    assert_eq!(f.tasks[0].prompt.as_deref(), Some("it's \"$(rm -rf /)\" `x` é\n\n"));
+}
+
+#[test]
+fn unknown_key_suggests_the_closest() {
+    check("tasks:\n  - name: A\n    ccr_instance: fast\n    comand: ls\n", "t.yaml:4:5: unknown key `comand`; did you mean `command`?");
+}
+
+#[test]
+fn unknown_top_level_key() {
+    check("task:\n  - name: A\n", "t.yaml:1:1: unknown key `task`; did you mean `tasks`?");
+}
+
+#[test]
+fn missing_tasks() {
+    check("name: x\n", "t.yaml: missing required key `tasks`; list your tasks under `tasks:`");
+}
+
+#[test]
+fn empty_tasks() {
+    check("tasks: []\n", "t.yaml:1:8: `tasks` is empty; add at least one task");
+}
+
+#[test]
+fn syntax_error_has_position() {
+    let e = parse("tasks:\n  - name: [A\n", "t.yaml", &Catalog::builtin()).unwrap_err().to_string();
+    assert!(e.starts_with("t.yaml:"), "{e}");
+    assert!(e.split(':').nth(1).unwrap().parse::<u32>().is_ok(), "{e}");
+}
+
+#[test]
+fn missing_name() {
+    check("tasks:\n  - ccr_instance: fast\n    command: ls\n", "t.yaml:2:5: task #1 has no `name`; add `name: \"...\"`");
+}
+
+#[test]
+fn missing_instance() {
+    check("tasks:\n  - name: A\n    command: ls\n", "t.yaml:2:5: task `A` has no `ccr_instance`; add one of: general, fast, reasoning, code-review, smart");
+}
+
+#[test]
+fn unknown_instance_suggests() {
+    check("tasks:\n  - name: A\n    ccr_instance: genral\n    command: ls\n", "t.yaml:3:19: task `A`: unknown ccr_instance `genral`; did you mean `general`?");
+}
+
+#[test]
+fn neither_command_nor_prompt() {
+    check("tasks:\n  - name: A\n    ccr_instance: fast\n", "t.yaml:2:5: task `A` has neither `command` nor `prompt`; add at least one");
+}
+
+#[test]
+fn timeout_out_of_range() {
+    check("tasks:\n  - name: A\n    ccr_instance: fast\n    command: ls\n    timeout: 0\n", "t.yaml:5:14: task `A`: timeout 0s is out of range; use 1s to 24h");
+    check("tasks:\n  - name: A\n    ccr_instance: fast\n    command: ls\n    timeout: 25h\n", "t.yaml:5:14: task `A`: timeout 1day 1h is out of range; use 1s to 24h");
+}
+
+#[test]
+fn timeout_not_a_duration() {
+    check(
+        "tasks:\n  - name: A\n    ccr_instance: fast\n    command: ls\n    timeout: soon\n",
+        "t.yaml:5:14: task `A`: timeout `soon` is not a duration (expected number at 0); use seconds (300) or a duration such as \"90s\" or \"5m\"",
+    );
+}
+
+#[test]
+fn duplicate_names() {
+    check("tasks:\n  - {name: A, ccr_instance: fast, command: ls}\n  - {name: A, ccr_instance: fast, command: ls}\n", "t.yaml:3:12: duplicate task name `A` (first used on line 2); rename one of them");
+}
+
+#[test]
+fn unknown_dependency_suggests() {
+    check("tasks:\n  - {name: Setup, ccr_instance: fast, command: ls}\n  - {name: B, ccr_instance: fast, command: ls, dependencies: [Setpu]}\n", "t.yaml:3:63: task `B` depends on unknown task `Setpu`; did you mean `Setup`?");
+}
+
+#[test]
+fn self_dependency() {
+    check("tasks:\n  - {name: A, ccr_instance: fast, command: ls, dependencies: [A]}\n", "t.yaml:2:63: task `A` depends on itself; remove `A` from its dependencies");
+}
+
+#[test]
+fn repeated_dependency() {
+    check("tasks:\n  - {name: A, ccr_instance: fast, command: ls}\n  - {name: B, ccr_instance: fast, command: ls, dependencies: [A, A]}\n", "t.yaml:3:66: task `B` lists dependency `A` twice; remove one");
+}
+
+#[test]
+fn cycle_is_listed() {
+    check(
+        "tasks:\n  - {name: A, ccr_instance: fast, command: ls, dependencies: [C]}\n  - {name: B, ccr_instance: fast, command: ls, dependencies: [A]}\n  - {name: C, ccr_instance: fast, command: ls, dependencies: [B]}\n",
+        "t.yaml:2:12: dependency cycle: A → C → B → A; remove one of these dependencies",
+    );
+}
+
+#[test]
+fn nul_in_prompt() {
+    check("tasks:\n  - {name: A, ccr_instance: fast, prompt: \"a\\0b\"}\n", "t.yaml:2:43: task `A`: `prompt` contains a NUL character, which cannot be passed to a program; remove it");
+}
+
+#[test]
+fn shared_output_file() {
+    check(
+        "tasks:\n  - {name: A, ccr_instance: fast, command: ls, output_file: o.txt}\n  - {name: B, ccr_instance: fast, command: ls, output_file: o.txt}\n",
+        "t.yaml:3:12: task `B` writes output_file `o.txt` that task `A` also writes; give each task its own file",
+    );
+}
+
+#[test]
+fn wrong_type() {
+    let e = parse("tasks:\n  - {name: A, ccr_instance: fast, command: ls, dependencies: A}\n", "t.yaml", &Catalog::builtin()).unwrap_err().to_string();
+    assert!(e.starts_with("t.yaml:2:"), "{e}");
+}
+
+#[test]
+fn several_errors_are_all_reported_in_file_order() {
+    let e = parse("tasks:\n  - {name: A, ccr_instance: nope, command: ls}\n  - {name: B, ccr_instance: fast}\n", "t.yaml", &Catalog::builtin()).unwrap_err();
+    assert_eq!(e.0.len(), 2);
+    assert!(e.0[0].pos < e.0[1].pos);
+}
+
+#[test]
+fn example_files_are_valid() {
+    for f in ["../tasks/example.yaml", "../tasks/demo.yaml"] {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
+        load(&p, &Catalog::builtin()).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn plan_batches_follow_dependencies() {
+    let f = ok("tasks:\n  - {name: A, ccr_instance: fast, command: ls}\n  - {name: B, ccr_instance: fast, command: ls, dependencies: [A]}\n  - {name: C, ccr_instance: fast, command: ls, dependencies: [A]}\n  - {name: D, ccr_instance: fast, command: ls, dependencies: [B, C]}\n");
+    assert_eq!(crate::plan::batches(&f.tasks), vec![vec![0], vec![1, 2], vec![3]]);
+    let text = crate::plan::render(&f, &Catalog::builtin());
+    assert!(text.contains("Batch 2 (2 tasks in parallel):"), "{text}");
+    assert!(text.contains("  - D [fast · Grok (xAI)] timeout 5m · command · after B, C"), "{text}");
+}

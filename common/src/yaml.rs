@@ -1,0 +1,177 @@
+//! YAML reading with errors a person can act on: `file:line:col: what is wrong; what to change`.
+//!
+//! We use `serde-saphyr` (pure Rust, maintained, reports line and column, and offers
+//! `Spanned<T>` so that validation after parsing can point at the offending value).
+//! `serde_yaml` is unmaintained and `serde_yml` unsound; see the README.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+/// A position in a source file (1-based line and column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Pos {
+    pub line: u64,
+    pub col: u64,
+}
+
+impl From<serde_saphyr::Location> for Pos {
+    fn from(l: serde_saphyr::Location) -> Self {
+        Pos { line: l.line(), col: l.column() }
+    }
+}
+
+/// An error in a YAML file: where, and what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct YamlError {
+    pub file: String,
+    pub pos: Option<Pos>,
+    pub message: String,
+}
+
+impl YamlError {
+    pub fn at(file: &str, pos: Pos, message: impl Into<String>) -> Self {
+        YamlError { file: file.to_string(), pos: Some(pos), message: message.into() }
+    }
+
+    pub fn plain(file: &str, message: impl Into<String>) -> Self {
+        YamlError { file: file.to_string(), pos: None, message: message.into() }
+    }
+}
+
+impl fmt::Display for YamlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.pos {
+            Some(p) if p.line > 0 => write!(f, "{}:{}:{}: {}", self.file, p.line, p.col, self.message),
+            _ => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// Reads a file as UTF-8 text, with the error naming the file.
+pub fn read_file(path: &Path) -> Result<String, YamlError> {
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| YamlError::plain(&file, format!("cannot read file: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| {
+        YamlError::plain(&file, format!("file is not valid UTF-8 (byte {}); save it as UTF-8", e.utf8_error().valid_up_to()))
+    })
+}
+
+/// Deserializes `text`, turning parser and schema errors into one clear line.
+pub fn from_str<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, YamlError> {
+    serde_saphyr::from_str(text).map_err(|e| convert(&e, file, text))
+}
+
+fn convert(err: &serde_saphyr::Error, file: &str, text: &str) -> YamlError {
+    let mut pos = err.location().map(Pos::from);
+    let raw = innermost_message(err);
+    // The parser may place an unknown key at its enclosing mapping; point at the key itself.
+    if let (Some(p), Some(field)) = (pos, raw.strip_prefix("unknown field `").and_then(|r| r.split_once('`')).map(|(f, _)| f)) {
+        pos = Some(find_key(text, p, field).unwrap_or(p));
+    }
+    YamlError { file: file.to_string(), pos, message: humanize(&raw) }
+}
+
+fn innermost_message(err: &serde_saphyr::Error) -> String {
+    match err {
+        serde_saphyr::Error::WithSnippet { error, .. } => innermost_message(error),
+        serde_saphyr::Error::Message { msg, .. } => msg.clone(),
+        other => {
+            // Display of other variants may carry a location suffix; keep the first line.
+            let s = other.to_string();
+            s.lines().next().unwrap_or_default().to_string()
+        }
+    }
+}
+
+/// Rewrites serde's stock messages into ones that say what to change.
+fn humanize(msg: &str) -> String {
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        if let Some((field, tail)) = rest.split_once('`') {
+            let expected: Vec<String> = tail
+                .split_once("expected one of ")
+                .map(|(_, l)| l.split(',').map(|k| k.trim().trim_matches('`').to_string()).filter(|k| !k.is_empty()).collect())
+                .unwrap_or_default();
+            let hint = match closest(field, expected.iter().map(String::as_str)) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("valid keys are: {}", expected.join(", ")),
+            };
+            return format!("unknown key `{field}`; {hint}");
+        }
+    }
+    if let Some(rest) = msg.strip_prefix("missing field `") {
+        if let Some((field, _)) = rest.split_once('`') {
+            return format!("missing required key `{field}`; add it");
+        }
+    }
+    if let Some(rest) = msg.strip_prefix("unknown variant `") {
+        if let Some((v, tail)) = rest.split_once('`') {
+            let expected = backticked(tail);
+            return match closest(v, expected.iter().map(String::as_str)) {
+                Some(s) => format!("unknown value `{v}`; did you mean `{s}`?"),
+                None => format!("unknown value `{v}`; use one of: {}", expected.join(", ")),
+            };
+        }
+    }
+    msg.to_string()
+}
+
+/// The first place at or after `from` where `key` stands as a mapping key.
+fn find_key(text: &str, from: Pos, key: &str) -> Option<Pos> {
+    for (n, line) in text.lines().enumerate().skip(from.line.saturating_sub(1) as usize) {
+        let start = if n + 1 == from.line as usize { from.col.saturating_sub(1) as usize } else { 0 };
+        let chars: Vec<char> = line.chars().collect();
+        let mut i = start;
+        while i < chars.len() {
+            let rest: String = chars[i..].iter().collect();
+            let boundary = i == 0 || matches!(chars[i - 1], ' ' | '{' | ',' | '-' | '\t');
+            if boundary && rest.starts_with(key) && rest[key.len()..].trim_start().starts_with(':') {
+                return Some(Pos { line: n as u64 + 1, col: i as u64 + 1 });
+            }
+            i += 1;
+        }
+    }
+    None
+}
+
+fn backticked(s: &str) -> Vec<String> {
+    s.split('`').skip(1).step_by(2).map(str::to_string).collect()
+}
+
+/// The candidate closest to `word` by edit distance, if it is close enough to be a typo.
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(2);
+    candidates
+        .into_iter()
+        .map(|c| (levenshtein(&word.to_lowercase(), &c.to_lowercase()), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_finds_typos_only() {
+        assert_eq!(closest("comand", ["command", "prompt"]), Some("command"));
+        assert_eq!(closest("xyz", ["command", "prompt"]), None);
+        assert_eq!(closest("dependancies", ["dependencies", "description"]), Some("dependencies"));
+    }
+}
