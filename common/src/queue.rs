@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use deadpool_redis::{Config as PoolConfig, Pool, Runtime};
+use deadpool_redis::{Manager, Pool, Runtime};
 
 use crate::keys::Keys;
 use crate::model::{now_ms, JobSpec, TaskResult};
@@ -70,17 +70,17 @@ pub fn redact_url(url: &str) -> String {
 pub async fn connect(url: &str, max_size: usize) -> Result<Pool, QueueError> {
     let shown = redact_url(url);
     let unreachable = |reason: String| QueueError::Unreachable { url: shown.clone(), reason };
-    let mut cfg = PoolConfig::from_url(url);
-    cfg.pool = Some(deadpool_redis::PoolConfig {
-        max_size,
-        timeouts: deadpool_redis::Timeouts {
-            wait: Some(Duration::from_secs(30)),
-            create: Some(Duration::from_secs(5)),
-            recycle: Some(Duration::from_secs(5)),
-        },
-        ..Default::default()
-    });
-    let pool = cfg.create_pool(Some(Runtime::Tokio1)).map_err(|e| unreachable(e.to_string()))?;
+    // Blocking reads (XREADGROUP/XREAD BLOCK ≤ 2 s) need more than redis-rs's 500 ms default.
+    let conn_cfg = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10))).set_connection_timeout(Some(Duration::from_secs(5)));
+    let manager = Manager::new_with_config(url, conn_cfg).map_err(|e| unreachable(first_line(&e.to_string())))?;
+    let pool = Pool::builder(manager)
+        .max_size(max_size)
+        .wait_timeout(Some(Duration::from_secs(30)))
+        .create_timeout(Some(Duration::from_secs(6)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| unreachable(e.to_string()))?;
     let mut conn = tokio::time::timeout(Duration::from_secs(6), pool.get())
         .await
         .map_err(|_| unreachable("timed out after 6s".into()))?

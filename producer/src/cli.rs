@@ -1,0 +1,76 @@
+//! Command-line arguments of `zo-submit`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args as ClapArgs, Parser, Subcommand};
+
+/// Submit a task file to the Zo Worker Swarm queue, watch it run, and write the reports.
+///
+/// Exit codes: 0 every task succeeded; 1 a task failed, timed out, was skipped or cancelled;
+/// 2 invalid input or usage; 3 Redis or other infrastructure unreachable; 130 interrupted.
+#[derive(Parser, Debug)]
+#[command(name = "zo-submit", version, about, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The task file (YAML) to submit.
+    pub file: Option<PathBuf>,
+    /// Validate and print the plan without touching Redis.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Submit, print the run id and exit; re-attach with `zo-submit watch RUN`.
+    #[arg(long)]
+    pub detach: bool,
+    /// How long a finished run's data stays in Redis.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "7d")]
+    pub retention: Duration,
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub output: OutputOpts,
+}
+
+#[derive(ClapArgs, Debug, Clone)]
+pub struct Common {
+    /// Redis URL.
+    #[arg(long = "redis", env = "ZO_REDIS_URL", default_value = "redis://127.0.0.1:6379", global = true)]
+    pub redis: String,
+    /// Key namespace.
+    #[arg(long, env = "ZO_NAMESPACE", default_value = "zo", global = true)]
+    pub namespace: String,
+    /// Instance catalog (default: the built-in five instances).
+    #[arg(long, env = "ZO_CATALOG", global = true)]
+    pub catalog: Option<PathBuf>,
+}
+
+#[derive(ClapArgs, Debug, Clone)]
+pub struct OutputOpts {
+    /// Do not write the JSON results file.
+    #[arg(long, global = true)]
+    pub no_save: bool,
+    /// Do not write the Markdown report.
+    #[arg(long, global = true)]
+    pub no_report: bool,
+    /// Print no progress and no dashboard; errors only.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+    /// Print the results document (JSON) on stdout and nothing else there.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Where results and reports are written.
+    #[arg(long, default_value = "results", global = true)]
+    pub results_dir: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate a task file and print its execution plan (no Redis needed).
+    Plan {
+        file: PathBuf,
+    },
+    /// Re-attach to a run: show its progress, then the dashboard and reports.
+    Watch {
+        run_id: String,
+    },
+}

@@ -1,0 +1,323 @@
+//! The worker's YAML config: which executor runs tasks, the agent command, and the instances
+//! this worker serves. Every key is documented in `configs/README.md`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use zo_common::catalog::Catalog;
+use zo_common::yaml::{self, YamlError};
+
+/// Default agent command on the execution host; the prompt is appended as the last argument.
+pub const DEFAULT_AGENT: &str = "claude -p --output-format json";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Redis URL; `--redis`/`ZO_REDIS_URL` win over it.
+    #[serde(default)]
+    pub redis: Option<String>,
+    /// Key namespace; `--namespace`/`ZO_NAMESPACE` win over it.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Instance catalog file (default: the built-in five instances).
+    #[serde(default)]
+    pub catalog: Option<PathBuf>,
+    pub executor: ExecutorConfig,
+    #[serde(default)]
+    pub agent: AgentConfig,
+    pub instances: Vec<InstanceConfig>,
+    /// Directory tasks run in on the execution host (default: the login/current directory).
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// Most bytes of command stdout/stderr and agent output kept per task.
+    #[serde(default = "default_max_output")]
+    pub max_output_bytes: usize,
+    /// How long running tasks may finish after SIGTERM/SIGINT before they are stopped.
+    #[serde(default = "default_drain", with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+fn default_max_output() -> usize {
+    8 * 1024 * 1024
+}
+
+fn default_drain() -> Duration {
+    Duration::from_secs(60)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ExecutorConfig {
+    /// Run on a remote host over SSH (one multiplexed master per host, reused).
+    Ssh(SshConfig),
+    /// Run on this machine.
+    Local {},
+    /// Run nothing: commands and agent are simulated (benchmarks, demos).
+    Simulate {},
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshConfig {
+    /// Host name or `~/.ssh/config` alias.
+    #[serde(default = "default_host")]
+    pub host: String,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub identity_file: Option<PathBuf>,
+    /// `strict` (default): the host key must be known; `accept-new`: learn unknown hosts;
+    /// `off`: accept any key (never on untrusted networks).
+    #[serde(default)]
+    pub known_hosts: KnownHostsPolicy,
+    #[serde(default)]
+    pub known_hosts_file: Option<PathBuf>,
+    /// An ssh_config file to use instead of `~/.ssh/config`.
+    #[serde(default)]
+    pub ssh_config: Option<PathBuf>,
+    /// Channels in flight per master; keep below sshd's MaxSessions (default 10).
+    #[serde(default = "default_channels")]
+    pub max_channels: usize,
+    /// Most masters (TCP connections) opened to the host.
+    #[serde(default = "default_masters")]
+    pub max_masters: usize,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Where control sockets live (default: the system temp dir).
+    #[serde(default)]
+    pub control_dir: Option<PathBuf>,
+}
+
+fn default_host() -> String {
+    "zo".into()
+}
+fn default_channels() -> usize {
+    8
+}
+fn default_masters() -> usize {
+    4
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KnownHostsPolicy {
+    #[default]
+    Strict,
+    AcceptNew,
+    Off,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// `command` runs the agent command; `simulate` answers with a labelled synthetic response.
+    #[serde(default)]
+    pub mode: AgentMode,
+    /// The agent command on the execution host; the prompt is appended as its last argument.
+    #[serde(default = "default_agent")]
+    pub command: String,
+    /// URL the agent uses to reach the task's CCR instance; `{port}` and `{instance}` are
+    /// filled in from the catalog.
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    /// Value of `ANTHROPIC_API_KEY` for the agent (the CCR APIKEY); `${VAR}` reads the
+    /// worker's environment.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// Extra environment for the agent.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig { mode: AgentMode::Command, command: default_agent(), base_url: default_base_url(), api_key: None, env: BTreeMap::new() }
+    }
+}
+
+fn default_agent() -> String {
+    DEFAULT_AGENT.into()
+}
+fn default_base_url() -> String {
+    "http://127.0.0.1:{port}".into()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentMode {
+    #[default]
+    Command,
+    Simulate,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceConfig {
+    pub name: String,
+    /// Tasks of this instance run at once on this worker.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_concurrency() -> usize {
+    2
+}
+
+impl WorkerConfig {
+    /// Reads and checks a worker config against the catalog.
+    pub fn load(path: &Path) -> Result<(WorkerConfig, Catalog), YamlError> {
+        let file = path.display().to_string();
+        let text = yaml::read_file(path)?;
+        let cfg: WorkerConfig = yaml::from_str(&text, &file)?;
+        let catalog_path = cfg.catalog.as_ref().map(|p| if p.is_relative() { path.parent().unwrap_or(Path::new(".")).join(p) } else { p.clone() });
+        let catalog = Catalog::load(catalog_path.as_deref())?;
+        cfg.check(&file, &catalog)?;
+        Ok((cfg, catalog))
+    }
+
+    fn check(&self, file: &str, catalog: &Catalog) -> Result<(), YamlError> {
+        if self.instances.is_empty() {
+            return Err(YamlError::plain(file, "`instances` is empty; list the instances this worker serves"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for i in &self.instances {
+            if catalog.get(&i.name).is_none() {
+                let hint = match yaml::closest(&i.name, catalog.names()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("use one of: {}", catalog.names().collect::<Vec<_>>().join(", ")),
+                };
+                return Err(YamlError::plain(file, format!("instance `{}` is not in the catalog; {hint}", i.name)));
+            }
+            if !seen.insert(i.name.as_str()) {
+                return Err(YamlError::plain(file, format!("instance `{}` is listed twice; list each instance once", i.name)));
+            }
+            if i.concurrency == 0 || i.concurrency > 1000 {
+                return Err(YamlError::plain(file, format!("instance `{}`: concurrency {} is out of range; use 1 to 1000", i.name, i.concurrency)));
+            }
+        }
+        if let ExecutorConfig::Ssh(s) = &self.executor {
+            if s.max_channels == 0 || s.max_masters == 0 {
+                return Err(YamlError::plain(file, "executor: `max_channels` and `max_masters` must be at least 1"));
+            }
+            if s.host.trim().is_empty() {
+                return Err(YamlError::plain(file, "executor: `host` is empty; name the SSH host or ~/.ssh/config alias"));
+            }
+        }
+        if self.agent.mode == AgentMode::Command && self.agent.command.trim().is_empty() {
+            return Err(YamlError::plain(file, "agent: `command` is empty; give the agent command (default: claude -p --output-format json)"));
+        }
+        for k in self.agent.env.keys() {
+            if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || k.starts_with(|c: char| c.is_ascii_digit()) {
+                return Err(YamlError::plain(file, format!("agent.env: `{k}` is not a valid environment variable name; use letters, digits and _")));
+            }
+        }
+        if self.max_output_bytes < 1024 {
+            return Err(YamlError::plain(file, "`max_output_bytes` is below 1024; raise it"));
+        }
+        Ok(())
+    }
+
+    /// The agent's API key with `${VAR}` taken from the environment.
+    pub fn agent_api_key(&self) -> Result<Option<String>, String> {
+        match &self.agent.api_key {
+            None => Ok(None),
+            Some(v) => expand_env(v).map(Some),
+        }
+    }
+}
+
+/// Replaces `${VAR}` and `$VAR` with the environment's value; an unset variable is an error.
+pub fn expand_env(s: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        if c != '$' {
+            out.push(c);
+            continue;
+        }
+        let braced = chars.peek().map(|&(_, n)| n == '{').unwrap_or(false);
+        if braced {
+            chars.next();
+        }
+        let mut name = String::new();
+        while let Some(&(_, n)) = chars.peek() {
+            if n.is_ascii_alphanumeric() || n == '_' {
+                name.push(n);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        if braced {
+            match chars.next() {
+                Some((_, '}')) => {}
+                _ => return Err(format!("unterminated `${{{name}` in `{s}`")),
+            }
+        }
+        if name.is_empty() {
+            out.push('$');
+            continue;
+        }
+        match std::env::var(&name) {
+            Ok(v) => out.push_str(&v),
+            Err(_) => return Err(format!("environment variable `{name}` is not set")),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<WorkerConfig, String> {
+        let cfg: WorkerConfig = yaml::from_str(text, "w.yaml").map_err(|e| e.to_string())?;
+        cfg.check("w.yaml", &Catalog::builtin()).map_err(|e| e.to_string())?;
+        Ok(cfg)
+    }
+
+    #[test]
+    fn shipped_configs_are_valid() {
+        for f in ["worker.yaml", "worker.local.yaml"] {
+            let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs").join(f);
+            WorkerConfig::load(&p).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    #[test]
+    fn ssh_defaults() {
+        let c = parse("executor: {kind: ssh}\ninstances: [{name: fast}]\n").unwrap();
+        let ExecutorConfig::Ssh(s) = c.executor else { panic!() };
+        assert_eq!((s.host.as_str(), s.max_channels, s.known_hosts), ("zo", 8, KnownHostsPolicy::Strict));
+        assert_eq!(c.agent.command, DEFAULT_AGENT);
+    }
+
+    #[test]
+    fn bad_configs_say_what_to_change() {
+        let cases = [
+            ("executor: {kind: ssh}\ninstances: [{name: fats}]\n", "w.yaml: instance `fats` is not in the catalog; did you mean `fast`?"),
+            ("executor: {kind: ssh}\ninstances: []\n", "w.yaml: `instances` is empty; list the instances this worker serves"),
+            ("executor: {kind: ssh}\ninstances: [{name: fast, concurrency: 0}]\n", "w.yaml: instance `fast`: concurrency 0 is out of range; use 1 to 1000"),
+            ("executor: {kind: ssh, hots: x}\ninstances: [{name: fast}]\n", "w.yaml:1:21: unknown key `hots`; did you mean `host`?"),
+            ("executor: {kind: tcp}\ninstances: [{name: fast}]\n", "w.yaml:1:11: unknown value `tcp`; use one of: ssh, local, simulate"),
+            ("executor: {kind: local}\ninstances: [{name: fast}, {name: fast}]\n", "w.yaml: instance `fast` is listed twice; list each instance once"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse(text).err().as_deref(), Some(want), "for {text}");
+        }
+    }
+
+    #[test]
+    fn env_expansion() {
+        std::env::set_var("ZO_TEST_EXPAND", "v");
+        assert_eq!(expand_env("a${ZO_TEST_EXPAND}b$ZO_TEST_EXPAND").unwrap(), "avbv");
+        assert_eq!(expand_env("${ZO_TEST_UNSET_XYZ}").unwrap_err(), "environment variable `ZO_TEST_UNSET_XYZ` is not set");
+    }
+}

@@ -1,0 +1,233 @@
+//! The `ssh` executor: task scripts run on a remote host over multiplexed OpenSSH masters.
+//!
+//! One master (one TCP connection) carries up to `max_channels` sessions at once, below
+//! sshd's `MaxSessions` (10 by default); when all are busy and fewer than `max_masters` exist,
+//! another master is opened. A master that fails is dropped and replaced on the next use.
+//! Masters persist only while idle for a minute, so a killed worker leaves none behind for long.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{BoxFuture, ExecError, Executor, Spawned, WRAPPER};
+use crate::config::{KnownHostsPolicy, SshConfig};
+
+struct Master {
+    id: u64,
+    session: Arc<Session>,
+    slots: Arc<Semaphore>,
+}
+
+pub struct SshExecutor {
+    cfg: SshConfig,
+    /// `user@host:port` for messages.
+    label: String,
+    masters: Mutex<Vec<Arc<Master>>>,
+    next_id: std::sync::atomic::AtomicU64,
+    /// Serializes opening masters so a burst of tasks does not open many at once.
+    connecting: tokio::sync::Semaphore,
+}
+
+impl SshExecutor {
+    pub fn new(cfg: SshConfig) -> Self {
+        let mut label = cfg.host.clone();
+        if let Some(u) = &cfg.user {
+            label = format!("{u}@{label}");
+        }
+        if let Some(p) = cfg.port {
+            label = format!("{label}:{p}");
+        }
+        SshExecutor { cfg, label, masters: Mutex::new(Vec::new()), next_id: Default::default(), connecting: tokio::sync::Semaphore::new(1) }
+    }
+
+    fn builder(&self) -> SessionBuilder {
+        let c = &self.cfg;
+        let mut b = SessionBuilder::default();
+        if let Some(u) = &c.user {
+            b.user(u.clone());
+        }
+        if let Some(p) = c.port {
+            b.port(p);
+        }
+        if let Some(k) = &c.identity_file {
+            b.keyfile(expand_home(k));
+        }
+        b.known_hosts_check(match c.known_hosts {
+            KnownHostsPolicy::Strict => KnownHosts::Strict,
+            KnownHostsPolicy::AcceptNew => KnownHosts::Add,
+            KnownHostsPolicy::Off => KnownHosts::Accept,
+        });
+        if let Some(f) = &c.known_hosts_file {
+            b.user_known_hosts_file(expand_home(f));
+        }
+        if let Some(f) = &c.ssh_config {
+            b.config_file(expand_home(f));
+        }
+        if let Some(d) = &c.control_dir {
+            b.control_directory(d);
+        }
+        b.connect_timeout(c.connect_timeout);
+        b.server_alive_interval(std::time::Duration::from_secs(15));
+        b.control_persist(ControlPersist::IdleFor(NonZeroUsize::new(60).expect("non-zero")));
+        b
+    }
+
+    async fn connect(&self) -> Result<Arc<Master>, ExecError> {
+        let session = self.builder().connect_mux(&self.cfg.host).await.map_err(|e| ExecError::Network(format!("cannot connect to {}: {}", self.label, describe(&e))))?;
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(host = %self.label, master = id, "SSH master connected");
+        Ok(Arc::new(Master { id, session: Arc::new(session), slots: Arc::new(Semaphore::new(self.cfg.max_channels)) }))
+    }
+
+    /// A master with a free channel slot: an existing one, a new one, or the first to free up.
+    async fn slot(&self) -> Result<(Arc<Master>, OwnedSemaphorePermit), ExecError> {
+        loop {
+            let masters: Vec<Arc<Master>> = self.masters.lock().expect("masters lock").clone();
+            for m in &masters {
+                if let Ok(p) = m.slots.clone().try_acquire_owned() {
+                    return Ok((m.clone(), p));
+                }
+            }
+            if masters.len() < self.cfg.max_masters {
+                let _gate = self.connecting.acquire().await.expect("gate never closes");
+                // Someone else may have connected while we waited at the gate.
+                if self.masters.lock().expect("masters lock").len() != masters.len() {
+                    continue;
+                }
+                let m = self.connect().await?;
+                let p = m.slots.clone().try_acquire_owned().expect("fresh master has slots");
+                self.masters.lock().expect("masters lock").push(m.clone());
+                return Ok((m, p));
+            }
+            // All masters busy: wait for the least loaded one.
+            let m = masters.iter().max_by_key(|m| m.slots.available_permits()).expect("at least one master").clone();
+            let p = m.slots.clone().acquire_owned().await.expect("semaphore never closes");
+            return Ok((m, p));
+        }
+    }
+
+    fn drop_master(&self, id: u64) {
+        let mut ms = self.masters.lock().expect("masters lock");
+        if let Some(pos) = ms.iter().position(|m| m.id == id) {
+            ms.remove(pos);
+            tracing::warn!(host = %self.label, master = id, "SSH master dropped after a failure; the next task reconnects");
+        }
+    }
+
+    async fn spawn_on(&self, m: &Arc<Master>, command: &str, piped: bool) -> Result<openssh::Child<Arc<Session>>, openssh::Error> {
+        let mut cmd = m.session.clone().arc_raw_command(command);
+        if piped {
+            cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        } else {
+            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        cmd.spawn().await
+    }
+
+    /// Spawns on a healthy master, replacing a dead one once.
+    async fn spawn_retrying(&self, command: &str, piped: bool) -> Result<(openssh::Child<Arc<Session>>, OwnedSemaphorePermit), ExecError> {
+        let mut last = None;
+        for _ in 0..2 {
+            let (m, permit) = self.slot().await?;
+            match self.spawn_on(&m, command, piped).await {
+                Ok(child) => return Ok((child, permit)),
+                Err(e) => {
+                    let healthy = m.session.check().await.is_ok();
+                    if !healthy {
+                        self.drop_master(m.id);
+                    }
+                    last = Some(e);
+                    if healthy {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(ExecError::Network(format!("cannot start a session on {}: {}", self.label, last.map(|e| describe(&e)).unwrap_or_default())))
+    }
+}
+
+fn wrapper_command() -> String {
+    format!("bash -c {}", super::shell_quote(WRAPPER))
+}
+
+fn expand_home(p: &std::path::Path) -> PathBuf {
+    match (p.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// The error and its causes on one line.
+fn describe(e: &openssh::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        let t = c.to_string();
+        if !t.is_empty() && !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(t.trim());
+        }
+        src = c.source();
+    }
+    s
+}
+
+impl Executor for SshExecutor {
+    fn spawn(&self) -> BoxFuture<'_, Result<Spawned, ExecError>> {
+        Box::pin(async move {
+            let (mut child, permit) = self.spawn_retrying(&wrapper_command(), true).await?;
+            let stdin = child.stdin().take().expect("piped");
+            let stdout = child.stdout().take().expect("piped");
+            let stderr = child.stderr().take().expect("piped");
+            let label = self.label.clone();
+            Ok(Spawned {
+                stdin: Box::new(stdin),
+                stdout: Box::new(stdout),
+                stderr: Box::new(stderr),
+                wait: Box::pin(async move {
+                    let r = child.wait().await;
+                    drop(permit);
+                    match r {
+                        Ok(s) => Ok(s.code()),
+                        Err(openssh::Error::RemoteProcessTerminated) => Ok(None),
+                        Err(e) => Err(ExecError::Network(format!("connection to {label} lost: {}", describe(&e)))),
+                    }
+                }),
+            })
+        })
+    }
+
+    fn run_plain<'a>(&'a self, script: &'a str) -> BoxFuture<'a, Result<Option<i32>, ExecError>> {
+        Box::pin(async move {
+            let (child, permit) = self.spawn_retrying(&format!("sh -c {}", super::shell_quote(script)), false).await?;
+            let r = child.wait().await;
+            drop(permit);
+            match r {
+                Ok(s) => Ok(s.code()),
+                Err(e) => Err(ExecError::Network(format!("{}: {}", self.label, describe(&e)))),
+            }
+        })
+    }
+
+    fn host(&self) -> &str {
+        &self.label
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let masters: Vec<Arc<Master>> = std::mem::take(&mut *self.masters.lock().expect("masters lock"));
+            for m in masters {
+                if let Ok(m) = Arc::try_unwrap(m) {
+                    if let Ok(s) = Arc::try_unwrap(m.session) {
+                        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.close()).await;
+                    }
+                }
+            }
+        })
+    }
+}
+

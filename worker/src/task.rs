@@ -1,0 +1,328 @@
+//! Running one task: its command, then the agent with the command's output on stdin, all
+//! within the task's timeout; the outcome becomes a [`TaskResult`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use zo_common::catalog::Catalog;
+use zo_common::model::{AgentOutcome, CommandOutcome, ErrorClass, JobSpec, Status};
+
+use crate::config::{AgentMode, WorkerConfig};
+use crate::exec::{run_script, shell_quote, ExecError, Executor, RunOutput};
+
+/// Everything a task needs from the worker, shared by all its tasks.
+pub struct TaskContext {
+    /// `None` with the `simulate` executor.
+    pub executor: Option<Arc<dyn Executor>>,
+    pub agent_mode: AgentMode,
+    pub agent_command: String,
+    pub base_url: String,
+    pub api_key: Option<String>,
+    pub agent_env: Vec<(String, String)>,
+    pub workdir: Option<String>,
+    pub max_output: usize,
+    pub catalog: Catalog,
+}
+
+impl TaskContext {
+    pub fn new(cfg: &WorkerConfig, catalog: Catalog, executor: Option<Arc<dyn Executor>>, api_key: Option<String>) -> Self {
+        TaskContext {
+            executor,
+            agent_mode: cfg.agent.mode,
+            agent_command: cfg.agent.command.clone(),
+            base_url: cfg.agent.base_url.clone(),
+            api_key,
+            agent_env: cfg.agent.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            workdir: cfg.workdir.clone(),
+            max_output: cfg.max_output_bytes,
+            catalog,
+        }
+    }
+}
+
+/// What happened, before it is stamped with attempt, worker and times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub status: Status,
+    pub error_class: Option<ErrorClass>,
+    pub error: Option<String>,
+    pub output: String,
+    pub exit_code: Option<i32>,
+    pub command: Option<CommandOutcome>,
+    pub agent: Option<AgentOutcome>,
+}
+
+impl Outcome {
+    fn fail(class: ErrorClass, error: String) -> Self {
+        let status = match class {
+            ErrorClass::Timeout => Status::Timeout,
+            ErrorClass::Cancelled => Status::Cancelled,
+            _ => Status::Failed,
+        };
+        Outcome { status, error_class: Some(class), error: Some(error), output: String::new(), exit_code: None, command: None, agent: None }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn exec_error(e: ExecError) -> Outcome {
+    match e {
+        ExecError::Network(m) => Outcome::fail(ErrorClass::Network, m),
+        ExecError::Config(m) => Outcome::fail(ErrorClass::Config, m),
+    }
+}
+
+/// Runs a task to its outcome. Never panics on bad input; every failure is classified.
+pub async fn execute(ctx: &TaskContext, spec: &JobSpec, cancel: &CancellationToken) -> Outcome {
+    let timeout = Duration::from_millis(spec.timeout_ms);
+    let deadline = Instant::now() + timeout;
+    let sim = spec.simulate.clone().unwrap_or_default();
+
+    // 1. The command.
+    let mut command: Option<CommandOutcome> = None;
+    if let Some(cmd) = &spec.command {
+        let run = match &ctx.executor {
+            None => simulate_command(cmd, &sim, spec.prompt.is_none(), deadline, cancel).await,
+            Some(ex) => {
+                let script = format!("{}{cmd}", cd_prefix(ctx.workdir.as_deref()));
+                match run_script(ex.as_ref(), &script, None, &[], deadline, cancel, ctx.max_output).await {
+                    Ok(r) => r,
+                    Err(e) => return exec_error(e),
+                }
+            }
+        };
+        let outcome = CommandOutcome { stdout: text(&run.stdout), stderr: text(&run.stderr), exit_code: run.exit_code, duration_ms: run.duration.as_millis() as u64, truncated: run.truncated };
+        if run.timed_out {
+            let mut o = Outcome::fail(ErrorClass::Timeout, format!("timed out after {} while running the command; its processes were killed", humantime::format_duration(timeout)));
+            o.command = Some(outcome);
+            return o;
+        }
+        if run.cancelled {
+            let mut o = Outcome::fail(ErrorClass::Cancelled, "cancelled while running the command".into());
+            o.command = Some(outcome);
+            return o;
+        }
+        if run.exit_code != Some(0) {
+            let how = match run.exit_code {
+                Some(c) => format!("exited with code {c}"),
+                None => "was killed by a signal".to_string(),
+            };
+            let tail = last_lines(&outcome.stderr, 5);
+            let mut o = Outcome::fail(ErrorClass::Command, if tail.is_empty() { format!("command {how}") } else { format!("command {how}: {tail}") });
+            o.exit_code = run.exit_code;
+            o.output = outcome.stdout.clone();
+            o.command = Some(outcome);
+            return o;
+        }
+        command = Some(outcome);
+    }
+
+    // 2. The agent, fed the command's stdout.
+    let Some(prompt) = &spec.prompt else {
+        let c = command.expect("a task has a command or a prompt");
+        return Outcome { status: Status::Success, error_class: None, error: None, output: c.stdout.clone(), exit_code: c.exit_code, command: Some(c), agent: None };
+    };
+    let input = command.as_ref().map(|c| c.stdout.as_bytes().to_vec()).unwrap_or_default();
+    let run = match (ctx.agent_mode, &ctx.executor) {
+        (AgentMode::Simulate, _) | (_, None) => simulate_agent(ctx, spec, prompt, &input, &sim, deadline, cancel).await,
+        (AgentMode::Command, Some(ex)) => {
+            let script = agent_script(ctx, spec, prompt);
+            match run_script(ex.as_ref(), &script, Some(prompt), &input, deadline, cancel, ctx.max_output).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let mut o = exec_error(e);
+                    o.command = command;
+                    return o;
+                }
+            }
+        }
+    };
+    let mut o = judge_agent(&run, timeout);
+    o.exit_code = command.as_ref().and_then(|c| c.exit_code).or(o.exit_code);
+    o.command = command;
+    o
+}
+
+fn cd_prefix(workdir: Option<&str>) -> String {
+    match workdir {
+        None => String::new(),
+        Some(d) => format!("cd -- {q} || {{ echo \"zo: cannot enter working directory \"{q} >&2; exit 96; }}\n", q = shell_quote(d)),
+    }
+}
+
+/// The agent step's script: environment pointing at the task's CCR instance, then the agent
+/// command with the prompt (from `$ZO_PROMPT`, never from the command line) as last argument.
+pub fn agent_script(ctx: &TaskContext, spec: &JobSpec, prompt: &str) -> String {
+    let port = ctx.catalog.get(&spec.instance).map(|i| i.port).unwrap_or(0);
+    let url = ctx.base_url.replace("{port}", &port.to_string()).replace("{instance}", &spec.instance);
+    let mut s = cd_prefix(ctx.workdir.as_deref());
+    s.push_str(&format!("export ANTHROPIC_BASE_URL={}\n", shell_quote(&url)));
+    let key = ctx.api_key.clone().unwrap_or_else(|| "zo-worker".into());
+    s.push_str(&format!("export ANTHROPIC_API_KEY={}\n", shell_quote(&key)));
+    s.push_str("export CLAUDE_CODE_MAX_RETRIES=\"${CLAUDE_CODE_MAX_RETRIES:-2}\"\n");
+    s.push_str(&format!("export ZO_TASK={} ZO_INSTANCE={} ZO_RUN={}\n", shell_quote(&spec.name), shell_quote(&spec.instance), shell_quote(&spec.run_id)));
+    for (k, v) in &ctx.agent_env {
+        s.push_str(&format!("export {k}={}\n", shell_quote(v)));
+    }
+    s.push_str("zo_prompt=$ZO_PROMPT; unset ZO_PROMPT\n");
+    // A prompt that starts with '-' would read as an option.
+    let sep = if prompt.starts_with('-') { " --" } else { "" };
+    s.push_str(&format!("exec {}{sep} \"$zo_prompt\"\n", ctx.agent_command));
+    s
+}
+
+fn last_lines(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+/// Reads the agent's answer: success only with exit code 0 and `is_error: false`.
+pub fn judge_agent(run: &RunOutput, timeout: Duration) -> Outcome {
+    let stderr = text(&run.stderr);
+    let mut agent = AgentOutcome { exit_code: run.exit_code, duration_ms: run.duration.as_millis() as u64, stderr: stderr.clone(), ..Default::default() };
+    if run.timed_out {
+        let mut o = Outcome::fail(ErrorClass::Timeout, format!("timed out after {} while the agent was running; its processes were killed", humantime::format_duration(timeout)));
+        o.agent = Some(agent);
+        return o;
+    }
+    if run.cancelled {
+        let mut o = Outcome::fail(ErrorClass::Cancelled, "cancelled while the agent was running".into());
+        o.agent = Some(agent);
+        return o;
+    }
+    let stdout = text(&run.stdout);
+    let json = parse_agent_json(&stdout);
+    let answer = match &json {
+        Some(v) => {
+            agent.is_error = v.get("is_error").and_then(|x| x.as_bool()).unwrap_or(false);
+            agent.api_error_status = v.get("api_error_status").and_then(|x| x.as_i64());
+            agent.num_turns = v.get("num_turns").and_then(|x| x.as_u64());
+            if let Some(u) = v.get("usage") {
+                let n = |k: &str| u.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+                agent.input_tokens = n("input_tokens");
+                agent.output_tokens = n("output_tokens");
+                agent.cache_read_tokens = n("cache_read_input_tokens");
+                agent.cache_creation_tokens = n("cache_creation_input_tokens");
+            }
+            v.get("result").and_then(|x| x.as_str()).unwrap_or_default().to_string()
+        }
+        None => {
+            agent.raw_text = true;
+            stdout.clone()
+        }
+    };
+    let ok = run.exit_code == Some(0) && !agent.is_error;
+    if ok {
+        return Outcome { status: Status::Success, error_class: None, error: None, output: answer, exit_code: run.exit_code, command: None, agent: Some(agent) };
+    }
+    let rate_limited = agent.api_error_status == Some(429) || answer.to_lowercase().contains("rate limit");
+    let class = if rate_limited { ErrorClass::RateLimit } else { ErrorClass::Model };
+    let detail = if !answer.trim().is_empty() { answer.trim().to_string() } else { last_lines(&stderr, 5) };
+    let how = match (run.exit_code, agent.api_error_status) {
+        (_, Some(s)) => format!("agent reported an API error (status {s})"),
+        (Some(0), None) => "agent reported an error".to_string(),
+        (Some(c), None) => format!("agent exited with code {c}"),
+        (None, None) => "agent was killed by a signal".to_string(),
+    };
+    let mut o = Outcome::fail(class, if detail.is_empty() { how } else { format!("{how}: {detail}") });
+    o.output = answer;
+    o.exit_code = run.exit_code;
+    o.agent = Some(agent);
+    o
+}
+
+/// The agent prints one JSON object; tolerate log lines around it.
+fn parse_agent_json(stdout: &str) -> Option<serde_json::Value> {
+    let t = stdout.trim();
+    if let Ok(v @ serde_json::Value::Object(_)) = serde_json::from_str(t) {
+        return Some(v);
+    }
+    t.lines().rev().find_map(|l| match serde_json::from_str(l.trim()) {
+        Ok(v @ serde_json::Value::Object(_)) if v.get("result").is_some() || v.get("is_error").is_some() => Some(v),
+        _ => None,
+    })
+}
+
+/// Waits `d` (bounded by the deadline and cancel); returns false when interrupted.
+async fn pause(d: Duration, deadline: Instant, cancel: &CancellationToken) -> (bool, bool) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => (false, false),
+        _ = tokio::time::sleep_until(deadline) => (true, false),
+        _ = cancel.cancelled() => (false, true),
+    }
+}
+
+async fn simulate_command(cmd: &str, sim: &zo_common::taskfile::Simulate, takes_duration: bool, deadline: Instant, cancel: &CancellationToken) -> RunOutput {
+    let started = Instant::now();
+    let (timed_out, cancelled) = if takes_duration { pause(Duration::from_millis(sim.duration_ms), deadline, cancel).await } else { (false, false) };
+    RunOutput {
+        stdout: format!("[simulated] $ {cmd}\n").into_bytes(),
+        stderr: Vec::new(),
+        exit_code: if timed_out || cancelled { None } else { Some(sim.exit_code) },
+        truncated: false,
+        timed_out,
+        cancelled,
+        duration: started.elapsed(),
+    }
+}
+
+async fn simulate_agent(ctx: &TaskContext, spec: &JobSpec, prompt: &str, input: &[u8], sim: &zo_common::taskfile::Simulate, deadline: Instant, cancel: &CancellationToken) -> RunOutput {
+    let started = Instant::now();
+    let (timed_out, cancelled) = pause(Duration::from_millis(sim.duration_ms), deadline, cancel).await;
+    let model = ctx.catalog.get(&spec.instance).map(|i| i.model.as_str()).unwrap_or("?");
+    let answer = match &sim.output {
+        Some(o) => o.clone(),
+        None => {
+            let p: String = prompt.chars().take(80).collect();
+            format!("[simulated answer from {} · {model}] {p}{} (input: {} bytes)", spec.instance, if prompt.chars().count() > 80 { "…" } else { "" }, input.len())
+        }
+    };
+    let doc = serde_json::json!({
+        "type": "result",
+        "subtype": "success",
+        "is_error": sim.fail,
+        "result": if sim.fail { format!("simulated failure: {answer}") } else { answer.clone() },
+        "num_turns": 1,
+        "usage": { "input_tokens": (prompt.len() + input.len()).div_ceil(4), "output_tokens": answer.len().div_ceil(4) },
+    });
+    RunOutput { stdout: doc.to_string().into_bytes(), stderr: Vec::new(), exit_code: Some(if sim.fail { 1 } else { 0 }), truncated: false, timed_out, cancelled, duration: started.elapsed() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(stdout: &str, code: i32) -> RunOutput {
+        RunOutput { stdout: stdout.as_bytes().to_vec(), exit_code: Some(code), ..Default::default() }
+    }
+
+    #[test]
+    fn judges_by_is_error_and_exit_code() {
+        let t = Duration::from_secs(5);
+        let ok = judge_agent(&out(r#"{"type":"result","subtype":"success","is_error":false,"result":"hi","num_turns":1,"usage":{"input_tokens":7,"output_tokens":3}}"#, 0), t);
+        assert_eq!((ok.status, ok.output.as_str()), (Status::Success, "hi"));
+        assert_eq!(ok.agent.as_ref().map(|a| (a.input_tokens, a.output_tokens)), Some((7, 3)));
+        let err = judge_agent(&out(r#"{"subtype":"success","is_error":true,"result":"API Error: 500"}"#, 1), t);
+        assert_eq!((err.status, err.error_class), (Status::Failed, Some(ErrorClass::Model)));
+        assert_eq!(err.error.as_deref(), Some("agent exited with code 1: API Error: 500"));
+        let rl = judge_agent(&out(r#"{"is_error":true,"api_error_status":429,"result":"Too many requests"}"#, 1), t);
+        assert_eq!(rl.error_class, Some(ErrorClass::RateLimit));
+        let plain = judge_agent(&out("just text\n", 0), t);
+        assert_eq!((plain.status, plain.output.as_str()), (Status::Success, "just text\n"));
+    }
+
+    #[test]
+    fn agent_script_never_embeds_the_prompt() {
+        let cfg: WorkerConfig = zo_common::yaml::from_str("executor: {kind: local}\ninstances: [{name: fast}]\n", "w").unwrap();
+        let ctx = TaskContext::new(&cfg, Catalog::builtin(), None, None);
+        let spec = JobSpec { run_id: "R".into(), idx: 0, name: "it's".into(), instance: "fast".into(), command: None, prompt: Some("-$(x)".into()), timeout_ms: 1000, deps: vec![], tags: vec![], description: None, output_file: None, simulate: None };
+        let s = agent_script(&ctx, &spec, "-$(x)");
+        assert!(!s.contains("$(x)"), "{s}");
+        assert!(s.contains("export ANTHROPIC_BASE_URL='http://127.0.0.1:3457'"), "{s}");
+        assert!(s.ends_with("exec claude -p --output-format json -- \"$zo_prompt\"\n"), "{s}");
+    }
+}
