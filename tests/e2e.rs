@@ -1,1 +1,368 @@
+//! End to end through the real binaries: `zo-submit` and `zo-worker` processes, a private
+//! `redis-server`, and a private `sshd` that the workers reach with the `ssh` executor.
+//! Build the binaries first: `cargo build --bins` (the README's test command does).
 
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use zo_e2e::*;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn ssh_worker_config(sshd: &Sshd, instances: &str) -> String {
+    format!("{}{}instances:\n{instances}", sshd.executor_yaml(), sshd.agent_yaml())
+}
+
+fn all_instances(concurrency: usize) -> String {
+    ["general", "fast", "reasoning", "code-review", "smart"].iter().map(|i| format!("  - {{ name: {i}, concurrency: {concurrency} }}\n")).collect()
+}
+
+fn json_doc(out: &Outcome) -> Value {
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}\nstderr:\n{}", out.stdout, out.stderr))
+}
+
+fn start_ms(t: &Value) -> f64 {
+    // timestamp is the finish time; started = finish - duration.
+    finish_ms(t) - t["duration"].as_f64().unwrap() * 1000.0
+}
+
+fn finish_ms(t: &Value) -> f64 {
+    let ts = t["timestamp"].as_str().unwrap();
+    parse_rfc3339_ms(ts)
+}
+
+fn parse_rfc3339_ms(ts: &str) -> f64 {
+    // 2026-11-23T20:45:38.123456789Z → seconds within the day is enough for ordering in one test.
+    let time = ts.split('T').nth(1).unwrap().trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let h: f64 = parts.next().unwrap().parse().unwrap();
+    let m: f64 = parts.next().unwrap().parse().unwrap();
+    let s: f64 = parts.next().unwrap().parse().unwrap();
+    ((h * 60.0 + m) * 60.0 + s) * 1000.0
+}
+
+#[test]
+fn diamond_runs_in_dependency_order_without_batch_barriers_on_two_workers() {
+    let redis = Redis::start();
+    let sshd = Sshd::start();
+    let ns = namespace("diamond");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ssh_worker_config(&sshd, &all_instances(2));
+    let _w1 = Worker::start(dir.path(), "w1", &cfg, &redis.url(), &ns);
+    let _w2 = Worker::start(dir.path(), "w2", &cfg, &redis.url(), &ns);
+    // A → B, C → D is the diamond. `Slow` sits in A's batch; B must not wait for it.
+    let tasks = r#"
+tasks:
+  - { name: A, ccr_instance: fast, command: "sleep 0.2; echo a" }
+  - { name: B, ccr_instance: general, command: "sleep 0.3; echo b", dependencies: [A] }
+  - { name: C, ccr_instance: general, command: "sleep 0.3; echo c", dependencies: [A] }
+  - { name: D, ccr_instance: smart, command: "cat /etc/hostname >/dev/null; echo d", prompt: "join B and C", dependencies: [B, C] }
+  - { name: Slow, ccr_instance: reasoning, command: "sleep 3; echo slow" }
+  - { name: P1, ccr_instance: code-review, command: "sleep 1; echo p1" }
+  - { name: P2, ccr_instance: code-review, command: "sleep 1; echo p2" }
+  - { name: P3, ccr_instance: fast, command: "sleep 1; echo p3" }
+  - { name: P4, ccr_instance: fast, command: "sleep 1; echo p4" }
+"#;
+    write(dir.path(), "t.yaml", tasks);
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--json", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
+    let doc = json_doc(&out);
+    let t = tasks_by_name(&doc);
+    for name in ["A", "B", "C", "D", "Slow"] {
+        assert_eq!(t[name]["status"], "success", "{name}: {}", t[name]);
+    }
+    assert!(start_ms(&t["B"]) >= finish_ms(&t["A"]) - 5.0, "B started before A finished");
+    assert!(start_ms(&t["C"]) >= finish_ms(&t["A"]) - 5.0, "C started before A finished");
+    assert!(start_ms(&t["D"]) >= finish_ms(&t["B"]).max(finish_ms(&t["C"])) - 5.0, "D started before B and C finished");
+    assert!(start_ms(&t["B"]) < finish_ms(&t["Slow"]), "B waited for Slow: a batch barrier");
+    assert!(start_ms(&t["D"]) < finish_ms(&t["Slow"]), "D waited for Slow: a batch barrier");
+    assert_eq!(t["D"]["output"], "fake answer: prompt 12 chars, input 2 bytes");
+    assert_eq!(t["D"]["command"]["stdout"], "d\n");
+    assert_eq!(t["D"]["input_tokens"], 13);
+    let workers: std::collections::HashSet<&str> = doc["tasks"].as_array().unwrap().iter().map(|t| t["worker"].as_str().unwrap()).collect();
+    assert_eq!(workers.len(), 2, "both workers should have taken tasks: {workers:?}");
+    assert_eq!(doc["summary"]["total_tasks"], 9);
+    assert_eq!(doc["summary"]["successful"], 9);
+    assert_eq!(doc["results_by_instance"]["fast"]["total"], 3);
+}
+
+#[test]
+fn a_failure_skips_its_dependents_and_the_rest_completes() {
+    let redis = Redis::start();
+    let sshd = Sshd::start();
+    let ns = namespace("skip");
+    let dir = tempfile::tempdir().unwrap();
+    let _w = Worker::start(dir.path(), "w", &ssh_worker_config(&sshd, &all_instances(2)), &redis.url(), &ns);
+    write(
+        dir.path(),
+        "t.yaml",
+        r#"
+tasks:
+  - { name: Broken, ccr_instance: fast, command: "echo partial; echo 'boom: disk on fire' >&2; exit 3", prompt: "never asked" }
+  - { name: Child, ccr_instance: fast, command: "echo x", dependencies: [Broken] }
+  - { name: Grandchild, ccr_instance: general, prompt: "p", dependencies: [Child] }
+  - { name: Independent, ccr_instance: general, command: "echo fine" }
+"#,
+    );
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--results-dir", "res"], LIMIT);
+    assert_eq!(out.code, 1, "a failed task means exit 1; stderr:\n{}", out.stderr);
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("res")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let json = files.iter().find(|f| f.starts_with("results_") && f.ends_with(".json")).expect("results file");
+    assert!(files.iter().any(|f| f.starts_with("report_") && f.ends_with(".md")), "{files:?}");
+    let doc: Value = serde_json::from_slice(&std::fs::read(dir.path().join("res").join(json)).unwrap()).unwrap();
+    let t = tasks_by_name(&doc);
+    assert_eq!(t["Broken"]["status"], "failed");
+    assert_eq!(t["Broken"]["error_class"], "command");
+    assert_eq!(t["Broken"]["exit_code"], 3);
+    assert_eq!(t["Broken"]["error"], "command exited with code 3: boom: disk on fire");
+    assert_eq!(t["Broken"]["command"]["stdout"], "partial\n");
+    assert_eq!(t["Child"]["status"], "skipped");
+    assert_eq!(t["Child"]["error"], "skipped: dependency `Broken` ended with status failed");
+    assert_eq!(t["Grandchild"]["status"], "skipped");
+    assert_eq!(t["Grandchild"]["error"], "skipped: dependency `Child` was skipped");
+    assert_eq!(t["Independent"]["status"], "success");
+    assert_eq!(t["Independent"]["output"], "fine\n");
+    assert_eq!(doc["summary"]["failed"], 1);
+    assert_eq!(doc["summary"]["skipped"], 2);
+    assert!(out.stdout.contains("EXECUTION SUMMARY"), "dashboard on stdout:\n{}", out.stdout);
+    let no_agent_for_broken = !sshd.path("rec").join("Broken").exists();
+    assert!(no_agent_for_broken, "the agent must not run after a failed command");
+}
+
+#[test]
+fn a_timeout_kills_the_remote_process_tree() {
+    let redis = Redis::start();
+    let sshd = Sshd::start();
+    let ns = namespace("timeout");
+    let dir = tempfile::tempdir().unwrap();
+    let _w = Worker::start(dir.path(), "w", &ssh_worker_config(&sshd, &all_instances(2)), &redis.url(), &ns);
+    let marker = format!("{}", 7000 + std::process::id() % 1000);
+    write(
+        dir.path(),
+        "t.yaml",
+        &format!(
+            "tasks:\n  - {{ name: Hang, ccr_instance: fast, command: \"sleep 3{marker}1 & sleep 3{marker}2; echo never\", timeout: 2 }}\n  - {{ name: After, ccr_instance: fast, command: \"echo ok\", dependencies: [Hang] }}\n"
+        ),
+    );
+    let started = Instant::now();
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--json", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(out.code, 1, "stderr:\n{}", out.stderr);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let doc = json_doc(&out);
+    let t = tasks_by_name(&doc);
+    assert_eq!(t["Hang"]["status"], "timeout");
+    assert_eq!(t["Hang"]["error_class"], "timeout");
+    assert!(t["Hang"]["error"].as_str().unwrap().starts_with("timed out after 2s"), "{}", t["Hang"]);
+    assert_eq!(t["After"]["status"], "skipped");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while (process_alive(&format!("sleep 3{marker}1")) || process_alive(&format!("sleep 3{marker}2"))) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!process_alive(&format!("sleep 3{marker}1")), "the background sleep survived the timeout");
+    assert!(!process_alive(&format!("sleep 3{marker}2")), "the foreground sleep survived the timeout");
+}
+
+/// YAML double-quoted scalars accept JSON string syntax.
+fn yaml_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+#[test]
+fn adversarial_prompts_arrive_byte_exact_at_the_agent() {
+    let redis = Redis::start();
+    let sshd = Sshd::start();
+    let ns = namespace("prompts");
+    let dir = tempfile::tempdir().unwrap();
+    let _w = Worker::start(dir.path(), "w", &ssh_worker_config(&sshd, &all_instances(4)), &redis.url(), &ns);
+    let big: String = (0..100 * 1024).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let corpus: Vec<(&str, String)> = vec![
+        ("quotes", r#"it's "quoted" and 'single' and \"escaped\""#.to_string()),
+        ("subst", "$(touch /tmp/zo-pwned) `touch /tmp/zo-pwned2` ${HOME} $$ $1 \\$x".to_string()),
+        ("newlines", "line one\nline two\n\n\ttabbed\r\ncrlf\n\n".to_string()),
+        ("unicode", "héllo wörld — 日本語 — 🦀🚀 — \u{200b}zero width".to_string()),
+        ("dash", "-p --help -- not an option".to_string()),
+        ("percent", "%s %d %n %% \\n \\0 \\x41".to_string()),
+        ("glob", "* ? [a-z] ~ ~root !! !$ ; | & > < >> 2>&1".to_string()),
+        ("big", big),
+    ];
+    let mut yaml = String::from("tasks:\n");
+    for (name, prompt) in &corpus {
+        yaml.push_str(&format!("  - name: {name}\n    ccr_instance: fast\n    command: \"printf 'in:%s\\\\n' {name}; printf 'it'\\\\''s $x \\\\\\\\n'\"\n    prompt: {}\n", yaml_str(prompt)));
+    }
+    yaml.push_str("  - name: nocommand\n    ccr_instance: smart\n    prompt: \"no stdin here\"\n");
+    write(dir.path(), "t.yaml", &yaml);
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--json", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
+    for (name, prompt) in &corpus {
+        let (argv, stdin, env) = sshd.recorded(name);
+        assert_eq!(argv.last().map(|a| a.as_slice()), Some(prompt.as_bytes()), "prompt of {name} changed on the way");
+        assert_eq!(argv[..2], [b"-p".to_vec(), b"--output-format".to_vec()], "{name}");
+        assert_eq!(String::from_utf8_lossy(&stdin), format!("in:{name}\nit's $x \\n"), "stdin of {name}");
+        assert!(env.lines().any(|l| l == "ANTHROPIC_BASE_URL=http://127.0.0.1:3457"), "{name}: {env}");
+        assert!(env.lines().any(|l| l == format!("ZO_TASK={name}")), "{name}");
+        assert!(!env.contains("ZO_PROMPT="), "the prompt must not linger in the agent's environment");
+    }
+    let (argv, stdin, env) = sshd.recorded("nocommand");
+    assert_eq!(argv.last().unwrap(), b"no stdin here");
+    assert!(stdin.is_empty(), "a task without a command gives the agent no stdin");
+    assert!(env.lines().any(|l| l == "ANTHROPIC_BASE_URL=http://127.0.0.1:3460"));
+    let (argv, _, _) = sshd.recorded("dash");
+    assert_eq!(argv[argv.len() - 2], b"--", "a prompt starting with '-' follows `--`");
+    assert!(!std::path::Path::new("/tmp/zo-pwned").exists() && !std::path::Path::new("/tmp/zo-pwned2").exists(), "a prompt was executed by a shell");
+}
+
+#[test]
+fn detach_then_watch_gets_the_same_report() {
+    let redis = Redis::start();
+    let ns = namespace("detach");
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "t.yaml",
+        "tasks:\n  - { name: One, ccr_instance: fast, command: \"echo 1\", prompt: \"sum up\", simulate: { duration: 200ms } }\n  - { name: Two, ccr_instance: general, prompt: \"think\", dependencies: [One], simulate: { duration: 300ms, fail: true } }\n",
+    );
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--detach"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run_id = out.stdout.trim().to_string();
+    assert_eq!(run_id.len(), "20261123-204535-e8ac".len(), "stdout is the run id: {run_id:?}");
+    // The run waits in Redis until a worker shows up.
+    let _w = Worker::start(dir.path(), "w", "executor: { kind: local }\nagent: { mode: simulate }\ninstances: [ { name: fast }, { name: general } ]\n", &redis.url(), &ns);
+    let first = submit(dir.path(), &redis.url(), &ns, &["watch", &run_id, "--json", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(first.code, 1, "{}", first.stderr);
+    let second = submit(dir.path(), &redis.url(), &ns, &["watch", &run_id, "--json", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(second.code, 1);
+    let (a, b) = (json_doc(&first), json_doc(&second));
+    assert_eq!(a, b, "watching a finished run again must give the same document");
+    let t = tasks_by_name(&a);
+    assert_eq!(a["run_id"], run_id.as_str());
+    assert_eq!(t["One"]["status"], "success");
+    assert!(t["One"]["output"].as_str().unwrap().starts_with("[simulated answer from fast"), "{}", t["One"]);
+    assert_eq!(t["Two"]["status"], "failed");
+    assert_eq!(t["Two"]["error_class"], "model");
+    let missing = submit(dir.path(), &redis.url(), &ns, &["watch", "20000101-000000-0000"], LIMIT);
+    assert_eq!(missing.code, 2);
+    assert!(missing.stderr.contains("run `20000101-000000-0000` does not exist"), "{}", missing.stderr);
+}
+
+#[test]
+fn redis_unreachable_exits_3_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "t.yaml", "tasks:\n  - { name: A, ccr_instance: fast, command: ls }\n");
+    let url = format!("redis://127.0.0.1:{}", free_port());
+    let out = submit(dir.path(), &url, "zo", &["t.yaml", "--results-dir", "res"], LIMIT);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.starts_with(&format!("zo-submit: cannot reach Redis at {url}: ")), "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "one clear line: {}", out.stderr);
+    assert!(!dir.path().join("res").exists(), "no results for a run that never started");
+}
+
+#[test]
+fn an_invalid_task_file_exits_2_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "t.yaml", "tasks:\n  - name: A\n    ccr_instance: fast\n    comand: ls\n");
+    let out = submit(dir.path(), "redis://127.0.0.1:1", "zo", &["t.yaml"], LIMIT);
+    assert_eq!(out.code, 2);
+    assert_eq!(out.stderr, "t.yaml:4:5: unknown key `comand`; did you mean `command`?\nzo-submit: t.yaml has 1 error; nothing was submitted\n");
+    let missing = submit(dir.path(), "redis://127.0.0.1:1", "zo", &["nope.yaml"], LIMIT);
+    assert_eq!(missing.code, 2);
+    assert!(missing.stderr.starts_with("nope.yaml: cannot read file: "), "{}", missing.stderr);
+    let usage = submit(dir.path(), "redis://127.0.0.1:1", "zo", &["t.yaml", "--bogus"], LIMIT);
+    assert_eq!(usage.code, 2);
+}
+
+#[test]
+fn plan_needs_no_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tasks/example.yaml");
+    for args in [vec!["plan", example.to_str().unwrap()], vec![example.to_str().unwrap(), "--dry-run"]] {
+        let out = submit(dir.path(), "redis://127.0.0.1:1", "zo", &args, LIMIT);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert!(out.stdout.contains("Batch 1 (3 tasks in parallel):"), "{}", out.stdout);
+        assert!(out.stdout.contains("Batch 3 (1 task):\n  - Executive Summary [smart"), "{}", out.stdout);
+        assert!(out.stdout.ends_with("Validation: PASSED\n"));
+    }
+}
+
+#[test]
+fn an_invalid_worker_config_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "w.yaml", "executor: { kind: ssh }\ninstances: [ { name: fats } ]\n");
+    let out = std::process::Command::new(bin("zo-worker")).arg("--config").arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), format!("zo-worker: {}: instance `fats` is not in the catalog; did you mean `fast`?\n", cfg.display()));
+}
+
+#[test]
+fn unreachable_ssh_host_and_refused_auth_are_network_errors_and_the_worker_keeps_serving() {
+    let redis = Redis::start();
+    let sshd = Sshd::start();
+    let ns = namespace("sshfail");
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on this port.
+    let dead_port = free_port();
+    let cfg = format!(
+        "executor:\n  kind: ssh\n  host: 127.0.0.1\n  port: {dead_port}\n  user: {SSH_USER}\n  identity_file: {}\n  known_hosts_file: {}\n  connect_timeout: 3s\n{}instances: [ {{ name: fast }} ]\n",
+        sshd.path("id").display(),
+        sshd.path("known_hosts").display(),
+        sshd.agent_yaml()
+    );
+    let mut w = Worker::start(dir.path(), "w", &cfg, &redis.url(), &ns);
+    write(dir.path(), "t.yaml", "tasks:\n  - { name: A, ccr_instance: fast, command: \"echo hi\" }\n");
+    for _ in 0..2 {
+        let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--json", "--no-save", "--no-report"], LIMIT);
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        let t = tasks_by_name(&json_doc(&out));
+        assert_eq!(t["A"]["error_class"], "network", "{}", t["A"]);
+        let err = t["A"]["error"].as_str().unwrap();
+        assert!(err.starts_with(&format!("cannot connect to {SSH_USER}@127.0.0.1:{dead_port}")), "{err}");
+        assert!(w.is_running(), "the worker must keep serving");
+    }
+    drop(w);
+    // A key the server does not accept.
+    let other = dir.path().join("other_id");
+    std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&other).status().unwrap();
+    let cfg = format!(
+        "executor:\n  kind: ssh\n  host: 127.0.0.1\n  port: {}\n  user: {SSH_USER}\n  identity_file: {}\n  known_hosts_file: {}\n  connect_timeout: 3s\n{}instances: [ {{ name: fast }} ]\n",
+        sshd.port,
+        other.display(),
+        sshd.path("known_hosts").display(),
+        sshd.agent_yaml()
+    );
+    let mut w = Worker::start(dir.path(), "w2", &cfg, &redis.url(), &ns);
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--json", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let t = tasks_by_name(&json_doc(&out));
+    assert_eq!(t["A"]["error_class"], "network", "{}", t["A"]);
+    assert!(t["A"]["error"].as_str().unwrap().starts_with(&format!("cannot connect to {SSH_USER}@127.0.0.1:{}", sshd.port)), "{}", t["A"]);
+    assert!(w.is_running());
+}
+
+#[test]
+fn malformed_stream_entries_are_dead_lettered_and_valid_work_goes_on() {
+    let redis = Redis::start();
+    let ns = namespace("dead");
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = redis.client();
+    let stream = format!("{ns}:jobs:fast");
+    let _: () = redis::cmd("XGROUP").arg("CREATE").arg(&stream).arg(format!("{ns}-workers")).arg("0").arg("MKSTREAM").query(&mut conn).unwrap();
+    let _: String = redis::cmd("XADD").arg(&stream).arg("*").arg("hello").arg("world").query(&mut conn).unwrap();
+    let _: String = redis::cmd("XADD").arg(&stream).arg("*").arg("run").arg("R").arg("idx").arg("0").arg("attempt").arg("1").arg("payload").arg(vec![0xc1u8, 0xff, 0x00]).query(&mut conn).unwrap();
+    let huge = "x".repeat(1 << 20);
+    let _: String = redis::cmd("XADD").arg(&stream).arg("*").arg("run").arg(&huge).arg("idx").arg("nope").query(&mut conn).unwrap();
+    let _w = Worker::start(dir.path(), "w", "executor: { kind: simulate }\ninstances: [ { name: fast } ]\n", &redis.url(), &ns);
+    write(dir.path(), "t.yaml", "tasks:\n  - { name: A, ccr_instance: fast, command: \"echo hi\", prompt: \"go\" }\n");
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--json", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let dead: Vec<(String, std::collections::HashMap<String, Vec<u8>>)> = {
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE").arg(format!("{ns}:dead")).arg("-").arg("+").query(&mut conn).unwrap();
+        reply.ids.into_iter().map(|e| (e.id, e.map.into_iter().map(|(k, v)| (k, redis::from_redis_value::<Vec<u8>>(v).unwrap())).collect())).collect()
+    };
+    let reasons: Vec<String> = dead.iter().map(|(_, m)| String::from_utf8_lossy(&m["reason"]).into_owned()).collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(reasons.contains(&"missing field `run`".to_string()), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.starts_with("payload is not a job spec")), "{reasons:?}");
+    assert!(reasons.contains(&"field `idx` is not a number".to_string()), "{reasons:?}");
+    assert!(dead.iter().all(|(_, m)| m.values().all(|v| v.len() <= 4096 || v.len() < 1 << 20)), "dead letters keep at most 4 KiB per field");
+    let len: usize = redis::cmd("XLEN").arg(&stream).query(&mut conn).unwrap();
+    assert_eq!(len, 0, "handled entries leave the stream");
+}

@@ -1,1 +1,310 @@
+//! Test harness for the end-to-end tests: a private `redis-server` and a private `sshd`, each
+//! on a free loopback port with throwaway keys, a dedicated login user with a plain profile,
+//! and helpers to run the real `zo-submit` and `zo-worker` binaries.
+//!
+//! Nothing here touches the machine's shared Redis: every test starts its own server and
+//! uses its own namespace.
 
+use std::fs;
+use std::io::Write as _;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The login user the tests' sshd lets in.
+pub const SSH_USER: &str = "zo-e2e";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+fn wait_for_port(port: u16, what: &str, child: &mut Child) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("{what} exited early: {st}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{what} did not listen on port {port} within 10s");
+}
+
+/// Kills a child on drop and reaps it.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A private redis-server.
+pub struct Redis {
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    _child: Guard,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let mut child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (run .ci/run, or apt-get install redis-server)");
+        wait_for_port(port, "redis-server", &mut child);
+        Redis { port, _dir: dir, _child: Guard(child) }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn client(&self) -> redis::Connection {
+        redis::Client::open(self.url()).expect("client").get_connection().expect("connect")
+    }
+}
+
+fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Creates the login user once per test process.
+fn ensure_user() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let exists = Command::new("id").arg(SSH_USER).stdout(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false);
+        if !exists {
+            run_ok(Command::new("useradd").args(["--create-home", "--shell", "/bin/bash", SSH_USER]));
+        }
+        // sshd refuses accounts without a password entry set to something; `*` locks password login only.
+        let _ = Command::new("usermod").args(["-p", "*", SSH_USER]).status();
+        fs::create_dir_all("/run/sshd").expect("/run/sshd");
+    });
+}
+
+/// A private sshd that admits [`SSH_USER`] with a throwaway key.
+pub struct Sshd {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    _child: Guard,
+}
+
+impl Sshd {
+    pub fn start() -> Sshd {
+        ensure_user();
+        let dir = tempfile::Builder::new().prefix("zo-sshd").tempdir().expect("tempdir");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let p = dir.path();
+        for key in ["hostkey", "id"] {
+            run_ok(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "zo-e2e", "-f"]).arg(p.join(key)));
+        }
+        fs::copy(p.join("id.pub"), p.join("authorized_keys")).expect("authorized_keys");
+        fs::set_permissions(p.join("authorized_keys"), fs::Permissions::from_mode(0o644)).expect("chmod");
+        let port = free_port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/hostkey\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPermitRootLogin no\n\
+             AllowUsers {SSH_USER}\nLogLevel ERROR\nPrintMotd no\n",
+            d = p.display()
+        );
+        fs::write(p.join("sshd_config"), config).expect("sshd_config");
+        let host_pub = fs::read_to_string(p.join("hostkey.pub")).expect("host key");
+        let mut parts = host_pub.split_whitespace();
+        let (kt, kb) = (parts.next().expect("type"), parts.next().expect("key"));
+        fs::write(p.join("known_hosts"), format!("[127.0.0.1]:{port} {kt} {kb}\n")).expect("known_hosts");
+        let rec = p.join("rec");
+        fs::create_dir(&rec).expect("rec");
+        fs::set_permissions(&rec, fs::Permissions::from_mode(0o777)).expect("chmod");
+        let agent = p.join("fake-agent.sh");
+        fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fake-agent.sh"), &agent).expect("fake agent");
+        fs::set_permissions(&agent, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let log = fs::File::create(p.join("sshd.log")).expect("log");
+        let mut child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(p.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("sshd is installed (run .ci/run, or apt-get install openssh-server)");
+        wait_for_port(port, "sshd", &mut child);
+        Sshd { port, dir, _child: Guard(child) }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The executor section of a worker config that reaches this sshd.
+    pub fn executor_yaml(&self) -> String {
+        format!(
+            "executor:\n  kind: ssh\n  host: 127.0.0.1\n  port: {}\n  user: {SSH_USER}\n  identity_file: {}\n  known_hosts: strict\n  known_hosts_file: {}\n  connect_timeout: 5s\n",
+            self.port,
+            self.path("id").display(),
+            self.path("known_hosts").display()
+        )
+    }
+
+    /// The agent section: the recording fake agent.
+    pub fn agent_yaml(&self) -> String {
+        format!(
+            "agent:\n  mode: command\n  command: \"{} -p --output-format json\"\n  env:\n    FAKE_AGENT_DIR: {}\n",
+            self.path("fake-agent.sh").display(),
+            self.path("rec").display()
+        )
+    }
+
+    /// What the fake agent recorded for a task: (argv, stdin, env).
+    pub fn recorded(&self, task: &str) -> (Vec<Vec<u8>>, Vec<u8>, String) {
+        let d = self.path("rec").join(task);
+        let argv = fs::read(d.join("argv")).unwrap_or_else(|e| panic!("no agent call recorded for {task}: {e}"));
+        let mut args: Vec<Vec<u8>> = argv.split(|&b| b == 0).map(<[u8]>::to_vec).collect();
+        args.pop(); // after the last NUL
+        (args, fs::read(d.join("stdin")).expect("stdin"), fs::read_to_string(d.join("env")).expect("env"))
+    }
+}
+
+/// Path of a workspace binary (built by `cargo build --bins`).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join(name);
+    assert!(p.exists(), "{} is missing: run `cargo build --bins` before the tests (the README's test command does)", p.display());
+    p
+}
+
+/// A running `zo-worker`, stopped with SIGTERM on drop.
+pub struct Worker {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Worker {
+    pub fn start(dir: &Path, name: &str, config_yaml: &str, redis_url: &str, ns: &str) -> Worker {
+        let cfg = dir.join(format!("{name}.yaml"));
+        fs::write(&cfg, config_yaml).expect("worker config");
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new(bin("zo-worker"))
+            .arg("--config")
+            .arg(&cfg)
+            .env("ZO_REDIS_URL", redis_url)
+            .env("ZO_NAMESPACE", ns)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("zo-worker");
+        Worker { child: Some(child), log }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait (at most 20 s) and return the exit status.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        c.wait().ok()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Output of a finished `zo-submit`.
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `zo-submit ARGS` in `dir` against `redis_url`/`ns`, at most `limit`.
+pub fn submit(dir: &Path, redis_url: &str, ns: &str, args: &[&str], limit: Duration) -> Outcome {
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    let _ = n;
+    let id = format!("{}-{}", std::process::id(), rand_suffix());
+    let out_p = dir.join(format!("submit-{id}.out"));
+    let err_p = dir.join(format!("submit-{id}.err"));
+    let mut child = Command::new(bin("zo-submit"))
+        .args(args)
+        .current_dir(dir)
+        .env("ZO_REDIS_URL", redis_url)
+        .env("ZO_NAMESPACE", ns)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_p).expect("out"))
+        .stderr(fs::File::create(&err_p).expect("err"))
+        .spawn()
+        .expect("zo-submit");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("zo-submit {args:?} did not finish within {limit:?}; stderr:\n{}", fs::read_to_string(&err_p).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Outcome { code: status.code().unwrap_or(-1), stdout: fs::read_to_string(&out_p).unwrap_or_default(), stderr: fs::read_to_string(&err_p).unwrap_or_default() }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.finish() % 1_000_000
+}
+
+/// Writes a file and returns its path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    let mut f = fs::File::create(&p).expect("create");
+    f.write_all(text.as_bytes()).expect("write");
+    p
+}
+
+/// A unique namespace per test.
+pub fn namespace(test: &str) -> String {
+    format!("zo-test-{test}-{}", rand_suffix())
+}
+
+/// Task reports by name from a results document.
+pub fn tasks_by_name(doc: &serde_json::Value) -> std::collections::HashMap<String, serde_json::Value> {
+    doc["tasks"].as_array().expect("tasks").iter().map(|t| (t["task_name"].as_str().expect("name").to_string(), t.clone())).collect()
+}
+
+/// Whether any process's command line contains `needle`.
+pub fn process_alive(needle: &str) -> bool {
+    let out = Command::new("pgrep").args(["-f", needle]).output().expect("pgrep");
+    out.status.success()
+}

@@ -2,7 +2,8 @@
 //!
 //! Every run goes through the same small bash wrapper ([`WRAPPER`]). The wrapper reads, from
 //! stdin, one base64 line with the script to run and one with the prompt (empty when none),
-//! then starts the script as its own process group (`set -m`), prints that group id on
+//! then starts the script as its own process group (`set -m`, then `set +m` so bash prints
+//! no job notices), prints that group id on
 //! stderr (`ZO-PGID n`) and waits. The rest of stdin flows to the script. So user text —
 //! commands and prompts — never passes through a command line or a shell's quoting, and a
 //! timeout can kill the whole process tree on the execution host by its group id.
@@ -28,7 +29,9 @@ IFS= read -r zo_p || exit 97
 zo_s="$(printf %s "$zo_s" | base64 -d; printf x)" || exit 97
 zo_p="$(printf %s "$zo_p" | base64 -d; printf x)" || exit 97
 ZO_PROMPT="${zo_p%x}" bash -c 'printf "ZO-PGID %s\n" "$$" >&2; exec bash -c "$1"' zo "${zo_s%x}" &
-wait "$!"
+zo_pid=$!
+set +m
+wait "$zo_pid"
 "#;
 
 /// Exit code of the wrapper when its input was garbled.
@@ -217,7 +220,8 @@ enum Interrupt {
 
 /// TERM the group, then KILL whatever is left after a grace second.
 async fn kill_group(ex: &dyn Executor, pgid: i32) {
-    let script = format!("kill -TERM -- -{pgid} 2>/dev/null; for i in 1 2 3 4 5 6 7 8 9 10; do kill -0 -- -{pgid} 2>/dev/null || exit 0; sleep 0.1; done; kill -KILL -- -{pgid} 2>/dev/null; exit 0");
+    // `kill -SIG -PGID`, not `kill -- -PGID`: dash's kill builtin does not take `--`.
+    let script = format!("kill -TERM -{pgid} 2>/dev/null; for i in 1 2 3 4 5 6 7 8 9 10; do kill -0 -{pgid} 2>/dev/null || exit 0; sleep 0.1; done; kill -KILL -{pgid} 2>/dev/null; exit 0");
     match tokio::time::timeout(Duration::from_secs(10), ex.run_plain(&script)).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!(pgid, host = ex.host(), "could not kill the task's processes: {e}"),
