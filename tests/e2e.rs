@@ -14,11 +14,15 @@ fn ssh_worker_config(sshd: &Sshd, instances: &str) -> String {
 }
 
 fn all_instances(concurrency: usize) -> String {
-    ["general", "fast", "reasoning", "code-review", "smart"].iter().map(|i| format!("  - {{ name: {i}, concurrency: {concurrency} }}\n")).collect()
+    ["general", "fast", "reasoning", "code-review", "smart"]
+        .iter()
+        .map(|i| format!("  - {{ name: {i}, concurrency: {concurrency} }}\n"))
+        .collect()
 }
 
 fn json_doc(out: &Outcome) -> Value {
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}\nstderr:\n{}", out.stdout, out.stderr))
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}\nstderr:\n{}", out.stdout, out.stderr))
 }
 
 fn start_ms(t: &Value) -> f64 {
@@ -208,7 +212,10 @@ fn adversarial_prompts_arrive_byte_exact_at_the_agent() {
     assert!(env.lines().any(|l| l == "ANTHROPIC_BASE_URL=http://127.0.0.1:3460"));
     let (argv, _, _) = sshd.recorded("dash");
     assert_eq!(argv[argv.len() - 2], b"--", "a prompt starting with '-' follows `--`");
-    assert!(!std::path::Path::new("/tmp/zo-pwned").exists() && !std::path::Path::new("/tmp/zo-pwned2").exists(), "a prompt was executed by a shell");
+    assert!(
+        !std::path::Path::new("/tmp/zo-pwned").exists() && !std::path::Path::new("/tmp/zo-pwned2").exists(),
+        "a prompt was executed by a shell"
+    );
 }
 
 #[test]
@@ -226,7 +233,13 @@ fn detach_then_watch_gets_the_same_report() {
     let run_id = out.stdout.trim().to_string();
     assert_eq!(run_id.len(), "20261123-204535-e8ac".len(), "stdout is the run id: {run_id:?}");
     // The run waits in Redis until a worker shows up.
-    let _w = Worker::start(dir.path(), "w", "executor: { kind: local }\nagent: { mode: simulate }\ninstances: [ { name: fast }, { name: general } ]\n", &redis.url(), &ns);
+    let _w = Worker::start(
+        dir.path(),
+        "w",
+        "executor: { kind: local }\nagent: { mode: simulate }\ninstances: [ { name: fast }, { name: general } ]\n",
+        &redis.url(),
+        &ns,
+    );
     let first = submit(dir.path(), &redis.url(), &ns, &["watch", &run_id, "--json", "--no-save", "--no-report"], LIMIT);
     assert_eq!(first.code, 1, "{}", first.stderr);
     let second = submit(dir.path(), &redis.url(), &ns, &["watch", &run_id, "--json", "--no-save", "--no-report"], LIMIT);
@@ -262,7 +275,10 @@ fn an_invalid_task_file_exits_2_with_its_position() {
     write(dir.path(), "t.yaml", "tasks:\n  - name: A\n    ccr_instance: fast\n    comand: ls\n");
     let out = submit(dir.path(), "redis://127.0.0.1:1", "zo", &["t.yaml"], LIMIT);
     assert_eq!(out.code, 2);
-    assert_eq!(out.stderr, "t.yaml:4:5: unknown key `comand`; did you mean `command`?\nzo-submit: t.yaml has 1 error; nothing was submitted\n");
+    assert_eq!(
+        out.stderr,
+        "t.yaml:4:5: unknown key `comand`; did you mean `command`?\nzo-submit: t.yaml has 1 error; nothing was submitted\n"
+    );
     let missing = submit(dir.path(), "redis://127.0.0.1:1", "zo", &["nope.yaml"], LIMIT);
     assert_eq!(missing.code, 2);
     assert!(missing.stderr.starts_with("nope.yaml: cannot read file: "), "{}", missing.stderr);
@@ -289,7 +305,10 @@ fn an_invalid_worker_config_exits_2() {
     let cfg = write(dir.path(), "w.yaml", "executor: { kind: ssh }\ninstances: [ { name: fats } ]\n");
     let out = std::process::Command::new(bin("zo-worker")).arg("--config").arg(&cfg).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(String::from_utf8_lossy(&out.stderr), format!("zo-worker: {}: instance `fats` is not in the catalog; did you mean `fast`?\n", cfg.display()));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("zo-worker: {}: instance `fats` is not in the catalog; did you mean `fast`?\n", cfg.display())
+    );
 }
 
 #[test]
@@ -344,9 +363,22 @@ fn malformed_stream_entries_are_dead_lettered_and_valid_work_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let mut conn = redis.client();
     let stream = format!("{ns}:jobs:fast");
-    let _: () = redis::cmd("XGROUP").arg("CREATE").arg(&stream).arg(format!("{ns}-workers")).arg("0").arg("MKSTREAM").query(&mut conn).unwrap();
+    let _: () =
+        redis::cmd("XGROUP").arg("CREATE").arg(&stream).arg(format!("{ns}-workers")).arg("0").arg("MKSTREAM").query(&mut conn).unwrap();
     let _: String = redis::cmd("XADD").arg(&stream).arg("*").arg("hello").arg("world").query(&mut conn).unwrap();
-    let _: String = redis::cmd("XADD").arg(&stream).arg("*").arg("run").arg("R").arg("idx").arg("0").arg("attempt").arg("1").arg("payload").arg(vec![0xc1u8, 0xff, 0x00]).query(&mut conn).unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("run")
+        .arg("R")
+        .arg("idx")
+        .arg("0")
+        .arg("attempt")
+        .arg("1")
+        .arg("payload")
+        .arg(vec![0xc1u8, 0xff, 0x00])
+        .query(&mut conn)
+        .unwrap();
     let huge = "x".repeat(1 << 20);
     let _: String = redis::cmd("XADD").arg(&stream).arg("*").arg("run").arg(&huge).arg("idx").arg("nope").query(&mut conn).unwrap();
     let _w = Worker::start(dir.path(), "w", "executor: { kind: simulate }\ninstances: [ { name: fast } ]\n", &redis.url(), &ns);
@@ -354,15 +386,23 @@ fn malformed_stream_entries_are_dead_lettered_and_valid_work_goes_on() {
     let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--json", "--no-save", "--no-report"], LIMIT);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let dead: Vec<(String, std::collections::HashMap<String, Vec<u8>>)> = {
-        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE").arg(format!("{ns}:dead")).arg("-").arg("+").query(&mut conn).unwrap();
-        reply.ids.into_iter().map(|e| (e.id, e.map.into_iter().map(|(k, v)| (k, redis::from_redis_value::<Vec<u8>>(v).unwrap())).collect())).collect()
+        let reply: redis::streams::StreamRangeReply =
+            redis::cmd("XRANGE").arg(format!("{ns}:dead")).arg("-").arg("+").query(&mut conn).unwrap();
+        reply
+            .ids
+            .into_iter()
+            .map(|e| (e.id, e.map.into_iter().map(|(k, v)| (k, redis::from_redis_value::<Vec<u8>>(v).unwrap())).collect()))
+            .collect()
     };
     let reasons: Vec<String> = dead.iter().map(|(_, m)| String::from_utf8_lossy(&m["reason"]).into_owned()).collect();
     assert_eq!(reasons.len(), 3, "{reasons:?}");
     assert!(reasons.contains(&"missing field `run`".to_string()), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.starts_with("payload is not a job spec")), "{reasons:?}");
     assert!(reasons.contains(&"field `idx` is not a number".to_string()), "{reasons:?}");
-    assert!(dead.iter().all(|(_, m)| m.values().all(|v| v.len() <= 4096 || v.len() < 1 << 20)), "dead letters keep at most 4 KiB per field");
+    assert!(
+        dead.iter().all(|(_, m)| m.values().all(|v| v.len() <= 4096 || v.len() < 1 << 20)),
+        "dead letters keep at most 4 KiB per field"
+    );
     let len: usize = redis::cmd("XLEN").arg(&stream).query(&mut conn).unwrap();
     assert_eq!(len, 0, "handled entries leave the stream");
 }

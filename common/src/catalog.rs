@@ -50,10 +50,7 @@ impl Catalog {
         let mut seen = std::collections::HashSet::new();
         for inst in &catalog.instances {
             if !seen.insert(inst.name.as_str()) {
-                return Err(YamlError::plain(
-                    file,
-                    format!("instance `{}` is listed twice; give each instance a unique name", inst.name),
-                ));
+                return Err(YamlError::plain(file, format!("instance `{}` is listed twice; give each instance a unique name", inst.name)));
             }
         }
         if catalog.instances.is_empty() {
@@ -79,10 +76,7 @@ mod tests {
     fn builtin_has_the_seed_instances() {
         let c = Catalog::builtin();
         let ports: Vec<(&str, u16)> = c.instances.iter().map(|i| (i.name.as_str(), i.port)).collect();
-        assert_eq!(
-            ports,
-            vec![("general", 3456), ("fast", 3457), ("reasoning", 3458), ("code-review", 3459), ("smart", 3460)]
-        );
+        assert_eq!(ports, vec![("general", 3456), ("fast", 3457), ("reasoning", 3458), ("code-review", 3459), ("smart", 3460)]);
     }
 
     #[test]

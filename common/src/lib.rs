@@ -1,12 +1,12 @@
 //! Shared core of Zo Worker Swarm, used by `zo-submit` (producer) and `zo-worker`.
 //!
-//! - [`taskfile`]: parse and validate task files, with `file:line:col` errors.
-//! - [`plan`]: dependency batches, cycle detection, the printed plan.
-//! - [`catalog`]: the model instances (name, CCR port, model).
-//! - [`model`]: job specs and results as they travel through Redis.
-//! - [`keys`]: the Redis key layout, in one place.
-//! - [`queue`]: every Redis operation that changes a task's state (MULTI and Lua scripts).
-//! - [`report`]: the results document, the dashboard and the Markdown report.
+//! - [`taskfile`] — parse and validate task files, with `file:line:col` errors.
+//! - [`plan`] — dependency batches, cycle detection, the printed plan.
+//! - [`catalog`] — the model instances (name, CCR port, model).
+//! - [`model`] — job specs and results as they travel through Redis.
+//! - [`keys`] — the Redis key layout, in one place.
+//! - [`queue`] — every Redis operation that changes a task's state (MULTI and Lua scripts).
+//! - [`report`] — the results document, the dashboard and the Markdown report.
 //!
 //! `common` knows nothing of SSH, processes or terminals.
 

@@ -106,7 +106,14 @@ pub fn render(file: &TaskFile, catalog: &Catalog) -> String {
     let _ = writeln!(s, "Execution plan: {title}");
     let _ = writeln!(s, "Total tasks: {}   Batches: {}", file.tasks.len(), b.len());
     for (n, batch) in b.iter().enumerate() {
-        let _ = writeln!(s, "\nBatch {} ({} task{}{}):", n + 1, batch.len(), if batch.len() == 1 { "" } else { "s" }, if batch.len() > 1 { " in parallel" } else { "" });
+        let _ = writeln!(
+            s,
+            "\nBatch {} ({} task{}{}):",
+            n + 1,
+            batch.len(),
+            if batch.len() == 1 { "" } else { "s" },
+            if batch.len() > 1 { " in parallel" } else { "" }
+        );
         for &i in batch {
             let t = &file.tasks[i];
             let model = catalog.get(&t.instance).map(|c| c.model.as_str()).unwrap_or("?");

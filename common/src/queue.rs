@@ -71,7 +71,9 @@ pub async fn connect(url: &str, max_size: usize) -> Result<Pool, QueueError> {
     let shown = redact_url(url);
     let unreachable = |reason: String| QueueError::Unreachable { url: shown.clone(), reason };
     // Blocking reads (XREADGROUP/XREAD BLOCK ≤ 2 s) need more than redis-rs's 500 ms default.
-    let conn_cfg = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10))).set_connection_timeout(Some(Duration::from_secs(5)));
+    let conn_cfg = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(Duration::from_secs(10)))
+        .set_connection_timeout(Some(Duration::from_secs(5)));
     let manager = Manager::new_with_config(url, conn_cfg).map_err(|e| unreachable(first_line(&e.to_string())))?;
     let pool = Pool::builder(manager)
         .max_size(max_size)
@@ -85,7 +87,8 @@ pub async fn connect(url: &str, max_size: usize) -> Result<Pool, QueueError> {
         .await
         .map_err(|_| unreachable("timed out after 6s".into()))?
         .map_err(|e| unreachable(first_line(&e.to_string())))?;
-    let info: String = redis::cmd("INFO").arg("server").query_async(&mut *conn).await.map_err(|e| unreachable(first_line(&e.to_string())))?;
+    let info: String =
+        redis::cmd("INFO").arg("server").query_async(&mut *conn).await.map_err(|e| unreachable(first_line(&e.to_string())))?;
     let version = info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("0").trim().to_string();
     if !version_at_least(&version, MIN_REDIS) {
         return Err(QueueError::TooOld { url: shown, version });
@@ -106,14 +109,8 @@ fn version_at_least(v: &str, min: (u32, u32)) -> bool {
 
 /// Creates the consumer group of an instance stream (and the stream) if missing.
 pub async fn ensure_group(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, instance: &str) -> Result<(), QueueError> {
-    let res: redis::RedisResult<()> = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(keys.jobs(instance))
-        .arg(keys.group())
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(conn)
-        .await;
+    let res: redis::RedisResult<()> =
+        redis::cmd("XGROUP").arg("CREATE").arg(keys.jobs(instance)).arg(keys.group()).arg("0").arg("MKSTREAM").query_async(conn).await;
     match res {
         Ok(()) => Ok(()),
         Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
@@ -340,7 +337,14 @@ pub enum MarkRunning {
 }
 
 /// Atomically moves a task from `queued` (this attempt) to `running`.
-pub async fn mark_running(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, run_id: &str, idx: u32, attempt: u32, worker: &str) -> Result<MarkRunning, QueueError> {
+pub async fn mark_running(
+    conn: &mut impl redis::aio::ConnectionLike,
+    keys: &Keys,
+    run_id: &str,
+    idx: u32,
+    attempt: u32,
+    worker: &str,
+) -> Result<MarkRunning, QueueError> {
     let script = redis::Script::new(MARK_RUNNING);
     let mut inv = script.prepare_invoke();
     for k in keys.run_keys(run_id) {
@@ -368,20 +372,20 @@ pub enum Recorded {
 
 /// Atomically stores a result (once per attempt), updates the counters, releases dependents
 /// whose dependencies all succeeded and skips those of a failed task.
-pub async fn record_result(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, run_id: &str, idx: u32, result: &TaskResult) -> Result<Recorded, QueueError> {
+pub async fn record_result(
+    conn: &mut impl redis::aio::ConnectionLike,
+    keys: &Keys,
+    run_id: &str,
+    idx: u32,
+    result: &TaskResult,
+) -> Result<Recorded, QueueError> {
     let script = redis::Script::new(RECORD_RESULT);
     let mut inv = script.prepare_invoke();
     for k in keys.run_keys(run_id) {
         inv.key(k);
     }
-    let (tag, done, released): (String, u64, u32) = inv
-        .arg(idx)
-        .arg(result.attempt)
-        .arg(result.status.as_str())
-        .arg(result.encode())
-        .arg(now_ms())
-        .invoke_async(conn)
-        .await?;
+    let (tag, done, released): (String, u64, u32) =
+        inv.arg(idx).arg(result.attempt).arg(result.status.as_str()).arg(result.encode()).arg(now_ms()).invoke_async(conn).await?;
     Ok(match tag.as_str() {
         "ok" => {
             let total: u64 = conn_hget_u64(conn, &keys.run(run_id, "meta"), "total").await?;
@@ -456,13 +460,15 @@ pub struct RunSnapshot {
 
 pub async fn snapshot(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, run_id: &str) -> Result<RunSnapshot, QueueError> {
     let meta = run_meta(conn, keys, run_id).await?;
-    let (spec, state, result, skip): (HashMap<u32, Vec<u8>>, HashMap<u32, String>, HashMap<u32, Vec<u8>>, HashMap<u32, u32>) = redis::pipe()
-        .hgetall(keys.run(run_id, "spec"))
-        .hgetall(keys.run(run_id, "state"))
-        .hgetall(keys.run(run_id, "result"))
-        .hgetall(keys.run(run_id, "skip"))
-        .query_async(conn)
-        .await?;
+    type Blobs = HashMap<u32, Vec<u8>>;
+    let (spec, state, result, skip): (Blobs, HashMap<u32, String>, Blobs, HashMap<u32, u32>) =
+        redis::pipe()
+            .hgetall(keys.run(run_id, "spec"))
+            .hgetall(keys.run(run_id, "state"))
+            .hgetall(keys.run(run_id, "result"))
+            .hgetall(keys.run(run_id, "skip"))
+            .query_async(conn)
+            .await?;
     let n = meta.total as usize;
     let mut specs = Vec::with_capacity(n);
     let mut states = Vec::with_capacity(n);

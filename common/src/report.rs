@@ -179,7 +179,10 @@ pub fn build(snap: &RunSnapshot, catalog: &Catalog) -> ResultsDocument {
             if let Some(by) = snap.skipped_by[i] {
                 let cause = &snap.specs[by as usize].name;
                 let how = snap.states[by as usize].as_str();
-                t.error = Some(format!("skipped: dependency `{cause}` {}", if how == "skipped" { "was skipped".to_string() } else { format!("ended with status {how}") }));
+                t.error = Some(format!(
+                    "skipped: dependency `{cause}` {}",
+                    if how == "skipped" { "was skipped".to_string() } else { format!("ended with status {how}") }
+                ));
                 t.error_class = Some("dependency".into());
             }
         }
@@ -219,7 +222,7 @@ pub fn build(snap: &RunSnapshot, catalog: &Catalog) -> ResultsDocument {
     for (name, e) in by_inst.iter_mut() {
         e.success_rate = pct(e.successful, e.total);
         if let Some(&(ms, n)) = dur_sum.get(name) {
-            e.average_duration = if n == 0 { 0.0 } else { secs(ms / n) };
+            e.average_duration = ms.checked_div(n).map_or(0.0, secs);
         }
     }
     let count = |s: &str| tasks.iter().filter(|t| t.status == s).count() as u64;
@@ -235,7 +238,7 @@ pub fn build(snap: &RunSnapshot, catalog: &Catalog) -> ResultsDocument {
         cancelled: count("cancelled"),
         success_rate: pct(successful, tasks.len() as u64),
         total_duration: secs(total_ms),
-        average_duration: if ran == 0 { 0.0 } else { secs(total_ms / ran) },
+        average_duration: total_ms.checked_div(ran).map_or(0.0, secs),
         wall_time: secs(end_ms.saturating_sub(meta.created_ms)),
         input_tokens: tin,
         output_tokens: tout,
@@ -320,7 +323,11 @@ pub fn dashboard(doc: &ResultsDocument) -> String {
                 Cell::new(one_line(&detail, 70)),
             ]);
         }
-        let title = if all { "TASKS".to_string() } else { format!("TASKS NOT SUCCESSFUL (showing {} of {})", shown.len(), doc.tasks.iter().filter(|t| t.status != "success").count()) };
+        let title = if all {
+            "TASKS".to_string()
+        } else {
+            format!("TASKS NOT SUCCESSFUL (showing {} of {})", shown.len(), doc.tasks.iter().filter(|t| t.status != "success").count())
+        };
         let _ = writeln!(out, "{title}\n{t}");
     }
     out
@@ -394,7 +401,11 @@ pub fn markdown(doc: &ResultsDocument) -> String {
     let _ = writeln!(m, "\n## Tasks\n");
     for t in &doc.tasks {
         let _ = writeln!(m, "### {} {}\n", status_mark(&t.status), md_cell(&t.task_name));
-        let _ = writeln!(m, "- Instance: `{}`\n- Status: **{}**\n- Duration: {:.2}s (queued {:.2}s)", t.ccr_instance, t.status, t.duration, t.queue_wait);
+        let _ = writeln!(
+            m,
+            "- Instance: `{}`\n- Status: **{}**\n- Duration: {:.2}s (queued {:.2}s)",
+            t.ccr_instance, t.status, t.duration, t.queue_wait
+        );
         if t.attempts > 0 {
             let _ = writeln!(m, "- Attempts: {}", t.attempts);
         }

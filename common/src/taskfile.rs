@@ -136,11 +136,7 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
         return Err(TaskFileError(vec![YamlError::plain(file, "missing required key `tasks`; list your tasks under `tasks:`")]));
     };
     if tasks.value.is_empty() {
-        return Err(TaskFileError(vec![YamlError::at(
-            file,
-            tasks.referenced.into(),
-            "`tasks` is empty; add at least one task",
-        )]));
+        return Err(TaskFileError(vec![YamlError::at(file, tasks.referenced.into(), "`tasks` is empty; add at least one task")]));
     }
 
     // Pass 1: each task on its own.
@@ -162,11 +158,19 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
             }
         };
         if name.chars().any(char::is_control) {
-            errs.push(YamlError::at(file, pos_of(&t.name, at), format!("task name `{}` contains a control character; use plain text", name.escape_default())));
+            errs.push(YamlError::at(
+                file,
+                pos_of(&t.name, at),
+                format!("task name `{}` contains a control character; use plain text", name.escape_default()),
+            ));
         }
         let instance = match &t.ccr_instance {
             None => {
-                errs.push(YamlError::at(file, at, format!("task `{name}` has no `ccr_instance`; add one of: {}", catalog.names().collect::<Vec<_>>().join(", "))));
+                errs.push(YamlError::at(
+                    file,
+                    at,
+                    format!("task `{name}` has no `ccr_instance`; add one of: {}", catalog.names().collect::<Vec<_>>().join(", ")),
+                ));
                 String::new()
             }
             Some(inst) => {
@@ -175,7 +179,11 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
                         Some(s) => format!("did you mean `{s}`?"),
                         None => format!("use one of: {}", catalog.names().collect::<Vec<_>>().join(", ")),
                     };
-                    errs.push(YamlError::at(file, inst.referenced.into(), format!("task `{name}`: unknown ccr_instance `{}`; {hint}", inst.value)));
+                    errs.push(YamlError::at(
+                        file,
+                        inst.referenced.into(),
+                        format!("task `{name}`: unknown ccr_instance `{}`; {hint}", inst.value),
+                    ));
                 }
                 inst.value.clone()
             }
@@ -188,7 +196,11 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
         for (key, v) in [("command", &t.command), ("prompt", &t.prompt)] {
             if let Some(v) = v {
                 if v.value.contains('\0') {
-                    errs.push(YamlError::at(file, v.referenced.into(), format!("task `{name}`: `{key}` contains a NUL character, which cannot be passed to a program; remove it")));
+                    errs.push(YamlError::at(
+                        file,
+                        v.referenced.into(),
+                        format!("task `{name}`: `{key}` contains a NUL character, which cannot be passed to a program; remove it"),
+                    ));
                 }
             }
         }
@@ -197,7 +209,11 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
             Some(sp) => match duration_of(&sp.value) {
                 Ok(d) if (MIN_TIMEOUT..=MAX_TIMEOUT).contains(&d) => d,
                 Ok(d) => {
-                    errs.push(YamlError::at(file, sp.referenced.into(), format!("task `{name}`: timeout {} is out of range; use 1s to 24h", humantime::format_duration(d))));
+                    errs.push(YamlError::at(
+                        file,
+                        sp.referenced.into(),
+                        format!("task `{name}`: timeout {} is out of range; use 1s to 24h", humantime::format_duration(d)),
+                    ));
                     DEFAULT_TIMEOUT
                 }
                 Err(m) => {
@@ -208,11 +224,19 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
         };
         let output_file = match &t.output_file {
             Some(o) if o.value.trim().is_empty() => {
-                errs.push(YamlError::at(file, o.referenced.into(), format!("task `{name}`: `output_file` is empty; give a file name or remove the key")));
+                errs.push(YamlError::at(
+                    file,
+                    o.referenced.into(),
+                    format!("task `{name}`: `output_file` is empty; give a file name or remove the key"),
+                ));
                 None
             }
             Some(o) if o.value.ends_with('/') => {
-                errs.push(YamlError::at(file, o.referenced.into(), format!("task `{name}`: `output_file` `{}` names a directory; give a file name", o.value)));
+                errs.push(YamlError::at(
+                    file,
+                    o.referenced.into(),
+                    format!("task `{name}`: `output_file` `{}` names a directory; give a file name", o.value),
+                ));
                 None
             }
             Some(o) => Some(o.value.clone()),
@@ -256,7 +280,11 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
     let mut dup_errs = Vec::new();
     for (i, s) in specs.iter().enumerate() {
         if let Some(&first) = index.get(s.name.as_str()) {
-            dup_errs.push(YamlError::at(file, name_pos[i], format!("duplicate task name `{}` (first used on line {}); rename one of them", s.name, specs[first].line)));
+            dup_errs.push(YamlError::at(
+                file,
+                name_pos[i],
+                format!("duplicate task name `{}` (first used on line {}); rename one of them", s.name, specs[first].line),
+            ));
         } else {
             index.insert(&s.name, i);
         }
@@ -265,7 +293,14 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
     for (i, s) in specs.iter().enumerate() {
         if let Some(o) = &s.output_file {
             if let Some(&first) = outputs.get(o.as_str()) {
-                dup_errs.push(YamlError::at(file, Pos { line: s.line, col: 1 }.max(name_pos[i]), format!("task `{}` writes output_file `{o}` that task `{}` also writes; give each task its own file", s.name, specs[first].name)));
+                dup_errs.push(YamlError::at(
+                    file,
+                    Pos { line: s.line, col: 1 }.max(name_pos[i]),
+                    format!(
+                        "task `{}` writes output_file `{o}` that task `{}` also writes; give each task its own file",
+                        s.name, specs[first].name
+                    ),
+                ));
             } else {
                 outputs.insert(o, i);
             }
@@ -276,15 +311,27 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
         let mut resolved: Vec<usize> = Vec::with_capacity(deps.len());
         for d in deps {
             match index.get(d.value.as_str()) {
-                Some(&j) if j == i => dup_errs.push(YamlError::at(file, d.referenced.into(), format!("task `{}` depends on itself; remove `{}` from its dependencies", specs[i].name, d.value))),
-                Some(&j) if resolved.contains(&j) => dup_errs.push(YamlError::at(file, d.referenced.into(), format!("task `{}` lists dependency `{}` twice; remove one", specs[i].name, d.value))),
+                Some(&j) if j == i => dup_errs.push(YamlError::at(
+                    file,
+                    d.referenced.into(),
+                    format!("task `{}` depends on itself; remove `{}` from its dependencies", specs[i].name, d.value),
+                )),
+                Some(&j) if resolved.contains(&j) => dup_errs.push(YamlError::at(
+                    file,
+                    d.referenced.into(),
+                    format!("task `{}` lists dependency `{}` twice; remove one", specs[i].name, d.value),
+                )),
                 Some(&j) => resolved.push(j),
                 None => {
                     let hint = match closest(&d.value, index.keys().copied()) {
                         Some(s) => format!("did you mean `{s}`?"),
                         None => "name a task defined in this file".to_string(),
                     };
-                    dup_errs.push(YamlError::at(file, d.referenced.into(), format!("task `{}` depends on unknown task `{}`; {hint}", specs[i].name, d.value)));
+                    dup_errs.push(YamlError::at(
+                        file,
+                        d.referenced.into(),
+                        format!("task `{}` depends on unknown task `{}`; {hint}", specs[i].name, d.value),
+                    ));
                 }
             }
         }

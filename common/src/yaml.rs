@@ -53,9 +53,8 @@ impl fmt::Display for YamlError {
 pub fn read_file(path: &Path) -> Result<String, YamlError> {
     let file = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| YamlError::plain(&file, format!("cannot read file: {e}")))?;
-    String::from_utf8(bytes).map_err(|e| {
-        YamlError::plain(&file, format!("file is not valid UTF-8 (byte {}); save it as UTF-8", e.utf8_error().valid_up_to()))
-    })
+    String::from_utf8(bytes)
+        .map_err(|e| YamlError::plain(&file, format!("file is not valid UTF-8 (byte {}); save it as UTF-8", e.utf8_error().valid_up_to())))
 }
 
 /// Deserializes `text`, turning parser and schema errors into one clear line.

@@ -66,11 +66,7 @@ pub struct OutputOpts {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Validate a task file and print its execution plan (no Redis needed).
-    Plan {
-        file: PathBuf,
-    },
+    Plan { file: PathBuf },
     /// Re-attach to a run: show its progress, then the dashboard and reports.
-    Watch {
-        run_id: String,
-    },
+    Watch { run_id: String },
 }

@@ -2,9 +2,9 @@
 //! writes the reports. The run lives in Redis, not here: this process may exit (`--detach`,
 //! Ctrl-C) and re-attach with `zo-submit watch RUN` without stalling the run.
 //!
-//! - [`cli`]: arguments.
-//! - [`watch`]: following a run (live progress).
-//! - [`output`]: writing the JSON document, the Markdown report and `output_file`s.
+//! - [`cli`] — arguments.
+//! - [`watch`] — following a run (live progress).
+//! - [`output`] — writing the JSON document, the Markdown report and `output_file`s.
 
 pub mod cli;
 pub mod output;
@@ -116,7 +116,12 @@ async fn submit(args: &Args, file: &Path, catalog: &Catalog) -> u8 {
             queue::ensure_group(&mut *conn, &keys, i).await?;
         }
         queue::prune_run_index(&mut *conn, &keys, args.retention).await?;
-        queue::create_run(&mut *conn, &keys, &NewRun { run_id: &run_id, file: &tf.path, name: tf.name.as_deref(), specs: &specs, retention: args.retention }).await?;
+        queue::create_run(
+            &mut *conn,
+            &keys,
+            &NewRun { run_id: &run_id, file: &tf.path, name: tf.name.as_deref(), specs: &specs, retention: args.retention },
+        )
+        .await?;
         Ok::<_, QueueError>(conn)
     }
     .await;

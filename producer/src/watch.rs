@@ -28,7 +28,8 @@ struct View {
 
 impl View {
     async fn load(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, run_id: &str) -> Result<View, QueueError> {
-        let (spec, state): (HashMap<u32, Vec<u8>>, HashMap<u32, String>) = redis::pipe().hgetall(keys.run(run_id, "spec")).hgetall(keys.run(run_id, "state")).query_async(conn).await?;
+        let (spec, state): (HashMap<u32, Vec<u8>>, HashMap<u32, String>) =
+            redis::pipe().hgetall(keys.run(run_id, "spec")).hgetall(keys.run(run_id, "state")).query_async(conn).await?;
         let n = spec.len();
         let mut v = View { names: vec![String::new(); n], instances: vec![String::new(); n], states: vec!["waiting".into(); n] };
         for (i, blob) in spec {
@@ -97,12 +98,14 @@ fn progress_line(m: &RunMeta, v: &View) -> String {
 
 /// Instances served by a worker that sent a heartbeat in the last 15 s.
 async fn live_instances(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys) -> Result<HashSet<String>, QueueError> {
-    let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE").arg(keys.workers()).arg(now_ms().saturating_sub(15_000)).arg("+inf").query_async(conn).await?;
+    let ids: Vec<String> =
+        redis::cmd("ZRANGEBYSCORE").arg(keys.workers()).arg(now_ms().saturating_sub(15_000)).arg("+inf").query_async(conn).await?;
     let mut out = HashSet::new();
     if ids.is_empty() {
         return Ok(out);
     }
-    let infos: Vec<Option<String>> = redis::cmd("MGET").arg(ids.iter().map(|i| keys.worker(i)).collect::<Vec<_>>()).query_async(conn).await?;
+    let infos: Vec<Option<String>> =
+        redis::cmd("MGET").arg(ids.iter().map(|i| keys.worker(i)).collect::<Vec<_>>()).query_async(conn).await?;
     for info in infos.into_iter().flatten() {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&info) {
             for i in v.get("instances").and_then(|x| x.as_array()).into_iter().flatten() {
@@ -133,7 +136,11 @@ pub async fn follow_and_report(pool: &Pool, keys: &Keys, run_id: &str, catalog: 
     drop(conn);
     let bar = if show && !meta.finished {
         let b = ProgressBar::with_draw_target(Some(meta.total), ProgressDrawTarget::stderr());
-        b.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}").expect("valid template").progress_chars("█▉▊▋▌▍▎▏ "));
+        b.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+                .expect("valid template")
+                .progress_chars("█▉▊▋▌▍▎▏ "),
+        );
         b.enable_steady_tick(Duration::from_millis(200));
         Some(b)
     } else {
@@ -158,9 +165,11 @@ pub async fn follow_and_report(pool: &Pool, keys: &Keys, run_id: &str, catalog: 
             let mut conn = queue::conn(pool).await?;
             queue::flush_outbox(&mut *conn, keys, run_id).await?;
             let opts = StreamReadOptions::default().count(2000).block(500);
-            let reply: Option<StreamReadReply> = redis::cmd("XREAD").arg(&opts).arg("STREAMS").arg(keys.run(run_id, "events")).arg(&last_id).query_async(&mut *conn).await?;
+            let reply: Option<StreamReadReply> =
+                redis::cmd("XREAD").arg(&opts).arg("STREAMS").arg(keys.run(run_id, "events")).arg(&last_id).query_async(&mut *conn).await?;
             let meta = queue::run_meta(&mut *conn, keys, run_id).await?;
-            let live = if last_worker_check.elapsed() > Duration::from_secs(5) { Some(live_instances(&mut *conn, keys).await?) } else { None };
+            let live =
+                if last_worker_check.elapsed() > Duration::from_secs(5) { Some(live_instances(&mut *conn, keys).await?) } else { None };
             Ok::<_, QueueError>((reply, meta, live))
         };
         let r = tokio::select! {
@@ -195,7 +204,10 @@ pub async fn follow_and_report(pool: &Pool, keys: &Keys, run_id: &str, catalog: 
                     last_worker_check = Instant::now();
                     for (inst, n) in view.waiting_instances() {
                         if !live.contains(inst) && warned.insert(inst.to_string()) {
-                            say(format!("⚠ no live worker serves instance `{inst}` ({n} task{} waiting); start one whose config lists it", if n == 1 { "" } else { "s" }));
+                            say(format!(
+                                "⚠ no live worker serves instance `{inst}` ({n} task{} waiting); start one whose config lists it",
+                                if n == 1 { "" } else { "s" }
+                            ));
                         } else if live.contains(inst) {
                             warned.remove(inst);
                         }

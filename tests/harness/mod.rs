@@ -85,7 +85,8 @@ fn run_ok(cmd: &mut Command) {
 fn ensure_user() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
-        let exists = Command::new("id").arg(SSH_USER).stdout(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false);
+        let exists =
+            Command::new("id").arg(SSH_USER).stdout(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false);
         if !exists {
             run_ok(Command::new("useradd").args(["--create-home", "--shell", "/bin/bash", SSH_USER]));
         }
@@ -275,7 +276,11 @@ pub fn submit(dir: &Path, redis_url: &str, ns: &str, args: &[&str], limit: Durat
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    Outcome { code: status.code().unwrap_or(-1), stdout: fs::read_to_string(&out_p).unwrap_or_default(), stderr: fs::read_to_string(&err_p).unwrap_or_default() }
+    Outcome {
+        code: status.code().unwrap_or(-1),
+        stdout: fs::read_to_string(&out_p).unwrap_or_default(),
+        stderr: fs::read_to_string(&err_p).unwrap_or_default(),
+    }
 }
 
 fn rand_suffix() -> u64 {

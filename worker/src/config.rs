@@ -138,7 +138,13 @@ pub struct AgentConfig {
 
 impl Default for AgentConfig {
     fn default() -> Self {
-        AgentConfig { mode: AgentMode::Command, command: default_agent(), base_url: default_base_url(), api_key: None, env: BTreeMap::new() }
+        AgentConfig {
+            mode: AgentMode::Command,
+            command: default_agent(),
+            base_url: default_base_url(),
+            api_key: None,
+            env: BTreeMap::new(),
+        }
     }
 }
 
@@ -176,7 +182,8 @@ impl WorkerConfig {
         let file = path.display().to_string();
         let text = yaml::read_file(path)?;
         let cfg: WorkerConfig = yaml::from_str(&text, &file)?;
-        let catalog_path = cfg.catalog.as_ref().map(|p| if p.is_relative() { path.parent().unwrap_or(Path::new(".")).join(p) } else { p.clone() });
+        let catalog_path =
+            cfg.catalog.as_ref().map(|p| if p.is_relative() { path.parent().unwrap_or(Path::new(".")).join(p) } else { p.clone() });
         let catalog = Catalog::load(catalog_path.as_deref())?;
         cfg.check(&file, &catalog)?;
         Ok((cfg, catalog))
@@ -199,7 +206,10 @@ impl WorkerConfig {
                 return Err(YamlError::plain(file, format!("instance `{}` is listed twice; list each instance once", i.name)));
             }
             if i.concurrency == 0 || i.concurrency > 1000 {
-                return Err(YamlError::plain(file, format!("instance `{}`: concurrency {} is out of range; use 1 to 1000", i.name, i.concurrency)));
+                return Err(YamlError::plain(
+                    file,
+                    format!("instance `{}`: concurrency {} is out of range; use 1 to 1000", i.name, i.concurrency),
+                ));
             }
         }
         if let ExecutorConfig::Ssh(s) = &self.executor {
@@ -211,11 +221,17 @@ impl WorkerConfig {
             }
         }
         if self.agent.mode == AgentMode::Command && self.agent.command.trim().is_empty() {
-            return Err(YamlError::plain(file, "agent: `command` is empty; give the agent command (default: claude -p --output-format json)"));
+            return Err(YamlError::plain(
+                file,
+                "agent: `command` is empty; give the agent command (default: claude -p --output-format json)",
+            ));
         }
         for k in self.agent.env.keys() {
             if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || k.starts_with(|c: char| c.is_ascii_digit()) {
-                return Err(YamlError::plain(file, format!("agent.env: `{k}` is not a valid environment variable name; use letters, digits and _")));
+                return Err(YamlError::plain(
+                    file,
+                    format!("agent.env: `{k}` is not a valid environment variable name; use letters, digits and _"),
+                ));
             }
         }
         if self.max_output_bytes < 1024 {
@@ -304,10 +320,16 @@ mod tests {
         let cases = [
             ("executor: {kind: ssh}\ninstances: [{name: fats}]\n", "w.yaml: instance `fats` is not in the catalog; did you mean `fast`?"),
             ("executor: {kind: ssh}\ninstances: []\n", "w.yaml: `instances` is empty; list the instances this worker serves"),
-            ("executor: {kind: ssh}\ninstances: [{name: fast, concurrency: 0}]\n", "w.yaml: instance `fast`: concurrency 0 is out of range; use 1 to 1000"),
+            (
+                "executor: {kind: ssh}\ninstances: [{name: fast, concurrency: 0}]\n",
+                "w.yaml: instance `fast`: concurrency 0 is out of range; use 1 to 1000",
+            ),
             ("executor: {kind: ssh, hots: x}\ninstances: [{name: fast}]\n", "w.yaml:1:21: unknown key `hots`; did you mean `host`?"),
             ("executor: {kind: tcp}\ninstances: [{name: fast}]\n", "w.yaml:1:11: unknown value `tcp`; use one of: ssh, local, simulate"),
-            ("executor: {kind: local}\ninstances: [{name: fast}, {name: fast}]\n", "w.yaml: instance `fast` is listed twice; list each instance once"),
+            (
+                "executor: {kind: local}\ninstances: [{name: fast}, {name: fast}]\n",
+                "w.yaml: instance `fast` is listed twice; list each instance once",
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(parse(text).err().as_deref(), Some(want), "for {text}");

@@ -2,10 +2,10 @@
 //! command and agent on the execution host (over SSH, locally, or simulated) and records the
 //! result atomically before acknowledging the job.
 //!
-//! - [`config`]: the worker's YAML config.
-//! - [`exec`]: executors (`ssh`, `local`) behind one trait, and the wrapper protocol.
-//! - [`task`]: one task from command to agent to outcome.
-//! - [`service`]: read loops, job handling, shutdown.
+//! - [`config`] — the worker's YAML config.
+//! - [`exec`] — executors (`ssh`, `local`) behind one trait, and the wrapper protocol.
+//! - [`task`] — one task from command to agent to outcome.
+//! - [`service`] — read loops, job handling, shutdown.
 
 pub mod config;
 pub mod exec;

@@ -48,7 +48,12 @@ struct Shared {
 
 /// A unique consumer name: host, pid and a random suffix.
 pub fn worker_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).or_else(|| std::env::var("HOSTNAME").ok()).unwrap_or_else(|| "host".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "host".into());
     format!("{host}-{}-{:04x}", std::process::id(), rand::random::<u16>())
 }
 
@@ -73,7 +78,13 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
         }
     }
     let id = worker_id();
-    let shared = Arc::new(Shared { pool, keys, id: id.clone(), ctx: TaskContext::new(cfg, opts.catalog.clone(), executor.clone(), api_key), abort: CancellationToken::new() });
+    let shared = Arc::new(Shared {
+        pool,
+        keys,
+        id: id.clone(),
+        ctx: TaskContext::new(cfg, opts.catalog.clone(), executor.clone(), api_key),
+        abort: CancellationToken::new(),
+    });
     let instances: Vec<String> = cfg.instances.iter().map(|i| i.name.clone()).collect();
     info!(worker = %id, instances = %instances.join(","), executor = executor.as_ref().map(|e| e.host().to_string()).unwrap_or_else(|| "simulate".into()), "worker started");
 
@@ -107,7 +118,8 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
         }
     }
     if let Ok(mut conn) = queue::conn(&shared.pool).await {
-        let _: redis::RedisResult<()> = redis::pipe().del(shared.keys.worker(&id)).zrem(shared.keys.workers(), &id).query_async(&mut *conn).await;
+        let _: redis::RedisResult<()> =
+            redis::pipe().del(shared.keys.worker(&id)).zrem(shared.keys.workers(), &id).query_async(&mut *conn).await;
     }
     if let Some(ex) = executor {
         ex.close().await;
@@ -127,7 +139,11 @@ async fn heartbeat_loop(shared: Arc<Shared>, instances: Vec<String>, shutdown: C
     .to_string();
     loop {
         if let Ok(mut conn) = queue::conn(&shared.pool).await {
-            let r: redis::RedisResult<()> = redis::pipe().set_ex(shared.keys.worker(&shared.id), &info, 15).zadd(shared.keys.workers(), &shared.id, now_ms()).query_async(&mut *conn).await;
+            let r: redis::RedisResult<()> = redis::pipe()
+                .set_ex(shared.keys.worker(&shared.id), &info, 15)
+                .zadd(shared.keys.workers(), &shared.id, now_ms())
+                .query_async(&mut *conn)
+                .await;
             if let Err(e) = r {
                 debug!("heartbeat failed: {e}");
             }
@@ -214,7 +230,8 @@ async fn read_loop(shared: Arc<Shared>, instance: String, sem: Arc<Semaphore>, t
                     error!("more entries than requested; leaving {} pending", entry.id);
                     continue;
                 };
-                let fields: HashMap<String, Vec<u8>> = entry.map.into_iter().filter_map(|(k, v)| redis::from_redis_value::<Vec<u8>>(v).ok().map(|b| (k, b))).collect();
+                let fields: HashMap<String, Vec<u8>> =
+                    entry.map.into_iter().filter_map(|(k, v)| redis::from_redis_value::<Vec<u8>>(v).ok().map(|b| (k, b))).collect();
                 tracker.spawn(handle_entry(shared.clone(), instance.clone(), entry.id, fields, permit));
             }
         }
@@ -251,7 +268,13 @@ fn parse_entry(instance: &str, fields: &HashMap<String, Vec<u8>>) -> Result<(Job
     Ok((spec, attempt))
 }
 
-async fn handle_entry(shared: Arc<Shared>, instance: String, entry_id: String, fields: HashMap<String, Vec<u8>>, permit: OwnedSemaphorePermit) {
+async fn handle_entry(
+    shared: Arc<Shared>,
+    instance: String,
+    entry_id: String,
+    fields: HashMap<String, Vec<u8>>,
+    permit: OwnedSemaphorePermit,
+) {
     let (spec, attempt) = match parse_entry(&instance, &fields) {
         Ok(v) => v,
         Err(reason) => {
@@ -303,7 +326,12 @@ async fn handle_entry(shared: Arc<Shared>, instance: String, entry_id: String, f
         };
         match &result.error {
             None => info!(status = result.status.as_str(), ms = result.duration_ms(), "finished"),
-            Some(e) => warn!(status = result.status.as_str(), class = result.error_class.map(|c| c.as_str()).unwrap_or(""), ms = result.duration_ms(), "finished: {e}"),
+            Some(e) => warn!(
+                status = result.status.as_str(),
+                class = result.error_class.map(|c| c.as_str()).unwrap_or(""),
+                ms = result.duration_ms(),
+                "finished: {e}"
+            ),
         }
         record(&shared, &spec, &result).await;
         ack(&shared, &instance, &entry_id).await;
@@ -353,7 +381,13 @@ async fn ack(shared: &Shared, instance: &str, entry_id: &str) {
     let stream = shared.keys.jobs(instance);
     for attempt in 0..6u32 {
         if let Ok(mut c) = queue::conn(&shared.pool).await {
-            let r: redis::RedisResult<()> = redis::pipe().xack(&stream, shared.keys.group(), &[entry_id]).ignore().xdel(&stream, &[entry_id]).ignore().query_async(&mut *c).await;
+            let r: redis::RedisResult<()> = redis::pipe()
+                .xack(&stream, shared.keys.group(), &[entry_id])
+                .ignore()
+                .xdel(&stream, &[entry_id])
+                .ignore()
+                .query_async(&mut *c)
+                .await;
             if r.is_ok() {
                 return;
             }
@@ -365,7 +399,21 @@ async fn ack(shared: &Shared, instance: &str, entry_id: &str) {
 
 async fn dead_letter(shared: &Shared, instance: &str, entry_id: &str, fields: &HashMap<String, Vec<u8>>, reason: &str) {
     let mut cmd = redis::cmd("XADD");
-    cmd.arg(shared.keys.dead()).arg("MAXLEN").arg("~").arg(10_000).arg("*").arg("reason").arg(reason).arg("stream").arg(shared.keys.jobs(instance)).arg("entry").arg(entry_id).arg("worker").arg(&shared.id).arg("at_ms").arg(now_ms());
+    cmd.arg(shared.keys.dead())
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(10_000)
+        .arg("*")
+        .arg("reason")
+        .arg(reason)
+        .arg("stream")
+        .arg(shared.keys.jobs(instance))
+        .arg("entry")
+        .arg(entry_id)
+        .arg("worker")
+        .arg(&shared.id)
+        .arg("at_ms")
+        .arg(now_ms());
     for (k, v) in fields.iter().take(32) {
         let shown = &v[..v.len().min(4096)];
         cmd.arg(format!("field:{}", k.chars().take(64).collect::<String>())).arg(shown);

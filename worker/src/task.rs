@@ -95,9 +95,18 @@ pub async fn execute(ctx: &TaskContext, spec: &JobSpec, cancel: &CancellationTok
                 }
             }
         };
-        let outcome = CommandOutcome { stdout: text(&run.stdout), stderr: text(&run.stderr), exit_code: run.exit_code, duration_ms: run.duration.as_millis() as u64, truncated: run.truncated };
+        let outcome = CommandOutcome {
+            stdout: text(&run.stdout),
+            stderr: text(&run.stderr),
+            exit_code: run.exit_code,
+            duration_ms: run.duration.as_millis() as u64,
+            truncated: run.truncated,
+        };
         if run.timed_out {
-            let mut o = Outcome::fail(ErrorClass::Timeout, format!("timed out after {} while running the command; its processes were killed", humantime::format_duration(timeout)));
+            let mut o = Outcome::fail(
+                ErrorClass::Timeout,
+                format!("timed out after {} while running the command; its processes were killed", humantime::format_duration(timeout)),
+            );
             o.command = Some(outcome);
             return o;
         }
@@ -112,7 +121,10 @@ pub async fn execute(ctx: &TaskContext, spec: &JobSpec, cancel: &CancellationTok
                 None => "was killed by a signal".to_string(),
             };
             let tail = last_lines(&outcome.stderr, 5);
-            let mut o = Outcome::fail(ErrorClass::Command, if tail.is_empty() { format!("command {how}") } else { format!("command {how}: {tail}") });
+            let mut o = Outcome::fail(
+                ErrorClass::Command,
+                if tail.is_empty() { format!("command {how}") } else { format!("command {how}: {tail}") },
+            );
             o.exit_code = run.exit_code;
             o.output = outcome.stdout.clone();
             o.command = Some(outcome);
@@ -124,7 +136,15 @@ pub async fn execute(ctx: &TaskContext, spec: &JobSpec, cancel: &CancellationTok
     // 2. The agent, fed the command's stdout.
     let Some(prompt) = &spec.prompt else {
         let c = command.expect("a task has a command or a prompt");
-        return Outcome { status: Status::Success, error_class: None, error: None, output: c.stdout.clone(), exit_code: c.exit_code, command: Some(c), agent: None };
+        return Outcome {
+            status: Status::Success,
+            error_class: None,
+            error: None,
+            output: c.stdout.clone(),
+            exit_code: c.exit_code,
+            command: Some(c),
+            agent: None,
+        };
     };
     let input = command.as_ref().map(|c| c.stdout.as_bytes().to_vec()).unwrap_or_default();
     let run = match (ctx.agent_mode, &ctx.executor) {
@@ -164,7 +184,12 @@ pub fn agent_script(ctx: &TaskContext, spec: &JobSpec, prompt: &str) -> String {
     let key = ctx.api_key.clone().unwrap_or_else(|| "zo-worker".into());
     s.push_str(&format!("export ANTHROPIC_API_KEY={}\n", shell_quote(&key)));
     s.push_str("export CLAUDE_CODE_MAX_RETRIES=\"${CLAUDE_CODE_MAX_RETRIES:-2}\"\n");
-    s.push_str(&format!("export ZO_TASK={} ZO_INSTANCE={} ZO_RUN={}\n", shell_quote(&spec.name), shell_quote(&spec.instance), shell_quote(&spec.run_id)));
+    s.push_str(&format!(
+        "export ZO_TASK={} ZO_INSTANCE={} ZO_RUN={}\n",
+        shell_quote(&spec.name),
+        shell_quote(&spec.instance),
+        shell_quote(&spec.run_id)
+    ));
     for (k, v) in &ctx.agent_env {
         s.push_str(&format!("export {k}={}\n", shell_quote(v)));
     }
@@ -183,9 +208,17 @@ fn last_lines(s: &str, n: usize) -> String {
 /// Reads the agent's answer: success only with exit code 0 and `is_error: false`.
 pub fn judge_agent(run: &RunOutput, timeout: Duration) -> Outcome {
     let stderr = text(&run.stderr);
-    let mut agent = AgentOutcome { exit_code: run.exit_code, duration_ms: run.duration.as_millis() as u64, stderr: stderr.clone(), ..Default::default() };
+    let mut agent = AgentOutcome {
+        exit_code: run.exit_code,
+        duration_ms: run.duration.as_millis() as u64,
+        stderr: stderr.clone(),
+        ..Default::default()
+    };
     if run.timed_out {
-        let mut o = Outcome::fail(ErrorClass::Timeout, format!("timed out after {} while the agent was running; its processes were killed", humantime::format_duration(timeout)));
+        let mut o = Outcome::fail(
+            ErrorClass::Timeout,
+            format!("timed out after {} while the agent was running; its processes were killed", humantime::format_duration(timeout)),
+        );
         o.agent = Some(agent);
         return o;
     }
@@ -217,7 +250,15 @@ pub fn judge_agent(run: &RunOutput, timeout: Duration) -> Outcome {
     };
     let ok = run.exit_code == Some(0) && !agent.is_error;
     if ok {
-        return Outcome { status: Status::Success, error_class: None, error: None, output: answer, exit_code: run.exit_code, command: None, agent: Some(agent) };
+        return Outcome {
+            status: Status::Success,
+            error_class: None,
+            error: None,
+            output: answer,
+            exit_code: run.exit_code,
+            command: None,
+            agent: Some(agent),
+        };
     }
     let rate_limited = agent.api_error_status == Some(429) || answer.to_lowercase().contains("rate limit");
     let class = if rate_limited { ErrorClass::RateLimit } else { ErrorClass::Model };
@@ -256,9 +297,16 @@ async fn pause(d: Duration, deadline: Instant, cancel: &CancellationToken) -> (b
     }
 }
 
-async fn simulate_command(cmd: &str, sim: &zo_common::taskfile::Simulate, takes_duration: bool, deadline: Instant, cancel: &CancellationToken) -> RunOutput {
+async fn simulate_command(
+    cmd: &str,
+    sim: &zo_common::taskfile::Simulate,
+    takes_duration: bool,
+    deadline: Instant,
+    cancel: &CancellationToken,
+) -> RunOutput {
     let started = Instant::now();
-    let (timed_out, cancelled) = if takes_duration { pause(Duration::from_millis(sim.duration_ms), deadline, cancel).await } else { (false, false) };
+    let (timed_out, cancelled) =
+        if takes_duration { pause(Duration::from_millis(sim.duration_ms), deadline, cancel).await } else { (false, false) };
     RunOutput {
         stdout: format!("[simulated] $ {cmd}\n").into_bytes(),
         stderr: Vec::new(),
@@ -270,7 +318,15 @@ async fn simulate_command(cmd: &str, sim: &zo_common::taskfile::Simulate, takes_
     }
 }
 
-async fn simulate_agent(ctx: &TaskContext, spec: &JobSpec, prompt: &str, input: &[u8], sim: &zo_common::taskfile::Simulate, deadline: Instant, cancel: &CancellationToken) -> RunOutput {
+async fn simulate_agent(
+    ctx: &TaskContext,
+    spec: &JobSpec,
+    prompt: &str,
+    input: &[u8],
+    sim: &zo_common::taskfile::Simulate,
+    deadline: Instant,
+    cancel: &CancellationToken,
+) -> RunOutput {
     let started = Instant::now();
     let (timed_out, cancelled) = pause(Duration::from_millis(sim.duration_ms), deadline, cancel).await;
     let model = ctx.catalog.get(&spec.instance).map(|i| i.model.as_str()).unwrap_or("?");
@@ -278,7 +334,12 @@ async fn simulate_agent(ctx: &TaskContext, spec: &JobSpec, prompt: &str, input: 
         Some(o) => o.clone(),
         None => {
             let p: String = prompt.chars().take(80).collect();
-            format!("[simulated answer from {} · {model}] {p}{} (input: {} bytes)", spec.instance, if prompt.chars().count() > 80 { "…" } else { "" }, input.len())
+            format!(
+                "[simulated answer from {} · {model}] {p}{} (input: {} bytes)",
+                spec.instance,
+                if prompt.chars().count() > 80 { "…" } else { "" },
+                input.len()
+            )
         }
     };
     let doc = serde_json::json!({
@@ -289,7 +350,15 @@ async fn simulate_agent(ctx: &TaskContext, spec: &JobSpec, prompt: &str, input: 
         "num_turns": 1,
         "usage": { "input_tokens": (prompt.len() + input.len()).div_ceil(4), "output_tokens": answer.len().div_ceil(4) },
     });
-    RunOutput { stdout: doc.to_string().into_bytes(), stderr: Vec::new(), exit_code: Some(if sim.fail { 1 } else { 0 }), truncated: false, timed_out, cancelled, duration: started.elapsed() }
+    RunOutput {
+        stdout: doc.to_string().into_bytes(),
+        stderr: Vec::new(),
+        exit_code: Some(if sim.fail { 1 } else { 0 }),
+        truncated: false,
+        timed_out,
+        cancelled,
+        duration: started.elapsed(),
+    }
 }
 
 #[cfg(test)]
@@ -303,7 +372,13 @@ mod tests {
     #[test]
     fn judges_by_is_error_and_exit_code() {
         let t = Duration::from_secs(5);
-        let ok = judge_agent(&out(r#"{"type":"result","subtype":"success","is_error":false,"result":"hi","num_turns":1,"usage":{"input_tokens":7,"output_tokens":3}}"#, 0), t);
+        let ok = judge_agent(
+            &out(
+                r#"{"type":"result","subtype":"success","is_error":false,"result":"hi","num_turns":1,"usage":{"input_tokens":7,"output_tokens":3}}"#,
+                0,
+            ),
+            t,
+        );
         assert_eq!((ok.status, ok.output.as_str()), (Status::Success, "hi"));
         assert_eq!(ok.agent.as_ref().map(|a| (a.input_tokens, a.output_tokens)), Some((7, 3)));
         let err = judge_agent(&out(r#"{"subtype":"success","is_error":true,"result":"API Error: 500"}"#, 1), t);
@@ -319,7 +394,20 @@ mod tests {
     fn agent_script_never_embeds_the_prompt() {
         let cfg: WorkerConfig = zo_common::yaml::from_str("executor: {kind: local}\ninstances: [{name: fast}]\n", "w").unwrap();
         let ctx = TaskContext::new(&cfg, Catalog::builtin(), None, None);
-        let spec = JobSpec { run_id: "R".into(), idx: 0, name: "it's".into(), instance: "fast".into(), command: None, prompt: Some("-$(x)".into()), timeout_ms: 1000, deps: vec![], tags: vec![], description: None, output_file: None, simulate: None };
+        let spec = JobSpec {
+            run_id: "R".into(),
+            idx: 0,
+            name: "it's".into(),
+            instance: "fast".into(),
+            command: None,
+            prompt: Some("-$(x)".into()),
+            timeout_ms: 1000,
+            deps: vec![],
+            tags: vec![],
+            description: None,
+            output_file: None,
+            simulate: None,
+        };
         let s = agent_script(&ctx, &spec, "-$(x)");
         assert!(!s.contains("$(x)"), "{s}");
         assert!(s.contains("export ANTHROPIC_BASE_URL='http://127.0.0.1:3457'"), "{s}");

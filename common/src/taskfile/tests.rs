@@ -71,12 +71,18 @@ fn missing_name() {
 
 #[test]
 fn missing_instance() {
-    check("tasks:\n  - name: A\n    command: ls\n", "t.yaml:2:5: task `A` has no `ccr_instance`; add one of: general, fast, reasoning, code-review, smart");
+    check(
+        "tasks:\n  - name: A\n    command: ls\n",
+        "t.yaml:2:5: task `A` has no `ccr_instance`; add one of: general, fast, reasoning, code-review, smart",
+    );
 }
 
 #[test]
 fn unknown_instance_suggests() {
-    check("tasks:\n  - name: A\n    ccr_instance: genral\n    command: ls\n", "t.yaml:3:19: task `A`: unknown ccr_instance `genral`; did you mean `general`?");
+    check(
+        "tasks:\n  - name: A\n    ccr_instance: genral\n    command: ls\n",
+        "t.yaml:3:19: task `A`: unknown ccr_instance `genral`; did you mean `general`?",
+    );
 }
 
 #[test]
@@ -86,8 +92,14 @@ fn neither_command_nor_prompt() {
 
 #[test]
 fn timeout_out_of_range() {
-    check("tasks:\n  - name: A\n    ccr_instance: fast\n    command: ls\n    timeout: 0\n", "t.yaml:5:14: task `A`: timeout 0s is out of range; use 1s to 24h");
-    check("tasks:\n  - name: A\n    ccr_instance: fast\n    command: ls\n    timeout: 25h\n", "t.yaml:5:14: task `A`: timeout 1day 1h is out of range; use 1s to 24h");
+    check(
+        "tasks:\n  - name: A\n    ccr_instance: fast\n    command: ls\n    timeout: 0\n",
+        "t.yaml:5:14: task `A`: timeout 0s is out of range; use 1s to 24h",
+    );
+    check(
+        "tasks:\n  - name: A\n    ccr_instance: fast\n    command: ls\n    timeout: 25h\n",
+        "t.yaml:5:14: task `A`: timeout 1day 1h is out of range; use 1s to 24h",
+    );
 }
 
 #[test]
@@ -100,7 +112,10 @@ fn timeout_not_a_duration() {
 
 #[test]
 fn duplicate_names() {
-    check("tasks:\n  - {name: A, ccr_instance: fast, command: ls}\n  - {name: A, ccr_instance: fast, command: ls}\n", "t.yaml:3:12: duplicate task name `A` (first used on line 2); rename one of them");
+    check(
+        "tasks:\n  - {name: A, ccr_instance: fast, command: ls}\n  - {name: A, ccr_instance: fast, command: ls}\n",
+        "t.yaml:3:12: duplicate task name `A` (first used on line 2); rename one of them",
+    );
 }
 
 #[test]
@@ -110,12 +125,18 @@ fn unknown_dependency_suggests() {
 
 #[test]
 fn self_dependency() {
-    check("tasks:\n  - {name: A, ccr_instance: fast, command: ls, dependencies: [A]}\n", "t.yaml:2:63: task `A` depends on itself; remove `A` from its dependencies");
+    check(
+        "tasks:\n  - {name: A, ccr_instance: fast, command: ls, dependencies: [A]}\n",
+        "t.yaml:2:63: task `A` depends on itself; remove `A` from its dependencies",
+    );
 }
 
 #[test]
 fn repeated_dependency() {
-    check("tasks:\n  - {name: A, ccr_instance: fast, command: ls}\n  - {name: B, ccr_instance: fast, command: ls, dependencies: [A, A]}\n", "t.yaml:3:66: task `B` lists dependency `A` twice; remove one");
+    check(
+        "tasks:\n  - {name: A, ccr_instance: fast, command: ls}\n  - {name: B, ccr_instance: fast, command: ls, dependencies: [A, A]}\n",
+        "t.yaml:3:66: task `B` lists dependency `A` twice; remove one",
+    );
 }
 
 #[test]
@@ -128,7 +149,10 @@ fn cycle_is_listed() {
 
 #[test]
 fn nul_in_prompt() {
-    check("tasks:\n  - {name: A, ccr_instance: fast, prompt: \"a\\0b\"}\n", "t.yaml:2:43: task `A`: `prompt` contains a NUL character, which cannot be passed to a program; remove it");
+    check(
+        "tasks:\n  - {name: A, ccr_instance: fast, prompt: \"a\\0b\"}\n",
+        "t.yaml:2:43: task `A`: `prompt` contains a NUL character, which cannot be passed to a program; remove it",
+    );
 }
 
 #[test]
@@ -141,13 +165,17 @@ fn shared_output_file() {
 
 #[test]
 fn wrong_type() {
-    let e = parse("tasks:\n  - {name: A, ccr_instance: fast, command: ls, dependencies: A}\n", "t.yaml", &Catalog::builtin()).unwrap_err().to_string();
+    let e = parse("tasks:\n  - {name: A, ccr_instance: fast, command: ls, dependencies: A}\n", "t.yaml", &Catalog::builtin())
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("t.yaml:2:"), "{e}");
 }
 
 #[test]
 fn several_errors_are_all_reported_in_file_order() {
-    let e = parse("tasks:\n  - {name: A, ccr_instance: nope, command: ls}\n  - {name: B, ccr_instance: fast}\n", "t.yaml", &Catalog::builtin()).unwrap_err();
+    let e =
+        parse("tasks:\n  - {name: A, ccr_instance: nope, command: ls}\n  - {name: B, ccr_instance: fast}\n", "t.yaml", &Catalog::builtin())
+            .unwrap_err();
     assert_eq!(e.0.len(), 2);
     assert!(e.0[0].pos < e.0[1].pos);
 }

@@ -44,7 +44,9 @@ impl Executor for LocalExecutor {
                 stdin: Box::new(stdin),
                 stdout: Box::new(stdout),
                 stderr: Box::new(stderr),
-                wait: Box::pin(async move { child.wait().await.map(|s| s.code()).map_err(|e| ExecError::Config(format!("waiting for bash: {e}"))) }),
+                wait: Box::pin(async move {
+                    child.wait().await.map(|s| s.code()).map_err(|e| ExecError::Config(format!("waiting for bash: {e}")))
+                }),
             })
         })
     }

@@ -154,7 +154,15 @@ fn find_subslice(h: &[u8], n: &[u8]) -> Option<usize> {
 /// Runs `script` (bash) through the wrapper with `prompt` in `$ZO_PROMPT` and `input` on
 /// stdin, until it exits, `deadline` passes or `cancel` fires. On deadline or cancel the
 /// script's whole process group is killed on the execution host (TERM, then KILL).
-pub async fn run_script(ex: &dyn Executor, script: &str, prompt: Option<&str>, input: &[u8], deadline: Instant, cancel: &CancellationToken, limit: usize) -> Result<RunOutput, ExecError> {
+pub async fn run_script(
+    ex: &dyn Executor,
+    script: &str,
+    prompt: Option<&str>,
+    input: &[u8],
+    deadline: Instant,
+    cancel: &CancellationToken,
+    limit: usize,
+) -> Result<RunOutput, ExecError> {
     let started = Instant::now();
     let sp = tokio::select! {
         r = ex.spawn() => r?,
@@ -172,7 +180,8 @@ pub async fn run_script(ex: &dyn Executor, script: &str, prompt: Option<&str>, i
         drop(stdin);
     };
     let work = async {
-        let (_, (out, out_trunc), (err, err_trunc), code) = tokio::join!(feed, read_capped(stdout, limit), read_stderr(stderr, limit, pgid_tx), wait);
+        let (_, (out, out_trunc), (err, err_trunc), code) =
+            tokio::join!(feed, read_capped(stdout, limit), read_stderr(stderr, limit, pgid_tx), wait);
         (out, out_trunc || err_trunc, err, code)
     };
     tokio::pin!(work);
@@ -191,13 +200,12 @@ pub async fn run_script(ex: &dyn Executor, script: &str, prompt: Option<&str>, i
         _ = cancel.cancelled() => Interrupt::Cancel,
     };
     // Kill the process group on the execution host. The group id may still be on its way.
-    let pgid = match *pgid_rx.borrow() {
+    let known = *pgid_rx.borrow();
+    let pgid = match known {
         Some(p) => Some(p),
-        None => None,
-    };
-    let pgid = match pgid {
-        Some(p) => Some(p),
-        None => tokio::time::timeout(Duration::from_secs(2), pgid_rx.wait_for(Option::is_some)).await.ok().and_then(|r| r.ok().and_then(|v| *v)),
+        None => {
+            tokio::time::timeout(Duration::from_secs(2), pgid_rx.wait_for(Option::is_some)).await.ok().and_then(|r| r.ok().and_then(|v| *v))
+        }
     };
     if let Some(p) = pgid {
         kill_group(ex, p).await;

@@ -76,7 +76,11 @@ impl SshExecutor {
     }
 
     async fn connect(&self) -> Result<Arc<Master>, ExecError> {
-        let session = self.builder().connect_mux(&self.cfg.host).await.map_err(|e| ExecError::Network(format!("cannot connect to {}: {}", self.label, describe(&e))))?;
+        let session = self
+            .builder()
+            .connect_mux(&self.cfg.host)
+            .await
+            .map_err(|e| ExecError::Network(format!("cannot connect to {}: {}", self.label, describe(&e))))?;
         let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(host = %self.label, master = id, "SSH master connected");
         Ok(Arc::new(Master { id, session: Arc::new(session), slots: Arc::new(Semaphore::new(self.cfg.max_channels)) }))
@@ -230,4 +234,3 @@ impl Executor for SshExecutor {
         })
     }
 }
-

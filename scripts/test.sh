@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every check and test. Installs what the tests start by themselves when it is missing:
+# redis-server and sshd (Debian/Ubuntu packages). The tests never use a Redis you already
+# run: each starts its own redis-server and sshd on free loopback ports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+command -v pgrep >/dev/null 2>&1 || need+=(procps)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "note: the SSH end-to-end tests start sshd and create the login user zo-e2e, which needs root" >&2
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo build --workspace --bins
+cargo test --workspace
