@@ -461,14 +461,13 @@ pub struct RunSnapshot {
 pub async fn snapshot(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, run_id: &str) -> Result<RunSnapshot, QueueError> {
     let meta = run_meta(conn, keys, run_id).await?;
     type Blobs = HashMap<u32, Vec<u8>>;
-    let (spec, state, result, skip): (Blobs, HashMap<u32, String>, Blobs, HashMap<u32, u32>) =
-        redis::pipe()
-            .hgetall(keys.run(run_id, "spec"))
-            .hgetall(keys.run(run_id, "state"))
-            .hgetall(keys.run(run_id, "result"))
-            .hgetall(keys.run(run_id, "skip"))
-            .query_async(conn)
-            .await?;
+    let (spec, state, result, skip): (Blobs, HashMap<u32, String>, Blobs, HashMap<u32, u32>) = redis::pipe()
+        .hgetall(keys.run(run_id, "spec"))
+        .hgetall(keys.run(run_id, "state"))
+        .hgetall(keys.run(run_id, "result"))
+        .hgetall(keys.run(run_id, "skip"))
+        .query_async(conn)
+        .await?;
     let n = meta.total as usize;
     let mut specs = Vec::with_capacity(n);
     let mut states = Vec::with_capacity(n);

@@ -179,8 +179,12 @@ impl Sshd {
 
 /// Path of a workspace binary (built by `cargo build --bins`).
 pub fn bin(name: &str) -> PathBuf {
+    // Tests run from target/<profile>/deps/, tools from target/<profile>/.
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
     let p = dir.join(name);
     assert!(p.exists(), "{} is missing: run `cargo build --bins` before the tests (the README's test command does)", p.display());
     p

@@ -131,26 +131,32 @@ impl SshExecutor {
         cmd.spawn().await
     }
 
-    /// Spawns on a healthy master, replacing a dead one once.
+    /// Spawns on a healthy master. A dead master is replaced (once); a session the server
+    /// refuses while it still counts channels we just closed (MaxSessions) is retried shortly.
     async fn spawn_retrying(&self, command: &str, piped: bool) -> Result<(openssh::Child<Arc<Session>>, OwnedSemaphorePermit), ExecError> {
-        let mut last = None;
-        for _ in 0..2 {
+        let mut reconnects = 0;
+        let mut refusals = 0u32;
+        loop {
             let (m, permit) = self.slot().await?;
-            match self.spawn_on(&m, command, piped).await {
+            let e = match self.spawn_on(&m, command, piped).await {
                 Ok(child) => return Ok((child, permit)),
-                Err(e) => {
-                    let healthy = m.session.check().await.is_ok();
-                    if !healthy {
-                        self.drop_master(m.id);
-                    }
-                    last = Some(e);
-                    if healthy {
-                        break;
-                    }
+                Err(e) => e,
+            };
+            drop(permit);
+            let why = describe(&e);
+            if m.session.check().await.is_err() {
+                self.drop_master(m.id);
+                reconnects += 1;
+                if reconnects <= 1 {
+                    continue;
                 }
+            } else if why.contains("refused") && refusals < 30 {
+                refusals += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(10 * u64::from(refusals.min(10)))).await;
+                continue;
             }
+            return Err(ExecError::Network(format!("cannot start a session on {}: {why}", self.label)));
         }
-        Err(ExecError::Network(format!("cannot start a session on {}: {}", self.label, last.map(|e| describe(&e)).unwrap_or_default())))
     }
 }
 
