@@ -96,7 +96,8 @@ fn a_failure_skips_its_dependents_and_the_rest_completes() {
     let sshd = Sshd::start();
     let ns = namespace("skip");
     let dir = tempfile::tempdir().unwrap();
-    let _w = Worker::start(dir.path(), "w", &ssh_worker_config(&sshd, &all_instances(2)), &redis.url(), &ns);
+    let cfg = format!("workdir: /tmp\n{}", ssh_worker_config(&sshd, &all_instances(2)));
+    let _w = Worker::start(dir.path(), "w", &cfg, &redis.url(), &ns);
     write(
         dir.path(),
         "t.yaml",
@@ -105,7 +106,7 @@ tasks:
   - { name: Broken, ccr_instance: fast, command: "echo partial; echo 'boom: disk on fire' >&2; exit 3", prompt: "never asked" }
   - { name: Child, ccr_instance: fast, command: "echo x", dependencies: [Broken] }
   - { name: Grandchild, ccr_instance: general, prompt: "p", dependencies: [Child] }
-  - { name: Independent, ccr_instance: general, command: "echo fine" }
+  - { name: Independent, ccr_instance: general, command: "echo fine; pwd >&2", output_file: "out/independent.txt" }
 "#,
     );
     let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--results-dir", "res"], LIMIT);
@@ -126,6 +127,8 @@ tasks:
     assert_eq!(t["Grandchild"]["error"], "skipped: dependency `Child` was skipped");
     assert_eq!(t["Independent"]["status"], "success");
     assert_eq!(t["Independent"]["output"], "fine\n");
+    assert_eq!(t["Independent"]["command"]["stderr"], "/tmp\n", "commands run in the configured workdir");
+    assert_eq!(std::fs::read_to_string(dir.path().join("out/independent.txt")).unwrap(), "fine\n", "output_file is written");
     assert_eq!(doc["summary"]["failed"], 1);
     assert_eq!(doc["summary"]["skipped"], 2);
     assert!(out.stdout.contains("EXECUTION SUMMARY"), "dashboard on stdout:\n{}", out.stdout);
@@ -197,11 +200,12 @@ fn adversarial_prompts_arrive_byte_exact_at_the_agent() {
     write(dir.path(), "t.yaml", &yaml);
     let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--json", "--no-save", "--no-report"], LIMIT);
     assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
+    let doc = tasks_by_name(&json_doc(&out));
     for (name, prompt) in &corpus {
         let (argv, stdin, env) = sshd.recorded(name);
         assert_eq!(argv.last().map(|a| a.as_slice()), Some(prompt.as_bytes()), "prompt of {name} changed on the way");
         assert_eq!(argv[..2], [b"-p".to_vec(), b"--output-format".to_vec()], "{name}");
-        assert_eq!(String::from_utf8_lossy(&stdin), format!("in:{name}\nit's $x \\n"), "stdin of {name}");
+        assert_eq!(String::from_utf8_lossy(&stdin), format!("in:{name}\nit's $x \\n"), "stdin of {name}; task: {}", doc[*name]);
         assert!(env.lines().any(|l| l == "ANTHROPIC_BASE_URL=http://127.0.0.1:3457"), "{name}: {env}");
         assert!(env.lines().any(|l| l == format!("ZO_TASK={name}")), "{name}");
         assert!(!env.contains("ZO_PROMPT="), "the prompt must not linger in the agent's environment");

@@ -246,7 +246,8 @@ pub fn build(snap: &RunSnapshot, catalog: &Catalog) -> ResultsDocument {
     ResultsDocument { run_id: meta.run_id.clone(), task_file: meta.file.clone(), summary, results_by_instance: by_inst, tasks }
 }
 
-fn status_mark(s: &str) -> &'static str {
+/// A one-character mark for a task state.
+pub fn status_mark(s: &str) -> &'static str {
     match s {
         "success" => "✓",
         "failed" => "✗",

@@ -88,10 +88,7 @@ fn innermost_message(err: &serde_saphyr::Error) -> String {
 fn humanize(msg: &str) -> String {
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         if let Some((field, tail)) = rest.split_once('`') {
-            let expected: Vec<String> = tail
-                .split_once("expected one of ")
-                .map(|(_, l)| l.split(',').map(|k| k.trim().trim_matches('`').to_string()).filter(|k| !k.is_empty()).collect())
-                .unwrap_or_default();
+            let expected = expected_list(tail);
             let hint = match closest(field, expected.iter().map(String::as_str)) {
                 Some(s) => format!("did you mean `{s}`?"),
                 None => format!("valid keys are: {}", expected.join(", ")),
@@ -106,7 +103,7 @@ fn humanize(msg: &str) -> String {
     }
     if let Some(rest) = msg.strip_prefix("unknown variant `") {
         if let Some((v, tail)) = rest.split_once('`') {
-            let expected = backticked(tail);
+            let expected = expected_list(tail);
             return match closest(v, expected.iter().map(String::as_str)) {
                 Some(s) => format!("unknown value `{v}`; did you mean `{s}`?"),
                 None => format!("unknown value `{v}`; use one of: {}", expected.join(", ")),
@@ -134,8 +131,10 @@ fn find_key(text: &str, from: Pos, key: &str) -> Option<Pos> {
     None
 }
 
-fn backticked(s: &str) -> Vec<String> {
-    s.split('`').skip(1).step_by(2).map(str::to_string).collect()
+/// The names after "expected one of" (serde lists them with or without backticks).
+fn expected_list(tail: &str) -> Vec<String> {
+    let list = tail.split_once("expected one of ").or_else(|| tail.split_once("expected ")).map(|(_, l)| l).unwrap_or("");
+    list.split([',', ' ']).map(|k| k.trim().trim_matches('`').to_string()).filter(|k| !k.is_empty() && k != "or").collect()
 }
 
 /// The candidate closest to `word` by edit distance, if it is close enough to be a typo.

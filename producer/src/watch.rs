@@ -74,17 +74,6 @@ fn is_final(s: &str) -> bool {
     matches!(s, "success" | "failed" | "timeout" | "skipped" | "cancelled")
 }
 
-fn mark(s: &str) -> &'static str {
-    match s {
-        "success" => "✓",
-        "failed" => "✗",
-        "timeout" => "⏱",
-        "skipped" => "↷",
-        "cancelled" => "⊘",
-        _ => "·",
-    }
-}
-
 fn progress_line(m: &RunMeta, v: &View) -> String {
     let mut s = format!("running {} · ok {} · failed {}", m.running, m.success, m.failed);
     if m.timeout > 0 {
@@ -193,7 +182,7 @@ pub async fn follow_and_report(pool: &Pool, keys: &Keys, run_id: &str, catalog: 
                             let i = i as usize;
                             if i < view.states.len() {
                                 if is_final(&st) && !is_final(&view.states[i]) {
-                                    say(format!("{} {} [{}] {st}", mark(&st), view.names[i], view.instances[i]));
+                                    say(format!("{} {} [{}] {st}", report::status_mark(&st), view.names[i], view.instances[i]));
                                 }
                                 view.states[i] = st;
                             }

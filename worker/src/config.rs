@@ -324,8 +324,8 @@ mod tests {
                 "executor: {kind: ssh}\ninstances: [{name: fast, concurrency: 0}]\n",
                 "w.yaml: instance `fast`: concurrency 0 is out of range; use 1 to 1000",
             ),
-            ("executor: {kind: ssh, hots: x}\ninstances: [{name: fast}]\n", "w.yaml:1:21: unknown key `hots`; did you mean `host`?"),
-            ("executor: {kind: tcp}\ninstances: [{name: fast}]\n", "w.yaml:1:11: unknown value `tcp`; use one of: ssh, local, simulate"),
+            ("executor: {kind: ssh, hots: x}\ninstances: [{name: fast}]\n", "w.yaml:1:23: unknown key `hots`; did you mean `host`?"),
+            ("executor: {kind: tcp}\ninstances: [{name: fast}]\n", "w.yaml:1:12: unknown value `tcp`; use one of: ssh, local, simulate"),
             (
                 "executor: {kind: local}\ninstances: [{name: fast}, {name: fast}]\n",
                 "w.yaml: instance `fast` is listed twice; list each instance once",
