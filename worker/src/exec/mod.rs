@@ -53,7 +53,8 @@ pub struct Spawned {
     pub stdin: Box<dyn AsyncWrite + Send + Unpin>,
     pub stdout: Box<dyn AsyncRead + Send + Unpin>,
     pub stderr: Box<dyn AsyncRead + Send + Unpin>,
-    /// Resolves to the exit code (`None` when killed by a signal).
+    /// Resolves to the exit code (`None` when killed by a signal). Poll it only after stdout
+    /// and stderr reached EOF.
     pub wait: BoxFuture<'static, Result<Option<i32>, ExecError>>,
 }
 
@@ -180,8 +181,11 @@ pub async fn run_script(
         drop(stdin);
     };
     let work = async {
-        let (_, (out, out_trunc), (err, err_trunc), code) =
-            tokio::join!(feed, read_capped(stdout, limit), read_stderr(stderr, limit, pgid_tx), wait);
+        // Wait only after stdout and stderr reached EOF: with OpenSSH multiplexing, a finished
+        // wait closes the mux connection and the master stops forwarding output that is still
+        // in flight (openssh-rust/openssh#103).
+        let (_, (out, out_trunc), (err, err_trunc)) = tokio::join!(feed, read_capped(stdout, limit), read_stderr(stderr, limit, pgid_tx));
+        let code = wait.await;
         (out, out_trunc || err_trunc, err, code)
     };
     tokio::pin!(work);
