@@ -330,7 +330,12 @@ fn unreachable_ssh_host_and_refused_auth_are_network_errors_and_the_worker_keeps
         sshd.agent_yaml()
     );
     let mut w = Worker::start(dir.path(), "w", &cfg, &redis.url(), &ns);
-    write(dir.path(), "t.yaml", "tasks:\n  - { name: A, ccr_instance: fast, command: \"echo hi\" }\n");
+    // Network errors are retried by default; one quick retry here.
+    write(
+        dir.path(),
+        "t.yaml",
+        "tasks:\n  - { name: A, ccr_instance: fast, command: \"echo hi\", retry_policy: { max_retries: 1, base_delay: 100ms } }\n",
+    );
     for _ in 0..2 {
         let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--json", "--no-save", "--no-report"], LIMIT);
         assert_eq!(out.code, 1, "{}", out.stderr);
@@ -338,6 +343,8 @@ fn unreachable_ssh_host_and_refused_auth_are_network_errors_and_the_worker_keeps
         assert_eq!(t["A"]["error_class"], "network", "{}", t["A"]);
         let err = t["A"]["error"].as_str().unwrap();
         assert!(err.starts_with(&format!("cannot connect to {SSH_USER}@127.0.0.1:{dead_port}")), "{err}");
+        assert_eq!(t["A"]["attempts"], 2, "one retry of a network error");
+        assert_eq!(t["A"]["attempt_history"].as_array().unwrap().len(), 2);
         assert!(w.is_running(), "the worker must keep serving");
     }
     drop(w);

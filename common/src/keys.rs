@@ -7,7 +7,8 @@
 //!
 //! | key | type | what |
 //! |---|---|---|
-//! | `NS:jobs:INSTANCE` | stream | jobs for one model instance; group `NS-workers` |
+//! | `NS:jobs:INSTANCE` | stream | jobs for one model instance (priority medium); group `NS-workers` |
+//! | `NS:jobs:INSTANCE:high`, `…:low` | stream | the same for priorities high and low |
 //! | `NS:dead` | stream | dead-lettered entries with their reason |
 //! | `NS:runs` | zset | run ids by creation time (ms) |
 //! | `NS:workers` | zset | worker ids by last heartbeat (ms) |
@@ -22,6 +23,12 @@
 //! | `NS:run:{R}:skip` | hash | idx → idx of the dependency whose failure skipped it |
 //! | `NS:run:{R}:outbox` | list | `idx:attempt` released but not yet confirmed in a stream |
 //! | `NS:run:{R}:events` | stream | task state changes, for live progress |
+//! | `NS:run:{R}:lease` | hash | idx → `worker|expiry_ms` of the running attempt |
+//! | `NS:run:{R}:delayed` | zset | `idx:attempt` of retries, scored by when they are due |
+//! | `NS:run:{R}:history` | hash | `idx:attempt` → result of every attempt (MessagePack) |
+//! | `NS:run:{R}:cancel` | hash | idx → when cancelling a running task was requested |
+//! | `NS:run:{R}:deliveries` | hash | idx → deliveries of the current attempt (poison detection) |
+//! | `NS:active` | set | runs not yet finished (for promoting due retries) |
 
 /// Key builder for one namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +37,23 @@ pub struct Keys {
 }
 
 /// The per-run keys, in the order the Lua scripts take them.
-pub const RUN_KEY_SUFFIXES: [&str; 10] = ["meta", "spec", "state", "attempt", "pending", "children", "result", "skip", "outbox", "events"];
+pub const RUN_KEY_SUFFIXES: [&str; 15] = [
+    "meta",
+    "spec",
+    "state",
+    "attempt",
+    "pending",
+    "children",
+    "result",
+    "skip",
+    "outbox",
+    "events",
+    "lease",
+    "delayed",
+    "history",
+    "cancel",
+    "deliveries",
+];
 
 impl Keys {
     pub fn new(ns: &str) -> Self {
@@ -46,6 +69,15 @@ impl Keys {
         format!("{}:jobs:{instance}", self.ns)
     }
 
+    /// The stream of one instance for one priority: medium uses [`Keys::jobs`], high and low
+    /// have their own streams next to it.
+    pub fn jobs_for(&self, instance: &str, priority: crate::taskfile::Priority) -> String {
+        match priority {
+            crate::taskfile::Priority::Medium => self.jobs(instance),
+            p => format!("{}:jobs:{instance}:{}", self.ns, p.as_str()),
+        }
+    }
+
     /// The consumer group all workers share.
     pub fn group(&self) -> String {
         format!("{}-workers", self.ns)
@@ -53,6 +85,10 @@ impl Keys {
 
     pub fn dead(&self) -> String {
         format!("{}:dead", self.ns)
+    }
+
+    pub fn active(&self) -> String {
+        format!("{}:active", self.ns)
     }
 
     pub fn runs(&self) -> String {

@@ -6,6 +6,7 @@
 //! - [`model`] — job specs and results as they travel through Redis.
 //! - [`keys`] — the Redis key layout, in one place.
 //! - [`queue`] — every Redis operation that changes a task's state (MULTI and Lua scripts).
+//! - [`scripts`] — the Lua scripts, one per state transition.
 //! - [`report`] — the results document, the dashboard and the Markdown report.
 //!
 //! `common` knows nothing of SSH, processes or terminals.
@@ -16,5 +17,6 @@ pub mod model;
 pub mod plan;
 pub mod queue;
 pub mod report;
+pub mod scripts;
 pub mod taskfile;
 pub mod yaml;

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::taskfile::{Simulate, TaskFile};
+use crate::taskfile::{Priority, RetryPolicy, Simulate, TaskFile};
 
 /// A task as stored in its run and carried by its stream entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +27,10 @@ pub struct JobSpec {
     pub output_file: Option<String>,
     #[serde(default)]
     pub simulate: Option<Simulate>,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    #[serde(default)]
+    pub priority: Priority,
 }
 
 impl JobSpec {
@@ -47,6 +51,8 @@ impl JobSpec {
                 description: t.description.clone(),
                 output_file: t.output_file.clone(),
                 simulate: t.simulate.clone(),
+                retry: t.retry.clone(),
+                priority: t.priority,
             })
             .collect()
     }
@@ -102,9 +108,26 @@ pub enum ErrorClass {
     Config,
     Cancelled,
     Dependency,
+    /// Delivered again and again without a result: the workers running it kept dying.
+    Poison,
 }
 
 impl ErrorClass {
+    /// Names accepted in `retry_on` (the seed's `network_error` style works too).
+    pub const RETRY_NAMES: [&'static str; 6] = ["network", "timeout", "command", "model", "rate_limit", "config"];
+
+    pub fn parse_retry_name(s: &str) -> Option<ErrorClass> {
+        Some(match s.trim().strip_suffix("_error").unwrap_or(s.trim()) {
+            "network" => ErrorClass::Network,
+            "timeout" => ErrorClass::Timeout,
+            "command" => ErrorClass::Command,
+            "model" => ErrorClass::Model,
+            "rate_limit" => ErrorClass::RateLimit,
+            "config" => ErrorClass::Config,
+            _ => return None,
+        })
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorClass::Network => "network",
@@ -115,6 +138,7 @@ impl ErrorClass {
             ErrorClass::Config => "config",
             ErrorClass::Cancelled => "cancelled",
             ErrorClass::Dependency => "dependency",
+            ErrorClass::Poison => "poison",
         }
     }
 }

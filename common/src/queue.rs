@@ -11,6 +11,8 @@ use deadpool_redis::{Manager, Pool, Runtime};
 
 use crate::keys::Keys;
 use crate::model::{now_ms, JobSpec, TaskResult};
+use crate::scripts;
+use crate::taskfile::Priority;
 
 /// Lowest Redis version with everything we use (XAUTOCLAIM).
 pub const MIN_REDIS: (u32, u32) = (6, 2);
@@ -107,15 +109,24 @@ fn version_at_least(v: &str, min: (u32, u32)) -> bool {
     (major, minor) >= min
 }
 
-/// Creates the consumer group of an instance stream (and the stream) if missing.
+/// Creates the consumer group of an instance's streams (and the streams) if missing.
 pub async fn ensure_group(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, instance: &str) -> Result<(), QueueError> {
-    let res: redis::RedisResult<()> =
-        redis::cmd("XGROUP").arg("CREATE").arg(keys.jobs(instance)).arg(keys.group()).arg("0").arg("MKSTREAM").query_async(conn).await;
-    match res {
-        Ok(()) => Ok(()),
-        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-        Err(e) => Err(e.into()),
+    for p in Priority::ALL {
+        let res: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(keys.jobs_for(instance, p))
+            .arg(keys.group())
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(conn)
+            .await;
+        match res {
+            Ok(()) => {}
+            Err(e) if e.code() == Some("BUSYGROUP") => {}
+            Err(e) => return Err(e.into()),
+        }
     }
+    Ok(())
 }
 
 /// A new run id: creation time plus randomness, sortable and readable.
@@ -192,8 +203,9 @@ pub async fn create_run(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys,
             p.rpush(k("outbox"), roots).ignore();
         }
     }
-    p.zadd(keys.runs(), run.run_id, now).ignore();
     p.query_async::<()>(conn).await?;
+    // Shared index keys are written by single commands, outside the run's MULTI (one slot).
+    redis::pipe().zadd(keys.runs(), run.run_id, now).ignore().sadd(keys.active(), run.run_id).ignore().query_async::<()>(conn).await?;
     Ok(())
 }
 
@@ -222,7 +234,7 @@ pub async fn flush_outbox(conn: &mut impl redis::aio::ConnectionLike, keys: &Key
         };
         let spec = JobSpec::decode(&blob).map_err(|e| QueueError::Corrupt(format!("run {run_id}: spec of task {idx}: {e}")))?;
         p.cmd("XADD")
-            .arg(keys.jobs(&spec.instance))
+            .arg(keys.jobs_for(&spec.instance, spec.priority))
             .arg("*")
             .arg("run")
             .arg(run_id)
@@ -243,92 +255,14 @@ pub async fn flush_outbox(conn: &mut impl redis::aio::ConnectionLike, keys: &Key
     Ok(parsed.len())
 }
 
-const MARK_RUNNING: &str = r#"
--- KEYS: meta spec state attempt pending children result skip outbox events
--- ARGV: idx attempt worker now_ms
-local st = redis.call('HGET', KEYS[3], ARGV[1])
-if not st then return 'unknown' end
-if st == 'queued' then
-  local a = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')
-  if a ~= tonumber(ARGV[2]) then return 'stale' end
-  redis.call('HSET', KEYS[3], ARGV[1], 'running')
-  redis.call('HINCRBY', KEYS[1], 'running', 1)
-  redis.call('HSETNX', KEYS[1], 'started_ms', ARGV[4])
-  redis.call('XADD', KEYS[10], 'MAXLEN', '~', 10000, '*', 'idx', ARGV[1], 'state', 'running', 'worker', ARGV[3])
-  return 'ok'
-end
-if st == 'running' then return 'running' end
-if st == 'waiting' then return 'stale' end
-return 'final'
-"#;
-
-const RECORD_RESULT: &str = r#"
--- KEYS: meta spec state attempt pending children result skip outbox events
--- ARGV: idx attempt status result_blob now_ms
-local idx = ARGV[1]
-local st = redis.call('HGET', KEYS[3], idx)
-if st ~= 'running' and st ~= 'queued' then return {'dup', 0, 0} end
-local a = tonumber(redis.call('HGET', KEYS[4], idx) or '0')
-if a ~= tonumber(ARGV[2]) then return {'stale', 0, 0} end
-local status = ARGV[3]
-redis.call('HSET', KEYS[3], idx, status)
-redis.call('HSET', KEYS[7], idx, ARGV[4])
-if st == 'running' then redis.call('HINCRBY', KEYS[1], 'running', -1) end
-redis.call('HINCRBY', KEYS[1], status, 1)
-local done = redis.call('HINCRBY', KEYS[1], 'done', 1)
-redis.call('XADD', KEYS[10], 'MAXLEN', '~', 10000, '*', 'idx', idx, 'state', status)
-local released = 0
-if status == 'success' then
-  local ch = redis.call('HGET', KEYS[6], idx)
-  if ch then
-    for c in string.gmatch(ch, '[^,]+') do
-      local left = redis.call('HINCRBY', KEYS[5], c, -1)
-      if left <= 0 and redis.call('HGET', KEYS[3], c) == 'waiting' then
-        redis.call('HSET', KEYS[3], c, 'queued')
-        redis.call('HSET', KEYS[4], c, 1)
-        redis.call('RPUSH', KEYS[9], c .. ':1')
-        redis.call('XADD', KEYS[10], 'MAXLEN', '~', 10000, '*', 'idx', c, 'state', 'queued')
-        released = released + 1
-      end
-    end
-  end
-else
-  local stack = {idx}
-  while #stack > 0 do
-    local cur = table.remove(stack)
-    local ch = redis.call('HGET', KEYS[6], cur)
-    if ch then
-      for c in string.gmatch(ch, '[^,]+') do
-        if redis.call('HGET', KEYS[3], c) == 'waiting' then
-          redis.call('HSET', KEYS[3], c, 'skipped')
-          redis.call('HSET', KEYS[8], c, cur)
-          redis.call('HINCRBY', KEYS[1], 'skipped', 1)
-          done = redis.call('HINCRBY', KEYS[1], 'done', 1)
-          redis.call('XADD', KEYS[10], 'MAXLEN', '~', 10000, '*', 'idx', c, 'state', 'skipped')
-          table.insert(stack, c)
-        end
-      end
-    end
-  end
-end
-local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
-if done >= total then
-  redis.call('HSET', KEYS[1], 'status', 'finished', 'finished_ms', ARGV[5])
-  redis.call('XADD', KEYS[10], 'MAXLEN', '~', 10000, '*', 'state', 'finished')
-  local ttl = tonumber(redis.call('HGET', KEYS[1], 'retention_s') or '0')
-  if ttl and ttl > 0 then
-    for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end
-  end
-end
-return {'ok', done, released}
-"#;
-
 /// Outcome of [`mark_running`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MarkRunning {
-    /// The task is ours to run.
+    /// The task is ours to run (under a lease).
     Ok,
-    /// Another delivery of this task is running.
+    /// Ours, but delivered more often than allowed without a result: record it as failed.
+    Poison,
+    /// Another delivery of this task is running under a live lease.
     AlreadyRunning,
     /// The task already has its final result (a redelivery): drop the job.
     Final,
@@ -336,69 +270,192 @@ pub enum MarkRunning {
     Stale,
 }
 
-/// Atomically moves a task from `queued` (this attempt) to `running`.
+/// How a worker claims a task.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub worker: &'a str,
+    pub lease: Duration,
+    /// The job was reclaimed from another consumer: take over if that lease lapsed.
+    pub takeover: bool,
+    pub max_deliveries: u32,
+}
+
+fn invoke<'a>(script: &'a redis::Script, keys: &Keys, run_id: &str) -> redis::ScriptInvocation<'a> {
+    let mut inv = script.prepare_invoke();
+    for k in keys.run_keys(run_id) {
+        inv.key(k);
+    }
+    inv
+}
+
+/// Atomically moves a task from `queued` (this attempt) to `running` under a lease, or takes
+/// over a running task whose lease lapsed.
 pub async fn mark_running(
     conn: &mut impl redis::aio::ConnectionLike,
     keys: &Keys,
     run_id: &str,
     idx: u32,
     attempt: u32,
-    worker: &str,
+    claim: &Claim<'_>,
 ) -> Result<MarkRunning, QueueError> {
-    let script = redis::Script::new(MARK_RUNNING);
-    let mut inv = script.prepare_invoke();
-    for k in keys.run_keys(run_id) {
-        inv.key(k);
-    }
-    let r: String = inv.arg(idx).arg(attempt).arg(worker).arg(now_ms()).invoke_async(conn).await?;
+    let r: String = invoke(&scripts::MARK_RUNNING_SCRIPT, keys, run_id)
+        .arg(idx)
+        .arg(attempt)
+        .arg(claim.worker)
+        .arg(now_ms())
+        .arg(claim.lease.as_millis() as u64)
+        .arg(if claim.takeover { "1" } else { "0" })
+        .arg(claim.max_deliveries)
+        .invoke_async(conn)
+        .await?;
     Ok(match r.as_str() {
         "ok" => MarkRunning::Ok,
+        "poison" => MarkRunning::Poison,
         "running" => MarkRunning::AlreadyRunning,
         "final" => MarkRunning::Final,
         _ => MarkRunning::Stale,
     })
 }
 
+/// Outcome of [`renew`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewed {
+    Ok,
+    /// Renewed, and someone asked to cancel the task.
+    CancelRequested,
+    /// The lease is no longer ours (taken over, or the task ended): stop working on it.
+    Lost,
+}
+
+/// Extends the lease of a running task held by `worker`.
+pub async fn renew(
+    conn: &mut impl redis::aio::ConnectionLike,
+    keys: &Keys,
+    run_id: &str,
+    idx: u32,
+    attempt: u32,
+    worker: &str,
+    lease: Duration,
+) -> Result<Renewed, QueueError> {
+    let r: i64 = invoke(&scripts::RENEW_SCRIPT, keys, run_id)
+        .arg(idx)
+        .arg(attempt)
+        .arg(worker)
+        .arg(now_ms())
+        .arg(lease.as_millis() as u64)
+        .invoke_async(conn)
+        .await?;
+    Ok(match r {
+        1 => Renewed::Ok,
+        2 => Renewed::CancelRequested,
+        _ => Renewed::Lost,
+    })
+}
+
 /// Outcome of [`record_result`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
-    /// Stored; `released` dependents went to the outbox; `finished` when the run is complete.
+    /// Stored as final; `released` dependents went to the outbox; `finished` when the run is complete.
     Ok { released: u32, finished: bool },
+    /// Stored as a failed attempt; the next attempt waits in the run's delayed set.
+    Retry,
     /// The task already had a final result; nothing changed.
     Duplicate,
     /// The result is for an attempt that is no longer current; nothing changed.
     Stale,
 }
 
-/// Atomically stores a result (once per attempt), updates the counters, releases dependents
-/// whose dependencies all succeeded and skips those of a failed task.
+/// Atomically stores a result (once per attempt). With `retry_in`, a failure schedules the
+/// next attempt instead of ending the task. A final result updates the counters, releases
+/// dependents whose dependencies all succeeded and skips those of a failed task.
 pub async fn record_result(
     conn: &mut impl redis::aio::ConnectionLike,
     keys: &Keys,
     run_id: &str,
     idx: u32,
     result: &TaskResult,
+    retry_in: Option<Duration>,
 ) -> Result<Recorded, QueueError> {
-    let script = redis::Script::new(RECORD_RESULT);
-    let mut inv = script.prepare_invoke();
-    for k in keys.run_keys(run_id) {
-        inv.key(k);
-    }
-    let (tag, done, released): (String, u64, u32) =
-        inv.arg(idx).arg(result.attempt).arg(result.status.as_str()).arg(result.encode()).arg(now_ms()).invoke_async(conn).await?;
+    let (tag, released, finished): (String, u32, u32) = invoke(&scripts::RECORD_RESULT_SCRIPT, keys, run_id)
+        .arg(idx)
+        .arg(result.attempt)
+        .arg(result.status.as_str())
+        .arg(result.encode())
+        .arg(now_ms())
+        .arg(retry_in.map_or(-1i64, |d| d.as_millis() as i64))
+        .invoke_async(conn)
+        .await?;
     Ok(match tag.as_str() {
-        "ok" => {
-            let total: u64 = conn_hget_u64(conn, &keys.run(run_id, "meta"), "total").await?;
-            Recorded::Ok { released, finished: done >= total }
-        }
+        "ok" => Recorded::Ok { released, finished: finished == 1 },
+        "retry" => Recorded::Retry,
         "dup" => Recorded::Duplicate,
         _ => Recorded::Stale,
     })
 }
 
-async fn conn_hget_u64(conn: &mut impl redis::aio::ConnectionLike, key: &str, field: &str) -> Result<u64, QueueError> {
-    let v: Option<u64> = redis::cmd("HGET").arg(key).arg(field).query_async(conn).await?;
-    Ok(v.unwrap_or(0))
+/// Hands a running task back to the queue at once (worker shutdown). True when handed back.
+pub async fn release(
+    conn: &mut impl redis::aio::ConnectionLike,
+    keys: &Keys,
+    run_id: &str,
+    idx: u32,
+    attempt: u32,
+    worker: &str,
+) -> Result<bool, QueueError> {
+    let r: i64 = invoke(&scripts::RELEASE_SCRIPT, keys, run_id).arg(idx).arg(attempt).arg(worker).invoke_async(conn).await?;
+    Ok(r == 1)
+}
+
+/// Moves due retries of a run to its outbox; returns how many.
+pub async fn promote_due(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, run_id: &str) -> Result<u64, QueueError> {
+    Ok(invoke(&scripts::PROMOTE_SCRIPT, keys, run_id).arg(now_ms()).invoke_async(conn).await?)
+}
+
+/// What [`cancel`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cancelled {
+    /// Tasks that had not started and are now cancelled.
+    pub cancelled: u64,
+    /// Running tasks whose workers were asked to stop them.
+    pub flagged: u64,
+    pub finished: bool,
+}
+
+/// Cancels a whole run (`idx` = None) or one task (its dependents are skipped).
+pub async fn cancel(
+    conn: &mut impl redis::aio::ConnectionLike,
+    keys: &Keys,
+    run_id: &str,
+    idx: Option<u32>,
+) -> Result<Cancelled, QueueError> {
+    let (c, f, fin): (i64, u64, u32) = invoke(&scripts::CANCEL_SCRIPT, keys, run_id)
+        .arg(idx.map(|i| i.to_string()).unwrap_or_default())
+        .arg(now_ms())
+        .invoke_async(conn)
+        .await?;
+    if c < 0 {
+        return Err(QueueError::NoSuchRun(run_id.to_string()));
+    }
+    Ok(Cancelled { cancelled: c as u64, flagged: f, finished: fin == 1 })
+}
+
+/// Keeps every unfinished run moving: promotes due retries and flushes outboxes; forgets
+/// finished or expired runs. Workers and watchers call it every second or so.
+pub async fn maintain_active(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys) -> Result<(), QueueError> {
+    let runs: Vec<String> = redis::cmd("SMEMBERS").arg(keys.active()).query_async(conn).await?;
+    for run in runs {
+        let status: Option<String> = redis::cmd("HGET").arg(keys.run(&run, "meta")).arg("status").query_async(conn).await?;
+        match status.as_deref() {
+            Some("running") => {
+                promote_due(conn, keys, &run).await?;
+                flush_outbox(conn, keys, &run).await?;
+            }
+            _ => {
+                let _: i64 = redis::cmd("SREM").arg(keys.active()).arg(&run).query_async(conn).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The counters and status of a run.
@@ -456,16 +513,20 @@ pub struct RunSnapshot {
     pub results: Vec<Option<TaskResult>>,
     /// For skipped tasks: the dependency whose failure skipped them.
     pub skipped_by: Vec<Option<u32>>,
+    /// Every recorded attempt per task, in attempt order.
+    pub history: Vec<Vec<TaskResult>>,
 }
 
 pub async fn snapshot(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, run_id: &str) -> Result<RunSnapshot, QueueError> {
     let meta = run_meta(conn, keys, run_id).await?;
     type Blobs = HashMap<u32, Vec<u8>>;
-    let (spec, state, result, skip): (Blobs, HashMap<u32, String>, Blobs, HashMap<u32, u32>) = redis::pipe()
+    type Named = HashMap<String, Vec<u8>>;
+    let (spec, state, result, skip, hist): (Blobs, HashMap<u32, String>, Blobs, HashMap<u32, u32>, Named) = redis::pipe()
         .hgetall(keys.run(run_id, "spec"))
         .hgetall(keys.run(run_id, "state"))
         .hgetall(keys.run(run_id, "result"))
         .hgetall(keys.run(run_id, "skip"))
+        .hgetall(keys.run(run_id, "history"))
         .query_async(conn)
         .await?;
     let n = meta.total as usize;
@@ -473,6 +534,15 @@ pub async fn snapshot(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, r
     let mut states = Vec::with_capacity(n);
     let mut results = Vec::with_capacity(n);
     let mut skipped_by = Vec::with_capacity(n);
+    let mut history: Vec<Vec<TaskResult>> = vec![Vec::new(); n];
+    for (k, blob) in &hist {
+        let Some(i) = k.split(':').next().and_then(|i| i.parse::<usize>().ok()).filter(|&i| i < n) else { continue };
+        let r = TaskResult::decode(blob).map_err(|e| QueueError::Corrupt(format!("run {run_id}: attempt {k}: {e}")))?;
+        history[i].push(r);
+    }
+    for h in &mut history {
+        h.sort_by_key(|r| r.attempt);
+    }
     for i in 0..n as u32 {
         let blob = spec.get(&i).ok_or_else(|| QueueError::Corrupt(format!("run {run_id}: task {i} has no spec")))?;
         specs.push(JobSpec::decode(blob).map_err(|e| QueueError::Corrupt(format!("run {run_id}: spec of task {i}: {e}")))?);
@@ -483,7 +553,54 @@ pub async fn snapshot(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, r
         });
         skipped_by.push(skip.get(&i).copied());
     }
-    Ok(RunSnapshot { meta, specs, states, results, skipped_by })
+    Ok(RunSnapshot { meta, specs, states, results, skipped_by, history })
+}
+
+/// What the server's settings put at risk, as warnings to log at start-up: without AOF a
+/// restart loses queued jobs and results; with an evicting policy Redis may drop them.
+pub async fn durability_warnings(conn: &mut impl redis::aio::ConnectionLike) -> Vec<String> {
+    let mut out = Vec::new();
+    let get = |name: &'static str| redis::cmd("CONFIG").arg("GET").arg(name).to_owned();
+    let aof: redis::RedisResult<Vec<String>> = get("appendonly").query_async(conn).await;
+    if let Ok(v) = aof {
+        if v.get(1).map(String::as_str) == Some("no") {
+            out.push("Redis runs without AOF (appendonly no): a Redis restart loses queued jobs and results; set `appendonly yes` and `appendfsync everysec`".to_string());
+        }
+    }
+    let policy: redis::RedisResult<Vec<String>> = get("maxmemory-policy").query_async(conn).await;
+    if let Ok(v) = policy {
+        if let Some(p) = v.get(1).filter(|p| p.as_str() != "noeviction") {
+            out.push(format!(
+                "Redis maxmemory-policy is `{p}`: under memory pressure it may evict jobs or run state; set `maxmemory-policy noeviction`"
+            ));
+        }
+    }
+    out
+}
+
+/// Removes consumers of a stream's group that hold no pending entries, have been idle longer
+/// than `idle`, and belong to no worker with a recent heartbeat.
+pub async fn remove_dead_consumers(
+    conn: &mut impl redis::aio::ConnectionLike,
+    keys: &Keys,
+    stream: &str,
+    idle: Duration,
+) -> Result<u32, QueueError> {
+    let live: Vec<String> =
+        redis::cmd("ZRANGEBYSCORE").arg(keys.workers()).arg(now_ms().saturating_sub(60_000)).arg("+inf").query_async(conn).await?;
+    let info: Vec<HashMap<String, redis::Value>> =
+        redis::cmd("XINFO").arg("CONSUMERS").arg(stream).arg(keys.group()).query_async(conn).await?;
+    let mut removed = 0;
+    for c in info {
+        let name: String = c.get("name").and_then(|v| redis::from_redis_value(v.clone()).ok()).unwrap_or_default();
+        let pending: u64 = c.get("pending").and_then(|v| redis::from_redis_value(v.clone()).ok()).unwrap_or(1);
+        let idle_ms: u64 = c.get("idle").and_then(|v| redis::from_redis_value(v.clone()).ok()).unwrap_or(0);
+        if pending == 0 && idle_ms > idle.as_millis() as u64 && !live.contains(&name) && !name.is_empty() {
+            let _: i64 = redis::cmd("XGROUP").arg("DELCONSUMER").arg(stream).arg(keys.group()).arg(&name).query_async(conn).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Convenience for binaries: a pooled connection.

@@ -82,6 +82,20 @@ pub struct TaskReport {
     pub agent: Option<AgentReport>,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    pub priority: String,
+    /// Every attempt that ended, oldest first (earlier failures that were retried included).
+    pub attempt_history: Vec<AttemptReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptReport {
+    pub attempt: u32,
+    pub status: String,
+    pub error_class: Option<String>,
+    pub error: Option<String>,
+    pub worker: String,
+    pub duration: f64,
+    pub timestamp: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,6 +158,19 @@ pub fn build(snap: &RunSnapshot, catalog: &Catalog) -> ResultsDocument {
             agent: None,
             input_tokens: 0,
             output_tokens: 0,
+            priority: spec.priority.as_str().to_string(),
+            attempt_history: snap.history[i]
+                .iter()
+                .map(|h| AttemptReport {
+                    attempt: h.attempt,
+                    status: h.status.as_str().to_string(),
+                    error_class: h.error_class.map(|c| c.as_str().to_string()),
+                    error: h.error.clone(),
+                    worker: h.worker.clone(),
+                    duration: secs(h.duration_ms()),
+                    timestamp: rfc3339(h.finished_ms),
+                })
+                .collect(),
         };
         if let Some(r) = &snap.results[i] {
             t.status = r.status.as_str().to_string();
@@ -175,6 +202,9 @@ pub fn build(snap: &RunSnapshot, catalog: &Catalog) -> ResultsDocument {
                     stderr: a.stderr.clone(),
                 });
             }
+        } else if state == "cancelled" {
+            t.error = Some("cancelled before it started".into());
+            t.error_class = Some("cancelled".into());
         } else if state == "skipped" {
             if let Some(by) = snap.skipped_by[i] {
                 let cause = &snap.specs[by as usize].name;

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
 use crate::catalog::Catalog;
+use crate::model::ErrorClass;
 use crate::yaml::{self, closest, Pos, YamlError};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -33,6 +34,80 @@ pub struct Simulate {
     pub output: Option<String>,
 }
 
+/// How urgently an instance's backlog should run a task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    High,
+    #[default]
+    Medium,
+    Low,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 3] = [Priority::High, Priority::Medium, Priority::Low];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Medium => "medium",
+            Priority::Low => "low",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backoff {
+    #[default]
+    Exponential,
+    Fixed,
+}
+
+/// When and how often a failed task is tried again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    pub retry_on: Vec<ErrorClass>,
+    pub backoff: Backoff,
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
+    pub jitter: bool,
+}
+
+impl Default for RetryPolicy {
+    /// Network and rate-limit errors are retried (3 times, 2 s doubling to 60 s, jittered);
+    /// failing commands, model errors and timeouts are not.
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 3,
+            retry_on: vec![ErrorClass::Network, ErrorClass::RateLimit],
+            backoff: Backoff::Exponential,
+            base_delay_ms: 2000,
+            max_delay_ms: 60_000,
+            jitter: true,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Whether attempt `attempt` (1-based) that failed with `class` gets another try.
+    pub fn retries(&self, class: ErrorClass, attempt: u32) -> bool {
+        attempt <= self.max_retries && self.retry_on.contains(&class)
+    }
+
+    /// The wait before the attempt after `attempt`; `unit` in [0, 1) draws the jitter.
+    pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
+        let base = match self.backoff {
+            Backoff::Fixed => self.base_delay_ms,
+            Backoff::Exponential => self.base_delay_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(30)),
+        }
+        .min(self.max_delay_ms);
+        let ms = if self.jitter { base / 2 + ((base / 2) as f64 * unit.clamp(0.0, 1.0)) as u64 } else { base };
+        Duration::from_millis(ms)
+    }
+}
+
 /// One validated task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskSpec {
@@ -47,6 +122,8 @@ pub struct TaskSpec {
     pub description: Option<String>,
     pub output_file: Option<String>,
     pub simulate: Option<Simulate>,
+    pub retry: RetryPolicy,
+    pub priority: Priority,
     /// Line of the task in its file, for messages.
     pub line: u64,
 }
@@ -82,7 +159,28 @@ struct RawFile {
     name: Option<String>,
     #[serde(default)]
     description: Option<String>,
+    #[serde(default)]
+    defaults: Option<RawDefaults>,
     tasks: Option<Spanned<Vec<Spanned<RawTask>>>>,
+}
+
+/// Run-wide defaults that tasks may override.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    retry_policy: Option<RawRetry>,
+    priority: Option<Priority>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    max_retries: Option<Spanned<u32>>,
+    retry_on: Option<Vec<Spanned<String>>>,
+    backoff: Option<Backoff>,
+    base_delay: Option<Spanned<RawTimeout>>,
+    max_delay: Option<Spanned<RawTimeout>>,
+    jitter: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -100,9 +198,11 @@ struct RawTask {
     description: Option<String>,
     output_file: Option<Spanned<String>>,
     simulate: Option<Spanned<RawSimulate>>,
+    retry_policy: Option<RawRetry>,
+    priority: Option<Priority>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(untagged)]
 enum RawTimeout {
     Int(i64),
@@ -132,6 +232,12 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
     let raw: RawFile = yaml::from_str(text, file).map_err(|e| TaskFileError(vec![e]))?;
     let _ = raw.description;
     let mut errs = Vec::new();
+    let defaults = raw.defaults.unwrap_or_default();
+    let base_retry = match &defaults.retry_policy {
+        Some(r) => retry_policy(r, &RetryPolicy::default(), file, "defaults", &mut errs),
+        None => RetryPolicy::default(),
+    };
+    let base_priority = defaults.priority.unwrap_or_default();
     let Some(tasks) = raw.tasks else {
         return Err(TaskFileError(vec![YamlError::plain(file, "missing required key `tasks`; list your tasks under `tasks:`")]));
     };
@@ -258,6 +364,11 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
                 Some(Simulate { duration_ms, fail: s.value.fail, exit_code: s.value.exit_code, output: s.value.output.clone() })
             }
         };
+        let retry = match &t.retry_policy {
+            Some(r) => retry_policy(r, &base_retry, file, &format!("task `{name}`"), &mut errs),
+            None => base_retry.clone(),
+        };
+        let priority = t.priority.unwrap_or(base_priority);
         name_pos.push(pos_of(&t.name, at));
         dep_names.push(t.dependencies);
         specs.push(TaskSpec {
@@ -271,6 +382,8 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
             description: t.description,
             output_file,
             simulate,
+            retry,
+            priority,
             line: at.line,
         });
     }
@@ -357,6 +470,57 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
         errs.sort_by_key(|e| e.pos);
         Err(TaskFileError(errs))
     }
+}
+
+/// A retry policy: `raw` over `base`, every value checked.
+fn retry_policy(raw: &RawRetry, base: &RetryPolicy, file: &str, what: &str, errs: &mut Vec<YamlError>) -> RetryPolicy {
+    let mut p = base.clone();
+    if let Some(m) = &raw.max_retries {
+        if m.value > 100 {
+            errs.push(YamlError::at(file, m.referenced.into(), format!("{what}: max_retries {} is too many; use 0 to 100", m.value)));
+        } else {
+            p.max_retries = m.value;
+        }
+    }
+    if let Some(list) = &raw.retry_on {
+        p.retry_on.clear();
+        for item in list {
+            match ErrorClass::parse_retry_name(&item.value) {
+                Some(c) => p.retry_on.push(c),
+                None => {
+                    let names = ErrorClass::RETRY_NAMES;
+                    let hint = match closest(&item.value, names.iter().copied()) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("use one of: {}", names.join(", ")),
+                    };
+                    errs.push(YamlError::at(
+                        file,
+                        item.referenced.into(),
+                        format!("{what}: unknown error class `{}` in retry_on; {hint}", item.value),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(b) = raw.backoff {
+        p.backoff = b;
+    }
+    if let Some(j) = raw.jitter {
+        p.jitter = j;
+    }
+    for (key, v, slot) in [("base_delay", &raw.base_delay, &mut p.base_delay_ms), ("max_delay", &raw.max_delay, &mut p.max_delay_ms)] {
+        if let Some(v) = v {
+            match duration_of(&v.value) {
+                Ok(d) if d <= MAX_TIMEOUT => *slot = d.as_millis() as u64,
+                Ok(_) => errs.push(YamlError::at(file, v.referenced.into(), format!("{what}: {key} is longer than 24h; shorten it"))),
+                Err(m) => errs.push(YamlError::at(file, v.referenced.into(), format!("{what}: {key}: {m}"))),
+            }
+        }
+    }
+    if p.base_delay_ms > p.max_delay_ms {
+        p.max_delay_ms = p.base_delay_ms;
+    }
+    p
 }
 
 fn pos_of(v: &Option<Spanned<String>>, fallback: Pos) -> Pos {

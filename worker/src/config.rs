@@ -34,9 +34,23 @@ pub struct WorkerConfig {
     /// Most bytes of command stdout/stderr and agent output kept per task.
     #[serde(default = "default_max_output")]
     pub max_output_bytes: usize,
-    /// How long running tasks may finish after SIGTERM/SIGINT before they are stopped.
+    /// How long running tasks may finish after SIGTERM/SIGINT before they are handed back.
     #[serde(default = "default_drain", with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// How long a job stays ours without renewal; a dead worker's jobs are reclaimed after it.
+    #[serde(default = "default_lease", with = "humantime_serde")]
+    pub lease: Duration,
+    /// Deliveries of one attempt without a result before the job counts as poison.
+    #[serde(default = "default_max_deliveries")]
+    pub max_deliveries: u32,
+}
+
+fn default_lease() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_max_deliveries() -> u32 {
+    5
 }
 
 fn default_max_output() -> usize {
@@ -233,6 +247,12 @@ impl WorkerConfig {
                     format!("agent.env: `{k}` is not a valid environment variable name; use letters, digits and _"),
                 ));
             }
+        }
+        if self.lease < Duration::from_millis(500) || self.lease > Duration::from_secs(3600) {
+            return Err(YamlError::plain(file, "`lease` is out of range; use 500ms to 1h"));
+        }
+        if self.max_deliveries == 0 {
+            return Err(YamlError::plain(file, "`max_deliveries` must be at least 1"));
         }
         if self.max_output_bytes < 1024 {
             return Err(YamlError::plain(file, "`max_output_bytes` is below 1024; raise it"));

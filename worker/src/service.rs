@@ -3,7 +3,7 @@
 //! atomically before the job is acknowledged.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_redis::Pool;
@@ -14,12 +14,13 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn, Instrument};
 use zo_common::catalog::Catalog;
 use zo_common::keys::Keys;
-use zo_common::model::{now_ms, JobSpec, TaskResult};
-use zo_common::queue::{self, MarkRunning, QueueError, Recorded};
+use zo_common::model::{now_ms, ErrorClass, JobSpec, Status, TaskResult};
+use zo_common::queue::{self, Claim, MarkRunning, QueueError, Recorded, Renewed};
+use zo_common::taskfile::Priority;
 
 use crate::config::{ExecutorConfig, WorkerConfig};
 use crate::exec::{local::LocalExecutor, ssh::SshExecutor, Executor};
-use crate::task::{execute, TaskContext};
+use crate::task::{execute, Outcome, TaskContext};
 
 /// Where and how this worker runs.
 pub struct WorkerOptions {
@@ -42,9 +43,30 @@ struct Shared {
     keys: Keys,
     id: String,
     ctx: TaskContext,
-    /// Fires when running tasks must stop (drain deadline passed, or a second signal).
+    /// Fires when running tasks must stop and be handed back (drain deadline, second signal).
     abort: CancellationToken,
+    lease: Duration,
+    max_deliveries: u32,
+    /// Jobs running on this worker, for lease renewal and cancel checks.
+    running: Mutex<HashMap<(String, u32), RunningJob>>,
+    /// Task slots per instance.
+    slots: HashMap<String, Arc<Semaphore>>,
+    tracker: TaskTracker,
 }
+
+/// A job in progress on this worker.
+#[derive(Clone)]
+struct RunningJob {
+    stream: String,
+    entry_id: String,
+    attempt: u32,
+    /// Stops the execution (user cancel or lost lease; see `why`).
+    stop: CancellationToken,
+    why: Arc<std::sync::atomic::AtomicU8>,
+}
+
+const STOP_CANCELLED: u8 = 1;
+const STOP_LEASE_LOST: u8 = 2;
 
 /// A unique consumer name: host, pid and a random suffix.
 pub fn worker_id() -> String {
@@ -63,7 +85,7 @@ pub fn worker_id() -> String {
 pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: CancellationToken) -> Result<(), WorkerError> {
     let cfg = &opts.config;
     let slots: usize = cfg.instances.iter().map(|i| i.concurrency).sum();
-    let pool = queue::connect(&opts.redis_url, slots + cfg.instances.len() + 4).await?;
+    let pool = queue::connect(&opts.redis_url, slots + cfg.instances.len() * 2 + 6).await?;
     let keys = Keys::new(&opts.namespace);
     let api_key = cfg.agent_api_key().map_err(|e| WorkerError::Config(format!("agent.api_key: {e}")))?;
     let executor: Option<Arc<dyn Executor>> = match &cfg.executor {
@@ -76,47 +98,62 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
         for i in &cfg.instances {
             queue::ensure_group(&mut *conn, &keys, &i.name).await?;
         }
+        for warning in queue::durability_warnings(&mut *conn).await {
+            warn!("{warning}");
+        }
     }
     let id = worker_id();
+    let tracker = TaskTracker::new();
     let shared = Arc::new(Shared {
         pool,
         keys,
         id: id.clone(),
         ctx: TaskContext::new(cfg, opts.catalog.clone(), executor.clone(), api_key),
         abort: CancellationToken::new(),
+        lease: cfg.lease,
+        max_deliveries: cfg.max_deliveries,
+        running: Mutex::new(HashMap::new()),
+        slots: cfg.instances.iter().map(|i| (i.name.clone(), Arc::new(Semaphore::new(i.concurrency)))).collect(),
+        tracker: tracker.clone(),
     });
     let instances: Vec<String> = cfg.instances.iter().map(|i| i.name.clone()).collect();
-    info!(worker = %id, instances = %instances.join(","), executor = executor.as_ref().map(|e| e.host().to_string()).unwrap_or_else(|| "simulate".into()), "worker started");
+    info!(worker = %id, instances = %instances.join(","), executor = executor.as_ref().map(|e| e.host().to_string()).unwrap_or_else(|| "simulate".into()), lease = %humantime::format_duration(cfg.lease), "worker started");
 
-    let tracker = TaskTracker::new();
+    // Background loops that must outlive the drain (leases, heartbeat) stop on `finished`.
+    let finished = CancellationToken::new();
     let mut loops = tokio::task::JoinSet::new();
-    for inst in &cfg.instances {
-        let sem = Arc::new(Semaphore::new(inst.concurrency));
-        loops.spawn(read_loop(shared.clone(), inst.name.clone(), sem, tracker.clone(), shutdown.clone()));
+    let mut keepers = tokio::task::JoinSet::new();
+    for inst in &instances {
+        loops.spawn(read_loop(shared.clone(), inst.clone(), shutdown.clone()));
+        loops.spawn(reclaim_loop(shared.clone(), inst.clone(), shutdown.clone()));
     }
-    loops.spawn(heartbeat_loop(shared.clone(), instances.clone(), shutdown.clone()));
+    loops.spawn(maintenance_loop(shared.clone(), instances.clone(), shutdown.clone()));
+    keepers.spawn(heartbeat_loop(shared.clone(), instances.clone(), finished.clone()));
+    keepers.spawn(lease_loop(shared.clone(), finished.clone()));
 
     shutdown.cancelled().await;
     info!("shutting down: taking no new jobs");
     while loops.join_next().await.is_some() {}
     tracker.close();
-    let running = tracker.len();
+    let running = shared.running.lock().expect("running lock").len();
     if running > 0 {
         info!(running, "waiting up to {} for running tasks", humantime::format_duration(cfg.drain_timeout));
     }
     tokio::select! {
         _ = tracker.wait() => {}
         _ = tokio::time::sleep(cfg.drain_timeout) => {
-            warn!("drain deadline passed: stopping running tasks; their jobs stay pending for another worker");
+            warn!("drain deadline passed: stopping running tasks and handing their jobs back");
             shared.abort.cancel();
             tracker.wait().await;
         }
         _ = force.cancelled() => {
-            warn!("second signal: stopping running tasks now");
+            warn!("second signal: stopping running tasks now and handing their jobs back");
             shared.abort.cancel();
             tracker.wait().await;
         }
     }
+    finished.cancel();
+    while keepers.join_next().await.is_some() {}
     if let Ok(mut conn) = queue::conn(&shared.pool).await {
         let _: redis::RedisResult<()> =
             redis::pipe().del(shared.keys.worker(&id)).zrem(shared.keys.workers(), &id).query_async(&mut *conn).await;
@@ -160,8 +197,29 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(500u64.saturating_mul(1 << attempt.min(6))).min(Duration::from_secs(30))
 }
 
-async fn read_loop(shared: Arc<Shared>, instance: String, sem: Arc<Semaphore>, tracker: TaskTracker, shutdown: CancellationToken) {
-    let stream = shared.keys.jobs(&instance);
+/// The streams of one instance, highest priority first.
+fn streams(keys: &Keys, instance: &str) -> Vec<String> {
+    Priority::ALL.iter().map(|&p| keys.jobs_for(instance, p)).collect()
+}
+
+type Entries = Vec<(String, String, HashMap<String, Vec<u8>>)>;
+
+fn entries_of(reply: Option<StreamReadReply>) -> Entries {
+    let mut out = Vec::new();
+    for key in reply.map(|r| r.keys).unwrap_or_default() {
+        for e in key.ids {
+            let fields = e.map.into_iter().filter_map(|(k, v)| redis::from_redis_value::<Vec<u8>>(v).ok().map(|b| (k, b))).collect();
+            out.push((key.key.clone(), e.id, fields));
+        }
+    }
+    out
+}
+
+/// Takes new jobs of one instance as slots free up: high priority first, then medium, then
+/// low; blocks on all three when there is nothing.
+async fn read_loop(shared: Arc<Shared>, instance: String, shutdown: CancellationToken) {
+    let sem = shared.slots[&instance].clone();
+    let streams = streams(&shared.keys, &instance);
     let group = shared.keys.group();
     let mut failures = 0u32;
     loop {
@@ -187,11 +245,27 @@ async fn read_loop(shared: Arc<Shared>, instance: String, sem: Arc<Semaphore>, t
                 continue;
             }
         };
-        let opts = StreamReadOptions::default().group(&group, &shared.id).count(permits.len()).block(2000);
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg(&opts).arg("STREAMS").arg(&stream).arg(">");
-        let read = cmd.query_async::<Option<StreamReadReply>>(&mut *conn);
-        let reply = tokio::select! {
+        let read = async {
+            let mut got: Entries = Vec::new();
+            for s in &streams {
+                let want = permits.len().saturating_sub(got.len());
+                if want == 0 {
+                    break;
+                }
+                let opts = StreamReadOptions::default().group(&group, &shared.id).count(want);
+                let mut cmd = redis::cmd("XREADGROUP");
+                cmd.arg(&opts).arg("STREAMS").arg(s).arg(">");
+                got.extend(entries_of(cmd.query_async::<Option<StreamReadReply>>(&mut *conn).await?));
+            }
+            if got.is_empty() {
+                let opts = StreamReadOptions::default().group(&group, &shared.id).count(1).block(2000);
+                let mut cmd = redis::cmd("XREADGROUP");
+                cmd.arg(&opts).arg("STREAMS").arg(&streams).arg(vec![">"; streams.len()]);
+                got.extend(entries_of(cmd.query_async::<Option<StreamReadReply>>(&mut *conn).await?));
+            }
+            Ok::<_, redis::RedisError>(got)
+        };
+        let result = tokio::select! {
             r = read => r,
             _ = shutdown.cancelled() => {
                 // The blocked command is abandoned mid-flight: never return that connection to the pool.
@@ -200,7 +274,7 @@ async fn read_loop(shared: Arc<Shared>, instance: String, sem: Arc<Semaphore>, t
             }
         };
         drop(conn);
-        let reply = match reply {
+        let entries = match result {
             Ok(r) => {
                 if failures > 0 {
                     info!(instance = %instance, "Redis reachable again");
@@ -224,18 +298,158 @@ async fn read_loop(shared: Arc<Shared>, instance: String, sem: Arc<Semaphore>, t
                 continue;
             }
         };
-        for key in reply.map(|r| r.keys).unwrap_or_default() {
-            for entry in key.ids {
-                let Some(permit) = permits.pop() else {
-                    error!("more entries than requested; leaving {} pending", entry.id);
+        for (stream, id, fields) in entries {
+            // The blocking read may return one entry per stream: extras wait for a slot.
+            let permit = permits.pop();
+            shared.tracker.spawn(handle_entry(shared.clone(), instance.clone(), stream, id, fields, permit, false));
+        }
+    }
+}
+
+/// Claims jobs whose holder stopped renewing for a whole lease (a dead worker) and runs them.
+async fn reclaim_loop(shared: Arc<Shared>, instance: String, shutdown: CancellationToken) {
+    let every = (shared.lease / 2).max(Duration::from_millis(250));
+    let group = shared.keys.group();
+    loop {
+        if sleep_or_shutdown(every, &shutdown).await {
+            return;
+        }
+        let free = shared.slots[&instance].available_permits().max(1);
+        for stream in streams(&shared.keys, &instance) {
+            let Ok(mut conn) = queue::conn(&shared.pool).await else { break };
+            let r: redis::RedisResult<(String, Vec<redis::Value>, Vec<String>)> = redis::cmd("XAUTOCLAIM")
+                .arg(&stream)
+                .arg(&group)
+                .arg(&shared.id)
+                .arg(shared.lease.as_millis() as u64)
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(free)
+                .query_async(&mut *conn)
+                .await;
+            let (_, claimed, deleted) = match r {
+                Ok(v) => v,
+                Err(e) => {
+                    debug!(stream = %stream, "XAUTOCLAIM failed: {e}");
                     continue;
-                };
-                let fields: HashMap<String, Vec<u8>> =
-                    entry.map.into_iter().filter_map(|(k, v)| redis::from_redis_value::<Vec<u8>>(v).ok().map(|b| (k, b))).collect();
-                tracker.spawn(handle_entry(shared.clone(), instance.clone(), entry.id, fields, permit));
+                }
+            };
+            if !deleted.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("XACK").arg(&stream).arg(&group).arg(&deleted).query_async(&mut *conn).await;
+            }
+            drop(conn);
+            for v in claimed {
+                let Ok((id, pairs)) = redis::from_redis_value::<(String, Vec<(String, Vec<u8>)>)>(v) else { continue };
+                info!(stream = %stream, entry = %id, "reclaimed a job whose lease lapsed");
+                shared.tracker.spawn(handle_entry(
+                    shared.clone(),
+                    instance.clone(),
+                    stream.clone(),
+                    id,
+                    pairs.into_iter().collect(),
+                    None,
+                    true,
+                ));
             }
         }
     }
+}
+
+/// Every second: promote due retries and flush outboxes of unfinished runs; now and then,
+/// remove consumers of workers that are gone and hold nothing.
+async fn maintenance_loop(shared: Arc<Shared>, instances: Vec<String>, shutdown: CancellationToken) {
+    let mut ticks = 0u64;
+    loop {
+        if sleep_or_shutdown(Duration::from_millis(500), &shutdown).await {
+            return;
+        }
+        ticks += 1;
+        let Ok(mut conn) = queue::conn(&shared.pool).await else { continue };
+        if let Err(e) = queue::maintain_active(&mut *conn, &shared.keys).await {
+            debug!("maintenance failed: {e}");
+        }
+        if ticks.is_multiple_of(60) {
+            for inst in &instances {
+                for stream in streams(&shared.keys, inst) {
+                    if let Err(e) = queue::remove_dead_consumers(&mut *conn, &shared.keys, &stream, shared.lease * 4).await {
+                        debug!("consumer cleanup failed: {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Renews the leases of running jobs (every third of the lease) and checks every second
+/// whether one was cancelled.
+async fn lease_loop(shared: Arc<Shared>, finished: CancellationToken) {
+    let renew_every = (shared.lease / 3).max(Duration::from_millis(200));
+    let mut last_renew = tokio::time::Instant::now();
+    loop {
+        if sleep_or_shutdown(renew_every.min(Duration::from_secs(1)), &finished).await {
+            return;
+        }
+        let jobs: Vec<((String, u32), RunningJob)> =
+            shared.running.lock().expect("running lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        if jobs.is_empty() {
+            continue;
+        }
+        let Ok(mut conn) = queue::conn(&shared.pool).await else { continue };
+        if last_renew.elapsed() + Duration::from_millis(50) >= renew_every {
+            last_renew = tokio::time::Instant::now();
+            let mut reclaim: HashMap<String, Vec<String>> = HashMap::new();
+            for ((run, idx), job) in &jobs {
+                match queue::renew(&mut *conn, &shared.keys, run, *idx, job.attempt, &shared.id, shared.lease).await {
+                    Ok(Renewed::Ok) => reclaim.entry(job.stream.clone()).or_default().push(job.entry_id.clone()),
+                    Ok(Renewed::CancelRequested) => {
+                        reclaim.entry(job.stream.clone()).or_default().push(job.entry_id.clone());
+                        stop_job(job, STOP_CANCELLED);
+                    }
+                    Ok(Renewed::Lost) => {
+                        warn!(run = %run, idx, "lease lost (another worker took the task over, or it ended); stopping it here");
+                        stop_job(job, STOP_LEASE_LOST);
+                    }
+                    Err(e) => debug!("lease renewal failed: {e}"),
+                }
+            }
+            // Keep the entries' idle time low so reclaimers leave them alone.
+            for (stream, ids) in reclaim {
+                let _: redis::RedisResult<redis::Value> = redis::cmd("XCLAIM")
+                    .arg(&stream)
+                    .arg(shared.keys.group())
+                    .arg(&shared.id)
+                    .arg(0)
+                    .arg(&ids)
+                    .arg("JUSTID")
+                    .query_async(&mut *conn)
+                    .await;
+            }
+        } else {
+            // Between renewals, only look for cancel requests (one HMGET per run).
+            let mut by_run: HashMap<&str, Vec<&RunningJob>> = HashMap::new();
+            let mut idxs: HashMap<&str, Vec<u32>> = HashMap::new();
+            for ((run, idx), job) in &jobs {
+                by_run.entry(run.as_str()).or_default().push(job);
+                idxs.entry(run.as_str()).or_default().push(*idx);
+            }
+            for (run, list) in by_run {
+                let flags: redis::RedisResult<Vec<Option<String>>> =
+                    redis::cmd("HMGET").arg(shared.keys.run(run, "cancel")).arg(&idxs[run]).query_async(&mut *conn).await;
+                if let Ok(flags) = flags {
+                    for (job, flag) in list.into_iter().zip(flags) {
+                        if flag.is_some() {
+                            stop_job(job, STOP_CANCELLED);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn stop_job(job: &RunningJob, why: u8) {
+    let _ = job.why.compare_exchange(0, why, std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst);
+    job.stop.cancel();
 }
 
 /// Sleeps, returning true if shutdown fired first.
@@ -271,29 +485,47 @@ fn parse_entry(instance: &str, fields: &HashMap<String, Vec<u8>>) -> Result<(Job
 async fn handle_entry(
     shared: Arc<Shared>,
     instance: String,
+    stream: String,
     entry_id: String,
     fields: HashMap<String, Vec<u8>>,
-    permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
+    takeover: bool,
 ) {
     let (spec, attempt) = match parse_entry(&instance, &fields) {
         Ok(v) => v,
         Err(reason) => {
             warn!(entry = %entry_id, instance = %instance, "dead-lettering a malformed job: {reason}");
-            dead_letter(&shared, &instance, &entry_id, &fields, &reason).await;
+            dead_letter(&shared, &stream, &entry_id, &fields, &reason).await;
             return;
         }
     };
+    let permit = match permit {
+        Some(p) => p,
+        None => tokio::select! {
+            p = shared.slots[&instance].clone().acquire_owned() => p.expect("semaphore never closes"),
+            // Shutting down before a slot freed: the entry stays pending for another worker.
+            _ = shared.abort.cancelled() => return,
+        },
+    };
     let span = tracing::info_span!("task", run = %spec.run_id, task = %spec.name, attempt);
     async move {
+        let claim = Claim { worker: &shared.id, lease: shared.lease, takeover, max_deliveries: shared.max_deliveries };
         let mark = match queue::conn(&shared.pool).await {
-            Ok(mut c) => queue::mark_running(&mut *c, &shared.keys, &spec.run_id, spec.idx, attempt, &shared.id).await,
+            Ok(mut c) => queue::mark_running(&mut *c, &shared.keys, &spec.run_id, spec.idx, attempt, &claim).await,
             Err(e) => Err(e),
         };
-        match mark {
-            Ok(MarkRunning::Ok) => {}
+        let started_ms = now_ms();
+        let outcome = match mark {
+            Ok(MarkRunning::Ok) => None,
+            Ok(MarkRunning::Poison) => Some(Outcome::poison(shared.max_deliveries)),
+            Ok(MarkRunning::AlreadyRunning) if takeover => {
+                // Its holder is alive and renewing: leave the entry pending; the holder acks it.
+                debug!(entry = %entry_id, "reclaimed entry belongs to a live lease; leaving it");
+                return;
+            }
             Ok(other) => {
                 debug!(entry = %entry_id, "dropping job ({other:?})");
-                ack(&shared, &instance, &entry_id).await;
+                ack(&shared, &stream, &entry_id).await;
                 return;
             }
             Err(e) => {
@@ -301,14 +533,33 @@ async fn handle_entry(
                 warn!("could not mark the task running: {e}");
                 return;
             }
-        }
-        info!("started");
-        let started_ms = now_ms();
-        let outcome = execute(&shared.ctx, &spec, &shared.abort).await;
-        if shared.abort.is_cancelled() {
-            warn!("stopped by shutdown; the job stays pending for another worker");
-            return;
-        }
+        };
+        let key = (spec.run_id.clone(), spec.idx);
+        let outcome = match outcome {
+            Some(o) => o,
+            None => {
+                let job = RunningJob {
+                    stream: stream.clone(),
+                    entry_id: entry_id.clone(),
+                    attempt,
+                    stop: shared.abort.child_token(),
+                    why: Arc::new(std::sync::atomic::AtomicU8::new(0)),
+                };
+                shared.running.lock().expect("running lock").insert(key.clone(), job.clone());
+                info!(takeover, "started");
+                let o = execute(&shared.ctx, &spec, &job.stop).await;
+                shared.running.lock().expect("running lock").remove(&key);
+                if shared.abort.is_cancelled() {
+                    hand_back(&shared, &spec, attempt, &stream, &entry_id).await;
+                    return;
+                }
+                if job.why.load(std::sync::atomic::Ordering::SeqCst) == STOP_LEASE_LOST {
+                    // Another worker owns the task (and this entry) now: record nothing, ack nothing.
+                    return;
+                }
+                o
+            }
+        };
         let finished_ms = now_ms();
         let result = TaskResult {
             status: outcome.status,
@@ -324,50 +575,96 @@ async fn handle_entry(
             finished_ms,
             queue_wait_ms: started_ms.saturating_sub(entry_ms(&entry_id)),
         };
-        match &result.error {
-            None => info!(status = result.status.as_str(), ms = result.duration_ms(), "finished"),
-            Some(e) => warn!(
+        let retry_in = match result.error_class {
+            Some(c) if result.status != Status::Success && c != ErrorClass::Poison && spec.retry.retries(c, attempt) => {
+                Some(spec.retry.delay(attempt, rand::random::<f64>()))
+            }
+            _ => None,
+        };
+        match (&result.error, retry_in) {
+            (None, _) => info!(status = result.status.as_str(), ms = result.duration_ms(), "finished"),
+            (Some(e), Some(d)) => warn!(
+                status = result.status.as_str(),
+                class = result.error_class.map(|c| c.as_str()).unwrap_or(""),
+                "attempt failed: {e}; retrying in {}",
+                humantime::format_duration(Duration::from_millis(d.as_millis() as u64))
+            ),
+            (Some(e), None) => warn!(
                 status = result.status.as_str(),
                 class = result.error_class.map(|c| c.as_str()).unwrap_or(""),
                 ms = result.duration_ms(),
                 "finished: {e}"
             ),
         }
-        record(&shared, &spec, &result).await;
-        ack(&shared, &instance, &entry_id).await;
+        let recorded = record(&shared, &spec, &result, retry_in).await;
+        let exhausted = retry_in.is_none()
+            && result.status != Status::Success
+            && result.error_class.is_some_and(|c| c == ErrorClass::Poison || spec.retry.retry_on.contains(&c));
+        if exhausted && matches!(recorded, Some(Recorded::Ok { .. })) {
+            let reason = match result.error_class {
+                Some(ErrorClass::Poison) => format!("poison: delivered more than {} times without a result", shared.max_deliveries),
+                _ => format!(
+                    "retries exhausted after {attempt} attempt{}: {}",
+                    if attempt == 1 { "" } else { "s" },
+                    result.error.as_deref().unwrap_or("")
+                ),
+            };
+            dead_letter_task(&shared, &spec, &result, &reason).await;
+        }
+        if recorded.is_some() {
+            ack(&shared, &stream, &entry_id).await;
+        }
         drop(permit);
     }
     .instrument(span)
     .await
 }
 
+/// Shutdown: give a running task back to the queue at once (not after its lease).
+async fn hand_back(shared: &Shared, spec: &JobSpec, attempt: u32, stream: &str, entry_id: &str) {
+    let Ok(mut c) = queue::conn(&shared.pool).await else {
+        warn!("Redis unavailable while handing the task back; it will be reclaimed after its lease");
+        return;
+    };
+    match queue::release(&mut *c, &shared.keys, &spec.run_id, spec.idx, attempt, &shared.id).await {
+        Ok(true) => {
+            drop(c);
+            ack(shared, stream, entry_id).await;
+            if let Ok(mut c) = queue::conn(&shared.pool).await {
+                let _ = queue::flush_outbox(&mut *c, &shared.keys, &spec.run_id).await;
+            }
+            info!("handed back to the queue");
+        }
+        Ok(false) => debug!("not ours to hand back"),
+        Err(e) => warn!("handing the task back failed ({e}); it will be reclaimed after its lease"),
+    }
+}
+
 /// Records a result, retrying while Redis is unreachable; then releases dependents.
-async fn record(shared: &Shared, spec: &JobSpec, result: &TaskResult) {
+/// `None` when it could not be recorded (the job stays pending and runs again).
+async fn record(shared: &Shared, spec: &JobSpec, result: &TaskResult, retry_in: Option<Duration>) -> Option<Recorded> {
     for attempt in 0..12u32 {
         let r = match queue::conn(&shared.pool).await {
-            Ok(mut c) => match queue::record_result(&mut *c, &shared.keys, &spec.run_id, spec.idx, result).await {
-                Ok(Recorded::Ok { released, .. }) => {
-                    if released > 0 {
-                        if let Err(e) = queue::flush_outbox(&mut *c, &shared.keys, &spec.run_id).await {
-                            warn!("could not enqueue released tasks now ({e}); they stay in the run's outbox");
+            Ok(mut c) => match queue::record_result(&mut *c, &shared.keys, &spec.run_id, spec.idx, result, retry_in).await {
+                Ok(rec) => {
+                    if let Recorded::Ok { released, .. } = rec {
+                        if released > 0 {
+                            if let Err(e) = queue::flush_outbox(&mut *c, &shared.keys, &spec.run_id).await {
+                                warn!("could not enqueue released tasks now ({e}); they stay in the run's outbox");
+                            }
                         }
                     }
-                    Ok(())
-                }
-                Ok(Recorded::Duplicate) => {
-                    debug!("result already recorded by an earlier delivery");
-                    Ok(())
-                }
-                Ok(Recorded::Stale) => {
-                    debug!("result is for an attempt that is no longer current");
-                    Ok(())
+                    if matches!(rec, Recorded::Duplicate | Recorded::Stale) {
+                        debug!("result not stored ({rec:?}): another delivery recorded this attempt");
+                    }
+                    Ok(rec)
                 }
                 Err(e) => Err(e),
             },
             Err(e) => Err(e),
         };
         match r {
-            Ok(()) => return,
+            Ok(rec) => return Some(rec),
             Err(e) => {
                 warn!("recording the result failed: {e}; retrying in {:?}", backoff(attempt));
                 tokio::time::sleep(backoff(attempt)).await;
@@ -375,16 +672,16 @@ async fn record(shared: &Shared, spec: &JobSpec, result: &TaskResult) {
         }
     }
     error!("gave up recording the result; the job stays pending and will run again");
+    None
 }
 
-async fn ack(shared: &Shared, instance: &str, entry_id: &str) {
-    let stream = shared.keys.jobs(instance);
+async fn ack(shared: &Shared, stream: &str, entry_id: &str) {
     for attempt in 0..6u32 {
         if let Ok(mut c) = queue::conn(&shared.pool).await {
             let r: redis::RedisResult<()> = redis::pipe()
-                .xack(&stream, shared.keys.group(), &[entry_id])
+                .xack(stream, shared.keys.group(), &[entry_id])
                 .ignore()
-                .xdel(&stream, &[entry_id])
+                .xdel(stream, &[entry_id])
                 .ignore()
                 .query_async(&mut *c)
                 .await;
@@ -397,7 +694,7 @@ async fn ack(shared: &Shared, instance: &str, entry_id: &str) {
     warn!(entry = %entry_id, "could not acknowledge; a redelivery will be dropped as a duplicate");
 }
 
-async fn dead_letter(shared: &Shared, instance: &str, entry_id: &str, fields: &HashMap<String, Vec<u8>>, reason: &str) {
+async fn dead_letter(shared: &Shared, stream: &str, entry_id: &str, fields: &HashMap<String, Vec<u8>>, reason: &str) {
     let mut cmd = redis::cmd("XADD");
     cmd.arg(shared.keys.dead())
         .arg("MAXLEN")
@@ -407,7 +704,7 @@ async fn dead_letter(shared: &Shared, instance: &str, entry_id: &str, fields: &H
         .arg("reason")
         .arg(reason)
         .arg("stream")
-        .arg(shared.keys.jobs(instance))
+        .arg(stream)
         .arg("entry")
         .arg(entry_id)
         .arg("worker")
@@ -425,7 +722,42 @@ async fn dead_letter(shared: &Shared, instance: &str, entry_id: &str, fields: &H
             return;
         }
     }
-    ack(shared, instance, entry_id).await;
+    ack(shared, stream, entry_id).await;
+}
+
+/// A task that ended for good after its retries (or as poison) goes to the dead letters, so
+/// that `zo-submit dead` shows it and `zo-submit dead retry` can run it again.
+async fn dead_letter_task(shared: &Shared, spec: &JobSpec, result: &TaskResult, reason: &str) {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(shared.keys.dead())
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(10_000)
+        .arg("*")
+        .arg("reason")
+        .arg(reason)
+        .arg("run")
+        .arg(&spec.run_id)
+        .arg("idx")
+        .arg(spec.idx)
+        .arg("task")
+        .arg(&spec.name)
+        .arg("instance")
+        .arg(&spec.instance)
+        .arg("attempt")
+        .arg(result.attempt)
+        .arg("error_class")
+        .arg(result.error_class.map(|c| c.as_str()).unwrap_or(""))
+        .arg("worker")
+        .arg(&shared.id)
+        .arg("at_ms")
+        .arg(now_ms());
+    if let Ok(mut c) = queue::conn(&shared.pool).await {
+        let r: redis::RedisResult<String> = cmd.query_async(&mut *c).await;
+        if let Err(e) = r {
+            warn!("could not dead-letter the task: {e}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -55,6 +55,14 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// A job delivered too often without a result (its workers kept dying).
+    pub fn poison(max_deliveries: u32) -> Self {
+        Outcome::fail(
+            ErrorClass::Poison,
+            format!("delivered more than {max_deliveries} times without a result; the workers running it kept stopping"),
+        )
+    }
+
     fn fail(class: ErrorClass, error: String) -> Self {
         let status = match class {
             ErrorClass::Timeout => Status::Timeout,
@@ -407,6 +415,8 @@ mod tests {
             description: None,
             output_file: None,
             simulate: None,
+            retry: Default::default(),
+            priority: Default::default(),
         };
         let s = agent_script(&ctx, &spec, "-$(x)");
         assert!(!s.contains("$(x)"), "{s}");

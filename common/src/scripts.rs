@@ -1,0 +1,211 @@
+//! The Lua scripts that move tasks between states. Each takes all keys of one run, in
+//! [`crate::keys::RUN_KEY_SUFFIXES`] order, so each is one atomic step on one run (one
+//! Cluster slot). A shared prelude names the keys and holds the helpers (release dependents,
+//! skip dependents, finish the run).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+const PRELUDE: &str = r#"
+local meta, spec, state, attempt, pending, children, result, skip, outbox, events, lease, delayed, history, cancel, deliveries = unpack(KEYS)
+local function event(...)
+  redis.call('XADD', events, 'MAXLEN', '~', 10000, '*', ...)
+end
+-- Dependents whose last dependency just succeeded go to the outbox (attempt 1).
+local function release_children(idx)
+  local n = 0
+  local ch = redis.call('HGET', children, idx)
+  if ch then
+    for c in string.gmatch(ch, '[^,]+') do
+      local left = redis.call('HINCRBY', pending, c, -1)
+      if left <= 0 and redis.call('HGET', state, c) == 'waiting' then
+        redis.call('HSET', state, c, 'queued')
+        redis.call('HSET', attempt, c, 1)
+        redis.call('RPUSH', outbox, c .. ':1')
+        event('idx', c, 'state', 'queued')
+        n = n + 1
+      end
+    end
+  end
+  return n
+end
+-- Every waiting descendant of a task that did not succeed is skipped.
+local function skip_dependents(root)
+  local stack = {root}
+  while #stack > 0 do
+    local cur = table.remove(stack)
+    local ch = redis.call('HGET', children, cur)
+    if ch then
+      for c in string.gmatch(ch, '[^,]+') do
+        if redis.call('HGET', state, c) == 'waiting' then
+          redis.call('HSET', state, c, 'skipped')
+          redis.call('HSET', skip, c, cur)
+          redis.call('HINCRBY', meta, 'skipped', 1)
+          redis.call('HINCRBY', meta, 'done', 1)
+          event('idx', c, 'state', 'skipped')
+          table.insert(stack, c)
+        end
+      end
+    end
+  end
+end
+-- When every task is final: mark the run finished and let its keys expire.
+local function maybe_finish(now)
+  local done = tonumber(redis.call('HGET', meta, 'done') or '0')
+  local total = tonumber(redis.call('HGET', meta, 'total') or '0')
+  if done >= total and redis.call('HGET', meta, 'status') ~= 'finished' then
+    redis.call('HSET', meta, 'status', 'finished', 'finished_ms', now)
+    event('state', 'finished')
+    local ttl = tonumber(redis.call('HGET', meta, 'retention_s') or '0')
+    if ttl and ttl > 0 then
+      for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end
+    end
+    return 1
+  end
+  return 0
+end
+local function lease_owner(idx)
+  local l = redis.call('HGET', lease, idx)
+  if not l then return nil, 0 end
+  local owner, exp = string.match(l, '^(.*)|(%d+)$')
+  return owner, tonumber(exp or '0')
+end
+"#;
+
+/// ARGV: idx attempt worker now_ms lease_ms takeover(0|1) max_deliveries.
+/// Returns ok | poison | running | final | stale | unknown.
+const MARK_RUNNING: &str = r#"
+local idx, att, worker, now, lease_ms = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local st = redis.call('HGET', state, idx)
+if not st then return 'unknown' end
+if st == 'waiting' then return 'stale' end
+if st ~= 'queued' and st ~= 'running' then return 'final' end
+if tonumber(redis.call('HGET', attempt, idx) or '0') ~= att then return 'stale' end
+if st == 'running' then
+  if ARGV[6] ~= '1' then return 'running' end
+  local owner, exp = lease_owner(idx)
+  if exp > now then return 'running' end
+  redis.call('HINCRBY', meta, 'running', -1)
+end
+local d = redis.call('HINCRBY', deliveries, idx, 1)
+redis.call('HSET', state, idx, 'running')
+redis.call('HINCRBY', meta, 'running', 1)
+redis.call('HSET', lease, idx, worker .. '|' .. (now + lease_ms))
+redis.call('HSETNX', meta, 'started_ms', now)
+event('idx', idx, 'state', 'running', 'worker', worker)
+if d > tonumber(ARGV[7]) then return 'poison' end
+return 'ok'
+"#;
+
+/// ARGV: idx attempt worker now_ms lease_ms. Returns 1 renewed, 2 renewed but cancel
+/// requested, 0 the lease is no longer ours.
+const RENEW: &str = r#"
+local idx, att, worker, now, lease_ms = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+if redis.call('HGET', state, idx) ~= 'running' then return 0 end
+if tonumber(redis.call('HGET', attempt, idx) or '0') ~= att then return 0 end
+local owner = lease_owner(idx)
+if owner ~= worker then return 0 end
+redis.call('HSET', lease, idx, worker .. '|' .. (now + lease_ms))
+if redis.call('HEXISTS', cancel, idx) == 1 then return 2 end
+return 1
+"#;
+
+/// ARGV: idx attempt status result_blob now_ms retry_delay_ms(-1: final).
+/// Returns {tag, released, finished}; tag ok | retry | dup | stale.
+const RECORD_RESULT: &str = r#"
+local idx, att, status, now = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[5]
+local st = redis.call('HGET', state, idx)
+if st ~= 'running' and st ~= 'queued' then return {'dup', 0, 0} end
+if tonumber(redis.call('HGET', attempt, idx) or '0') ~= att then return {'stale', 0, 0} end
+redis.call('HSET', history, idx .. ':' .. att, ARGV[4])
+if st == 'running' then redis.call('HINCRBY', meta, 'running', -1) end
+redis.call('HDEL', lease, idx)
+local delay = tonumber(ARGV[6])
+if delay >= 0 and status ~= 'success' and status ~= 'cancelled' and redis.call('HEXISTS', cancel, idx) == 0 then
+  local nxt = att + 1
+  redis.call('HSET', state, idx, 'queued')
+  redis.call('HSET', attempt, idx, nxt)
+  redis.call('HDEL', deliveries, idx)
+  redis.call('ZADD', delayed, tonumber(now) + delay, idx .. ':' .. nxt)
+  redis.call('HINCRBY', meta, 'retries', 1)
+  event('idx', idx, 'state', 'retry', 'attempt', nxt, 'after', status)
+  return {'retry', 0, 0}
+end
+redis.call('HSET', state, idx, status)
+redis.call('HSET', result, idx, ARGV[4])
+redis.call('HINCRBY', meta, status, 1)
+redis.call('HINCRBY', meta, 'done', 1)
+event('idx', idx, 'state', status)
+local released = 0
+if status == 'success' then released = release_children(idx) else skip_dependents(idx) end
+return {'ok', released, maybe_finish(now)}
+"#;
+
+/// ARGV: idx attempt worker. Hands a running task back (queued, same attempt, outbox).
+/// Returns 1 when handed back, 0 when it was not ours to hand back.
+const RELEASE: &str = r#"
+local idx, att, worker = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+if redis.call('HGET', state, idx) ~= 'running' then return 0 end
+if tonumber(redis.call('HGET', attempt, idx) or '0') ~= att then return 0 end
+if lease_owner(idx) ~= worker then return 0 end
+redis.call('HSET', state, idx, 'queued')
+redis.call('HINCRBY', meta, 'running', -1)
+redis.call('HDEL', lease, idx)
+redis.call('HINCRBY', deliveries, idx, -1)
+redis.call('RPUSH', outbox, idx .. ':' .. att)
+event('idx', idx, 'state', 'queued', 'released_by', worker)
+return 1
+"#;
+
+/// ARGV: now_ms. Moves retries that are due from the delayed set to the outbox.
+const PROMOTE: &str = r#"
+local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', ARGV[1], 'LIMIT', 0, 1000)
+for _, m in ipairs(due) do
+  redis.call('ZREM', delayed, m)
+  redis.call('RPUSH', outbox, m)
+end
+return #due
+"#;
+
+/// ARGV: idx ('' = the whole run) now_ms. Tasks not started become cancelled at once (a
+/// single cancelled task skips its dependents); running ones are flagged for their worker.
+/// Returns {cancelled, flagged, finished}.
+const CANCEL: &str = r#"
+local now = ARGV[2]
+local cancelled, flagged = 0, 0
+local function cancel_one(i, cascade)
+  local s = redis.call('HGET', state, i)
+  if s == 'waiting' or s == 'queued' then
+    redis.call('ZREM', delayed, i .. ':' .. (redis.call('HGET', attempt, i) or '0'))
+    redis.call('HSET', state, i, 'cancelled')
+    redis.call('HINCRBY', meta, 'cancelled', 1)
+    redis.call('HINCRBY', meta, 'done', 1)
+    event('idx', i, 'state', 'cancelled')
+    cancelled = cancelled + 1
+    if cascade then skip_dependents(i) end
+  elseif s == 'running' then
+    redis.call('HSET', cancel, i, now)
+    flagged = flagged + 1
+  end
+end
+if ARGV[1] == '' then
+  redis.call('HSET', meta, 'cancel_requested_ms', now)
+  for _, i in ipairs(redis.call('HKEYS', state)) do cancel_one(i, false) end
+else
+  if not redis.call('HGET', state, ARGV[1]) then return {-1, 0, 0} end
+  cancel_one(ARGV[1], true)
+end
+return {cancelled, flagged, maybe_finish(now)}
+"#;
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}\n{body}"))
+}
+
+pub static MARK_RUNNING_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(MARK_RUNNING));
+pub static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(RENEW));
+pub static RECORD_RESULT_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(RECORD_RESULT));
+pub static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(RELEASE));
+pub static PROMOTE_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(PROMOTE));
+pub static CANCEL_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(CANCEL));
