@@ -392,6 +392,41 @@ fn malformed_stream_entries_are_dead_lettered_and_valid_work_goes_on() {
         .unwrap();
     let huge = "x".repeat(1 << 20);
     let _: String = redis::cmd("XADD").arg(&stream).arg("*").arg("run").arg(&huge).arg("idx").arg("nope").query(&mut conn).unwrap();
+    // 47 more: unknown runs, wrong instances, truncated payloads, binary junk.
+    let spec = |run: &str, idx: u32, instance: &str| {
+        zo_common::model::JobSpec {
+            run_id: run.into(),
+            idx,
+            name: "x".into(),
+            instance: instance.into(),
+            command: Some("echo".into()),
+            prompt: None,
+            timeout_ms: 1000,
+            deps: vec![],
+            tags: vec![],
+            description: None,
+            output_file: None,
+            simulate: None,
+            retry: Default::default(),
+            priority: Default::default(),
+        }
+        .encode()
+    };
+    for i in 0..47u32 {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&stream).arg("*");
+        match i % 4 {
+            0 => cmd.arg("run").arg(format!("ghost-{i}")).arg("idx").arg(0).arg("attempt").arg(1).arg("payload").arg(spec(
+                &format!("ghost-{i}"),
+                0,
+                "fast",
+            )),
+            1 => cmd.arg("run").arg("R").arg("idx").arg(0).arg("attempt").arg(1).arg("payload").arg(spec("R", 0, "smart")),
+            2 => cmd.arg("run").arg("R").arg("idx").arg(0).arg("attempt").arg(1).arg("payload").arg(spec("R", 0, "fast")[..5].to_vec()),
+            _ => cmd.arg(vec![0xffu8, 0xfe, i as u8]).arg(vec![0u8; 64]),
+        };
+        let _: String = cmd.query(&mut conn).unwrap();
+    }
     let _w = Worker::start(dir.path(), "w", "executor: { kind: simulate }\ninstances: [ { name: fast } ]\n", &redis.url(), &ns);
     write(dir.path(), "t.yaml", "tasks:\n  - { name: A, ccr_instance: fast, command: \"echo hi\", prompt: \"go\" }\n");
     let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--json", "--no-save", "--no-report"], LIMIT);
@@ -406,7 +441,13 @@ fn malformed_stream_entries_are_dead_lettered_and_valid_work_goes_on() {
             .collect()
     };
     let reasons: Vec<String> = dead.iter().map(|(_, m)| String::from_utf8_lossy(&m["reason"]).into_owned()).collect();
-    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert_eq!(reasons.len(), 50, "every garbage entry is dead-lettered: {reasons:?}");
+    assert_eq!(
+        reasons.iter().filter(|r| r.starts_with("run ghost-") && r.ends_with("(an unknown run, or one that expired)")).count(),
+        12,
+        "{reasons:?}"
+    );
+    assert_eq!(reasons.iter().filter(|r| r.starts_with("payload is for instance `smart`")).count(), 12, "{reasons:?}");
     assert!(reasons.contains(&"missing field `run`".to_string()), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.starts_with("payload is not a job spec")), "{reasons:?}");
     assert!(reasons.contains(&"field `idx` is not a number".to_string()), "{reasons:?}");

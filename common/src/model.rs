@@ -192,6 +192,9 @@ pub struct TaskResult {
     pub finished_ms: u64,
     /// Time between the job entering its stream and a worker starting it.
     pub queue_wait_ms: u64,
+    /// This worker took the task over from one whose lease lapsed (it died or hung).
+    #[serde(default)]
+    pub reclaimed: bool,
 }
 
 impl TaskResult {

@@ -266,8 +266,10 @@ pub enum MarkRunning {
     AlreadyRunning,
     /// The task already has its final result (a redelivery): drop the job.
     Final,
-    /// The job is for an older attempt, or the run is gone: drop it.
+    /// The job is for an older attempt: drop it.
     Stale,
+    /// The run (or the task in it) does not exist: dead-letter it.
+    Unknown,
 }
 
 /// How a worker claims a task.
@@ -313,6 +315,7 @@ pub async fn mark_running(
         "poison" => MarkRunning::Poison,
         "running" => MarkRunning::AlreadyRunning,
         "final" => MarkRunning::Final,
+        "unknown" => MarkRunning::Unknown,
         _ => MarkRunning::Stale,
     })
 }
@@ -437,6 +440,64 @@ pub async fn cancel(
         return Err(QueueError::NoSuchRun(run_id.to_string()));
     }
     Ok(Cancelled { cancelled: c as u64, flagged: f, finished: fin == 1 })
+}
+
+/// Runs a failed task again (a new attempt), un-skipping what it skipped; `None` when the
+/// task is not failed, timed out or cancelled.
+pub async fn revive(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, run_id: &str, idx: u32) -> Result<Option<u32>, QueueError> {
+    let n: u32 = invoke(&scripts::REVIVE_SCRIPT, keys, run_id).arg(idx).arg(now_ms()).invoke_async(conn).await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    let _: i64 = redis::cmd("SADD").arg(keys.active()).arg(run_id).query_async(conn).await?;
+    flush_outbox(conn, keys, run_id).await?;
+    Ok(Some(n))
+}
+
+/// One dead-lettered entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: String,
+    pub reason: String,
+    /// Run and task index, when the entry names a task of a run.
+    pub task: Option<(String, u32)>,
+    pub task_name: String,
+    pub fields: Vec<(String, String)>,
+}
+
+/// The dead letters, oldest first.
+pub async fn dead_letters(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys) -> Result<Vec<DeadLetter>, QueueError> {
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE").arg(keys.dead()).arg("-").arg("+").query_async(conn).await?;
+    Ok(reply
+        .ids
+        .into_iter()
+        .map(|e| {
+            let text = |k: &str| {
+                e.map
+                    .get(k)
+                    .and_then(|v| redis::from_redis_value::<Vec<u8>>(v.clone()).ok())
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+            };
+            let task = match (text("run"), text("idx").and_then(|i| i.parse().ok())) {
+                (Some(r), Some(i)) => Some((r, i)),
+                _ => None,
+            };
+            let mut fields: Vec<(String, String)> = e
+                .map
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        redis::from_redis_value::<Vec<u8>>(v.clone())
+                            .map(|b| String::from_utf8_lossy(&b).chars().take(200).collect())
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect();
+            fields.sort();
+            DeadLetter { reason: text("reason").unwrap_or_default(), task_name: text("task").unwrap_or_default(), task, id: e.id, fields }
+        })
+        .collect())
 }
 
 /// Keeps every unfinished run moving: promotes due retries and flushes outboxes; forgets

@@ -83,6 +83,8 @@ pub struct TaskReport {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub priority: String,
+    /// Taken over from a worker whose lease lapsed.
+    pub reclaimed: bool,
     /// Every attempt that ended, oldest first (earlier failures that were retried included).
     pub attempt_history: Vec<AttemptReport>,
 }
@@ -159,6 +161,7 @@ pub fn build(snap: &RunSnapshot, catalog: &Catalog) -> ResultsDocument {
             input_tokens: 0,
             output_tokens: 0,
             priority: spec.priority.as_str().to_string(),
+            reclaimed: false,
             attempt_history: snap.history[i]
                 .iter()
                 .map(|h| AttemptReport {
@@ -183,6 +186,7 @@ pub fn build(snap: &RunSnapshot, catalog: &Catalog) -> ResultsDocument {
             t.attempts = r.attempt;
             t.worker = Some(r.worker.clone());
             t.queue_wait = secs(r.queue_wait_ms);
+            t.reclaimed = r.reclaimed;
             t.command = r.command.as_ref().map(|c| CommandReport {
                 stdout: c.stdout.clone(),
                 stderr: c.stderr.clone(),

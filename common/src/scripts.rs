@@ -199,6 +199,54 @@ end
 return {cancelled, flagged, maybe_finish(now)}
 "#;
 
+/// ARGV: idx now_ms. Runs a task that ended failed/timeout/cancelled again (a new attempt)
+/// and un-skips the dependents it had skipped. Returns the new attempt, or 0 when the task
+/// is not in such a state.
+const REVIVE: &str = r#"
+local idx, now = ARGV[1], ARGV[2]
+local st = redis.call('HGET', state, idx)
+if st ~= 'failed' and st ~= 'timeout' and st ~= 'cancelled' then return 0 end
+redis.call('HINCRBY', meta, st, -1)
+redis.call('HINCRBY', meta, 'done', -1)
+local nxt = tonumber(redis.call('HGET', attempt, idx) or '0') + 1
+redis.call('HSET', state, idx, 'queued')
+redis.call('HSET', attempt, idx, nxt)
+redis.call('HDEL', result, idx)
+redis.call('HDEL', deliveries, idx)
+redis.call('HDEL', cancel, idx)
+redis.call('RPUSH', outbox, idx .. ':' .. nxt)
+event('idx', idx, 'state', 'queued', 'revived', nxt)
+local stack = {idx}
+while #stack > 0 do
+  local cur = table.remove(stack)
+  local ch = redis.call('HGET', children, cur)
+  if ch then
+    for c in string.gmatch(ch, '[^,]+') do
+      if redis.call('HGET', state, c) == 'skipped' and redis.call('HGET', skip, c) == cur then
+        local deps = cmsgpack.unpack(redis.call('HGET', spec, c))['deps'] or {}
+        local left = 0
+        for _, d in ipairs(deps) do
+          if redis.call('HGET', state, tostring(d)) ~= 'success' then left = left + 1 end
+        end
+        redis.call('HSET', state, c, 'waiting')
+        redis.call('HSET', pending, c, left)
+        redis.call('HDEL', skip, c)
+        redis.call('HINCRBY', meta, 'skipped', -1)
+        redis.call('HINCRBY', meta, 'done', -1)
+        event('idx', c, 'state', 'waiting')
+        table.insert(stack, c)
+      end
+    end
+  end
+end
+if redis.call('HGET', meta, 'status') == 'finished' then
+  redis.call('HSET', meta, 'status', 'running')
+  redis.call('HDEL', meta, 'finished_ms')
+  for i = 1, #KEYS do redis.call('PERSIST', KEYS[i]) end
+end
+return nxt
+"#;
+
 fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}\n{body}"))
 }
@@ -208,4 +256,5 @@ pub static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(RENEW));
 pub static RECORD_RESULT_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(RECORD_RESULT));
 pub static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(RELEASE));
 pub static PROMOTE_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(PROMOTE));
+pub static REVIVE_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(REVIVE));
 pub static CANCEL_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(CANCEL));

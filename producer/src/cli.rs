@@ -69,4 +69,31 @@ pub enum Command {
     Plan { file: PathBuf },
     /// Re-attach to a run: show its progress, then the dashboard and reports.
     Watch { run_id: String },
+    /// Cancel a run, or one task of it (its dependents are skipped). Queued tasks stop at
+    /// once; running ones within about a second, their processes killed.
+    Cancel {
+        run_id: String,
+        /// Cancel only this task.
+        #[arg(long)]
+        task: Option<String>,
+    },
+    /// List dead-lettered jobs, or run them again.
+    Dead {
+        #[command(subcommand)]
+        action: Option<DeadAction>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeadAction {
+    /// List the dead letters (the default).
+    List,
+    /// Run dead-lettered tasks again as a new attempt (their skipped dependents too).
+    Retry {
+        /// The dead letter's id (first column of `zo-submit dead`).
+        id: Option<String>,
+        /// Every dead letter that names a task.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
 }

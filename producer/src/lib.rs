@@ -19,7 +19,7 @@ use zo_common::model::JobSpec;
 use zo_common::queue::{self, NewRun, QueueError};
 use zo_common::{plan, report, taskfile};
 
-use crate::cli::{Args, Command};
+use crate::cli::{Args, Command, DeadAction};
 
 /// Exit codes (documented in the README and `--help`).
 pub mod exit {
@@ -71,6 +71,8 @@ pub async fn run(args: Args) -> u8 {
             };
             watch::follow_and_report(&pool, &keys, run_id, &catalog, &args.output).await
         }
+        Some(Command::Cancel { run_id, task }) => cancel(&args, run_id, task.as_deref()).await,
+        Some(Command::Dead { action }) => dead(&args, action.as_ref().unwrap_or(&DeadAction::List)).await,
         None => {
             let Some(file) = &args.file else {
                 eprintln!("zo-submit: no task file given; usage: zo-submit FILE (see --help)");
@@ -80,6 +82,125 @@ pub async fn run(args: Args) -> u8 {
                 return plan_only(file, &catalog);
             }
             submit(&args, file, &catalog).await
+        }
+    }
+}
+
+async fn cancel(args: &Args, run_id: &str, task: Option<&str>) -> u8 {
+    let keys = Keys::new(&args.common.namespace);
+    let r = async {
+        let pool = queue::connect(&args.common.redis, 2).await?;
+        let mut conn = queue::conn(&pool).await?;
+        let idx = match task {
+            None => None,
+            Some(name) => {
+                let snap = queue::snapshot(&mut *conn, &keys, run_id).await?;
+                match snap.specs.iter().find(|s| s.name == name) {
+                    Some(s) => Some(s.idx),
+                    None => return Ok(Err(format!("run {run_id} has no task named `{name}`"))),
+                }
+            }
+        };
+        Ok::<_, QueueError>(Ok(queue::cancel(&mut *conn, &keys, run_id, idx).await?))
+    }
+    .await;
+    match r {
+        Ok(Ok(c)) => {
+            if !args.output.quiet {
+                eprintln!(
+                    "cancelled {} task{} that had not started; asked workers to stop {} running; run {}",
+                    c.cancelled,
+                    if c.cancelled == 1 { "" } else { "s" },
+                    c.flagged,
+                    if c.finished { "finished" } else { "ends when those stop" }
+                );
+            }
+            exit::OK
+        }
+        Ok(Err(msg)) => {
+            eprintln!("zo-submit: {msg}");
+            exit::INVALID
+        }
+        Err(e) => fail_queue(&e),
+    }
+}
+
+async fn dead(args: &Args, action: &DeadAction) -> u8 {
+    let keys = Keys::new(&args.common.namespace);
+    let pool = match queue::connect(&args.common.redis, 2).await {
+        Ok(p) => p,
+        Err(e) => return fail_queue(&e),
+    };
+    let letters = async {
+        let mut conn = queue::conn(&pool).await?;
+        queue::dead_letters(&mut *conn, &keys).await
+    }
+    .await;
+    let letters = match letters {
+        Ok(l) => l,
+        Err(e) => return fail_queue(&e),
+    };
+    match action {
+        DeadAction::List => {
+            if letters.is_empty() {
+                println!("no dead letters");
+            }
+            for d in &letters {
+                let what = match &d.task {
+                    Some((run, idx)) => format!("run {run} task #{idx} `{}`", d.task_name),
+                    None => format!(
+                        "malformed entry ({})",
+                        d.fields
+                            .iter()
+                            .filter(|(k, _)| k == "stream" || k == "entry")
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ),
+                };
+                println!("{}  {what}: {}", d.id, d.reason);
+            }
+            exit::OK
+        }
+        DeadAction::Retry { id, all } => {
+            let chosen: Vec<&queue::DeadLetter> = match (id, all) {
+                (Some(id), _) => match letters.iter().find(|d| &d.id == id) {
+                    Some(d) => vec![d],
+                    None => {
+                        eprintln!("zo-submit: no dead letter with id {id}; list them with `zo-submit dead`");
+                        return exit::INVALID;
+                    }
+                },
+                (None, true) => letters.iter().filter(|d| d.task.is_some()).collect(),
+                (None, false) => {
+                    eprintln!("zo-submit: name a dead letter id or pass --all");
+                    return exit::INVALID;
+                }
+            };
+            let mut code = exit::OK;
+            for d in chosen {
+                let Some((run, idx)) = &d.task else {
+                    eprintln!("zo-submit: {} is a malformed entry, not a task; there is nothing to run again", d.id);
+                    code = exit::INVALID;
+                    continue;
+                };
+                let r = async {
+                    let mut conn = queue::conn(&pool).await?;
+                    let n = queue::revive(&mut *conn, &keys, run, *idx).await?;
+                    let _: i64 = redis::cmd("XDEL").arg(keys.dead()).arg(&d.id).query_async(&mut *conn).await?;
+                    Ok::<_, QueueError>(n)
+                }
+                .await;
+                match r {
+                    Ok(Some(n)) => eprintln!(
+                        "{}: task `{}` of run {run} queued again as attempt {n}; follow it with: zo-submit watch {run}",
+                        d.id, d.task_name
+                    ),
+                    Ok(None) => eprintln!("{}: task `{}` of run {run} is no longer failed; dead letter removed", d.id, d.task_name),
+                    Err(e) => return fail_queue(&e),
+                }
+            }
+            code
         }
     }
 }

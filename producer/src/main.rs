@@ -28,5 +28,8 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::INFRA);
         }
     };
-    ExitCode::from(rt.block_on(zo_producer::run(args)))
+    let code = rt.block_on(zo_producer::run(args));
+    // A Ctrl-C prompt may still be blocked reading stdin: do not wait for it.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    ExitCode::from(code)
 }

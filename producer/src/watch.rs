@@ -107,6 +107,24 @@ async fn live_instances(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys)
     Ok(out)
 }
 
+/// After Ctrl-C: on a terminal, ask whether to cancel the run or detach from it. Anything but
+/// `c` (or no terminal, or a second Ctrl-C) detaches.
+async fn ask_cancel(run_id: &str) -> bool {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return false;
+    }
+    eprint!("\n[d]etach (run {run_id} continues) or [c]ancel the run? [d/c] ");
+    let answer = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    });
+    tokio::select! {
+        a = answer => matches!(a, Ok(Ok(l)) if l.trim().eq_ignore_ascii_case("c")),
+        _ = tokio::signal::ctrl_c() => false,
+    }
+}
+
 /// Follows the run to its end, then writes the reports. Returns the exit code.
 pub async fn follow_and_report(pool: &Pool, keys: &Keys, run_id: &str, catalog: &Catalog, out: &OutputOpts) -> u8 {
     let show = !out.quiet;
@@ -149,9 +167,11 @@ pub async fn follow_and_report(pool: &Pool, keys: &Keys, run_id: &str, catalog: 
     let mut failing_since: Option<Instant> = None;
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
+    let mut cancelled = false;
     while !meta.finished {
         let step = async {
             let mut conn = queue::conn(pool).await?;
+            queue::promote_due(&mut *conn, keys, run_id).await?;
             queue::flush_outbox(&mut *conn, keys, run_id).await?;
             let opts = StreamReadOptions::default().count(2000).block(500);
             let reply: Option<StreamReadReply> =
@@ -164,6 +184,16 @@ pub async fn follow_and_report(pool: &Pool, keys: &Keys, run_id: &str, catalog: 
         let r = tokio::select! {
             r = step => r,
             _ = &mut interrupted => {
+                if let Some(b) = &bar { b.suspend(|| {}); }
+                if !cancelled && ask_cancel(run_id).await {
+                    cancelled = true;
+                    match async { let mut c = queue::conn(pool).await?; queue::cancel(&mut *c, keys, run_id, None).await }.await {
+                        Ok(c) => say(format!("⊘ cancelling run {run_id}: {} not started, {} running being stopped", c.cancelled, c.flagged)),
+                        Err(e) => return fail_queue(&e),
+                    }
+                    interrupted.set(tokio::signal::ctrl_c());
+                    continue;
+                }
                 if let Some(b) = &bar { b.abandon(); }
                 eprintln!("\ndetached; run {run_id} continues. Re-attach with: zo-submit watch {run_id}");
                 return exit::INTERRUPTED;

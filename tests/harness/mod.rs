@@ -48,23 +48,51 @@ impl Drop for Guard {
 /// A private redis-server.
 pub struct Redis {
     pub port: u16,
-    _dir: tempfile::TempDir,
-    _child: Guard,
+    dir: tempfile::TempDir,
+    aof: bool,
+    child: Guard,
 }
 
 impl Redis {
     pub fn start() -> Redis {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
+        Self::start_with(false)
+    }
+
+    /// With AOF (`appendfsync everysec`), as production should run it.
+    pub fn start_aof() -> Redis {
+        Self::start_with(true)
+    }
+
+    fn spawn(port: u16, dir: &Path, aof: bool) -> Child {
         let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"])
-            .arg(dir.path())
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", if aof { "yes" } else { "no" }])
+            .args(["--appendfsync", "everysec", "--maxmemory-policy", "noeviction", "--dir"])
+            .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed (run .ci/run, or apt-get install redis-server)");
         wait_for_port(port, "redis-server", &mut child);
-        Redis { port, _dir: dir, _child: Guard(child) }
+        child
+    }
+
+    fn start_with(aof: bool) -> Redis {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let child = Self::spawn(port, dir.path(), aof);
+        Redis { port, dir, aof, child: Guard(child) }
+    }
+
+    /// SIGKILL the server (no shutdown save).
+    pub fn kill(&mut self) {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+    }
+
+    /// Start it again on the same port and data directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Guard(Self::spawn(self.port, self.dir.path(), self.aof));
     }
 
     pub fn url(&self) -> String {
@@ -100,7 +128,7 @@ fn ensure_user() {
 pub struct Sshd {
     pub port: u16,
     pub dir: tempfile::TempDir,
-    _child: Guard,
+    child: Guard,
 }
 
 impl Sshd {
@@ -132,16 +160,34 @@ impl Sshd {
         let agent = p.join("fake-agent.sh");
         fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fake-agent.sh"), &agent).expect("fake agent");
         fs::set_permissions(&agent, fs::Permissions::from_mode(0o755)).expect("chmod");
-        let log = fs::File::create(p.join("sshd.log")).expect("log");
+        let child = Self::spawn(p, port);
+        Sshd { port, dir, child: Guard(child) }
+    }
+
+    fn spawn(dir: &Path, port: u16) -> Child {
+        let log = fs::OpenOptions::new().create(true).append(true).open(dir.join("sshd.log")).expect("log");
         let mut child = Command::new("/usr/sbin/sshd")
             .args(["-D", "-e", "-f"])
-            .arg(p.join("sshd_config"))
+            .arg(dir.join("sshd_config"))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("sshd is installed (run .ci/run, or apt-get install openssh-server)");
         wait_for_port(port, "sshd", &mut child);
-        Sshd { port, dir, _child: Guard(child) }
+        child
+    }
+
+    /// Kill this sshd and every connection it serves (its per-connection children).
+    pub fn kill(&mut self) {
+        let pid = self.child.0.id().to_string();
+        let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+    }
+
+    /// Start it again on the same port with the same keys.
+    pub fn restart(&mut self) {
+        self.child = Guard(Self::spawn(self.dir.path(), self.port));
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -212,6 +258,18 @@ impl Worker {
             .spawn()
             .expect("zo-worker");
         Worker { child: Some(child), log }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL: no drain, no hand-back.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -316,4 +374,29 @@ pub fn tasks_by_name(doc: &serde_json::Value) -> std::collections::HashMap<Strin
 pub fn process_alive(needle: &str) -> bool {
     let out = Command::new("pgrep").args(["-f", needle]).output().expect("pgrep");
     out.status.success()
+}
+
+/// Unix milliseconds of an RFC 3339 UTC timestamp as the reports write them.
+pub fn rfc3339_ms(ts: &str) -> u64 {
+    let (date, time) = ts.trim_end_matches('Z').split_once('T').expect("T");
+    let d: Vec<i64> = date.split('-').map(|p| p.parse().expect("date")).collect();
+    let (y, m, day) = (d[0], d[1], d[2]);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let mut parts = time.split(':');
+    let h: f64 = parts.next().expect("h").parse().expect("h");
+    let mi: f64 = parts.next().expect("m").parse().expect("m");
+    let s: f64 = parts.next().expect("s").parse().expect("s");
+    (days as f64 * 86_400_000.0 + ((h * 60.0 + mi) * 60.0 + s) * 1000.0).round() as u64
+}
+
+/// Unix milliseconds now.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64
 }

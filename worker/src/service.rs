@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_redis::Pool;
-use redis::streams::{StreamReadOptions, StreamReadReply};
+use redis::streams::StreamReadOptions;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -202,14 +202,65 @@ fn streams(keys: &Keys, instance: &str) -> Vec<String> {
     Priority::ALL.iter().map(|&p| keys.jobs_for(instance, p)).collect()
 }
 
-type Entries = Vec<(String, String, HashMap<String, Vec<u8>>)>;
+type Fields = HashMap<String, Vec<u8>>;
+type Entries = Vec<(String, String, Fields)>;
 
-fn entries_of(reply: Option<StreamReadReply>) -> Entries {
+fn bytes(v: &redis::Value) -> Option<Vec<u8>> {
+    match v {
+        redis::Value::BulkString(b) => Some(b.clone()),
+        redis::Value::SimpleString(s) => Some(s.clone().into_bytes()),
+        redis::Value::Int(i) => Some(i.to_string().into_bytes()),
+        _ => None,
+    }
+}
+
+fn items(v: &redis::Value) -> &[redis::Value] {
+    match v {
+        redis::Value::Array(a) => a,
+        _ => &[],
+    }
+}
+
+/// One `[id, [field, value, …]]` entry. Parsed by hand so that junk someone wrote into a
+/// stream (binary field names, odd shapes) reaches the dead-letter path instead of failing
+/// the whole read.
+fn entry_of(v: &redis::Value) -> Option<(String, Fields)> {
+    let parts = items(v);
+    let id = String::from_utf8(bytes(parts.first()?)?).ok()?;
+    let mut fields = HashMap::new();
+    for kv in items(parts.get(1)?).chunks(2) {
+        if let [k, val] = kv {
+            if let (Some(k), Some(val)) = (bytes(k), bytes(val)) {
+                fields.insert(String::from_utf8_lossy(&k).into_owned(), val);
+            }
+        }
+    }
+    Some((id, fields))
+}
+
+/// An XREADGROUP reply: `[[stream, [entry, …]], …]` (RESP2) or a map (RESP3).
+fn entries_of(reply: redis::Value) -> Entries {
     let mut out = Vec::new();
-    for key in reply.map(|r| r.keys).unwrap_or_default() {
-        for e in key.ids {
-            let fields = e.map.into_iter().filter_map(|(k, v)| redis::from_redis_value::<Vec<u8>>(v).ok().map(|b| (k, b))).collect();
-            out.push((key.key.clone(), e.id, fields));
+    let streams: Vec<(redis::Value, redis::Value)> = match reply {
+        redis::Value::Array(a) => a
+            .into_iter()
+            .filter_map(|s| match s {
+                redis::Value::Array(mut kv) if kv.len() == 2 => {
+                    let v = kv.pop()?;
+                    Some((kv.pop()?, v))
+                }
+                _ => None,
+            })
+            .collect(),
+        redis::Value::Map(m) => m,
+        _ => Vec::new(),
+    };
+    for (name, list) in streams {
+        let Some(name) = bytes(&name).map(|b| String::from_utf8_lossy(&b).into_owned()) else { continue };
+        for e in items(&list) {
+            if let Some((id, fields)) = entry_of(e) {
+                out.push((name.clone(), id, fields));
+            }
         }
     }
     out
@@ -255,13 +306,13 @@ async fn read_loop(shared: Arc<Shared>, instance: String, shutdown: Cancellation
                 let opts = StreamReadOptions::default().group(&group, &shared.id).count(want);
                 let mut cmd = redis::cmd("XREADGROUP");
                 cmd.arg(&opts).arg("STREAMS").arg(s).arg(">");
-                got.extend(entries_of(cmd.query_async::<Option<StreamReadReply>>(&mut *conn).await?));
+                got.extend(entries_of(cmd.query_async::<redis::Value>(&mut *conn).await?));
             }
             if got.is_empty() {
                 let opts = StreamReadOptions::default().group(&group, &shared.id).count(1).block(2000);
                 let mut cmd = redis::cmd("XREADGROUP");
                 cmd.arg(&opts).arg("STREAMS").arg(&streams).arg(vec![">"; streams.len()]);
-                got.extend(entries_of(cmd.query_async::<Option<StreamReadReply>>(&mut *conn).await?));
+                got.extend(entries_of(cmd.query_async::<redis::Value>(&mut *conn).await?));
             }
             Ok::<_, redis::RedisError>(got)
         };
@@ -317,7 +368,7 @@ async fn reclaim_loop(shared: Arc<Shared>, instance: String, shutdown: Cancellat
         let free = shared.slots[&instance].available_permits().max(1);
         for stream in streams(&shared.keys, &instance) {
             let Ok(mut conn) = queue::conn(&shared.pool).await else { break };
-            let r: redis::RedisResult<(String, Vec<redis::Value>, Vec<String>)> = redis::cmd("XAUTOCLAIM")
+            let r: redis::RedisResult<Vec<redis::Value>> = redis::cmd("XAUTOCLAIM")
                 .arg(&stream)
                 .arg(&group)
                 .arg(&shared.id)
@@ -327,29 +378,28 @@ async fn reclaim_loop(shared: Arc<Shared>, instance: String, shutdown: Cancellat
                 .arg(free)
                 .query_async(&mut *conn)
                 .await;
-            let (_, claimed, deleted) = match r {
+            let reply = match r {
                 Ok(v) => v,
                 Err(e) => {
                     debug!(stream = %stream, "XAUTOCLAIM failed: {e}");
                     continue;
                 }
             };
+            let claimed: Vec<(String, Fields)> = reply.get(1).map(items).unwrap_or_default().iter().filter_map(entry_of).collect();
+            let deleted: Vec<String> = reply
+                .get(2)
+                .map(items)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|v| bytes(v).and_then(|b| String::from_utf8(b).ok()))
+                .collect();
             if !deleted.is_empty() {
                 let _: redis::RedisResult<()> = redis::cmd("XACK").arg(&stream).arg(&group).arg(&deleted).query_async(&mut *conn).await;
             }
             drop(conn);
-            for v in claimed {
-                let Ok((id, pairs)) = redis::from_redis_value::<(String, Vec<(String, Vec<u8>)>)>(v) else { continue };
+            for (id, fields) in claimed {
                 info!(stream = %stream, entry = %id, "reclaimed a job whose lease lapsed");
-                shared.tracker.spawn(handle_entry(
-                    shared.clone(),
-                    instance.clone(),
-                    stream.clone(),
-                    id,
-                    pairs.into_iter().collect(),
-                    None,
-                    true,
-                ));
+                shared.tracker.spawn(handle_entry(shared.clone(), instance.clone(), stream.clone(), id, fields, None, true));
             }
         }
     }
@@ -523,6 +573,12 @@ async fn handle_entry(
                 debug!(entry = %entry_id, "reclaimed entry belongs to a live lease; leaving it");
                 return;
             }
+            Ok(MarkRunning::Unknown) => {
+                let reason = format!("run {} has no task {} (an unknown run, or one that expired)", spec.run_id, spec.idx);
+                warn!(entry = %entry_id, "dead-lettering: {reason}");
+                dead_letter(&shared, &stream, &entry_id, &fields, &reason).await;
+                return;
+            }
             Ok(other) => {
                 debug!(entry = %entry_id, "dropping job ({other:?})");
                 ack(&shared, &stream, &entry_id).await;
@@ -574,6 +630,7 @@ async fn handle_entry(
             started_ms,
             finished_ms,
             queue_wait_ms: started_ms.saturating_sub(entry_ms(&entry_id)),
+            reclaimed: takeover,
         };
         let retry_in = match result.error_class {
             Some(c) if result.status != Status::Success && c != ErrorClass::Poison && spec.retry.retries(c, attempt) => {

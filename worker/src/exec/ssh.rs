@@ -194,6 +194,7 @@ impl Executor for SshExecutor {
             let stdout = child.stdout().take().expect("piped");
             let stderr = child.stderr().take().expect("piped");
             let label = self.label.clone();
+            let session = child.session();
             Ok(Spawned {
                 stdin: Box::new(stdin),
                 stdout: Box::new(stdout),
@@ -203,7 +204,12 @@ impl Executor for SshExecutor {
                     drop(permit);
                     match r {
                         Ok(s) => Ok(s.code()),
-                        Err(openssh::Error::RemoteProcessTerminated) => Ok(None),
+                        // The mux protocol cannot tell a killed process from a lost
+                        // connection; a dead master means the connection was lost.
+                        Err(openssh::Error::RemoteProcessTerminated) => match session.check().await {
+                            Ok(()) => Ok(None),
+                            Err(e) => Err(ExecError::Network(format!("connection to {label} lost: {}", describe(&e)))),
+                        },
                         Err(e) => Err(ExecError::Network(format!("connection to {label} lost: {}", describe(&e)))),
                     }
                 }),

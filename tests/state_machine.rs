@@ -1,0 +1,200 @@
+//! Property test of the scheduling state machine against a real Redis and the real Lua
+//! scripts: random DAGs, random outcomes (failures, retries, cancels), results arriving in
+//! random order, redelivered jobs. Whatever happens, every task ends in exactly one final
+//! state, counters agree with the states, a task succeeds only after all its dependencies
+//! did, and a skipped task has a dependency that did not succeed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use zo_common::keys::Keys;
+use zo_common::model::{JobSpec, Status, TaskResult};
+use zo_common::queue::{self, Claim, MarkRunning, NewRun};
+use zo_common::taskfile::{Priority, RetryPolicy};
+use zo_e2e::Redis;
+
+#[derive(Debug, Clone)]
+struct Plan {
+    deps: Vec<Vec<usize>>,
+    /// Per task: failures before the final outcome, whether failures are retried, final outcome.
+    outcomes: Vec<(u8, bool, u8)>,
+    /// Drives every random choice of the driver.
+    choices: Vec<u16>,
+    /// Cancel task `.0 % n` at step `.1`, if any.
+    cancel: Option<(usize, usize)>,
+}
+
+fn plan() -> impl Strategy<Value = Plan> {
+    (1usize..9).prop_flat_map(|n| {
+        let deps = (0..n).map(|i| proptest::sample::subsequence((0..i).collect::<Vec<_>>(), 0..=i.min(3))).collect::<Vec<_>>();
+        (
+            deps,
+            proptest::collection::vec((0u8..3, any::<bool>(), 0u8..4), n),
+            proptest::collection::vec(any::<u16>(), 400),
+            proptest::option::of((0usize..16, 0usize..40)),
+        )
+            .prop_map(|(deps, outcomes, choices, cancel)| Plan { deps, outcomes, choices, cancel })
+    })
+}
+
+fn result(attempt: u32, status: Status) -> TaskResult {
+    TaskResult {
+        status,
+        error_class: None,
+        error: None,
+        output: String::new(),
+        exit_code: Some(0),
+        command: None,
+        agent: None,
+        attempt,
+        worker: "prop".into(),
+        started_ms: 0,
+        finished_ms: 0,
+        queue_wait_ms: 0,
+        reclaimed: false,
+    }
+}
+
+async fn drive(url: &str, ns: &str, plan: &Plan) -> Result<(), TestCaseError> {
+    let client = redis::Client::open(url).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let keys = Keys::new(ns);
+    let n = plan.deps.len();
+    let run = "R";
+    let specs: Vec<JobSpec> = (0..n)
+        .map(|i| JobSpec {
+            run_id: run.into(),
+            idx: i as u32,
+            name: format!("t{i}"),
+            instance: "fast".into(),
+            command: Some("true".into()),
+            prompt: None,
+            timeout_ms: 1000,
+            deps: plan.deps[i].iter().map(|&d| d as u32).collect(),
+            tags: vec![],
+            description: None,
+            output_file: None,
+            simulate: None,
+            retry: RetryPolicy::default(),
+            priority: Priority::Medium,
+        })
+        .collect();
+    queue::ensure_group(&mut c, &keys, "fast").await.unwrap();
+    queue::create_run(
+        &mut c,
+        &keys,
+        &NewRun { run_id: run, file: "p.yaml", name: None, specs: &specs, retention: Duration::from_secs(60) },
+    )
+    .await
+    .unwrap();
+    let mut failures_left: Vec<u8> = plan.outcomes.iter().map(|o| o.0).collect();
+    let mut processed: Vec<(u32, u32)> = Vec::new();
+    let claim = Claim { worker: "prop", lease: Duration::from_secs(60), takeover: false, max_deliveries: 100 };
+    let mut k = 0usize;
+    let mut pick = |m: usize| {
+        k += 1;
+        plan.choices[k % plan.choices.len()] as usize % m.max(1)
+    };
+    for step in 0..400 {
+        if let Some((t, at)) = plan.cancel {
+            if at == step {
+                queue::cancel(&mut c, &keys, run, Some((t % n) as u32)).await.unwrap();
+            }
+        }
+        queue::promote_due(&mut c, &keys, run).await.unwrap();
+        queue::flush_outbox(&mut c, &keys, run).await.unwrap();
+        let entries: redis::streams::StreamRangeReply =
+            redis::cmd("XRANGE").arg(keys.jobs("fast")).arg("-").arg("+").query_async(&mut c).await.unwrap();
+        let meta = queue::run_meta(&mut c, &keys, run).await.unwrap();
+        if meta.finished {
+            break;
+        }
+        // Sometimes redeliver a job that was already handled (a crash before the ack).
+        let (idx, attempt, entry) = if !processed.is_empty() && (entries.ids.is_empty() || pick(5) == 0) {
+            let (i, a) = processed[pick(processed.len())];
+            (i, a, None)
+        } else if entries.ids.is_empty() {
+            prop_assert!(false, "run stalled at step {step}: nothing queued but not finished: {meta:?}");
+            unreachable!()
+        } else {
+            let e = &entries.ids[pick(entries.ids.len())];
+            let i: u32 = e.get("idx").unwrap();
+            let a: u32 = e.get("attempt").unwrap();
+            (i, a, Some(e.id.clone()))
+        };
+        let i = idx as usize;
+        if queue::mark_running(&mut c, &keys, run, idx, attempt, &claim).await.unwrap() == MarkRunning::Ok {
+            let (_, retried, fin) = plan.outcomes[i];
+            let (status, retry) = if failures_left[i] > 0 {
+                failures_left[i] -= 1;
+                (Status::Failed, retried)
+            } else {
+                (
+                    match fin {
+                        0 | 1 => Status::Success,
+                        2 => Status::Failed,
+                        _ => Status::Timeout,
+                    },
+                    false,
+                )
+            };
+            let cancelled: bool = redis::cmd("HEXISTS").arg(keys.run(run, "cancel")).arg(idx).query_async(&mut c).await.unwrap();
+            let status = if cancelled { Status::Cancelled } else { status };
+            queue::record_result(&mut c, &keys, run, idx, &result(attempt, status), retry.then_some(Duration::ZERO)).await.unwrap();
+        }
+        processed.push((idx, attempt));
+        if let Some(id) = entry {
+            let _: () = redis::cmd("XDEL").arg(keys.jobs("fast")).arg(&id).query_async(&mut c).await.unwrap();
+        }
+    }
+    let snap = queue::snapshot(&mut c, &keys, run).await.unwrap();
+    prop_assert!(snap.meta.finished, "run did not finish: {:?} states {:?}", snap.meta, snap.states);
+    prop_assert_eq!(snap.meta.done, n as u64);
+    let mut counts: HashMap<&str, u64> = HashMap::new();
+    for s in &snap.states {
+        *counts.entry(s.as_str()).or_default() += 1;
+        prop_assert!(Status::parse(s).is_some(), "non-final state {s}");
+    }
+    for (name, v) in [
+        ("success", snap.meta.success),
+        ("failed", snap.meta.failed),
+        ("timeout", snap.meta.timeout),
+        ("skipped", snap.meta.skipped),
+        ("cancelled", snap.meta.cancelled),
+    ] {
+        prop_assert_eq!(counts.get(name).copied().unwrap_or(0), v, "counter {}", name);
+    }
+    for i in 0..n {
+        let deps_ok = plan.deps[i].iter().all(|&d| snap.states[d] == "success");
+        match snap.states[i].as_str() {
+            "success" => prop_assert!(deps_ok, "t{i} succeeded before its dependencies"),
+            "skipped" => prop_assert!(!deps_ok, "t{i} skipped though its dependencies succeeded"),
+            _ => {}
+        }
+        if !deps_ok {
+            prop_assert!(
+                matches!(snap.states[i].as_str(), "skipped" | "cancelled"),
+                "t{i} ran without its dependencies: {}",
+                snap.states[i]
+            );
+        }
+        if let Some(r) = &snap.results[i] {
+            prop_assert_eq!(r.status.as_str(), snap.states[i].as_str());
+            prop_assert_eq!(r.attempt as usize, snap.history[i].len(), "one stored result per attempt");
+        }
+    }
+    let _: () = redis::cmd("DEL").arg(keys.run_keys(run)).query_async(&mut c).await.unwrap();
+    Ok(())
+}
+
+#[test]
+fn every_task_ends_in_exactly_one_final_state() {
+    let redis = Redis::start();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let case = std::sync::atomic::AtomicU32::new(0);
+    proptest!(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() }, |(p in plan())| {
+        let ns = format!("zo-prop-{}", case.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        rt.block_on(drive(&redis.url(), &ns, &p))?;
+    });
+}
