@@ -418,7 +418,8 @@ async fn maintenance_loop(shared: Arc<Shared>, instances: Vec<String>, shutdown:
         if let Err(e) = queue::maintain_active(&mut *conn, &shared.keys).await {
             debug!("maintenance failed: {e}");
         }
-        if ticks.is_multiple_of(60) {
+        // Soon after start (a restarted worker cleans up after its dead predecessors), then every 30 s.
+        if ticks == 4 || ticks.is_multiple_of(60) {
             for inst in &instances {
                 for stream in streams(&shared.keys, inst) {
                     if let Err(e) = queue::remove_dead_consumers(&mut *conn, &shared.keys, &stream, shared.lease * 4).await {
