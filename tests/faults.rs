@@ -358,3 +358,37 @@ fn high_priority_tasks_overtake_a_low_priority_backlog() {
     let first_low = (0..6).map(|i| t[&format!("low{i}")]["timestamp"].as_str().unwrap().to_string()).min().unwrap();
     assert!(last_high < first_low, "every high task finished before any low one: {last_high} vs {first_low}");
 }
+
+#[test]
+fn a_job_whose_workers_keep_dying_becomes_poison_and_is_dead_lettered() {
+    let redis = Redis::start();
+    let ns = namespace("poison");
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "t.yaml", "tasks:\n  - { name: Doomed, ccr_instance: fast, prompt: p, simulate: { duration: 30s } }\n");
+    let cfg = "executor: { kind: simulate }\nlease: 1s\nmax_deliveries: 2\ninstances: [ { name: fast } ]\n";
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--detach"], LIMIT);
+    let run = out.stdout.trim().to_string();
+    // Two deliveries, each ended by kill -9 while the task runs.
+    for round in 0..2 {
+        let mut w = Worker::start(dir.path(), &format!("w{round}"), cfg, &redis.url(), &ns);
+        let mut c = redis.client();
+        let start = Instant::now();
+        loop {
+            let d: Option<u32> = redis::cmd("HGET").arg(format!("{ns}:run:{{{run}}}:deliveries")).arg(0).query(&mut c).unwrap();
+            if d == Some(round + 1) {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "delivery {} never happened", round + 1);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        w.kill9();
+    }
+    let _w = Worker::start(dir.path(), "w-last", cfg, &redis.url(), &ns);
+    let out = submit(dir.path(), &redis.url(), &ns, &["watch", &run, "--json", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let t = tasks_by_name(&doc_of(&out));
+    assert_eq!(t["Doomed"]["status"], "failed");
+    assert_eq!(t["Doomed"]["error_class"], "poison", "{}", t["Doomed"]);
+    let dead = submit(dir.path(), &redis.url(), &ns, &["dead"], LIMIT);
+    assert!(dead.stdout.contains("`Doomed`: poison: delivered more than 2 times without a result"), "{}", dead.stdout);
+}
