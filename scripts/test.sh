@@ -20,6 +20,15 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "note: the SSH end-to-end tests start sshd and create the login user zo-e2e, which needs root" >&2
 fi
 
+# Claude Code Router for the CCR tests, installed locally (no lock file: versions are pinned).
+if ! command -v npm >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -x tools/node_modules/.bin/ccr ]; then
+  (cd tools && npm install --no-package-lock --no-audit --no-fund --loglevel=error)
+fi
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins

@@ -400,3 +400,48 @@ pub fn rfc3339_ms(ts: &str) -> u64 {
 pub fn unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64
 }
+
+/// The Claude Code Router CLI installed by the test command (`tools/node_modules`).
+pub fn ccr_bin() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/node_modules/.bin/ccr");
+    assert!(p.exists(), "{} is missing: the test command installs it (`cd tools && npm install --no-package-lock`)", p.display());
+    p.canonicalize().expect("ccr path")
+}
+
+/// A catalog file with the five instance names on free ports, so tests can run CCR in parallel.
+pub fn free_port_catalog(dir: &Path) -> (PathBuf, std::collections::HashMap<String, u16>) {
+    let mut ports = std::collections::HashMap::new();
+    let mut text = String::from("instances:\n");
+    for name in ["general", "fast", "reasoning", "code-review", "smart"] {
+        let port = free_port();
+        ports.insert(name.to_string(), port);
+        text.push_str(&format!("  - {{ name: {name}, port: {port}, model: \"stub model for {name}\" }}\n"));
+    }
+    (write(dir, "catalog.yaml", &text), ports)
+}
+
+/// A CCR config routing every slot to `model` at an OpenAI-compatible `base` with `key`.
+pub fn ccr_config(base: &str, key: &str, model: &str) -> String {
+    let route = format!("stub,{model}");
+    serde_json::json!({
+        "LOG": true,
+        "Providers": [{ "name": "stub", "api_base_url": format!("{base}/v1/chat/completions"), "api_key": key, "models": [model] }],
+        "Router": { "default": route, "background": route, "think": route, "longContext": route, "webSearch": route }
+    })
+    .to_string()
+}
+
+/// Runs `zo-worker ARGS` to completion (at most 60 s).
+pub fn worker_cmd(args: &[&str], envs: &[(&str, &str)]) -> Outcome {
+    let mut c = Command::new(bin("zo-worker"));
+    c.args(args).stdin(Stdio::null());
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let out = c.output().expect("zo-worker");
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

@@ -43,6 +43,61 @@ pub struct WorkerConfig {
     /// Deliveries of one attempt without a result before the job counts as poison.
     #[serde(default = "default_max_deliveries")]
     pub max_deliveries: u32,
+    /// Run and supervise one Claude Code Router per served instance (absent: CCR is run some
+    /// other way, or the agent needs none).
+    #[serde(default)]
+    pub ccr: Option<CcrConfig>,
+    /// Directory of the config file; relative paths in it are resolved against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CcrConfig {
+    /// How to start one CCR in the foreground (its `HOME` and `TMPDIR` are set per instance).
+    #[serde(default = "default_ccr_command")]
+    pub command: String,
+    /// Where each instance's home (config, pid, logs) lives; default `~/.local/state/zo-worker`.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// Directory of the CCR configs, `<instance>.json` each (relative to this file).
+    #[serde(default = "default_ccr_configs")]
+    pub configs_dir: PathBuf,
+    /// The `.env` file secrets may come from (relative to the current directory).
+    #[serde(default = "default_env_file")]
+    pub env_file: PathBuf,
+    /// The Bitwarden Secrets Manager CLI, used when `BWS_ACCESS_TOKEN` is set.
+    #[serde(default = "default_bws")]
+    pub bws: String,
+    /// SIGTERM, then this long, then SIGKILL.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub grace: Duration,
+    /// How long an instance may take to answer `/health` after starting.
+    #[serde(default = "default_ready_timeout", with = "humantime_serde")]
+    pub ready_timeout: Duration,
+    /// CCR's own request log (it writes whole prompts to disk): off unless you need it.
+    #[serde(default)]
+    pub log: bool,
+}
+
+fn default_ccr_command() -> String {
+    "ccr start".into()
+}
+fn default_ccr_configs() -> PathBuf {
+    "ccr".into()
+}
+fn default_env_file() -> PathBuf {
+    ".env".into()
+}
+fn default_bws() -> String {
+    "bws".into()
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_ready_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_lease() -> Duration {
@@ -184,6 +239,9 @@ pub struct InstanceConfig {
     /// Tasks of this instance run at once on this worker.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// This instance's CCR config (default `<ccr.configs_dir>/<name>.json`).
+    #[serde(default)]
+    pub ccr_config: Option<PathBuf>,
 }
 
 fn default_concurrency() -> usize {
@@ -195,7 +253,8 @@ impl WorkerConfig {
     pub fn load(path: &Path) -> Result<(WorkerConfig, Catalog), YamlError> {
         let file = path.display().to_string();
         let text = yaml::read_file(path)?;
-        let cfg: WorkerConfig = yaml::from_str(&text, &file)?;
+        let mut cfg: WorkerConfig = yaml::from_str(&text, &file)?;
+        cfg.base_dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
         let catalog_path =
             cfg.catalog.as_ref().map(|p| if p.is_relative() { path.parent().unwrap_or(Path::new(".")).join(p) } else { p.clone() });
         let catalog = Catalog::load(catalog_path.as_deref())?;
@@ -258,6 +317,15 @@ impl WorkerConfig {
             return Err(YamlError::plain(file, "`max_output_bytes` is below 1024; raise it"));
         }
         Ok(())
+    }
+
+    /// A path from this config, resolved against its directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
     }
 
     /// The agent's API key with `${VAR}` taken from the environment.

@@ -3,11 +3,15 @@
 //! result atomically before acknowledging the job.
 //!
 //! - [`config`] — the worker's YAML config.
+//! - [`ccr`] — Claude Code Router instances: configs, supervision, the `ccr` commands.
+//! - [`secrets`] — API keys from Bitwarden (`bws`), the environment or `.env`.
 //! - [`exec`] — executors (`ssh`, `local`) behind one trait, and the wrapper protocol.
 //! - [`task`] — one task from command to agent to outcome.
 //! - [`service`] — read loops, job handling, shutdown.
 
+pub mod ccr;
 pub mod config;
 pub mod exec;
+pub mod secrets;
 pub mod service;
 pub mod task;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use deadpool_redis::Pool;
 use redis::streams::StreamReadOptions;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn, Instrument};
@@ -18,8 +18,10 @@ use zo_common::model::{now_ms, ErrorClass, JobSpec, Status, TaskResult};
 use zo_common::queue::{self, Claim, MarkRunning, QueueError, Recorded, Renewed};
 use zo_common::taskfile::Priority;
 
+use crate::ccr;
 use crate::config::{ExecutorConfig, WorkerConfig};
 use crate::exec::{local::LocalExecutor, ssh::SshExecutor, Executor};
+use crate::secrets::Secrets;
 use crate::task::{execute, Outcome, TaskContext};
 
 /// Where and how this worker runs.
@@ -52,6 +54,24 @@ struct Shared {
     /// Task slots per instance.
     slots: HashMap<String, Arc<Semaphore>>,
     tracker: TaskTracker,
+    /// Readiness of each supervised CCR instance; jobs of an instance are taken only while ready.
+    ready: HashMap<String, watch::Receiver<bool>>,
+}
+
+impl Shared {
+    /// Waits until the instance's CCR is ready (at once when this worker runs no CCR).
+    /// False when shutdown came first.
+    async fn wait_ready(&self, instance: &str, shutdown: &CancellationToken) -> bool {
+        let Some(rx) = self.ready.get(instance) else { return true };
+        let mut rx = rx.clone();
+        if *rx.borrow() {
+            return true;
+        }
+        tokio::select! {
+            r = rx.wait_for(|v| *v) => r.is_ok(),
+            _ = shutdown.cancelled() => false,
+        }
+    }
 }
 
 /// A job in progress on this worker.
@@ -103,18 +123,35 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
         }
     }
     let id = worker_id();
+    // CCR instances: prepared (secrets substituted) before anything runs, so a missing key
+    // stops the worker with a clear message instead of failing tasks.
+    let mut ctx = TaskContext::new(cfg, opts.catalog.clone(), executor.clone(), api_key);
+    let ccr_stop = CancellationToken::new();
+    let mut supervisors = tokio::task::JoinSet::new();
+    let mut ready: HashMap<String, watch::Receiver<bool>> = HashMap::new();
+    if let Some(ccr_cfg) = &cfg.ccr {
+        let secrets = Secrets::load(&ccr_cfg.bws, &ccr_cfg.env_file);
+        let prepared = ccr::prepare(cfg, &opts.catalog, &secrets, None).map_err(WorkerError::Config)?;
+        for p in prepared {
+            let (tx, rx) = watch::channel(false);
+            ready.insert(p.name.clone(), rx);
+            ctx.instance_keys.insert(p.name.clone(), p.apikey.clone());
+            supervisors.spawn(ccr::supervise(p, ccr_cfg.clone(), format!("worker {id}"), tx, ccr_stop.clone()));
+        }
+    }
     let tracker = TaskTracker::new();
     let shared = Arc::new(Shared {
         pool,
         keys,
         id: id.clone(),
-        ctx: TaskContext::new(cfg, opts.catalog.clone(), executor.clone(), api_key),
+        ctx,
         abort: CancellationToken::new(),
         lease: cfg.lease,
         max_deliveries: cfg.max_deliveries,
         running: Mutex::new(HashMap::new()),
         slots: cfg.instances.iter().map(|i| (i.name.clone(), Arc::new(Semaphore::new(i.concurrency)))).collect(),
         tracker: tracker.clone(),
+        ready,
     });
     let instances: Vec<String> = cfg.instances.iter().map(|i| i.name.clone()).collect();
     info!(worker = %id, instances = %instances.join(","), executor = executor.as_ref().map(|e| e.host().to_string()).unwrap_or_else(|| "simulate".into()), lease = %humantime::format_duration(cfg.lease), "worker started");
@@ -154,6 +191,8 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
     }
     finished.cancel();
     while keepers.join_next().await.is_some() {}
+    ccr_stop.cancel();
+    while supervisors.join_next().await.is_some() {}
     if let Ok(mut conn) = queue::conn(&shared.pool).await {
         let _: redis::RedisResult<()> =
             redis::pipe().del(shared.keys.worker(&id)).zrem(shared.keys.workers(), &id).query_async(&mut *conn).await;
@@ -274,6 +313,9 @@ async fn read_loop(shared: Arc<Shared>, instance: String, shutdown: Cancellation
     let group = shared.keys.group();
     let mut failures = 0u32;
     loop {
+        if !shared.wait_ready(&instance, &shutdown).await {
+            return;
+        }
         let first = tokio::select! {
             _ = shutdown.cancelled() => return,
             p = sem.clone().acquire_owned() => p.expect("semaphore never closes"),
@@ -362,7 +404,7 @@ async fn reclaim_loop(shared: Arc<Shared>, instance: String, shutdown: Cancellat
     let every = (shared.lease / 2).max(Duration::from_millis(250));
     let group = shared.keys.group();
     loop {
-        if sleep_or_shutdown(every, &shutdown).await {
+        if sleep_or_shutdown(every, &shutdown).await || !shared.wait_ready(&instance, &shutdown).await {
             return;
         }
         let free = shared.slots[&instance].available_permits().max(1);

@@ -20,6 +20,8 @@ pub struct TaskContext {
     pub agent_command: String,
     pub base_url: String,
     pub api_key: Option<String>,
+    /// The CCR `APIKEY` of each supervised instance (wins over `api_key`).
+    pub instance_keys: std::collections::HashMap<String, String>,
     pub agent_env: Vec<(String, String)>,
     pub workdir: Option<String>,
     pub max_output: usize,
@@ -34,6 +36,7 @@ impl TaskContext {
             agent_command: cfg.agent.command.clone(),
             base_url: cfg.agent.base_url.clone(),
             api_key,
+            instance_keys: Default::default(),
             agent_env: cfg.agent.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             workdir: cfg.workdir.clone(),
             max_output: cfg.max_output_bytes,
@@ -189,7 +192,7 @@ pub fn agent_script(ctx: &TaskContext, spec: &JobSpec, prompt: &str) -> String {
     let url = ctx.base_url.replace("{port}", &port.to_string()).replace("{instance}", &spec.instance);
     let mut s = cd_prefix(ctx.workdir.as_deref());
     s.push_str(&format!("export ANTHROPIC_BASE_URL={}\n", shell_quote(&url)));
-    let key = ctx.api_key.clone().unwrap_or_else(|| "zo-worker".into());
+    let key = ctx.instance_keys.get(&spec.instance).cloned().or_else(|| ctx.api_key.clone()).unwrap_or_else(|| "zo-worker".into());
     s.push_str(&format!("export ANTHROPIC_API_KEY={}\n", shell_quote(&key)));
     s.push_str("export CLAUDE_CODE_MAX_RETRIES=\"${CLAUDE_CODE_MAX_RETRIES:-2}\"\n");
     s.push_str(&format!(

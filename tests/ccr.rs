@@ -1,0 +1,195 @@
+//! Claude Code Router supervision with the real CCR (npm `@musistudio/claude-code-router` 2.x,
+//! installed by the test command), on free ports with a private state directory each.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use zo_e2e::*;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    ports: std::collections::HashMap<String, u16>,
+}
+
+/// A worker config serving `instances` with CCR supervised, configs routing to a stub URL.
+fn setup(instances: &[&str], key_ref: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let (catalog, ports) = free_port_catalog(dir.path());
+    std::fs::create_dir(dir.path().join("ccr")).unwrap();
+    for i in instances {
+        std::fs::write(dir.path().join("ccr").join(format!("{i}.json")), ccr_config("http://127.0.0.1:9", key_ref, &format!("model-{i}")))
+            .unwrap();
+    }
+    let list: String = instances.iter().map(|i| format!("  - {{ name: {i} }}\n")).collect();
+    let cfg = format!(
+        "catalog: {}\nexecutor: {{ kind: local }}\nagent: {{ mode: simulate }}\nlease: 2s\nccr:\n  command: \"{} start\"\n  state_dir: {}\n  configs_dir: ccr\n  env_file: {}\n  bws: {}\n  grace: 2s\ninstances:\n{list}",
+        catalog.display(),
+        ccr_bin().display(),
+        dir.path().join("state").display(),
+        dir.path().join(".env").display(),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fake-bws").display(),
+    );
+    let config = write(dir.path(), "worker.yaml", &cfg);
+    Setup { dir, config, ports }
+}
+
+fn status(s: &Setup, envs: &[(&str, &str)]) -> Vec<Value> {
+    let out = worker_cmd(&["ccr", "status", "--json", "--config", s.config.to_str().unwrap()], envs);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    serde_json::from_str::<Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+}
+
+fn health(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /health HTTP/1.0\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.contains("\"status\":\"ok\"")
+}
+
+fn pid_alive(pid: u64) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn ccr_start_status_stop_agree_with_reality() {
+    let s = setup(&["fast", "general"], "${ZO_TEST_PROVIDER_KEY}");
+    let env = [("ZO_TEST_PROVIDER_KEY", "sk-from-env")];
+    let cfg = s.config.to_str().unwrap();
+    let out = worker_cmd(&["ccr", "start", "--config", cfg], &env);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("fast: started (pid"), "{}", out.stdout);
+    for p in s.ports.iter().filter(|(k, _)| *k == "fast" || *k == "general").map(|(_, p)| *p) {
+        assert!(health(p), "CCR answers /health on {p}");
+    }
+    let rows = status(&s, &[]);
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert_eq!(r["healthy"], true, "{r}");
+        assert!(pid_alive(r["pid"].as_u64().unwrap()), "{r}");
+        assert_eq!(r["owner"], "cli");
+        assert_eq!(r["port"].as_u64().unwrap() as u16, s.ports[r["instance"].as_str().unwrap()]);
+    }
+    // The written config: secrets substituted, logging off, loopback only, a key required.
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(s.dir.path().join("state/fast/.claude-code-router/config.json")).unwrap()).unwrap();
+    assert_eq!(written["Providers"][0]["api_key"], "sk-from-env");
+    assert_eq!(written["LOG"], false);
+    assert_eq!(written["HOST"], "127.0.0.1");
+    assert!(written["APIKEY"].as_str().unwrap().starts_with("zo-"));
+    let again = worker_cmd(&["ccr", "start", "--instance", "fast", "--config", cfg], &env);
+    assert!(again.stdout.contains("fast: already running"), "{}", again.stdout);
+    let pids: Vec<u64> = rows.iter().map(|r| r["pid"].as_u64().unwrap()).collect();
+    let out = worker_cmd(&["ccr", "stop", "--config", cfg], &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("fast: stopped (pid"), "{}", out.stdout);
+    for pid in pids {
+        assert!(!pid_alive(pid), "pid {pid} survived `ccr stop`");
+    }
+    for r in status(&s, &[]) {
+        assert_eq!(r["healthy"], false);
+        assert_eq!(r["pid"], Value::Null);
+    }
+}
+
+#[test]
+fn an_unset_secret_is_a_clear_error_naming_variable_and_instance() {
+    let s = setup(&["smart"], "${ZO_TEST_SURELY_UNSET_KEY}");
+    let cfg = s.config.to_str().unwrap();
+    let out = worker_cmd(&["ccr", "start", "--config", cfg], &[]);
+    assert_eq!(out.code, 2);
+    let want = format!(
+        "zo-worker: instance `smart`: {} needs `ZO_TEST_SURELY_UNSET_KEY`, which is not set in Bitwarden, the environment or {}; set it\n",
+        s.dir.path().join("ccr/smart.json").display(),
+        s.dir.path().join(".env").display()
+    );
+    assert_eq!(out.stderr, want);
+    let redis = Redis::start();
+    let out = worker_cmd(&["--config", cfg, "--redis", &redis.url()], &[]);
+    assert_eq!(out.code, 2, "the worker refuses to start: {}", out.stderr);
+    assert!(out.stderr.contains("needs `ZO_TEST_SURELY_UNSET_KEY`"), "{}", out.stderr);
+    assert!(!s.dir.path().join("state/smart/.claude-code-router/config.json").exists(), "no config with a literal ${{VAR}} is written");
+    let check = worker_cmd(&["secrets", "check", "--config", cfg], &[]);
+    assert_eq!(check.code, 1);
+    assert!(check.stdout.contains("smart: ZO_TEST_SURELY_UNSET_KEY MISSING"), "{}", check.stdout);
+}
+
+#[test]
+fn keys_come_from_bitwarden_then_environment_then_dotenv() {
+    let s = setup(&["fast", "general", "reasoning"], "PLACEHOLDER");
+    // Each instance's config names its own key.
+    for (i, var) in [("fast", "ZO_T_BWS_KEY"), ("general", "ZO_T_ENV_KEY"), ("reasoning", "ZO_T_DOTENV_KEY")] {
+        let p = s.dir.path().join("ccr").join(format!("{i}.json"));
+        let t = std::fs::read_to_string(&p).unwrap().replace("PLACEHOLDER", &format!("${{{var}}}"));
+        std::fs::write(p, t).unwrap();
+    }
+    std::fs::write(s.dir.path().join(".env"), "ZO_T_DOTENV_KEY=from-dotenv\nZO_T_ENV_KEY=shadowed-by-env\n").unwrap();
+    let bws = r#"[{"key":"ZO_T_BWS_KEY","value":"from-bws"}]"#;
+    let env = [("BWS_ACCESS_TOKEN", "t0ken"), ("FAKE_BWS_SECRETS", bws), ("ZO_T_ENV_KEY", "from-env")];
+    let cfg = s.config.to_str().unwrap();
+    let check = worker_cmd(&["secrets", "check", "--config", cfg], &env);
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+    assert!(check.stdout.contains("fast: ZO_T_BWS_KEY found in the Bitwarden Secrets Manager"), "{}", check.stdout);
+    assert!(check.stdout.contains("general: ZO_T_ENV_KEY found in the environment"), "{}", check.stdout);
+    assert!(check.stdout.contains("reasoning: ZO_T_DOTENV_KEY found in the .env file"), "{}", check.stdout);
+    for v in ["from-bws", "from-env", "from-dotenv", "t0ken"] {
+        assert!(!check.stdout.contains(v) && !check.stderr.contains(v), "`secrets check` printed a value");
+    }
+    let out = worker_cmd(&["ccr", "start", "--config", cfg], &env);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let key_of = |i: &str| -> String {
+        let v: Value = serde_json::from_str(
+            &std::fs::read_to_string(s.dir.path().join(format!("state/{i}/.claude-code-router/config.json"))).unwrap(),
+        )
+        .unwrap();
+        v["Providers"][0]["api_key"].as_str().unwrap().to_string()
+    };
+    assert_eq!((key_of("fast"), key_of("general"), key_of("reasoning")), ("from-bws".into(), "from-env".into(), "from-dotenv".into()));
+    worker_cmd(&["ccr", "stop", "--config", cfg], &[]);
+}
+
+#[test]
+fn the_worker_restarts_a_killed_ccr_and_stops_it_on_exit() {
+    let s = setup(&["fast"], "${ZO_TEST_PROVIDER_KEY}");
+    let redis = Redis::start();
+    let ns = namespace("ccrsup");
+    let cfg_text = std::fs::read_to_string(&s.config).unwrap();
+    let mut w = {
+        std::env::set_var("ZO_TEST_PROVIDER_KEY", "sk-x");
+        Worker::start(s.dir.path(), "w", &cfg_text, &redis.url(), &ns)
+    };
+    let port = s.ports["fast"];
+    wait_until("CCR to become healthy", Duration::from_secs(30), || health(port));
+    let first = status(&s, &[])[0].clone();
+    assert!(first["owner"].as_str().unwrap().starts_with("worker "), "{first}");
+    let pid = first["pid"].as_u64().unwrap();
+    std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+    wait_until("a restarted CCR", Duration::from_secs(30), || {
+        let r = &status(&s, &[])[0];
+        r["healthy"] == true && r["pid"].as_u64().is_some_and(|p| p != pid) && r["restarts"] == 1
+    });
+    assert!(w.log_text().contains("CCR exited"), "the crash is logged:\n{}", w.log_text());
+    // Jobs still run through the worker (simulated agent) while CCR is up.
+    write(s.dir.path(), "t.yaml", "tasks:\n  - { name: A, ccr_instance: fast, prompt: p }\n");
+    let out = submit(s.dir.path(), &redis.url(), &ns, &["t.yaml", "--quiet", "--no-save", "--no-report"], Duration::from_secs(60));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let new_pid = status(&s, &[])[0]["pid"].as_u64().unwrap();
+    assert_eq!(w.stop().and_then(|s| s.code()), Some(0));
+    assert!(!pid_alive(new_pid), "CCR survived the worker's exit");
+    assert!(!health(port));
+}
