@@ -193,3 +193,69 @@ fn the_worker_restarts_a_killed_ccr_and_stops_it_on_exit() {
     assert!(!pid_alive(new_pid), "CCR survived the worker's exit");
     assert!(!health(port));
 }
+
+#[test]
+fn two_workers_reach_their_own_ccr_through_reverse_tunnels_on_one_ssh_host() {
+    let redis = Redis::start();
+    let sshd = Sshd::start();
+    let ns = namespace("tunnels");
+    let mut workers = Vec::new();
+    let mut setups = Vec::new();
+    for w in 0..2 {
+        let s = setup(&["fast"], "sk-stub");
+        let cfg = std::fs::read_to_string(&s.config).unwrap();
+        let cfg = cfg.replace(
+            "executor: { kind: local }\nagent: { mode: simulate }\n",
+            &format!("{}{}    FAKE_AGENT_PROBE: \"1\"\n", sshd.executor_yaml(), sshd.agent_yaml()),
+        );
+        workers.push(Worker::start(s.dir.path(), &format!("w{w}"), &cfg, &redis.url(), &ns));
+        setups.push(s);
+    }
+    for s in &setups {
+        let port = s.ports["fast"];
+        wait_until("both CCRs", Duration::from_secs(30), || health(port));
+    }
+    let mut yaml = String::from("tasks:\n");
+    for i in 0..8 {
+        yaml.push_str(&format!("  - {{ name: t{i}, ccr_instance: fast, command: \"sleep 0.4; echo {i}\", prompt: \"q{i}\" }}\n"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "t.yaml", &yaml);
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--json", "--no-save", "--no-report"], Duration::from_secs(120));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap();
+    let mut port_by_worker: std::collections::HashMap<String, std::collections::HashSet<String>> = Default::default();
+    for t in doc["tasks"].as_array().unwrap() {
+        let name = t["task_name"].as_str().unwrap();
+        let (_, _, env) = sshd.recorded(name);
+        let url = env.lines().find_map(|l| l.strip_prefix("ANTHROPIC_BASE_URL=")).unwrap().to_string();
+        let key = env.lines().find_map(|l| l.strip_prefix("ANTHROPIC_API_KEY=")).unwrap().to_string();
+        let probe = std::fs::read_to_string(sshd.path("rec").join(name).join("probe")).unwrap_or_default();
+        assert!(probe.contains("\"status\":\"ok\""), "{name}: the agent on the SSH host reached CCR through {url}: {probe:?}");
+        // The key the agent got is the APIKEY of the CCR of the worker that ran the task.
+        let keys: Vec<String> = setups
+            .iter()
+            .map(|s| {
+                let v: Value = serde_json::from_str(
+                    &std::fs::read_to_string(s.dir.path().join("state/fast/.claude-code-router/config.json")).unwrap(),
+                )
+                .unwrap();
+                v["APIKEY"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert!(keys.contains(&key), "{name}: agent key is one of the workers' CCR keys");
+        port_by_worker.entry(t["worker"].as_str().unwrap().to_string()).or_default().insert(url);
+    }
+    assert_eq!(port_by_worker.len(), 2, "both workers ran tasks: {port_by_worker:?}");
+    let urls: Vec<&std::collections::HashSet<String>> = port_by_worker.values().collect();
+    assert_eq!(urls[0].len(), 1, "one tunnel per worker");
+    assert_eq!(urls[1].len(), 1);
+    assert!(urls[0].is_disjoint(urls[1]), "the two workers' tunnel ports must differ: {port_by_worker:?}");
+    for s in &setups {
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(s.dir.path().join("state/fast/.claude-code-router/config.json")).unwrap())
+                .unwrap();
+        assert_eq!(v["HOST"], "127.0.0.1", "CCR never listens beyond loopback in tunnel mode");
+    }
+    drop(workers);
+}

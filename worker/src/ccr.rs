@@ -105,7 +105,11 @@ pub fn prepare(cfg: &WorkerConfig, catalog: &Catalog, secrets: &Secrets, only: O
         let apikey = obj.get("APIKEY").and_then(|v| v.as_str()).filter(|k| !k.is_empty()).map(str::to_string).unwrap_or_else(random_key);
         obj.insert("APIKEY".into(), apikey.clone().into());
         obj.insert("PORT".into(), entry.port.into());
-        obj.insert("HOST".into(), "127.0.0.1".into());
+        let host = match (ccr.reach, &ccr.callback_host) {
+            (crate::config::Reach::Callback, Some(h)) => h.clone(),
+            _ => "127.0.0.1".to_string(),
+        };
+        obj.insert("HOST".into(), host.into());
         obj.insert("LOG".into(), ccr.log.into());
         obj.insert("NON_INTERACTIVE_MODE".into(), true.into());
         out.push(Prepared {

@@ -79,6 +79,22 @@ pub struct CcrConfig {
     /// CCR's own request log (it writes whole prompts to disk): off unless you need it.
     #[serde(default)]
     pub log: bool,
+    /// How the agent on the execution host reaches CCR: `tunnel` (default with the ssh
+    /// executor: a reverse tunnel on the SSH master; CCR stays on this machine's loopback) or
+    /// `callback` (CCR listens on `callback_host`, which the execution host can reach).
+    #[serde(default)]
+    pub reach: Reach,
+    /// This machine's address as the execution host sees it (`reach: callback`).
+    #[serde(default)]
+    pub callback_host: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reach {
+    #[default]
+    Tunnel,
+    Callback,
 }
 
 fn default_ccr_command() -> String {
@@ -312,6 +328,14 @@ impl WorkerConfig {
         }
         if self.max_deliveries == 0 {
             return Err(YamlError::plain(file, "`max_deliveries` must be at least 1"));
+        }
+        if let Some(c) = &self.ccr {
+            if c.reach == Reach::Callback && c.callback_host.as_deref().is_none_or(|h| h.trim().is_empty()) {
+                return Err(YamlError::plain(
+                    file,
+                    "ccr: `reach: callback` needs `callback_host` (this machine's address as the execution host sees it)",
+                ));
+            }
         }
         if self.max_output_bytes < 1024 {
             return Err(YamlError::plain(file, "`max_output_bytes` is below 1024; raise it"));

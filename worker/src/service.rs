@@ -19,7 +19,7 @@ use zo_common::queue::{self, Claim, MarkRunning, QueueError, Recorded, Renewed};
 use zo_common::taskfile::Priority;
 
 use crate::ccr;
-use crate::config::{ExecutorConfig, WorkerConfig};
+use crate::config::{ExecutorConfig, Reach, WorkerConfig};
 use crate::exec::{local::LocalExecutor, ssh::SshExecutor, Executor};
 use crate::secrets::Secrets;
 use crate::task::{execute, Outcome, TaskContext};
@@ -109,7 +109,15 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
     let keys = Keys::new(&opts.namespace);
     let api_key = cfg.agent_api_key().map_err(|e| WorkerError::Config(format!("agent.api_key: {e}")))?;
     let executor: Option<Arc<dyn Executor>> = match &cfg.executor {
-        ExecutorConfig::Ssh(s) => Some(Arc::new(SshExecutor::new(s.clone()))),
+        ExecutorConfig::Ssh(s) => {
+            let tunnels: Vec<(String, u16)> = match &cfg.ccr {
+                Some(c) if c.reach == Reach::Tunnel => {
+                    cfg.instances.iter().filter_map(|i| opts.catalog.get(&i.name).map(|e| (i.name.clone(), e.port))).collect()
+                }
+                _ => Vec::new(),
+            };
+            Some(Arc::new(SshExecutor::new(s.clone()).with_tunnels(tunnels)))
+        }
         ExecutorConfig::Local {} => Some(Arc::new(LocalExecutor::new())),
         ExecutorConfig::Simulate {} => None,
     };
@@ -132,6 +140,9 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
     if let Some(ccr_cfg) = &cfg.ccr {
         let secrets = Secrets::load(&ccr_cfg.bws, &ccr_cfg.env_file);
         let prepared = ccr::prepare(cfg, &opts.catalog, &secrets, None).map_err(WorkerError::Config)?;
+        if let (Reach::Callback, Some(host)) = (ccr_cfg.reach, &ccr_cfg.callback_host) {
+            ctx.base_url = format!("http://{host}:{{port}}");
+        }
         for p in prepared {
             let (tx, rx) = watch::channel(false);
             ready.insert(p.name.clone(), rx);

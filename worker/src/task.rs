@@ -161,7 +161,15 @@ pub async fn execute(ctx: &TaskContext, spec: &JobSpec, cancel: &CancellationTok
     let run = match (ctx.agent_mode, &ctx.executor) {
         (AgentMode::Simulate, _) | (_, None) => simulate_agent(ctx, spec, prompt, &input, &sim, deadline, cancel).await,
         (AgentMode::Command, Some(ex)) => {
-            let script = agent_script(ctx, spec, prompt);
+            let port = match ex.agent_port(&spec.instance).await {
+                Ok(p) => p,
+                Err(e) => {
+                    let mut o = exec_error(e);
+                    o.command = command;
+                    return o;
+                }
+            };
+            let script = agent_script(ctx, spec, prompt, port);
             match run_script(ex.as_ref(), &script, Some(prompt), &input, deadline, cancel, ctx.max_output).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -187,9 +195,14 @@ fn cd_prefix(workdir: Option<&str>) -> String {
 
 /// The agent step's script: environment pointing at the task's CCR instance, then the agent
 /// command with the prompt (from `$ZO_PROMPT`, never from the command line) as last argument.
-pub fn agent_script(ctx: &TaskContext, spec: &JobSpec, prompt: &str) -> String {
-    let port = ctx.catalog.get(&spec.instance).map(|i| i.port).unwrap_or(0);
-    let url = ctx.base_url.replace("{port}", &port.to_string()).replace("{instance}", &spec.instance);
+pub fn agent_script(ctx: &TaskContext, spec: &JobSpec, prompt: &str, tunnel_port: Option<u16>) -> String {
+    let url = match tunnel_port {
+        Some(p) => format!("http://127.0.0.1:{p}"),
+        None => {
+            let port = ctx.catalog.get(&spec.instance).map(|i| i.port).unwrap_or(0);
+            ctx.base_url.replace("{port}", &port.to_string()).replace("{instance}", &spec.instance)
+        }
+    };
     let mut s = cd_prefix(ctx.workdir.as_deref());
     s.push_str(&format!("export ANTHROPIC_BASE_URL={}\n", shell_quote(&url)));
     let key = ctx.instance_keys.get(&spec.instance).cloned().or_else(|| ctx.api_key.clone()).unwrap_or_else(|| "zo-worker".into());
@@ -421,7 +434,7 @@ mod tests {
             retry: Default::default(),
             priority: Default::default(),
         };
-        let s = agent_script(&ctx, &spec, "-$(x)");
+        let s = agent_script(&ctx, &spec, "-$(x)", None);
         assert!(!s.contains("$(x)"), "{s}");
         assert!(s.contains("export ANTHROPIC_BASE_URL='http://127.0.0.1:3457'"), "{s}");
         assert!(s.ends_with("exec claude -p --output-format json -- \"$zo_prompt\"\n"), "{s}");

@@ -68,6 +68,11 @@ pub trait Executor: Send + Sync + 'static {
     fn host(&self) -> &str;
     /// Releases connections (SSH masters) at shutdown.
     fn close(&self) -> BoxFuture<'_, ()>;
+    /// The port on the execution host where the agent reaches this instance's CCR, when the
+    /// executor provides one (the SSH executor's reverse tunnels); `None`: use `agent.base_url`.
+    fn agent_port<'a>(&'a self, _instance: &'a str) -> BoxFuture<'a, Result<Option<u16>, ExecError>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// How a script run ended.

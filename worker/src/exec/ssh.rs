@@ -9,7 +9,9 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
+use std::collections::HashMap;
+
+use openssh::{ControlPersist, ForwardType, KnownHosts, Session, SessionBuilder, Socket, Stdio};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{BoxFuture, ExecError, Executor, Spawned, WRAPPER};
@@ -23,6 +25,11 @@ struct Master {
 
 pub struct SshExecutor {
     cfg: SshConfig,
+    /// Reverse tunnels to open: instance → local CCR port.
+    tunnels: Vec<(String, u16)>,
+    /// Open tunnels: the master carrying them and instance → port on the remote host.
+    open_tunnels: Mutex<Option<(u64, HashMap<String, u16>)>>,
+    tunnel_gate: tokio::sync::Semaphore,
     /// `user@host:port` for messages.
     label: String,
     masters: Mutex<Vec<Arc<Master>>>,
@@ -40,7 +47,63 @@ impl SshExecutor {
         if let Some(p) = cfg.port {
             label = format!("{label}:{p}");
         }
-        SshExecutor { cfg, label, masters: Mutex::new(Vec::new()), next_id: Default::default(), connecting: tokio::sync::Semaphore::new(1) }
+        SshExecutor {
+            cfg,
+            tunnels: Vec::new(),
+            open_tunnels: Mutex::new(None),
+            tunnel_gate: tokio::sync::Semaphore::new(1),
+            label,
+            masters: Mutex::new(Vec::new()),
+            next_id: Default::default(),
+            connecting: tokio::sync::Semaphore::new(1),
+        }
+    }
+
+    /// Reverse-tunnels each instance's local CCR port to a port on the remote host's loopback,
+    /// so the agent there reaches CCR while CCR listens on this machine's loopback only.
+    pub fn with_tunnels(mut self, tunnels: Vec<(String, u16)>) -> Self {
+        self.tunnels = tunnels;
+        self
+    }
+
+    /// The open tunnels, (re)opened on a live master when needed. Remote ports are drawn at
+    /// random and redrawn when taken, so several workers can share one remote host.
+    async fn tunnels(&self) -> Result<HashMap<String, u16>, ExecError> {
+        let _gate = self.tunnel_gate.acquire().await.expect("gate never closes");
+        let live: Vec<u64> = self.masters.lock().expect("masters lock").iter().map(|m| m.id).collect();
+        if let Some((id, ports)) = self.open_tunnels.lock().expect("tunnels lock").as_ref() {
+            if live.contains(id) {
+                return Ok(ports.clone());
+            }
+        }
+        let (m, permit) = self.slot().await?;
+        drop(permit);
+        let mut ports = HashMap::new();
+        for (instance, local) in &self.tunnels {
+            let mut last = String::new();
+            let mut opened = None;
+            for _ in 0..20 {
+                let remote: u16 = 20_000 + rand::random::<u16>() % 40_000;
+                match m
+                    .session
+                    .request_port_forward(ForwardType::Remote, Socket::new("127.0.0.1", remote), Socket::new("127.0.0.1", *local))
+                    .await
+                {
+                    Ok(()) => {
+                        opened = Some(remote);
+                        break;
+                    }
+                    Err(e) => last = describe(&e),
+                }
+            }
+            let remote = opened.ok_or_else(|| {
+                ExecError::Network(format!("cannot open a reverse tunnel on {} for instance `{instance}`: {last}", self.label))
+            })?;
+            tracing::info!(host = %self.label, instance = %instance, remote_port = remote, local_port = local, "reverse tunnel to CCR open");
+            ports.insert(instance.clone(), remote);
+        }
+        *self.open_tunnels.lock().expect("tunnels lock") = Some((m.id, ports.clone()));
+        Ok(ports)
     }
 
     fn builder(&self) -> SessionBuilder {
@@ -231,6 +294,15 @@ impl Executor for SshExecutor {
 
     fn host(&self) -> &str {
         &self.label
+    }
+
+    fn agent_port<'a>(&'a self, instance: &'a str) -> BoxFuture<'a, Result<Option<u16>, ExecError>> {
+        Box::pin(async move {
+            if !self.tunnels.iter().any(|(i, _)| i == instance) {
+                return Ok(None);
+            }
+            Ok(self.tunnels().await?.get(instance).copied())
+        })
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
