@@ -20,12 +20,13 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "note: the SSH end-to-end tests start sshd and create the login user zo-e2e, which needs root" >&2
 fi
 
-# Claude Code Router for the CCR tests, installed locally (no lock file: versions are pinned).
+# Claude Code Router and the Claude Code CLI (with its optional native binary) for the CCR
+# and real-chain tests, installed locally (no lock file: versions are pinned in package.json).
 if ! command -v npm >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
 fi
-if [ ! -x tools/node_modules/.bin/ccr ]; then
+if [ ! -x tools/node_modules/.bin/ccr ] || [ ! -x tools/node_modules/.bin/claude ]; then
   (cd tools && npm install --no-package-lock --no-audit --no-fund --loglevel=error)
 fi
 

@@ -259,3 +259,176 @@ fn two_workers_reach_their_own_ccr_through_reverse_tunnels_on_one_ssh_host() {
     }
     drop(workers);
 }
+
+/// Everything stored in this (private) Redis, as bytes, for the secret scan.
+fn redis_bytes(redis: &Redis) -> Vec<u8> {
+    let mut c = redis.client();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+    let mut all = Vec::new();
+    for k in keys {
+        all.extend_from_slice(k.as_bytes());
+        let t: String = redis::cmd("TYPE").arg(&k).query(&mut c).unwrap();
+        let v: redis::Value = match t.as_str() {
+            "string" => redis::cmd("GET").arg(&k).query(&mut c).unwrap(),
+            "hash" => redis::cmd("HGETALL").arg(&k).query(&mut c).unwrap(),
+            "list" => redis::cmd("LRANGE").arg(&k).arg(0).arg(-1).query(&mut c).unwrap(),
+            "set" => redis::cmd("SMEMBERS").arg(&k).query(&mut c).unwrap(),
+            "zset" => redis::cmd("ZRANGE").arg(&k).arg(0).arg(-1).query(&mut c).unwrap(),
+            "stream" => redis::cmd("XRANGE").arg(&k).arg("-").arg("+").query(&mut c).unwrap(),
+            _ => redis::Value::Nil,
+        };
+        all.extend_from_slice(format!("{v:?}").as_bytes());
+    }
+    all
+}
+
+fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// A worker running the real chain: SSH to the private sshd, the real Claude Code CLI there,
+/// reverse tunnels to two supervised real CCRs, which route to the stub provider.
+struct Chain {
+    redis: Redis,
+    _sshd: Sshd,
+    stub: zo_e2e::stub_provider::StubProvider,
+    s: Setup,
+    ns: String,
+    keys: [String; 2],
+    worker: Worker,
+}
+
+fn chain(name: &str, concurrency: usize) -> Chain {
+    let redis = Redis::start();
+    let sshd = Sshd::start();
+    let stub = zo_e2e::stub_provider::StubProvider::start();
+    let ns = namespace(name);
+    let s = setup(&["fast", "general"], "unused");
+    let keys = [format!("sk-fast-{:x}", rand_u64()), format!("sk-general-{:x}", rand_u64())];
+    for (inst, var) in [("fast", "ZO_CHAIN_FAST_KEY"), ("general", "ZO_CHAIN_GENERAL_KEY")] {
+        std::fs::write(
+            s.dir.path().join("ccr").join(format!("{inst}.json")),
+            ccr_config(&stub.base_url(), &format!("${{{var}}}"), &format!("model-{inst}")),
+        )
+        .unwrap();
+    }
+    std::fs::write(s.dir.path().join(".env"), format!("ZO_CHAIN_FAST_KEY={}\nZO_CHAIN_GENERAL_KEY={}\n", keys[0], keys[1])).unwrap();
+    let cfg = std::fs::read_to_string(&s.config).unwrap().replace(
+        "executor: { kind: local }\nagent: { mode: simulate }\n",
+        &format!("{}agent:\n  command: \"{} -p --output-format json\"\n", sshd.executor_yaml(), claude_bin().display()),
+    );
+    let cfg = cfg.replace("  - { name: fast }\n", &format!("  - {{ name: fast, concurrency: {concurrency} }}\n"));
+    let worker = Worker::start(s.dir.path(), "w", &cfg, &redis.url(), &ns);
+    for inst in ["fast", "general"] {
+        let port = s.ports[inst];
+        wait_until("CCR", Duration::from_secs(30), || health(port));
+    }
+    Chain { redis, _sshd: sshd, stub, s, ns, keys, worker }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(7);
+    h.finish()
+}
+
+#[test]
+fn the_real_chain_routes_each_task_to_its_instance_and_keeps_keys_secret() {
+    let c = chain("chain", 2);
+    let dir = c.s.dir.path();
+    write(
+        dir,
+        "t.yaml",
+        "tasks:\n  - { name: f1, ccr_instance: fast, command: \"echo input-f1\", prompt: \"summarize f1\", timeout: 2m }\n  - { name: f2, ccr_instance: fast, prompt: \"think about f2\", timeout: 2m }\n  - { name: g1, ccr_instance: general, command: \"echo input-g1\", prompt: \"summarize g1\", timeout: 2m }\n  - { name: g2, ccr_instance: general, prompt: \"think about g2\", timeout: 2m }\n",
+    );
+    let t0 = Instant::now();
+    let out = submit(dir, &c.redis.url(), &c.ns, &["t.yaml", "--json", "--results-dir", "res"], Duration::from_secs(240));
+    let took = t0.elapsed();
+    assert_eq!(out.code, 0, "{}\n{}\nworker log:\n{}", out.stdout, out.stderr, c.worker.log_text());
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap();
+    let t = tasks_by_name(&doc);
+    for (name, model) in [("f1", "model-fast"), ("f2", "model-fast"), ("g1", "model-general"), ("g2", "model-general")] {
+        assert_eq!(t[name]["status"], "success", "{}", t[name]);
+        assert_eq!(t[name]["output"], format!("stub answer from {model}"), "{name} was routed to its instance's model");
+        assert_eq!(t[name]["input_tokens"], 11, "{}", t[name]);
+        assert_eq!(t[name]["output_tokens"], 7);
+    }
+    assert_eq!(doc["results_by_instance"]["fast"]["input_tokens"], 22);
+    assert_eq!(doc["results_by_instance"]["general"]["output_tokens"], 14);
+    let agent_ms: Vec<f64> = doc["tasks"].as_array().unwrap().iter().map(|t| t["agent"]["duration"].as_f64().unwrap() * 1000.0).collect();
+    println!("real chain: 4 tasks in {:.1}s; agent + CCR per task (ms): {agent_ms:?}", took.as_secs_f64());
+    // The provider saw each instance's key with that instance's model, never another's.
+    let seen = c.stub.seen();
+    assert!(seen.iter().filter(|r| r.model == "model-fast").count() >= 2, "{seen:?}");
+    assert!(seen.iter().filter(|r| r.model == "model-general").count() >= 2);
+    for r in &seen {
+        let want = if r.model == "model-fast" { &c.keys[0] } else { &c.keys[1] };
+        assert_eq!(r.authorization, format!("Bearer {want}"), "request for {} carried the wrong key", r.model);
+    }
+    assert!(
+        seen.iter().any(|r| r.model == "model-fast" && r.body.contains("input-f1") && r.body.contains("summarize f1")),
+        "the command's output and the prompt reach the model"
+    );
+    // No key anywhere it must not be: Redis, reports, the worker's log, CCR's logs.
+    let ccr_keys: Vec<String> = ["fast", "general"]
+        .iter()
+        .map(|i| {
+            let v: Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.join(format!("state/{i}/.claude-code-router/config.json"))).unwrap())
+                    .unwrap();
+            v["APIKEY"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let secrets: Vec<&str> = c.keys.iter().chain(&ccr_keys).map(String::as_str).collect();
+    let mut places: Vec<(String, Vec<u8>)> =
+        vec![("redis".into(), redis_bytes(&c.redis)), ("worker log".into(), c.worker.log_text().into_bytes())];
+    let mut files = Vec::new();
+    files_under(&dir.join("res"), &mut files);
+    files_under(&dir.join("state"), &mut files);
+    for f in files.into_iter().filter(|f| !f.ends_with("config.json")) {
+        places.push((f.display().to_string(), std::fs::read(&f).unwrap()));
+    }
+    places.push(("zo-submit stdout".into(), out.stdout.clone().into_bytes()));
+    for (what, bytes) in &places {
+        for s in &secrets {
+            assert!(!bytes.windows(s.len()).any(|w| w == s.as_bytes()), "a key leaked into {what}");
+        }
+    }
+    assert!(places.len() >= 4, "{:?}", places.iter().map(|p| &p.0).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_ccr_killed_mid_run_is_restarted_and_the_run_completes() {
+    let c = chain("chainkill", 1);
+    let dir = c.s.dir.path();
+    let mut yaml = String::from("defaults:\n  retry_policy: { retry_on: [model, network], max_retries: 4, base_delay: 500ms }\ntasks:\n");
+    for i in 0..5 {
+        yaml.push_str(&format!("  - {{ name: k{i}, ccr_instance: fast, prompt: \"question {i}\", timeout: 2m }}\n"));
+    }
+    write(dir, "t.yaml", &yaml);
+    let url = c.redis.url();
+    let ns = c.ns.clone();
+    let d = dir.to_path_buf();
+    let submitter =
+        std::thread::spawn(move || submit(&d, &url, &ns, &["t.yaml", "--json", "--no-save", "--no-report"], Duration::from_secs(300)));
+    // Kill the fast CCR once the first answer is in.
+    wait_until("a first answer", Duration::from_secs(120), || c.stub.seen().iter().any(|r| r.model == "model-fast"));
+    let pid = status(&c.s, &[])[0]["pid"].as_u64().unwrap();
+    std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+    let out = submitter.join().unwrap();
+    assert_eq!(out.code, 0, "{}\nworker log:\n{}", out.stdout, c.worker.log_text());
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(doc["summary"]["successful"], 5);
+    let rows = status(&c.s, &[]);
+    let fast = rows.iter().find(|r| r["instance"] == "fast").unwrap();
+    assert!(fast["restarts"].as_u64().unwrap() >= 1, "{fast}");
+    assert!(c.worker.log_text().contains("CCR exited"));
+}

@@ -5,6 +5,8 @@
 //! Nothing here touches the machine's shared Redis: every test starts its own server and
 //! uses its own namespace.
 
+pub mod stub_provider;
+
 use std::fs;
 use std::io::Write as _;
 use std::net::{TcpListener, TcpStream};
@@ -444,4 +446,33 @@ pub fn worker_cmd(args: &[&str], envs: &[(&str, &str)]) -> Outcome {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// The Claude Code CLI installed by the test command, at a path the SSH login user can run
+/// (copied to a shared directory when the checkout is not readable by that user).
+pub fn claude_bin() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/node_modules/.bin/claude");
+        assert!(p.exists(), "{} is missing: the test command installs it (`cd tools && npm install --no-package-lock`)", p.display());
+        let real = p.canonicalize().expect("claude path");
+        ensure_user();
+        let ok = Command::new("su")
+            .args(["-s", "/bin/sh", SSH_USER, "-c"])
+            .arg(format!("test -x '{}'", real.display()))
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ok {
+            return real;
+        }
+        let shared = std::env::temp_dir().join(format!("zo-e2e-claude-{}", std::process::id()));
+        fs::create_dir_all(&shared).expect("dir");
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let dst = shared.join("claude");
+        fs::copy(&real, &dst).expect("copy claude");
+        fs::set_permissions(&dst, fs::Permissions::from_mode(0o755)).expect("chmod");
+        dst
+    })
+    .clone()
 }
