@@ -432,3 +432,33 @@ fn a_ccr_killed_mid_run_is_restarted_and_the_run_completes() {
     assert!(fast["restarts"].as_u64().unwrap() >= 1, "{fast}");
     assert!(c.worker.log_text().contains("CCR exited"));
 }
+
+#[test]
+fn callback_mode_binds_ccr_to_the_callback_host_and_points_the_agent_there() {
+    let redis = Redis::start();
+    let sshd = Sshd::start();
+    let ns = namespace("callback");
+    let s = setup(&["fast"], "sk-stub");
+    let cfg = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace("executor: { kind: local }\nagent: { mode: simulate }\n", &format!("{}{}", sshd.executor_yaml(), sshd.agent_yaml()));
+    let missing = write(s.dir.path(), "bad.yaml", &cfg.replace("ccr:\n", "ccr:\n  reach: callback\n"));
+    let out = worker_cmd(&["--config", missing.to_str().unwrap()], &[]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("`reach: callback` needs `callback_host`"), "{}", out.stderr);
+    let good = cfg.replace("ccr:\n", "ccr:\n  reach: callback\n  callback_host: 127.0.0.1\n");
+    let _w = Worker::start(s.dir.path(), "w", &good, &redis.url(), &ns);
+    let port = s.ports["fast"];
+    wait_until("CCR", Duration::from_secs(30), || health(port));
+    write(s.dir.path(), "t.yaml", "tasks:\n  - { name: cb, ccr_instance: fast, prompt: p }\n");
+    let out = submit(s.dir.path(), &redis.url(), &ns, &["t.yaml", "--quiet", "--no-save", "--no-report"], Duration::from_secs(60));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let (_, _, env) = sshd.recorded("cb");
+    assert!(env.lines().any(|l| l == format!("ANTHROPIC_BASE_URL=http://127.0.0.1:{port}")), "{env}");
+    assert!(env.lines().any(|l| l == "API_TIMEOUT_MS=300000"), "{env}");
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(s.dir.path().join("state/fast/.claude-code-router/config.json")).unwrap()).unwrap();
+    assert_eq!(v["HOST"], "127.0.0.1");
+    let key = v["APIKEY"].as_str().unwrap();
+    assert!(env.lines().any(|l| l == format!("ANTHROPIC_API_KEY={key}")), "the agent authenticates with the instance's CCR key");
+}

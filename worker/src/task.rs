@@ -208,6 +208,8 @@ pub fn agent_script(ctx: &TaskContext, spec: &JobSpec, prompt: &str, tunnel_port
     let key = ctx.instance_keys.get(&spec.instance).cloned().or_else(|| ctx.api_key.clone()).unwrap_or_else(|| "zo-worker".into());
     s.push_str(&format!("export ANTHROPIC_API_KEY={}\n", shell_quote(&key)));
     s.push_str("export CLAUDE_CODE_MAX_RETRIES=\"${CLAUDE_CODE_MAX_RETRIES:-2}\"\n");
+    // The agent's own request timeout never outlives the task.
+    s.push_str(&format!("export API_TIMEOUT_MS={}\n", spec.timeout_ms));
     s.push_str(&format!(
         "export ZO_TASK={} ZO_INSTANCE={} ZO_RUN={}\n",
         shell_quote(&spec.name),
