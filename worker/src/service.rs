@@ -805,7 +805,8 @@ async fn ack(shared: &Shared, stream: &str, entry_id: &str) {
     warn!(entry = %entry_id, "could not acknowledge; a redelivery will be dropped as a duplicate");
 }
 
-async fn dead_letter(shared: &Shared, stream: &str, entry_id: &str, fields: &HashMap<String, Vec<u8>>, reason: &str) {
+/// The start of an XADD to the dead letters: capped stream, reason, worker, time.
+fn dead_cmd(shared: &Shared, reason: &str) -> redis::Cmd {
     let mut cmd = redis::cmd("XADD");
     cmd.arg(shared.keys.dead())
         .arg("MAXLEN")
@@ -814,40 +815,36 @@ async fn dead_letter(shared: &Shared, stream: &str, entry_id: &str, fields: &Has
         .arg("*")
         .arg("reason")
         .arg(reason)
-        .arg("stream")
-        .arg(stream)
-        .arg("entry")
-        .arg(entry_id)
         .arg("worker")
         .arg(&shared.id)
         .arg("at_ms")
         .arg(now_ms());
+    cmd
+}
+
+async fn dead_letter(shared: &Shared, stream: &str, entry_id: &str, fields: &HashMap<String, Vec<u8>>, reason: &str) {
+    let mut cmd = dead_cmd(shared, reason);
+    cmd.arg("stream").arg(stream).arg("entry").arg(entry_id);
     for (k, v) in fields.iter().take(32) {
         let shown = &v[..v.len().min(4096)];
         cmd.arg(format!("field:{}", k.chars().take(64).collect::<String>())).arg(shown);
     }
-    if let Ok(mut c) = queue::conn(&shared.pool).await {
-        let r: redis::RedisResult<String> = cmd.query_async(&mut *c).await;
-        if let Err(e) = r {
-            warn!("could not dead-letter {entry_id}: {e}; leaving it pending");
-            return;
-        }
+    let stored = match queue::conn(&shared.pool).await {
+        Ok(mut c) => cmd.query_async::<String>(&mut *c).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match stored {
+        // Only once the dead letter exists may the entry leave its stream.
+        Ok(_) => ack(shared, stream, entry_id).await,
+        Err(e) => warn!("could not dead-letter {entry_id}: {e}; leaving it pending"),
     }
-    ack(shared, stream, entry_id).await;
 }
 
 /// A task that ended for good after its retries (or as poison) goes to the dead letters, so
 /// that `zo-submit dead` shows it and `zo-submit dead retry` can run it again.
 async fn dead_letter_task(shared: &Shared, spec: &JobSpec, result: &TaskResult, reason: &str) {
-    let mut cmd = redis::cmd("XADD");
-    cmd.arg(shared.keys.dead())
-        .arg("MAXLEN")
-        .arg("~")
-        .arg(10_000)
-        .arg("*")
-        .arg("reason")
-        .arg(reason)
-        .arg("run")
+    let mut cmd = dead_cmd(shared, reason);
+    cmd.arg("run")
         .arg(&spec.run_id)
         .arg("idx")
         .arg(spec.idx)
@@ -858,16 +855,13 @@ async fn dead_letter_task(shared: &Shared, spec: &JobSpec, result: &TaskResult, 
         .arg("attempt")
         .arg(result.attempt)
         .arg("error_class")
-        .arg(result.error_class.map(|c| c.as_str()).unwrap_or(""))
-        .arg("worker")
-        .arg(&shared.id)
-        .arg("at_ms")
-        .arg(now_ms());
-    if let Ok(mut c) = queue::conn(&shared.pool).await {
-        let r: redis::RedisResult<String> = cmd.query_async(&mut *c).await;
-        if let Err(e) = r {
-            warn!("could not dead-letter the task: {e}");
-        }
+        .arg(result.error_class.map(|c| c.as_str()).unwrap_or(""));
+    let stored = match queue::conn(&shared.pool).await {
+        Ok(mut c) => cmd.query_async::<String>(&mut *c).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = stored {
+        warn!("could not dead-letter the task: {e}");
     }
 }
 
