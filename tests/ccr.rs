@@ -305,10 +305,10 @@ struct Chain {
     worker: Worker,
 }
 
-fn chain(name: &str, concurrency: usize) -> Chain {
+fn chain(name: &str, concurrency: usize, provider_delay: Duration) -> Chain {
     let redis = Redis::start();
     let sshd = Sshd::start();
-    let stub = zo_e2e::stub_provider::StubProvider::start();
+    let stub = zo_e2e::stub_provider::StubProvider::start_with_delay(provider_delay);
     let ns = namespace(name);
     let s = setup(&["fast", "general"], "unused");
     let keys = [format!("sk-fast-{:x}", rand_u64()), format!("sk-general-{:x}", rand_u64())];
@@ -342,7 +342,7 @@ fn rand_u64() -> u64 {
 
 #[test]
 fn the_real_chain_routes_each_task_to_its_instance_and_keeps_keys_secret() {
-    let c = chain("chain", 2);
+    let c = chain("chain", 2, Duration::ZERO);
     let dir = c.s.dir.path();
     write(
         dir,
@@ -407,9 +407,11 @@ fn the_real_chain_routes_each_task_to_its_instance_and_keeps_keys_secret() {
 
 #[test]
 fn a_ccr_killed_mid_run_is_restarted_and_the_run_completes() {
-    let c = chain("chainkill", 1);
+    // The provider answers slowly, so the kill lands while a task waits for its answer.
+    let c = chain("chainkill", 1, Duration::from_millis(1500));
     let dir = c.s.dir.path();
-    let mut yaml = String::from("defaults:\n  retry_policy: { retry_on: [model, network], max_retries: 4, base_delay: 500ms }\ntasks:\n");
+    // The default retry classes (network, rate_limit): a task caught by the crash is retried.
+    let mut yaml = String::from("defaults:\n  retry_policy: { max_retries: 4, base_delay: 500ms }\ntasks:\n");
     for i in 0..5 {
         yaml.push_str(&format!("  - {{ name: k{i}, ccr_instance: fast, prompt: \"question {i}\", timeout: 2m }}\n"));
     }
@@ -419,14 +421,26 @@ fn a_ccr_killed_mid_run_is_restarted_and_the_run_completes() {
     let d = dir.to_path_buf();
     let submitter =
         std::thread::spawn(move || submit(&d, &url, &ns, &["t.yaml", "--json", "--no-save", "--no-report"], Duration::from_secs(300)));
-    // Kill the fast CCR once the first answer is in.
-    wait_until("a first answer", Duration::from_secs(120), || c.stub.seen().iter().any(|r| r.model == "model-fast"));
+    // Kill the fast CCR while the second task's request is in flight.
+    wait_until("a second request", Duration::from_secs(120), || c.stub.seen().iter().filter(|r| r.model == "model-fast").count() >= 2);
     let pid = status(&c.s, &[])[0]["pid"].as_u64().unwrap();
     std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
     let out = submitter.join().unwrap();
     assert_eq!(out.code, 0, "{}\nworker log:\n{}", out.stdout, c.worker.log_text());
     let doc: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(doc["summary"]["successful"], 5);
+    let failed_attempts: Vec<&Value> = doc["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["attempt_history"].as_array().unwrap())
+        .filter(|a| a["status"] != "success")
+        .collect();
+    println!("CCR kill: {} attempt(s) caught by the crash, retried", failed_attempts.len());
+    assert!(!failed_attempts.is_empty(), "the task in flight at the kill failed once and was retried");
+    for a in failed_attempts {
+        assert_eq!(a["error_class"], "network", "a task caught by a CCR crash is the router's fault, retried: {a}");
+    }
     let rows = status(&c.s, &[]);
     let fast = rows.iter().find(|r| r["instance"] == "fast").unwrap();
     assert!(fast["restarts"].as_u64().unwrap() >= 1, "{fast}");

@@ -21,6 +21,11 @@ pub struct StubProvider {
 
 impl StubProvider {
     pub fn start() -> StubProvider {
+        Self::start_with_delay(std::time::Duration::ZERO)
+    }
+
+    /// Answers each request only after `delay` (requests are recorded at once).
+    pub fn start_with_delay(delay: std::time::Duration) -> StubProvider {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -30,7 +35,7 @@ impl StubProvider {
             for conn in listener.incoming().flatten() {
                 let log = log.clone();
                 std::thread::spawn(move || {
-                    let _ = serve(conn, &log);
+                    let _ = serve(conn, &log, delay);
                 });
             }
         });
@@ -46,7 +51,7 @@ impl StubProvider {
     }
 }
 
-fn serve(conn: std::net::TcpStream, log: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
+fn serve(conn: std::net::TcpStream, log: &Mutex<Vec<Seen>>, delay: std::time::Duration) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
@@ -73,6 +78,7 @@ fn serve(conn: std::net::TcpStream, log: &Mutex<Vec<Seen>>) -> std::io::Result<(
     let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
     let model = json["model"].as_str().unwrap_or("?").to_string();
     log.lock().expect("seen lock").push(Seen { authorization: auth, model: model.clone(), body });
+    std::thread::sleep(delay);
     let answer = format!("stub answer from {model}");
     let usage = serde_json::json!({ "prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18 });
     let mut out = conn;

@@ -210,8 +210,16 @@ pub async fn stop_pid(pid: u32, grace: Duration) {
     }
 }
 
-/// Keeps one instance running until `shutdown`, reporting readiness on `ready`.
-pub async fn supervise(p: Prepared, ccr: CcrConfig, owner: String, ready: watch::Sender<bool>, shutdown: CancellationToken) {
+/// Keeps one instance running until `shutdown`, reporting readiness on `ready` and counting
+/// every (re)start in `generation`.
+pub async fn supervise(
+    p: Prepared,
+    ccr: CcrConfig,
+    owner: String,
+    ready: watch::Sender<bool>,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    shutdown: CancellationToken,
+) {
     let mut restarts = 0u32;
     let mut backoff = Duration::from_secs(1);
     loop {
@@ -228,6 +236,7 @@ pub async fn supervise(p: Prepared, ccr: CcrConfig, owner: String, ready: watch:
             }
         };
         let pid = child.id();
+        generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let started = now_ms();
         p.write_state(&State { pid, port: p.port, started_ms: started, restarts, owner: owner.clone() });
         // Keep the last stderr lines for the crash report.

@@ -54,15 +54,16 @@ struct Shared {
     /// Task slots per instance.
     slots: HashMap<String, Arc<Semaphore>>,
     tracker: TaskTracker,
-    /// Readiness of each supervised CCR instance; jobs of an instance are taken only while ready.
-    ready: HashMap<String, watch::Receiver<bool>>,
+    /// Readiness and (re)start count of each supervised CCR instance; jobs of an instance are
+    /// taken only while it is ready.
+    ready: HashMap<String, (watch::Receiver<bool>, Arc<std::sync::atomic::AtomicU32>)>,
 }
 
 impl Shared {
     /// Waits until the instance's CCR is ready (at once when this worker runs no CCR).
     /// False when shutdown came first.
     async fn wait_ready(&self, instance: &str, shutdown: &CancellationToken) -> bool {
-        let Some(rx) = self.ready.get(instance) else { return true };
+        let Some((rx, _)) = self.ready.get(instance) else { return true };
         let mut rx = rx.clone();
         if *rx.borrow() {
             return true;
@@ -71,6 +72,11 @@ impl Shared {
             r = rx.wait_for(|v| *v) => r.is_ok(),
             _ = shutdown.cancelled() => false,
         }
+    }
+
+    /// The instance's CCR (re)start count and whether it is ready now (`None`: no CCR here).
+    fn ccr_state(&self, instance: &str) -> Option<(u32, bool)> {
+        self.ready.get(instance).map(|(rx, gen)| (gen.load(std::sync::atomic::Ordering::SeqCst), *rx.borrow()))
     }
 }
 
@@ -136,7 +142,7 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
     let mut ctx = TaskContext::new(cfg, opts.catalog.clone(), executor.clone(), api_key);
     let ccr_stop = CancellationToken::new();
     let mut supervisors = tokio::task::JoinSet::new();
-    let mut ready: HashMap<String, watch::Receiver<bool>> = HashMap::new();
+    let mut ready: HashMap<String, (watch::Receiver<bool>, Arc<std::sync::atomic::AtomicU32>)> = HashMap::new();
     if let Some(ccr_cfg) = &cfg.ccr {
         let secrets = Secrets::load(&ccr_cfg.bws, &ccr_cfg.env_file);
         let prepared = ccr::prepare(cfg, &opts.catalog, &secrets, None).map_err(WorkerError::Config)?;
@@ -145,9 +151,10 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
         }
         for p in prepared {
             let (tx, rx) = watch::channel(false);
-            ready.insert(p.name.clone(), rx);
+            let gen = Arc::new(std::sync::atomic::AtomicU32::new(0));
+            ready.insert(p.name.clone(), (rx, gen.clone()));
             ctx.instance_keys.insert(p.name.clone(), p.apikey.clone());
-            supervisors.spawn(ccr::supervise(p, ccr_cfg.clone(), format!("worker {id}"), tx, ccr_stop.clone()));
+            supervisors.spawn(ccr::supervise(p, ccr_cfg.clone(), format!("worker {id}"), tx, gen, ccr_stop.clone()));
         }
     }
     let tracker = TaskTracker::new();
@@ -657,7 +664,18 @@ async fn handle_entry(
                 };
                 shared.running.lock().expect("running lock").insert(key.clone(), job.clone());
                 info!(takeover, "started");
-                let o = execute(&shared.ctx, &spec, &job.stop).await;
+                let ccr_before = shared.ccr_state(&instance);
+                let mut o = execute(&shared.ctx, &spec, &job.stop).await;
+                // A model error while this instance's CCR crashed or restarted is the router's
+                // fault, not the task's: class it `network` so the job runs again.
+                if let (Some(ErrorClass::Model), Some((g0, _)), Some((g1, ready_now))) =
+                    (o.error_class, ccr_before, shared.ccr_state(&instance))
+                {
+                    if g1 != g0 || !ready_now {
+                        o.error_class = Some(ErrorClass::Network);
+                        o.error = Some(format!("CCR for instance `{instance}` went down during the task: {}", o.error.unwrap_or_default()));
+                    }
+                }
                 shared.running.lock().expect("running lock").remove(&key);
                 if shared.abort.is_cancelled() {
                     hand_back(&shared, &spec, attempt, &stream, &entry_id).await;
