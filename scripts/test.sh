@@ -34,3 +34,5 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
 cargo test --workspace -- --nocapture
+# A seconds-long smoke run of the benchmark suite, so it never rots (full run: bench/run.py).
+python3 bench/run.py --smoke --profile debug

@@ -59,7 +59,12 @@ pub fn read_file(path: &Path) -> Result<String, YamlError> {
 
 /// Deserializes `text`, turning parser and schema errors into one clear line.
 pub fn from_str<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, YamlError> {
-    serde_saphyr::from_str(text).map_err(|e| convert(&e, file, text))
+    // Task files of 100,000+ tasks are legitimate: lift the node and event budgets (the
+    // defaults stop at 250,000 nodes), keep the other guards.
+    let budget =
+        serde_saphyr::Budget { max_nodes: 50_000_000, max_events: 150_000_000, max_total_scalar_bytes: 1 << 30, ..Default::default() };
+    let options = serde_saphyr::Options { budget: Some(budget), ..Default::default() };
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| convert(&e, file, text))
 }
 
 fn convert(err: &serde_saphyr::Error, file: &str, text: &str) -> YamlError {

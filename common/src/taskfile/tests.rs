@@ -196,3 +196,12 @@ fn plan_batches_follow_dependencies() {
     assert!(text.contains("Batch 2 (2 tasks in parallel):"), "{text}");
     assert!(text.contains("  - D [fast · Grok (xAI)] timeout 5m · command · after B, C"), "{text}");
 }
+
+#[test]
+fn large_task_files_are_not_refused_by_the_yaml_budget() {
+    let mut text = String::from("tasks:\n");
+    for i in 0..40_000 {
+        text.push_str(&format!("  - {{ name: t{i}, ccr_instance: fast, prompt: p }}\n"));
+    }
+    assert_eq!(ok(&text).tasks.len(), 40_000);
+}

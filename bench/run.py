@@ -1,0 +1,279 @@
+#!/usr/bin/env python3
+"""Benchmarks of Zo Worker Swarm side by side with its peers, in the same run on the same
+machine. Starts its own redis-server on a free loopback port, installs BullMQ (npm, locally),
+runs each scenario several times and writes BENCHMARKS.md (median and spread per scenario, the
+peer's, and the ratio). `--smoke` runs every scenario once at a small size (CI).
+
+    python3 bench/run.py [--smoke] [--repeats N] [--out BENCHMARKS.md] [--profile release|debug]
+"""
+import argparse, json, os, platform, random, resource, shutil, socket, statistics, subprocess, sys, tempfile, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+
+
+def wait_port(port, proc, what):
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.1).close(); return
+        except OSError:
+            if proc.poll() is not None:
+                sys.exit(f"{what} exited early")
+            time.sleep(0.05)
+    sys.exit(f"{what} did not listen on {port}")
+
+
+class Redis:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="zo-bench-redis")
+        self.port = free_port()
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.dir],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port, self.proc, "redis-server")
+        self.url = f"redis://127.0.0.1:{self.port}"
+
+    def close(self):
+        self.proc.kill(); self.proc.wait(); shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def stats(xs):
+    xs = sorted(xs)
+    return statistics.median(xs), xs[0], xs[-1]
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.bin = ROOT / "target" / args.profile
+        self.tmp = Path(tempfile.mkdtemp(prefix="zo-bench"))
+        self.redis = Redis()
+        self.rows = []
+        self.n = 0
+
+    def ns(self):
+        self.n += 1
+        return f"zo-bench-{os.getpid()}-{self.n}"
+
+    def env(self, ns):
+        return dict(os.environ, ZO_REDIS_URL=self.redis.url, ZO_NAMESPACE=ns, RUST_LOG="warn")
+
+    def worker(self, ns, cfg):
+        path = self.tmp / f"worker-{ns}.yaml"
+        path.write_text(cfg)
+        p = subprocess.Popen([str(self.bin / "zo-worker"), "--config", str(path)], env=self.env(ns), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.4)
+        return p
+
+    def stop(self, p):
+        p.terminate()
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill(); p.wait()
+
+    def submit(self, ns, args, timeout=600):
+        r = subprocess.run([str(self.bin / "zo-submit"), *args], env=self.env(ns), cwd=self.tmp, capture_output=True, text=True, timeout=timeout)
+        return r
+
+    def task_file(self, name, n, extra=""):
+        p = self.tmp / name
+        with open(p, "w") as f:
+            f.write("tasks:\n")
+            for i in range(n):
+                f.write(f"  - {{ name: t{i}, ccr_instance: fast, prompt: p{extra} }}\n")
+        return p
+
+    def bullmq(self, mode, n, conc=50):
+        r = subprocess.run(["node", str(ROOT / "bench" / "bullmq.js"), mode, str(self.redis.port), str(n), str(conc)], capture_output=True, text=True, timeout=900)
+        if r.returncode != 0:
+            sys.exit(f"bullmq {mode} failed: {r.stderr}")
+        return json.loads(r.stdout.strip().splitlines()[-1])["seconds"]
+
+    def row(self, scenario, ours, peer, unit, target, higher_is_better=True):
+        om, olo, ohi = stats(ours)
+        line = {"scenario": scenario, "ours": f"{om:,.1f} {unit} ({olo:,.1f}–{ohi:,.1f})", "target": target}
+        if peer:
+            pm, plo, phi = stats(peer)
+            line["peer"] = f"{pm:,.1f} {unit} ({plo:,.1f}–{phi:,.1f})"
+            line["ratio"] = f"{(om / pm if higher_is_better else pm / om):.2f}×"
+        else:
+            line["peer"] = "—"; line["ratio"] = "—"
+        self.rows.append(line)
+        print(json.dumps(line), flush=True)
+
+    # 1. Queue throughput
+    def throughput(self):
+        n = 2000 if self.args.smoke else 20000
+        f = self.task_file("throughput.yaml", n)
+        ours, peer = [], []
+        for _ in range(self.args.repeats):
+            ns = self.ns()
+            w = self.worker(ns, "executor: { kind: simulate }\ninstances: [ { name: fast, concurrency: 50 } ]\n")
+            r = self.submit(ns, [str(f), "--json", "--no-save", "--no-report", "--quiet"])
+            self.stop(w)
+            doc = json.loads(r.stdout)
+            assert doc["summary"]["successful"] == n, "every task recorded exactly once"
+            ours.append(n / doc["summary"]["wall_time"])
+            peer.append(n / self.bullmq("throughput", n))
+        self.row(f"1. queue throughput, {n} no-op tasks, 1 worker × 50", ours, peer, "tasks/s", "≥ 3× BullMQ")
+
+    # 2. Submit
+    def submit_speed(self):
+        n = 2000 if self.args.smoke else 20000
+        f = self.task_file("submit.yaml", n)
+        ours, peer = [], []
+        for _ in range(self.args.repeats):
+            ns = self.ns()
+            t0 = time.perf_counter()
+            r = self.submit(ns, [str(f), "--detach", "--quiet"])
+            dt = time.perf_counter() - t0
+            assert r.returncode == 0, r.stderr
+            ours.append(n / dt)
+            peer.append(n / self.bullmq("submit", n))
+        self.row(f"2. submit {n} tasks (parse, validate, plan, enqueue)", ours, peer, "tasks/s", "≥ 5× BullMQ")
+        big = 10000 if self.args.smoke else 100000
+        fb = self.task_file("big.yaml", big)
+        secs, rss = [], []
+        for _ in range(self.args.repeats):
+            ns = self.ns()
+            probe = ("import resource,subprocess,sys,time;t=time.perf_counter();"
+                     "r=subprocess.run(sys.argv[1:],capture_output=True);"
+                     "print(time.perf_counter()-t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)")
+            out = subprocess.run([sys.executable, "-c", probe, str(self.bin / "zo-submit"), str(fb), "--detach", "--quiet"], env=self.env(ns), cwd=self.tmp, capture_output=True, text=True)
+            s, kb, code = out.stdout.split()
+            assert code == "0"
+            secs.append(float(s)); rss.append(int(kb) / 1024)
+        self.row(f"2b. submit a {big}-task file: time", secs, None, "s", "≤ 2 s", higher_is_better=False)
+        self.row(f"6c. zo-submit peak RSS for the {big}-task file", rss, None, "MB", "≤ 150 MB", higher_is_better=False)
+
+    # 4 and 5. DAG makespan and dispatch latency
+    def dag(self):
+        n = 60 if self.args.smoke else 200
+        rnd = random.Random(7)
+        layers, tasks, i = [], [], 0
+        while i < n:
+            size = min(n - i, rnd.randint(5, 25))
+            layers.append(list(range(i, i + size))); i += size
+        dur = {}
+        with open(self.tmp / "dag.yaml", "w") as f:
+            f.write("tasks:\n")
+            for li, layer in enumerate(layers):
+                for t in layer:
+                    d = rnd.randint(100, 1000); dur[t] = d
+                    deps = rnd.sample(layers[li - 1], min(len(layers[li - 1]), rnd.randint(1, 3))) if li else []
+                    tasks.append((t, deps))
+                    dl = ", ".join(f"t{x}" for x in deps)
+                    f.write(f"  - {{ name: t{t}, ccr_instance: fast, prompt: p, simulate: {{ duration: {d}ms }}, dependencies: [{dl}] }}\n")
+        finish = {}
+        for t, deps in tasks:
+            finish[t] = max((finish[d] for d in deps), default=0) + dur[t]
+        critical = max(finish.values()) / 1000
+        batches = sum(max(dur[t] for t in layer) for layer in layers) / 1000
+        ratios, gains, lat, first = [], [], [], []
+        for _ in range(self.args.repeats):
+            ns = self.ns()
+            w = self.worker(ns, f"executor: {{ kind: simulate }}\ninstances: [ {{ name: fast, concurrency: {n} }} ]\n")
+            r = self.submit(ns, [str(self.tmp / "dag.yaml"), "--json", "--no-save", "--no-report", "--quiet"])
+            self.stop(w)
+            doc = json.loads(r.stdout)
+            assert doc["summary"]["successful"] == n, r.stderr
+            ratios.append(doc["summary"]["wall_time"] / critical)
+            gains.append(batches / doc["summary"]["wall_time"])
+            by = {t["task_name"]: t for t in doc["tasks"]}
+            def start_ms(t):
+                return parse_ms(t["timestamp"]) - t["duration"] * 1000
+            for t, deps in tasks:
+                if deps:
+                    parent_done = max(parse_ms(by[f"t{d}"]["timestamp"]) for d in deps)
+                    lat.append(max(0.0, start_ms(by[f"t{t}"]) - parent_done))
+            first.append(min(by[f"t{t}"]["queue_wait"] for t, deps in tasks if not deps) * 1000)
+        self.row(f"4. DAG makespan / critical path ({n} tasks, {len(layers)} layers)", ratios, None, "×", "≤ 1.05×", higher_is_better=False)
+        self.row("4b. gain over the seed's batch barriers (batch schedule / makespan)", gains, None, "×", "report")
+        lat.sort()
+        p50 = lat[len(lat) // 2]; p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+        self.row("5. dispatch latency, result → dependent running, p50", [p50], None, "ms", "≤ 2 ms", higher_is_better=False)
+        self.row("5b. dispatch latency, result → dependent running, p99", [p99], None, "ms", "≤ 10 ms", higher_is_better=False)
+        self.row("5c. submit → first task running (queue wait of roots)", first, None, "ms", "report", higher_is_better=False)
+
+    # 6. Footprint
+    def footprint(self):
+        idle, busy = [], []
+        n = 200 if self.args.smoke else 1000
+        f = self.tmp / "inflight.yaml"
+        with open(f, "w") as fh:
+            fh.write("tasks:\n")
+            for i in range(n):
+                fh.write(f"  - {{ name: t{i}, ccr_instance: fast, prompt: p, simulate: {{ duration: 8s }} }}\n")
+        for _ in range(self.args.repeats):
+            ns = self.ns()
+            w = self.worker(ns, f"executor: {{ kind: simulate }}\ninstances: [ {{ name: fast, concurrency: {n} }} ]\n")
+            time.sleep(1)
+            idle.append(rss_mb(w.pid))
+            self.submit(ns, [str(f), "--detach", "--quiet"])
+            time.sleep(4)
+            busy.append(rss_mb(w.pid))
+            self.stop(w)
+        self.row("6a. worker idle RSS", idle, None, "MB", "≤ 15 MB", higher_is_better=False)
+        self.row(f"6b. worker RSS with {n} tasks in flight", busy, None, "MB", "≤ 60 MB", higher_is_better=False)
+
+    def write(self, path):
+        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+        node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+        bull = json.load(open(ROOT / "bench/node_modules/bullmq/package.json"))["version"]
+        redis_v = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]
+        lines = [
+            "# Benchmarks", "",
+            f"Written by `python3 bench/run.py{' --smoke' if self.args.smoke else ''}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
+            f"- Machine: {os.cpu_count()} cores, {cpu}",
+            f"- Zo Worker Swarm {self.args.profile} build; Redis {redis_v}; BullMQ {bull} on Node {node}",
+            f"- {self.args.repeats} run(s) per scenario; median (min–max). Ratio: ours ÷ peer for rates.", "",
+            "| Scenario | Ours | Peer (same run) | Ratio | Target |", "|---|---:|---:|---:|---|",
+        ]
+        for r in self.rows:
+            lines.append(f"| {r['scenario']} | {r['ours']} | {r['peer']} | {r['ratio']} | {r['target']} |")
+        Path(path).write_text("\n".join(lines) + "\n")
+
+    def close(self):
+        self.redis.close(); shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def parse_ms(ts):
+    from datetime import datetime
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000
+
+
+def rss_mb(pid):
+    for l in open(f"/proc/{pid}/status"):
+        if l.startswith("VmRSS:"):
+            return int(l.split()[1]) / 1024
+    return 0.0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--profile", default="release", choices=["release", "debug"])
+    args = ap.parse_args()
+    args.repeats = args.repeats or (1 if args.smoke else 5)
+    if not (ROOT / "bench/node_modules/bullmq").exists():
+        subprocess.run(["npm", "install", "--no-package-lock", "--no-audit", "--no-fund", "--loglevel=error"], cwd=ROOT / "bench", check=True)
+    if args.profile == "release":
+        subprocess.run(["cargo", "build", "--release", "--bins", "-q"], cwd=ROOT, check=True)
+    b = Bench(args)
+    try:
+        b.throughput(); b.submit_speed(); b.dag(); b.footprint()
+        out = args.out or (ROOT / ("target/BENCHMARKS.smoke.md" if args.smoke else "BENCHMARKS.md"))
+        b.write(out)
+        print(f"wrote {out}")
+    finally:
+        b.close()
+
+
+if __name__ == "__main__":
+    main()
