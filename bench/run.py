@@ -224,7 +224,7 @@ class Bench:
         cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
         node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
         bull = json.load(open(ROOT / "bench/node_modules/bullmq/package.json"))["version"]
-        redis_v = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]
+        redis_v = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2].replace("v=", "")
         lines = [
             "# Benchmarks", "",
             f"Written by `python3 bench/run.py{' --smoke' if self.args.smoke else ''}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
