@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Benchmarks of Zo Worker Swarm side by side with its peers, in the same run on the same
-machine. Starts its own redis-server on a free loopback port, installs BullMQ (npm, locally),
+machine. Starts its own redis-server on a free loopback port, installs BullMQ (npm, locally)
+and GNU parallel (Debian) when missing; scenario 3 runs `ssh-overhead` (tests/bin), which
+starts its own sshd;
 runs each scenario several times and writes BENCHMARKS.md (median and spread per scenario, the
 peer's, and the ratio). `--smoke` runs every scenario once at a small size (CI).
 
@@ -150,6 +152,27 @@ class Bench:
         self.row(f"2b. submit a {big}-task file: time", secs, None, "s", "≤ 2 s", higher_is_better=False)
         self.row(f"6c. zo-submit peak RSS for the {big}-task file", rss, None, "MB", "≤ 150 MB", higher_is_better=False)
 
+    # 3. Remote commands over SSH (needs root: the tool starts sshd and a login user)
+    def ssh(self):
+        n = 40 if self.args.smoke else 1000
+        repeats = 1
+        if os.geteuid() != 0:
+            print("scenario 3 skipped: it starts its own sshd and login user, which needs root", flush=True)
+            return
+        r = subprocess.run([str(self.bin / "ssh-overhead"), str(n), "8", str(repeats), "--json"], capture_output=True, text=True, timeout=1200)
+        if r.returncode != 0:
+            sys.exit(f"ssh-overhead failed: {r.stderr[-2000:]}")
+        rows = {}
+        for line in r.stdout.splitlines():
+            d = json.loads(line)
+            rows[d["tool"]] = [d["min"], d["median"], d["max"]]
+        ours = rows["zo (ssh executor)"]
+        name = f"3. {n} × `echo i` over SSH, 8 in flight"
+        if "GNU parallel -S (best of default and -M)" in rows:
+            self.row(name + " — vs GNU parallel -S", ours, rows["GNU parallel -S (best of default and -M)"], "tasks/s", "≥ 15× GNU parallel")
+        self.row(name + " — vs OpenSSH floor (xargs, ssh -S)", ours, rows["OpenSSH floor (xargs -P, ssh -S ControlMaster)"], "tasks/s", "≥ 1× the floor")
+        self.row(name + " — ours on the local executor (no SSH)", rows["zo (local executor)"], None, "tasks/s", "report")
+
     # 4 and 5. DAG makespan and dispatch latency
     def dag(self):
         n = 60 if self.args.smoke else 200
@@ -261,13 +284,17 @@ def main():
     ap.add_argument("--profile", default="release", choices=["release", "debug"])
     args = ap.parse_args()
     args.repeats = args.repeats or (1 if args.smoke else 5)
+    if shutil.which("parallel") is None and os.geteuid() == 0:
+        subprocess.run("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq parallel", shell=True)
     if not (ROOT / "bench/node_modules/bullmq").exists():
         subprocess.run(["npm", "install", "--no-package-lock", "--no-audit", "--no-fund", "--loglevel=error"], cwd=ROOT / "bench", check=True)
     if args.profile == "release":
         subprocess.run(["cargo", "build", "--release", "--bins", "-q"], cwd=ROOT, check=True)
+    elif not (ROOT / "target/debug/ssh-overhead").exists():
+        subprocess.run(["cargo", "build", "--bins", "-q"], cwd=ROOT, check=True)
     b = Bench(args)
     try:
-        b.throughput(); b.submit_speed(); b.dag(); b.footprint()
+        b.throughput(); b.submit_speed(); b.ssh(); b.dag(); b.footprint()
         out = args.out or (ROOT / ("target/BENCHMARKS.smoke.md" if args.smoke else "BENCHMARKS.md"))
         b.write(out)
         print(f"wrote {out}")

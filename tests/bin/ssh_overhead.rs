@@ -1,19 +1,21 @@
-//! Measures what the SSH path adds per task: N tasks whose command is `true` (no prompt) run
-//! by one worker over the `ssh` executor against a private sshd (as the plain-profile user
-//! zo-e2e), compared with the same tasks on the `local` executor, same Redis, same run.
+//! Measures the SSH path (benchmark scenario 3): N tasks `echo i` (no prompt) run over SSH to
+//! a private sshd with default MaxSessions, as the plain-profile user zo-e2e, 8 in flight —
+//! ours (one worker, `ssh` executor) against GNU parallel `-S` (best of default and `-M`) and
+//! the OpenSSH floor (`xargs -P 8` of `ssh -S <control socket>` over one ControlMaster). Also
+//! ours on the `local` executor, to show what SSH itself adds.
 //!
-//!     cargo build --bins && cargo run -p zo-e2e --bin ssh-overhead -- [TASKS] [CONCURRENCY] [REPEATS]
+//!     cargo build --bins && cargo run -p zo-e2e --bin ssh-overhead -- [TASKS] [IN_FLIGHT] [REPEATS] [--json]
 //!
-//! Prints a Markdown table of medians over the repeats: wall time per run, tasks/s, and the
-//! median per-task command duration from the results document (session open + remote shell).
+//! Prints a Markdown table of medians (or, with --json, one JSON object per row).
 
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use zo_e2e::*;
 
-fn median(mut v: Vec<f64>) -> f64 {
+fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    v[v.len() / 2]
+    (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
 /// The errors of the tasks that did not succeed, for the panic message.
@@ -29,44 +31,99 @@ fn failures(out: &Outcome) -> String {
     errs.join("\n")
 }
 
+fn ssh_opts(sshd: &Sshd) -> Vec<String> {
+    vec![
+        "-p".into(),
+        sshd.port.to_string(),
+        "-i".into(),
+        sshd.path("id").display().to_string(),
+        "-o".into(),
+        format!("UserKnownHostsFile={}", sshd.path("known_hosts").display()),
+        "-o".into(),
+        "StrictHostKeyChecking=yes".into(),
+        "-o".into(),
+        "BatchMode=yes".into(),
+    ]
+}
+
+/// Runs a shell pipeline, returns seconds; panics unless it succeeds and printed `n` lines.
+fn timed(script: &str, n: usize) -> f64 {
+    let t = Instant::now();
+    let out = Command::new("bash").arg("-c").arg(script).stdin(Stdio::null()).output().expect("bash");
+    let secs = t.elapsed().as_secs_f64();
+    let lines = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert!(out.status.success() && lines == n, "`{script}` failed ({} lines of {n}): {}", lines, String::from_utf8_lossy(&out.stderr));
+    secs
+}
+
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("numbers")).collect();
-    let n = args.first().copied().unwrap_or(200);
+    let json = std::env::args().any(|a| a == "--json");
+    let args: Vec<usize> = std::env::args().skip(1).filter(|a| a != "--json").map(|a| a.parse().expect("numbers")).collect();
+    let n = args.first().copied().unwrap_or(1000);
     let conc = args.get(1).copied().unwrap_or(8);
-    let repeats = args.get(2).copied().unwrap_or(5);
+    let repeats = args.get(2).copied().unwrap_or(3);
     let redis = Redis::start();
     let sshd = Sshd::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut yaml = String::from("tasks:\n");
     for i in 0..n {
-        yaml.push_str(&format!("  - {{ name: t{i}, ccr_instance: fast, command: \"true\" }}\n"));
+        yaml.push_str(&format!("  - {{ name: t{i}, ccr_instance: fast, command: \"echo {i}\" }}\n"));
     }
     write(dir.path(), "t.yaml", &yaml);
-    println!("| executor | tasks | in flight | wall s (median of {repeats}) | tasks/s | per-task command ms (median) |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for (label, exec) in [("local", "executor: { kind: local }\n".to_string()), ("ssh", sshd.executor_yaml())] {
-        let ns = namespace(&format!("overhead-{label}"));
+    let mut rows: Vec<(String, Vec<f64>)> = Vec::new();
+    for (label, exec) in [("zo (local executor)", "executor: { kind: local }\n".to_string()), ("zo (ssh executor)", sshd.executor_yaml())] {
+        let ns = namespace("ssh-bench");
         let cfg = format!("{exec}max_output_bytes: 65536\ninstances: [ {{ name: fast, concurrency: {conc} }} ]\n");
-        let _w = Worker::start(dir.path(), label, &cfg, &redis.url(), &ns);
-        // Warm-up run: opens the SSH master(s).
-        let warm = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--json", "--no-save", "--no-report"], Duration::from_secs(600));
-        assert_eq!(warm.code, 0, "{}", failures(&warm));
-        let (mut walls, mut per_task) = (Vec::new(), Vec::new());
+        let _w = Worker::start(dir.path(), "w", &cfg, &redis.url(), &ns);
+        let mut rates = Vec::new();
         for _ in 0..repeats {
-            let t = Instant::now();
-            let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--json", "--no-save", "--no-report"], Duration::from_secs(600));
-            walls.push(t.elapsed().as_secs_f64());
+            let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--json", "--no-save", "--no-report"], Duration::from_secs(900));
             assert_eq!(out.code, 0, "{}", failures(&out));
             let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
-            let durs: Vec<f64> = doc["tasks"]
-                .as_array()
-                .expect("tasks")
-                .iter()
-                .map(|t| t["command"]["duration"].as_f64().expect("duration") * 1000.0)
-                .collect();
-            per_task.push(median(durs));
+            assert_eq!(doc["summary"]["successful"], n, "every task recorded exactly once");
+            rates.push(n as f64 / doc["summary"]["wall_time"].as_f64().expect("wall"));
         }
-        let wall = median(walls);
-        println!("| {label} | {n} | {conc} | {wall:.2} | {:.0} | {:.1} |", n as f64 / wall, median(per_task));
+        rows.push((label.to_string(), rates));
+    }
+    let login = format!("{SSH_USER}@127.0.0.1");
+    let opts = ssh_opts(&sshd).join(" ");
+    if Command::new("parallel").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success()) {
+        let mut best = Vec::new();
+        for _ in 0..repeats {
+            let plain = timed(&format!("seq {n} | parallel --will-cite -j {conc} -S {login} --ssh 'ssh {opts}' echo {{}}"), n);
+            let master = timed(&format!("seq {n} | parallel --will-cite -M -j {conc} -S {login} --ssh 'ssh {opts}' echo {{}}"), n);
+            best.push(n as f64 / plain.min(master));
+        }
+        rows.push(("GNU parallel -S (best of default and -M)".into(), best));
+    } else {
+        eprintln!("GNU parallel is not installed (apt-get install parallel); its row is left out");
+    }
+    let ctl = dir.path().join("ctl");
+    let st = Command::new("ssh")
+        .args(ssh_opts(&sshd))
+        .args(["-M", "-S"])
+        .arg(&ctl)
+        .args(["-o", "ControlPersist=60", "-fN", &login])
+        .status()
+        .expect("ssh");
+    assert!(st.success(), "could not open a ControlMaster");
+    let mut floor = Vec::new();
+    for _ in 0..repeats {
+        let s = timed(&format!("seq {n} | xargs -P {conc} -I{{}} ssh {opts} -S {} {login} echo {{}}", ctl.display()), n);
+        floor.push(n as f64 / s);
+    }
+    let _ = Command::new("ssh").args(ssh_opts(&sshd)).arg("-S").arg(&ctl).args(["-O", "exit", &login]).stderr(Stdio::null()).status();
+    rows.push(("OpenSSH floor (xargs -P, ssh -S ControlMaster)".into(), floor));
+    if json {
+        for (label, v) in &rows {
+            let (m, lo, hi) = median(v.clone());
+            println!("{}", serde_json::json!({ "tool": label, "tasks": n, "in_flight": conc, "median": m, "min": lo, "max": hi }));
+        }
+    } else {
+        println!("| {n} × `echo i`, {conc} in flight | tasks/s (median of {repeats}) | min–max |\n|---|---:|---:|");
+        for (label, v) in &rows {
+            let (m, lo, hi) = median(v.clone());
+            println!("| {label} | {m:.0} | {lo:.0}–{hi:.0} |");
+        }
     }
 }
