@@ -32,9 +32,9 @@ pub mod exit {
 
 fn fail_queue(e: &QueueError) -> u8 {
     eprintln!("zo-submit: {e}");
+    // An unknown run is bad input; everything else is Redis or what it holds.
     match e {
         QueueError::NoSuchRun(_) => exit::INVALID,
-        e if e.is_infrastructure() => exit::INFRA,
         _ => exit::INFRA,
     }
 }

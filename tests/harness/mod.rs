@@ -313,8 +313,6 @@ pub struct Outcome {
 
 /// Runs `zo-submit ARGS` in `dir` against `redis_url`/`ns`, at most `limit`.
 pub fn submit(dir: &Path, redis_url: &str, ns: &str, args: &[&str], limit: Duration) -> Outcome {
-    let n = std::sync::atomic::AtomicUsize::new(0);
-    let _ = n;
     let id = format!("{}-{}", std::process::id(), rand_suffix());
     let out_p = dir.join(format!("submit-{id}.out"));
     let err_p = dir.join(format!("submit-{id}.err"));

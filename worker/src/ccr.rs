@@ -25,23 +25,37 @@ use zo_common::model::now_ms;
 use crate::config::{CcrConfig, WorkerConfig};
 use crate::secrets::{self, Secrets};
 
-/// One instance, ready to start.
-#[derive(Clone)]
-pub struct Prepared {
+/// Where one instance lives: enough to find, stop or inspect it (no secrets needed).
+#[derive(Debug, Clone)]
+pub struct Located {
     pub name: String,
     pub model: String,
     pub port: u16,
     /// The instance's home: config, state, logs.
     pub home: PathBuf,
+}
+
+/// One instance, ready to start.
+#[derive(Clone)]
+pub struct Prepared {
+    pub at: Located,
     /// The config with secrets in it; written to disk (0600) only in `home`.
     config: String,
     /// The key clients must send (`APIKEY`).
     pub apikey: String,
 }
 
+impl std::ops::Deref for Prepared {
+    type Target = Located;
+
+    fn deref(&self) -> &Located {
+        &self.at
+    }
+}
+
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Prepared").field("name", &self.name).field("port", &self.port).field("home", &self.home).finish_non_exhaustive()
+        f.debug_struct("Prepared").field("at", &self.at).finish_non_exhaustive()
     }
 }
 
@@ -73,53 +87,14 @@ fn random_key() -> String {
     format!("zo-{:032x}", rand::random::<u128>())
 }
 
-/// Builds every served instance's config (or the one named), with secrets substituted.
-/// An unset variable is an error naming it and the instance.
-pub fn prepare(cfg: &WorkerConfig, catalog: &Catalog, secrets: &Secrets, only: Option<&str>) -> Result<Vec<Prepared>, String> {
+/// The served instances (or the one named) with their ports and homes.
+pub fn locate(cfg: &WorkerConfig, catalog: &Catalog, only: Option<&str>) -> Result<Vec<Located>, String> {
     let ccr = cfg.ccr.as_ref().ok_or("the worker config has no `ccr:` section; add one to let the worker run CCR")?;
     let dir = state_dir(ccr);
     let mut out = Vec::new();
-    for inst in &cfg.instances {
-        if only.is_some_and(|o| o != inst.name) {
-            continue;
-        }
+    for inst in cfg.instances.iter().filter(|i| only.is_none_or(|o| o == i.name)) {
         let entry = catalog.get(&inst.name).ok_or_else(|| format!("instance `{}` is not in the catalog", inst.name))?;
-        let path = match &inst.ccr_config {
-            Some(p) => cfg.resolve(p),
-            None => cfg.resolve(&ccr.configs_dir).join(format!("{}.json", inst.name)),
-        };
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("instance `{}`: cannot read CCR config {}: {e}", inst.name, path.display()))?;
-        let text = secrets::substitute(&text, secrets).map_err(|var| {
-            let bws = secrets.bws_error.as_deref().map(|e| format!(" (Bitwarden could not be read: {e})")).unwrap_or_default();
-            format!(
-                "instance `{}`: {} needs `{var}`, which is not set in Bitwarden, the environment or {}{bws}; set it",
-                inst.name,
-                path.display(),
-                ccr.env_file.display()
-            )
-        })?;
-        let mut json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| format!("instance `{}`: {} is not valid JSON: {e}", inst.name, path.display()))?;
-        let obj = json.as_object_mut().ok_or_else(|| format!("instance `{}`: {} is not a JSON object", inst.name, path.display()))?;
-        let apikey = obj.get("APIKEY").and_then(|v| v.as_str()).filter(|k| !k.is_empty()).map(str::to_string).unwrap_or_else(random_key);
-        obj.insert("APIKEY".into(), apikey.clone().into());
-        obj.insert("PORT".into(), entry.port.into());
-        let host = match (ccr.reach, &ccr.callback_host) {
-            (crate::config::Reach::Callback, Some(h)) => h.clone(),
-            _ => "127.0.0.1".to_string(),
-        };
-        obj.insert("HOST".into(), host.into());
-        obj.insert("LOG".into(), ccr.log.into());
-        obj.insert("NON_INTERACTIVE_MODE".into(), true.into());
-        out.push(Prepared {
-            name: inst.name.clone(),
-            model: entry.model.clone(),
-            port: entry.port,
-            home: dir.join(&inst.name),
-            config: serde_json::to_string_pretty(&json).expect("json"),
-            apikey,
-        });
+        out.push(Located { name: inst.name.clone(), model: entry.model.clone(), port: entry.port, home: dir.join(&inst.name) });
     }
     if let Some(o) = only {
         if out.is_empty() {
@@ -129,7 +104,46 @@ pub fn prepare(cfg: &WorkerConfig, catalog: &Catalog, secrets: &Secrets, only: O
     Ok(out)
 }
 
-impl Prepared {
+/// Builds every served instance's config (or the one named), with secrets substituted.
+/// An unset variable is an error naming it and the instance.
+pub fn prepare(cfg: &WorkerConfig, catalog: &Catalog, secrets: &Secrets, only: Option<&str>) -> Result<Vec<Prepared>, String> {
+    let ccr = cfg.ccr.as_ref().ok_or("the worker config has no `ccr:` section; add one to let the worker run CCR")?;
+    let mut out = Vec::new();
+    for at in locate(cfg, catalog, only)? {
+        let path = match cfg.instances.iter().find(|i| i.name == at.name).and_then(|i| i.ccr_config.as_ref()) {
+            Some(p) => cfg.resolve(p),
+            None => cfg.resolve(&ccr.configs_dir).join(format!("{}.json", at.name)),
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("instance `{}`: cannot read CCR config {}: {e}", at.name, path.display()))?;
+        let text = secrets::substitute(&text, secrets).map_err(|var| {
+            let bws = secrets.bws_error.as_deref().map(|e| format!(" (Bitwarden could not be read: {e})")).unwrap_or_default();
+            format!(
+                "instance `{}`: {} needs `{var}`, which is not set in Bitwarden, the environment or {}{bws}; set it",
+                at.name,
+                path.display(),
+                ccr.env_file.display()
+            )
+        })?;
+        let mut json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("instance `{}`: {} is not valid JSON: {e}", at.name, path.display()))?;
+        let obj = json.as_object_mut().ok_or_else(|| format!("instance `{}`: {} is not a JSON object", at.name, path.display()))?;
+        let apikey = obj.get("APIKEY").and_then(|v| v.as_str()).filter(|k| !k.is_empty()).map(str::to_string).unwrap_or_else(random_key);
+        obj.insert("APIKEY".into(), apikey.clone().into());
+        obj.insert("PORT".into(), at.port.into());
+        let host = match (ccr.reach, &ccr.callback_host) {
+            (crate::config::Reach::Callback, Some(h)) => h.clone(),
+            _ => "127.0.0.1".to_string(),
+        };
+        obj.insert("HOST".into(), host.into());
+        obj.insert("LOG".into(), ccr.log.into());
+        obj.insert("NON_INTERACTIVE_MODE".into(), true.into());
+        out.push(Prepared { at, config: serde_json::to_string_pretty(&json).expect("json"), apikey });
+    }
+    Ok(out)
+}
+
+impl Located {
     fn state_path(&self) -> PathBuf {
         self.home.join("state.json")
     }
@@ -141,7 +155,9 @@ impl Prepared {
     fn write_state(&self, st: &State) {
         let _ = std::fs::write(self.state_path(), serde_json::to_vec_pretty(st).expect("json"));
     }
+}
 
+impl Prepared {
     /// Writes the config (readable by this user only) and creates the instance's dirs.
     fn install(&self) -> std::io::Result<()> {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -368,7 +384,7 @@ pub async fn cli_start(list: &[Prepared], ccr: &CcrConfig) -> Result<Vec<String>
 }
 
 /// `zo-worker ccr stop`.
-pub async fn cli_stop(list: &[Prepared], grace: Duration) -> Vec<String> {
+pub async fn cli_stop(list: &[Located], grace: Duration) -> Vec<String> {
     let mut report = Vec::new();
     for p in list {
         let mut st = p.read_state();
@@ -398,7 +414,7 @@ pub struct StatusRow {
     pub owner: String,
 }
 
-pub async fn cli_status(list: &[Prepared]) -> Vec<StatusRow> {
+pub async fn cli_status(list: &[Located]) -> Vec<StatusRow> {
     let mut rows = Vec::new();
     for p in list {
         let st = p.read_state();

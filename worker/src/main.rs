@@ -139,43 +139,45 @@ async fn run_command(cmd: Cmd, config: WorkerConfig, catalog: zo_common::catalog
         eprintln!("zo-worker: the config has no `ccr:` section; add one (see configs/README.md)");
         return ExitCode::from(2);
     };
-    let secrets = Secrets::load(&ccr_cfg.bws, &ccr_cfg.env_file);
+    let usage = |e: String| {
+        eprintln!("zo-worker: {e}");
+        ExitCode::from(2)
+    };
     match cmd {
-        Cmd::Secrets { action: SecretsAction::Check } => secrets_check(&config, &ccr_cfg, &secrets),
+        Cmd::Secrets { action: SecretsAction::Check } => secrets_check(&config, &ccr_cfg, &Secrets::load(&ccr_cfg.bws, &ccr_cfg.env_file)),
         Cmd::Ccr { action } => {
-            let only = match &action {
-                CcrAction::Start { instance } | CcrAction::Stop { instance } | CcrAction::Status { instance, .. } => instance.clone(),
-            };
-            // Stop and status need no secrets: they only read state files.
-            let needs_secrets = matches!(action, CcrAction::Start { .. });
-            let list = if needs_secrets {
-                ccr::prepare(&config, &catalog, &secrets, only.as_deref())
-            } else {
-                ccr::prepare(&config, &catalog, &Secrets::permissive(), only.as_deref())
-            };
-            let list = match list {
-                Ok(l) => l,
-                Err(e) => {
-                    eprintln!("zo-worker: {e}");
-                    return ExitCode::from(2);
-                }
-            };
+            // Only start writes configs and needs secrets; stop and status read state files.
             match action {
-                CcrAction::Start { .. } => match ccr::cli_start(&list, &ccr_cfg).await {
-                    Ok(lines) => {
-                        lines.iter().for_each(|l| println!("{l}"));
-                        ExitCode::SUCCESS
+                CcrAction::Start { instance } => {
+                    let secrets = Secrets::load(&ccr_cfg.bws, &ccr_cfg.env_file);
+                    let list = match ccr::prepare(&config, &catalog, &secrets, instance.as_deref()) {
+                        Ok(l) => l,
+                        Err(e) => return usage(e),
+                    };
+                    match ccr::cli_start(&list, &ccr_cfg).await {
+                        Ok(lines) => {
+                            lines.iter().for_each(|l| println!("{l}"));
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => {
+                            eprintln!("zo-worker: {e}");
+                            ExitCode::from(1)
+                        }
                     }
-                    Err(e) => {
-                        eprintln!("zo-worker: {e}");
-                        ExitCode::from(1)
-                    }
-                },
-                CcrAction::Stop { .. } => {
+                }
+                CcrAction::Stop { instance } => {
+                    let list = match ccr::locate(&config, &catalog, instance.as_deref()) {
+                        Ok(l) => l,
+                        Err(e) => return usage(e),
+                    };
                     ccr::cli_stop(&list, ccr_cfg.grace).await.iter().for_each(|l| println!("{l}"));
                     ExitCode::SUCCESS
                 }
-                CcrAction::Status { json, .. } => {
+                CcrAction::Status { instance, json } => {
+                    let list = match ccr::locate(&config, &catalog, instance.as_deref()) {
+                        Ok(l) => l,
+                        Err(e) => return usage(e),
+                    };
                     let rows = ccr::cli_status(&list).await;
                     if json {
                         println!("{}", serde_json::to_string_pretty(&rows).expect("json"));

@@ -31,7 +31,6 @@ pub struct Secrets {
     /// Why Bitwarden could not be read, when it was configured.
     pub bws_error: Option<String>,
     pub dotenv_path: Option<PathBuf>,
-    permissive: bool,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -70,16 +69,7 @@ impl Secrets {
     }
 
     pub fn get(&self, name: &str) -> Option<(&str, Source)> {
-        if self.permissive {
-            return Some(("", Source::Environment));
-        }
         self.values.get(name).map(|(v, s)| (v.as_str(), *s))
-    }
-
-    /// Answers every name with an empty value: for commands that only need instance names,
-    /// ports and homes (`ccr stop`, `ccr status`), never for writing configs.
-    pub fn permissive() -> Secrets {
-        Secrets { permissive: true, ..Default::default() }
     }
 
     /// Every secret value (for scrubbing text).
