@@ -111,7 +111,11 @@ fn kill_9_workers_repeatedly_loses_nothing_and_counts_nothing_twice() {
     for e in &events.ids {
         if e.get::<String>("state").as_deref() == Some("running") {
             let ms: u64 = e.id.split('-').next().unwrap().parse().unwrap();
-            starts.entry(e.get::<String>("idx").unwrap()).or_default().push((ms, e.get::<String>("worker").unwrap()));
+            // Workers name the tasks they started in batches (`idxs`, comma-separated).
+            let worker = e.get::<String>("worker").unwrap();
+            for idx in e.get::<String>("idxs").unwrap().split(',') {
+                starts.entry(idx.to_string()).or_default().push((ms, worker.clone()));
+            }
         }
     }
     let pid_of = |worker: &str| worker.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());

@@ -1,6 +1,6 @@
 //! Property test of the scheduling state machine against a real Redis and the real Lua
 //! scripts: random DAGs, random outcomes (failures, retries, cancels), results arriving in
-//! random order, redelivered jobs. Whatever happens, every task ends in exactly one final
+//! random order and in batches (the same job twice in a batch, too), redelivered jobs. Whatever happens, every task ends in exactly one final
 //! state, counters agree with the states, a task succeeds only after all its dependencies
 //! did, and a skipped task has a dependency that did not succeed.
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use zo_common::keys::Keys;
 use zo_common::model::{JobSpec, Status, TaskResult};
-use zo_common::queue::{self, Claim, MarkRunning, NewRun};
+use zo_common::queue::{self, Claim, MarkRunning, NewRun, Recorded, ToMark, ToRecord};
 use zo_common::taskfile::{Priority, RetryPolicy};
 use zo_e2e::Redis;
 
@@ -80,11 +80,12 @@ async fn drive(url: &str, ns: &str, plan: &Plan) -> Result<(), TestCaseError> {
             priority: Priority::Medium,
         })
         .collect();
+    let blobs: Vec<Vec<u8>> = specs.iter().map(JobSpec::encode).collect();
     queue::ensure_group(&mut c, &keys, "fast").await.unwrap();
     queue::create_run(
         &mut c,
         &keys,
-        &NewRun { run_id: run, file: "p.yaml", name: None, specs: &specs, retention: Duration::from_secs(60) },
+        &NewRun { run_id: run, file: "p.yaml", name: None, specs: &specs, blobs: &blobs, retention: Duration::from_secs(60) },
     )
     .await
     .unwrap();
@@ -110,21 +111,35 @@ async fn drive(url: &str, ns: &str, plan: &Plan) -> Result<(), TestCaseError> {
         if meta.finished {
             break;
         }
-        // Sometimes redeliver a job that was already handled (a crash before the ack).
-        let (idx, attempt, entry) = if !processed.is_empty() && (entries.ids.is_empty() || pick(5) == 0) {
-            let (i, a) = processed[pick(processed.len())];
-            (i, a, None)
-        } else if entries.ids.is_empty() {
-            prop_assert!(false, "run stalled at step {step}: nothing queued but not finished: {meta:?}");
-            unreachable!()
-        } else {
-            let e = &entries.ids[pick(entries.ids.len())];
-            let i: u32 = e.get("idx").unwrap();
-            let a: u32 = e.get("attempt").unwrap();
-            (i, a, Some(e.id.clone()))
-        };
-        let i = idx as usize;
-        if queue::mark_running(&mut c, &keys, run, idx, attempt, &claim).await.unwrap() == MarkRunning::Ok {
+        // A worker handles jobs in batches: 1–4 at once, sometimes the same job twice, and
+        // sometimes a job that was already handled (a redelivery after a crash before the ack).
+        let size = 1 + pick(4);
+        let mut batch: Vec<(u32, u32, Option<String>)> = Vec::new();
+        for _ in 0..size {
+            if entries.ids.is_empty() && processed.is_empty() {
+                prop_assert!(false, "run stalled at step {step}: nothing queued but not finished: {meta:?}");
+            }
+            if !processed.is_empty() && (entries.ids.is_empty() || pick(5) == 0) {
+                let (i, a) = processed[pick(processed.len())];
+                batch.push((i, a, None));
+            } else if !batch.is_empty() && pick(6) == 0 {
+                let again = batch[pick(batch.len())].clone();
+                batch.push(again);
+            } else {
+                let e = &entries.ids[pick(entries.ids.len())];
+                batch.push((e.get("idx").unwrap(), e.get("attempt").unwrap(), Some(e.id.clone())));
+            }
+        }
+        let items: Vec<ToMark> = batch.iter().map(|&(idx, attempt, _)| ToMark { idx, attempt, takeover: false }).collect();
+        let tags = queue::mark_running_many(&mut c, &keys, run, &claim, &items).await.unwrap();
+        let mut to_record: Vec<ToRecord> = Vec::new();
+        for (pos, ((idx, attempt, _), tag)) in batch.iter().zip(&tags).enumerate() {
+            let twice = batch[..pos].iter().any(|b| (b.0, b.1) == (*idx, *attempt));
+            prop_assert!(!(twice && *tag == MarkRunning::Ok), "t{idx} attempt {attempt} marked running twice in one batch");
+            if *tag != MarkRunning::Ok {
+                continue;
+            }
+            let i = *idx as usize;
             let (_, retried, fin) = plan.outcomes[i];
             let (status, retry) = if failures_left[i] > 0 {
                 failures_left[i] -= 1;
@@ -141,11 +156,32 @@ async fn drive(url: &str, ns: &str, plan: &Plan) -> Result<(), TestCaseError> {
             };
             let cancelled: bool = redis::cmd("HEXISTS").arg(keys.run(run, "cancel")).arg(idx).query_async(&mut c).await.unwrap();
             let status = if cancelled { Status::Cancelled } else { status };
-            queue::record_result(&mut c, &keys, run, idx, &result(attempt, status), retry.then_some(Duration::ZERO)).await.unwrap();
+            let r = result(*attempt, status);
+            to_record.push(ToRecord {
+                idx: *idx,
+                attempt: *attempt,
+                status: status.as_str(),
+                blob: r.encode(),
+                retry_in: retry.then_some(Duration::ZERO),
+            });
         }
-        processed.push((idx, attempt));
-        if let Some(id) = entry {
-            let _: () = redis::cmd("XDEL").arg(keys.jobs("fast")).arg(&id).query_async(&mut c).await.unwrap();
+        // Sometimes the same result arrives twice in one batch: the second is a duplicate.
+        if !to_record.is_empty() && pick(5) == 0 {
+            to_record.push(to_record[pick(to_record.len())].clone());
+        }
+        if !to_record.is_empty() {
+            let (out, _) = queue::record_results(&mut c, &keys, run, &to_record).await.unwrap();
+            for (pos, (r, o)) in to_record.iter().zip(&out).enumerate() {
+                if to_record[..pos].iter().any(|x| (x.idx, x.attempt) == (r.idx, r.attempt)) {
+                    prop_assert!(matches!(o, Recorded::Duplicate | Recorded::Stale), "t{} stored twice: {o:?}", r.idx);
+                }
+            }
+        }
+        for (idx, attempt, entry) in batch {
+            processed.push((idx, attempt));
+            if let Some(id) = entry {
+                let _: () = redis::cmd("XDEL").arg(keys.jobs("fast")).arg(&id).query_async(&mut c).await.unwrap();
+            }
         }
     }
     let snap = queue::snapshot(&mut c, &keys, run).await.unwrap();

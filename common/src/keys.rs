@@ -25,7 +25,8 @@
 //! | `NS:run:{R}:events` | stream | task state changes, for live progress |
 //! | `NS:run:{R}:lease` | hash | idx → `worker|expiry_ms` of the running attempt |
 //! | `NS:run:{R}:delayed` | zset | `idx:attempt` of retries, scored by when they are due |
-//! | `NS:run:{R}:history` | hash | `idx:attempt` → result of every attempt (MessagePack) |
+//! | `NS:run:{R}:history` | hash | `idx:attempt` → result of an attempt that was retried or revived (MessagePack; the final one is in `result`) |
+//! | `NS:run:{R}:flushing` | string | who is moving the outbox into the streams (expires after 5 s; not a script key) |
 //! | `NS:run:{R}:cancel` | hash | idx → when cancelling a running task was requested |
 //! | `NS:run:{R}:deliveries` | hash | idx → deliveries of the current attempt (poison detection) |
 //! | `NS:active` | set | runs not yet finished (for promoting due retries) |
@@ -103,7 +104,7 @@ impl Keys {
         format!("{}:worker:{id}", self.ns)
     }
 
-    /// One of the run's keys (`suffix` from [`RUN_KEY_SUFFIXES`]).
+    /// One of the run's keys (`suffix` from [`RUN_KEY_SUFFIXES`], or `flushing`).
     pub fn run(&self, run_id: &str, suffix: &str) -> String {
         format!("{}:run:{{{run_id}}}:{suffix}", self.ns)
     }

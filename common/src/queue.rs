@@ -142,6 +142,8 @@ pub struct NewRun<'a> {
     pub file: &'a str,
     pub name: Option<&'a str>,
     pub specs: &'a [JobSpec],
+    /// The specs encoded ([`JobSpec::encode`]), same order.
+    pub blobs: &'a [Vec<u8>],
     pub retention: Duration,
 }
 
@@ -179,8 +181,8 @@ pub async fn create_run(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys,
     )
     .ignore();
     // Large runs go in chunks so that no single command carries megabytes.
-    for chunk in run.specs.chunks(1000) {
-        let spec: Vec<(u32, Vec<u8>)> = chunk.iter().map(|s| (s.idx, s.encode())).collect();
+    for (chunk, blobs) in run.specs.chunks(1000).zip(run.blobs.chunks(1000)) {
+        let spec: Vec<(u32, &[u8])> = chunk.iter().zip(blobs).map(|(s, b)| (s.idx, b.as_slice())).collect();
         p.hset_multiple(k("spec"), &spec).ignore();
         let state: Vec<(u32, &str)> = chunk.iter().map(|s| (s.idx, if s.deps.is_empty() { "queued" } else { "waiting" })).collect();
         p.hset_multiple(k("state"), &state).ignore();
@@ -211,48 +213,127 @@ pub async fn create_run(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys,
 
 /// Moves the run's outbox into the instance streams. Safe to run concurrently and to repeat:
 /// an entry leaves the outbox only after its XADD, so a crash can duplicate a job (which the
-/// running-guard drops) but never lose one. Returns how many jobs were enqueued.
+/// running-guard drops) but never lose one. One flusher at a time per run (a short-lived
+/// `flushing` key) keeps concurrent flushers from enqueueing the same entries twice; the
+/// holder flushes until the outbox is empty, and looks again after letting go, so an entry
+/// pushed while someone else held the key is never left behind. Returns how many jobs were
+/// enqueued.
 pub async fn flush_outbox(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, run_id: &str) -> Result<usize, QueueError> {
+    flush_outbox_with(conn, keys, run_id, None).await
+}
+
+/// The run's specs and their encodings as the producer holds them (index = task index).
+#[derive(Clone, Copy)]
+pub struct LocalSpecs<'a> {
+    pub specs: &'a [JobSpec],
+    pub blobs: &'a [Vec<u8>],
+}
+
+/// [`flush_outbox`], taking specs from `local` instead of reading them back from Redis.
+pub async fn flush_outbox_with(
+    conn: &mut impl redis::aio::ConnectionLike,
+    keys: &Keys,
+    run_id: &str,
+    local: Option<LocalSpecs<'_>>,
+) -> Result<usize, QueueError> {
     let outbox = keys.run(run_id, "outbox");
-    let entries: Vec<String> = redis::cmd("LRANGE").arg(&outbox).arg(0).arg(4999).query_async(conn).await?;
-    if entries.is_empty() {
-        return Ok(0);
+    let lock = keys.run(run_id, "flushing");
+    let token = format!("{:016x}", rand::random::<u64>());
+    let mut moved = 0;
+    loop {
+        let got: Option<String> = redis::cmd("SET").arg(&lock).arg(&token).arg("NX").arg("PX").arg(5000).query_async(conn).await?;
+        if got.is_none() {
+            // Another flusher holds the key and will look again after letting go.
+            return Ok(moved);
+        }
+        let flushed = flush_held(conn, keys, run_id, &lock, &token, local).await;
+        let _: i64 = scripts::UNLOCK_SCRIPT.key(&lock).arg(&token).invoke_async(conn).await?;
+        moved += flushed?;
+        let left: u64 = redis::cmd("LLEN").arg(&outbox).query_async(conn).await?;
+        if left == 0 {
+            return Ok(moved);
+        }
     }
-    let parsed: Vec<(u32, u32, &str)> = entries
-        .iter()
-        .filter_map(|e| {
-            let (i, a) = e.split_once(':')?;
-            Some((i.parse().ok()?, a.parse().ok()?, e.as_str()))
-        })
-        .collect();
-    let idxs: Vec<u32> = parsed.iter().map(|p| p.0).collect();
-    let blobs: Vec<Option<Vec<u8>>> = redis::cmd("HMGET").arg(keys.run(run_id, "spec")).arg(&idxs).query_async(conn).await?;
-    let mut p = redis::pipe();
-    for ((idx, attempt, raw), blob) in parsed.iter().zip(blobs) {
-        let Some(blob) = blob else {
-            return Err(QueueError::Corrupt(format!("run {run_id}: outbox names task {idx} with no spec")));
-        };
-        let spec = JobSpec::decode(&blob).map_err(|e| QueueError::Corrupt(format!("run {run_id}: spec of task {idx}: {e}")))?;
-        p.cmd("XADD")
-            .arg(keys.jobs_for(&spec.instance, spec.priority))
-            .arg("*")
-            .arg("run")
-            .arg(run_id)
-            .arg("task")
-            .arg(&spec.name)
-            .arg("idx")
-            .arg(idx)
-            .arg("instance")
-            .arg(&spec.instance)
-            .arg("attempt")
-            .arg(attempt)
-            .arg("payload")
-            .arg(blob)
-            .ignore();
-        p.cmd("LREM").arg(&outbox).arg(1).arg(*raw).ignore();
+}
+
+/// The work of [`flush_outbox`] while holding the run's `flushing` key: chunks of the outbox's
+/// head go to the streams, then leave the outbox in one LTRIM — safe because only the key's
+/// holder removes entries while others only append (checked in the same script; should the
+/// key have lapsed, each entry is removed by value instead).
+async fn flush_held(
+    conn: &mut impl redis::aio::ConnectionLike,
+    keys: &Keys,
+    run_id: &str,
+    lock: &str,
+    token: &str,
+    local: Option<LocalSpecs<'_>>,
+) -> Result<usize, QueueError> {
+    let outbox = keys.run(run_id, "outbox");
+    let mut moved = 0;
+    loop {
+        let entries: Vec<String> = redis::cmd("LRANGE").arg(&outbox).arg(0).arg(4999).query_async(conn).await?;
+        if entries.is_empty() {
+            return Ok(moved);
+        }
+        let mut parsed: Vec<(u32, u32)> = Vec::with_capacity(entries.len());
+        for e in &entries {
+            match e.split_once(':').and_then(|(i, a)| Some((i.parse().ok()?, a.parse().ok()?))) {
+                Some(ia) => parsed.push(ia),
+                None => tracing::warn!(run = run_id, entry = %e, "dropping a malformed outbox entry"),
+            }
+        }
+        let known = |i: u32| local.and_then(|l| Some((l.specs.get(i as usize)?, l.blobs.get(i as usize)?)));
+        let missing: Vec<u32> = parsed.iter().map(|p| p.0).filter(|&i| known(i).is_none()).collect();
+        let mut fetched: HashMap<u32, Vec<u8>> = HashMap::new();
+        if !missing.is_empty() {
+            let blobs: Vec<Option<Vec<u8>>> = redis::cmd("HMGET").arg(keys.run(run_id, "spec")).arg(&missing).query_async(conn).await?;
+            for (i, b) in missing.iter().zip(blobs) {
+                let b = b.ok_or_else(|| QueueError::Corrupt(format!("run {run_id}: outbox names task {i} with no spec")))?;
+                fetched.insert(*i, b);
+            }
+        }
+        let mut p = redis::pipe();
+        for &(idx, attempt) in &parsed {
+            match known(idx) {
+                Some((spec, blob)) => xadd_job(&mut p, keys, run_id, spec, attempt, blob),
+                None => {
+                    let blob = &fetched[&idx];
+                    let spec = JobSpec::decode(blob).map_err(|e| QueueError::Corrupt(format!("run {run_id}: spec of task {idx}: {e}")))?;
+                    xadd_job(&mut p, keys, run_id, &spec, attempt, blob);
+                }
+            }
+        }
+        p.query_async::<()>(conn).await?;
+        let trimmed: i64 = scripts::TRIM_HELD_SCRIPT.key(lock).key(&outbox).arg(token).arg(entries.len()).invoke_async(conn).await?;
+        if trimmed == 0 {
+            let mut p = redis::pipe();
+            for e in &entries {
+                p.cmd("LREM").arg(&outbox).arg(1).arg(e).ignore();
+            }
+            p.query_async::<()>(conn).await?;
+        }
+        moved += parsed.len();
     }
-    p.query_async::<()>(conn).await?;
-    Ok(parsed.len())
+}
+
+/// Adds the XADD of one job (readable fields next to the MessagePack payload) to a pipeline.
+fn xadd_job(p: &mut redis::Pipeline, keys: &Keys, run_id: &str, spec: &JobSpec, attempt: u32, blob: &[u8]) {
+    p.cmd("XADD")
+        .arg(keys.jobs_for(&spec.instance, spec.priority))
+        .arg("*")
+        .arg("run")
+        .arg(run_id)
+        .arg("task")
+        .arg(&spec.name)
+        .arg("idx")
+        .arg(spec.idx)
+        .arg("instance")
+        .arg(&spec.instance)
+        .arg("attempt")
+        .arg(attempt)
+        .arg("payload")
+        .arg(blob)
+        .ignore();
 }
 
 /// Outcome of [`mark_running`].
@@ -300,24 +381,49 @@ pub async fn mark_running(
     attempt: u32,
     claim: &Claim<'_>,
 ) -> Result<MarkRunning, QueueError> {
-    let r: String = invoke(&scripts::MARK_RUNNING_SCRIPT, keys, run_id)
-        .arg(idx)
-        .arg(attempt)
-        .arg(claim.worker)
-        .arg(now_ms())
-        .arg(claim.lease.as_millis() as u64)
-        .arg(if claim.takeover { "1" } else { "0" })
-        .arg(claim.max_deliveries)
-        .invoke_async(conn)
-        .await?;
-    Ok(match r.as_str() {
-        "ok" => MarkRunning::Ok,
-        "poison" => MarkRunning::Poison,
-        "running" => MarkRunning::AlreadyRunning,
-        "final" => MarkRunning::Final,
-        "unknown" => MarkRunning::Unknown,
-        _ => MarkRunning::Stale,
-    })
+    let item = ToMark { idx, attempt, takeover: claim.takeover };
+    let tags = mark_running_many(conn, keys, run_id, claim, &[item]).await?;
+    tags.into_iter().next().ok_or_else(|| QueueError::Corrupt("empty reply from the mark-running script".into()))
+}
+
+/// One task of a batch handed to [`mark_running_many`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ToMark {
+    pub idx: u32,
+    pub attempt: u32,
+    /// The job was reclaimed from another consumer: take over if that lease lapsed.
+    pub takeover: bool,
+}
+
+/// [`mark_running`] for several tasks of one run in one script call (one atomic step);
+/// `claim.takeover` is ignored in favour of each item's. One outcome per item, in order.
+pub async fn mark_running_many(
+    conn: &mut impl redis::aio::ConnectionLike,
+    keys: &Keys,
+    run_id: &str,
+    claim: &Claim<'_>,
+    items: &[ToMark],
+) -> Result<Vec<MarkRunning>, QueueError> {
+    let mut inv = invoke(&scripts::MARK_RUNNING_SCRIPT, keys, run_id);
+    inv.arg(claim.worker).arg(now_ms()).arg(claim.lease.as_millis() as u64).arg(claim.max_deliveries);
+    for it in items {
+        inv.arg(it.idx).arg(it.attempt).arg(if it.takeover { "1" } else { "0" });
+    }
+    let tags: Vec<String> = inv.invoke_async(conn).await?;
+    if tags.len() != items.len() {
+        return Err(QueueError::Corrupt(format!("mark-running script answered {} of {} tasks", tags.len(), items.len())));
+    }
+    Ok(tags
+        .iter()
+        .map(|t| match t.as_str() {
+            "ok" => MarkRunning::Ok,
+            "poison" => MarkRunning::Poison,
+            "running" => MarkRunning::AlreadyRunning,
+            "final" => MarkRunning::Final,
+            "unknown" => MarkRunning::Unknown,
+            _ => MarkRunning::Stale,
+        })
+        .collect())
 }
 
 /// Outcome of [`renew`].
@@ -379,21 +485,60 @@ pub async fn record_result(
     result: &TaskResult,
     retry_in: Option<Duration>,
 ) -> Result<Recorded, QueueError> {
-    let (tag, released, finished): (String, u32, u32) = invoke(&scripts::RECORD_RESULT_SCRIPT, keys, run_id)
-        .arg(idx)
-        .arg(result.attempt)
-        .arg(result.status.as_str())
-        .arg(result.encode())
-        .arg(now_ms())
-        .arg(retry_in.map_or(-1i64, |d| d.as_millis() as i64))
-        .invoke_async(conn)
-        .await?;
-    Ok(match tag.as_str() {
-        "ok" => Recorded::Ok { released, finished: finished == 1 },
-        "retry" => Recorded::Retry,
-        "dup" => Recorded::Duplicate,
-        _ => Recorded::Stale,
-    })
+    let item = ToRecord { idx, attempt: result.attempt, status: result.status.as_str(), blob: result.encode(), retry_in };
+    let (mut out, finished) = record_results(conn, keys, run_id, std::slice::from_ref(&item)).await?;
+    match out.pop() {
+        Some(Recorded::Ok { released, .. }) => Ok(Recorded::Ok { released, finished }),
+        Some(other) => Ok(other),
+        None => Err(QueueError::Corrupt("empty reply from the record script".into())),
+    }
+}
+
+/// One result of a batch handed to [`record_results`].
+#[derive(Debug, Clone)]
+pub struct ToRecord {
+    pub idx: u32,
+    pub attempt: u32,
+    pub status: &'static str,
+    /// The encoded [`TaskResult`].
+    pub blob: Vec<u8>,
+    pub retry_in: Option<Duration>,
+}
+
+/// [`record_result`] for several results of one run in one script call (one atomic step).
+/// One outcome per item, in order (their `finished` is false), and whether the batch
+/// finished the run.
+pub async fn record_results(
+    conn: &mut impl redis::aio::ConnectionLike,
+    keys: &Keys,
+    run_id: &str,
+    items: &[ToRecord],
+) -> Result<(Vec<Recorded>, bool), QueueError> {
+    let mut inv = invoke(&scripts::RECORD_RESULT_SCRIPT, keys, run_id);
+    inv.arg(now_ms());
+    for it in items {
+        inv.arg(it.idx).arg(it.attempt).arg(it.status).arg(&it.blob).arg(it.retry_in.map_or(-1i64, |d| d.as_millis() as i64));
+    }
+    let (tags, finished): (Vec<(String, u32)>, u32) = inv.invoke_async(conn).await?;
+    if tags.len() != items.len() {
+        return Err(QueueError::Corrupt(format!("record script answered {} of {} results", tags.len(), items.len())));
+    }
+    let out = tags
+        .into_iter()
+        .map(|(tag, released)| match tag.as_str() {
+            "ok" => Recorded::Ok { released, finished: false },
+            "retry" => Recorded::Retry,
+            "dup" => Recorded::Duplicate,
+            _ => Recorded::Stale,
+        })
+        .collect();
+    Ok((out, finished == 1))
+}
+
+/// Acknowledges and deletes handled entries of one stream (one round trip).
+pub async fn ack_many(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, stream: &str, ids: &[&str]) -> Result<(), QueueError> {
+    redis::pipe().xack(stream, keys.group(), ids).ignore().xdel(stream, ids).ignore().query_async::<()>(conn).await?;
+    Ok(())
 }
 
 /// Hands a running task back to the queue at once (worker shutdown). True when handed back.
@@ -574,7 +719,7 @@ pub struct RunSnapshot {
     pub results: Vec<Option<TaskResult>>,
     /// For skipped tasks: the dependency whose failure skipped them.
     pub skipped_by: Vec<Option<u32>>,
-    /// Every recorded attempt per task, in attempt order.
+    /// Every recorded attempt per task (retried ones and the final result), in attempt order.
     pub history: Vec<Vec<TaskResult>>,
 }
 
@@ -601,9 +746,6 @@ pub async fn snapshot(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, r
         let r = TaskResult::decode(blob).map_err(|e| QueueError::Corrupt(format!("run {run_id}: attempt {k}: {e}")))?;
         history[i].push(r);
     }
-    for h in &mut history {
-        h.sort_by_key(|r| r.attempt);
-    }
     for i in 0..n as u32 {
         let blob = spec.get(&i).ok_or_else(|| QueueError::Corrupt(format!("run {run_id}: task {i} has no spec")))?;
         specs.push(JobSpec::decode(blob).map_err(|e| QueueError::Corrupt(format!("run {run_id}: spec of task {i}: {e}")))?);
@@ -613,6 +755,13 @@ pub async fn snapshot(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, r
             None => None,
         });
         skipped_by.push(skip.get(&i).copied());
+    }
+    // `history` holds the attempts that were retried or revived; the final one is the result.
+    for (h, r) in history.iter_mut().zip(&results) {
+        if let Some(r) = r.as_ref().filter(|r| !h.iter().any(|x| x.attempt == r.attempt)) {
+            h.push(r.clone());
+        }
+        h.sort_by_key(|r| r.attempt);
     }
     Ok(RunSnapshot { meta, specs, states, results, skipped_by, history })
 }

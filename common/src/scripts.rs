@@ -73,29 +73,51 @@ local function lease_owner(idx)
 end
 "#;
 
-/// ARGV: idx attempt worker now_ms lease_ms takeover(0|1) max_deliveries.
-/// Returns ok | poison | running | final | stale | unknown.
+/// Marks a batch of tasks of one run running. ARGV: worker now_ms lease_ms max_deliveries,
+/// then per task: idx attempt takeover(0|1). Returns one tag per task: ok | poison | running |
+/// final | stale | unknown. One `running` event names every task it started.
 const MARK_RUNNING: &str = r#"
-local idx, att, worker, now, lease_ms = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-local st = redis.call('HGET', state, idx)
-if not st then return 'unknown' end
-if st == 'waiting' then return 'stale' end
-if st ~= 'queued' and st ~= 'running' then return 'final' end
-if tonumber(redis.call('HGET', attempt, idx) or '0') ~= att then return 'stale' end
-if st == 'running' then
-  if ARGV[6] ~= '1' then return 'running' end
-  local owner, exp = lease_owner(idx)
-  if exp > now then return 'running' end
-  redis.call('HINCRBY', meta, 'running', -1)
+local worker, now, lease_ms, maxd = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local idxs = {}
+for i = 5, #ARGV, 3 do idxs[#idxs + 1] = ARGV[i] end
+-- Read what the batch needs in three calls, decide, then write in three.
+local sts = redis.call('HMGET', state, unpack(idxs))
+local atts = redis.call('HMGET', attempt, unpack(idxs))
+local dels = redis.call('HMGET', deliveries, unpack(idxs))
+local until_ms = worker .. '|' .. (now + lease_ms)
+local out, started, marked, st_set, lease_set, del_set, delta = {}, {}, {}, {}, {}, {}, 0
+for k = 1, #idxs do
+  local idx, att, takeover = idxs[k], tonumber(ARGV[3 + 3 * k]), ARGV[4 + 3 * k]
+  local st = sts[k]
+  local tag
+  if marked[idx] then tag = 'running' -- the same task twice in one batch
+  elseif not st then tag = 'unknown'
+  elseif st == 'waiting' then tag = 'stale'
+  elseif st ~= 'queued' and st ~= 'running' then tag = 'final'
+  elseif tonumber(atts[k] or '0') ~= att then tag = 'stale'
+  elseif st == 'running' and (takeover ~= '1' or select(2, lease_owner(idx)) > now) then tag = 'running'
+  else
+    if st == 'running' then delta = delta - 1 end
+    local d = (tonumber(dels[k]) or 0) + 1
+    marked[idx] = true
+    st_set[#st_set + 1] = idx; st_set[#st_set + 1] = 'running'
+    lease_set[#lease_set + 1] = idx; lease_set[#lease_set + 1] = until_ms
+    del_set[#del_set + 1] = idx; del_set[#del_set + 1] = d
+    delta = delta + 1
+    started[#started + 1] = idx
+    if d > maxd then tag = 'poison' else tag = 'ok' end
+  end
+  out[k] = tag
 end
-local d = redis.call('HINCRBY', deliveries, idx, 1)
-redis.call('HSET', state, idx, 'running')
-redis.call('HINCRBY', meta, 'running', 1)
-redis.call('HSET', lease, idx, worker .. '|' .. (now + lease_ms))
-redis.call('HSETNX', meta, 'started_ms', now)
-event('idx', idx, 'state', 'running', 'worker', worker)
-if d > tonumber(ARGV[7]) then return 'poison' end
-return 'ok'
+if #started > 0 then
+  redis.call('HSET', state, unpack(st_set))
+  redis.call('HSET', lease, unpack(lease_set))
+  redis.call('HSET', deliveries, unpack(del_set))
+  redis.call('HSETNX', meta, 'started_ms', now)
+  event('idxs', table.concat(started, ','), 'state', 'running', 'worker', worker)
+end
+if delta ~= 0 then redis.call('HINCRBY', meta, 'running', delta) end
+return out
 "#;
 
 /// ARGV: idx attempt worker now_ms lease_ms. Returns 1 renewed, 2 renewed but cancel
@@ -111,35 +133,69 @@ if redis.call('HEXISTS', cancel, idx) == 1 then return 2 end
 return 1
 "#;
 
-/// ARGV: idx attempt status result_blob now_ms retry_delay_ms(-1: final).
-/// Returns {tag, released, finished}; tag ok | retry | dup | stale.
+/// Records a batch of results of one run. ARGV: now_ms, then per task: idx attempt status
+/// result_blob retry_delay_ms (-1: final). Returns {{tag, released} per task, finished}; tag
+/// ok | retry | dup | stale. A final result goes to `result`; only attempts that are retried
+/// go to `history` (the snapshot joins both), and one event per status names the tasks.
 const RECORD_RESULT: &str = r#"
-local idx, att, status, now = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[5]
-local st = redis.call('HGET', state, idx)
-if st ~= 'running' and st ~= 'queued' then return {'dup', 0, 0} end
-if tonumber(redis.call('HGET', attempt, idx) or '0') ~= att then return {'stale', 0, 0} end
-redis.call('HSET', history, idx .. ':' .. att, ARGV[4])
-if st == 'running' then redis.call('HINCRBY', meta, 'running', -1) end
-redis.call('HDEL', lease, idx)
-local delay = tonumber(ARGV[6])
-if delay >= 0 and status ~= 'success' and status ~= 'cancelled' and redis.call('HEXISTS', cancel, idx) == 0 then
-  local nxt = att + 1
-  redis.call('HSET', state, idx, 'queued')
-  redis.call('HSET', attempt, idx, nxt)
-  redis.call('HDEL', deliveries, idx)
-  redis.call('ZADD', delayed, tonumber(now) + delay, idx .. ':' .. nxt)
-  redis.call('HINCRBY', meta, 'retries', 1)
-  event('idx', idx, 'state', 'retry', 'attempt', nxt, 'after', status)
-  return {'retry', 0, 0}
+local now = ARGV[1]
+local idxs = {}
+for i = 2, #ARGV, 5 do idxs[#idxs + 1] = ARGV[i] end
+local sts = redis.call('HMGET', state, unpack(idxs))
+local atts = redis.call('HMGET', attempt, unpack(idxs))
+-- `now_st`/`now_att`: state and attempt after earlier items of this batch (same task twice).
+local out, now_st, now_att, by_status, counts = {}, {}, {}, {}, {}
+local finals, st_set, res_set, lease_del = {}, {}, {}, {}
+local ran, done = 0, 0
+for k = 1, #idxs do
+  local i = 5 * k - 3
+  local idx, att, status, blob, delay = idxs[k], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
+  local st = now_st[idx] or sts[k]
+  if st ~= 'running' and st ~= 'queued' then out[k] = {'dup', 0}
+  elseif (now_att[idx] or tonumber(atts[k] or '0')) ~= att then out[k] = {'stale', 0}
+  else
+    if st == 'running' then ran = ran + 1 end
+    lease_del[#lease_del + 1] = idx
+    if delay >= 0 and status ~= 'success' and status ~= 'cancelled' and redis.call('HEXISTS', cancel, idx) == 0 then
+      local nxt = att + 1
+      redis.call('HSET', history, idx .. ':' .. att, blob)
+      redis.call('HSET', state, idx, 'queued')
+      redis.call('HSET', attempt, idx, nxt)
+      redis.call('HDEL', deliveries, idx)
+      redis.call('ZADD', delayed, tonumber(now) + delay, idx .. ':' .. nxt)
+      redis.call('HINCRBY', meta, 'retries', 1)
+      event('idx', idx, 'state', 'retry', 'attempt', nxt, 'after', status)
+      now_st[idx], now_att[idx] = 'queued', nxt
+      out[k] = {'retry', 0}
+    else
+      now_st[idx] = status
+      st_set[#st_set + 1] = idx; st_set[#st_set + 1] = status
+      res_set[#res_set + 1] = idx; res_set[#res_set + 1] = blob
+      counts[status] = (counts[status] or 0) + 1
+      done = done + 1
+      local l = by_status[status]
+      if not l then l = {}; by_status[status] = l end
+      l[#l + 1] = idx
+      finals[#finals + 1] = k
+      out[k] = {'ok', 0}
+    end
+  end
 end
-redis.call('HSET', state, idx, status)
-redis.call('HSET', result, idx, ARGV[4])
-redis.call('HINCRBY', meta, status, 1)
-redis.call('HINCRBY', meta, 'done', 1)
-event('idx', idx, 'state', status)
-local released = 0
-if status == 'success' then released = release_children(idx) else skip_dependents(idx) end
-return {'ok', released, maybe_finish(now)}
+if #lease_del > 0 then redis.call('HDEL', lease, unpack(lease_del)) end
+if #st_set > 0 then
+  redis.call('HSET', state, unpack(st_set))
+  redis.call('HSET', result, unpack(res_set))
+end
+-- Dependents only ever look at tasks that are `waiting`, never at this batch's own tasks.
+for _, k in ipairs(finals) do
+  local idx = idxs[k]
+  if ARGV[5 * k - 1] == 'success' then out[k][2] = release_children(idx) else skip_dependents(idx) end
+end
+if ran > 0 then redis.call('HINCRBY', meta, 'running', -ran) end
+for st, n in pairs(counts) do redis.call('HINCRBY', meta, st, n) end
+if done > 0 then redis.call('HINCRBY', meta, 'done', done) end
+for st, l in pairs(by_status) do event('idxs', table.concat(l, ','), 'state', st) end
+return {out, maybe_finish(now)}
 "#;
 
 /// ARGV: idx attempt worker. Hands a running task back (queued, same attempt, outbox).
@@ -211,6 +267,8 @@ redis.call('HINCRBY', meta, 'done', -1)
 local nxt = tonumber(redis.call('HGET', attempt, idx) or '0') + 1
 redis.call('HSET', state, idx, 'queued')
 redis.call('HSET', attempt, idx, nxt)
+local last = redis.call('HGET', result, idx)
+if last then redis.call('HSET', history, idx .. ':' .. (nxt - 1), last) end
 redis.call('HDEL', result, idx)
 redis.call('HDEL', deliveries, idx)
 redis.call('HDEL', cancel, idx)
@@ -258,3 +316,13 @@ pub static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(RELEASE));
 pub static PROMOTE_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(PROMOTE));
 pub static REVIVE_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(REVIVE));
 pub static CANCEL_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(CANCEL));
+
+/// KEYS[1] lock, ARGV[1] token: deletes the lock only while it is still ours.
+pub static UNLOCK_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"));
+
+/// KEYS[1] lock, KEYS[2] outbox; ARGV[1] token, ARGV[2] n: drops the outbox's first n entries
+/// while the flush lock is still ours (1), else leaves it alone (0).
+pub static TRIM_HELD_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new("if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('LTRIM', KEYS[2], ARGV[2], -1) return 1 end return 0")
+});

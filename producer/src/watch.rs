@@ -206,16 +206,17 @@ pub async fn follow_and_report(pool: &Pool, keys: &Keys, run_id: &str, catalog: 
                 for key in reply.map(|r| r.keys).unwrap_or_default() {
                     for e in key.ids {
                         last_id = e.id.clone();
-                        let st: Option<String> = e.get("state");
-                        let idx: Option<u32> = e.get("idx");
-                        if let (Some(st), Some(i)) = (st, idx) {
-                            let i = i as usize;
-                            if i < view.states.len() {
-                                if is_final(&st) && !is_final(&view.states[i]) {
-                                    say(format!("{} {} [{}] {st}", report::status_mark(&st), view.names[i], view.instances[i]));
-                                }
-                                view.states[i] = st;
+                        let Some(st) = e.get::<String>("state") else { continue };
+                        // One task (`idx`) or a batch of them (`idxs`, comma-separated).
+                        let one: Option<u32> = e.get("idx");
+                        let many: Option<String> = e.get("idxs");
+                        let idxs = one.into_iter().chain(many.iter().flat_map(|l| l.split(',').filter_map(|i| i.parse().ok())));
+                        let n = view.states.len();
+                        for i in idxs.map(|i: u32| i as usize).filter(|&i| i < n) {
+                            if is_final(&st) && !is_final(&view.states[i]) {
+                                say(format!("{} {} [{}] {st}", report::status_mark(&st), view.names[i], view.instances[i]));
                             }
+                            view.states[i] = st.clone();
                         }
                     }
                 }

@@ -8,7 +8,9 @@
 //! - [`exec`] — executors (`ssh`, `local`) behind one trait, and the wrapper protocol.
 //! - [`task`] — one task from command to agent to outcome.
 //! - [`service`] — read loops, job handling, shutdown.
+//! - [`batch`] — group commit of the hot path's Redis steps (mark, record, ack).
 
+pub mod batch;
 pub mod ccr;
 pub mod config;
 pub mod exec;

@@ -10,6 +10,11 @@ use zo_worker::config::WorkerConfig;
 use zo_worker::secrets::Secrets;
 use zo_worker::service::{self, WorkerError, WorkerOptions};
 
+// mimalloc: the hot path allocates many small, short-lived buffers; glibc malloc was ~15% of a
+// worker's CPU in the throughput benchmark (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Take jobs from Redis and run them on the execution host.
 ///
 /// Exit codes: 0 clean shutdown; 1 a `ccr` command failed; 2 invalid config or usage; 3 Redis

@@ -15,9 +15,10 @@ use tracing::{debug, error, info, warn, Instrument};
 use zo_common::catalog::Catalog;
 use zo_common::keys::Keys;
 use zo_common::model::{now_ms, ErrorClass, JobSpec, Status, TaskResult};
-use zo_common::queue::{self, Claim, MarkRunning, QueueError, Recorded, Renewed};
+use zo_common::queue::{self, MarkRunning, QueueError, Recorded, Renewed, ToMark, ToRecord};
 use zo_common::taskfile::Priority;
 
+use crate::batch::{Batcher, ClaimInfo};
 use crate::ccr;
 use crate::config::{ExecutorConfig, Reach, WorkerConfig};
 use crate::exec::{local::LocalExecutor, ssh::SshExecutor, Executor};
@@ -42,6 +43,8 @@ pub enum WorkerError {
 
 struct Shared {
     pool: Pool,
+    /// The hot path's Redis steps (mark, record, ack), batched.
+    batch: Batcher,
     keys: Keys,
     id: String,
     ctx: TaskContext,
@@ -158,8 +161,15 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
         }
     }
     let tracker = TaskTracker::new();
+    // Background loops that must outlive the drain (leases, heartbeat, batching) stop on `finished`.
+    let finished = CancellationToken::new();
+    let mut keepers = tokio::task::JoinSet::new();
+    let claim = ClaimInfo { worker: id.clone(), lease: cfg.lease, max_deliveries: cfg.max_deliveries };
+    let (batch, batching) = Batcher::start(pool.clone(), keys.clone(), claim, finished.clone());
+    keepers.spawn(batching);
     let shared = Arc::new(Shared {
         pool,
+        batch,
         keys,
         id: id.clone(),
         ctx,
@@ -174,10 +184,7 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
     let instances: Vec<String> = cfg.instances.iter().map(|i| i.name.clone()).collect();
     info!(worker = %id, instances = %instances.join(","), executor = executor.as_ref().map(|e| e.host().to_string()).unwrap_or_else(|| "simulate".into()), lease = %humantime::format_duration(cfg.lease), "worker started");
 
-    // Background loops that must outlive the drain (leases, heartbeat) stop on `finished`.
-    let finished = CancellationToken::new();
     let mut loops = tokio::task::JoinSet::new();
-    let mut keepers = tokio::task::JoinSet::new();
     for inst in &instances {
         loops.spawn(read_loop(shared.clone(), inst.clone(), shutdown.clone()));
         loops.spawn(reclaim_loop(shared.clone(), inst.clone(), shutdown.clone()));
@@ -606,7 +613,7 @@ async fn handle_entry(
         Ok(v) => v,
         Err(reason) => {
             warn!(entry = %entry_id, instance = %instance, "dead-lettering a malformed job: {reason}");
-            dead_letter(&shared, &stream, &entry_id, &fields, &reason).await;
+            Box::pin(dead_letter(&shared, &stream, &entry_id, &fields, &reason)).await;
             return;
         }
     };
@@ -620,11 +627,7 @@ async fn handle_entry(
     };
     let span = tracing::info_span!("task", run = %spec.run_id, task = %spec.name, attempt);
     async move {
-        let claim = Claim { worker: &shared.id, lease: shared.lease, takeover, max_deliveries: shared.max_deliveries };
-        let mark = match queue::conn(&shared.pool).await {
-            Ok(mut c) => queue::mark_running(&mut *c, &shared.keys, &spec.run_id, spec.idx, attempt, &claim).await,
-            Err(e) => Err(e),
-        };
+        let mark = shared.batch.mark(&spec.run_id, ToMark { idx: spec.idx, attempt, takeover }).await;
         let started_ms = now_ms();
         let outcome = match mark {
             Ok(MarkRunning::Ok) => None,
@@ -637,7 +640,7 @@ async fn handle_entry(
             Ok(MarkRunning::Unknown) => {
                 let reason = format!("run {} has no task {} (an unknown run, or one that expired)", spec.run_id, spec.idx);
                 warn!(entry = %entry_id, "dead-lettering: {reason}");
-                dead_letter(&shared, &stream, &entry_id, &fields, &reason).await;
+                Box::pin(dead_letter(&shared, &stream, &entry_id, &fields, &reason)).await;
                 return;
             }
             Ok(other) => {
@@ -665,7 +668,8 @@ async fn handle_entry(
                 shared.running.lock().expect("running lock").insert(key.clone(), job.clone());
                 info!(takeover, "started");
                 let ccr_before = shared.ccr_state(&instance);
-                let mut o = execute(&shared.ctx, &spec, &job.stop).await;
+                // Boxed: the execution's state is large, and the job's future is moved on every spawn.
+                let mut o = Box::pin(execute(&shared.ctx, &spec, &job.stop)).await;
                 // A model error while this instance's CCR crashed or restarted is the router's
                 // fault, not the task's: class it `network` so the job runs again.
                 if let (Some(ErrorClass::Model), Some((g0, _)), Some((g1, ready_now))) =
@@ -678,7 +682,7 @@ async fn handle_entry(
                 }
                 shared.running.lock().expect("running lock").remove(&key);
                 if shared.abort.is_cancelled() {
-                    hand_back(&shared, &spec, attempt, &stream, &entry_id).await;
+                    Box::pin(hand_back(&shared, &spec, attempt, &stream, &entry_id)).await;
                     return;
                 }
                 if job.why.load(std::sync::atomic::Ordering::SeqCst) == STOP_LEASE_LOST {
@@ -738,12 +742,13 @@ async fn handle_entry(
                     result.error.as_deref().unwrap_or("")
                 ),
             };
-            dead_letter_task(&shared, &spec, &result, &reason).await;
+            Box::pin(dead_letter_task(&shared, &spec, &result, &reason)).await;
         }
+        // The task is done with its slot once its result is stored.
+        drop(permit);
         if recorded.is_some() {
             ack(&shared, &stream, &entry_id).await;
         }
-        drop(permit);
     }
     .instrument(span)
     .await
@@ -769,31 +774,18 @@ async fn hand_back(shared: &Shared, spec: &JobSpec, attempt: u32, stream: &str, 
     }
 }
 
-/// Records a result, retrying while Redis is unreachable; then releases dependents.
-/// `None` when it could not be recorded (the job stays pending and runs again).
+/// Records a result, retrying while Redis is unreachable (the batcher enqueues released
+/// dependents). `None` when it could not be recorded (the job stays pending and runs again).
 async fn record(shared: &Shared, spec: &JobSpec, result: &TaskResult, retry_in: Option<Duration>) -> Option<Recorded> {
+    let item = ToRecord { idx: spec.idx, attempt: result.attempt, status: result.status.as_str(), blob: result.encode(), retry_in };
     for attempt in 0..12u32 {
-        let r = match queue::conn(&shared.pool).await {
-            Ok(mut c) => match queue::record_result(&mut *c, &shared.keys, &spec.run_id, spec.idx, result, retry_in).await {
-                Ok(rec) => {
-                    if let Recorded::Ok { released, .. } = rec {
-                        if released > 0 {
-                            if let Err(e) = queue::flush_outbox(&mut *c, &shared.keys, &spec.run_id).await {
-                                warn!("could not enqueue released tasks now ({e}); they stay in the run's outbox");
-                            }
-                        }
-                    }
-                    if matches!(rec, Recorded::Duplicate | Recorded::Stale) {
-                        debug!("result not stored ({rec:?}): another delivery recorded this attempt");
-                    }
-                    Ok(rec)
+        match shared.batch.record(&spec.run_id, item.clone()).await {
+            Ok(rec) => {
+                if matches!(rec, Recorded::Duplicate | Recorded::Stale) {
+                    debug!("result not stored ({rec:?}): another delivery recorded this attempt");
                 }
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        match r {
-            Ok(rec) => return Some(rec),
+                return Some(rec);
+            }
             Err(e) => {
                 warn!("recording the result failed: {e}; retrying in {:?}", backoff(attempt));
                 tokio::time::sleep(backoff(attempt)).await;
@@ -806,17 +798,8 @@ async fn record(shared: &Shared, spec: &JobSpec, result: &TaskResult, retry_in: 
 
 async fn ack(shared: &Shared, stream: &str, entry_id: &str) {
     for attempt in 0..6u32 {
-        if let Ok(mut c) = queue::conn(&shared.pool).await {
-            let r: redis::RedisResult<()> = redis::pipe()
-                .xack(stream, shared.keys.group(), &[entry_id])
-                .ignore()
-                .xdel(stream, &[entry_id])
-                .ignore()
-                .query_async(&mut *c)
-                .await;
-            if r.is_ok() {
-                return;
-            }
+        if shared.batch.ack(stream, entry_id).await.is_ok() {
+            return;
         }
         tokio::time::sleep(backoff(attempt)).await;
     }

@@ -316,6 +316,9 @@ fn parse_agent_json(stdout: &str) -> Option<serde_json::Value> {
 
 /// Waits `d` (bounded by the deadline and cancel); returns false when interrupted.
 async fn pause(d: Duration, deadline: Instant, cancel: &CancellationToken) -> (bool, bool) {
+    if d.is_zero() {
+        return (false, cancel.is_cancelled());
+    }
     tokio::select! {
         _ = tokio::time::sleep(d) => (false, false),
         _ = tokio::time::sleep_until(deadline) => (true, false),
