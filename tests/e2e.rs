@@ -107,6 +107,7 @@ tasks:
   - { name: Child, ccr_instance: fast, command: "echo x", dependencies: [Broken] }
   - { name: Grandchild, ccr_instance: general, prompt: "p", dependencies: [Child] }
   - { name: Independent, ccr_instance: general, command: "echo fine; pwd >&2", output_file: "out/independent.txt" }
+  - { name: Missing, ccr_instance: fast, command: "zo-no-such-command" }
 "#,
     );
     let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--results-dir", "res"], LIMIT);
@@ -129,7 +130,11 @@ tasks:
     assert_eq!(t["Independent"]["output"], "fine\n");
     assert_eq!(t["Independent"]["command"]["stderr"], "/tmp\n", "commands run in the configured workdir");
     assert_eq!(std::fs::read_to_string(dir.path().join("out/independent.txt")).unwrap(), "fine\n", "output_file is written");
-    assert_eq!(doc["summary"]["failed"], 1);
+    // A command that is not found is the command's failure, not a host without bash.
+    assert_eq!(t["Missing"]["status"], "failed");
+    assert_eq!(t["Missing"]["error_class"], "command", "{}", t["Missing"]);
+    assert_eq!(t["Missing"]["exit_code"], 127);
+    assert_eq!(doc["summary"]["failed"], 2);
     assert_eq!(doc["summary"]["skipped"], 2);
     assert!(out.stdout.contains("EXECUTION SUMMARY"), "dashboard on stdout:\n{}", out.stdout);
     let no_agent_for_broken = !sshd.path("rec").join("Broken").exists();
@@ -138,12 +143,40 @@ tasks:
 
 #[test]
 fn a_timeout_kills_the_remote_process_tree() {
+    timeout_kills_the_process_tree(Exec::Helper, 7000);
+}
+
+#[test]
+fn a_timeout_kills_the_remote_process_tree_without_the_helper() {
+    timeout_kills_the_process_tree(Exec::Wrapper, 8000);
+}
+
+#[test]
+fn a_timeout_kills_the_local_process_tree() {
+    timeout_kills_the_process_tree(Exec::Local, 9000);
+}
+
+enum Exec {
+    Helper,
+    Wrapper,
+    Local,
+}
+
+/// A task that hangs (with a background child) times out, and nothing of it survives on the
+/// host: through the remote helper, with one session and the wrapper per task, or locally.
+fn timeout_kills_the_process_tree(exec: Exec, base: u32) {
     let redis = Redis::start();
     let sshd = Sshd::start();
     let ns = namespace("timeout");
     let dir = tempfile::tempdir().unwrap();
-    let _w = Worker::start(dir.path(), "w", &ssh_worker_config(&sshd, &all_instances(2)), &redis.url(), &ns);
-    let marker = format!("{}", 7000 + std::process::id() % 1000);
+    let executor = match exec {
+        Exec::Helper => sshd.executor_yaml(),
+        Exec::Wrapper => format!("{}  helper: false\n", sshd.executor_yaml()),
+        Exec::Local => "executor: { kind: local }\n".into(),
+    };
+    let cfg = format!("{executor}{}instances:\n{}", sshd.agent_yaml(), all_instances(2));
+    let w = Worker::start(dir.path(), "w", &cfg, &redis.url(), &ns);
+    let marker = format!("{}", base + std::process::id() % 1000);
     write(
         dir.path(),
         "t.yaml",
@@ -167,6 +200,69 @@ fn a_timeout_kills_the_remote_process_tree() {
     }
     assert!(!process_alive(&format!("sleep 3{marker}1")), "the background sleep survived the timeout");
     assert!(!process_alive(&format!("sleep 3{marker}2")), "the foreground sleep survived the timeout");
+    drop(w);
+}
+
+#[test]
+fn a_host_without_perl_runs_each_task_in_its_own_session() {
+    let redis = Redis::start();
+    // The login's PATH holds bash and base64 (what the wrapper needs) but no perl.
+    let tools = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tools.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for tool in ["bash", "sh", "base64", "cat"] {
+        std::os::unix::fs::symlink(which(tool), tools.path().join(tool)).unwrap();
+    }
+    let sshd = Sshd::start_with(&format!("SetEnv PATH={}\n", tools.path().display()));
+    let ns = namespace("noperl");
+    let dir = tempfile::tempdir().unwrap();
+    let w = Worker::start(dir.path(), "w", &ssh_worker_config(&sshd, &all_instances(2)), &redis.url(), &ns);
+    write(dir.path(), "t.yaml", "tasks:\n  - { name: A, ccr_instance: fast, command: \"echo one\" }\n  - { name: B, ccr_instance: fast, command: \"echo two; exit 3\" }\n");
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--json", "--no-save", "--no-report"], LIMIT);
+    let doc = json_doc(&out);
+    let t = tasks_by_name(&doc);
+    assert_eq!(t["A"]["status"], "success", "{}", t["A"]);
+    assert_eq!(t["A"]["command"]["stdout"].as_str().unwrap().trim(), "one", "{}", t["A"]);
+    assert_eq!(t["B"]["status"], "failed");
+    assert_eq!(t["B"]["command"]["exit_code"], 3, "{}", t["B"]);
+    let log = w.log_text();
+    assert!(log.contains("cannot start the remote helper"), "the fallback must be logged:\n{log}");
+    assert!(!log.contains("remote helper started"), "{log}");
+}
+
+#[test]
+fn a_killed_worker_leaves_no_task_running_on_the_host() {
+    let redis = Redis::start();
+    let sshd = Sshd::start();
+    let ns = namespace("orphans");
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Worker::start(dir.path(), "w", &ssh_worker_config(&sshd, &all_instances(2)), &redis.url(), &ns);
+    let marker = format!("{}", 6000 + std::process::id() % 1000);
+    write(
+        dir.path(),
+        "t.yaml",
+        &format!("tasks:\n  - {{ name: Long, ccr_instance: fast, command: \"sleep 4{marker}1 & sleep 4{marker}2\" }}\n"),
+    );
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--detach"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !process_alive(&format!("sleep 4{marker}2")) {
+        assert!(Instant::now() < deadline, "the task never started:\n{}", w.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    w.kill9();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (process_alive(&format!("sleep 4{marker}1")) || process_alive(&format!("sleep 4{marker}2"))) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!process_alive(&format!("sleep 4{marker}1")), "the task's background child outlived the killed worker");
+    assert!(!process_alive(&format!("sleep 4{marker}2")), "the task outlived the killed worker");
+}
+
+fn which(tool: &str) -> std::path::PathBuf {
+    let out = std::process::Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().unwrap();
+    let p = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(!p.is_empty(), "{tool} is not installed");
+    std::fs::canonicalize(p).unwrap()
 }
 
 /// YAML double-quoted scalars accept JSON string syntax.

@@ -135,6 +135,11 @@ pub struct Sshd {
 
 impl Sshd {
     pub fn start() -> Sshd {
+        Self::start_with("")
+    }
+
+    /// Starts with `extra` appended to the generated `sshd_config`.
+    pub fn start_with(extra: &str) -> Sshd {
         ensure_user();
         let dir = tempfile::Builder::new().prefix("zo-sshd").tempdir().expect("tempdir");
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -148,7 +153,7 @@ impl Sshd {
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/hostkey\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPermitRootLogin no\n\
-             AllowUsers {SSH_USER}\nLogLevel ERROR\nPrintMotd no\n",
+             AllowUsers {SSH_USER}\nLogLevel ERROR\nPrintMotd no\n{extra}",
             d = p.display()
         );
         fs::write(p.join("sshd_config"), config).expect("sshd_config");
@@ -181,8 +186,23 @@ impl Sshd {
 
     /// Kill this sshd and every connection it serves (its per-connection children).
     pub fn kill(&mut self) {
-        let pid = self.child.0.id().to_string();
-        let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
+        // Every sshd process under the listener: the per-connection monitors and the
+        // unprivileged children that hold the TCP connections (killing only the monitors
+        // leaves the connections up). What the users run there is left alone.
+        let mut sshds = Vec::new();
+        let mut parents = vec![self.child.0.id().to_string()];
+        while let Some(parent) = parents.pop() {
+            let out = Command::new("pgrep").args(["-P", &parent]).output().expect("pgrep");
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                if fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sshd") {
+                    sshds.push(pid.to_string());
+                    parents.push(pid.to_string());
+                }
+            }
+        }
+        for pid in &sshds {
+            let _ = Command::new("kill").args(["-KILL", pid]).status();
+        }
         let _ = self.child.0.kill();
         let _ = self.child.0.wait();
     }

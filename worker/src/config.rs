@@ -175,10 +175,17 @@ pub struct SshConfig {
     /// Where control sockets live (default: the system temp dir).
     #[serde(default)]
     pub control_dir: Option<PathBuf>,
+    /// Start tasks through one long-lived helper process on the host (Perl) instead of one
+    /// SSH session each; without Perl there, the worker falls back by itself.
+    #[serde(default = "yes")]
+    pub helper: bool,
 }
 
 fn default_host() -> String {
     "zo".into()
+}
+fn yes() -> bool {
+    true
 }
 fn default_channels() -> usize {
     8

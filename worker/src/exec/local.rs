@@ -1,10 +1,11 @@
-//! The `local` executor: task scripts run on the worker's own machine.
+//! The `local` executor: task scripts run on the worker's own machine, each `bash -c SCRIPT`
+//! as the leader of its own process group.
 
 use std::process::Stdio;
 
 use tokio::process::Command;
 
-use super::{BoxFuture, ExecError, Executor, Spawned, WRAPPER};
+use super::{BoxFuture, ExecError, Executor, Group, Spawned};
 
 pub struct LocalExecutor {
     host: String,
@@ -24,19 +25,25 @@ impl Default for LocalExecutor {
 }
 
 impl Executor for LocalExecutor {
-    fn spawn(&self) -> BoxFuture<'_, Result<Spawned, ExecError>> {
+    fn spawn<'a>(&'a self, script: &'a str, prompt: Option<&'a str>) -> BoxFuture<'a, Result<Spawned, ExecError>> {
         Box::pin(async move {
-            let mut child = Command::new("bash")
-                .arg("-c")
-                .arg(WRAPPER)
+            let mut cmd = Command::new("bash");
+            cmd.arg("-c").arg(script);
+            match prompt {
+                Some(p) => cmd.env("ZO_PROMPT", p),
+                None => cmd.env_remove("ZO_PROMPT"),
+            };
+            let mut child = cmd
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
-                // Its own group: a Ctrl-C at the worker's terminal must not hit running tasks.
+                // Its own group: a timeout kills the whole tree, and a Ctrl-C at the worker's
+                // terminal does not hit running tasks.
                 .process_group(0)
                 .kill_on_drop(true)
                 .spawn()
                 .map_err(|e| ExecError::Config(format!("cannot start bash on this machine: {e}")))?;
+            let pgid = child.id().and_then(|p| i32::try_from(p).ok()).ok_or_else(|| ExecError::Config("bash exited at once".into()))?;
             let stdin = child.stdin.take().expect("piped");
             let stdout = child.stdout.take().expect("piped");
             let stderr = child.stderr.take().expect("piped");
@@ -47,6 +54,7 @@ impl Executor for LocalExecutor {
                 wait: Box::pin(async move {
                     child.wait().await.map(|s| s.code()).map_err(|e| ExecError::Config(format!("waiting for bash: {e}")))
                 }),
+                group: Group::Leader { pgid },
             })
         })
     }

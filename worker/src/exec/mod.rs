@@ -1,13 +1,18 @@
 //! Executors: where a task's shell runs (over SSH, or on this machine), behind one trait.
 //!
-//! Every run goes through the same small bash wrapper ([`WRAPPER`]). The wrapper reads, from
-//! stdin, one base64 line with the script to run and one with the prompt (empty when none),
-//! then starts the script as its own process group (`set -m`, then `set +m` so bash prints
-//! no job notices), prints that group id on
-//! stderr (`ZO-PGID n`) and waits. The rest of stdin flows to the script. So user text —
-//! commands and prompts — never passes through a command line or a shell's quoting, and a
-//! timeout can kill the whole process tree on the execution host by its group id.
+//! Two ways to start a script, both keeping user text (commands and prompts) off command
+//! lines and out of shell quoting, and both able to kill the script's whole process tree:
+//!
+//! - directly: the SSH executor's remote helper (`helper.rs`) receives script and prompt in a
+//!   frame and starts `bash -c SCRIPT` in its own session, one fork and exec per task and no SSH
+//!   session; the local executor starts `bash -c SCRIPT` as a process group leader;
+//! - otherwise (SSH without the helper) the small bash wrapper ([`WRAPPER`]) runs, one process (or SSH session) per
+//!   task. It reads, from stdin, one base64 line with the script to run and one with the prompt
+//!   (empty when none), then starts the script as its own process group (`set -m`, then
+//!   `set +m` so bash prints no job notices), prints that group id on stderr (`ZO-PGID n`) and
+//!   waits. The rest of stdin flows to the script.
 
+pub mod helper;
 pub mod local;
 pub mod ssh;
 
@@ -56,12 +61,27 @@ pub struct Spawned {
     /// Resolves to the exit code (`None` when killed by a signal). Poll it only after stdout
     /// and stderr reached EOF.
     pub wait: BoxFuture<'static, Result<Option<i32>, ExecError>>,
+    /// How the script was started, which says how to stop it.
+    pub group: Group,
+}
+
+/// How a started script's process group is found and killed.
+pub enum Group {
+    /// `bash -c WRAPPER`: the caller sends the header on stdin, the group id arrives on stderr
+    /// (`ZO-PGID n`) and a plain command kills the group.
+    Wrapper,
+    /// Started directly as the leader of group `pgid`; a plain command kills the group.
+    Leader { pgid: i32 },
+    /// Started by the remote helper: calling `kill` has the group TERMed, then KILLed.
+    Helper { kill: Box<dyn FnOnce() + Send> },
 }
 
 /// Where task scripts run.
 pub trait Executor: Send + Sync + 'static {
-    /// Starts `bash -c WRAPPER` on the execution host.
-    fn spawn(&self) -> BoxFuture<'_, Result<Spawned, ExecError>>;
+    /// Starts `script` (bash) on the execution host, with `prompt` in `$ZO_PROMPT`: directly
+    /// ([`Group::Leader`], [`Group::Helper`]) or as `bash -c WRAPPER` ([`Group::Wrapper`],
+    /// script and prompt to be sent by the caller).
+    fn spawn<'a>(&'a self, script: &'a str, prompt: Option<&'a str>) -> BoxFuture<'a, Result<Spawned, ExecError>>;
     /// Runs a short plain shell command (used to signal process groups).
     fn run_plain<'a>(&'a self, script: &'a str) -> BoxFuture<'a, Result<Option<i32>, ExecError>>;
     /// Host name for messages.
@@ -171,13 +191,14 @@ pub async fn run_script(
 ) -> Result<RunOutput, ExecError> {
     let started = Instant::now();
     let sp = tokio::select! {
-        r = ex.spawn() => r?,
+        r = ex.spawn(script, prompt) => r?,
         _ = tokio::time::sleep_until(deadline) => return Ok(RunOutput { timed_out: true, duration: started.elapsed(), ..Default::default() }),
         _ = cancel.cancelled() => return Ok(RunOutput { cancelled: true, duration: started.elapsed(), ..Default::default() }),
     };
-    let Spawned { mut stdin, stdout, stderr, wait } = sp;
+    let Spawned { mut stdin, stdout, stderr, wait, group } = sp;
     let (pgid_tx, mut pgid_rx) = tokio::sync::watch::channel(None);
-    let mut head = header(script, prompt);
+    let wrapped = matches!(group, Group::Wrapper);
+    let mut head = if wrapped { header(script, prompt) } else { Vec::new() };
     head.extend_from_slice(input);
     let feed = async move {
         // A script that does not read its stdin closes the pipe early; that is fine.
@@ -185,11 +206,18 @@ pub async fn run_script(
         let _ = stdin.shutdown().await;
         drop(stdin);
     };
+    let read_err = async move {
+        if wrapped {
+            read_stderr(stderr, limit, pgid_tx).await
+        } else {
+            read_capped(stderr, limit).await
+        }
+    };
     let work = async {
         // Wait only after stdout and stderr reached EOF: with OpenSSH multiplexing, a finished
         // wait closes the mux connection and the master stops forwarding output that is still
         // in flight (openssh-rust/openssh#103).
-        let (_, (out, out_trunc), (err, err_trunc)) = tokio::join!(feed, read_capped(stdout, limit), read_stderr(stderr, limit, pgid_tx));
+        let (_, (out, out_trunc), (err, err_trunc)) = tokio::join!(feed, read_capped(stdout, limit), read_err);
         let code = wait.await;
         (out, out_trunc || err_trunc, err, code)
     };
@@ -197,10 +225,16 @@ pub async fn run_script(
     let interrupted = tokio::select! {
         (stdout, truncated, stderr, code) = &mut work => {
             let exit_code = code?;
-            if exit_code == Some(WRAPPER_PROTOCOL_EXIT) && find_subslice(&stderr, b"base64").is_some() {
+            if wrapped && exit_code == Some(WRAPPER_PROTOCOL_EXIT) && find_subslice(&stderr, b"base64").is_some() {
                 return Err(ExecError::Config(format!("the wrapper could not decode its input on {}: {}", ex.host(), String::from_utf8_lossy(&stderr).trim())));
             }
-            if exit_code == Some(127) && stdout.is_empty() && find_subslice(&stderr, b"bash").is_some() && pgid_rx.borrow().is_none() {
+            let no_bash = if wrapped {
+                // The wrapper never reported a group: bash did not start the script.
+                exit_code == Some(127) && stdout.is_empty() && find_subslice(&stderr, b"bash").is_some() && pgid_rx.borrow().is_none()
+            } else {
+                exit_code == Some(127) && stderr.starts_with(helper::NO_BASH.as_bytes())
+            };
+            if no_bash {
                 return Err(ExecError::Config(format!("bash is needed on {} to run tasks: {}", ex.host(), String::from_utf8_lossy(&stderr).trim())));
             }
             return Ok(RunOutput { stdout, stderr, exit_code, truncated, duration: started.elapsed(), ..Default::default() });
@@ -208,18 +242,25 @@ pub async fn run_script(
         _ = tokio::time::sleep_until(deadline) => Interrupt::Timeout,
         _ = cancel.cancelled() => Interrupt::Cancel,
     };
-    // Kill the process group on the execution host. The group id may still be on its way.
-    let known = *pgid_rx.borrow();
-    let pgid = match known {
-        Some(p) => Some(p),
-        None => {
-            tokio::time::timeout(Duration::from_secs(2), pgid_rx.wait_for(Option::is_some)).await.ok().and_then(|r| r.ok().and_then(|v| *v))
+    match group {
+        Group::Helper { kill } => kill(),
+        Group::Leader { pgid } => kill_group(ex, pgid).await,
+        Group::Wrapper => {
+            // Kill the process group on the execution host. The group id may still be on its way.
+            let known = *pgid_rx.borrow();
+            let pgid = match known {
+                Some(p) => Some(p),
+                None => tokio::time::timeout(Duration::from_secs(2), pgid_rx.wait_for(Option::is_some))
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok().and_then(|v| *v)),
+            };
+            if let Some(p) = pgid {
+                kill_group(ex, p).await;
+            }
         }
-    };
-    if let Some(p) = pgid {
-        kill_group(ex, p).await;
     }
-    // Let the wrapper notice; never wait long for a peer that is gone.
+    // Let the script's end reach us; never wait long for a peer that is gone.
     let _ = tokio::time::timeout(Duration::from_secs(5), &mut work).await;
     Ok(RunOutput {
         timed_out: interrupted == Interrupt::Timeout,

@@ -4,9 +4,14 @@
 //! sshd's `MaxSessions` (10 by default); when all are busy and fewer than `max_masters` exist,
 //! another master is opened. A master that fails is dropped and replaced on the next use.
 //! Masters persist only while idle for a minute, so a killed worker leaves none behind for long.
+//!
+//! Tasks start through the remote helper (`helper.rs`), one long-lived process on the host
+//! that holds one session of a master; when the host cannot run it (no Perl) or the config
+//! says `helper: false`, each task runs the bash wrapper in a session of its own.
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use std::collections::HashMap;
@@ -14,7 +19,8 @@ use std::collections::HashMap;
 use openssh::{ControlPersist, ForwardType, KnownHosts, Session, SessionBuilder, Socket, Stdio};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{BoxFuture, ExecError, Executor, Spawned, WRAPPER};
+use super::helper::{Helper, OpenError, HELPER};
+use super::{BoxFuture, ExecError, Executor, Group, Spawned, WRAPPER};
 use crate::config::{KnownHostsPolicy, SshConfig};
 
 struct Master {
@@ -36,6 +42,12 @@ pub struct SshExecutor {
     next_id: std::sync::atomic::AtomicU64,
     /// Serializes opening masters so a burst of tasks does not open many at once.
     connecting: tokio::sync::Semaphore,
+    /// The remote helper, once started.
+    helper: Mutex<Option<Arc<Helper>>>,
+    /// Serializes starting (and replacing) the helper.
+    helper_gate: tokio::sync::Semaphore,
+    /// Set when the host cannot run the helper: every task gets its own session.
+    no_helper: AtomicBool,
 }
 
 impl SshExecutor {
@@ -56,6 +68,9 @@ impl SshExecutor {
             masters: Mutex::new(Vec::new()),
             next_id: Default::default(),
             connecting: tokio::sync::Semaphore::new(1),
+            helper: Mutex::new(None),
+            helper_gate: tokio::sync::Semaphore::new(1),
+            no_helper: AtomicBool::new(false),
         }
     }
 
@@ -223,6 +238,105 @@ impl SshExecutor {
     }
 }
 
+impl SshExecutor {
+    /// The running helper; `None` when the host cannot run one (then tasks get a session each).
+    async fn helper(&self) -> Result<Option<Arc<Helper>>, ExecError> {
+        if let Some(h) = self.live_helper() {
+            return Ok(Some(h));
+        }
+        if self.no_helper.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let _gate = self.helper_gate.acquire().await.expect("gate never closes");
+        if let Some(h) = self.live_helper() {
+            return Ok(Some(h));
+        }
+        if self.no_helper.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let dead = self.helper.lock().expect("helper lock").take();
+        if let Some(old) = dead {
+            old.close().await;
+        }
+        let (mut child, permit) = self.spawn_retrying(&helper_command(), true).await?;
+        let stdin = child.stdin().take().expect("piped");
+        let stdout = child.stdout().take().expect("piped");
+        let stderr = child.stderr().take().expect("piped");
+        let session = child.session();
+        let exited: BoxFuture<'static, ()> = Box::pin(async move {
+            let _ = child.wait().await;
+            drop(permit);
+        });
+        match Helper::open(stdin, stdout, stderr, exited, self.label.clone(), self.cfg.connect_timeout).await {
+            Ok(h) => {
+                let h = Arc::new(h);
+                *self.helper.lock().expect("helper lock") = Some(h.clone());
+                tracing::info!(host = %self.label, "remote helper started");
+                Ok(Some(h))
+            }
+            Err(OpenError::Network(why)) => Err(ExecError::Network(format!("{}: {why}", self.label))),
+            Err(OpenError::Unavailable(why)) => {
+                if let Err(e) = session.check().await {
+                    return Err(ExecError::Network(format!("connection to {} lost: {}", self.label, describe(&e))));
+                }
+                tracing::warn!(host = %self.label, "cannot start the remote helper ({why}); each task gets its own SSH session instead");
+                self.no_helper.store(true, Ordering::Relaxed);
+                Ok(None)
+            }
+        }
+    }
+
+    fn live_helper(&self) -> Option<Arc<Helper>> {
+        self.helper.lock().expect("helper lock").as_ref().filter(|h| h.alive()).cloned()
+    }
+
+    /// One task through the helper; a helper that died is replaced once.
+    async fn spawn_helped(&self, script: &str, prompt: Option<&str>) -> Result<Option<Spawned>, ExecError> {
+        let mut tries = 0;
+        loop {
+            let Some(h) = self.helper().await? else { return Ok(None) };
+            match h.start(script, prompt) {
+                Ok(s) => return Ok(Some(s)),
+                Err(e) if tries > 0 => return Err(e),
+                Err(_) => tries += 1,
+            }
+        }
+    }
+
+    async fn spawn_wrapper(&self) -> Result<Spawned, ExecError> {
+        let (mut child, permit) = self.spawn_retrying(&wrapper_command(), true).await?;
+        let stdin = child.stdin().take().expect("piped");
+        let stdout = child.stdout().take().expect("piped");
+        let stderr = child.stderr().take().expect("piped");
+        let label = self.label.clone();
+        let session = child.session();
+        Ok(Spawned {
+            stdin: Box::new(stdin),
+            stdout: Box::new(stdout),
+            stderr: Box::new(stderr),
+            wait: Box::pin(async move {
+                let r = child.wait().await;
+                drop(permit);
+                match r {
+                    Ok(s) => Ok(s.code()),
+                    // The mux protocol cannot tell a killed process from a lost
+                    // connection; a dead master means the connection was lost.
+                    Err(openssh::Error::RemoteProcessTerminated) => match session.check().await {
+                        Ok(()) => Ok(None),
+                        Err(e) => Err(ExecError::Network(format!("connection to {label} lost: {}", describe(&e)))),
+                    },
+                    Err(e) => Err(ExecError::Network(format!("connection to {label} lost: {}", describe(&e)))),
+                }
+            }),
+            group: Group::Wrapper,
+        })
+    }
+}
+
+fn helper_command() -> String {
+    format!("exec perl -e {}", super::shell_quote(HELPER))
+}
+
 fn wrapper_command() -> String {
     format!("bash -c {}", super::shell_quote(WRAPPER))
 }
@@ -250,33 +364,14 @@ fn describe(e: &openssh::Error) -> String {
 }
 
 impl Executor for SshExecutor {
-    fn spawn(&self) -> BoxFuture<'_, Result<Spawned, ExecError>> {
+    fn spawn<'a>(&'a self, script: &'a str, prompt: Option<&'a str>) -> BoxFuture<'a, Result<Spawned, ExecError>> {
         Box::pin(async move {
-            let (mut child, permit) = self.spawn_retrying(&wrapper_command(), true).await?;
-            let stdin = child.stdin().take().expect("piped");
-            let stdout = child.stdout().take().expect("piped");
-            let stderr = child.stderr().take().expect("piped");
-            let label = self.label.clone();
-            let session = child.session();
-            Ok(Spawned {
-                stdin: Box::new(stdin),
-                stdout: Box::new(stdout),
-                stderr: Box::new(stderr),
-                wait: Box::pin(async move {
-                    let r = child.wait().await;
-                    drop(permit);
-                    match r {
-                        Ok(s) => Ok(s.code()),
-                        // The mux protocol cannot tell a killed process from a lost
-                        // connection; a dead master means the connection was lost.
-                        Err(openssh::Error::RemoteProcessTerminated) => match session.check().await {
-                            Ok(()) => Ok(None),
-                            Err(e) => Err(ExecError::Network(format!("connection to {label} lost: {}", describe(&e)))),
-                        },
-                        Err(e) => Err(ExecError::Network(format!("connection to {label} lost: {}", describe(&e)))),
-                    }
-                }),
-            })
+            if self.cfg.helper {
+                if let Some(s) = self.spawn_helped(script, prompt).await? {
+                    return Ok(s);
+                }
+            }
+            self.spawn_wrapper().await
         })
     }
 
@@ -307,6 +402,10 @@ impl Executor for SshExecutor {
 
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
+            let helper = self.helper.lock().expect("helper lock").take();
+            if let Some(h) = helper {
+                h.close().await;
+            }
             let masters: Vec<Arc<Master>> = std::mem::take(&mut *self.masters.lock().expect("masters lock"));
             for m in masters {
                 if let Ok(m) = Arc::try_unwrap(m) {
