@@ -80,12 +80,11 @@ async fn drive(url: &str, ns: &str, plan: &Plan) -> Result<(), TestCaseError> {
             priority: Priority::Medium,
         })
         .collect();
-    let blobs: Vec<Vec<u8>> = specs.iter().map(JobSpec::encode).collect();
     queue::ensure_group(&mut c, &keys, "fast").await.unwrap();
     queue::create_run(
         &mut c,
         &keys,
-        &NewRun { run_id: run, file: "p.yaml", name: None, specs: &specs, blobs: &blobs, retention: Duration::from_secs(60) },
+        &NewRun { run_id: run, file: "p.yaml", name: None, specs: &specs, retention: Duration::from_secs(60) },
     )
     .await
     .unwrap();
@@ -232,5 +231,63 @@ fn every_task_ends_in_exactly_one_final_state() {
     proptest!(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() }, |(p in plan())| {
         let ns = format!("zo-prop-{}", case.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         rt.block_on(drive(&redis.url(), &ns, &p))?;
+    });
+}
+
+/// A run larger than one creation pipeline arrives whole: every key complete, roots in the
+/// outbox, and the connection out of its transaction afterwards.
+#[test]
+fn a_large_run_is_created_whole() {
+    let redis = Redis::start();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let keys = Keys::new("zo-large");
+        let n = 4500u32;
+        // Every third task depends on the one before it.
+        let specs: Vec<JobSpec> = (0..n)
+            .map(|i| JobSpec {
+                run_id: "L".into(),
+                idx: i,
+                name: format!("t{i}"),
+                instance: "fast".into(),
+                command: Some("true".into()),
+                prompt: None,
+                timeout_ms: 1000,
+                deps: if i % 3 == 2 { vec![i - 1] } else { vec![] },
+                tags: vec![],
+                description: None,
+                output_file: None,
+                simulate: None,
+                retry: RetryPolicy::default(),
+                priority: Priority::Medium,
+            })
+            .collect();
+        queue::create_run(
+            &mut c,
+            &keys,
+            &NewRun { run_id: "L", file: "l.yaml", name: None, specs: &specs, retention: Duration::from_secs(60) },
+        )
+        .await
+        .unwrap();
+        let hlen = |k: &str| redis::cmd("HLEN").arg(keys.run("L", k)).clone();
+        let mut c2 = c.clone();
+        let spec: u32 = hlen("spec").query_async(&mut c2).await.unwrap();
+        let state: u32 = hlen("state").query_async(&mut c2).await.unwrap();
+        let pending: u32 = hlen("pending").query_async(&mut c2).await.unwrap();
+        let children: u32 = hlen("children").query_async(&mut c2).await.unwrap();
+        let outbox: u32 = redis::cmd("LLEN").arg(keys.run("L", "outbox")).query_async(&mut c2).await.unwrap();
+        let total: u32 = redis::cmd("HGET").arg(keys.run("L", "meta")).arg("total").query_async(&mut c2).await.unwrap();
+        assert_eq!((spec, state, total), (n, n, n));
+        assert_eq!(pending, n / 3);
+        assert_eq!(children, n / 3);
+        assert_eq!(outbox, n - n / 3, "every root, and only roots, in the outbox");
+        let listed: bool = redis::cmd("ZSCORE").arg(keys.runs()).arg("L").query_async::<Option<u64>>(&mut c2).await.unwrap().is_some();
+        assert!(listed, "the run is in the index");
+        let snap = queue::snapshot(&mut c2, &keys, "L").await.unwrap();
+        assert_eq!(snap.specs.len(), n as usize);
+        assert_eq!(snap.specs[4499].deps, vec![4498]);
+        let _: () = redis::cmd("DEL").arg(keys.run_keys("L")).query_async(&mut c2).await.unwrap();
     });
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::taskfile::{Priority, RetryPolicy, Simulate, TaskFile};
+use crate::taskfile::{Priority, RetryPolicy, Simulate, TaskFile, TaskSpec};
 
 /// A task as stored in its run and carried by its stream entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,23 +35,28 @@ pub struct JobSpec {
 
 impl JobSpec {
     pub fn from_file(run_id: &str, file: &TaskFile) -> Vec<JobSpec> {
-        file.tasks
-            .iter()
+        Self::from_tasks(run_id, file.tasks.clone())
+    }
+
+    /// Like [`JobSpec::from_file`], taking the tasks over (no copies of their text).
+    pub fn from_tasks(run_id: &str, tasks: Vec<TaskSpec>) -> Vec<JobSpec> {
+        tasks
+            .into_iter()
             .enumerate()
             .map(|(i, t)| JobSpec {
                 run_id: run_id.to_string(),
                 idx: i as u32,
-                name: t.name.clone(),
-                instance: t.instance.clone(),
-                command: t.command.clone(),
-                prompt: t.prompt.clone(),
+                name: t.name,
+                instance: t.instance,
+                command: t.command,
+                prompt: t.prompt,
                 timeout_ms: t.timeout.as_millis() as u64,
                 deps: t.deps.iter().map(|&d| d as u32).collect(),
-                tags: t.tags.clone(),
-                description: t.description.clone(),
-                output_file: t.output_file.clone(),
-                simulate: t.simulate.clone(),
-                retry: t.retry.clone(),
+                tags: t.tags,
+                description: t.description,
+                output_file: t.output_file,
+                simulate: t.simulate,
+                retry: t.retry,
                 priority: t.priority,
             })
             .collect()

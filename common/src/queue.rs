@@ -142,13 +142,46 @@ pub struct NewRun<'a> {
     pub file: &'a str,
     pub name: Option<&'a str>,
     pub specs: &'a [JobSpec],
-    /// The specs encoded ([`JobSpec::encode`]), same order.
-    pub blobs: &'a [Vec<u8>],
     pub retention: Duration,
 }
 
-/// Creates every key of a run in one MULTI (all or nothing), roots in the outbox.
+/// Tasks per pipeline while a run is created: bounds the memory a large run needs.
+const CREATE_CHUNK: usize = 2000;
+
+/// Creates every key of a run in one MULTI (all or nothing), roots in the outbox. The
+/// transaction is sent in pipelines of [`CREATE_CHUNK`] tasks (Redis queues them until EXEC),
+/// so a 100,000-task run never sits in memory as one encoded command buffer. `conn` must not
+/// be shared with concurrent users while this runs (a pooled connection that we hold is not).
 pub async fn create_run(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, run: &NewRun<'_>) -> Result<(), QueueError> {
+    redis::cmd("MULTI").query_async::<()>(conn).await?;
+    match queue_run(conn, keys, run).await {
+        Ok(now) => {
+            let replies: redis::Value = redis::cmd("EXEC").query_async(conn).await?;
+            if let redis::Value::Array(items) = &replies {
+                if let Some(redis::Value::ServerError(e)) = items.iter().find(|v| matches!(v, redis::Value::ServerError(_))) {
+                    return Err(QueueError::Corrupt(format!("creating run {}: {e:?}", run.run_id)));
+                }
+            }
+            // Shared index keys are written by single commands, outside the run's MULTI (one slot).
+            redis::pipe()
+                .zadd(keys.runs(), run.run_id, now)
+                .ignore()
+                .sadd(keys.active(), run.run_id)
+                .ignore()
+                .query_async::<()>(conn)
+                .await?;
+            Ok(())
+        }
+        Err(e) => {
+            // Leave nothing queued on this connection; the server drops the transaction.
+            let _ = redis::cmd("DISCARD").query_async::<()>(conn).await;
+            Err(e)
+        }
+    }
+}
+
+/// The commands of [`create_run`] inside its MULTI. Returns the creation time.
+async fn queue_run(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, run: &NewRun<'_>) -> Result<u64, QueueError> {
     let k = |s: &str| keys.run(run.run_id, s);
     let n = run.specs.len();
     let mut children: Vec<Vec<u32>> = vec![Vec::new(); n];
@@ -159,7 +192,6 @@ pub async fn create_run(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys,
     }
     let now = now_ms();
     let mut p = redis::pipe();
-    p.atomic();
     p.hset_multiple(
         k("meta"),
         &[
@@ -181,9 +213,10 @@ pub async fn create_run(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys,
     )
     .ignore();
     // Large runs go in chunks so that no single command carries megabytes.
-    for (chunk, blobs) in run.specs.chunks(1000).zip(run.blobs.chunks(1000)) {
-        let spec: Vec<(u32, &[u8])> = chunk.iter().zip(blobs).map(|(s, b)| (s.idx, b.as_slice())).collect();
+    for chunk in run.specs.chunks(CREATE_CHUNK) {
+        let spec: Vec<(u32, Vec<u8>)> = chunk.iter().map(|s| (s.idx, s.encode())).collect();
         p.hset_multiple(k("spec"), &spec).ignore();
+        drop(spec);
         let state: Vec<(u32, &str)> = chunk.iter().map(|s| (s.idx, if s.deps.is_empty() { "queued" } else { "waiting" })).collect();
         p.hset_multiple(k("state"), &state).ignore();
         let attempt: Vec<(u32, u32)> = chunk.iter().map(|s| (s.idx, u32::from(s.deps.is_empty()))).collect();
@@ -204,11 +237,11 @@ pub async fn create_run(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys,
         if !roots.is_empty() {
             p.rpush(k("outbox"), roots).ignore();
         }
+        // Each command answers QUEUED; the results come with EXEC.
+        p.query_async::<()>(conn).await?;
+        p.clear();
     }
-    p.query_async::<()>(conn).await?;
-    // Shared index keys are written by single commands, outside the run's MULTI (one slot).
-    redis::pipe().zadd(keys.runs(), run.run_id, now).ignore().sadd(keys.active(), run.run_id).ignore().query_async::<()>(conn).await?;
-    Ok(())
+    Ok(now)
 }
 
 /// Moves the run's outbox into the instance streams. Safe to run concurrently and to repeat:
@@ -222,11 +255,10 @@ pub async fn flush_outbox(conn: &mut impl redis::aio::ConnectionLike, keys: &Key
     flush_outbox_with(conn, keys, run_id, None).await
 }
 
-/// The run's specs and their encodings as the producer holds them (index = task index).
+/// The run's specs as the producer holds them (index = task index).
 #[derive(Clone, Copy)]
 pub struct LocalSpecs<'a> {
     pub specs: &'a [JobSpec],
-    pub blobs: &'a [Vec<u8>],
 }
 
 /// [`flush_outbox`], taking specs from `local` instead of reading them back from Redis.
@@ -282,7 +314,7 @@ async fn flush_held(
                 None => tracing::warn!(run = run_id, entry = %e, "dropping a malformed outbox entry"),
             }
         }
-        let known = |i: u32| local.and_then(|l| Some((l.specs.get(i as usize)?, l.blobs.get(i as usize)?)));
+        let known = |i: u32| local.and_then(|l| l.specs.get(i as usize));
         let missing: Vec<u32> = parsed.iter().map(|p| p.0).filter(|&i| known(i).is_none()).collect();
         let mut fetched: HashMap<u32, Vec<u8>> = HashMap::new();
         if !missing.is_empty() {
@@ -295,7 +327,7 @@ async fn flush_held(
         let mut p = redis::pipe();
         for &(idx, attempt) in &parsed {
             match known(idx) {
-                Some((spec, blob)) => xadd_job(&mut p, keys, run_id, spec, attempt, blob),
+                Some(spec) => xadd_job(&mut p, keys, run_id, spec, attempt, &spec.encode()),
                 None => {
                     let blob = &fetched[&idx];
                     let spec = JobSpec::decode(blob).map_err(|e| QueueError::Corrupt(format!("run {run_id}: spec of task {idx}: {e}")))?;

@@ -13,6 +13,22 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
+/// A value and where it was written: what validation needs of serde-saphyr's [`Spanned`]
+/// (which carries two full locations) at a third of its size — a 100,000-task file holds
+/// hundreds of thousands of these while it is checked.
+#[derive(Deserialize, Clone)]
+#[serde(from = "Spanned<T>", bound(deserialize = "T: Deserialize<'de>"))]
+struct Sp<T> {
+    value: T,
+    referenced: Pos,
+}
+
+impl<T> From<Spanned<T>> for Sp<T> {
+    fn from(s: Spanned<T>) -> Self {
+        Sp { value: s.value, referenced: s.referenced.into() }
+    }
+}
+
 use crate::catalog::Catalog;
 use crate::model::ErrorClass;
 use crate::yaml::{self, closest, Pos, YamlError};
@@ -161,7 +177,8 @@ struct RawFile {
     description: Option<String>,
     #[serde(default)]
     defaults: Option<RawDefaults>,
-    tasks: Option<Spanned<Vec<Spanned<RawTask>>>>,
+    // Boxed: a 100,000-task file would otherwise hold (and regrow) a vector of large structs.
+    tasks: Option<Sp<Vec<Sp<Box<RawTask>>>>>,
 }
 
 /// Run-wide defaults that tasks may override.
@@ -175,30 +192,31 @@ struct RawDefaults {
 #[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawRetry {
-    max_retries: Option<Spanned<u32>>,
-    retry_on: Option<Vec<Spanned<String>>>,
+    max_retries: Option<Sp<u32>>,
+    retry_on: Option<Vec<Sp<String>>>,
     backoff: Option<Backoff>,
-    base_delay: Option<Spanned<RawTimeout>>,
-    max_delay: Option<Spanned<RawTimeout>>,
+    base_delay: Option<Sp<RawTimeout>>,
+    max_delay: Option<Sp<RawTimeout>>,
     jitter: Option<bool>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTask {
-    name: Option<Spanned<String>>,
-    ccr_instance: Option<Spanned<String>>,
-    command: Option<Spanned<String>>,
-    prompt: Option<Spanned<String>>,
-    timeout: Option<Spanned<RawTimeout>>,
+    name: Option<Sp<String>>,
+    ccr_instance: Option<Sp<String>>,
+    command: Option<Sp<String>>,
+    prompt: Option<Sp<String>>,
+    timeout: Option<Sp<RawTimeout>>,
     #[serde(default)]
-    dependencies: Vec<Spanned<String>>,
+    dependencies: Vec<Sp<String>>,
     #[serde(default)]
     tags: Vec<String>,
     description: Option<String>,
-    output_file: Option<Spanned<String>>,
-    simulate: Option<Spanned<RawSimulate>>,
-    retry_policy: Option<RawRetry>,
+    output_file: Option<Sp<String>>,
+    // Rare keys stay out of line, so every task does not carry their space.
+    simulate: Option<Box<Sp<RawSimulate>>>,
+    retry_policy: Option<Box<RawRetry>>,
     priority: Option<Priority>,
 }
 
@@ -213,7 +231,7 @@ enum RawTimeout {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSimulate {
-    duration: Option<Spanned<RawTimeout>>,
+    duration: Option<Sp<RawTimeout>>,
     #[serde(default)]
     fail: bool,
     #[serde(default)]
@@ -242,20 +260,20 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
         return Err(TaskFileError(vec![YamlError::plain(file, "missing required key `tasks`; list your tasks under `tasks:`")]));
     };
     if tasks.value.is_empty() {
-        return Err(TaskFileError(vec![YamlError::at(file, tasks.referenced.into(), "`tasks` is empty; add at least one task")]));
+        return Err(TaskFileError(vec![YamlError::at(file, tasks.referenced, "`tasks` is empty; add at least one task")]));
     }
 
     // Pass 1: each task on its own.
     let mut specs = Vec::with_capacity(tasks.value.len());
-    let mut dep_names: Vec<Vec<Spanned<String>>> = Vec::with_capacity(tasks.value.len());
+    let mut dep_names: Vec<Vec<Sp<String>>> = Vec::with_capacity(tasks.value.len());
     let mut name_pos: Vec<Pos> = Vec::with_capacity(tasks.value.len());
     for (i, t) in tasks.value.into_iter().enumerate() {
-        let at: Pos = t.referenced.into();
+        let at: Pos = t.referenced;
         let t = t.value;
         let name = match &t.name {
             Some(n) if !n.value.trim().is_empty() => n.value.trim().to_string(),
             Some(n) => {
-                errs.push(YamlError::at(file, n.referenced.into(), "task `name` is empty; give the task a name"));
+                errs.push(YamlError::at(file, n.referenced, "task `name` is empty; give the task a name"));
                 format!("#{}", i + 1)
             }
             None => {
@@ -287,7 +305,7 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
                     };
                     errs.push(YamlError::at(
                         file,
-                        inst.referenced.into(),
+                        inst.referenced,
                         format!("task `{name}`: unknown ccr_instance `{}`; {hint}", inst.value),
                     ));
                 }
@@ -304,7 +322,7 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
                 if v.value.contains('\0') {
                     errs.push(YamlError::at(
                         file,
-                        v.referenced.into(),
+                        v.referenced,
                         format!("task `{name}`: `{key}` contains a NUL character, which cannot be passed to a program; remove it"),
                     ));
                 }
@@ -317,13 +335,13 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
                 Ok(d) => {
                     errs.push(YamlError::at(
                         file,
-                        sp.referenced.into(),
+                        sp.referenced,
                         format!("task `{name}`: timeout {} is out of range; use 1s to 24h", humantime::format_duration(d)),
                     ));
                     DEFAULT_TIMEOUT
                 }
                 Err(m) => {
-                    errs.push(YamlError::at(file, sp.referenced.into(), format!("task `{name}`: {m}")));
+                    errs.push(YamlError::at(file, sp.referenced, format!("task `{name}`: {m}")));
                     DEFAULT_TIMEOUT
                 }
             },
@@ -332,7 +350,7 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
             Some(o) if o.value.trim().is_empty() => {
                 errs.push(YamlError::at(
                     file,
-                    o.referenced.into(),
+                    o.referenced,
                     format!("task `{name}`: `output_file` is empty; give a file name or remove the key"),
                 ));
                 None
@@ -340,7 +358,7 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
             Some(o) if o.value.ends_with('/') => {
                 errs.push(YamlError::at(
                     file,
-                    o.referenced.into(),
+                    o.referenced,
                     format!("task `{name}`: `output_file` `{}` names a directory; give a file name", o.value),
                 ));
                 None
@@ -356,7 +374,7 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
                     Some(d) => match duration_of(&d.value) {
                         Ok(d) => d.as_millis() as u64,
                         Err(m) => {
-                            errs.push(YamlError::at(file, d.referenced.into(), format!("task `{name}`: simulate.{m}")));
+                            errs.push(YamlError::at(file, d.referenced, format!("task `{name}`: simulate.{m}")));
                             0
                         }
                     },
@@ -426,12 +444,12 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
             match index.get(d.value.as_str()) {
                 Some(&j) if j == i => dup_errs.push(YamlError::at(
                     file,
-                    d.referenced.into(),
+                    d.referenced,
                     format!("task `{}` depends on itself; remove `{}` from its dependencies", specs[i].name, d.value),
                 )),
                 Some(&j) if resolved.contains(&j) => dup_errs.push(YamlError::at(
                     file,
-                    d.referenced.into(),
+                    d.referenced,
                     format!("task `{}` lists dependency `{}` twice; remove one", specs[i].name, d.value),
                 )),
                 Some(&j) => resolved.push(j),
@@ -442,7 +460,7 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
                     };
                     dup_errs.push(YamlError::at(
                         file,
-                        d.referenced.into(),
+                        d.referenced,
                         format!("task `{}` depends on unknown task `{}`; {hint}", specs[i].name, d.value),
                     ));
                 }
@@ -477,7 +495,7 @@ fn retry_policy(raw: &RawRetry, base: &RetryPolicy, file: &str, what: &str, errs
     let mut p = base.clone();
     if let Some(m) = &raw.max_retries {
         if m.value > 100 {
-            errs.push(YamlError::at(file, m.referenced.into(), format!("{what}: max_retries {} is too many; use 0 to 100", m.value)));
+            errs.push(YamlError::at(file, m.referenced, format!("{what}: max_retries {} is too many; use 0 to 100", m.value)));
         } else {
             p.max_retries = m.value;
         }
@@ -495,7 +513,7 @@ fn retry_policy(raw: &RawRetry, base: &RetryPolicy, file: &str, what: &str, errs
                     };
                     errs.push(YamlError::at(
                         file,
-                        item.referenced.into(),
+                        item.referenced,
                         format!("{what}: unknown error class `{}` in retry_on; {hint}", item.value),
                     ));
                 }
@@ -512,8 +530,8 @@ fn retry_policy(raw: &RawRetry, base: &RetryPolicy, file: &str, what: &str, errs
         if let Some(v) = v {
             match duration_of(&v.value) {
                 Ok(d) if d <= MAX_TIMEOUT => *slot = d.as_millis() as u64,
-                Ok(_) => errs.push(YamlError::at(file, v.referenced.into(), format!("{what}: {key} is longer than 24h; shorten it"))),
-                Err(m) => errs.push(YamlError::at(file, v.referenced.into(), format!("{what}: {key}: {m}"))),
+                Ok(_) => errs.push(YamlError::at(file, v.referenced, format!("{what}: {key} is longer than 24h; shorten it"))),
+                Err(m) => errs.push(YamlError::at(file, v.referenced, format!("{what}: {key}: {m}"))),
             }
         }
     }
@@ -523,11 +541,11 @@ fn retry_policy(raw: &RawRetry, base: &RetryPolicy, file: &str, what: &str, errs
     p
 }
 
-fn pos_of(v: &Option<Spanned<String>>, fallback: Pos) -> Pos {
-    v.as_ref().map(|s| s.referenced.into()).unwrap_or(fallback)
+fn pos_of(v: &Option<Sp<String>>, fallback: Pos) -> Pos {
+    v.as_ref().map(|s| s.referenced).unwrap_or(fallback)
 }
 
-fn non_empty(v: &Option<Spanned<String>>) -> Option<String> {
+fn non_empty(v: &Option<Sp<String>>) -> Option<String> {
     v.as_ref().map(|s| s.value.clone()).filter(|s| !s.trim().is_empty())
 }
 

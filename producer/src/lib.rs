@@ -227,8 +227,8 @@ async fn submit(args: &Args, file: &Path, catalog: &Catalog) -> u8 {
     };
     let keys = Keys::new(&args.common.namespace);
     let run_id = queue::new_run_id();
-    let specs = JobSpec::from_file(&run_id, &tf);
-    let blobs: Vec<Vec<u8>> = specs.iter().map(JobSpec::encode).collect();
+    let taskfile::TaskFile { path, name, tasks } = tf;
+    let specs = JobSpec::from_tasks(&run_id, tasks);
     let created = async {
         let mut conn = queue::conn(&pool).await?;
         let mut instances: Vec<&str> = specs.iter().map(|s| s.instance.as_str()).collect();
@@ -241,7 +241,7 @@ async fn submit(args: &Args, file: &Path, catalog: &Catalog) -> u8 {
         queue::create_run(
             &mut *conn,
             &keys,
-            &NewRun { run_id: &run_id, file: &tf.path, name: tf.name.as_deref(), specs: &specs, blobs: &blobs, retention: args.retention },
+            &NewRun { run_id: &run_id, file: &path, name: name.as_deref(), specs: &specs, retention: args.retention },
         )
         .await?;
         Ok::<_, QueueError>(conn)
@@ -252,7 +252,7 @@ async fn submit(args: &Args, file: &Path, catalog: &Catalog) -> u8 {
         Err(e) => return fail_queue(&e),
     };
     // The run exists; if enqueuing fails now, the outbox keeps the jobs and `watch` finishes it.
-    let local = queue::LocalSpecs { specs: &specs, blobs: &blobs };
+    let local = queue::LocalSpecs { specs: &specs };
     if let Err(e) = queue::flush_outbox_with(&mut *conn, &keys, &run_id, Some(local)).await {
         eprintln!("zo-submit: run {run_id} was created but its first jobs could not be enqueued yet ({e}); `zo-submit watch {run_id}` will enqueue them");
         return exit::INFRA;
@@ -266,7 +266,7 @@ async fn submit(args: &Args, file: &Path, catalog: &Catalog) -> u8 {
         return exit::OK;
     }
     if !args.output.quiet {
-        eprintln!("submitted {} tasks from {} as run {run_id} (Ctrl-C detaches; the run continues)", specs.len(), tf.path);
+        eprintln!("submitted {} tasks from {} as run {run_id} (Ctrl-C detaches; the run continues)", specs.len(), path);
     }
     watch::follow_and_report(&pool, &keys, &run_id, catalog, &args.output).await
 }
