@@ -19,6 +19,10 @@ use crate::{exit, fail_queue, finish};
 
 /// How long Redis may stay unreachable before the watcher gives up (the run goes on).
 const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
+/// Least time between two refreshes of a followed run.
+const STEP_EVERY: Duration = Duration::from_millis(50);
+/// Least time between two rounds of a run's upkeep (due retries, outbox) by its watcher.
+const UPKEEP_EVERY: Duration = Duration::from_millis(250);
 
 struct View {
     names: Vec<String>,
@@ -168,11 +172,21 @@ pub async fn follow_and_report(pool: &Pool, keys: &Keys, run_id: &str, catalog: 
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     let mut cancelled = false;
+    // Paced: a watcher refreshes at most every STEP_EVERY and does the run's upkeep (due
+    // retries, outbox) at most every UPKEEP_EVERY, so following a fast run costs Redis little
+    // (workers do the same upkeep; the watcher covers runs that no worker looks after yet).
+    let mut next_step = tokio::time::Instant::now();
+    let mut next_upkeep = next_step;
     while !meta.finished {
         let step = async {
+            tokio::time::sleep_until(next_step).await;
+            next_step = tokio::time::Instant::now() + STEP_EVERY;
             let mut conn = queue::conn(pool).await?;
-            queue::promote_due(&mut *conn, keys, run_id).await?;
-            queue::flush_outbox(&mut *conn, keys, run_id).await?;
+            if tokio::time::Instant::now() >= next_upkeep {
+                next_upkeep = tokio::time::Instant::now() + UPKEEP_EVERY;
+                queue::promote_due(&mut *conn, keys, run_id).await?;
+                queue::flush_outbox(&mut *conn, keys, run_id).await?;
+            }
             let opts = StreamReadOptions::default().count(2000).block(500);
             let reply: Option<StreamReadReply> =
                 redis::cmd("XREAD").arg(&opts).arg("STREAMS").arg(keys.run(run_id, "events")).arg(&last_id).query_async(&mut *conn).await?;
