@@ -6,6 +6,11 @@ use clap::Parser;
 use zo_producer::cli::Args;
 use zo_producer::exit;
 
+// mimalloc: parsing and enqueueing allocate many small, short-lived buffers; glibc malloc was
+// ~15% of a submit's CPU (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
         Ok(a) => a,
