@@ -12,6 +12,7 @@ import argparse, json, os, platform, random, resource, shutil, socket, statistic
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+ANALYSIS = "## Where the time goes"
 
 
 def free_port():
@@ -280,7 +281,10 @@ class Bench:
         ]
         for r in self.rows:
             lines.append(f"| {r['scenario']} | {r['ours']} | {r['peer']} | {r['ratio']} | {r['target']} |")
-        Path(path).write_text("\n".join(lines) + "\n")
+        # The hand-written analysis below the table (profiles, gaps) is kept across runs.
+        old = Path(path).read_text() if Path(path).exists() else ""
+        keep = old[old.index(ANALYSIS):] if ANALYSIS in old else ""
+        Path(path).write_text("\n".join(lines) + "\n" + ("\n" + keep if keep else ""))
 
     def close(self):
         self.redis.close(); shutil.rmtree(self.tmp, ignore_errors=True)
