@@ -554,3 +554,31 @@ fn malformed_stream_entries_are_dead_lettered_and_valid_work_goes_on() {
     let len: usize = redis::cmd("XLEN").arg(&stream).query(&mut conn).unwrap();
     assert_eq!(len, 0, "handled entries leave the stream");
 }
+
+#[test]
+fn megabytes_of_output_on_both_streams_flow_through_the_helper_and_are_capped() {
+    let redis = Redis::start();
+    let sshd = Sshd::start();
+    let ns = namespace("bigout");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!("max_output_bytes: 1048576\n{}", ssh_worker_config(&sshd, &all_instances(2)));
+    let _w = Worker::start(dir.path(), "w", &cfg, &redis.url(), &ns);
+    // 3 MB on stdout and 2 MB on stderr, interleaved, then piped into the agent.
+    let cmd = "for i in 1 2 3; do head -c 1000000 /dev/zero | tr '\\\\0' x; head -c 666666 /dev/zero | tr '\\\\0' y >&2; done";
+    write(dir.path(), "t.yaml", &format!("tasks:\n  - {{ name: Big, ccr_instance: fast, command: \"{cmd}\", prompt: summarize }}\n"));
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--json", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
+    let doc = json_doc(&out);
+    let t = &tasks_by_name(&doc)["Big"];
+    assert_eq!(t["command"]["exit_code"], 0, "{}", t["command"]["stderr"]);
+    assert_eq!(t["command"]["truncated"], true);
+    let stdout = t["command"]["stdout"].as_str().unwrap();
+    assert_eq!(stdout.len(), 1_048_576);
+    assert!(stdout.bytes().all(|b| b == b'x'));
+    let stderr = t["command"]["stderr"].as_str().unwrap();
+    assert!(stderr.len() <= 1_048_576 && stderr.len() >= 1_000_000, "{}", stderr.len());
+    assert!(stderr.bytes().all(|b| b == b'y'));
+    let (_, stdin, _) = sshd.recorded("Big");
+    assert_eq!(stdin.len(), 1_048_576, "the agent gets the capped output");
+    assert!(stdin.iter().all(|&b| b == b'x'));
+}

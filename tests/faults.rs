@@ -396,3 +396,39 @@ fn a_job_whose_workers_keep_dying_becomes_poison_and_is_dead_lettered() {
     let dead = submit(dir.path(), &redis.url(), &ns, &["dead"], LIMIT);
     assert!(dead.stdout.contains("`Doomed`: poison: delivered more than 2 times without a result"), "{}", dead.stdout);
 }
+
+#[test]
+fn a_killed_remote_helper_fails_its_tasks_as_network_errors_and_a_new_one_takes_over() {
+    let redis = Redis::start();
+    let sshd = Sshd::start();
+    let ns = namespace("helperkill");
+    let dir = tempfile::tempdir().unwrap();
+    let mut yaml = String::from("defaults:\n  retry_policy: { max_retries: 4, base_delay: 200ms, max_delay: 1s }\ntasks:\n");
+    for i in 0..8 {
+        yaml.push_str(&format!("  - {{ name: t{i}, ccr_instance: fast, command: \"sleep 1; echo {i}\" }}\n"));
+    }
+    write(dir.path(), "t.yaml", &yaml);
+    let cfg = format!("{}instances: [ {{ name: fast, concurrency: 4 }} ]\n", sshd.executor_yaml());
+    let w = Worker::start(dir.path(), "w", &cfg, &redis.url(), &ns);
+    let url = redis.url();
+    let d = dir.path().to_path_buf();
+    let ns2 = ns.clone();
+    let submitter = std::thread::spawn(move || submit(&d, &url, &ns2, &["t.yaml", "--json", "--no-save", "--no-report"], LIMIT));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    // Once tasks run in the helper, kill it (its tasks go with it: they are its children).
+    while sshd.pids_under("sleep").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no task ever ran:\n{}", w.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(sshd.kill_under("perl"), 1, "one helper");
+    let out = submitter.join().unwrap();
+    assert_eq!(out.code, 0, "{}", failed_tasks(&out));
+    let doc = doc_of(&out);
+    assert_eq!(doc["summary"]["successful"], 8);
+    let retried: Vec<&Value> = doc["tasks"].as_array().unwrap().iter().filter(|t| t["attempts"].as_u64().unwrap() > 1).collect();
+    assert!(!retried.is_empty(), "the tasks running in the killed helper must have failed once");
+    for t in &retried {
+        assert_eq!(t["attempt_history"][0]["error_class"], "network", "{t}");
+    }
+    assert!(w.log_text().matches("remote helper started").count() >= 2, "a new helper must replace the killed one:\n{}", w.log_text());
+}

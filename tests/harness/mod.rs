@@ -185,6 +185,31 @@ impl Sshd {
     }
 
     /// Kill this sshd and every connection it serves (its per-connection children).
+    /// Pids of the processes named `comm` that run under this sshd (a task's, a helper's).
+    pub fn pids_under(&self, comm: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut parents = vec![self.child.0.id().to_string()];
+        while let Some(parent) = parents.pop() {
+            let out = Command::new("pgrep").args(["-P", &parent]).output().expect("pgrep");
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                if fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm) {
+                    found.push(pid.to_string());
+                }
+                parents.push(pid.to_string());
+            }
+        }
+        found
+    }
+
+    /// SIGKILLs the processes named `comm` under this sshd; returns how many.
+    pub fn kill_under(&self, comm: &str) -> usize {
+        let pids = self.pids_under(comm);
+        for pid in &pids {
+            let _ = Command::new("kill").args(["-KILL", pid]).status();
+        }
+        pids.len()
+    }
+
     pub fn kill(&mut self) {
         // Every sshd process under the listener: the per-connection monitors and the
         // unprivileged children that hold the TCP connections (killing only the monitors

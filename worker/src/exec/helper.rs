@@ -169,12 +169,13 @@ async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> io::Result<Option<(u8, 
 
 impl Helper {
     /// Takes over a freshly started `perl -e HELPER` process (its stdio piped) and waits for
-    /// its hello. `done` runs when the process has exited (it releases the session slot).
+    /// its hello. `exited` resolves to its exit code once it has exited (and releases the
+    /// session it runs on).
     pub async fn open<I, O, E>(
         stdin: I,
         stdout: O,
         mut stderr: E,
-        exited: BoxFuture<'static, ()>,
+        exited: BoxFuture<'static, Option<i32>>,
         label: String,
         timeout: Duration,
     ) -> Result<Helper, OpenError>
@@ -191,14 +192,21 @@ impl Helper {
                 let mut why = Vec::new();
                 let _ = tokio::time::timeout(Duration::from_secs(2), (&mut stderr).take(4096).read_to_end(&mut why)).await;
                 drop((stdin, stdout, stderr));
-                // Reap the process; a failed start says nothing about the connection.
-                let _ = tokio::time::timeout(Duration::from_secs(5), exited).await;
+                let code = tokio::time::timeout(Duration::from_secs(5), exited).await.ok().flatten();
                 let why = String::from_utf8_lossy(&why).trim().to_string();
+                // The shell could not find or run perl: the host cannot have a helper. (The
+                // exit code does not always make it through the mux, so the message counts.)
+                let no_perl = matches!(code, Some(126 | 127))
+                    || (why.contains("perl") && ["not found", "No such file", "Permission denied"].iter().any(|m| why.contains(m)));
                 return Err(match other {
                     Err(_) => OpenError::Unavailable(format!("the helper did not start within {timeout:?} {why}")),
                     Ok(Err(e)) => OpenError::Network(format!("starting the helper: {e}")),
-                    _ if why.is_empty() => OpenError::Unavailable("the helper did not start".into()),
-                    _ => OpenError::Unavailable(why),
+                    _ if no_perl => OpenError::Unavailable(if why.is_empty() { "perl cannot be run".into() } else { why }),
+                    // Killed or failed while starting: try again with the next task.
+                    _ => OpenError::Network(format!(
+                        "the helper stopped while starting: {}",
+                        if why.is_empty() { "no message" } else { &why }
+                    )),
                 });
             }
         }
@@ -308,7 +316,7 @@ async fn read_frames(
     mut stdout: impl AsyncRead + Unpin,
     stderr: impl AsyncRead + Unpin,
     procs: Arc<Mutex<Procs>>,
-    exited: BoxFuture<'static, ()>,
+    exited: BoxFuture<'static, Option<i32>>,
     label: String,
 ) {
     let route = async {
@@ -361,7 +369,7 @@ async fn read_frames(
         std::mem::take(&mut p.map)
     };
     drop(orphans); // Their readers see EOF and their waits a lost connection.
-    exited.await;
+    let _ = exited.await;
 }
 
 /// A task's stdin: each write becomes an `I` frame, shutdown an `E` frame.

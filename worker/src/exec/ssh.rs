@@ -263,9 +263,10 @@ impl SshExecutor {
         let stdout = child.stdout().take().expect("piped");
         let stderr = child.stderr().take().expect("piped");
         let session = child.session();
-        let exited: BoxFuture<'static, ()> = Box::pin(async move {
-            let _ = child.wait().await;
+        let exited: BoxFuture<'static, Option<i32>> = Box::pin(async move {
+            let code = child.wait().await.ok().and_then(|s| s.code());
             drop(permit);
+            code
         });
         match Helper::open(stdin, stdout, stderr, exited, self.label.clone(), self.cfg.connect_timeout).await {
             Ok(h) => {
