@@ -26,7 +26,9 @@ fn main() -> ExitCode {
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    // One thread: zo-submit parses, then waits on Redis; a second scheduler thread only adds
+    // cross-thread wake-ups (a 20k-task submit took ~0.29 s with two, ~0.23 s with one).
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("zo-submit: cannot start the runtime: {e}");
