@@ -582,3 +582,28 @@ fn megabytes_of_output_on_both_streams_flow_through_the_helper_and_are_capped() 
     assert_eq!(stdin.len(), 1_048_576, "the agent gets the capped output");
     assert!(stdin.iter().all(|&b| b == b'x'));
 }
+
+#[test]
+fn a_task_script_is_not_on_any_command_line_of_the_host() {
+    // Scripts carry the agent's key; `ps` shows every user's command lines.
+    let redis = Redis::start();
+    let sshd = Sshd::start();
+    let ns = namespace("argv");
+    let dir = tempfile::tempdir().unwrap();
+    let _w = Worker::start(dir.path(), "w", &ssh_worker_config(&sshd, &all_instances(2)), &redis.url(), &ns);
+    let marker = format!("zo-marker-{}", std::process::id());
+    write(dir.path(), "t.yaml", &format!("tasks:\n  - {{ name: Quiet, ccr_instance: fast, command: \"sleep 2; echo {marker}\" }}\n"));
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--detach"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run = out.stdout.trim().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sshd.pids_under("sleep").is_empty() {
+        assert!(Instant::now() < deadline, "the task never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!process_alive(&marker), "the task's script is visible on a command line");
+    let out = submit(dir.path(), &redis.url(), &ns, &["watch", &run, "--json", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc = json_doc(&out);
+    assert_eq!(tasks_by_name(&doc)["Quiet"]["command"]["stdout"].as_str().unwrap().trim(), marker);
+}

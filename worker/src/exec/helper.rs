@@ -17,9 +17,11 @@
 //! | helper | `o` / `r` | end of stdout / stderr |
 //! | helper | `X` exit | exit code, or minus the signal (i32 BE), after both ends |
 //!
-//! Each task runs `bash -c SCRIPT` in its own session (`setsid`), so its process group id is
-//! its pid and a timeout kills the whole tree. User text travels inside frames: it never
-//! passes through a command line or shell quoting. When the helper's stdin closes (the worker
+//! Each task runs its script in bash in its own session (`setsid`), so its process group id is
+//! its pid and a timeout kills the whole tree. User text travels inside frames and reaches bash
+//! through its environment (`ZO_SCRIPT`, unset before the script runs), never through a command
+//! line or shell quoting: other users on the host cannot read a task's script (which holds the
+//! agent's key) with `ps`. When the helper's stdin closes (the worker
 //! exited or the connection dropped) it kills every task's group and exits, so no orphan
 //! outlives the worker.
 
@@ -59,7 +61,8 @@ sub start { my ($id, $p) = @_;
     open(STDIN, '<&', $ir); open(STDOUT, '>&', $ow); open(STDERR, '>&', $ew);
     $SIG{PIPE} = 'DEFAULT'; $SIG{CHLD} = 'DEFAULT';
     if ($hp eq '1') { $ENV{ZO_PROMPT} = $prompt } else { delete $ENV{ZO_PROMPT} }
-    exec('bash', '-c', $script) or print STDERR "zo helper: cannot run bash: $!\n"; POSIX::_exit(127) }
+    $ENV{ZO_SCRIPT} = $script;
+    exec('bash', '-c', 'zo_s=$ZO_SCRIPT; unset ZO_SCRIPT; eval "$zo_s"') or print STDERR "zo helper: cannot run bash: $!\n"; POSIX::_exit(127) }
   close $ir; close $ow; close $ew;
   fcntl($iw, F_SETFL, fcntl($iw, F_GETFL, 0) | O_NONBLOCK);
   $kid{$id} = { pid => $pid, iw => $iw, ib => '', ie => 0, open => 2 }; $pid2id{$pid} = $id;
