@@ -273,7 +273,7 @@ class Bench:
         redis_v = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2].replace("v=", "")
         lines = [
             "# Benchmarks", "",
-            f"Written by `python3 bench/run.py{' --smoke' if self.args.smoke else ''}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
+            f"Written by `python3 bench/run.py{' --smoke' if self.args.smoke else ''}{' --only ' + self.args.only if self.args.only else ''}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
             f"- Machine: {os.cpu_count()} cores, {cpu}",
             f"- Zo Worker Swarm {self.args.profile} build; Redis {redis_v}; BullMQ {bull} on Node {node}",
             f"- {self.args.repeats} run(s) per scenario; median (min–max). Ratio: ours ÷ peer for rates.", "",
@@ -308,7 +308,14 @@ def main():
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--out", default=None)
     ap.add_argument("--profile", default="release", choices=["release", "debug"])
+    ap.add_argument("--only", default=None, help="comma-separated scenario groups to run: throughput,submit,ssh,dag,footprint "
+                    "(the table then goes to target/BENCHMARKS.partial.md unless --out says otherwise)")
     args = ap.parse_args()
+    groups = ["throughput", "submit", "ssh", "dag", "footprint"]
+    chosen = groups if args.only is None else [g.strip() for g in args.only.split(",") if g.strip()]
+    unknown = [g for g in chosen if g not in groups]
+    if unknown or not chosen:
+        ap.error(f"--only takes some of: {', '.join(groups)} (got {args.only!r})")
     args.repeats = args.repeats or (1 if args.smoke else 5)
     if shutil.which("parallel") is None and os.geteuid() == 0:
         subprocess.run("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq parallel", shell=True)
@@ -320,8 +327,12 @@ def main():
         subprocess.run(["cargo", "build", "--bins", "-q"], cwd=ROOT, check=True)
     b = Bench(args)
     try:
-        b.throughput(); b.submit_speed(); b.ssh(); b.dag(); b.footprint()
-        out = args.out or (ROOT / ("target/BENCHMARKS.smoke.md" if args.smoke else "BENCHMARKS.md"))
+        run = {"throughput": b.throughput, "submit": b.submit_speed, "ssh": b.ssh, "dag": b.dag, "footprint": b.footprint}
+        for g in groups:
+            if g in chosen:
+                run[g]()
+        default = "target/BENCHMARKS.smoke.md" if args.smoke else ("BENCHMARKS.md" if args.only is None else "target/BENCHMARKS.partial.md")
+        out = args.out or (ROOT / default)
         b.write(out)
         print(f"wrote {out}")
     finally:

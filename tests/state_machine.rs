@@ -235,7 +235,8 @@ fn every_task_ends_in_exactly_one_final_state() {
 }
 
 /// A run larger than one creation pipeline arrives whole: every key complete, roots in the
-/// outbox, and the connection out of its transaction afterwards.
+/// outbox, nothing left under a staging name or with an expiry; creating it again changes
+/// nothing; and a commit that finds a staging key gone creates nothing.
 #[test]
 fn a_large_run_is_created_whole() {
     let redis = Redis::start();
@@ -264,13 +265,11 @@ fn a_large_run_is_created_whole() {
                 priority: Priority::Medium,
             })
             .collect();
-        queue::create_run(
-            &mut c,
-            &keys,
-            &NewRun { run_id: "L", file: "l.yaml", name: None, specs: &specs, retention: Duration::from_secs(60) },
-        )
-        .await
-        .unwrap();
+        let new_run = NewRun { run_id: "L", file: "l.yaml", name: None, specs: &specs, retention: Duration::from_secs(60) };
+        let blobs = queue::create_run(&mut c, &keys, &new_run).await.unwrap();
+        assert_eq!(blobs.len() as u32, n - n / 3, "one blob per root");
+        assert!(blobs.windows(2).all(|w| w[0].0 < w[1].0), "blobs sorted by index");
+        assert!(blobs.iter().all(|(i, b)| JobSpec::decode(b).unwrap() == specs[*i as usize]));
         let hlen = |k: &str| redis::cmd("HLEN").arg(keys.run("L", k)).clone();
         let mut c2 = c.clone();
         let spec: u32 = hlen("spec").query_async(&mut c2).await.unwrap();
@@ -288,6 +287,43 @@ fn a_large_run_is_created_whole() {
         let snap = queue::snapshot(&mut c2, &keys, "L").await.unwrap();
         assert_eq!(snap.specs.len(), n as usize);
         assert_eq!(snap.specs[4499].deps, vec![4498]);
+        let staged = |c: &mut redis::aio::MultiplexedConnection| {
+            let mut c = c.clone();
+            async move { redis::cmd("KEYS").arg("zo-large:*:new:*").query_async::<Vec<String>>(&mut c).await.unwrap() }
+        };
+        assert_eq!(staged(&mut c2).await, Vec::<String>::new(), "no staging key left");
+        for k in ["meta", "spec", "state", "attempt", "pending", "children", "outbox"] {
+            let ttl: i64 = redis::cmd("TTL").arg(keys.run("L", k)).query_async(&mut c2).await.unwrap();
+            assert_eq!(ttl, -1, "{k} exists without an expiry");
+        }
+
+        // The same run id again: refused, the run as it was, no staging keys left behind.
+        let mut other = specs.clone();
+        other.truncate(10);
+        let again = NewRun { run_id: "L", file: "other.yaml", name: None, specs: &other, retention: Duration::from_secs(60) };
+        let err = queue::create_run(&mut c, &keys, &again).await.unwrap_err();
+        assert!(err.to_string().contains("already exists"), "{err}");
+        let spec_after: u32 = hlen("spec").query_async(&mut c2).await.unwrap();
+        let file: String = redis::cmd("HGET").arg(keys.run("L", "meta")).arg("file").query_async(&mut c2).await.unwrap();
+        assert_eq!((spec_after, file.as_str()), (n, "l.yaml"));
+        assert_eq!(staged(&mut c2).await, Vec::<String>::new(), "a refused run leaves no staging key");
+
+        // A commit whose staging key is gone (expired) creates nothing at all.
+        let _: () = redis::cmd("HSET").arg(keys.run("M", "new:spec")).arg(0).arg("x").query_async(&mut c2).await.unwrap();
+        let mut commit = zo_common::scripts::COMMIT_RUN_SCRIPT.prepare_invoke();
+        commit
+            .key(keys.run("M", "meta"))
+            .key(keys.run("M", "new:spec"))
+            .key(keys.run("M", "new:state"))
+            .key(keys.run("M", "spec"))
+            .key(keys.run("M", "state"))
+            .arg("total")
+            .arg(1);
+        let gone = commit.invoke_async::<i64>(&mut c2).await.unwrap_err();
+        assert!(gone.to_string().contains("is gone"), "{gone}");
+        let exists: u32 = redis::cmd("EXISTS").arg(keys.run("M", "meta")).arg(keys.run("M", "spec")).query_async(&mut c2).await.unwrap();
+        assert_eq!(exists, 0, "nothing of the run was created");
+        let _: () = redis::cmd("DEL").arg(keys.run("M", "new:spec")).query_async(&mut c2).await.unwrap();
         let _: () = redis::cmd("DEL").arg(keys.run_keys("L")).query_async(&mut c2).await.unwrap();
     });
 }

@@ -27,6 +27,7 @@
 //! | `NS:run:{R}:delayed` | zset | `idx:attempt` of retries, scored by when they are due |
 //! | `NS:run:{R}:history` | hash | `idx:attempt` → result of an attempt that was retried or revived (MessagePack; the final one is in `result`) |
 //! | `NS:run:{R}:flushing` | string | who is moving the outbox into the streams (expires after 5 s; not a script key) |
+//! | `NS:run:{R}:new:SUFFIX` | as `SUFFIX` | a run being created, renamed into place by its commit (expires after an hour) |
 //! | `NS:run:{R}:cancel` | hash | idx → when cancelling a running task was requested |
 //! | `NS:run:{R}:deliveries` | hash | idx → deliveries of the current attempt (poison detection) |
 //! | `NS:active` | set | runs not yet finished (for promoting due retries) |

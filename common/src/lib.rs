@@ -5,7 +5,7 @@
 //! - [`catalog`] — the model instances (name, CCR port, model).
 //! - [`model`] — job specs and results as they travel through Redis.
 //! - [`keys`] — the Redis key layout, in one place.
-//! - [`queue`] — every Redis operation that changes a task's state (MULTI and Lua scripts).
+//! - [`queue`] — every Redis operation that changes a task's state (Lua scripts).
 //! - [`scripts`] — the Lua scripts, one per state transition.
 //! - [`report`] — the results document, the dashboard and the Markdown report.
 //!

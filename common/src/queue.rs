@@ -1,6 +1,6 @@
 //! The queue's Redis operations. Every state change of a task is one atomic operation here:
-//! creating a run is one MULTI, marking a task running and recording a result are one Lua
-//! script each (touching only the run's own keys), and releasing dependents goes through the
+//! creating a run is one commit of staged keys, marking a task running and recording a result
+//! are one Lua script each (touching only the run's own keys), and releasing dependents goes through the
 //! run's outbox so that no job is lost between the script and the stream (see
 //! ARCHITECTURE.md, "Task lifecycle").
 
@@ -148,41 +148,95 @@ pub struct NewRun<'a> {
 /// Tasks per pipeline while a run is created: bounds the memory a large run needs.
 const CREATE_CHUNK: usize = 2000;
 
-/// Creates every key of a run in one MULTI (all or nothing), roots in the outbox. The
-/// transaction is sent in pipelines of [`CREATE_CHUNK`] tasks (Redis queues them until EXEC),
-/// so a 100,000-task run never sits in memory as one encoded command buffer. `conn` must not
-/// be shared with concurrent users while this runs (a pooled connection that we hold is not).
-pub async fn create_run(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, run: &NewRun<'_>) -> Result<(), QueueError> {
-    redis::cmd("MULTI").query_async::<()>(conn).await?;
-    match queue_run(conn, keys, run).await {
-        Ok(now) => {
-            let replies: redis::Value = redis::cmd("EXEC").query_async(conn).await?;
-            if let redis::Value::Array(items) = &replies {
-                if let Some(redis::Value::ServerError(e)) = items.iter().find(|v| matches!(v, redis::Value::ServerError(_))) {
-                    return Err(QueueError::Corrupt(format!("creating run {}: {e:?}", run.run_id)));
-                }
-            }
-            // Shared index keys are written by single commands, outside the run's MULTI (one slot).
-            redis::pipe()
-                .zadd(keys.runs(), run.run_id, now)
-                .ignore()
-                .sadd(keys.active(), run.run_id)
-                .ignore()
-                .query_async::<()>(conn)
-                .await?;
-            Ok(())
+/// How long the staging keys of a run being created live if the producer dies before
+/// committing them.
+const STAGING_TTL_S: u64 = 3600;
+
+/// The run keys [`create_run`] writes (besides `meta`), each first under a staging name.
+const CREATED_KEYS: [&str; 6] = ["spec", "state", "attempt", "pending", "children", "outbox"];
+
+/// A job spec encoded for its stream entry, kept from [`create_run`] so the first flush does
+/// not encode it again.
+pub type RootBlobs = Vec<(u32, Vec<u8>)>;
+
+/// Creates every key of a run, all or nothing, roots in the outbox, and returns the roots'
+/// encoded specs (for [`flush_outbox_with`]). The keys are streamed to Redis under staging
+/// names (`…:new:spec` and so on, expiring after [`STAGING_TTL_S`]) in pipelines of
+/// [`CREATE_CHUNK`] tasks — Redis stores one chunk while the next is encoded, and a
+/// 100,000-task run never sits in memory as one command buffer — and then one script renames
+/// them into place and writes `meta`: until then nothing of the run is visible, and a producer
+/// that dies half-way leaves only staging keys that expire.
+pub async fn create_run(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, run: &NewRun<'_>) -> Result<RootBlobs, QueueError> {
+    let created = stage_and_commit(conn, keys, run).await;
+    if created.is_err() {
+        // Whatever was staged goes (it would expire anyway); a committed run has none left.
+        let mut del = redis::cmd("DEL");
+        for s in CREATED_KEYS {
+            del.arg(staging_key(keys, run.run_id, s));
         }
-        Err(e) => {
-            // Leave nothing queued on this connection; the server drops the transaction.
-            let _ = redis::cmd("DISCARD").query_async::<()>(conn).await;
-            Err(e)
-        }
+        let _ = del.query_async::<()>(conn).await;
     }
+    let (now, roots) = created?;
+    // Shared index keys are written by single commands, outside the run's script (one slot).
+    redis::pipe().zadd(keys.runs(), run.run_id, now).ignore().sadd(keys.active(), run.run_id).ignore().query_async::<()>(conn).await?;
+    Ok(roots)
 }
 
-/// The commands of [`create_run`] inside its MULTI. Returns the creation time.
-async fn queue_run(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, run: &NewRun<'_>) -> Result<u64, QueueError> {
-    let k = |s: &str| keys.run(run.run_id, s);
+/// Where [`create_run`] stages one of a run's keys.
+fn staging_key(keys: &Keys, run_id: &str, suffix: &str) -> String {
+    keys.run(run_id, &format!("new:{suffix}"))
+}
+
+/// The two steps of [`create_run`]; returns the creation time and the roots' blobs.
+async fn stage_and_commit(
+    conn: &mut impl redis::aio::ConnectionLike,
+    keys: &Keys,
+    run: &NewRun<'_>,
+) -> Result<(u64, RootBlobs), QueueError> {
+    let (now, written, roots) = stage_run(conn, keys, run).await?;
+    let mut commit = scripts::COMMIT_RUN_SCRIPT.prepare_invoke();
+    commit.key(keys.run(run.run_id, "meta"));
+    for s in &written {
+        commit.key(staging_key(keys, run.run_id, s));
+    }
+    for s in &written {
+        commit.key(keys.run(run.run_id, s));
+    }
+    let meta: [(&str, String); 14] = [
+        ("run_id", run.run_id.to_string()),
+        ("file", run.file.to_string()),
+        ("name", run.name.unwrap_or("").to_string()),
+        ("total", run.specs.len().to_string()),
+        ("done", "0".into()),
+        ("running", "0".into()),
+        ("success", "0".into()),
+        ("failed", "0".into()),
+        ("timeout", "0".into()),
+        ("skipped", "0".into()),
+        ("cancelled", "0".into()),
+        ("status", "running".into()),
+        ("created_ms", now.to_string()),
+        ("retention_s", run.retention.as_secs().to_string()),
+    ];
+    for (f, v) in &meta {
+        commit.arg(*f).arg(v);
+    }
+    let committed: i64 = commit.invoke_async(conn).await?;
+    if committed != 1 {
+        return Err(QueueError::Corrupt(format!("run {} already exists; nothing was changed (submit again for a new run id)", run.run_id)));
+    }
+    Ok((now, roots))
+}
+
+/// Writes the staging keys of [`create_run`]: chunks are encoded while Redis stores the one
+/// before. Returns the creation time, the keys written (suffixes) and the roots' blobs.
+async fn stage_run(
+    conn: &mut impl redis::aio::ConnectionLike,
+    keys: &Keys,
+    run: &NewRun<'_>,
+) -> Result<(u64, Vec<&'static str>, RootBlobs), QueueError> {
+    let staging: Vec<String> = CREATED_KEYS.iter().map(|s| staging_key(keys, run.run_id, s)).collect();
+    let k = |s: &str| &staging[CREATED_KEYS.iter().position(|c| *c == s).expect("a created key")];
     let n = run.specs.len();
     let mut children: Vec<Vec<u32>> = vec![Vec::new(); n];
     for s in run.specs {
@@ -191,57 +245,75 @@ async fn queue_run(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, run:
         }
     }
     let now = now_ms();
-    let mut p = redis::pipe();
-    p.hset_multiple(
-        k("meta"),
-        &[
-            ("run_id", run.run_id.to_string()),
-            ("file", run.file.to_string()),
-            ("name", run.name.unwrap_or("").to_string()),
-            ("total", n.to_string()),
-            ("done", "0".into()),
-            ("running", "0".into()),
-            ("success", "0".into()),
-            ("failed", "0".into()),
-            ("timeout", "0".into()),
-            ("skipped", "0".into()),
-            ("cancelled", "0".into()),
-            ("status", "running".into()),
-            ("created_ms", now.to_string()),
-            ("retention_s", run.retention.as_secs().to_string()),
-        ],
-    )
-    .ignore();
-    // Large runs go in chunks so that no single command carries megabytes.
-    for chunk in run.specs.chunks(CREATE_CHUNK) {
-        let spec: Vec<(u32, Vec<u8>)> = chunk.iter().map(|s| (s.idx, s.encode())).collect();
-        p.hset_multiple(k("spec"), &spec).ignore();
-        drop(spec);
-        let state: Vec<(u32, &str)> = chunk.iter().map(|s| (s.idx, if s.deps.is_empty() { "queued" } else { "waiting" })).collect();
-        p.hset_multiple(k("state"), &state).ignore();
-        let attempt: Vec<(u32, u32)> = chunk.iter().map(|s| (s.idx, u32::from(s.deps.is_empty()))).collect();
-        p.hset_multiple(k("attempt"), &attempt).ignore();
-        let pending: Vec<(u32, usize)> = chunk.iter().filter(|s| !s.deps.is_empty()).map(|s| (s.idx, s.deps.len())).collect();
-        if !pending.is_empty() {
-            p.hset_multiple(k("pending"), &pending).ignore();
+    let mut written = [false; CREATED_KEYS.len()];
+    let mut roots: RootBlobs = Vec::new();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<redis::Pipeline>(1);
+    let build = async {
+        // Start clean should an earlier attempt with this run id have left staging keys.
+        let mut p = redis::pipe();
+        p.del(&staging).ignore();
+        for chunk in run.specs.chunks(CREATE_CHUNK) {
+            let mut spec: Vec<(u32, &[u8])> = Vec::with_capacity(chunk.len());
+            let blobs: Vec<Vec<u8>> = chunk.iter().map(JobSpec::encode).collect();
+            for (s, b) in chunk.iter().zip(&blobs) {
+                spec.push((s.idx, b));
+            }
+            p.hset_multiple(k("spec"), &spec).ignore();
+            drop(spec);
+            let state: Vec<(u32, &str)> = chunk.iter().map(|s| (s.idx, if s.deps.is_empty() { "queued" } else { "waiting" })).collect();
+            p.hset_multiple(k("state"), &state).ignore();
+            let attempt: Vec<(u32, u32)> = chunk.iter().map(|s| (s.idx, u32::from(s.deps.is_empty()))).collect();
+            p.hset_multiple(k("attempt"), &attempt).ignore();
+            written[0] = true;
+            written[1] = true;
+            written[2] = true;
+            let pending: Vec<(u32, usize)> = chunk.iter().filter(|s| !s.deps.is_empty()).map(|s| (s.idx, s.deps.len())).collect();
+            if !pending.is_empty() {
+                p.hset_multiple(k("pending"), &pending).ignore();
+                written[3] = true;
+            }
+            let ch: Vec<(u32, String)> = chunk
+                .iter()
+                .filter(|s| !children[s.idx as usize].is_empty())
+                .map(|s| (s.idx, children[s.idx as usize].iter().map(u32::to_string).collect::<Vec<_>>().join(",")))
+                .collect();
+            if !ch.is_empty() {
+                p.hset_multiple(k("children"), &ch).ignore();
+                written[4] = true;
+            }
+            let root_entries: Vec<String> = chunk.iter().filter(|s| s.deps.is_empty()).map(|s| format!("{}:1", s.idx)).collect();
+            if !root_entries.is_empty() {
+                p.rpush(k("outbox"), root_entries).ignore();
+                written[5] = true;
+            }
+            for (i, key) in staging.iter().enumerate() {
+                if written[i] {
+                    p.expire(key, STAGING_TTL_S as i64).ignore();
+                }
+            }
+            for (s, b) in chunk.iter().zip(blobs) {
+                if s.deps.is_empty() {
+                    roots.push((s.idx, b));
+                }
+            }
+            if tx.send(std::mem::take(&mut p)).await.is_err() {
+                break;
+            }
+            // Let the connection write this chunk before the next one is encoded.
+            tokio::task::yield_now().await;
         }
-        let ch: Vec<(u32, String)> = chunk
-            .iter()
-            .filter(|s| !children[s.idx as usize].is_empty())
-            .map(|s| (s.idx, children[s.idx as usize].iter().map(u32::to_string).collect::<Vec<_>>().join(",")))
-            .collect();
-        if !ch.is_empty() {
-            p.hset_multiple(k("children"), &ch).ignore();
+        drop(tx);
+    };
+    let send = async {
+        while let Some(p) = rx.recv().await {
+            p.query_async::<()>(conn).await?;
         }
-        let roots: Vec<String> = chunk.iter().filter(|s| s.deps.is_empty()).map(|s| format!("{}:1", s.idx)).collect();
-        if !roots.is_empty() {
-            p.rpush(k("outbox"), roots).ignore();
-        }
-        // Each command answers QUEUED; the results come with EXEC.
-        p.query_async::<()>(conn).await?;
-        p.clear();
-    }
-    Ok(now)
+        Ok::<_, QueueError>(())
+    };
+    let ((), sent) = tokio::join!(build, send);
+    sent?;
+    let written = CREATED_KEYS.iter().zip(written).filter(|(_, w)| *w).map(|(s, _)| *s).collect();
+    Ok((now, written, roots))
 }
 
 /// Moves the run's outbox into the instance streams. Safe to run concurrently and to repeat:
@@ -255,10 +327,18 @@ pub async fn flush_outbox(conn: &mut impl redis::aio::ConnectionLike, keys: &Key
     flush_outbox_with(conn, keys, run_id, None).await
 }
 
-/// The run's specs as the producer holds them (index = task index).
+/// The run's specs as the producer holds them (index = task index), and the encoded specs of
+/// its roots as [`create_run`] returned them (sorted by index).
 #[derive(Clone, Copy)]
 pub struct LocalSpecs<'a> {
     pub specs: &'a [JobSpec],
+    pub blobs: &'a [(u32, Vec<u8>)],
+}
+
+impl<'a> LocalSpecs<'a> {
+    fn blob(self, idx: u32) -> Option<&'a [u8]> {
+        self.blobs.binary_search_by_key(&idx, |b| b.0).ok().map(|i| self.blobs[i].1.as_slice())
+    }
 }
 
 /// [`flush_outbox`], taking specs from `local` instead of reading them back from Redis.
@@ -324,18 +404,41 @@ async fn flush_held(
                 fetched.insert(*i, b);
             }
         }
-        let mut p = redis::pipe();
-        for &(idx, attempt) in &parsed {
-            match known(idx) {
-                Some(spec) => xadd_job(&mut p, keys, run_id, spec, attempt, &spec.encode()),
-                None => {
-                    let blob = &fetched[&idx];
-                    let spec = JobSpec::decode(blob).map_err(|e| QueueError::Corrupt(format!("run {run_id}: spec of task {idx}: {e}")))?;
-                    xadd_job(&mut p, keys, run_id, &spec, attempt, blob);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<redis::Pipeline>(1);
+        let fetched = &fetched;
+        let build = async move {
+            for part in parsed.chunks(500) {
+                let mut p = redis::pipe();
+                for &(idx, attempt) in part {
+                    match known(idx) {
+                        Some(spec) => match local.and_then(|l| l.blob(idx)) {
+                            Some(blob) => xadd_job(&mut p, keys, run_id, spec, attempt, blob),
+                            None => xadd_job(&mut p, keys, run_id, spec, attempt, &spec.encode()),
+                        },
+                        None => {
+                            let blob = &fetched[&idx];
+                            let spec =
+                                JobSpec::decode(blob).map_err(|e| QueueError::Corrupt(format!("run {run_id}: spec of task {idx}: {e}")))?;
+                            xadd_job(&mut p, keys, run_id, &spec, attempt, blob);
+                        }
+                    }
                 }
+                if tx.send(p).await.is_err() {
+                    break;
+                }
+                tokio::task::yield_now().await;
             }
-        }
-        p.query_async::<()>(conn).await?;
+            Ok::<_, QueueError>(parsed.len())
+        };
+        let send = async {
+            while let Some(p) = rx.recv().await {
+                p.query_async::<()>(conn).await?;
+            }
+            Ok::<_, QueueError>(())
+        };
+        let (built, sent) = tokio::join!(build, send);
+        sent?;
+        let count = built?;
         let trimmed: i64 = scripts::TRIM_HELD_SCRIPT.key(lock).key(&outbox).arg(token).arg(entries.len()).invoke_async(conn).await?;
         if trimmed == 0 {
             let mut p = redis::pipe();
@@ -344,14 +447,18 @@ async fn flush_held(
             }
             p.query_async::<()>(conn).await?;
         }
-        moved += parsed.len();
+        moved += count;
     }
 }
 
 /// Adds the XADD of one job (readable fields next to the MessagePack payload) to a pipeline.
+/// The command is sized up front: growing it argument by argument was most of its cost.
 fn xadd_job(p: &mut redis::Pipeline, keys: &Keys, run_id: &str, spec: &JobSpec, attempt: u32, blob: &[u8]) {
-    p.cmd("XADD")
-        .arg(keys.jobs_for(&spec.instance, spec.priority))
+    let stream = keys.jobs_for(&spec.instance, spec.priority);
+    let bytes = stream.len() + run_id.len() + spec.name.len() + spec.instance.len() + blob.len() + 64;
+    let mut cmd = redis::Cmd::with_capacity(15, bytes);
+    cmd.arg("XADD")
+        .arg(stream)
         .arg("*")
         .arg("run")
         .arg(run_id)
@@ -364,8 +471,8 @@ fn xadd_job(p: &mut redis::Pipeline, keys: &Keys, run_id: &str, spec: &JobSpec, 
         .arg("attempt")
         .arg(attempt)
         .arg("payload")
-        .arg(blob)
-        .ignore();
+        .arg(blob);
+    p.add_command(cmd).ignore();
 }
 
 /// Outcome of [`mark_running`].

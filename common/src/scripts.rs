@@ -326,3 +326,27 @@ pub static UNLOCK_SCRIPT: LazyLock<Script> =
 pub static TRIM_HELD_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     Script::new("if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('LTRIM', KEYS[2], ARGV[2], -1) return 1 end return 0")
 });
+
+/// Commits a run staged by `create_run`: KEYS[1] is `meta`, then the N staging keys, then the N
+/// final keys; ARGV the fields and values of `meta`. Renames every staging key into place
+/// (clearing its expiry) and writes `meta`, or — when the run already exists or a staging key
+/// is gone — changes nothing and returns 0 (a missing staging key is an error).
+pub static COMMIT_RUN_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local n = (#KEYS - 1) / 2
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[1 + i]) == 0 then
+    return redis.error_reply('ERR staging key ' .. KEYS[1 + i] .. ' is gone (expired or deleted); nothing was created')
+  end
+end
+for i = 1, n do
+  redis.call('RENAME', KEYS[1 + i], KEYS[1 + n + i])
+  redis.call('PERSIST', KEYS[1 + n + i])
+end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"#,
+    )
+});

@@ -63,6 +63,10 @@ pub enum Priority {
 impl Priority {
     pub const ALL: [Priority; 3] = [Priority::High, Priority::Medium, Priority::Low];
 
+    pub fn is_default(&self) -> bool {
+        *self == Priority::Medium
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Priority::High => "high",
@@ -107,6 +111,12 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// True for the policy a task gets when its file says nothing.
+    pub fn is_default(&self) -> bool {
+        static DEFAULT: std::sync::LazyLock<RetryPolicy> = std::sync::LazyLock::new(RetryPolicy::default);
+        *self == *DEFAULT
+    }
+
     /// Whether attempt `attempt` (1-based) that failed with `class` gets another try.
     pub fn retries(&self, class: ErrorClass, attempt: u32) -> bool {
         attempt <= self.max_retries && self.retry_on.contains(&class)
@@ -239,6 +249,34 @@ struct RawSimulate {
     output: Option<String>,
 }
 
+/// Parses the parts of a split file on one thread each; `None` when any part does not parse
+/// or holds other than the expected number of tasks (the caller then parses the whole file,
+/// which also gives the error messages).
+fn parse_split(split: &split::Split, file: &str) -> Option<RawFile> {
+    type Tasks = Vec<Sp<Box<RawTask>>>;
+    let (rest, parts) = std::thread::scope(|scope| {
+        let handles: Vec<_> = split.parts[1..]
+            .iter()
+            .map(|p| scope.spawn(move || yaml::from_str::<Tasks>(&p.text, file).ok().filter(|t| t.len() == p.items)))
+            .collect();
+        let first = &split.parts[0];
+        let mut parts: Vec<Option<Tasks>> = vec![yaml::from_str::<Tasks>(&first.text, file).ok().filter(|t| t.len() == first.items)];
+        let rest = yaml::from_str::<RawFile>(&split.rest, file).ok();
+        parts.extend(handles.into_iter().map(|h| h.join().ok().flatten()));
+        (rest, parts)
+    });
+    let mut raw = rest?;
+    if raw.tasks.is_some() {
+        return None;
+    }
+    let mut tasks: Tasks = Vec::with_capacity(split.parts.iter().map(|p| p.items).sum());
+    for p in parts {
+        tasks.extend(p?);
+    }
+    raw.tasks = Some(Sp { value: tasks, referenced: split.start });
+    Some(raw)
+}
+
 /// Reads and validates a task file.
 pub fn load(path: &Path, catalog: &Catalog) -> Result<TaskFile, TaskFileError> {
     let text = yaml::read_file(path).map_err(|e| TaskFileError(vec![e]))?;
@@ -247,7 +285,16 @@ pub fn load(path: &Path, catalog: &Catalog) -> Result<TaskFile, TaskFileError> {
 
 /// Parses and validates task-file text; `file` is the name used in messages.
 pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, TaskFileError> {
-    let raw: RawFile = yaml::from_str(text, file).map_err(|e| TaskFileError(vec![e]))?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let raw = match split::split(text, cores).and_then(|s| parse_split(&s, file)) {
+        Some(raw) => raw,
+        None => yaml::from_str::<RawFile>(text, file).map_err(|e| TaskFileError(vec![e]))?,
+    };
+    validate(raw, file, catalog)
+}
+
+/// Checks a parsed file as a whole and builds its tasks.
+fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<TaskFile, TaskFileError> {
     let _ = raw.description;
     let mut errs = Vec::new();
     let defaults = raw.defaults.unwrap_or_default();
@@ -269,8 +316,11 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
     let mut name_pos: Vec<Pos> = Vec::with_capacity(tasks.value.len());
     for (i, t) in tasks.value.into_iter().enumerate() {
         let at: Pos = t.referenced;
-        let t = t.value;
-        let name = match &t.name {
+        let mut t = t.value;
+        let name_at = pos_of(&t.name, at);
+        // Values are moved out of the parsed task, not copied (prompts can be long).
+        let name = match t.name.take() {
+            Some(n) if n.value.trim().len() == n.value.len() && !n.value.is_empty() => n.value,
             Some(n) if !n.value.trim().is_empty() => n.value.trim().to_string(),
             Some(n) => {
                 errs.push(YamlError::at(file, n.referenced, "task `name` is empty; give the task a name"));
@@ -284,11 +334,11 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
         if name.chars().any(char::is_control) {
             errs.push(YamlError::at(
                 file,
-                pos_of(&t.name, at),
+                name_at,
                 format!("task name `{}` contains a control character; use plain text", name.escape_default()),
             ));
         }
-        let instance = match &t.ccr_instance {
+        let instance = match t.ccr_instance.take() {
             None => {
                 errs.push(YamlError::at(
                     file,
@@ -309,12 +359,10 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
                         format!("task `{name}`: unknown ccr_instance `{}`; {hint}", inst.value),
                     ));
                 }
-                inst.value.clone()
+                inst.value
             }
         };
-        let command = non_empty(&t.command);
-        let prompt = non_empty(&t.prompt);
-        if command.is_none() && prompt.is_none() {
+        if non_empty(&t.command).is_none() && non_empty(&t.prompt).is_none() {
             errs.push(YamlError::at(file, at, format!("task `{name}` has neither `command` nor `prompt`; add at least one")));
         }
         for (key, v) in [("command", &t.command), ("prompt", &t.prompt)] {
@@ -328,6 +376,8 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
                 }
             }
         }
+        let command = take_non_empty(&mut t.command);
+        let prompt = take_non_empty(&mut t.prompt);
         let timeout = match &t.timeout {
             None => DEFAULT_TIMEOUT,
             Some(sp) => match duration_of(&sp.value) {
@@ -363,7 +413,7 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
                 ));
                 None
             }
-            Some(o) => Some(o.value.clone()),
+            Some(_) => t.output_file.take().map(|o| o.value),
             None => None,
         };
         let simulate = match &t.simulate {
@@ -387,7 +437,7 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
             None => base_retry.clone(),
         };
         let priority = t.priority.unwrap_or(base_priority);
-        name_pos.push(pos_of(&t.name, at));
+        name_pos.push(name_at);
         dep_names.push(t.dependencies);
         specs.push(TaskSpec {
             name,
@@ -545,8 +595,14 @@ fn pos_of(v: &Option<Sp<String>>, fallback: Pos) -> Pos {
     v.as_ref().map(|s| s.referenced).unwrap_or(fallback)
 }
 
-fn non_empty(v: &Option<Sp<String>>) -> Option<String> {
-    v.as_ref().map(|s| s.value.clone()).filter(|s| !s.trim().is_empty())
+/// Moves out the text of a key that is present and not blank.
+fn take_non_empty(v: &mut Option<Sp<String>>) -> Option<String> {
+    v.take().map(|s| s.value).filter(|s| !s.trim().is_empty())
+}
+
+/// The text of a key that is present and not blank.
+fn non_empty(v: &Option<Sp<String>>) -> Option<&str> {
+    v.as_ref().map(|s| s.value.as_str()).filter(|s| !s.trim().is_empty())
 }
 
 fn duration_of(t: &RawTimeout) -> Result<Duration, String> {
@@ -559,6 +615,8 @@ fn duration_of(t: &RawTimeout) -> Result<Duration, String> {
             .map_err(|e| format!("timeout `{s}` is not a duration ({e}); use seconds (300) or a duration such as \"90s\" or \"5m\"")),
     }
 }
+
+mod split;
 
 #[cfg(test)]
 mod tests;

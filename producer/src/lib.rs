@@ -238,26 +238,27 @@ async fn submit(args: &Args, file: &Path, catalog: &Catalog) -> u8 {
             queue::ensure_group(&mut *conn, &keys, i).await?;
         }
         queue::prune_run_index(&mut *conn, &keys, args.retention).await?;
-        queue::create_run(
+        let blobs = queue::create_run(
             &mut *conn,
             &keys,
             &NewRun { run_id: &run_id, file: &path, name: name.as_deref(), specs: &specs, retention: args.retention },
         )
         .await?;
-        Ok::<_, QueueError>(conn)
+        Ok::<_, QueueError>((conn, blobs))
     }
     .await;
-    let mut conn = match created {
+    let (mut conn, blobs) = match created {
         Ok(c) => c,
         Err(e) => return fail_queue(&e),
     };
     // The run exists; if enqueuing fails now, the outbox keeps the jobs and `watch` finishes it.
-    let local = queue::LocalSpecs { specs: &specs };
+    let local = queue::LocalSpecs { specs: &specs, blobs: &blobs };
     if let Err(e) = queue::flush_outbox_with(&mut *conn, &keys, &run_id, Some(local)).await {
         eprintln!("zo-submit: run {run_id} was created but its first jobs could not be enqueued yet ({e}); `zo-submit watch {run_id}` will enqueue them");
         return exit::INFRA;
     }
     drop(conn);
+    drop(blobs);
     if args.detach {
         println!("{run_id}");
         if !args.output.quiet {

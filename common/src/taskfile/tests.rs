@@ -205,3 +205,55 @@ fn large_task_files_are_not_refused_by_the_yaml_budget() {
     }
     assert_eq!(ok(&text).tasks.len(), 40_000);
 }
+
+/// A large file, parsed in parts on several threads, gives exactly what parsing it in one
+/// piece gives: the same tasks and, for a file with mistakes, the same messages.
+#[test]
+fn a_file_parsed_in_parts_is_the_file_parsed_whole() {
+    let catalog = Catalog::builtin();
+    let mut good = String::from("name: big\ndefaults:\n  priority: low\ntasks:\n");
+    for i in 0..6000 {
+        match i % 3 {
+            0 => good.push_str(&format!("  - {{ name: t{i}, ccr_instance: fast, prompt: p }}\n")),
+            1 => good.push_str(&format!(
+                "  # task {i}\n  - name: t{i}\n    ccr_instance: general\n    command: |\n      echo {i}\n      - still the command\n    dependencies: [t{}]\n    timeout: 90\n\n",
+                i - 1
+            )),
+            _ => good.push_str(&format!("  - name: t{i}\n    ccr_instance: fast\n    prompt: \"p {i}\"\n    tags: [a, b]\n    retry_policy: {{ max_retries: 1 }}\n")),
+        }
+    }
+    let split = split::split(&good, 4).expect("the file is split");
+    assert_eq!(split.parts.len(), 4);
+    let whole: RawFile = yaml::from_str(&good, "t.yaml").unwrap();
+    let parts = parse_split(&split, "t.yaml").expect("every part parses");
+    assert_eq!(parts.tasks.as_ref().unwrap().referenced, whole.tasks.as_ref().unwrap().referenced, "the sequence's position");
+    let a = validate(whole, "t.yaml", &catalog).unwrap();
+    let b = validate(parts, "t.yaml", &catalog).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(b.tasks.len(), 6000);
+    assert_eq!(b.tasks[4000].line, ok(&good).tasks[4000].line);
+
+    // Entries at column 0 split as well.
+    let (head, tail) = good.split_once("tasks:\n").unwrap();
+    let flat = format!("{head}tasks:\n{}", tail.lines().map(|l| format!("{}\n", l.strip_prefix("  ").unwrap_or(l))).collect::<String>());
+    let split = split::split(&flat, 2).expect("the flat file is split");
+    let whole = validate(yaml::from_str(&flat, "t.yaml").unwrap(), "t.yaml", &catalog).unwrap();
+    assert_eq!(validate(parse_split(&split, "t.yaml").unwrap(), "t.yaml", &catalog).unwrap(), whole);
+    assert_eq!(whole.tasks, a.tasks, "the same tasks as the indented file");
+
+    // Mistakes in several parts: the same messages, in the same order, at the same places.
+    let bad = good.replace("name: t100,", "name: t99,").replace("ccr_instance: fast, prompt: p }\n", "ccr_instance: fats, prompt: p }\n");
+    let bad = bad.replacen("dependencies: [t4999]", "dependencies: [nope]", 1);
+    let whole = validate(yaml::from_str(&bad, "t.yaml").unwrap(), "t.yaml", &catalog).unwrap_err();
+    let split = split::split(&bad, 4).unwrap();
+    let parts = validate(parse_split(&split, "t.yaml").unwrap(), "t.yaml", &catalog).unwrap_err();
+    assert_eq!(parts, whole);
+    assert!(parts.to_string().contains("unknown ccr_instance `fats`"));
+    assert_eq!(parse(&bad, "t.yaml", &catalog).unwrap_err(), whole);
+
+    // A syntax error in one part: the shortcut gives up and the whole file's message stands.
+    let broken = good.replacen("prompt: \"p 5000\"", "prompt: \"p 5000", 1);
+    assert!(parse_split(&split::split(&broken, 4).unwrap(), "t.yaml").is_none());
+    let err = parse(&broken, "t.yaml", &catalog).unwrap_err();
+    assert_eq!(err, TaskFileError(vec![yaml::from_str::<RawFile>(&broken, "t.yaml").err().unwrap()]));
+}
