@@ -432,3 +432,66 @@ fn a_killed_remote_helper_fails_its_tasks_as_network_errors_and_a_new_one_takes_
     }
     assert!(w.log_text().matches("remote helper started").count() >= 2, "a new helper must replace the killed one:\n{}", w.log_text());
 }
+
+/// zo-submit killed (SIGKILL) while it streams a large run into Redis: no part of the run is
+/// visible — no meta, no task keys, not in the run index — and what it had staged expires by
+/// itself. (Should the kill land after the commit, the run must be whole instead.)
+#[test]
+fn a_submit_killed_while_creating_its_run_leaves_no_partial_run() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ns = namespace("killed-submit");
+    let n = 60_000;
+    let mut text = String::from("tasks:\n");
+    for i in 0..n {
+        text.push_str(&format!("  - {{ name: t{i}, ccr_instance: fast, prompt: p }}\n"));
+    }
+    let file = write(dir.path(), "big.yaml", &text);
+    let mut c = redis.client();
+    let mut child = std::process::Command::new(bin("zo-submit"))
+        .arg(&file)
+        .arg("--detach")
+        .env("ZO_REDIS_URL", redis.url())
+        .env("ZO_NAMESPACE", &ns)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard_dir = &dir;
+    let start = Instant::now();
+    let staged = loop {
+        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{ns}:run:*:new:*")).query(&mut c).unwrap();
+        if !keys.is_empty() {
+            child.kill().unwrap();
+            break keys;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "zo-submit finished before anything was staged");
+        assert!(start.elapsed() < Duration::from_secs(60), "nothing was ever staged");
+        std::thread::sleep(Duration::from_micros(200));
+    };
+    child.wait().unwrap();
+    let run = staged[0].split('{').nth(1).and_then(|r| r.split('}').next()).unwrap().to_string();
+    let key = |s: &str| format!("{ns}:run:{{{run}}}:{s}");
+    let committed: bool = redis::cmd("EXISTS").arg(key("meta")).query::<u32>(&mut c).unwrap() == 1;
+    let left: Vec<String> = redis::cmd("KEYS").arg(format!("{ns}:run:*:new:*")).query(&mut c).unwrap();
+    if committed {
+        let specs: usize = redis::cmd("HLEN").arg(key("spec")).query(&mut c).unwrap();
+        assert_eq!(specs, n, "a committed run is whole");
+        assert!(left.is_empty(), "a committed run leaves no staging key: {left:?}");
+        println!("the kill landed after the commit: the run is whole");
+        return;
+    }
+    for s in ["spec", "state", "attempt", "outbox"] {
+        let exists: u32 = redis::cmd("EXISTS").arg(key(s)).query(&mut c).unwrap();
+        assert_eq!(exists, 0, "`{s}` of an uncommitted run is visible");
+    }
+    let listed: Option<f64> = redis::cmd("ZSCORE").arg(format!("{ns}:runs")).arg(&run).query(&mut c).unwrap();
+    assert_eq!(listed, None, "an uncommitted run is in the index");
+    assert!(!left.is_empty());
+    for k in &left {
+        let ttl: i64 = redis::cmd("TTL").arg(k).query(&mut c).unwrap();
+        assert!((1..=3600).contains(&ttl), "staging key {k} expires (TTL {ttl})");
+    }
+    let specs: usize = redis::cmd("HLEN").arg(key("new:spec")).query(&mut c).unwrap();
+    println!("killed with {specs} of {n} specs staged; {} staging keys, all expiring", left.len());
+}

@@ -249,10 +249,13 @@ async fn stage_run(
     let mut roots: RootBlobs = Vec::new();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<redis::Pipeline>(1);
     let build = async {
-        // Start clean should an earlier attempt with this run id have left staging keys.
-        let mut p = redis::pipe();
-        p.del(&staging).ignore();
-        for chunk in run.specs.chunks(CREATE_CHUNK) {
+        for (c, chunk) in run.specs.chunks(CREATE_CHUNK).enumerate() {
+            let mut p = redis::pipe();
+            let before = written;
+            if c == 0 {
+                // Start clean should an earlier attempt with this run id have left staging keys.
+                p.del(&staging).ignore();
+            }
             let mut spec: Vec<(u32, &[u8])> = Vec::with_capacity(chunk.len());
             let blobs: Vec<Vec<u8>> = chunk.iter().map(JobSpec::encode).collect();
             for (s, b) in chunk.iter().zip(&blobs) {
@@ -286,17 +289,24 @@ async fn stage_run(
                 p.rpush(k("outbox"), root_entries).ignore();
                 written[5] = true;
             }
+            // A chunk that creates a staging key also sets its expiry (later writes keep it),
+            // in one MULTI: a producer killed mid-write leaves no staging key without one.
+            let mut creates = false;
             for (i, key) in staging.iter().enumerate() {
-                if written[i] {
+                if written[i] && !before[i] {
                     p.expire(key, STAGING_TTL_S as i64).ignore();
+                    creates = true;
                 }
+            }
+            if creates {
+                p.atomic();
             }
             for (s, b) in chunk.iter().zip(blobs) {
                 if s.deps.is_empty() {
                     roots.push((s.idx, b));
                 }
             }
-            if tx.send(std::mem::take(&mut p)).await.is_err() {
+            if tx.send(p).await.is_err() {
                 break;
             }
             // Let the connection write this chunk before the next one is encoded.

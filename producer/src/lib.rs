@@ -69,7 +69,7 @@ pub async fn run(args: Args) -> u8 {
                 Ok(p) => p,
                 Err(e) => return fail_queue(&e),
             };
-            watch::follow_and_report(&pool, &keys, run_id, &catalog, &args.output).await
+            watch::follow_and_report(&pool, &keys, run_id, &catalog, &args.output, None).await
         }
         Some(Command::Cancel { run_id, task }) => cancel(&args, run_id, task.as_deref()).await,
         Some(Command::Dead { action }) => dead(&args, action.as_ref().unwrap_or(&DeadAction::List)).await,
@@ -269,7 +269,7 @@ async fn submit(args: &Args, file: &Path, catalog: &Catalog) -> u8 {
     if !args.output.quiet {
         eprintln!("submitted {} tasks from {} as run {run_id} (Ctrl-C detaches; the run continues)", specs.len(), path);
     }
-    watch::follow_and_report(&pool, &keys, &run_id, catalog, &args.output).await
+    watch::follow_and_report(&pool, &keys, &run_id, catalog, &args.output, Some(&specs)).await
 }
 
 /// Writes the document and reports, prints the dashboard, returns the exit code.

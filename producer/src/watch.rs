@@ -31,18 +31,35 @@ struct View {
 }
 
 impl View {
-    async fn load(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, run_id: &str) -> Result<View, QueueError> {
-        let (spec, state): (HashMap<u32, Vec<u8>>, HashMap<u32, String>) =
-            redis::pipe().hgetall(keys.run(run_id, "spec")).hgetall(keys.run(run_id, "state")).query_async(conn).await?;
-        let n = spec.len();
-        let mut v = View { names: vec![String::new(); n], instances: vec![String::new(); n], states: vec!["waiting".into(); n] };
-        for (i, blob) in spec {
-            let s = JobSpec::decode(&blob).map_err(|e| QueueError::Corrupt(format!("spec of task {i}: {e}")))?;
-            if let Some(slot) = v.names.get_mut(i as usize) {
-                *slot = s.name;
-                v.instances[i as usize] = s.instance;
+    /// The run's names, instances and states; the names and instances from `local` when the
+    /// caller holds the run's specs (a submit that goes on to follow its run), else from Redis.
+    async fn load(
+        conn: &mut impl redis::aio::ConnectionLike,
+        keys: &Keys,
+        run_id: &str,
+        local: Option<&[JobSpec]>,
+    ) -> Result<View, QueueError> {
+        let mut v = match local {
+            Some(specs) => View {
+                names: specs.iter().map(|s| s.name.clone()).collect(),
+                instances: specs.iter().map(|s| s.instance.clone()).collect(),
+                states: vec!["waiting".into(); specs.len()],
+            },
+            None => {
+                let spec: HashMap<u32, Vec<u8>> = redis::cmd("HGETALL").arg(keys.run(run_id, "spec")).query_async(conn).await?;
+                let n = spec.len();
+                let mut v = View { names: vec![String::new(); n], instances: vec![String::new(); n], states: vec!["waiting".into(); n] };
+                for (i, blob) in spec {
+                    let s = JobSpec::decode(&blob).map_err(|e| QueueError::Corrupt(format!("spec of task {i}: {e}")))?;
+                    if let Some(slot) = v.names.get_mut(i as usize) {
+                        *slot = s.name;
+                        v.instances[i as usize] = s.instance;
+                    }
+                }
+                v
             }
-        }
+        };
+        let state: HashMap<u32, String> = redis::cmd("HGETALL").arg(keys.run(run_id, "state")).query_async(conn).await?;
         for (i, st) in state {
             if let Some(slot) = v.states.get_mut(i as usize) {
                 *slot = st;
@@ -130,7 +147,16 @@ async fn ask_cancel(run_id: &str) -> bool {
 }
 
 /// Follows the run to its end, then writes the reports. Returns the exit code.
-pub async fn follow_and_report(pool: &Pool, keys: &Keys, run_id: &str, catalog: &Catalog, out: &OutputOpts) -> u8 {
+/// Follows a run to its end and writes its reports. `local`: the run's specs, when this
+/// process just submitted it (saves reading them back).
+pub async fn follow_and_report(
+    pool: &Pool,
+    keys: &Keys,
+    run_id: &str,
+    catalog: &Catalog,
+    out: &OutputOpts,
+    local: Option<&[JobSpec]>,
+) -> u8 {
     let show = !out.quiet;
     let mut conn = match queue::conn(pool).await {
         Ok(c) => c,
@@ -140,7 +166,7 @@ pub async fn follow_and_report(pool: &Pool, keys: &Keys, run_id: &str, catalog: 
         Ok(m) => m,
         Err(e) => return fail_queue(&e),
     };
-    let mut view = match View::load(&mut *conn, keys, run_id).await {
+    let mut view = match View::load(&mut *conn, keys, run_id, local).await {
         Ok(v) => v,
         Err(e) => return fail_queue(&e),
     };
