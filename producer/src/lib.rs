@@ -258,14 +258,18 @@ async fn submit(args: &Args, file: &Path, catalog: &Catalog) -> u8 {
         return exit::INFRA;
     }
     drop(conn);
-    drop(blobs);
     if args.detach {
         println!("{run_id}");
         if !args.output.quiet {
             eprintln!("submitted {} tasks as run {run_id}; follow it with: zo-submit watch {run_id}", specs.len());
         }
+        // The process exits next: the OS takes back the run's specs at once, where freeing them
+        // one by one took ~4 ms of a 20,000-task submit.
+        std::mem::forget(blobs);
+        std::mem::forget(specs);
         return exit::OK;
     }
+    drop(blobs);
     if !args.output.quiet {
         eprintln!("submitted {} tasks from {} as run {run_id} (Ctrl-C detaches; the run continues)", specs.len(), path);
     }
