@@ -327,3 +327,98 @@ fn a_large_run_is_created_whole() {
         let _: () = redis::cmd("DEL").arg(keys.run_keys("L")).query_async(&mut c2).await.unwrap();
     });
 }
+
+/// The first flush of a run just created takes its roots from the creator's memory when the
+/// outbox still begins with them, and reads the outbox back otherwise: either way every
+/// queued job reaches the stream exactly once and the outbox ends empty — also when another
+/// flusher moved the first root already, and for entries appended after the roots.
+#[test]
+fn the_first_flush_moves_every_root_once() {
+    let redis = Redis::start();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let n = 12_000u32;
+        let specs = |run: &str| -> Vec<JobSpec> {
+            (0..n)
+                .map(|i| JobSpec {
+                    run_id: run.into(),
+                    idx: i,
+                    name: format!("t{i}"),
+                    instance: "fast".into(),
+                    command: Some("true".into()),
+                    prompt: None,
+                    timeout_ms: 1000,
+                    // Every fourth task waits for the one before it.
+                    deps: if i % 4 == 3 { vec![i - 1] } else { vec![] },
+                    tags: vec![],
+                    description: None,
+                    output_file: None,
+                    simulate: None,
+                    retry: RetryPolicy::default(),
+                    priority: Priority::Medium,
+                })
+                .collect()
+        };
+        let roots: Vec<u32> = (0..n).filter(|i| i % 4 != 3).collect();
+        // (name, what happens between creating and flushing)
+        for case in ["untouched", "head moved by another flusher", "entry appended", "outbox shorter"] {
+            let keys = Keys::new(&format!("zo-flush-{}", case.replace(' ', "-")));
+            let run = "F";
+            let specs = specs(run);
+            queue::ensure_group(&mut c, &keys, "fast").await.unwrap();
+            let new_run = NewRun { run_id: run, file: "f.yaml", name: None, specs: &specs, retention: Duration::from_secs(60) };
+            let blobs = queue::create_run(&mut c, &keys, &new_run).await.unwrap();
+            let outbox = keys.run(run, "outbox");
+            let stream = keys.jobs("fast");
+            let mut expected: Vec<(u32, u32)> = roots.iter().map(|&i| (i, 1)).collect();
+            match case {
+                "head moved by another flusher" => {
+                    let _: String = redis::cmd("LPOP").arg(&outbox).query_async(&mut c).await.unwrap();
+                    expected.remove(0);
+                }
+                "entry appended" => {
+                    let _: () = redis::cmd("RPUSH").arg(&outbox).arg("3:1").query_async(&mut c).await.unwrap();
+                    expected.push((3, 1));
+                }
+                "outbox shorter" => {
+                    let _: () = redis::cmd("RPOP").arg(&outbox).arg(2).query_async(&mut c).await.unwrap();
+                    expected.truncate(expected.len() - 2);
+                }
+                _ => {}
+            }
+            let local = queue::LocalSpecs { specs: &specs, blobs: &blobs };
+            let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut c).await.unwrap();
+            let moved = queue::flush_outbox_with(&mut c, &keys, run, Some(local)).await.unwrap();
+            let stats: String = redis::cmd("INFO").arg("commandstats").query_async(&mut c).await.unwrap();
+            let lranges: u32 = stats
+                .lines()
+                .find_map(|l| l.strip_prefix("cmdstat_lrange:calls="))
+                .map_or(0, |r| r.split(',').next().unwrap().parse().unwrap());
+            // From memory, only what follows the roots is read back (then the empty outbox);
+            // otherwise all of it, in chunks of 5,000.
+            let want_lranges = match case {
+                "untouched" => 1,
+                "entry appended" => 2,
+                _ => 3,
+            };
+            assert_eq!(lranges, want_lranges, "{case}: LRANGE calls");
+            assert_eq!(moved, expected.len(), "{case}");
+            let left: usize = redis::cmd("LLEN").arg(&outbox).query_async(&mut c).await.unwrap();
+            assert_eq!(left, 0, "{case}: the outbox ends empty");
+            let entries: Vec<(String, HashMap<String, Vec<u8>>)> =
+                redis::cmd("XRANGE").arg(&stream).arg("-").arg("+").query_async(&mut c).await.unwrap();
+            let num = |b: &[u8]| -> u32 { std::str::from_utf8(b).unwrap().parse().unwrap() };
+            let mut got: Vec<(u32, u32)> = entries.iter().map(|(_, f)| (num(&f["idx"]), num(&f["attempt"]))).collect();
+            got.sort_unstable();
+            let mut want = expected.clone();
+            want.sort_unstable();
+            assert_eq!(got, want, "{case}: every queued job once");
+            for (_, f) in entries.iter().take(3) {
+                let spec = JobSpec::decode(&f["payload"]).unwrap();
+                assert_eq!(spec, specs[spec.idx as usize], "{case}: the payload is the task's spec");
+            }
+        }
+    });
+}

@@ -392,8 +392,29 @@ async fn flush_held(
 ) -> Result<usize, QueueError> {
     let outbox = keys.run(run_id, "outbox");
     let mut moved = 0;
+    // A run this process has just created: its outbox begins with exactly its roots, in order,
+    // unless another flusher has moved some already (every flusher takes from the head, so the
+    // head would no longer be the first root). Checking the head and the length replaces
+    // reading the entries back.
+    let mut fresh: &[(u32, Vec<u8>)] = match local {
+        Some(l) if !l.blobs.is_empty() => {
+            let (head, len): (Option<String>, usize) = redis::pipe().lindex(&outbox, 0).llen(&outbox).query_async(conn).await?;
+            if head == Some(format!("{}:1", l.blobs[0].0)) && len >= l.blobs.len() {
+                l.blobs
+            } else {
+                &[]
+            }
+        }
+        _ => &[],
+    };
     loop {
-        let entries: Vec<String> = redis::cmd("LRANGE").arg(&outbox).arg(0).arg(4999).query_async(conn).await?;
+        let entries: Vec<String> = if fresh.is_empty() {
+            redis::cmd("LRANGE").arg(&outbox).arg(0).arg(4999).query_async(conn).await?
+        } else {
+            let (chunk, rest) = fresh.split_at(fresh.len().min(5000));
+            fresh = rest;
+            chunk.iter().map(|(i, _)| format!("{i}:1")).collect()
+        };
         if entries.is_empty() {
             return Ok(moved);
         }
@@ -451,6 +472,8 @@ async fn flush_held(
         let count = built?;
         let trimmed: i64 = scripts::TRIM_HELD_SCRIPT.key(lock).key(&outbox).arg(token).arg(entries.len()).invoke_async(conn).await?;
         if trimmed == 0 {
+            // The flush key lapsed: someone else may be flushing now.
+            fresh = &[];
             let mut p = redis::pipe();
             for e in &entries {
                 p.cmd("LREM").arg(&outbox).arg(1).arg(e).ignore();
