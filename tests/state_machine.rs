@@ -56,30 +56,33 @@ fn result(attempt: u32, status: Status) -> TaskResult {
     }
 }
 
+/// Task `i` of run `run` on instance `fast` (command `true`), depending on `deps`.
+fn job(run: &str, i: u32, deps: Vec<u32>) -> JobSpec {
+    JobSpec {
+        run_id: run.into(),
+        idx: i,
+        name: format!("t{i}"),
+        instance: "fast".into(),
+        command: Some("true".into()),
+        prompt: None,
+        timeout_ms: 1000,
+        deps,
+        tags: vec![],
+        description: None,
+        output_file: None,
+        simulate: None,
+        retry: RetryPolicy::default(),
+        priority: Priority::Medium,
+    }
+}
+
 async fn drive(url: &str, ns: &str, plan: &Plan) -> Result<(), TestCaseError> {
     let client = redis::Client::open(url).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     let keys = Keys::new(ns);
     let n = plan.deps.len();
     let run = "R";
-    let specs: Vec<JobSpec> = (0..n)
-        .map(|i| JobSpec {
-            run_id: run.into(),
-            idx: i as u32,
-            name: format!("t{i}"),
-            instance: "fast".into(),
-            command: Some("true".into()),
-            prompt: None,
-            timeout_ms: 1000,
-            deps: plan.deps[i].iter().map(|&d| d as u32).collect(),
-            tags: vec![],
-            description: None,
-            output_file: None,
-            simulate: None,
-            retry: RetryPolicy::default(),
-            priority: Priority::Medium,
-        })
-        .collect();
+    let specs: Vec<JobSpec> = (0..n).map(|i| job(run, i as u32, plan.deps[i].iter().map(|&d| d as u32).collect())).collect();
     queue::ensure_group(&mut c, &keys, "fast").await.unwrap();
     queue::create_run(
         &mut c,
@@ -247,24 +250,7 @@ fn a_large_run_is_created_whole() {
         let keys = Keys::new("zo-large");
         let n = 4500u32;
         // Every third task depends on the one before it.
-        let specs: Vec<JobSpec> = (0..n)
-            .map(|i| JobSpec {
-                run_id: "L".into(),
-                idx: i,
-                name: format!("t{i}"),
-                instance: "fast".into(),
-                command: Some("true".into()),
-                prompt: None,
-                timeout_ms: 1000,
-                deps: if i % 3 == 2 { vec![i - 1] } else { vec![] },
-                tags: vec![],
-                description: None,
-                output_file: None,
-                simulate: None,
-                retry: RetryPolicy::default(),
-                priority: Priority::Medium,
-            })
-            .collect();
+        let specs: Vec<JobSpec> = (0..n).map(|i| job("L", i, if i % 3 == 2 { vec![i - 1] } else { vec![] })).collect();
         let new_run = NewRun { run_id: "L", file: "l.yaml", name: None, specs: &specs, retention: Duration::from_secs(60) };
         let blobs = queue::create_run(&mut c, &keys, &new_run).await.unwrap();
         assert_eq!(blobs.len() as u32, n - n / 3, "one blob per root");
@@ -340,27 +326,8 @@ fn the_first_flush_moves_every_root_once() {
         let client = redis::Client::open(redis.url()).unwrap();
         let mut c = client.get_multiplexed_async_connection().await.unwrap();
         let n = 12_000u32;
-        let specs = |run: &str| -> Vec<JobSpec> {
-            (0..n)
-                .map(|i| JobSpec {
-                    run_id: run.into(),
-                    idx: i,
-                    name: format!("t{i}"),
-                    instance: "fast".into(),
-                    command: Some("true".into()),
-                    prompt: None,
-                    timeout_ms: 1000,
-                    // Every fourth task waits for the one before it.
-                    deps: if i % 4 == 3 { vec![i - 1] } else { vec![] },
-                    tags: vec![],
-                    description: None,
-                    output_file: None,
-                    simulate: None,
-                    retry: RetryPolicy::default(),
-                    priority: Priority::Medium,
-                })
-                .collect()
-        };
+        // Every fourth task waits for the one before it.
+        let specs = |run: &str| -> Vec<JobSpec> { (0..n).map(|i| job(run, i, if i % 4 == 3 { vec![i - 1] } else { vec![] })).collect() };
         let roots: Vec<u32> = (0..n).filter(|i| i % 4 != 3).collect();
         // (name, what happens between creating and flushing)
         for case in ["untouched", "head moved by another flusher", "entry appended", "outbox shorter"] {

@@ -182,6 +182,14 @@ pub async fn create_run(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys,
     Ok(roots)
 }
 
+/// Adds an HSET of `fields` to `key` unless there are none; says whether it did.
+fn hset_some<V: redis::ToRedisArgs>(p: &mut redis::Pipeline, key: &str, fields: &[(u32, V)]) -> bool {
+    if !fields.is_empty() {
+        p.hset_multiple(key, fields).ignore();
+    }
+    !fields.is_empty()
+}
+
 /// Where [`create_run`] stages one of a run's keys.
 fn staging_key(keys: &Keys, run_id: &str, suffix: &str) -> String {
     keys.run(run_id, &format!("new:{suffix}"))
@@ -236,7 +244,6 @@ async fn stage_run(
     run: &NewRun<'_>,
 ) -> Result<(u64, Vec<&'static str>, RootBlobs), QueueError> {
     let staging: Vec<String> = CREATED_KEYS.iter().map(|s| staging_key(keys, run.run_id, s)).collect();
-    let k = |s: &str| &staging[CREATED_KEYS.iter().position(|c| *c == s).expect("a created key")];
     let n = run.specs.len();
     let mut children: Vec<Vec<u32>> = vec![Vec::new(); n];
     for s in run.specs {
@@ -245,74 +252,72 @@ async fn stage_run(
         }
     }
     let now = now_ms();
+    let at = |s: &str| CREATED_KEYS.iter().position(|c| *c == s).expect("a created key");
     let mut written = [false; CREATED_KEYS.len()];
     let mut roots: RootBlobs = Vec::new();
+    let pipes = run.specs.chunks(CREATE_CHUNK).enumerate().map(|(c, chunk)| {
+        let mut p = redis::pipe();
+        let before = written;
+        if c == 0 {
+            // Start clean should an earlier attempt with this run id have left staging keys.
+            p.del(&staging).ignore();
+        }
+        let blobs: Vec<Vec<u8>> = chunk.iter().map(JobSpec::encode).collect();
+        let spec: Vec<(u32, &[u8])> = chunk.iter().zip(&blobs).map(|(s, b)| (s.idx, b.as_slice())).collect();
+        written[at("spec")] |= hset_some(&mut p, &staging[at("spec")], &spec);
+        let state: Vec<(u32, &str)> = chunk.iter().map(|s| (s.idx, if s.deps.is_empty() { "queued" } else { "waiting" })).collect();
+        written[at("state")] |= hset_some(&mut p, &staging[at("state")], &state);
+        let attempt: Vec<(u32, u32)> = chunk.iter().map(|s| (s.idx, u32::from(s.deps.is_empty()))).collect();
+        written[at("attempt")] |= hset_some(&mut p, &staging[at("attempt")], &attempt);
+        let pending: Vec<(u32, usize)> = chunk.iter().filter(|s| !s.deps.is_empty()).map(|s| (s.idx, s.deps.len())).collect();
+        written[at("pending")] |= hset_some(&mut p, &staging[at("pending")], &pending);
+        let ch: Vec<(u32, String)> = chunk
+            .iter()
+            .filter(|s| !children[s.idx as usize].is_empty())
+            .map(|s| (s.idx, children[s.idx as usize].iter().map(u32::to_string).collect::<Vec<_>>().join(",")))
+            .collect();
+        written[at("children")] |= hset_some(&mut p, &staging[at("children")], &ch);
+        let root_entries: Vec<String> = chunk.iter().filter(|s| s.deps.is_empty()).map(|s| format!("{}:1", s.idx)).collect();
+        if !root_entries.is_empty() {
+            p.rpush(&staging[at("outbox")], root_entries).ignore();
+            written[at("outbox")] = true;
+        }
+        // A chunk that creates a staging key also sets its expiry (later writes keep it),
+        // in one MULTI: a producer killed mid-write leaves no staging key without one.
+        let mut creates = false;
+        for (i, key) in staging.iter().enumerate() {
+            if written[i] && !before[i] {
+                p.expire(key, STAGING_TTL_S as i64).ignore();
+                creates = true;
+            }
+        }
+        if creates {
+            p.atomic();
+        }
+        roots.extend(chunk.iter().zip(blobs).filter(|(s, _)| s.deps.is_empty()).map(|(s, b)| (s.idx, b)));
+        Ok(p)
+    });
+    send_while_building(conn, pipes).await?;
+    let written = CREATED_KEYS.iter().zip(written).filter(|(_, w)| *w).map(|(s, _)| *s).collect();
+    Ok((now, written, roots))
+}
+
+/// Sends the pipelines `pipes` yields, in order, while the next one is being built: Redis
+/// works on one while this task encodes the following one. Stops at the first error.
+async fn send_while_building(
+    conn: &mut impl redis::aio::ConnectionLike,
+    pipes: impl Iterator<Item = Result<redis::Pipeline, QueueError>>,
+) -> Result<(), QueueError> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<redis::Pipeline>(1);
-    let build = async {
-        for (c, chunk) in run.specs.chunks(CREATE_CHUNK).enumerate() {
-            let mut p = redis::pipe();
-            let before = written;
-            if c == 0 {
-                // Start clean should an earlier attempt with this run id have left staging keys.
-                p.del(&staging).ignore();
-            }
-            let mut spec: Vec<(u32, &[u8])> = Vec::with_capacity(chunk.len());
-            let blobs: Vec<Vec<u8>> = chunk.iter().map(JobSpec::encode).collect();
-            for (s, b) in chunk.iter().zip(&blobs) {
-                spec.push((s.idx, b));
-            }
-            p.hset_multiple(k("spec"), &spec).ignore();
-            drop(spec);
-            let state: Vec<(u32, &str)> = chunk.iter().map(|s| (s.idx, if s.deps.is_empty() { "queued" } else { "waiting" })).collect();
-            p.hset_multiple(k("state"), &state).ignore();
-            let attempt: Vec<(u32, u32)> = chunk.iter().map(|s| (s.idx, u32::from(s.deps.is_empty()))).collect();
-            p.hset_multiple(k("attempt"), &attempt).ignore();
-            written[0] = true;
-            written[1] = true;
-            written[2] = true;
-            let pending: Vec<(u32, usize)> = chunk.iter().filter(|s| !s.deps.is_empty()).map(|s| (s.idx, s.deps.len())).collect();
-            if !pending.is_empty() {
-                p.hset_multiple(k("pending"), &pending).ignore();
-                written[3] = true;
-            }
-            let ch: Vec<(u32, String)> = chunk
-                .iter()
-                .filter(|s| !children[s.idx as usize].is_empty())
-                .map(|s| (s.idx, children[s.idx as usize].iter().map(u32::to_string).collect::<Vec<_>>().join(",")))
-                .collect();
-            if !ch.is_empty() {
-                p.hset_multiple(k("children"), &ch).ignore();
-                written[4] = true;
-            }
-            let root_entries: Vec<String> = chunk.iter().filter(|s| s.deps.is_empty()).map(|s| format!("{}:1", s.idx)).collect();
-            if !root_entries.is_empty() {
-                p.rpush(k("outbox"), root_entries).ignore();
-                written[5] = true;
-            }
-            // A chunk that creates a staging key also sets its expiry (later writes keep it),
-            // in one MULTI: a producer killed mid-write leaves no staging key without one.
-            let mut creates = false;
-            for (i, key) in staging.iter().enumerate() {
-                if written[i] && !before[i] {
-                    p.expire(key, STAGING_TTL_S as i64).ignore();
-                    creates = true;
-                }
-            }
-            if creates {
-                p.atomic();
-            }
-            for (s, b) in chunk.iter().zip(blobs) {
-                if s.deps.is_empty() {
-                    roots.push((s.idx, b));
-                }
-            }
-            if tx.send(p).await.is_err() {
+    let build = async move {
+        for p in pipes {
+            if tx.send(p?).await.is_err() {
                 break;
             }
-            // Let the connection write this chunk before the next one is encoded.
+            // Let the connection write this pipeline before the next one is built.
             tokio::task::yield_now().await;
         }
-        drop(tx);
+        Ok::<_, QueueError>(())
     };
     let send = async {
         while let Some(p) = rx.recv().await {
@@ -320,10 +325,9 @@ async fn stage_run(
         }
         Ok::<_, QueueError>(())
     };
-    let ((), sent) = tokio::join!(build, send);
+    let (built, sent) = tokio::join!(build, send);
     sent?;
-    let written = CREATED_KEYS.iter().zip(written).filter(|(_, w)| *w).map(|(s, _)| *s).collect();
-    Ok((now, written, roots))
+    built
 }
 
 /// Moves the run's outbox into the instance streams. Safe to run concurrently and to repeat:
@@ -435,41 +439,25 @@ async fn flush_held(
                 fetched.insert(*i, b);
             }
         }
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<redis::Pipeline>(1);
-        let fetched = &fetched;
-        let build = async move {
-            for part in parsed.chunks(500) {
-                let mut p = redis::pipe();
-                for &(idx, attempt) in part {
-                    match known(idx) {
-                        Some(spec) => match local.and_then(|l| l.blob(idx)) {
-                            Some(blob) => xadd_job(&mut p, keys, run_id, spec, attempt, blob),
-                            None => xadd_job(&mut p, keys, run_id, spec, attempt, &spec.encode()),
-                        },
-                        None => {
-                            let blob = &fetched[&idx];
-                            let spec =
-                                JobSpec::decode(blob).map_err(|e| QueueError::Corrupt(format!("run {run_id}: spec of task {idx}: {e}")))?;
-                            xadd_job(&mut p, keys, run_id, &spec, attempt, blob);
-                        }
+        let pipes = parsed.chunks(500).map(|part| {
+            let mut p = redis::pipe();
+            for &(idx, attempt) in part {
+                match known(idx) {
+                    Some(spec) => match local.and_then(|l| l.blob(idx)) {
+                        Some(blob) => xadd_job(&mut p, keys, run_id, spec, attempt, blob),
+                        None => xadd_job(&mut p, keys, run_id, spec, attempt, &spec.encode()),
+                    },
+                    None => {
+                        let blob = &fetched[&idx];
+                        let spec =
+                            JobSpec::decode(blob).map_err(|e| QueueError::Corrupt(format!("run {run_id}: spec of task {idx}: {e}")))?;
+                        xadd_job(&mut p, keys, run_id, &spec, attempt, blob);
                     }
                 }
-                if tx.send(p).await.is_err() {
-                    break;
-                }
-                tokio::task::yield_now().await;
             }
-            Ok::<_, QueueError>(parsed.len())
-        };
-        let send = async {
-            while let Some(p) = rx.recv().await {
-                p.query_async::<()>(conn).await?;
-            }
-            Ok::<_, QueueError>(())
-        };
-        let (built, sent) = tokio::join!(build, send);
-        sent?;
-        let count = built?;
+            Ok(p)
+        });
+        send_while_building(conn, pipes).await?;
         let trimmed: i64 = scripts::TRIM_HELD_SCRIPT.key(lock).key(&outbox).arg(token).arg(entries.len()).invoke_async(conn).await?;
         if trimmed == 0 {
             // The flush key lapsed: someone else may be flushing now.
@@ -480,7 +468,7 @@ async fn flush_held(
             }
             p.query_async::<()>(conn).await?;
         }
-        moved += count;
+        moved += parsed.len();
     }
 }
 

@@ -362,9 +362,6 @@ fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<TaskFile, Tas
                 inst.value
             }
         };
-        if non_empty(&t.command).is_none() && non_empty(&t.prompt).is_none() {
-            errs.push(YamlError::at(file, at, format!("task `{name}` has neither `command` nor `prompt`; add at least one")));
-        }
         for (key, v) in [("command", &t.command), ("prompt", &t.prompt)] {
             if let Some(v) = v {
                 if v.value.contains('\0') {
@@ -378,6 +375,9 @@ fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<TaskFile, Tas
         }
         let command = take_non_empty(&mut t.command);
         let prompt = take_non_empty(&mut t.prompt);
+        if command.is_none() && prompt.is_none() {
+            errs.push(YamlError::at(file, at, format!("task `{name}` has neither `command` nor `prompt`; add at least one")));
+        }
         let timeout = match &t.timeout {
             None => DEFAULT_TIMEOUT,
             Some(sp) => match duration_of(&sp.value) {
@@ -598,11 +598,6 @@ fn pos_of(v: &Option<Sp<String>>, fallback: Pos) -> Pos {
 /// Moves out the text of a key that is present and not blank.
 fn take_non_empty(v: &mut Option<Sp<String>>) -> Option<String> {
     v.take().map(|s| s.value).filter(|s| !s.trim().is_empty())
-}
-
-/// The text of a key that is present and not blank.
-fn non_empty(v: &Option<Sp<String>>) -> Option<&str> {
-    v.as_ref().map(|s| s.value.as_str()).filter(|s| !s.trim().is_empty())
 }
 
 fn duration_of(t: &RawTimeout) -> Result<Duration, String> {

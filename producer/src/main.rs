@@ -14,7 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Has mimalloc give freed memory back to the system after 1 ms instead of its default 1 s.
 /// A submit frees its parse tree while it builds the job specs, and its parse threads' freed
 /// pages are not reused by the main thread: with the default delay all of it stays resident
-/// until exit (peak RSS of a 100,000-task submit: 169 MB; with 1 ms: 106 MB, equally fast).
+/// until exit (peak RSS of a 100,000-task submit: 169 MB; with 1 ms: 106–119 MB, equally fast).
 #[allow(unsafe_code)]
 fn purge_freed_memory_promptly() {
     extern "C" {
