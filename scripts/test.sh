@@ -32,6 +32,7 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+python3 scripts/check-structure.py
 cargo build --workspace --bins
 cargo test --workspace -- --nocapture
 # A seconds-long smoke run of the benchmark suite, so it never rots (full run: bench/run.py).

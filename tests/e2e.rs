@@ -20,11 +20,6 @@ fn all_instances(concurrency: usize) -> String {
         .collect()
 }
 
-fn json_doc(out: &Outcome) -> Value {
-    serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}\nstderr:\n{}", out.stdout, out.stderr))
-}
-
 fn start_ms(t: &Value) -> f64 {
     // timestamp is the finish time; started = finish - duration.
     finish_ms(t) - t["duration"].as_f64().unwrap() * 1000.0
@@ -358,60 +353,6 @@ fn detach_then_watch_gets_the_same_report() {
 }
 
 #[test]
-fn redis_unreachable_exits_3_and_leaves_nothing_behind() {
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "t.yaml", "tasks:\n  - { name: A, ccr_instance: fast, command: ls }\n");
-    let url = format!("redis://127.0.0.1:{}", free_port());
-    let out = submit(dir.path(), &url, "zo", &["t.yaml", "--results-dir", "res"], LIMIT);
-    assert_eq!(out.code, 3, "{}", out.stderr);
-    assert!(out.stderr.starts_with(&format!("zo-submit: cannot reach Redis at {url}: ")), "{}", out.stderr);
-    assert_eq!(out.stderr.lines().count(), 1, "one clear line: {}", out.stderr);
-    assert!(!dir.path().join("res").exists(), "no results for a run that never started");
-}
-
-#[test]
-fn an_invalid_task_file_exits_2_with_its_position() {
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "t.yaml", "tasks:\n  - name: A\n    ccr_instance: fast\n    comand: ls\n");
-    let out = submit(dir.path(), "redis://127.0.0.1:1", "zo", &["t.yaml"], LIMIT);
-    assert_eq!(out.code, 2);
-    assert_eq!(
-        out.stderr,
-        "t.yaml:4:5: unknown key `comand`; did you mean `command`?\nzo-submit: t.yaml has 1 error; nothing was submitted\n"
-    );
-    let missing = submit(dir.path(), "redis://127.0.0.1:1", "zo", &["nope.yaml"], LIMIT);
-    assert_eq!(missing.code, 2);
-    assert!(missing.stderr.starts_with("nope.yaml: cannot read file: "), "{}", missing.stderr);
-    let usage = submit(dir.path(), "redis://127.0.0.1:1", "zo", &["t.yaml", "--bogus"], LIMIT);
-    assert_eq!(usage.code, 2);
-}
-
-#[test]
-fn plan_needs_no_redis() {
-    let dir = tempfile::tempdir().unwrap();
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tasks/example.yaml");
-    for args in [vec!["plan", example.to_str().unwrap()], vec![example.to_str().unwrap(), "--dry-run"]] {
-        let out = submit(dir.path(), "redis://127.0.0.1:1", "zo", &args, LIMIT);
-        assert_eq!(out.code, 0, "{}", out.stderr);
-        assert!(out.stdout.contains("Batch 1 (3 tasks in parallel):"), "{}", out.stdout);
-        assert!(out.stdout.contains("Batch 3 (1 task):\n  - Executive Summary [smart"), "{}", out.stdout);
-        assert!(out.stdout.ends_with("Validation: PASSED\n"));
-    }
-}
-
-#[test]
-fn an_invalid_worker_config_exits_2() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write(dir.path(), "w.yaml", "executor: { kind: ssh }\ninstances: [ { name: fats } ]\n");
-    let out = std::process::Command::new(bin("zo-worker")).arg("--config").arg(&cfg).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        format!("zo-worker: {}: instance `fats` is not in the catalog; did you mean `fast`?\n", cfg.display())
-    );
-}
-
-#[test]
 fn unreachable_ssh_host_and_refused_auth_are_network_errors_and_the_worker_keeps_serving() {
     let redis = Redis::start();
     let sshd = Sshd::start();
@@ -461,98 +402,6 @@ fn unreachable_ssh_host_and_refused_auth_are_network_errors_and_the_worker_keeps
     assert_eq!(t["A"]["error_class"], "network", "{}", t["A"]);
     assert!(t["A"]["error"].as_str().unwrap().starts_with(&format!("cannot connect to {SSH_USER}@127.0.0.1:{}", sshd.port)), "{}", t["A"]);
     assert!(w.is_running());
-}
-
-#[test]
-fn malformed_stream_entries_are_dead_lettered_and_valid_work_goes_on() {
-    let redis = Redis::start();
-    let ns = namespace("dead");
-    let dir = tempfile::tempdir().unwrap();
-    let mut conn = redis.client();
-    let stream = format!("{ns}:jobs:fast");
-    let _: () =
-        redis::cmd("XGROUP").arg("CREATE").arg(&stream).arg(format!("{ns}-workers")).arg("0").arg("MKSTREAM").query(&mut conn).unwrap();
-    let _: String = redis::cmd("XADD").arg(&stream).arg("*").arg("hello").arg("world").query(&mut conn).unwrap();
-    let _: String = redis::cmd("XADD")
-        .arg(&stream)
-        .arg("*")
-        .arg("run")
-        .arg("R")
-        .arg("idx")
-        .arg("0")
-        .arg("attempt")
-        .arg("1")
-        .arg("payload")
-        .arg(vec![0xc1u8, 0xff, 0x00])
-        .query(&mut conn)
-        .unwrap();
-    let huge = "x".repeat(1 << 20);
-    let _: String = redis::cmd("XADD").arg(&stream).arg("*").arg("run").arg(&huge).arg("idx").arg("nope").query(&mut conn).unwrap();
-    // 47 more: unknown runs, wrong instances, truncated payloads, binary junk.
-    let spec = |run: &str, idx: u32, instance: &str| {
-        zo_common::model::JobSpec {
-            run_id: run.into(),
-            idx,
-            name: "x".into(),
-            instance: instance.into(),
-            command: Some("echo".into()),
-            prompt: None,
-            timeout_ms: 1000,
-            deps: vec![],
-            tags: vec![],
-            description: None,
-            output_file: None,
-            simulate: None,
-            retry: Default::default(),
-            priority: Default::default(),
-        }
-        .encode()
-    };
-    for i in 0..47u32 {
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(&stream).arg("*");
-        match i % 4 {
-            0 => cmd.arg("run").arg(format!("ghost-{i}")).arg("idx").arg(0).arg("attempt").arg(1).arg("payload").arg(spec(
-                &format!("ghost-{i}"),
-                0,
-                "fast",
-            )),
-            1 => cmd.arg("run").arg("R").arg("idx").arg(0).arg("attempt").arg(1).arg("payload").arg(spec("R", 0, "smart")),
-            2 => cmd.arg("run").arg("R").arg("idx").arg(0).arg("attempt").arg(1).arg("payload").arg(spec("R", 0, "fast")[..5].to_vec()),
-            _ => cmd.arg(vec![0xffu8, 0xfe, i as u8]).arg(vec![0u8; 64]),
-        };
-        let _: String = cmd.query(&mut conn).unwrap();
-    }
-    let _w = Worker::start(dir.path(), "w", "executor: { kind: simulate }\ninstances: [ { name: fast } ]\n", &redis.url(), &ns);
-    write(dir.path(), "t.yaml", "tasks:\n  - { name: A, ccr_instance: fast, command: \"echo hi\", prompt: \"go\" }\n");
-    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--json", "--no-save", "--no-report"], LIMIT);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let dead: Vec<(String, std::collections::HashMap<String, Vec<u8>>)> = {
-        let reply: redis::streams::StreamRangeReply =
-            redis::cmd("XRANGE").arg(format!("{ns}:dead")).arg("-").arg("+").query(&mut conn).unwrap();
-        reply
-            .ids
-            .into_iter()
-            .map(|e| (e.id, e.map.into_iter().map(|(k, v)| (k, redis::from_redis_value::<Vec<u8>>(v).unwrap())).collect()))
-            .collect()
-    };
-    let reasons: Vec<String> = dead.iter().map(|(_, m)| String::from_utf8_lossy(&m["reason"]).into_owned()).collect();
-    assert_eq!(reasons.len(), 50, "every garbage entry is dead-lettered: {reasons:?}");
-    assert_eq!(
-        reasons.iter().filter(|r| r.starts_with("run ghost-") && r.ends_with("(an unknown run, or one that expired)")).count(),
-        12,
-        "{reasons:?}"
-    );
-    assert_eq!(reasons.iter().filter(|r| r.starts_with("payload is for instance `smart`")).count(), 12, "{reasons:?}");
-    assert!(reasons.contains(&"missing field `run`".to_string()), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.starts_with("payload is not a job spec")), "{reasons:?}");
-    assert!(reasons.contains(&"field `idx` is not a number".to_string()), "{reasons:?}");
-    assert!(
-        dead.iter().all(|(_, m)| m.values().all(|v| v.len() <= 4096 || v.len() < 1 << 20)),
-        "dead letters keep at most 4 KiB per field"
-    );
-    let len: usize = redis::cmd("XLEN").arg(&stream).query(&mut conn).unwrap();
-    assert_eq!(len, 0, "handled entries leave the stream");
 }
 
 #[test]

@@ -8,10 +8,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use zo_common::keys::Keys;
-use zo_common::model::{JobSpec, Status, TaskResult};
-use zo_common::queue::{self, Claim, MarkRunning, NewRun, Recorded, ToMark, ToRecord};
-use zo_common::taskfile::{Priority, RetryPolicy};
+use zo_common::model::{Outcome, Status, TaskResult, TaskSpec, TaskState};
+use zo_common::store::{Claim, LocalSpecs, MarkRunning, NewRun, Recorded, Store, ToMark, ToRecord};
 use zo_e2e::Redis;
 
 #[derive(Debug, Clone)]
@@ -40,13 +38,7 @@ fn plan() -> impl Strategy<Value = Plan> {
 
 fn result(attempt: u32, status: Status) -> TaskResult {
     TaskResult {
-        status,
-        error_class: None,
-        error: None,
-        output: String::new(),
-        exit_code: Some(0),
-        command: None,
-        agent: None,
+        outcome: Outcome { status, error_class: None, error: None, output: String::new(), exit_code: Some(0), command: None, agent: None },
         attempt,
         worker: "prop".into(),
         started_ms: 0,
@@ -56,44 +48,26 @@ fn result(attempt: u32, status: Status) -> TaskResult {
     }
 }
 
-/// Task `i` of run `run` on instance `fast` (command `true`), depending on `deps`.
-fn job(run: &str, i: u32, deps: Vec<u32>) -> JobSpec {
-    JobSpec {
-        run_id: run.into(),
-        idx: i,
-        name: format!("t{i}"),
-        instance: "fast".into(),
-        command: Some("true".into()),
-        prompt: None,
-        timeout_ms: 1000,
-        deps,
-        tags: vec![],
-        description: None,
-        output_file: None,
-        simulate: None,
-        retry: RetryPolicy::default(),
-        priority: Priority::Medium,
-    }
+/// Task `i` on instance `fast` (command `true`), depending on `deps`.
+fn job(i: u32, deps: Vec<u32>) -> TaskSpec {
+    TaskSpec { command: Some("true".into()), timeout_ms: 1000, deps, ..TaskSpec::new(format!("t{i}"), "fast") }
 }
 
 async fn drive(url: &str, ns: &str, plan: &Plan) -> Result<(), TestCaseError> {
-    let client = redis::Client::open(url).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let keys = Keys::new(ns);
+    let store = Store::connect(url, ns, 2).await.unwrap();
+    let keys = store.keys().clone();
+    let mut c = store.conn().await.unwrap();
     let n = plan.deps.len();
     let run = "R";
-    let specs: Vec<JobSpec> = (0..n).map(|i| job(run, i as u32, plan.deps[i].iter().map(|&d| d as u32).collect())).collect();
-    queue::ensure_group(&mut c, &keys, "fast").await.unwrap();
-    queue::create_run(
-        &mut c,
-        &keys,
-        &NewRun { run_id: run, file: "p.yaml", name: None, specs: &specs, retention: Duration::from_secs(60) },
-    )
-    .await
-    .unwrap();
+    let specs: Vec<TaskSpec> = (0..n).map(|i| job(i as u32, plan.deps[i].iter().map(|&d| d as u32).collect())).collect();
+    store.ensure_group(&mut c, "fast").await.unwrap();
+    store
+        .create_run(&mut c, &NewRun { run_id: run, file: "p.yaml", name: None, specs: &specs, retention: Duration::from_secs(60) })
+        .await
+        .unwrap();
     let mut failures_left: Vec<u8> = plan.outcomes.iter().map(|o| o.0).collect();
     let mut processed: Vec<(u32, u32)> = Vec::new();
-    let claim = Claim { worker: "prop", lease: Duration::from_secs(60), takeover: false, max_deliveries: 100 };
+    let claim = Claim { worker: "prop", lease: Duration::from_secs(60), max_deliveries: 100 };
     let mut k = 0usize;
     let mut pick = |m: usize| {
         k += 1;
@@ -102,14 +76,14 @@ async fn drive(url: &str, ns: &str, plan: &Plan) -> Result<(), TestCaseError> {
     for step in 0..400 {
         if let Some((t, at)) = plan.cancel {
             if at == step {
-                queue::cancel(&mut c, &keys, run, Some((t % n) as u32)).await.unwrap();
+                store.cancel(&mut c, run, Some((t % n) as u32)).await.unwrap();
             }
         }
-        queue::promote_due(&mut c, &keys, run).await.unwrap();
-        queue::flush_outbox(&mut c, &keys, run).await.unwrap();
+        store.promote_due(&mut c, run).await.unwrap();
+        store.flush_outbox(&mut c, run).await.unwrap();
         let entries: redis::streams::StreamRangeReply =
             redis::cmd("XRANGE").arg(keys.jobs("fast")).arg("-").arg("+").query_async(&mut c).await.unwrap();
-        let meta = queue::run_meta(&mut c, &keys, run).await.unwrap();
+        let meta = store.run_meta(&mut c, run).await.unwrap();
         if meta.finished {
             break;
         }
@@ -133,7 +107,7 @@ async fn drive(url: &str, ns: &str, plan: &Plan) -> Result<(), TestCaseError> {
             }
         }
         let items: Vec<ToMark> = batch.iter().map(|&(idx, attempt, _)| ToMark { idx, attempt, takeover: false }).collect();
-        let tags = queue::mark_running_many(&mut c, &keys, run, &claim, &items).await.unwrap();
+        let tags = store.mark_running(&mut c, run, &claim, &items).await.unwrap();
         let mut to_record: Vec<ToRecord> = Vec::new();
         for (pos, ((idx, attempt, _), tag)) in batch.iter().zip(&tags).enumerate() {
             let twice = batch[..pos].iter().any(|b| (b.0, b.1) == (*idx, *attempt));
@@ -159,20 +133,14 @@ async fn drive(url: &str, ns: &str, plan: &Plan) -> Result<(), TestCaseError> {
             let cancelled: bool = redis::cmd("HEXISTS").arg(keys.run(run, "cancel")).arg(idx).query_async(&mut c).await.unwrap();
             let status = if cancelled { Status::Cancelled } else { status };
             let r = result(*attempt, status);
-            to_record.push(ToRecord {
-                idx: *idx,
-                attempt: *attempt,
-                status: status.as_str(),
-                blob: r.encode(),
-                retry_in: retry.then_some(Duration::ZERO),
-            });
+            to_record.push(ToRecord { idx: *idx, attempt: *attempt, status, blob: r.encode(), retry_in: retry.then_some(Duration::ZERO) });
         }
         // Sometimes the same result arrives twice in one batch: the second is a duplicate.
         if !to_record.is_empty() && pick(5) == 0 {
             to_record.push(to_record[pick(to_record.len())].clone());
         }
         if !to_record.is_empty() {
-            let (out, _) = queue::record_results(&mut c, &keys, run, &to_record).await.unwrap();
+            let (out, _) = store.record_results(&mut c, run, &to_record).await.unwrap();
             for (pos, (r, o)) in to_record.iter().zip(&out).enumerate() {
                 if to_record[..pos].iter().any(|x| (x.idx, x.attempt) == (r.idx, r.attempt)) {
                     prop_assert!(matches!(o, Recorded::Duplicate | Recorded::Stale), "t{} stored twice: {o:?}", r.idx);
@@ -186,13 +154,13 @@ async fn drive(url: &str, ns: &str, plan: &Plan) -> Result<(), TestCaseError> {
             }
         }
     }
-    let snap = queue::snapshot(&mut c, &keys, run).await.unwrap();
+    let snap = store.snapshot(&mut c, run).await.unwrap();
     prop_assert!(snap.meta.finished, "run did not finish: {:?} states {:?}", snap.meta, snap.states);
     prop_assert_eq!(snap.meta.done, n as u64);
     let mut counts: HashMap<&str, u64> = HashMap::new();
     for s in &snap.states {
         *counts.entry(s.as_str()).or_default() += 1;
-        prop_assert!(Status::parse(s).is_some(), "non-final state {s}");
+        prop_assert!(s.is_final(), "non-final state {s:?}");
     }
     for (name, v) in [
         ("success", snap.meta.success),
@@ -204,21 +172,21 @@ async fn drive(url: &str, ns: &str, plan: &Plan) -> Result<(), TestCaseError> {
         prop_assert_eq!(counts.get(name).copied().unwrap_or(0), v, "counter {}", name);
     }
     for i in 0..n {
-        let deps_ok = plan.deps[i].iter().all(|&d| snap.states[d] == "success");
-        match snap.states[i].as_str() {
-            "success" => prop_assert!(deps_ok, "t{i} succeeded before its dependencies"),
-            "skipped" => prop_assert!(!deps_ok, "t{i} skipped though its dependencies succeeded"),
+        let deps_ok = plan.deps[i].iter().all(|&d| snap.states[d] == TaskState::Success);
+        match snap.states[i] {
+            TaskState::Success => prop_assert!(deps_ok, "t{i} succeeded before its dependencies"),
+            TaskState::Skipped => prop_assert!(!deps_ok, "t{i} skipped though its dependencies succeeded"),
             _ => {}
         }
         if !deps_ok {
             prop_assert!(
-                matches!(snap.states[i].as_str(), "skipped" | "cancelled"),
-                "t{i} ran without its dependencies: {}",
+                matches!(snap.states[i], TaskState::Skipped | TaskState::Cancelled),
+                "t{i} ran without its dependencies: {:?}",
                 snap.states[i]
             );
         }
         if let Some(r) = &snap.results[i] {
-            prop_assert_eq!(r.status.as_str(), snap.states[i].as_str());
+            prop_assert_eq!(r.status().state(), snap.states[i]);
             prop_assert_eq!(r.attempt as usize, snap.history[i].len(), "one stored result per attempt");
         }
     }
@@ -245,19 +213,19 @@ fn a_large_run_is_created_whole() {
     let redis = Redis::start();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let client = redis::Client::open(redis.url()).unwrap();
-        let mut c = client.get_multiplexed_async_connection().await.unwrap();
-        let keys = Keys::new("zo-large");
+        let store = Store::connect(&redis.url(), "zo-large", 2).await.unwrap();
+        let keys = store.keys().clone();
+        let mut c = store.conn().await.unwrap();
         let n = 4500u32;
         // Every third task depends on the one before it.
-        let specs: Vec<JobSpec> = (0..n).map(|i| job("L", i, if i % 3 == 2 { vec![i - 1] } else { vec![] })).collect();
+        let specs: Vec<TaskSpec> = (0..n).map(|i| job(i, if i % 3 == 2 { vec![i - 1] } else { vec![] })).collect();
         let new_run = NewRun { run_id: "L", file: "l.yaml", name: None, specs: &specs, retention: Duration::from_secs(60) };
-        let blobs = queue::create_run(&mut c, &keys, &new_run).await.unwrap();
+        let blobs = store.create_run(&mut c, &new_run).await.unwrap();
         assert_eq!(blobs.len() as u32, n - n / 3, "one blob per root");
         assert!(blobs.windows(2).all(|w| w[0].0 < w[1].0), "blobs sorted by index");
-        assert!(blobs.iter().all(|(i, b)| JobSpec::decode(b).unwrap() == specs[*i as usize]));
+        assert!(blobs.iter().all(|(i, b)| TaskSpec::decode(b).unwrap() == specs[*i as usize]));
         let hlen = |k: &str| redis::cmd("HLEN").arg(keys.run("L", k)).clone();
-        let mut c2 = c.clone();
+        let mut c2 = c.fork();
         let spec: u32 = hlen("spec").query_async(&mut c2).await.unwrap();
         let state: u32 = hlen("state").query_async(&mut c2).await.unwrap();
         let pending: u32 = hlen("pending").query_async(&mut c2).await.unwrap();
@@ -270,11 +238,11 @@ fn a_large_run_is_created_whole() {
         assert_eq!(outbox, n - n / 3, "every root, and only roots, in the outbox");
         let listed: bool = redis::cmd("ZSCORE").arg(keys.runs()).arg("L").query_async::<Option<u64>>(&mut c2).await.unwrap().is_some();
         assert!(listed, "the run is in the index");
-        let snap = queue::snapshot(&mut c2, &keys, "L").await.unwrap();
+        let snap = store.snapshot(&mut c2, "L").await.unwrap();
         assert_eq!(snap.specs.len(), n as usize);
         assert_eq!(snap.specs[4499].deps, vec![4498]);
-        let staged = |c: &mut redis::aio::MultiplexedConnection| {
-            let mut c = c.clone();
+        let staged = |c: &mut zo_common::store::Conn| {
+            let mut c = c.fork();
             async move { redis::cmd("KEYS").arg("zo-large:*:new:*").query_async::<Vec<String>>(&mut c).await.unwrap() }
         };
         assert_eq!(staged(&mut c2).await, Vec::<String>::new(), "no staging key left");
@@ -287,7 +255,7 @@ fn a_large_run_is_created_whole() {
         let mut other = specs.clone();
         other.truncate(10);
         let again = NewRun { run_id: "L", file: "other.yaml", name: None, specs: &other, retention: Duration::from_secs(60) };
-        let err = queue::create_run(&mut c, &keys, &again).await.unwrap_err();
+        let err = store.create_run(&mut c, &again).await.unwrap_err();
         assert!(err.to_string().contains("already exists"), "{err}");
         let spec_after: u32 = hlen("spec").query_async(&mut c2).await.unwrap();
         let file: String = redis::cmd("HGET").arg(keys.run("L", "meta")).arg("file").query_async(&mut c2).await.unwrap();
@@ -296,7 +264,7 @@ fn a_large_run_is_created_whole() {
 
         // A commit whose staging key is gone (expired) creates nothing at all.
         let _: () = redis::cmd("HSET").arg(keys.run("M", "new:spec")).arg(0).arg("x").query_async(&mut c2).await.unwrap();
-        let mut commit = zo_common::scripts::COMMIT_RUN_SCRIPT.prepare_invoke();
+        let mut commit = zo_common::store::COMMIT_RUN.prepare_invoke();
         commit
             .key(keys.run("M", "meta"))
             .key(keys.run("M", "new:spec"))
@@ -323,20 +291,20 @@ fn the_first_flush_moves_every_root_once() {
     let redis = Redis::start();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let client = redis::Client::open(redis.url()).unwrap();
-        let mut c = client.get_multiplexed_async_connection().await.unwrap();
         let n = 12_000u32;
         // Every fourth task waits for the one before it.
-        let specs = |run: &str| -> Vec<JobSpec> { (0..n).map(|i| job(run, i, if i % 4 == 3 { vec![i - 1] } else { vec![] })).collect() };
+        let specs = || -> Vec<TaskSpec> { (0..n).map(|i| job(i, if i % 4 == 3 { vec![i - 1] } else { vec![] })).collect() };
         let roots: Vec<u32> = (0..n).filter(|i| i % 4 != 3).collect();
         // (name, what happens between creating and flushing)
         for case in ["untouched", "head moved by another flusher", "entry appended", "outbox shorter"] {
-            let keys = Keys::new(&format!("zo-flush-{}", case.replace(' ', "-")));
+            let store = Store::connect(&redis.url(), &format!("zo-flush-{}", case.replace(' ', "-")), 2).await.unwrap();
+            let keys = store.keys().clone();
+            let mut c = store.conn().await.unwrap();
             let run = "F";
-            let specs = specs(run);
-            queue::ensure_group(&mut c, &keys, "fast").await.unwrap();
+            let specs = specs();
+            store.ensure_group(&mut c, "fast").await.unwrap();
             let new_run = NewRun { run_id: run, file: "f.yaml", name: None, specs: &specs, retention: Duration::from_secs(60) };
-            let blobs = queue::create_run(&mut c, &keys, &new_run).await.unwrap();
+            let blobs = store.create_run(&mut c, &new_run).await.unwrap();
             let outbox = keys.run(run, "outbox");
             let stream = keys.jobs("fast");
             let mut expected: Vec<(u32, u32)> = roots.iter().map(|&i| (i, 1)).collect();
@@ -355,9 +323,9 @@ fn the_first_flush_moves_every_root_once() {
                 }
                 _ => {}
             }
-            let local = queue::LocalSpecs { specs: &specs, blobs: &blobs };
+            let local = LocalSpecs { specs: &specs, blobs: &blobs };
             let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut c).await.unwrap();
-            let moved = queue::flush_outbox_with(&mut c, &keys, run, Some(local)).await.unwrap();
+            let moved = store.flush_outbox_with(&mut c, run, Some(local)).await.unwrap();
             let stats: String = redis::cmd("INFO").arg("commandstats").query_async(&mut c).await.unwrap();
             let lranges: u32 = stats
                 .lines()
@@ -383,8 +351,8 @@ fn the_first_flush_moves_every_root_once() {
             want.sort_unstable();
             assert_eq!(got, want, "{case}: every queued job once");
             for (_, f) in entries.iter().take(3) {
-                let spec = JobSpec::decode(&f["payload"]).unwrap();
-                assert_eq!(spec, specs[spec.idx as usize], "{case}: the payload is the task's spec");
+                let spec = TaskSpec::decode(&f["payload"]).unwrap();
+                assert_eq!(spec, specs[num(&f["idx"]) as usize], "{case}: the payload is the task's spec");
             }
         }
     });

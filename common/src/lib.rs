@@ -1,22 +1,23 @@
 //! Shared core of Zo Worker Swarm, used by `zo-submit` (producer) and `zo-worker`.
 //!
-//! - [`taskfile`] — parse and validate task files, with `file:line:col` errors.
-//! - [`plan`] — dependency batches, cycle detection, the printed plan.
+//! - [`model`] — the vocabulary: task specs, states, statuses, error classes, results, read
+//!   models of a run. Depends on nothing else here.
+//! - [`yaml`] — YAML reading with `file:line:col` errors.
 //! - [`catalog`] — the model instances (name, CCR port, model).
-//! - [`model`] — job specs and results as they travel through Redis.
-//! - [`keys`] — the Redis key layout, in one place.
-//! - [`queue`] — every Redis operation that changes a task's state (Lua scripts).
-//! - [`scripts`] — the Lua scripts, one per state transition.
+//! - [`graph`] — cycles, layers and children over dependency index lists.
+//! - [`taskfile`] — parse and validate task files, every problem at once.
+//! - [`plan`] — the printed plan.
+//! - [`store`] — the one place that speaks Redis: connection, key layout, Lua scripts, run
+//!   creation, outbox, state transitions, the stream-entry codec, dead letters, read models.
 //! - [`report`] — the results document, the dashboard and the Markdown report.
 //!
-//! `common` knows nothing of SSH, processes or terminals.
+//! `common` knows nothing of SSH, processes or terminals; only [`store`] knows Redis.
 
 pub mod catalog;
-pub mod keys;
+pub mod graph;
 pub mod model;
 pub mod plan;
-pub mod queue;
 pub mod report;
-pub mod scripts;
+pub mod store;
 pub mod taskfile;
 pub mod yaml;

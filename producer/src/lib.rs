@@ -14,9 +14,7 @@ use std::io::Write as _;
 use std::path::Path;
 
 use zo_common::catalog::Catalog;
-use zo_common::keys::Keys;
-use zo_common::model::JobSpec;
-use zo_common::queue::{self, NewRun, QueueError};
+use zo_common::store::{self, DeadLetter, LocalSpecs, NewRun, Store, StoreError};
 use zo_common::{plan, report, taskfile};
 
 use crate::cli::{Args, Command, DeadAction};
@@ -30,11 +28,11 @@ pub mod exit {
     pub const INTERRUPTED: u8 = 130;
 }
 
-fn fail_queue(e: &QueueError) -> u8 {
+fn fail_queue(e: &StoreError) -> u8 {
     eprintln!("zo-submit: {e}");
     // An unknown run is bad input; everything else is Redis or what it holds.
     match e {
-        QueueError::NoSuchRun(_) => exit::INVALID,
+        StoreError::NoSuchRun(_) => exit::INVALID,
         _ => exit::INFRA,
     }
 }
@@ -64,12 +62,11 @@ pub async fn run(args: Args) -> u8 {
     match &args.command {
         Some(Command::Plan { file }) => plan_only(file, &catalog),
         Some(Command::Watch { run_id }) => {
-            let keys = Keys::new(&args.common.namespace);
-            let pool = match queue::connect(&args.common.redis, 4).await {
-                Ok(p) => p,
+            let store = match Store::connect(&args.common.redis, &args.common.namespace, 4).await {
+                Ok(s) => s,
                 Err(e) => return fail_queue(&e),
             };
-            watch::follow_and_report(&pool, &keys, run_id, &catalog, &args.output, None).await
+            watch::follow_and_report(&store, run_id, &catalog, &args.output, None).await
         }
         Some(Command::Cancel { run_id, task }) => cancel(&args, run_id, task.as_deref()).await,
         Some(Command::Dead { action }) => dead(&args, action.as_ref().unwrap_or(&DeadAction::List)).await,
@@ -87,21 +84,20 @@ pub async fn run(args: Args) -> u8 {
 }
 
 async fn cancel(args: &Args, run_id: &str, task: Option<&str>) -> u8 {
-    let keys = Keys::new(&args.common.namespace);
     let r = async {
-        let pool = queue::connect(&args.common.redis, 2).await?;
-        let mut conn = queue::conn(&pool).await?;
+        let store = Store::connect(&args.common.redis, &args.common.namespace, 2).await?;
+        let mut conn = store.conn().await?;
         let idx = match task {
             None => None,
             Some(name) => {
-                let snap = queue::snapshot(&mut *conn, &keys, run_id).await?;
-                match snap.specs.iter().find(|s| s.name == name) {
-                    Some(s) => Some(s.idx),
+                let snap = store.snapshot(&mut conn, run_id).await?;
+                match snap.specs.iter().position(|s| s.name == name) {
+                    Some(i) => Some(i as u32),
                     None => return Ok(Err(format!("run {run_id} has no task named `{name}`"))),
                 }
             }
         };
-        Ok::<_, QueueError>(Ok(queue::cancel(&mut *conn, &keys, run_id, idx).await?))
+        Ok::<_, StoreError>(Ok(store.cancel(&mut conn, run_id, idx).await?))
     }
     .await;
     match r {
@@ -126,14 +122,13 @@ async fn cancel(args: &Args, run_id: &str, task: Option<&str>) -> u8 {
 }
 
 async fn dead(args: &Args, action: &DeadAction) -> u8 {
-    let keys = Keys::new(&args.common.namespace);
-    let pool = match queue::connect(&args.common.redis, 2).await {
-        Ok(p) => p,
+    let store = match Store::connect(&args.common.redis, &args.common.namespace, 2).await {
+        Ok(s) => s,
         Err(e) => return fail_queue(&e),
     };
     let letters = async {
-        let mut conn = queue::conn(&pool).await?;
-        queue::dead_letters(&mut *conn, &keys).await
+        let mut conn = store.conn().await?;
+        store.dead_letters(&mut conn).await
     }
     .await;
     let letters = match letters {
@@ -163,7 +158,7 @@ async fn dead(args: &Args, action: &DeadAction) -> u8 {
             exit::OK
         }
         DeadAction::Retry { id, all } => {
-            let chosen: Vec<&queue::DeadLetter> = match (id, all) {
+            let chosen: Vec<&DeadLetter> = match (id, all) {
                 (Some(id), _) => match letters.iter().find(|d| &d.id == id) {
                     Some(d) => vec![d],
                     None => {
@@ -185,10 +180,10 @@ async fn dead(args: &Args, action: &DeadAction) -> u8 {
                     continue;
                 };
                 let r = async {
-                    let mut conn = queue::conn(&pool).await?;
-                    let n = queue::revive(&mut *conn, &keys, run, *idx).await?;
-                    let _: i64 = redis::cmd("XDEL").arg(keys.dead()).arg(&d.id).query_async(&mut *conn).await?;
-                    Ok::<_, QueueError>(n)
+                    let mut conn = store.conn().await?;
+                    let n = store.revive(&mut conn, run, *idx).await?;
+                    store.delete_dead_letter(&mut conn, &d.id).await?;
+                    Ok::<_, StoreError>(n)
                 }
                 .await;
                 match r {
@@ -221,30 +216,24 @@ async fn submit(args: &Args, file: &Path, catalog: &Catalog) -> u8 {
         Ok(t) => t,
         Err(code) => return code,
     };
-    let pool = match queue::connect(&args.common.redis, 4).await {
-        Ok(p) => p,
+    let store = match Store::connect(&args.common.redis, &args.common.namespace, 4).await {
+        Ok(s) => s,
         Err(e) => return fail_queue(&e),
     };
-    let keys = Keys::new(&args.common.namespace);
-    let run_id = queue::new_run_id();
-    let taskfile::TaskFile { path, name, tasks } = tf;
-    let specs = JobSpec::from_tasks(&run_id, tasks);
+    let run_id = store::new_run_id();
+    let taskfile::TaskFile { path, name, tasks: specs, .. } = tf;
     let created = async {
-        let mut conn = queue::conn(&pool).await?;
+        let mut conn = store.conn().await?;
         let mut instances: Vec<&str> = specs.iter().map(|s| s.instance.as_str()).collect();
         instances.sort_unstable();
         instances.dedup();
         for i in instances {
-            queue::ensure_group(&mut *conn, &keys, i).await?;
+            store.ensure_group(&mut conn, i).await?;
         }
-        queue::prune_run_index(&mut *conn, &keys, args.retention).await?;
-        let blobs = queue::create_run(
-            &mut *conn,
-            &keys,
-            &NewRun { run_id: &run_id, file: &path, name: name.as_deref(), specs: &specs, retention: args.retention },
-        )
-        .await?;
-        Ok::<_, QueueError>((conn, blobs))
+        store.prune_run_index(&mut conn, args.retention).await?;
+        let new = NewRun { run_id: &run_id, file: &path, name: name.as_deref(), specs: &specs, retention: args.retention };
+        let blobs = store.create_run(&mut conn, &new).await?;
+        Ok::<_, StoreError>((conn, blobs))
     }
     .await;
     let (mut conn, blobs) = match created {
@@ -252,8 +241,8 @@ async fn submit(args: &Args, file: &Path, catalog: &Catalog) -> u8 {
         Err(e) => return fail_queue(&e),
     };
     // The run exists; if enqueuing fails now, the outbox keeps the jobs and `watch` finishes it.
-    let local = queue::LocalSpecs { specs: &specs, blobs: &blobs };
-    if let Err(e) = queue::flush_outbox_with(&mut *conn, &keys, &run_id, Some(local)).await {
+    let local = LocalSpecs { specs: &specs, blobs: &blobs };
+    if let Err(e) = store.flush_outbox_with(&mut conn, &run_id, Some(local)).await {
         eprintln!("zo-submit: run {run_id} was created but its first jobs could not be enqueued yet ({e}); `zo-submit watch {run_id}` will enqueue them");
         return exit::INFRA;
     }
@@ -273,7 +262,7 @@ async fn submit(args: &Args, file: &Path, catalog: &Catalog) -> u8 {
     if !args.output.quiet {
         eprintln!("submitted {} tasks from {} as run {run_id} (Ctrl-C detaches; the run continues)", specs.len(), path);
     }
-    watch::follow_and_report(&pool, &keys, &run_id, catalog, &args.output, Some(&specs)).await
+    watch::follow_and_report(&store, &run_id, catalog, &args.output, Some(&specs)).await
 }
 
 /// Writes the document and reports, prints the dashboard, returns the exit code.
@@ -297,7 +286,7 @@ pub fn finish(doc: &report::ResultsDocument, out: &cli::OutputOpts) -> u8 {
         eprintln!("zo-submit: {e}");
     }
     let _ = std::io::stdout().flush();
-    if doc.summary.successful == doc.summary.total_tasks {
+    if doc.summary.counts.successful == doc.summary.total_tasks {
         exit::OK
     } else {
         exit::TASKS_FAILED

@@ -4,6 +4,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use zo_common::model::TaskState;
 use zo_common::report::{self, ResultsDocument};
 
 /// Writes `bytes` to `path` atomically (temp file in the same directory, then rename).
@@ -64,7 +65,7 @@ pub fn write_all(doc: &ResultsDocument, dir: &Path, save_json: bool, save_md: bo
     }
     for t in &doc.tasks {
         if let Some(f) = &t.output_file {
-            if t.status != "success" {
+            if t.status != TaskState::Success {
                 continue;
             }
             let p = PathBuf::from(f);

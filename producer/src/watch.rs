@@ -5,14 +5,11 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use deadpool_redis::Pool;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use redis::streams::{StreamReadOptions, StreamReadReply};
 use zo_common::catalog::Catalog;
-use zo_common::keys::Keys;
-use zo_common::model::{now_ms, JobSpec};
-use zo_common::queue::{self, QueueError, RunMeta};
+use zo_common::model::{RunMeta, TaskSpec, TaskState};
 use zo_common::report;
+use zo_common::store::{Conn, LiveWorker, Store, StoreError, PROTOCOL};
 
 use crate::cli::OutputOpts;
 use crate::{exit, fail_queue, finish};
@@ -23,49 +20,27 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
 const STEP_EVERY: Duration = Duration::from_millis(50);
 /// Least time between two rounds of a run's upkeep (due retries, outbox) by its watcher.
 const UPKEEP_EVERY: Duration = Duration::from_millis(250);
+/// Longest wait for the run's next event in one refresh.
+const EVENT_WAIT: Duration = Duration::from_millis(500);
+/// A worker whose heartbeat is older than this counts as gone.
+const LIVE_WITHIN: Duration = Duration::from_secs(15);
 
 struct View {
     names: Vec<String>,
     instances: Vec<String>,
-    states: Vec<String>,
+    states: Vec<TaskState>,
 }
 
 impl View {
     /// The run's names, instances and states; the names and instances from `local` when the
     /// caller holds the run's specs (a submit that goes on to follow its run), else from Redis.
-    async fn load(
-        conn: &mut impl redis::aio::ConnectionLike,
-        keys: &Keys,
-        run_id: &str,
-        local: Option<&[JobSpec]>,
-    ) -> Result<View, QueueError> {
-        let mut v = match local {
-            Some(specs) => View {
-                names: specs.iter().map(|s| s.name.clone()).collect(),
-                instances: specs.iter().map(|s| s.instance.clone()).collect(),
-                states: vec!["waiting".into(); specs.len()],
-            },
-            None => {
-                let spec: HashMap<u32, Vec<u8>> = redis::cmd("HGETALL").arg(keys.run(run_id, "spec")).query_async(conn).await?;
-                let n = spec.len();
-                let mut v = View { names: vec![String::new(); n], instances: vec![String::new(); n], states: vec!["waiting".into(); n] };
-                for (i, blob) in spec {
-                    let s = JobSpec::decode(&blob).map_err(|e| QueueError::Corrupt(format!("spec of task {i}: {e}")))?;
-                    if let Some(slot) = v.names.get_mut(i as usize) {
-                        *slot = s.name;
-                        v.instances[i as usize] = s.instance;
-                    }
-                }
-                v
-            }
+    async fn load(store: &Store, conn: &mut Conn, run_id: &str, local: Option<&[TaskSpec]>) -> Result<View, StoreError> {
+        let (names, instances): (Vec<String>, Vec<String>) = match local {
+            Some(specs) => (specs.iter().map(|s| s.name.clone()).collect(), specs.iter().map(|s| s.instance.clone()).collect()),
+            None => store.task_specs(conn, run_id).await?.into_iter().map(|s| (s.name, s.instance)).unzip(),
         };
-        let state: HashMap<u32, String> = redis::cmd("HGETALL").arg(keys.run(run_id, "state")).query_async(conn).await?;
-        for (i, st) in state {
-            if let Some(slot) = v.states.get_mut(i as usize) {
-                *slot = st;
-            }
-        }
-        Ok(v)
+        let states = store.task_states(conn, run_id, names.len()).await?;
+        Ok(View { names, instances, states })
     }
 
     fn per_instance(&self) -> String {
@@ -73,7 +48,7 @@ impl View {
         for (i, inst) in self.instances.iter().enumerate() {
             let e = m.entry(inst).or_default();
             e.1 += 1;
-            if is_final(&self.states[i]) {
+            if self.states[i].is_final() {
                 e.0 += 1;
             }
         }
@@ -83,16 +58,12 @@ impl View {
     fn waiting_instances(&self) -> HashMap<&str, usize> {
         let mut m = HashMap::new();
         for (i, st) in self.states.iter().enumerate() {
-            if st == "queued" {
+            if *st == TaskState::Queued {
                 *m.entry(self.instances[i].as_str()).or_default() += 1;
             }
         }
         m
     }
-}
-
-fn is_final(s: &str) -> bool {
-    matches!(s, "success" | "failed" | "timeout" | "skipped" | "cancelled")
 }
 
 fn progress_line(m: &RunMeta, v: &View) -> String {
@@ -106,26 +77,19 @@ fn progress_line(m: &RunMeta, v: &View) -> String {
     format!("{s} | {}", v.per_instance())
 }
 
-/// Instances served by a worker that sent a heartbeat in the last 15 s.
-async fn live_instances(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys) -> Result<HashSet<String>, QueueError> {
-    let ids: Vec<String> =
-        redis::cmd("ZRANGEBYSCORE").arg(keys.workers()).arg(now_ms().saturating_sub(15_000)).arg("+inf").query_async(conn).await?;
-    let mut out = HashSet::new();
-    if ids.is_empty() {
-        return Ok(out);
-    }
-    let infos: Vec<Option<String>> =
-        redis::cmd("MGET").arg(ids.iter().map(|i| keys.worker(i)).collect::<Vec<_>>()).query_async(conn).await?;
-    for info in infos.into_iter().flatten() {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&info) {
-            for i in v.get("instances").and_then(|x| x.as_array()).into_iter().flatten() {
-                if let Some(s) = i.as_str() {
-                    out.insert(s.to_string());
-                }
-            }
+/// Instances served by a live worker that speaks our protocol, and the live workers that
+/// speak another one (their streams and formats differ: they take none of our jobs).
+fn served(live: &[LiveWorker]) -> (HashSet<String>, Vec<&LiveWorker>) {
+    let mut served = HashSet::new();
+    let mut foreign = Vec::new();
+    for w in live {
+        if w.compatible() {
+            served.extend(w.info.instances.iter().cloned());
+        } else {
+            foreign.push(w);
         }
     }
-    Ok(out)
+    (served, foreign)
 }
 
 /// After Ctrl-C: on a terminal, ask whether to cancel the run or detach from it. Anything but
@@ -146,27 +110,19 @@ async fn ask_cancel(run_id: &str) -> bool {
     }
 }
 
-/// Follows the run to its end, then writes the reports. Returns the exit code.
 /// Follows a run to its end and writes its reports. `local`: the run's specs, when this
 /// process just submitted it (saves reading them back).
-pub async fn follow_and_report(
-    pool: &Pool,
-    keys: &Keys,
-    run_id: &str,
-    catalog: &Catalog,
-    out: &OutputOpts,
-    local: Option<&[JobSpec]>,
-) -> u8 {
+pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, out: &OutputOpts, local: Option<&[TaskSpec]>) -> u8 {
     let show = !out.quiet;
-    let mut conn = match queue::conn(pool).await {
+    let mut conn = match store.conn().await {
         Ok(c) => c,
         Err(e) => return fail_queue(&e),
     };
-    let mut meta = match queue::run_meta(&mut *conn, keys, run_id).await {
+    let mut meta = match store.run_meta(&mut conn, run_id).await {
         Ok(m) => m,
         Err(e) => return fail_queue(&e),
     };
-    let mut view = match View::load(&mut *conn, keys, run_id, local).await {
+    let mut view = match View::load(store, &mut conn, run_id, local).await {
         Ok(v) => v,
         Err(e) => return fail_queue(&e),
     };
@@ -193,6 +149,7 @@ pub async fn follow_and_report(
     };
     let mut last_id = "0".to_string();
     let mut warned: HashSet<String> = HashSet::new();
+    let mut warned_workers: HashSet<String> = HashSet::new();
     let mut last_worker_check = Instant::now() - Duration::from_secs(60);
     let mut failing_since: Option<Instant> = None;
     let interrupted = tokio::signal::ctrl_c();
@@ -207,19 +164,20 @@ pub async fn follow_and_report(
         let step = async {
             tokio::time::sleep_until(next_step).await;
             next_step = tokio::time::Instant::now() + STEP_EVERY;
-            let mut conn = queue::conn(pool).await?;
+            let mut conn = store.conn().await?;
             if tokio::time::Instant::now() >= next_upkeep {
                 next_upkeep = tokio::time::Instant::now() + UPKEEP_EVERY;
-                queue::promote_due(&mut *conn, keys, run_id).await?;
-                queue::flush_outbox(&mut *conn, keys, run_id).await?;
+                store.promote_due(&mut conn, run_id).await?;
+                store.flush_outbox(&mut conn, run_id).await?;
             }
-            let opts = StreamReadOptions::default().count(2000).block(500);
-            let reply: Option<StreamReadReply> =
-                redis::cmd("XREAD").arg(&opts).arg("STREAMS").arg(keys.run(run_id, "events")).arg(&last_id).query_async(&mut *conn).await?;
-            let meta = queue::run_meta(&mut *conn, keys, run_id).await?;
-            let live =
-                if last_worker_check.elapsed() > Duration::from_secs(5) { Some(live_instances(&mut *conn, keys).await?) } else { None };
-            Ok::<_, QueueError>((reply, meta, live))
+            let events = store.read_events(&mut conn, run_id, &last_id, EVENT_WAIT).await?;
+            let meta = store.run_meta(&mut conn, run_id).await?;
+            let live = if last_worker_check.elapsed() > Duration::from_secs(5) {
+                Some(store.live_workers(&mut conn, LIVE_WITHIN).await?)
+            } else {
+                None
+            };
+            Ok::<_, StoreError>((events, meta, live))
         };
         let r = tokio::select! {
             r = step => r,
@@ -227,7 +185,7 @@ pub async fn follow_and_report(
                 if let Some(b) = &bar { b.suspend(|| {}); }
                 if !cancelled && ask_cancel(run_id).await {
                     cancelled = true;
-                    match async { let mut c = queue::conn(pool).await?; queue::cancel(&mut *c, keys, run_id, None).await }.await {
+                    match async { let mut c = store.conn().await?; store.cancel(&mut c, run_id, None).await }.await {
                         Ok(c) => say(format!("⊘ cancelling run {run_id}: {} not started, {} running being stopped", c.cancelled, c.flagged)),
                         Err(e) => return fail_queue(&e),
                     }
@@ -240,28 +198,31 @@ pub async fn follow_and_report(
             }
         };
         match r {
-            Ok((reply, m, live)) => {
+            Ok((events, m, live)) => {
                 failing_since = None;
                 meta = m;
-                for key in reply.map(|r| r.keys).unwrap_or_default() {
-                    for e in key.ids {
-                        last_id = e.id.clone();
-                        let Some(st) = e.get::<String>("state") else { continue };
-                        // One task (`idx`) or a batch of them (`idxs`, comma-separated).
-                        let one: Option<u32> = e.get("idx");
-                        let many: Option<String> = e.get("idxs");
-                        let idxs = one.into_iter().chain(many.iter().flat_map(|l| l.split(',').filter_map(|i| i.parse().ok())));
-                        let n = view.states.len();
-                        for i in idxs.map(|i: u32| i as usize).filter(|&i| i < n) {
-                            if is_final(&st) && !is_final(&view.states[i]) {
-                                say(format!("{} {} [{}] {st}", report::status_mark(&st), view.names[i], view.instances[i]));
-                            }
-                            view.states[i] = st.clone();
+                last_id = events.last_id;
+                for e in events.events {
+                    let Some(st) = e.state else { continue };
+                    let n = view.states.len();
+                    for i in e.tasks.into_iter().map(|i| i as usize).filter(|&i| i < n) {
+                        if st.is_final() && !view.states[i].is_final() {
+                            say(format!("{} {} [{}] {}", report::status_mark(st), view.names[i], view.instances[i], st.as_str()));
                         }
+                        view.states[i] = st;
                     }
                 }
                 if let Some(live) = live {
                     last_worker_check = Instant::now();
+                    let (live, foreign) = served(&live);
+                    for w in foreign {
+                        if warned_workers.insert(w.info.id.clone()) {
+                            say(format!(
+                                "⚠ worker {} speaks protocol {} but this zo-submit speaks {PROTOCOL}: it takes none of this run's jobs; run the same version of zo-worker and zo-submit",
+                                w.info.id, w.info.protocol
+                            ));
+                        }
+                    }
                     for (inst, n) in view.waiting_instances() {
                         if !live.contains(inst) && warned.insert(inst.to_string()) {
                             say(format!(
@@ -285,7 +246,7 @@ pub async fn follow_and_report(
                         b.abandon();
                     }
                     eprintln!("zo-submit: lost Redis for {}s ({e}); the run continues without this watcher. Re-attach with: zo-submit watch {run_id}", GIVE_UP_AFTER.as_secs());
-                    return if matches!(e, QueueError::NoSuchRun(_)) { exit::INVALID } else { exit::INFRA };
+                    return if matches!(e, StoreError::NoSuchRun(_)) { exit::INVALID } else { exit::INFRA };
                 }
                 if let Some(b) = &bar {
                     b.set_message(format!("Redis unreachable ({e}); retrying…"));
@@ -298,8 +259,8 @@ pub async fn follow_and_report(
         b.finish_and_clear();
     }
     let snap = async {
-        let mut conn = queue::conn(pool).await?;
-        queue::snapshot(&mut *conn, keys, run_id).await
+        let mut conn = store.conn().await?;
+        store.snapshot(&mut conn, run_id).await
     }
     .await;
     match snap {

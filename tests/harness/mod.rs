@@ -411,6 +411,12 @@ pub fn namespace(test: &str) -> String {
 }
 
 /// Task reports by name from a results document.
+/// The results document `zo-submit --json` printed.
+pub fn json_doc(out: &Outcome) -> serde_json::Value {
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}\nstderr:\n{}", out.stdout, out.stderr))
+}
+
 pub fn tasks_by_name(doc: &serde_json::Value) -> std::collections::HashMap<String, serde_json::Value> {
     doc["tasks"].as_array().expect("tasks").iter().map(|t| (t["task_name"].as_str().expect("name").to_string(), t.clone())).collect()
 }

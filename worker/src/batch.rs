@@ -9,18 +9,37 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use deadpool_redis::Pool;
-use redis::aio::MultiplexedConnection;
+use std::sync::Arc;
+
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
-use zo_common::keys::Keys;
-use zo_common::queue::{self, Claim, MarkRunning, QueueError, Recorded, ToMark, ToRecord};
+use zo_common::store::{Claim, Conn, MarkRunning, Recorded, Store, StoreError, ToMark, ToRecord};
 
 /// At most this many steps go into one batch; the rest wait for the next.
 const MAX_BATCH: usize = 1024;
 
-type Reply<T> = oneshot::Sender<Result<T, String>>;
+/// Why a batched step did not happen. The store's error keeps its class, so a caller retries
+/// only what may succeed next time.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BatchError {
+    #[error("{0}")]
+    Store(Arc<StoreError>),
+    #[error("the worker is shutting down")]
+    ShuttingDown,
+}
+
+impl BatchError {
+    /// True when trying again may succeed (Redis was unreachable or the connection broke).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            BatchError::Store(e) => e.is_infrastructure(),
+            BatchError::ShuttingDown => false,
+        }
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, BatchError>>;
 
 enum Op {
     Mark { run: String, item: ToMark, reply: Reply<MarkRunning> },
@@ -42,40 +61,38 @@ pub struct Batcher {
     tx: mpsc::UnboundedSender<Op>,
 }
 
-const GONE: &str = "the worker is shutting down";
-
 impl Batcher {
     /// Starts the batching task. It stops taking steps when `stop` fires, finishes those it
     /// has, and returns.
-    pub fn start(pool: Pool, keys: Keys, claim: ClaimInfo, stop: CancellationToken) -> (Batcher, impl std::future::Future<Output = ()>) {
+    pub fn start(store: Store, claim: ClaimInfo, stop: CancellationToken) -> (Batcher, impl std::future::Future<Output = ()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Batcher { tx }, run(rx, pool, keys, claim, stop))
+        (Batcher { tx }, run(rx, store, claim, stop))
     }
 
-    async fn ask<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, String> {
+    async fn ask<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, BatchError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(op(reply)).map_err(|_| GONE.to_string())?;
-        rx.await.map_err(|_| GONE.to_string())?
+        self.tx.send(op(reply)).map_err(|_| BatchError::ShuttingDown)?;
+        rx.await.map_err(|_| BatchError::ShuttingDown)?
     }
 
-    /// See [`queue::mark_running`].
-    pub async fn mark(&self, run: &str, item: ToMark) -> Result<MarkRunning, String> {
+    /// See [`Store::mark_running`].
+    pub async fn mark(&self, run: &str, item: ToMark) -> Result<MarkRunning, BatchError> {
         self.ask(|reply| Op::Mark { run: run.to_string(), item, reply }).await
     }
 
-    /// See [`queue::record_result`]; dependents it released are enqueued right after.
-    pub async fn record(&self, run: &str, item: ToRecord) -> Result<Recorded, String> {
+    /// See [`Store::record_results`]; dependents it released are enqueued right after.
+    pub async fn record(&self, run: &str, item: ToRecord) -> Result<Recorded, BatchError> {
         self.ask(|reply| Op::Record { run: run.to_string(), item, reply }).await
     }
 
     /// Acknowledges and deletes a handled entry.
-    pub async fn ack(&self, stream: &str, id: &str) -> Result<(), String> {
+    pub async fn ack(&self, stream: &str, id: &str) -> Result<(), BatchError> {
         self.ask(|reply| Op::Ack { stream: stream.to_string(), id: id.to_string(), reply }).await
     }
 }
 
-async fn run(mut rx: mpsc::UnboundedReceiver<Op>, pool: Pool, keys: Keys, claim: ClaimInfo, stop: CancellationToken) {
-    let mut conn: Option<MultiplexedConnection> = None;
+async fn run(mut rx: mpsc::UnboundedReceiver<Op>, store: Store, claim: ClaimInfo, stop: CancellationToken) {
+    let mut conn: Option<Conn> = None;
     let mut closed = false;
     loop {
         let first = tokio::select! {
@@ -99,38 +116,39 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Op>, pool: Pool, keys: Keys, claim:
             }
         }
         let c = match &conn {
-            Some(c) => c.clone(),
-            None => match queue::conn(&pool).await {
+            Some(c) => c.fork(),
+            None => match store.conn().await {
                 Ok(c) => {
-                    let c = deadpool_redis::Connection::take(c);
-                    conn = Some(c.clone());
-                    c
+                    let c = c.detach();
+                    let forked = c.fork();
+                    conn = Some(c);
+                    forked
                 }
                 Err(e) => {
-                    fail_all(ops, &e.to_string());
+                    fail_all(ops, BatchError::Store(Arc::new(e)));
                     continue;
                 }
             },
         };
-        if execute(ops, c, &keys, &claim).await {
+        if execute(ops, c, &store, &claim).await {
             // The connection broke: the next batch opens a new one.
             conn = None;
         }
     }
 }
 
-fn fail_all(ops: Vec<Op>, why: &str) {
+fn fail_all(ops: Vec<Op>, why: BatchError) {
     for op in ops {
         match op {
-            Op::Mark { reply, .. } => drop(reply.send(Err(why.to_string()))),
-            Op::Record { reply, .. } => drop(reply.send(Err(why.to_string()))),
-            Op::Ack { reply, .. } => drop(reply.send(Err(why.to_string()))),
+            Op::Mark { reply, .. } => drop(reply.send(Err(why.clone()))),
+            Op::Record { reply, .. } => drop(reply.send(Err(why.clone()))),
+            Op::Ack { reply, .. } => drop(reply.send(Err(why.clone()))),
         }
     }
 }
 
 /// Runs one batch; true when the connection failed.
-async fn execute(ops: Vec<Op>, conn: MultiplexedConnection, keys: &Keys, claim: &ClaimInfo) -> bool {
+async fn execute(ops: Vec<Op>, conn: Conn, store: &Store, claim: &ClaimInfo) -> bool {
     let mut marks: HashMap<String, Vec<(ToMark, Reply<MarkRunning>)>> = HashMap::new();
     let mut records: HashMap<String, Vec<(ToRecord, Reply<Recorded>)>> = HashMap::new();
     let mut acks: HashMap<String, Vec<(String, Reply<()>)>> = HashMap::new();
@@ -143,26 +161,26 @@ async fn execute(ops: Vec<Op>, conn: MultiplexedConnection, keys: &Keys, claim: 
     }
     let mut parts = tokio::task::JoinSet::new();
     for (run, list) in marks {
-        let (mut c, keys, claim) = (conn.clone(), keys.clone(), claim.clone());
+        let (mut c, store, claim) = (conn.fork(), store.clone(), claim.clone());
         parts.spawn(async move {
             let (items, replies): (Vec<ToMark>, Vec<_>) = list.into_iter().unzip();
-            let cl = Claim { worker: &claim.worker, lease: claim.lease, takeover: false, max_deliveries: claim.max_deliveries };
-            match queue::mark_running_many(&mut c, &keys, &run, &cl, &items).await {
+            let cl = Claim { worker: &claim.worker, lease: claim.lease, max_deliveries: claim.max_deliveries };
+            match store.mark_running(&mut c, &run, &cl, &items).await {
                 Ok(tags) => {
                     for (reply, tag) in replies.into_iter().zip(tags) {
                         let _ = reply.send(Ok(tag));
                     }
                     false
                 }
-                Err(e) => answer_error(replies, &e),
+                Err(e) => answer_error(replies, e),
             }
         });
     }
     for (run, list) in records {
-        let (mut c, keys) = (conn.clone(), keys.clone());
+        let (mut c, store) = (conn.fork(), store.clone());
         parts.spawn(async move {
             let (items, replies): (Vec<ToRecord>, Vec<_>) = list.into_iter().unzip();
-            match queue::record_results(&mut c, &keys, &run, &items).await {
+            match store.record_results(&mut c, &run, &items).await {
                 Ok((outcomes, finished)) => {
                     let released = outcomes.iter().any(|o| matches!(o, Recorded::Ok { released, .. } if *released > 0));
                     let last = outcomes.len().saturating_sub(1);
@@ -175,29 +193,29 @@ async fn execute(ops: Vec<Op>, conn: MultiplexedConnection, keys: &Keys, claim: 
                         let _ = reply.send(Ok(o));
                     }
                     if released {
-                        if let Err(e) = queue::flush_outbox(&mut c, &keys, &run).await {
+                        if let Err(e) = store.flush_outbox(&mut c, &run).await {
                             warn!(run = %run, "could not enqueue released tasks now ({e}); they stay in the run's outbox");
                         }
                     }
                     false
                 }
-                Err(e) => answer_error(replies, &e),
+                Err(e) => answer_error(replies, e),
             }
         });
     }
     for (stream, list) in acks {
-        let (mut c, keys) = (conn.clone(), keys.clone());
+        let (mut c, store) = (conn.fork(), store.clone());
         parts.spawn(async move {
             let (ids, replies): (Vec<String>, Vec<_>) = list.into_iter().unzip();
             let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-            match queue::ack_many(&mut c, &keys, &stream, &refs).await {
+            match store.ack(&mut c, &stream, &refs).await {
                 Ok(()) => {
                     for reply in replies {
                         let _ = reply.send(Ok(()));
                     }
                     false
                 }
-                Err(e) => answer_error(replies, &e),
+                Err(e) => answer_error(replies, e),
             }
         });
     }
@@ -212,10 +230,11 @@ async fn execute(ops: Vec<Op>, conn: MultiplexedConnection, keys: &Keys, claim: 
 }
 
 /// Sends the error to every waiter; true when it is about the connection.
-fn answer_error<T>(replies: Vec<Reply<T>>, e: &QueueError) -> bool {
-    let why = e.to_string();
+fn answer_error<T>(replies: Vec<Reply<T>>, e: StoreError) -> bool {
+    let broken = e.is_infrastructure();
+    let why = BatchError::Store(Arc::new(e));
     for reply in replies {
         let _ = reply.send(Err(why.clone()));
     }
-    e.is_infrastructure()
+    broken
 }

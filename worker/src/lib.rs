@@ -7,13 +7,19 @@
 //! - [`secrets`] — API keys from Bitwarden (`bws`), the environment or `.env`.
 //! - [`exec`] — executors (`ssh`, `local`) behind one trait, and the wrapper protocol.
 //! - [`task`] — one task from command to agent to outcome.
-//! - [`service`] — read loops, job handling, shutdown.
+//! - [`service`] — the loops (read, reclaim, lease, upkeep, heartbeat) and shutdown.
+//! - [`job`] — one delivery from entry to acknowledgement, and the guard of what it holds.
 //! - [`batch`] — group commit of the hot path's Redis steps (mark, record, ack).
+//! - [`cli`] — the `ccr` and `secrets` commands.
+//!
+//! The worker speaks to Redis only through `zo_common::store`.
 
 pub mod batch;
 pub mod ccr;
+pub mod cli;
 pub mod config;
 pub mod exec;
+pub mod job;
 pub mod secrets;
 pub mod service;
 pub mod task;

@@ -5,9 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use zo_worker::ccr;
+use zo_worker::cli;
 use zo_worker::config::WorkerConfig;
-use zo_worker::secrets::Secrets;
 use zo_worker::service::{self, WorkerError, WorkerOptions};
 
 // mimalloc: the hot path allocates many small, short-lived buffers; glibc malloc was ~15% of a
@@ -123,17 +122,17 @@ fn main() -> ExitCode {
         let _ = signals.await;
         match r {
             Ok(()) => ExitCode::SUCCESS,
-            Err(WorkerError::Queue(e)) if e.is_infrastructure() => {
+            Err(WorkerError::Store(e)) if e.is_infrastructure() => {
                 eprintln!("zo-worker: {e}");
-                ExitCode::from(3)
+                ExitCode::from(cli::exit::INFRA)
             }
             Err(WorkerError::Config(e)) => {
                 eprintln!("zo-worker: {e}");
-                ExitCode::from(2)
+                ExitCode::from(cli::exit::INVALID)
             }
             Err(e) => {
                 eprintln!("zo-worker: {e}");
-                ExitCode::from(1)
+                ExitCode::from(cli::exit::FAILED)
             }
         }
     })
@@ -142,110 +141,15 @@ fn main() -> ExitCode {
 async fn run_command(cmd: Cmd, config: WorkerConfig, catalog: zo_common::catalog::Catalog) -> ExitCode {
     let Some(ccr_cfg) = config.ccr.clone() else {
         eprintln!("zo-worker: the config has no `ccr:` section; add one (see configs/README.md)");
-        return ExitCode::from(2);
+        return ExitCode::from(cli::exit::INVALID);
     };
-    let usage = |e: String| {
-        eprintln!("zo-worker: {e}");
-        ExitCode::from(2)
+    let code = match cmd {
+        Cmd::Secrets { action: SecretsAction::Check } => cli::secrets::check(&config, &ccr_cfg),
+        Cmd::Ccr { action: CcrAction::Start { instance } } => cli::ccr::start(&config, &ccr_cfg, &catalog, instance.as_deref()).await,
+        Cmd::Ccr { action: CcrAction::Stop { instance } } => cli::ccr::stop(&config, &ccr_cfg, &catalog, instance.as_deref()).await,
+        Cmd::Ccr { action: CcrAction::Status { instance, json } } => cli::ccr::status(&config, &catalog, instance.as_deref(), json).await,
     };
-    match cmd {
-        Cmd::Secrets { action: SecretsAction::Check } => secrets_check(&config, &ccr_cfg, &Secrets::load(&ccr_cfg.bws, &ccr_cfg.env_file)),
-        Cmd::Ccr { action } => {
-            // Only start writes configs and needs secrets; stop and status read state files.
-            match action {
-                CcrAction::Start { instance } => {
-                    let secrets = Secrets::load(&ccr_cfg.bws, &ccr_cfg.env_file);
-                    let list = match ccr::prepare(&config, &catalog, &secrets, instance.as_deref()) {
-                        Ok(l) => l,
-                        Err(e) => return usage(e),
-                    };
-                    match ccr::cli_start(&list, &ccr_cfg).await {
-                        Ok(lines) => {
-                            lines.iter().for_each(|l| println!("{l}"));
-                            ExitCode::SUCCESS
-                        }
-                        Err(e) => {
-                            eprintln!("zo-worker: {e}");
-                            ExitCode::from(1)
-                        }
-                    }
-                }
-                CcrAction::Stop { instance } => {
-                    let list = match ccr::locate(&config, &catalog, instance.as_deref()) {
-                        Ok(l) => l,
-                        Err(e) => return usage(e),
-                    };
-                    ccr::cli_stop(&list, ccr_cfg.grace).await.iter().for_each(|l| println!("{l}"));
-                    ExitCode::SUCCESS
-                }
-                CcrAction::Status { instance, json } => {
-                    let list = match ccr::locate(&config, &catalog, instance.as_deref()) {
-                        Ok(l) => l,
-                        Err(e) => return usage(e),
-                    };
-                    let rows = ccr::cli_status(&list).await;
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&rows).expect("json"));
-                    } else {
-                        let mut t = comfy_table::Table::new();
-                        t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-                        t.set_header(vec!["Instance", "Model", "Port", "PID", "Health", "Uptime", "Restarts", "Owner"]);
-                        for r in rows {
-                            t.add_row(vec![
-                                r.instance,
-                                r.model,
-                                r.port.to_string(),
-                                r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-                                if r.healthy { "ok".into() } else { "down".into() },
-                                r.uptime_s
-                                    .map(|s| humantime::format_duration(std::time::Duration::from_secs(s)).to_string())
-                                    .unwrap_or_else(|| "-".into()),
-                                r.restarts.to_string(),
-                                r.owner,
-                            ]);
-                        }
-                        println!("{t}");
-                    }
-                    ExitCode::SUCCESS
-                }
-            }
-        }
-    }
-}
-
-fn secrets_check(config: &WorkerConfig, ccr_cfg: &zo_worker::config::CcrConfig, secrets: &Secrets) -> ExitCode {
-    if let Some(e) = &secrets.bws_error {
-        println!("Bitwarden Secrets Manager: not used ({e})");
-    }
-    let mut missing = 0;
-    for inst in &config.instances {
-        let path = match &inst.ccr_config {
-            Some(p) => config.resolve(p),
-            None => config.resolve(&ccr_cfg.configs_dir).join(format!("{}.json", inst.name)),
-        };
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                println!("{}: cannot read {}: {e}", inst.name, path.display());
-                missing += 1;
-                continue;
-            }
-        };
-        for var in zo_worker::secrets::referenced_vars(&text) {
-            match secrets.get(&var) {
-                Some((_, src)) => println!("{}: {var} found in the {}", inst.name, src.as_str()),
-                None => {
-                    println!("{}: {var} MISSING (set it in Bitwarden, the environment or {})", inst.name, ccr_cfg.env_file.display());
-                    missing += 1;
-                }
-            }
-        }
-    }
-    if missing == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    ExitCode::from(code)
 }
 
 /// First SIGINT/SIGTERM: drain. Second: stop running tasks now.

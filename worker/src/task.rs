@@ -7,7 +7,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use zo_common::catalog::Catalog;
-use zo_common::model::{AgentOutcome, CommandOutcome, ErrorClass, JobSpec, Status};
+use zo_common::model::{AgentOutcome, CommandOutcome, ErrorClass, Outcome, Simulate, Status};
+use zo_common::store::Job;
 
 use crate::config::{AgentMode, WorkerConfig};
 use crate::exec::{run_script, shell_quote, ExecError, Executor, RunOutput};
@@ -45,37 +46,6 @@ impl TaskContext {
     }
 }
 
-/// What happened, before it is stamped with attempt, worker and times.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub status: Status,
-    pub error_class: Option<ErrorClass>,
-    pub error: Option<String>,
-    pub output: String,
-    pub exit_code: Option<i32>,
-    pub command: Option<CommandOutcome>,
-    pub agent: Option<AgentOutcome>,
-}
-
-impl Outcome {
-    /// A job delivered too often without a result (its workers kept dying).
-    pub fn poison(max_deliveries: u32) -> Self {
-        Outcome::fail(
-            ErrorClass::Poison,
-            format!("delivered more than {max_deliveries} times without a result; the workers running it kept stopping"),
-        )
-    }
-
-    fn fail(class: ErrorClass, error: String) -> Self {
-        let status = match class {
-            ErrorClass::Timeout => Status::Timeout,
-            ErrorClass::Cancelled => Status::Cancelled,
-            _ => Status::Failed,
-        };
-        Outcome { status, error_class: Some(class), error: Some(error), output: String::new(), exit_code: None, command: None, agent: None }
-    }
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -88,8 +58,9 @@ fn exec_error(e: ExecError) -> Outcome {
 }
 
 /// Runs a task to its outcome. Never panics on bad input; every failure is classified.
-pub async fn execute(ctx: &TaskContext, spec: &JobSpec, cancel: &CancellationToken) -> Outcome {
-    let timeout = Duration::from_millis(spec.timeout_ms);
+pub async fn execute(ctx: &TaskContext, job: &Job, cancel: &CancellationToken) -> Outcome {
+    let spec = &job.spec;
+    let timeout = spec.timeout();
     let deadline = Instant::now() + timeout;
     let sim = spec.simulate.clone().unwrap_or_default();
 
@@ -169,7 +140,7 @@ pub async fn execute(ctx: &TaskContext, spec: &JobSpec, cancel: &CancellationTok
                     return o;
                 }
             };
-            let script = agent_script(ctx, spec, prompt, port);
+            let script = agent_script(ctx, job, prompt, port);
             match run_script(ex.as_ref(), &script, Some(prompt), &input, deadline, cancel, ctx.max_output).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -195,7 +166,8 @@ fn cd_prefix(workdir: Option<&str>) -> String {
 
 /// The agent step's script: environment pointing at the task's CCR instance, then the agent
 /// command with the prompt (from `$ZO_PROMPT`, never from the command line) as last argument.
-pub fn agent_script(ctx: &TaskContext, spec: &JobSpec, prompt: &str, tunnel_port: Option<u16>) -> String {
+pub fn agent_script(ctx: &TaskContext, job: &Job, prompt: &str, tunnel_port: Option<u16>) -> String {
+    let spec = &job.spec;
     let url = match tunnel_port {
         Some(p) => format!("http://127.0.0.1:{p}"),
         None => {
@@ -214,7 +186,7 @@ pub fn agent_script(ctx: &TaskContext, spec: &JobSpec, prompt: &str, tunnel_port
         "export ZO_TASK={} ZO_INSTANCE={} ZO_RUN={}\n",
         shell_quote(&spec.name),
         shell_quote(&spec.instance),
-        shell_quote(&spec.run_id)
+        shell_quote(&job.run_id)
     ));
     for (k, v) in &ctx.agent_env {
         s.push_str(&format!("export {k}={}\n", shell_quote(v)));
@@ -326,13 +298,7 @@ async fn pause(d: Duration, deadline: Instant, cancel: &CancellationToken) -> (b
     }
 }
 
-async fn simulate_command(
-    cmd: &str,
-    sim: &zo_common::taskfile::Simulate,
-    takes_duration: bool,
-    deadline: Instant,
-    cancel: &CancellationToken,
-) -> RunOutput {
+async fn simulate_command(cmd: &str, sim: &Simulate, takes_duration: bool, deadline: Instant, cancel: &CancellationToken) -> RunOutput {
     let started = Instant::now();
     let (timed_out, cancelled) =
         if takes_duration { pause(Duration::from_millis(sim.duration_ms), deadline, cancel).await } else { (false, false) };
@@ -349,10 +315,10 @@ async fn simulate_command(
 
 async fn simulate_agent(
     ctx: &TaskContext,
-    spec: &JobSpec,
+    spec: &zo_common::model::TaskSpec,
     prompt: &str,
     input: &[u8],
-    sim: &zo_common::taskfile::Simulate,
+    sim: &Simulate,
     deadline: Instant,
     cancel: &CancellationToken,
 ) -> RunOutput {
@@ -423,23 +389,13 @@ mod tests {
     fn agent_script_never_embeds_the_prompt() {
         let cfg: WorkerConfig = zo_common::yaml::from_str("executor: {kind: local}\ninstances: [{name: fast}]\n", "w").unwrap();
         let ctx = TaskContext::new(&cfg, Catalog::builtin(), None, None);
-        let spec = JobSpec {
-            run_id: "R".into(),
-            idx: 0,
-            name: "it's".into(),
-            instance: "fast".into(),
-            command: None,
+        let spec = zo_common::model::TaskSpec {
             prompt: Some("-$(x)".into()),
             timeout_ms: 1000,
-            deps: vec![],
-            tags: vec![],
-            description: None,
-            output_file: None,
-            simulate: None,
-            retry: Default::default(),
-            priority: Default::default(),
+            ..zo_common::model::TaskSpec::new("it's", "fast")
         };
-        let s = agent_script(&ctx, &spec, "-$(x)", None);
+        let job = Job { run_id: "R".into(), idx: 0, attempt: 1, spec };
+        let s = agent_script(&ctx, &job, "-$(x)", None);
         assert!(!s.contains("$(x)"), "{s}");
         assert!(s.contains("export ANTHROPIC_BASE_URL='http://127.0.0.1:3457'"), "{s}");
         assert!(s.ends_with("exec claude -p --output-format json -- \"$zo_prompt\"\n"), "{s}");

@@ -2,19 +2,20 @@
 //!
 //! Everything lives under a namespace (default `zo`). Keys of one run carry the run id as a
 //! hash tag (`zo:run:{RUN}:…`), so every multi-key script touches one run, i.e. one Cluster
-//! slot. Shared keys (job streams, dead letters, the run index) are touched by single
-//! commands only.
+//! slot. The three priority streams of an instance share the instance as their hash tag
+//! (`zo:jobs:{INSTANCE}…`), so one XREADGROUP reads all three in one slot. Other shared keys
+//! (dead letters, the run index, worker heartbeats) are touched by single-key commands only.
 //!
 //! | key | type | what |
 //! |---|---|---|
-//! | `NS:jobs:INSTANCE` | stream | jobs for one model instance (priority medium); group `NS-workers` |
-//! | `NS:jobs:INSTANCE:high`, `…:low` | stream | the same for priorities high and low |
+//! | `NS:jobs:{INSTANCE}` | stream | jobs for one model instance (priority medium); group `NS-workers` |
+//! | `NS:jobs:{INSTANCE}:high`, `…:low` | stream | the same for priorities high and low |
 //! | `NS:dead` | stream | dead-lettered entries with their reason |
 //! | `NS:runs` | zset | run ids by creation time (ms) |
 //! | `NS:workers` | zset | worker ids by last heartbeat (ms) |
-//! | `NS:worker:ID` | string | worker info (JSON), expires without heartbeat |
+//! | `NS:worker:ID` | string | worker info (JSON: id, pid, instances, executor, protocol), expires without heartbeat |
 //! | `NS:run:{R}:meta` | hash | run counters and status |
-//! | `NS:run:{R}:spec` | hash | idx → job spec (MessagePack) |
+//! | `NS:run:{R}:spec` | hash | idx → task spec (MessagePack) |
 //! | `NS:run:{R}:state` | hash | idx → waiting/queued/running/success/failed/timeout/skipped/cancelled |
 //! | `NS:run:{R}:attempt` | hash | idx → current attempt number |
 //! | `NS:run:{R}:pending` | hash | idx → dependencies not yet succeeded |
@@ -31,6 +32,8 @@
 //! | `NS:run:{R}:cancel` | hash | idx → when cancelling a running task was requested |
 //! | `NS:run:{R}:deliveries` | hash | idx → deliveries of the current attempt (poison detection) |
 //! | `NS:active` | set | runs not yet finished (for promoting due retries) |
+
+use crate::model::Priority;
 
 /// Key builder for one namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,18 +69,23 @@ impl Keys {
         &self.ns
     }
 
-    /// The stream of jobs for one instance.
+    /// The stream of jobs for one instance (priority medium).
     pub fn jobs(&self, instance: &str) -> String {
-        format!("{}:jobs:{instance}", self.ns)
+        format!("{}:jobs:{{{instance}}}", self.ns)
     }
 
     /// The stream of one instance for one priority: medium uses [`Keys::jobs`], high and low
-    /// have their own streams next to it.
-    pub fn jobs_for(&self, instance: &str, priority: crate::taskfile::Priority) -> String {
+    /// have their own streams next to it, in the same hash slot.
+    pub fn jobs_for(&self, instance: &str, priority: Priority) -> String {
         match priority {
-            crate::taskfile::Priority::Medium => self.jobs(instance),
-            p => format!("{}:jobs:{instance}:{}", self.ns, p.as_str()),
+            Priority::Medium => self.jobs(instance),
+            p => format!("{}:jobs:{{{instance}}}:{}", self.ns, p.as_str()),
         }
+    }
+
+    /// The streams of one instance, highest priority first.
+    pub fn job_streams(&self, instance: &str) -> Vec<String> {
+        Priority::ALL.iter().map(|&p| self.jobs_for(instance, p)).collect()
     }
 
     /// The consumer group all workers share.
@@ -125,6 +133,8 @@ mod tests {
         let k = Keys::new("zo");
         assert_eq!(k.run("20260101-000000-ab12", "meta"), "zo:run:{20260101-000000-ab12}:meta");
         assert!(k.run_keys("R").iter().all(|key| key.contains("{R}")));
-        assert_eq!(k.jobs("general"), "zo:jobs:general");
+        assert_eq!(k.jobs("general"), "zo:jobs:{general}");
+        // One slot for an instance's three priority streams.
+        assert!(k.job_streams("fast").iter().all(|s| s.contains("{fast}")));
     }
 }

@@ -1,300 +1,20 @@
-//! Task files: the seed's YAML schema under `tasks:`, parsed strictly and validated as a whole.
-//!
-//! Parsing keeps the position of every value (`Spanned`), so that each error names
-//! `file:line:col` and says what to change. Validation covers: unknown keys, missing
-//! name/instance, unknown instances, neither `command` nor `prompt`, timeouts outside
-//! 1 s – 24 h, duplicate names, unknown or repeated dependencies and dependency cycles.
+//! Validation of a parsed task file as a whole: each task on its own (names, instances,
+//! command/prompt, timeouts, output files, retry policies), then across tasks (unique names
+//! and output files, known dependencies, no cycles). Every problem is collected, each with its
+//! position, and reported sorted by position.
 
 use std::collections::HashMap;
-use std::fmt;
-use std::path::Path;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use serde_saphyr::Spanned;
-
-/// A value and where it was written: what validation needs of serde-saphyr's [`Spanned`]
-/// (which carries two full locations) at a third of its size — a 100,000-task file holds
-/// hundreds of thousands of these while it is checked.
-#[derive(Deserialize, Clone)]
-#[serde(from = "Spanned<T>", bound(deserialize = "T: Deserialize<'de>"))]
-struct Sp<T> {
-    value: T,
-    referenced: Pos,
-}
-
-impl<T> From<Spanned<T>> for Sp<T> {
-    fn from(s: Spanned<T>) -> Self {
-        Sp { value: s.value, referenced: s.referenced.into() }
-    }
-}
-
+use super::raw::{RawFile, RawRetry, RawTimeout, Sp};
+use super::{TaskFile, TaskFileError, DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT};
 use crate::catalog::Catalog;
-use crate::model::ErrorClass;
-use crate::yaml::{self, closest, Pos, YamlError};
-
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
-pub const MIN_TIMEOUT: Duration = Duration::from_secs(1);
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
-
-/// What a simulated run of the task does (used by the `simulate` agent and executor).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Simulate {
-    /// How long the simulated work takes.
-    pub duration_ms: u64,
-    /// The simulated agent answers with an error.
-    pub fail: bool,
-    /// Exit code of the simulated command (only with the `simulate` executor).
-    pub exit_code: i32,
-    /// The simulated answer text; a labelled synthetic answer when absent.
-    pub output: Option<String>,
-}
-
-/// How urgently an instance's backlog should run a task.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Priority {
-    High,
-    #[default]
-    Medium,
-    Low,
-}
-
-impl Priority {
-    pub const ALL: [Priority; 3] = [Priority::High, Priority::Medium, Priority::Low];
-
-    pub fn is_default(&self) -> bool {
-        *self == Priority::Medium
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::High => "high",
-            Priority::Medium => "medium",
-            Priority::Low => "low",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backoff {
-    #[default]
-    Exponential,
-    Fixed,
-}
-
-/// When and how often a failed task is tried again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RetryPolicy {
-    pub max_retries: u32,
-    pub retry_on: Vec<ErrorClass>,
-    pub backoff: Backoff,
-    pub base_delay_ms: u64,
-    pub max_delay_ms: u64,
-    pub jitter: bool,
-}
-
-impl Default for RetryPolicy {
-    /// Network and rate-limit errors are retried (3 times, 2 s doubling to 60 s, jittered);
-    /// failing commands, model errors and timeouts are not.
-    fn default() -> Self {
-        RetryPolicy {
-            max_retries: 3,
-            retry_on: vec![ErrorClass::Network, ErrorClass::RateLimit],
-            backoff: Backoff::Exponential,
-            base_delay_ms: 2000,
-            max_delay_ms: 60_000,
-            jitter: true,
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// True for the policy a task gets when its file says nothing.
-    pub fn is_default(&self) -> bool {
-        static DEFAULT: std::sync::LazyLock<RetryPolicy> = std::sync::LazyLock::new(RetryPolicy::default);
-        *self == *DEFAULT
-    }
-
-    /// Whether attempt `attempt` (1-based) that failed with `class` gets another try.
-    pub fn retries(&self, class: ErrorClass, attempt: u32) -> bool {
-        attempt <= self.max_retries && self.retry_on.contains(&class)
-    }
-
-    /// The wait before the attempt after `attempt`; `unit` in [0, 1) draws the jitter.
-    pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
-        let base = match self.backoff {
-            Backoff::Fixed => self.base_delay_ms,
-            Backoff::Exponential => self.base_delay_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(30)),
-        }
-        .min(self.max_delay_ms);
-        let ms = if self.jitter { base / 2 + ((base / 2) as f64 * unit.clamp(0.0, 1.0)) as u64 } else { base };
-        Duration::from_millis(ms)
-    }
-}
-
-/// One validated task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskSpec {
-    pub name: String,
-    pub instance: String,
-    pub command: Option<String>,
-    pub prompt: Option<String>,
-    pub timeout: Duration,
-    /// Indices (into [`TaskFile::tasks`]) of the tasks this one waits for.
-    pub deps: Vec<usize>,
-    pub tags: Vec<String>,
-    pub description: Option<String>,
-    pub output_file: Option<String>,
-    pub simulate: Option<Simulate>,
-    pub retry: RetryPolicy,
-    pub priority: Priority,
-    /// Line of the task in its file, for messages.
-    pub line: u64,
-}
-
-/// A validated task file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskFile {
-    pub path: String,
-    pub name: Option<String>,
-    pub tasks: Vec<TaskSpec>,
-}
-
-/// Every problem found in a task file, each one line with its position.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct TaskFileError(pub Vec<YamlError>);
-
-impl fmt::Display for TaskFileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    defaults: Option<RawDefaults>,
-    // Boxed: a 100,000-task file would otherwise hold (and regrow) a vector of large structs.
-    tasks: Option<Sp<Vec<Sp<Box<RawTask>>>>>,
-}
-
-/// Run-wide defaults that tasks may override.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawDefaults {
-    retry_policy: Option<RawRetry>,
-    priority: Option<Priority>,
-}
-
-#[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
-struct RawRetry {
-    max_retries: Option<Sp<u32>>,
-    retry_on: Option<Vec<Sp<String>>>,
-    backoff: Option<Backoff>,
-    base_delay: Option<Sp<RawTimeout>>,
-    max_delay: Option<Sp<RawTimeout>>,
-    jitter: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTask {
-    name: Option<Sp<String>>,
-    ccr_instance: Option<Sp<String>>,
-    command: Option<Sp<String>>,
-    prompt: Option<Sp<String>>,
-    timeout: Option<Sp<RawTimeout>>,
-    #[serde(default)]
-    dependencies: Vec<Sp<String>>,
-    #[serde(default)]
-    tags: Vec<String>,
-    description: Option<String>,
-    output_file: Option<Sp<String>>,
-    // Rare keys stay out of line, so every task does not carry their space.
-    simulate: Option<Box<Sp<RawSimulate>>>,
-    retry_policy: Option<Box<RawRetry>>,
-    priority: Option<Priority>,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(untagged)]
-enum RawTimeout {
-    Int(i64),
-    Float(f64),
-    Text(String),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSimulate {
-    duration: Option<Sp<RawTimeout>>,
-    #[serde(default)]
-    fail: bool,
-    #[serde(default)]
-    exit_code: i32,
-    output: Option<String>,
-}
-
-/// Parses the parts of a split file on one thread each; `None` when any part does not parse
-/// or holds other than the expected number of tasks (the caller then parses the whole file,
-/// which also gives the error messages).
-fn parse_split(split: &split::Split, file: &str) -> Option<RawFile> {
-    type Tasks = Vec<Sp<Box<RawTask>>>;
-    let (rest, parts) = std::thread::scope(|scope| {
-        let handles: Vec<_> = split.parts[1..]
-            .iter()
-            .map(|p| scope.spawn(move || yaml::from_str::<Tasks>(&p.text, file).ok().filter(|t| t.len() == p.items)))
-            .collect();
-        let first = &split.parts[0];
-        let mut parts: Vec<Option<Tasks>> = vec![yaml::from_str::<Tasks>(&first.text, file).ok().filter(|t| t.len() == first.items)];
-        let rest = yaml::from_str::<RawFile>(&split.rest, file).ok();
-        parts.extend(handles.into_iter().map(|h| h.join().ok().flatten()));
-        (rest, parts)
-    });
-    let mut raw = rest?;
-    if raw.tasks.is_some() {
-        return None;
-    }
-    let mut tasks: Tasks = Vec::with_capacity(split.parts.iter().map(|p| p.items).sum());
-    for p in parts {
-        tasks.extend(p?);
-    }
-    raw.tasks = Some(Sp { value: tasks, referenced: split.start });
-    Some(raw)
-}
-
-/// Reads and validates a task file.
-pub fn load(path: &Path, catalog: &Catalog) -> Result<TaskFile, TaskFileError> {
-    let text = yaml::read_file(path).map_err(|e| TaskFileError(vec![e]))?;
-    parse(&text, &path.display().to_string(), catalog)
-}
-
-/// Parses and validates task-file text; `file` is the name used in messages.
-pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, TaskFileError> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    let raw = match split::split(text, cores).and_then(|s| parse_split(&s, file)) {
-        Some(raw) => raw,
-        None => yaml::from_str::<RawFile>(text, file).map_err(|e| TaskFileError(vec![e]))?,
-    };
-    validate(raw, file, catalog)
-}
+use crate::graph;
+use crate::model::{ErrorClass, RetryPolicy, Simulate, TaskSpec};
+use crate::yaml::{closest, Pos, YamlError};
 
 /// Checks a parsed file as a whole and builds its tasks.
-fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<TaskFile, TaskFileError> {
+pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<TaskFile, TaskFileError> {
     let _ = raw.description;
     let mut errs = Vec::new();
     let defaults = raw.defaults.unwrap_or_default();
@@ -314,6 +34,7 @@ fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<TaskFile, Tas
     let mut specs = Vec::with_capacity(tasks.value.len());
     let mut dep_names: Vec<Vec<Sp<String>>> = Vec::with_capacity(tasks.value.len());
     let mut name_pos: Vec<Pos> = Vec::with_capacity(tasks.value.len());
+    let mut lines: Vec<u64> = Vec::with_capacity(tasks.value.len());
     for (i, t) in tasks.value.into_iter().enumerate() {
         let at: Pos = t.referenced;
         let mut t = t.value;
@@ -444,7 +165,7 @@ fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<TaskFile, Tas
             instance,
             command,
             prompt,
-            timeout,
+            timeout_ms: timeout.as_millis() as u64,
             deps: Vec::new(),
             tags: t.tags,
             description: t.description,
@@ -452,8 +173,8 @@ fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<TaskFile, Tas
             simulate,
             retry,
             priority,
-            line: at.line,
         });
+        lines.push(at.line);
     }
 
     // Pass 2: names are unique, dependencies exist.
@@ -464,7 +185,7 @@ fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<TaskFile, Tas
             dup_errs.push(YamlError::at(
                 file,
                 name_pos[i],
-                format!("duplicate task name `{}` (first used on line {}); rename one of them", s.name, specs[first].line),
+                format!("duplicate task name `{}` (first used on line {}); rename one of them", s.name, lines[first]),
             ));
         } else {
             index.insert(&s.name, i);
@@ -476,7 +197,7 @@ fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<TaskFile, Tas
             if let Some(&first) = outputs.get(o.as_str()) {
                 dup_errs.push(YamlError::at(
                     file,
-                    Pos { line: s.line, col: 1 }.max(name_pos[i]),
+                    Pos { line: lines[i], col: 1 }.max(name_pos[i]),
                     format!(
                         "task `{}` writes output_file `{o}` that task `{}` also writes; give each task its own file",
                         s.name, specs[first].name
@@ -489,7 +210,7 @@ fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<TaskFile, Tas
     }
     let mut all_deps = Vec::with_capacity(specs.len());
     for (i, deps) in dep_names.iter().enumerate() {
-        let mut resolved: Vec<usize> = Vec::with_capacity(deps.len());
+        let mut resolved: Vec<u32> = Vec::with_capacity(deps.len());
         for d in deps {
             match index.get(d.value.as_str()) {
                 Some(&j) if j == i => dup_errs.push(YamlError::at(
@@ -497,12 +218,12 @@ fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<TaskFile, Tas
                     d.referenced,
                     format!("task `{}` depends on itself; remove `{}` from its dependencies", specs[i].name, d.value),
                 )),
-                Some(&j) if resolved.contains(&j) => dup_errs.push(YamlError::at(
+                Some(&j) if resolved.contains(&(j as u32)) => dup_errs.push(YamlError::at(
                     file,
                     d.referenced,
                     format!("task `{}` lists dependency `{}` twice; remove one", specs[i].name, d.value),
                 )),
-                Some(&j) => resolved.push(j),
+                Some(&j) => resolved.push(j as u32),
                 None => {
                     let hint = match closest(&d.value, index.keys().copied()) {
                         Some(s) => format!("did you mean `{s}`?"),
@@ -523,7 +244,8 @@ fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<TaskFile, Tas
         s.deps = d;
     }
     if errs.is_empty() {
-        if let Some(cycle) = crate::plan::find_cycle(&specs) {
+        let deps: Vec<&[u32]> = specs.iter().map(|s| s.deps.as_slice()).collect();
+        if let Some(cycle) = graph::find_cycle(&deps) {
             let names: Vec<&str> = cycle.iter().map(|&i| specs[i].name.as_str()).collect();
             errs.push(YamlError::at(
                 file,
@@ -533,7 +255,7 @@ fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<TaskFile, Tas
         }
     }
     if errs.is_empty() {
-        Ok(TaskFile { path: file.to_string(), name: raw.name, tasks: specs })
+        Ok(TaskFile { path: file.to_string(), name: raw.name, tasks: specs, lines })
     } else {
         errs.sort_by_key(|e| e.pos);
         Err(TaskFileError(errs))
@@ -610,8 +332,3 @@ fn duration_of(t: &RawTimeout) -> Result<Duration, String> {
             .map_err(|e| format!("timeout `{s}` is not a duration ({e}); use seconds (300) or a duration such as \"90s\" or \"5m\"")),
     }
 }
-
-mod split;
-
-#[cfg(test)]
-mod tests;

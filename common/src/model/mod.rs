@@ -1,0 +1,29 @@
+//! The shared vocabulary and data of Zo Worker Swarm, free of I/O: what a task is
+//! ([`TaskSpec`]), how it is retried and prioritised, the states it moves through
+//! ([`TaskState`], [`Status`]), why it failed ([`ErrorClass`]), what a worker records
+//! ([`TaskResult`]) and what a run looks like when read back ([`RunSnapshot`]).
+//!
+//! Depends on nothing else in the crate: every other module builds on it.
+
+mod counts;
+mod result;
+mod run;
+mod spec;
+mod vocab;
+
+pub use counts::Counts;
+pub use result::{AgentOutcome, CommandOutcome, Outcome, TaskResult};
+pub use run::{RunMeta, RunSnapshot};
+pub use spec::{TaskSpec, DEFAULT_TIMEOUT_MS, DEPS_FIELD};
+pub use vocab::{Backoff, ErrorClass, Priority, RetryPolicy, Simulate, Status, TaskState};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// RFC 3339 UTC timestamp of a Unix-milliseconds instant.
+pub fn rfc3339(ms: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}

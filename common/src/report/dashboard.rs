@@ -1,0 +1,88 @@
+//! The terminal dashboard: summary, results by instance, tasks.
+
+use std::fmt::Write as _;
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+
+use super::{one_line, pct, status_mark, ResultsDocument, TaskReport};
+use crate::model::TaskState;
+
+/// Most tasks listed one per row in the dashboard before it lists only the unsuccessful ones.
+const DASHBOARD_TASK_ROWS: usize = 60;
+
+/// The terminal dashboard: summary, results by instance, tasks.
+pub fn dashboard(doc: &ResultsDocument) -> String {
+    let s = &doc.summary;
+    let mut out = String::new();
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(vec![Cell::new("EXECUTION SUMMARY"), Cell::new(format!("run {}", s.run_id))]);
+    let row = |label: &str, n: u64| vec![Cell::new(label), Cell::new(format!("{n}  ({:.1}%)", pct(n, s.total_tasks)))];
+    t.add_row(vec![Cell::new("Total tasks"), Cell::new(s.total_tasks)]);
+    t.add_row(row("Successful", s.counts.successful));
+    t.add_row(row("Failed", s.counts.failed));
+    t.add_row(row("Timeout", s.counts.timeout));
+    if s.counts.skipped > 0 {
+        t.add_row(row("Skipped", s.counts.skipped));
+    }
+    if s.counts.cancelled > 0 {
+        t.add_row(row("Cancelled", s.counts.cancelled));
+    }
+    t.add_row(vec![Cell::new("Wall time"), Cell::new(format!("{:.1}s", s.wall_time))]);
+    t.add_row(vec![Cell::new("Total duration"), Cell::new(format!("{:.1}s", s.total_duration))]);
+    t.add_row(vec![Cell::new("Avg duration"), Cell::new(format!("{:.1}s", s.average_duration))]);
+    if s.input_tokens + s.output_tokens > 0 {
+        t.add_row(vec![Cell::new("Tokens in / out"), Cell::new(format!("{} / {}", s.input_tokens, s.output_tokens))]);
+    }
+    let _ = writeln!(out, "{t}");
+
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(vec!["Instance", "Model", "Tasks", "Success", "Failed", "Timeout", "Skipped", "Rate", "Avg", "Tokens in/out"]);
+    for (name, e) in &doc.results_by_instance {
+        t.add_row(vec![
+            Cell::new(name),
+            Cell::new(&e.model),
+            Cell::new(e.total).set_alignment(CellAlignment::Right),
+            Cell::new(e.counts.successful).set_alignment(CellAlignment::Right),
+            Cell::new(e.counts.failed).set_alignment(CellAlignment::Right),
+            Cell::new(e.counts.timeout).set_alignment(CellAlignment::Right),
+            Cell::new(e.counts.skipped).set_alignment(CellAlignment::Right),
+            Cell::new(format!("{:.0}%", e.success_rate)).set_alignment(CellAlignment::Right),
+            Cell::new(format!("{:.1}s", e.average_duration)).set_alignment(CellAlignment::Right),
+            Cell::new(format!("{}/{}", e.input_tokens, e.output_tokens)).set_alignment(CellAlignment::Right),
+        ]);
+    }
+    let _ = writeln!(out, "RESULTS BY INSTANCE\n{t}");
+
+    let all = doc.tasks.len() <= DASHBOARD_TASK_ROWS;
+    let shown: Vec<&TaskReport> = doc.tasks.iter().filter(|t| all || t.status != TaskState::Success).take(DASHBOARD_TASK_ROWS).collect();
+    if !shown.is_empty() {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED);
+        t.set_header(vec!["", "Task", "Instance", "Status", "Duration", "Attempts", "Detail"]);
+        for r in &shown {
+            let detail = r.error.as_deref().map(|e| e.lines().next().unwrap_or("").to_string()).unwrap_or_else(|| one_line(&r.output, 60));
+            t.add_row(vec![
+                Cell::new(status_mark(r.status)),
+                Cell::new(&r.task_name),
+                Cell::new(&r.ccr_instance),
+                Cell::new(r.status.as_str()),
+                Cell::new(format!("{:.1}s", r.duration)).set_alignment(CellAlignment::Right),
+                Cell::new(r.attempts).set_alignment(CellAlignment::Right),
+                Cell::new(one_line(&detail, 70)),
+            ]);
+        }
+        let title = if all {
+            "TASKS".to_string()
+        } else {
+            format!(
+                "TASKS NOT SUCCESSFUL (showing {} of {})",
+                shown.len(),
+                doc.tasks.iter().filter(|t| t.status != TaskState::Success).count()
+            )
+        };
+        let _ = writeln!(out, "{title}\n{t}");
+    }
+    out
+}

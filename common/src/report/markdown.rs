@@ -1,0 +1,121 @@
+//! The Markdown report: summary, per instance, then every task with its output and errors.
+
+use std::fmt::Write as _;
+
+use super::{status_mark, ResultsDocument};
+
+/// A fence longer than any run of backticks in `s`, so the content cannot close it.
+fn fence(s: &str) -> String {
+    let mut longest = 0;
+    let mut cur = 0;
+    for c in s.chars() {
+        if c == '`' {
+            cur += 1;
+            longest = longest.max(cur);
+        } else {
+            cur = 0;
+        }
+    }
+    "`".repeat((longest + 1).max(3))
+}
+
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// The Markdown report: summary, per instance, then every task with its output and errors.
+pub fn markdown(doc: &ResultsDocument) -> String {
+    let s = &doc.summary;
+    let mut m = String::new();
+    let _ = writeln!(m, "# Zo Worker Swarm report\n");
+    let _ = writeln!(m, "- Run: `{}`\n- Task file: `{}`\n- Finished: {}\n", doc.run_id, doc.task_file, s.timestamp);
+    let _ = writeln!(m, "## Summary\n");
+    let _ = writeln!(m, "| Metric | Value |\n|---|---|");
+    let _ = writeln!(m, "| Total tasks | {} |", s.total_tasks);
+    let _ = writeln!(m, "| Successful | {} ({:.1}%) |", s.counts.successful, s.success_rate);
+    let _ = writeln!(m, "| Failed | {} |", s.counts.failed);
+    let _ = writeln!(m, "| Timeout | {} |", s.counts.timeout);
+    let _ = writeln!(m, "| Skipped | {} |", s.counts.skipped);
+    let _ = writeln!(m, "| Cancelled | {} |", s.counts.cancelled);
+    let _ = writeln!(m, "| Wall time | {:.1}s |", s.wall_time);
+    let _ = writeln!(m, "| Total duration | {:.1}s |", s.total_duration);
+    let _ = writeln!(m, "| Average duration | {:.1}s |", s.average_duration);
+    let _ = writeln!(m, "| Tokens in / out | {} / {} |\n", s.input_tokens, s.output_tokens);
+    let _ = writeln!(m, "## Results by instance\n");
+    let _ = writeln!(m, "| Instance | Model | Tasks | Success | Failed | Timeout | Skipped | Rate | Avg | Tokens in/out |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (name, e) in &doc.results_by_instance {
+        let _ = writeln!(
+            m,
+            "| {} | {} | {} | {} | {} | {} | {} | {:.0}% | {:.1}s | {}/{} |",
+            md_cell(name),
+            md_cell(&e.model),
+            e.total,
+            e.counts.successful,
+            e.counts.failed,
+            e.counts.timeout,
+            e.counts.skipped,
+            e.success_rate,
+            e.average_duration,
+            e.input_tokens,
+            e.output_tokens
+        );
+    }
+    let _ = writeln!(m, "\n## Tasks\n");
+    for t in &doc.tasks {
+        let _ = writeln!(m, "### {} {}\n", status_mark(t.status), md_cell(&t.task_name));
+        let _ = writeln!(
+            m,
+            "- Instance: `{}`\n- Status: **{}**\n- Duration: {:.2}s (queued {:.2}s)",
+            t.ccr_instance,
+            t.status.as_str(),
+            t.duration,
+            t.queue_wait
+        );
+        if t.attempts > 0 {
+            let _ = writeln!(m, "- Attempts: {}", t.attempts);
+        }
+        if let Some(w) = &t.worker {
+            let _ = writeln!(m, "- Worker: `{w}`");
+        }
+        if let Some(c) = t.exit_code {
+            let _ = writeln!(m, "- Exit code: {c}");
+        }
+        if !t.dependencies.is_empty() {
+            let _ = writeln!(m, "- After: {}", t.dependencies.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", "));
+        }
+        if t.input_tokens + t.output_tokens > 0 {
+            let _ = writeln!(m, "- Tokens in / out: {} / {}", t.input_tokens, t.output_tokens);
+        }
+        if let Some(d) = &t.description {
+            let _ = writeln!(m, "- Description: {}", md_cell(d));
+        }
+        if let Some(e) = &t.error {
+            let f = fence(e);
+            let class = t.error_class.map_or("error", |c| c.as_str());
+            let _ = writeln!(m, "\n**Error** ({class}):\n\n{f}text\n{e}\n{f}");
+        }
+        if !t.output.is_empty() {
+            let f = fence(&t.output);
+            let _ = writeln!(m, "\n**Output:**\n\n{f}text\n{}\n{f}", t.output.trim_end_matches('\n'));
+        }
+        if let Some(c) = &t.command {
+            if !c.stderr.trim().is_empty() {
+                let f = fence(&c.stderr);
+                let _ = writeln!(m, "\n**Command stderr:**\n\n{f}text\n{}\n{f}", c.stderr.trim_end_matches('\n'));
+            }
+        }
+        m.push('\n');
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fence_outgrows_content() {
+        assert_eq!(fence("plain"), "```");
+        assert_eq!(fence("has ``` inside"), "````");
+    }
+}

@@ -1,0 +1,30 @@
+-- CANCEL: cancels tasks not started (a single cancelled task skips its dependents) and flags
+-- running ones for their worker.
+-- KEYS: the run's keys (prelude.lua)
+-- ARGV: idx ('' = the whole run) now_ms
+-- Returns: {cancelled, flagged, finished(0|1)}; {-1, 0, 0} when the task does not exist.
+local now = ARGV[2]
+local cancelled, flagged = 0, 0
+local function cancel_one(i, cascade)
+  local s = redis.call('HGET', state, i)
+  if s == 'waiting' or s == 'queued' then
+    redis.call('ZREM', delayed, i .. ':' .. (redis.call('HGET', attempt, i) or '0'))
+    redis.call('HSET', state, i, 'cancelled')
+    redis.call('HINCRBY', meta, 'cancelled', 1)
+    redis.call('HINCRBY', meta, 'done', 1)
+    event('idx', i, 'state', 'cancelled')
+    cancelled = cancelled + 1
+    if cascade then skip_dependents(i) end
+  elseif s == 'running' then
+    redis.call('HSET', cancel, i, now)
+    flagged = flagged + 1
+  end
+end
+if ARGV[1] == '' then
+  redis.call('HSET', meta, 'cancel_requested_ms', now)
+  for _, i in ipairs(redis.call('HKEYS', state)) do cancel_one(i, false) end
+else
+  if not redis.call('HGET', state, ARGV[1]) then return {-1, 0, 0} end
+  cancel_one(ARGV[1], true)
+end
+return {cancelled, flagged, maybe_finish(now)}

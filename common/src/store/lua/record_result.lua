@@ -1,0 +1,65 @@
+-- RECORD_RESULT: records a batch of one run's results, releases or skips their dependents,
+-- finishes the run when every task is final.
+-- KEYS: the run's keys (prelude.lua)
+-- ARGV: now_ms, then per task: idx attempt status result_blob retry_delay_ms (-1: final)
+-- Returns: {{tag, released} per task, finished(0|1)}; tag ok | retry | dup | stale. A final
+-- result goes to `result`; only attempts that are retried go to `history` (the snapshot joins
+-- both), and one event per status names the tasks.
+local now = ARGV[1]
+local idxs = {}
+for i = 2, #ARGV, 5 do idxs[#idxs + 1] = ARGV[i] end
+local sts = redis.call('HMGET', state, unpack(idxs))
+local atts = redis.call('HMGET', attempt, unpack(idxs))
+-- `now_st`/`now_att`: state and attempt after earlier items of this batch (same task twice).
+local out, now_st, now_att, by_status, counts = {}, {}, {}, {}, {}
+local finals, st_set, res_set, lease_del = {}, {}, {}, {}
+local ran, done = 0, 0
+for k = 1, #idxs do
+  local i = 5 * k - 3
+  local idx, att, status, blob, delay = idxs[k], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
+  local st = now_st[idx] or sts[k]
+  if st ~= 'running' and st ~= 'queued' then out[k] = {'dup', 0}
+  elseif (now_att[idx] or tonumber(atts[k] or '0')) ~= att then out[k] = {'stale', 0}
+  else
+    if st == 'running' then ran = ran + 1 end
+    lease_del[#lease_del + 1] = idx
+    if delay >= 0 and status ~= 'success' and status ~= 'cancelled' and redis.call('HEXISTS', cancel, idx) == 0 then
+      local nxt = att + 1
+      redis.call('HSET', history, idx .. ':' .. att, blob)
+      redis.call('HSET', state, idx, 'queued')
+      redis.call('HSET', attempt, idx, nxt)
+      redis.call('HDEL', deliveries, idx)
+      redis.call('ZADD', delayed, tonumber(now) + delay, idx .. ':' .. nxt)
+      redis.call('HINCRBY', meta, 'retries', 1)
+      event('idx', idx, 'state', 'retry', 'attempt', nxt, 'after', status)
+      now_st[idx], now_att[idx] = 'queued', nxt
+      out[k] = {'retry', 0}
+    else
+      now_st[idx] = status
+      st_set[#st_set + 1] = idx; st_set[#st_set + 1] = status
+      res_set[#res_set + 1] = idx; res_set[#res_set + 1] = blob
+      counts[status] = (counts[status] or 0) + 1
+      done = done + 1
+      local l = by_status[status]
+      if not l then l = {}; by_status[status] = l end
+      l[#l + 1] = idx
+      finals[#finals + 1] = k
+      out[k] = {'ok', 0}
+    end
+  end
+end
+if #lease_del > 0 then redis.call('HDEL', lease, unpack(lease_del)) end
+if #st_set > 0 then
+  redis.call('HSET', state, unpack(st_set))
+  redis.call('HSET', result, unpack(res_set))
+end
+-- Dependents only ever look at tasks that are `waiting`, never at this batch's own tasks.
+for _, k in ipairs(finals) do
+  local idx = idxs[k]
+  if ARGV[5 * k - 1] == 'success' then out[k][2] = release_children(idx) else skip_dependents(idx) end
+end
+if ran > 0 then redis.call('HINCRBY', meta, 'running', -ran) end
+for st, n in pairs(counts) do redis.call('HINCRBY', meta, st, n) end
+if done > 0 then redis.call('HINCRBY', meta, 'done', done) end
+for st, l in pairs(by_status) do event('idxs', table.concat(l, ','), 'state', st) end
+return {out, maybe_finish(now)}

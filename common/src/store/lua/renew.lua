@@ -1,0 +1,12 @@
+-- RENEW: extends the lease of a running task held by this worker.
+-- KEYS: the run's keys (prelude.lua)
+-- ARGV: idx attempt worker now_ms lease_ms
+-- Returns: 1 renewed, 2 renewed but cancel requested, 0 the lease is no longer ours.
+local idx, att, worker, now, lease_ms = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+if redis.call('HGET', state, idx) ~= 'running' then return 0 end
+if tonumber(redis.call('HGET', attempt, idx) or '0') ~= att then return 0 end
+local owner = lease_owner(idx)
+if owner ~= worker then return 0 end
+redis.call('HSET', lease, idx, worker .. '|' .. (now + lease_ms))
+if redis.call('HEXISTS', cancel, idx) == 1 then return 2 end
+return 1

@@ -1,0 +1,302 @@
+//! The one place that speaks Redis. [`Store`] holds the connection pool and the key layout;
+//! every operation on queue state is a method of it, taking a [`Conn`] from [`Store::conn`]
+//! (so a caller can run several steps over one connection). Split by concern:
+//!
+//! - [`keys`] — the key layout, built in one place; `scripts` — the Lua scripts (`lua/*.lua`).
+//! - `create` — creating a run (staged keys, one commit); `outbox` — moving released jobs
+//!   into the streams; `transitions` — every other state change of a task (Lua).
+//! - `entry` — the stream-entry codec (written and read only there); `streams` — consumer
+//!   groups, reading, reclaiming.
+//! - `dead` — dead letters; `read` — run meta, snapshots, events; `workers` — heartbeats and
+//!   live workers; `upkeep` — due retries, outboxes and the run index.
+//!
+//! Every state change of a task is one atomic operation on one run's keys (see
+//! ARCHITECTURE.md, "Task lifecycle"). Callers never see a Redis command.
+
+mod create;
+mod dead;
+mod entry;
+pub mod keys;
+mod outbox;
+mod read;
+mod scripts;
+mod streams;
+mod transitions;
+mod upkeep;
+mod workers;
+
+use std::time::Duration;
+
+use deadpool_redis::{Manager, Pool, Runtime};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+
+pub use create::{new_run_id, NewRun, RootBlobs};
+pub use dead::DeadLetter;
+pub use entry::{Delivery, Job};
+pub use keys::Keys;
+pub use outbox::LocalSpecs;
+pub use read::{Event, EventBatch};
+pub use scripts::COMMIT_RUN;
+pub use transitions::{Cancelled, Claim, MarkRunning, Recorded, Renewed, ToMark, ToRecord};
+pub use workers::{LiveWorker, WorkerInfo};
+
+/// Lowest Redis version with everything we use (XAUTOCLAIM).
+pub const MIN_REDIS: (u32, u32) = (6, 2);
+
+/// Version of what workers and producers exchange through Redis (key layout, stream entries,
+/// encoded specs and results). Workers announce it in their heartbeat; zo-submit warns about
+/// live workers that speak another one. 2: priority streams share a hash tag, specs carry no
+/// run id or index, results nest their outcome.
+pub const PROTOCOL: u32 = 2;
+
+/// How long finished runs stay in Redis by default.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot reach Redis at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("Redis at {url} is version {version}; Zo Worker Swarm needs Redis 6.2 or newer")]
+    TooOld { url: String, version: String },
+    #[error("Redis error: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("Redis pool error: {0}")]
+    Pool(String),
+    #[error("run `{0}` does not exist (finished runs expire after their retention time)")]
+    NoSuchRun(String),
+    #[error("corrupt data in Redis: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// True when the failure is about reaching Redis at all (exit code 3 at the edges; worth
+    /// retrying on the hot path). Anything else will fail the same way again.
+    pub fn is_infrastructure(&self) -> bool {
+        match self {
+            StoreError::Unreachable { .. } | StoreError::TooOld { .. } | StoreError::Pool(_) => true,
+            StoreError::Redis(e) => e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout(),
+            _ => false,
+        }
+    }
+}
+
+impl StoreError {
+    /// The consumer group is gone (Redis restarted without its data): recreate it.
+    pub fn is_missing_group(&self) -> bool {
+        matches!(self, StoreError::Redis(e) if e.code() == Some("NOGROUP"))
+    }
+}
+
+impl From<deadpool_redis::PoolError> for StoreError {
+    fn from(e: deadpool_redis::PoolError) -> Self {
+        match e {
+            deadpool_redis::PoolError::Backend(r) => StoreError::Redis(r),
+            other => StoreError::Pool(other.to_string()),
+        }
+    }
+}
+
+/// A reply tag a script returned that this code does not know: the script and the code are
+/// out of step, which is never papered over.
+fn unknown_tag(script: &str, tag: &str) -> StoreError {
+    StoreError::Corrupt(format!("the {script} script answered an unknown tag `{tag}`"))
+}
+
+/// Hides a password in a Redis URL for messages.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((cred, host)) = rest.rsplit_once('@') {
+            let user = cred.split(':').next().unwrap_or("");
+            let shown = if cred.contains(':') { format!("{user}:***") } else { "***".to_string() };
+            return format!("{scheme}://{shown}@{host}");
+        }
+    }
+    url.to_string()
+}
+
+/// The queue's state in one Redis: a connection pool and the key layout of one namespace.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    keys: Keys,
+}
+
+/// A connection to the store. Pooled connections go back to the pool when dropped; a
+/// [`Conn::detach`]ed one is owned by its holder (for blocking reads and long-lived users).
+pub struct Conn(Link);
+
+enum Link {
+    Pooled(deadpool_redis::Connection),
+    Owned(MultiplexedConnection),
+}
+
+impl Conn {
+    /// Takes the connection out of its pool: it is never handed to anyone else (a blocking
+    /// command abandoned mid-flight must not reach the next user).
+    pub fn detach(self) -> Conn {
+        match self.0 {
+            Link::Pooled(c) => Conn(Link::Owned(deadpool_redis::Connection::take(c))),
+            owned => Conn(owned),
+        }
+    }
+
+    /// Another handle on the same multiplexed connection, for concurrent requests over it.
+    pub fn fork(&self) -> Conn {
+        match &self.0 {
+            Link::Pooled(c) => Conn(Link::Owned((**c).clone())),
+            Link::Owned(c) => Conn(Link::Owned(c.clone())),
+        }
+    }
+
+    fn link(&mut self) -> &mut MultiplexedConnection {
+        match &mut self.0 {
+            Link::Pooled(c) => c,
+            Link::Owned(c) => c,
+        }
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+        self.link().req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        self.link().req_packed_commands(cmd, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.0 {
+            Link::Pooled(c) => c.get_db(),
+            Link::Owned(c) => c.get_db(),
+        }
+    }
+}
+
+impl Store {
+    /// Opens a pool of at most `max_size` connections, checks that the server answers and is
+    /// new enough.
+    pub async fn connect(url: &str, namespace: &str, max_size: usize) -> Result<Store, StoreError> {
+        let shown = redact_url(url);
+        let unreachable = |reason: String| StoreError::Unreachable { url: shown.clone(), reason };
+        // Blocking reads (XREADGROUP/XREAD BLOCK ≤ 2 s) need more than redis-rs's 500 ms default.
+        let conn_cfg = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(10)))
+            .set_connection_timeout(Some(Duration::from_secs(5)));
+        let manager = Manager::new_with_config(url, conn_cfg).map_err(|e| unreachable(first_line(&e.to_string())))?;
+        let pool = Pool::builder(manager)
+            .max_size(max_size)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(6)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| unreachable(e.to_string()))?;
+        let mut conn = tokio::time::timeout(Duration::from_secs(6), pool.get())
+            .await
+            .map_err(|_| unreachable("timed out after 6s".into()))?
+            .map_err(|e| unreachable(first_line(&e.to_string())))?;
+        let info: String =
+            redis::cmd("INFO").arg("server").query_async(&mut *conn).await.map_err(|e| unreachable(first_line(&e.to_string())))?;
+        let version = info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("0").trim().to_string();
+        if !version_at_least(&version, MIN_REDIS) {
+            return Err(StoreError::TooOld { url: shown, version });
+        }
+        Ok(Store { pool, keys: Keys::new(namespace) })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// A pooled connection.
+    pub async fn conn(&self) -> Result<Conn, StoreError> {
+        Ok(Conn(Link::Pooled(self.pool.get().await?)))
+    }
+
+    /// What the server's settings put at risk, as warnings to log at start-up: without AOF a
+    /// restart loses queued jobs and results; with an evicting policy Redis may drop them.
+    pub async fn durability_warnings(&self, conn: &mut Conn) -> Vec<String> {
+        let mut out = Vec::new();
+        let get = |name: &'static str| redis::cmd("CONFIG").arg("GET").arg(name).to_owned();
+        let aof: redis::RedisResult<Vec<String>> = get("appendonly").query_async(conn).await;
+        if let Ok(v) = aof {
+            if v.get(1).map(String::as_str) == Some("no") {
+                out.push("Redis runs without AOF (appendonly no): a Redis restart loses queued jobs and results; set `appendonly yes` and `appendfsync everysec`".to_string());
+            }
+        }
+        let policy: redis::RedisResult<Vec<String>> = get("maxmemory-policy").query_async(conn).await;
+        if let Ok(v) = policy {
+            if let Some(p) = v.get(1).filter(|p| p.as_str() != "noeviction") {
+                out.push(format!(
+                    "Redis maxmemory-policy is `{p}`: under memory pressure it may evict jobs or run state; set `maxmemory-policy noeviction`"
+                ));
+            }
+        }
+        out
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or(s).to_string()
+}
+
+fn version_at_least(v: &str, min: (u32, u32)) -> bool {
+    let mut it = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let major = it.next().unwrap_or(0);
+    let minor = it.next().unwrap_or(0);
+    (major, minor) >= min
+}
+
+/// Sends the pipelines `pipes` yields, in order, while the next one is being built: Redis
+/// works on one while this task encodes the following one. Stops at the first error.
+async fn send_while_building(
+    conn: &mut impl ConnectionLike,
+    pipes: impl Iterator<Item = Result<redis::Pipeline, StoreError>>,
+) -> Result<(), StoreError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<redis::Pipeline>(1);
+    let build = async move {
+        for p in pipes {
+            if tx.send(p?).await.is_err() {
+                break;
+            }
+            // Let the connection write this pipeline before the next one is built.
+            tokio::task::yield_now().await;
+        }
+        Ok::<_, StoreError>(())
+    };
+    let send = async {
+        while let Some(p) = rx.recv().await {
+            p.query_async::<()>(conn).await?;
+        }
+        Ok::<_, StoreError>(())
+    };
+    let (built, sent) = tokio::join!(build, send);
+    sent?;
+    built
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact_url("redis://:secret@host:6379/0"), "redis://:***@host:6379/0");
+        assert_eq!(redact_url("redis://user:secret@host"), "redis://user:***@host");
+        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn version_check() {
+        assert!(version_at_least("7.0.15", MIN_REDIS));
+        assert!(version_at_least("6.2.0", MIN_REDIS));
+        assert!(!version_at_least("6.0.9", MIN_REDIS));
+        assert!(!version_at_least("5.0.7", MIN_REDIS));
+    }
+}

@@ -1,0 +1,173 @@
+//! Read models of a run: its meta counters, a full snapshot for reports, its task states and
+//! specs for the live view, its event stream, and cancel requests for running tasks.
+
+use std::collections::HashMap;
+
+use redis::streams::{StreamReadOptions, StreamReadReply};
+
+use super::{Conn, Store, StoreError};
+use crate::model::{RunMeta, RunSnapshot, TaskResult, TaskSpec, TaskState};
+
+/// A change the run's event stream reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The tasks it is about (none for run-wide events).
+    pub tasks: Vec<u32>,
+    /// Their new state (a retry is `queued` again); `None` for events that change none.
+    pub state: Option<TaskState>,
+    /// The run has finished.
+    pub run_finished: bool,
+}
+
+/// Events read from a run's stream, and where to go on reading.
+#[derive(Debug, Clone, Default)]
+pub struct EventBatch {
+    pub events: Vec<Event>,
+    pub last_id: String,
+}
+
+impl Store {
+    /// The counters and status of a run.
+    pub async fn run_meta(&self, conn: &mut Conn, run_id: &str) -> Result<RunMeta, StoreError> {
+        let keys = &self.keys;
+        let h: HashMap<String, String> = redis::cmd("HGETALL").arg(keys.run(run_id, "meta")).query_async(conn).await?;
+        if h.is_empty() {
+            return Err(StoreError::NoSuchRun(run_id.to_string()));
+        }
+        let num = |k: &str| h.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        Ok(RunMeta {
+            run_id: run_id.to_string(),
+            file: h.get("file").cloned().unwrap_or_default(),
+            name: h.get("name").cloned().unwrap_or_default(),
+            total: num("total"),
+            done: num("done"),
+            running: num("running"),
+            success: num("success"),
+            failed: num("failed"),
+            timeout: num("timeout"),
+            skipped: num("skipped"),
+            cancelled: num("cancelled"),
+            finished: h.get("status").map(String::as_str) == Some("finished"),
+            created_ms: num("created_ms"),
+            started_ms: h.get("started_ms").and_then(|v| v.parse().ok()),
+            finished_ms: h.get("finished_ms").and_then(|v| v.parse().ok()),
+        })
+    }
+
+    /// Everything about a run's tasks, for reports.
+    pub async fn snapshot(&self, conn: &mut Conn, run_id: &str) -> Result<RunSnapshot, StoreError> {
+        let keys = &self.keys;
+        let meta = self.run_meta(conn, run_id).await?;
+        type Blobs = HashMap<u32, Vec<u8>>;
+        type Named = HashMap<String, Vec<u8>>;
+        let (spec, state, result, skip, hist): (Blobs, HashMap<u32, String>, Blobs, HashMap<u32, u32>, Named) = redis::pipe()
+            .hgetall(keys.run(run_id, "spec"))
+            .hgetall(keys.run(run_id, "state"))
+            .hgetall(keys.run(run_id, "result"))
+            .hgetall(keys.run(run_id, "skip"))
+            .hgetall(keys.run(run_id, "history"))
+            .query_async(conn)
+            .await?;
+        let n = meta.total as usize;
+        let mut specs = Vec::with_capacity(n);
+        let mut states = Vec::with_capacity(n);
+        let mut results = Vec::with_capacity(n);
+        let mut skipped_by = Vec::with_capacity(n);
+        let mut history: Vec<Vec<TaskResult>> = vec![Vec::new(); n];
+        for (k, blob) in &hist {
+            let Some(i) = k.split(':').next().and_then(|i| i.parse::<usize>().ok()).filter(|&i| i < n) else { continue };
+            let r = TaskResult::decode(blob).map_err(|e| StoreError::Corrupt(format!("run {run_id}: attempt {k}: {e}")))?;
+            history[i].push(r);
+        }
+        for i in 0..n as u32 {
+            let blob = spec.get(&i).ok_or_else(|| StoreError::Corrupt(format!("run {run_id}: task {i} has no spec")))?;
+            specs.push(TaskSpec::decode(blob).map_err(|e| StoreError::Corrupt(format!("run {run_id}: spec of task {i}: {e}")))?);
+            states.push(match state.get(&i) {
+                None => TaskState::Waiting,
+                Some(s) => {
+                    TaskState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("run {run_id}: task {i} is in unknown state `{s}`")))?
+                }
+            });
+            results.push(match result.get(&i) {
+                Some(b) => Some(TaskResult::decode(b).map_err(|e| StoreError::Corrupt(format!("run {run_id}: result of task {i}: {e}")))?),
+                None => None,
+            });
+            skipped_by.push(skip.get(&i).copied());
+        }
+        // `history` holds the attempts that were retried or revived; the final one is the result.
+        for (h, r) in history.iter_mut().zip(&results) {
+            if let Some(r) = r.as_ref().filter(|r| !h.iter().any(|x| x.attempt == r.attempt)) {
+                h.push(r.clone());
+            }
+            h.sort_by_key(|r| r.attempt);
+        }
+        Ok(RunSnapshot { meta, specs, states, results, skipped_by, history })
+    }
+}
+
+impl Store {
+    /// The state of every task of a run (`total` tasks; missing ones are waiting).
+    pub async fn task_states(&self, conn: &mut Conn, run_id: &str, total: usize) -> Result<Vec<TaskState>, StoreError> {
+        let state: HashMap<u32, String> = redis::cmd("HGETALL").arg(self.keys.run(run_id, "state")).query_async(conn).await?;
+        let mut out = vec![TaskState::Waiting; total];
+        for (i, st) in state {
+            let st =
+                TaskState::parse(&st).ok_or_else(|| StoreError::Corrupt(format!("run {run_id}: task {i} is in unknown state `{st}`")))?;
+            if let Some(slot) = out.get_mut(i as usize) {
+                *slot = st;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The specs of a run's tasks, by index.
+    pub async fn task_specs(&self, conn: &mut Conn, run_id: &str) -> Result<Vec<TaskSpec>, StoreError> {
+        let spec: HashMap<u32, Vec<u8>> = redis::cmd("HGETALL").arg(self.keys.run(run_id, "spec")).query_async(conn).await?;
+        let mut out: Vec<Option<TaskSpec>> = vec![None; spec.len()];
+        for (i, blob) in spec {
+            let s = TaskSpec::decode(&blob).map_err(|e| StoreError::Corrupt(format!("run {run_id}: spec of task {i}: {e}")))?;
+            match out.get_mut(i as usize) {
+                Some(slot) => *slot = Some(s),
+                None => return Err(StoreError::Corrupt(format!("run {run_id}: spec of task {i} beyond its {} tasks", out.len()))),
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// Events of a run after `after` (`"0"`: from the start), waiting up to `block` for one.
+    pub async fn read_events(
+        &self,
+        conn: &mut Conn,
+        run_id: &str,
+        after: &str,
+        block: std::time::Duration,
+    ) -> Result<EventBatch, StoreError> {
+        let opts = StreamReadOptions::default().count(2000).block(block.as_millis() as usize);
+        let reply: Option<StreamReadReply> =
+            redis::cmd("XREAD").arg(&opts).arg("STREAMS").arg(self.keys.run(run_id, "events")).arg(after).query_async(conn).await?;
+        let mut batch = EventBatch { events: Vec::new(), last_id: after.to_string() };
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            for e in key.ids {
+                batch.last_id = e.id.clone();
+                let Some(st) = e.get::<String>("state") else { continue };
+                // One task (`idx`) or a batch of them (`idxs`, comma-separated).
+                let one: Option<u32> = e.get("idx");
+                let many: Option<String> = e.get("idxs");
+                let tasks = one.into_iter().chain(many.iter().flat_map(|l| l.split(',').filter_map(|i| i.parse().ok()))).collect();
+                let (state, run_finished) = match st.as_str() {
+                    "retry" => (Some(TaskState::Queued), false),
+                    "finished" => (None, true),
+                    s => (TaskState::parse(s), false),
+                };
+                batch.events.push(Event { tasks, state, run_finished });
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Which of the given running tasks of a run someone asked to cancel (one HMGET).
+    pub async fn cancel_requested(&self, conn: &mut Conn, run_id: &str, idxs: &[u32]) -> Result<Vec<bool>, StoreError> {
+        let flags: Vec<Option<String>> = redis::cmd("HMGET").arg(self.keys.run(run_id, "cancel")).arg(idxs).query_async(conn).await?;
+        Ok(flags.into_iter().map(|f| f.is_some()).collect())
+    }
+}

@@ -1,0 +1,234 @@
+//! Every state change of a task after its run is created, each one script call on the run's
+//! keys (see ARCHITECTURE.md, "Task lifecycle"): mark running, renew, record results, hand
+//! back, promote due retries, cancel, revive; and acknowledging handled stream entries. A reply
+//! tag a script may return is mapped here; an unknown one is an error, never a default.
+
+use std::time::Duration;
+
+use super::keys::Keys;
+use super::{scripts, unknown_tag, Conn, Store, StoreError};
+use crate::model::{now_ms, Status};
+
+/// Outcome of marking a task running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkRunning {
+    /// The task is ours to run (under a lease).
+    Ok,
+    /// Ours, but delivered more often than allowed without a result: record it as failed.
+    Poison,
+    /// Another delivery of this task is running under a live lease.
+    AlreadyRunning,
+    /// The task already has its final result (a redelivery): drop the job.
+    Final,
+    /// The job is for an older attempt: drop it.
+    Stale,
+    /// The run (or the task in it) does not exist: dead-letter it.
+    Unknown,
+}
+
+impl MarkRunning {
+    fn from_tag(tag: &str) -> Result<Self, StoreError> {
+        Ok(match tag {
+            "ok" => MarkRunning::Ok,
+            "poison" => MarkRunning::Poison,
+            "running" => MarkRunning::AlreadyRunning,
+            "final" => MarkRunning::Final,
+            "stale" => MarkRunning::Stale,
+            "unknown" => MarkRunning::Unknown,
+            other => return Err(unknown_tag("mark-running", other)),
+        })
+    }
+}
+
+/// How a worker claims tasks.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub worker: &'a str,
+    pub lease: Duration,
+    pub max_deliveries: u32,
+}
+
+/// One task of a batch to mark running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ToMark {
+    pub idx: u32,
+    pub attempt: u32,
+    /// The job was reclaimed from another consumer: take over if that lease lapsed.
+    pub takeover: bool,
+}
+
+/// Outcome of a lease renewal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewed {
+    Ok,
+    /// Renewed, and someone asked to cancel the task.
+    CancelRequested,
+    /// The lease is no longer ours (taken over, or the task ended): stop working on it.
+    Lost,
+}
+
+/// Outcome of recording a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Stored as final; `released` dependents went to the outbox; `finished` when the run is complete.
+    Ok { released: u32, finished: bool },
+    /// Stored as a failed attempt; the next attempt waits in the run's delayed set.
+    Retry,
+    /// The task already had a final result; nothing changed.
+    Duplicate,
+    /// The result is for an attempt that is no longer current; nothing changed.
+    Stale,
+}
+
+impl Recorded {
+    fn from_tag(tag: &str, released: u32) -> Result<Self, StoreError> {
+        Ok(match tag {
+            "ok" => Recorded::Ok { released, finished: false },
+            "retry" => Recorded::Retry,
+            "dup" => Recorded::Duplicate,
+            "stale" => Recorded::Stale,
+            other => return Err(unknown_tag("record-result", other)),
+        })
+    }
+}
+
+/// One result of a batch to record.
+#[derive(Debug, Clone)]
+pub struct ToRecord {
+    pub idx: u32,
+    pub attempt: u32,
+    pub status: Status,
+    /// The encoded [`crate::model::TaskResult`].
+    pub blob: Vec<u8>,
+    /// A failure that is retried: the next attempt becomes due after this long.
+    pub retry_in: Option<Duration>,
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cancelled {
+    /// Tasks that had not started and are now cancelled.
+    pub cancelled: u64,
+    /// Running tasks whose workers were asked to stop them.
+    pub flagged: u64,
+    pub finished: bool,
+}
+
+fn invoke<'a>(script: &'a redis::Script, keys: &Keys, run_id: &str) -> redis::ScriptInvocation<'a> {
+    let mut inv = script.prepare_invoke();
+    for k in keys.run_keys(run_id) {
+        inv.key(k);
+    }
+    inv
+}
+
+impl Store {
+    /// Atomically moves each task from `queued` (its attempt) to `running` under a lease, or
+    /// takes over a running task whose lease lapsed (`takeover`); one script call for the
+    /// batch. One outcome per item, in order.
+    pub async fn mark_running(
+        &self,
+        conn: &mut Conn,
+        run_id: &str,
+        claim: &Claim<'_>,
+        items: &[ToMark],
+    ) -> Result<Vec<MarkRunning>, StoreError> {
+        let mut inv = invoke(&scripts::MARK_RUNNING, &self.keys, run_id);
+        inv.arg(claim.worker).arg(now_ms()).arg(claim.lease.as_millis() as u64).arg(claim.max_deliveries);
+        for it in items {
+            inv.arg(it.idx).arg(it.attempt).arg(if it.takeover { "1" } else { "0" });
+        }
+        let tags: Vec<String> = inv.invoke_async(conn).await?;
+        if tags.len() != items.len() {
+            return Err(StoreError::Corrupt(format!("mark-running script answered {} of {} tasks", tags.len(), items.len())));
+        }
+        tags.iter().map(|t| MarkRunning::from_tag(t)).collect()
+    }
+
+    /// Extends the lease of a running task held by `worker`.
+    pub async fn renew(
+        &self,
+        conn: &mut Conn,
+        run_id: &str,
+        idx: u32,
+        attempt: u32,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Renewed, StoreError> {
+        let r: i64 = invoke(&scripts::RENEW, &self.keys, run_id)
+            .arg(idx)
+            .arg(attempt)
+            .arg(worker)
+            .arg(now_ms())
+            .arg(lease.as_millis() as u64)
+            .invoke_async(conn)
+            .await?;
+        match r {
+            1 => Ok(Renewed::Ok),
+            2 => Ok(Renewed::CancelRequested),
+            0 => Ok(Renewed::Lost),
+            other => Err(unknown_tag("renew", &other.to_string())),
+        }
+    }
+
+    /// Atomically stores results (once per attempt), one script call for the batch. With
+    /// `retry_in`, a failure schedules the next attempt instead of ending the task. A final
+    /// result updates the counters, releases dependents whose dependencies all succeeded and
+    /// skips those of a failed task. One outcome per item, in order (their `finished` is
+    /// false), and whether the batch finished the run.
+    pub async fn record_results(&self, conn: &mut Conn, run_id: &str, items: &[ToRecord]) -> Result<(Vec<Recorded>, bool), StoreError> {
+        let mut inv = invoke(&scripts::RECORD_RESULT, &self.keys, run_id);
+        inv.arg(now_ms());
+        for it in items {
+            inv.arg(it.idx).arg(it.attempt).arg(it.status.as_str()).arg(&it.blob).arg(it.retry_in.map_or(-1i64, |d| d.as_millis() as i64));
+        }
+        let (tags, finished): (Vec<(String, u32)>, u32) = inv.invoke_async(conn).await?;
+        if tags.len() != items.len() {
+            return Err(StoreError::Corrupt(format!("record script answered {} of {} results", tags.len(), items.len())));
+        }
+        let out = tags.iter().map(|(tag, released)| Recorded::from_tag(tag, *released)).collect::<Result<_, _>>()?;
+        Ok((out, finished == 1))
+    }
+
+    /// Acknowledges and deletes handled entries of one stream (one round trip).
+    pub async fn ack(&self, conn: &mut Conn, stream: &str, ids: &[&str]) -> Result<(), StoreError> {
+        redis::pipe().xack(stream, self.keys.group(), ids).ignore().xdel(stream, ids).ignore().query_async::<()>(conn).await?;
+        Ok(())
+    }
+
+    /// Hands a running task back to the queue at once (worker shutdown). True when handed back.
+    pub async fn release(&self, conn: &mut Conn, run_id: &str, idx: u32, attempt: u32, worker: &str) -> Result<bool, StoreError> {
+        let r: i64 = invoke(&scripts::RELEASE, &self.keys, run_id).arg(idx).arg(attempt).arg(worker).invoke_async(conn).await?;
+        Ok(r == 1)
+    }
+
+    /// Moves due retries of a run to its outbox; returns how many.
+    pub async fn promote_due(&self, conn: &mut Conn, run_id: &str) -> Result<u64, StoreError> {
+        Ok(invoke(&scripts::PROMOTE, &self.keys, run_id).arg(now_ms()).invoke_async(conn).await?)
+    }
+
+    /// Cancels a whole run (`idx` = None) or one task (its dependents are skipped).
+    pub async fn cancel(&self, conn: &mut Conn, run_id: &str, idx: Option<u32>) -> Result<Cancelled, StoreError> {
+        let (c, f, fin): (i64, u64, u32) = invoke(&scripts::CANCEL, &self.keys, run_id)
+            .arg(idx.map(|i| i.to_string()).unwrap_or_default())
+            .arg(now_ms())
+            .invoke_async(conn)
+            .await?;
+        if c < 0 {
+            return Err(StoreError::NoSuchRun(run_id.to_string()));
+        }
+        Ok(Cancelled { cancelled: c as u64, flagged: f, finished: fin == 1 })
+    }
+
+    /// Runs a failed task again (a new attempt), un-skipping what it skipped; `None` when the
+    /// task is not failed, timed out or cancelled.
+    pub async fn revive(&self, conn: &mut Conn, run_id: &str, idx: u32) -> Result<Option<u32>, StoreError> {
+        let n: u32 = invoke(&scripts::REVIVE, &self.keys, run_id).arg(idx).arg(now_ms()).invoke_async(conn).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let _: i64 = redis::cmd("SADD").arg(self.keys.active()).arg(run_id).query_async(conn).await?;
+        self.flush_outbox(conn, run_id).await?;
+        Ok(Some(n))
+    }
+}

@@ -1,0 +1,38 @@
+//! Keeping runs moving and the index tidy: due retries and outboxes of every unfinished run
+//! (workers and watchers call it every second or so), finished runs out of the active set,
+//! expired runs out of the run index.
+
+use std::time::Duration;
+
+use super::{Conn, Store, StoreError};
+use crate::model::now_ms;
+
+impl Store {
+    /// Promotes due retries and flushes outboxes of unfinished runs; forgets finished or
+    /// expired runs.
+    pub async fn maintain_active(&self, conn: &mut Conn) -> Result<(), StoreError> {
+        let keys = &self.keys;
+        let runs: Vec<String> = redis::cmd("SMEMBERS").arg(keys.active()).query_async(conn).await?;
+        for run in runs {
+            let status: Option<String> = redis::cmd("HGET").arg(keys.run(&run, "meta")).arg("status").query_async(conn).await?;
+            match status.as_deref() {
+                Some("running") => {
+                    self.promote_due(conn, &run).await?;
+                    self.flush_outbox(conn, &run).await?;
+                }
+                _ => {
+                    let _: i64 = redis::cmd("SREM").arg(keys.active()).arg(&run).query_async(conn).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes runs older than their retention from the run index (their keys expire on
+    /// their own).
+    pub async fn prune_run_index(&self, conn: &mut Conn, retention: Duration) -> Result<(), StoreError> {
+        let cutoff = now_ms().saturating_sub(retention.as_millis() as u64);
+        let _: i64 = redis::cmd("ZREMRANGEBYSCORE").arg(self.keys.runs()).arg("-inf").arg(cutoff).query_async(conn).await?;
+        Ok(())
+    }
+}

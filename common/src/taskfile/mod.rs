@@ -1,0 +1,104 @@
+//! Task files: the seed's YAML schema under `tasks:`, parsed strictly and validated as a whole.
+//!
+//! Parsing keeps the position of every value (`Spanned`), so that each error names
+//! `file:line:col` and says what to change. Validation covers: unknown keys, missing
+//! name/instance, unknown instances, neither `command` nor `prompt`, timeouts outside
+//! 1 s – 24 h, duplicate names, unknown or repeated dependencies and dependency cycles.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::catalog::Catalog;
+use crate::model::TaskSpec;
+use crate::yaml::{self, YamlError};
+
+mod raw;
+mod split;
+mod validate;
+
+use raw::{RawFile, RawTask, Sp};
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(crate::model::DEFAULT_TIMEOUT_MS);
+pub const MIN_TIMEOUT: Duration = Duration::from_secs(1);
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// A validated task file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskFile {
+    pub path: String,
+    pub name: Option<String>,
+    pub tasks: Vec<TaskSpec>,
+    /// Line of each task in its file, for messages.
+    pub lines: Vec<u64>,
+}
+
+impl TaskFile {
+    /// Each task's dependencies, for the graph functions.
+    pub fn deps(&self) -> Vec<&[u32]> {
+        self.tasks.iter().map(|t| t.deps.as_slice()).collect()
+    }
+}
+
+/// Every problem found in a task file, each one line with its position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct TaskFileError(pub Vec<YamlError>);
+
+impl fmt::Display for TaskFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses the parts of a split file on one thread each; `None` when any part does not parse
+/// or holds other than the expected number of tasks (the caller then parses the whole file,
+/// which also gives the error messages).
+fn parse_split(split: &split::Split, file: &str) -> Option<RawFile> {
+    type Tasks = Vec<Sp<Box<RawTask>>>;
+    let (rest, parts) = std::thread::scope(|scope| {
+        let handles: Vec<_> = split.parts[1..]
+            .iter()
+            .map(|p| scope.spawn(move || yaml::from_str::<Tasks>(&p.text, file).ok().filter(|t| t.len() == p.items)))
+            .collect();
+        let first = &split.parts[0];
+        let mut parts: Vec<Option<Tasks>> = vec![yaml::from_str::<Tasks>(&first.text, file).ok().filter(|t| t.len() == first.items)];
+        let rest = yaml::from_str::<RawFile>(&split.rest, file).ok();
+        parts.extend(handles.into_iter().map(|h| h.join().ok().flatten()));
+        (rest, parts)
+    });
+    let mut raw = rest?;
+    if raw.tasks.is_some() {
+        return None;
+    }
+    let mut tasks: Tasks = Vec::with_capacity(split.parts.iter().map(|p| p.items).sum());
+    for p in parts {
+        tasks.extend(p?);
+    }
+    raw.tasks = Some(Sp { value: tasks, referenced: split.start });
+    Some(raw)
+}
+
+/// Reads and validates a task file.
+pub fn load(path: &Path, catalog: &Catalog) -> Result<TaskFile, TaskFileError> {
+    let text = yaml::read_file(path).map_err(|e| TaskFileError(vec![e]))?;
+    parse(&text, &path.display().to_string(), catalog)
+}
+
+/// Parses and validates task-file text; `file` is the name used in messages.
+pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, TaskFileError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let raw = match split::split(text, cores).and_then(|s| parse_split(&s, file)) {
+        Some(raw) => raw,
+        None => yaml::from_str::<RawFile>(text, file).map_err(|e| TaskFileError(vec![e]))?,
+    };
+    validate::validate(raw, file, catalog)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,95 @@
+//! The shapes serde reads a task file into, before validation: every value that a message may
+//! point at keeps its position ([`Sp`]), unknown keys are refused by serde itself.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::model::{Backoff, Priority};
+use crate::yaml::Pos;
+
+/// A value and where it was written: what validation needs of serde-saphyr's [`Spanned`]
+/// (which carries two full locations) at a third of its size — a 100,000-task file holds
+/// hundreds of thousands of these while it is checked.
+#[derive(Deserialize, Clone)]
+#[serde(from = "Spanned<T>", bound(deserialize = "T: Deserialize<'de>"))]
+pub(super) struct Sp<T> {
+    pub value: T,
+    pub referenced: Pos,
+}
+
+impl<T> From<Spanned<T>> for Sp<T> {
+    fn from(s: Spanned<T>) -> Self {
+        Sp { value: s.value, referenced: s.referenced.into() }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub defaults: Option<RawDefaults>,
+    // Boxed: a 100,000-task file would otherwise hold (and regrow) a vector of large structs.
+    pub tasks: Option<Sp<Vec<Sp<Box<RawTask>>>>>,
+}
+
+/// Run-wide defaults that tasks may override.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDefaults {
+    pub retry_policy: Option<RawRetry>,
+    pub priority: Option<Priority>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRetry {
+    pub max_retries: Option<Sp<u32>>,
+    pub retry_on: Option<Vec<Sp<String>>>,
+    pub backoff: Option<Backoff>,
+    pub base_delay: Option<Sp<RawTimeout>>,
+    pub max_delay: Option<Sp<RawTimeout>>,
+    pub jitter: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTask {
+    pub name: Option<Sp<String>>,
+    pub ccr_instance: Option<Sp<String>>,
+    pub command: Option<Sp<String>>,
+    pub prompt: Option<Sp<String>>,
+    pub timeout: Option<Sp<RawTimeout>>,
+    #[serde(default)]
+    pub dependencies: Vec<Sp<String>>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub description: Option<String>,
+    pub output_file: Option<Sp<String>>,
+    // Rare keys stay out of line, so every task does not carry their space.
+    pub simulate: Option<Box<Sp<RawSimulate>>>,
+    pub retry_policy: Option<Box<RawRetry>>,
+    pub priority: Option<Priority>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+pub(super) enum RawTimeout {
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSimulate {
+    pub duration: Option<Sp<RawTimeout>>,
+    #[serde(default)]
+    pub fail: bool,
+    #[serde(default)]
+    pub exit_code: i32,
+    pub output: Option<String>,
+}

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Checks the architecture invariants that a grep can check (ARCHITECTURE.md, "Invariants").
+
+1. No import cycle between the modules of `common` (edges from `use crate::X` and `crate::X::`).
+2. Only `common/src/store/` speaks Redis: no Redis command, pipeline, script or connection type
+   anywhere else in the libraries and binaries (the tests may inspect Redis directly).
+3. `common` has no SSH, process or terminal code.
+4. No source file over 600 lines.
+
+Prints every violation and exits 1 when there is one; prints a one-line summary otherwise.
+"""
+
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_LINES = 600
+SOURCES = ["common/src", "producer/src", "worker/src", "tests"]
+
+RAW_REDIS = re.compile(r"\bredis::(cmd|pipe|Cmd|Pipeline|Script|aio|Value|streams|Client|RedisResult)\b|\bdeadpool_redis\b|\.query_async\(")
+NOT_IN_COMMON = re.compile(r"\bopenssh\b|\bstd::process\b|\btokio::process\b|\bindicatif\b|\bIsTerminal\b")
+CRATE_EDGE = re.compile(r"\bcrate::([a-z_]+)")
+
+
+def rust_files(rel):
+    base = ROOT / rel
+    return sorted(p for p in base.rglob("*.rs") if "node_modules" not in p.parts and "target" not in p.parts)
+
+
+def code_lines(path):
+    """The file's lines with line comments dropped (doc comments mention names freely)."""
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("//"):
+            continue
+        yield n, line
+
+
+def common_module(path):
+    rel = path.relative_to(ROOT / "common/src")
+    return rel.parts[0].removesuffix(".rs") if len(rel.parts) > 1 or rel.name != "lib.rs" else None
+
+
+def import_cycles():
+    graph = {}
+    for f in rust_files("common/src"):
+        m = common_module(f)
+        if m is None:
+            continue
+        deps = graph.setdefault(m, set())
+        for _, line in code_lines(f):
+            for target in CRATE_EDGE.findall(line):
+                if target != m:
+                    deps.add(target)
+    problems = []
+    state = {}
+
+    def visit(node, stack):
+        state[node] = "active"
+        stack.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == "active":
+                cycle = stack[stack.index(dep):] + [dep]
+                problems.append("import cycle in common: " + " → ".join(cycle))
+            elif dep not in state:
+                visit(dep, stack)
+        stack.pop()
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+    return problems, graph
+
+
+def main():
+    problems, graph = import_cycles()
+    store = ROOT / "common/src/store"
+    checked = 0
+    for rel in SOURCES:
+        for f in rust_files(rel):
+            checked += 1
+            name = f.relative_to(ROOT)
+            lines = f.read_text().count("\n")
+            if lines > MAX_LINES:
+                problems.append(f"{name}: {lines} lines (more than {MAX_LINES}); split it by concern")
+            if rel == "tests":
+                continue
+            in_store = store in f.parents
+            in_common = (ROOT / "common/src") in f.parents
+            for n, line in code_lines(f):
+                if not in_store and RAW_REDIS.search(line):
+                    problems.append(f"{name}:{n}: Redis outside common/src/store: {line.strip()}")
+                if in_common and NOT_IN_COMMON.search(line):
+                    problems.append(f"{name}:{n}: SSH, process or terminal code in common: {line.strip()}")
+    for p in problems:
+        print(p)
+    if problems:
+        print(f"check-structure: {len(problems)} problem(s)")
+        return 1
+    edges = sum(len(v) for v in graph.values())
+    print(f"check-structure: ok ({checked} files; common's {len(graph)} modules, {edges} import edges, no cycle; Redis only in common/src/store)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

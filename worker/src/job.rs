@@ -1,0 +1,275 @@
+//! One delivery, from stream entry to acknowledgement: decode the entry → mark the task
+//! running (batched, atomic) → execute → record the result or schedule its retry (batched,
+//! atomic) → acknowledge. Whatever the job holds — its task slot, its place among the
+//! worker's running jobs (lease renewal, cancel checks) — is held by a [`Held`] guard and
+//! released on every exit path, early returns and panics included.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::{debug, error, info, warn, Instrument};
+use zo_common::model::{now_ms, ErrorClass, Outcome, Status, TaskResult};
+use zo_common::store::{Delivery, Job, MarkRunning, Recorded, ToMark, ToRecord};
+
+use crate::service::{backoff, sleep_or_shutdown, RunningJob, Shared, StopReason};
+use crate::task::execute;
+
+/// How often recording a result is tried while Redis is unreachable.
+const RECORD_TRIES: u32 = 12;
+/// How often acknowledging an entry is tried.
+const ACK_TRIES: u32 = 6;
+
+/// What a job holds while it runs; dropping it gives everything back.
+struct Held<'a> {
+    shared: &'a Shared,
+    slot: Option<OwnedSemaphorePermit>,
+    running: Option<(String, u32)>,
+}
+
+impl<'a> Held<'a> {
+    fn new(shared: &'a Shared, slot: OwnedSemaphorePermit) -> Self {
+        Held { shared, slot: Some(slot), running: None }
+    }
+
+    /// Registers the job among the worker's running jobs (its lease is renewed from there).
+    fn start(&mut self, key: (String, u32), job: RunningJob) {
+        self.shared.running.lock().expect("running lock").insert(key.clone(), job);
+        self.running = Some(key);
+    }
+
+    /// The execution is over: no more renewals.
+    fn stop_running(&mut self) {
+        if let Some(key) = self.running.take() {
+            self.shared.running.lock().expect("running lock").remove(&key);
+        }
+    }
+
+    /// The task is done with its slot once its result is stored.
+    fn free_slot(&mut self) {
+        self.slot = None;
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.stop_running();
+    }
+}
+
+/// Handles one delivery. `slot` is the task slot the read loop took for it (a reclaimed job
+/// waits for one); `takeover` when it was reclaimed from another consumer.
+pub(crate) async fn handle(shared: Arc<Shared>, instance: String, d: Delivery, slot: Option<OwnedSemaphorePermit>, takeover: bool) {
+    let job = match d.job(&instance) {
+        Ok(j) => j,
+        Err(reason) => {
+            warn!(entry = %d.id, instance = %instance, "dead-lettering a malformed job: {reason}");
+            dead_letter_entry(&shared, &d, &reason).await;
+            return;
+        }
+    };
+    let slot = match slot {
+        Some(p) => p,
+        None => tokio::select! {
+            p = shared.slots[&instance].clone().acquire_owned() => p.expect("semaphore never closes"),
+            // Shutting down before a slot freed: the entry stays pending for another worker.
+            _ = shared.abort.cancelled() => return,
+        },
+    };
+    let span = tracing::info_span!("task", run = %job.run_id, task = %job.spec.name, attempt = job.attempt);
+    run_job(&shared, &instance, &d, &job, Held::new(&shared, slot), takeover).instrument(span).await
+}
+
+async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut held: Held<'_>, takeover: bool) {
+    let mark = shared.batch.mark(&job.run_id, ToMark { idx: job.idx, attempt: job.attempt, takeover }).await;
+    let started_ms = now_ms();
+    let outcome = match mark {
+        Ok(MarkRunning::Ok) => None,
+        Ok(MarkRunning::Poison) => Some(Outcome::poison(shared.max_deliveries)),
+        Ok(MarkRunning::AlreadyRunning) if takeover => {
+            // Its holder is alive and renewing: leave the entry pending; the holder acks it.
+            debug!(entry = %d.id, "reclaimed entry belongs to a live lease; leaving it");
+            return;
+        }
+        Ok(MarkRunning::Unknown) => {
+            let reason = format!("run {} has no task {} (an unknown run, or one that expired)", job.run_id, job.idx);
+            warn!(entry = %d.id, "dead-lettering: {reason}");
+            dead_letter_entry(shared, d, &reason).await;
+            return;
+        }
+        Ok(other) => {
+            debug!(entry = %d.id, "dropping job ({other:?})");
+            ack(shared, d).await;
+            return;
+        }
+        Err(e) => {
+            // Left pending: it will be delivered again.
+            warn!("could not mark the task running: {e}");
+            return;
+        }
+    };
+    let outcome = match outcome {
+        Some(o) => o,
+        None => {
+            let running = RunningJob::new(d.stream.clone(), d.id.clone(), job.attempt, shared.abort.child_token());
+            held.start((job.run_id.clone(), job.idx), running.clone());
+            info!(takeover, "started");
+            let ccr_before = shared.ccr_state(instance);
+            // Boxed: the execution's state is large, and the job's future is moved on every spawn.
+            let mut o = Box::pin(execute(&shared.ctx, job, &running.stop)).await;
+            // A model error while this instance's CCR crashed or restarted is the router's
+            // fault, not the task's: class it `network` so the job runs again.
+            if let (Some(ErrorClass::Model), Some((g0, _)), Some((g1, ready_now))) = (o.error_class, ccr_before, shared.ccr_state(instance))
+            {
+                if g1 != g0 || !ready_now {
+                    o.error_class = Some(ErrorClass::Network);
+                    o.error = Some(format!("CCR for instance `{instance}` went down during the task: {}", o.error.unwrap_or_default()));
+                }
+            }
+            held.stop_running();
+            if shared.abort.is_cancelled() {
+                hand_back(shared, job, d).await;
+                return;
+            }
+            if running.stopped_for() == Some(StopReason::LeaseLost) {
+                // Another worker owns the task (and this entry) now: record nothing, ack nothing.
+                return;
+            }
+            o
+        }
+    };
+    let result = TaskResult {
+        outcome,
+        attempt: job.attempt,
+        worker: shared.id.clone(),
+        started_ms,
+        finished_ms: now_ms(),
+        queue_wait_ms: started_ms.saturating_sub(d.enqueued_ms()),
+        reclaimed: takeover,
+    };
+    let o = &result.outcome;
+    let retry = &job.spec.retry;
+    let retry_in = match o.error_class {
+        Some(c) if o.status != Status::Success && c != ErrorClass::Poison && retry.retries(c, job.attempt) => {
+            Some(retry.delay(job.attempt, rand::random::<f64>()))
+        }
+        _ => None,
+    };
+    let class = o.error_class.map(|c| c.as_str()).unwrap_or("");
+    match (&o.error, retry_in) {
+        (None, _) => info!(status = o.status.as_str(), ms = result.duration_ms(), "finished"),
+        (Some(e), Some(d)) => {
+            warn!(
+                status = o.status.as_str(),
+                class,
+                "attempt failed: {e}; retrying in {}",
+                humantime::format_duration(Duration::from_millis(d.as_millis() as u64))
+            )
+        }
+        (Some(e), None) => warn!(status = o.status.as_str(), class, ms = result.duration_ms(), "finished: {e}"),
+    }
+    let recorded = record(shared, job, &result, retry_in).await;
+    let exhausted = retry_in.is_none()
+        && o.status != Status::Success
+        && o.error_class.is_some_and(|c| c == ErrorClass::Poison || retry.retry_on.contains(&c));
+    if exhausted && matches!(recorded, Some(Recorded::Ok { .. })) {
+        let reason = match o.error_class {
+            Some(ErrorClass::Poison) => format!("poison: delivered more than {} times without a result", shared.max_deliveries),
+            _ => format!(
+                "retries exhausted after {} attempt{}: {}",
+                job.attempt,
+                if job.attempt == 1 { "" } else { "s" },
+                o.error.as_deref().unwrap_or("")
+            ),
+        };
+        dead_letter_task(shared, job, &result, &reason).await;
+    }
+    held.free_slot();
+    if recorded.is_some() {
+        ack(shared, d).await;
+    }
+}
+
+/// Shutdown: give a running task back to the queue at once (not after its lease).
+async fn hand_back(shared: &Shared, job: &Job, d: &Delivery) {
+    let store = &shared.store;
+    let Ok(mut c) = store.conn().await else {
+        warn!("Redis unavailable while handing the task back; it will be reclaimed after its lease");
+        return;
+    };
+    match store.release(&mut c, &job.run_id, job.idx, job.attempt, &shared.id).await {
+        Ok(true) => {
+            ack(shared, d).await;
+            let _ = store.flush_outbox(&mut c, &job.run_id).await;
+            info!("handed back to the queue");
+        }
+        Ok(false) => debug!("not ours to hand back"),
+        Err(e) => warn!("handing the task back failed ({e}); it will be reclaimed after its lease"),
+    }
+}
+
+/// Records a result, retrying while Redis is unreachable (the batcher enqueues released
+/// dependents). `None` when it could not be recorded (the job stays pending and runs again).
+async fn record(shared: &Shared, job: &Job, result: &TaskResult, retry_in: Option<Duration>) -> Option<Recorded> {
+    let item = ToRecord { idx: job.idx, attempt: result.attempt, status: result.outcome.status, blob: result.encode(), retry_in };
+    for attempt in 0..RECORD_TRIES {
+        match shared.batch.record(&job.run_id, item.clone()).await {
+            Ok(rec) => {
+                if matches!(rec, Recorded::Duplicate | Recorded::Stale) {
+                    debug!("result not stored ({rec:?}): another delivery recorded this attempt");
+                }
+                return Some(rec);
+            }
+            Err(e) if e.is_transient() => {
+                warn!("recording the result failed: {e}; retrying in {:?}", backoff(attempt));
+                if sleep_or_shutdown(backoff(attempt), &shared.finished).await {
+                    break;
+                }
+            }
+            Err(e) => {
+                error!("could not record the result: {e}; the job stays pending and will run again");
+                return None;
+            }
+        }
+    }
+    error!("gave up recording the result; the job stays pending and will run again");
+    None
+}
+
+async fn ack(shared: &Shared, d: &Delivery) {
+    for attempt in 0..ACK_TRIES {
+        match shared.batch.ack(&d.stream, &d.id).await {
+            Ok(()) => return,
+            Err(e) if e.is_transient() => {
+                if sleep_or_shutdown(backoff(attempt), &shared.finished).await {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    warn!(entry = %d.id, "could not acknowledge; a redelivery will be dropped as a duplicate");
+}
+
+/// Only once the dead letter exists may the entry leave its stream.
+async fn dead_letter_entry(shared: &Shared, d: &Delivery, reason: &str) {
+    let stored = match shared.store.conn().await {
+        Ok(mut c) => shared.store.dead_letter_entry(&mut c, &shared.id, d, reason).await,
+        Err(e) => Err(e),
+    };
+    match stored {
+        Ok(()) => ack(shared, d).await,
+        Err(e) => warn!("could not dead-letter {}: {e}; leaving it pending", d.id),
+    }
+}
+
+/// A task that ended for good after its retries (or as poison) goes to the dead letters.
+async fn dead_letter_task(shared: &Shared, job: &Job, result: &TaskResult, reason: &str) {
+    let stored = match shared.store.conn().await {
+        Ok(mut c) => shared.store.dead_letter_task(&mut c, &shared.id, job, result, reason).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = stored {
+        warn!("could not dead-letter the task: {e}");
+    }
+}

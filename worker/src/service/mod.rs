@@ -1,0 +1,297 @@
+//! The worker service: per served instance a read loop ([`read`]) takes jobs from that
+//! instance's streams as slots free up and a reclaim loop ([`reclaim`]) takes over jobs whose
+//! lease lapsed; per worker a lease loop ([`lease`]), an upkeep loop ([`upkeep`]) and a
+//! heartbeat ([`heartbeat`]). Each job runs in its own tracked task ([`crate::job`]); results
+//! are recorded atomically before the job is acknowledged. `run` wires them together and
+//! drains on shutdown.
+
+mod heartbeat;
+mod lease;
+mod read;
+mod reclaim;
+mod upkeep;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{watch, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+use zo_common::catalog::Catalog;
+use zo_common::store::{Store, StoreError};
+
+use crate::batch::{Batcher, ClaimInfo};
+use crate::ccr;
+use crate::config::{ExecutorConfig, Reach, WorkerConfig};
+use crate::exec::{local::LocalExecutor, ssh::SshExecutor, Executor};
+use crate::secrets::Secrets;
+use crate::task::TaskContext;
+
+/// Where and how this worker runs.
+pub struct WorkerOptions {
+    pub redis_url: String,
+    pub namespace: String,
+    pub config: WorkerConfig,
+    pub catalog: Catalog,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// What every loop and job of the worker shares.
+pub(crate) struct Shared {
+    pub store: Store,
+    /// The hot path's Redis steps (mark, record, ack), batched.
+    pub batch: Batcher,
+    pub id: String,
+    pub ctx: TaskContext,
+    /// Fires when running tasks must stop and be handed back (drain deadline, second signal).
+    pub abort: CancellationToken,
+    /// Fires when the worker's background loops stop (after the drain): retry loops of jobs
+    /// give up then.
+    pub finished: CancellationToken,
+    pub lease: Duration,
+    pub max_deliveries: u32,
+    /// Jobs running on this worker, for lease renewal and cancel checks.
+    pub running: Mutex<HashMap<(String, u32), RunningJob>>,
+    /// Task slots per instance.
+    pub slots: HashMap<String, Arc<Semaphore>>,
+    pub tracker: TaskTracker,
+    /// Readiness and (re)start count of each supervised CCR instance; jobs of an instance are
+    /// taken only while it is ready.
+    pub ready: HashMap<String, (watch::Receiver<bool>, Arc<AtomicU32>)>,
+}
+
+impl Shared {
+    /// Waits until the instance's CCR is ready (at once when this worker runs no CCR).
+    /// False when shutdown came first.
+    pub async fn wait_ready(&self, instance: &str, shutdown: &CancellationToken) -> bool {
+        let Some((rx, _)) = self.ready.get(instance) else { return true };
+        let mut rx = rx.clone();
+        if *rx.borrow() {
+            return true;
+        }
+        tokio::select! {
+            r = rx.wait_for(|v| *v) => r.is_ok(),
+            _ = shutdown.cancelled() => false,
+        }
+    }
+
+    /// The instance's CCR (re)start count and whether it is ready now (`None`: no CCR here).
+    pub fn ccr_state(&self, instance: &str) -> Option<(u32, bool)> {
+        self.ready.get(instance).map(|(rx, gen)| (gen.load(Ordering::SeqCst), *rx.borrow()))
+    }
+}
+
+/// Why a running job was told to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum StopReason {
+    Cancelled = 1,
+    LeaseLost = 2,
+}
+
+/// A job in progress on this worker.
+#[derive(Clone)]
+pub(crate) struct RunningJob {
+    pub stream: String,
+    pub entry_id: String,
+    pub attempt: u32,
+    /// Stops the execution (user cancel or lost lease; see `why`).
+    pub stop: CancellationToken,
+    why: Arc<AtomicU8>,
+}
+
+impl RunningJob {
+    pub fn new(stream: String, entry_id: String, attempt: u32, stop: CancellationToken) -> Self {
+        RunningJob { stream, entry_id, attempt, stop, why: Arc::new(AtomicU8::new(0)) }
+    }
+
+    /// Stops the job; the first reason given sticks.
+    pub fn stop(&self, why: StopReason) {
+        let _ = self.why.compare_exchange(0, why as u8, Ordering::SeqCst, Ordering::SeqCst);
+        self.stop.cancel();
+    }
+
+    pub fn stopped_for(&self) -> Option<StopReason> {
+        match self.why.load(Ordering::SeqCst) {
+            1 => Some(StopReason::Cancelled),
+            2 => Some(StopReason::LeaseLost),
+            _ => None,
+        }
+    }
+}
+
+/// A unique consumer name: host, pid and a random suffix.
+pub fn worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "host".into());
+    format!("{host}-{}-{:04x}", std::process::id(), rand::random::<u16>())
+}
+
+/// Runs until `shutdown` fires, then drains: no new jobs, running ones get
+/// `drain_timeout` to finish, after which they are stopped (their processes killed) and their
+/// jobs stay pending for another worker. `force` skips the drain.
+pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: CancellationToken) -> Result<(), WorkerError> {
+    let cfg = &opts.config;
+    let slots: usize = cfg.instances.iter().map(|i| i.concurrency).sum();
+    let store = Store::connect(&opts.redis_url, &opts.namespace, slots + cfg.instances.len() * 2 + 6).await?;
+    let api_key = cfg.agent_api_key().map_err(|e| WorkerError::Config(format!("agent.api_key: {e}")))?;
+    let executor: Option<Arc<dyn Executor>> = match &cfg.executor {
+        ExecutorConfig::Ssh(s) => {
+            let tunnels: Vec<(String, u16)> = match &cfg.ccr {
+                Some(c) if c.reach == Reach::Tunnel => {
+                    cfg.instances.iter().filter_map(|i| opts.catalog.get(&i.name).map(|e| (i.name.clone(), e.port))).collect()
+                }
+                _ => Vec::new(),
+            };
+            Some(Arc::new(SshExecutor::new(s.clone()).with_tunnels(tunnels)))
+        }
+        ExecutorConfig::Local {} => Some(Arc::new(LocalExecutor::new())),
+        ExecutorConfig::Simulate {} => None,
+    };
+    {
+        let mut conn = store.conn().await?;
+        for i in &cfg.instances {
+            store.ensure_group(&mut conn, &i.name).await?;
+        }
+        for warning in store.durability_warnings(&mut conn).await {
+            warn!("{warning}");
+        }
+    }
+    let id = worker_id();
+    // CCR instances: prepared (secrets substituted) before anything runs, so a missing key
+    // stops the worker with a clear message instead of failing tasks.
+    let mut ctx = TaskContext::new(cfg, opts.catalog.clone(), executor.clone(), api_key);
+    let ccr_stop = CancellationToken::new();
+    let mut supervisors = tokio::task::JoinSet::new();
+    let mut ready: HashMap<String, (watch::Receiver<bool>, Arc<AtomicU32>)> = HashMap::new();
+    if let Some(ccr_cfg) = &cfg.ccr {
+        let secrets = Secrets::load(&ccr_cfg.bws, &ccr_cfg.env_file);
+        let prepared = ccr::prepare(cfg, &opts.catalog, &secrets, None).map_err(WorkerError::Config)?;
+        if let (Reach::Callback, Some(host)) = (ccr_cfg.reach, &ccr_cfg.callback_host) {
+            ctx.base_url = format!("http://{host}:{{port}}");
+        }
+        for p in prepared {
+            let (tx, rx) = watch::channel(false);
+            let gen = Arc::new(AtomicU32::new(0));
+            ready.insert(p.name.clone(), (rx, gen.clone()));
+            ctx.instance_keys.insert(p.name.clone(), p.apikey.clone());
+            supervisors.spawn(ccr::supervise(p, ccr_cfg.clone(), format!("worker {id}"), tx, gen, ccr_stop.clone()));
+        }
+    }
+    let tracker = TaskTracker::new();
+    // Background loops that must outlive the drain (leases, heartbeat, batching) stop on `finished`.
+    let finished = CancellationToken::new();
+    let mut keepers = tokio::task::JoinSet::new();
+    let claim = ClaimInfo { worker: id.clone(), lease: cfg.lease, max_deliveries: cfg.max_deliveries };
+    let (batch, batching) = Batcher::start(store.clone(), claim, finished.clone());
+    keepers.spawn(batching);
+    let shared = Arc::new(Shared {
+        store: store.clone(),
+        batch,
+        id: id.clone(),
+        ctx,
+        abort: CancellationToken::new(),
+        finished: finished.clone(),
+        lease: cfg.lease,
+        max_deliveries: cfg.max_deliveries,
+        running: Mutex::new(HashMap::new()),
+        slots: cfg.instances.iter().map(|i| (i.name.clone(), Arc::new(Semaphore::new(i.concurrency)))).collect(),
+        tracker: tracker.clone(),
+        ready,
+    });
+    let instances: Vec<String> = cfg.instances.iter().map(|i| i.name.clone()).collect();
+    let executor_name = executor.as_ref().map(|e| e.host().to_string()).unwrap_or_else(|| "simulate".into());
+    info!(worker = %id, instances = %instances.join(","), executor = %executor_name, lease = %humantime::format_duration(cfg.lease), "worker started");
+
+    let mut loops = tokio::task::JoinSet::new();
+    for inst in &instances {
+        loops.spawn(read::read_loop(shared.clone(), inst.clone(), shutdown.clone()));
+        loops.spawn(reclaim::reclaim_loop(shared.clone(), inst.clone(), shutdown.clone()));
+    }
+    loops.spawn(upkeep::upkeep_loop(shared.clone(), instances.clone(), shutdown.clone()));
+    keepers.spawn(heartbeat::heartbeat_loop(shared.clone(), instances.clone(), executor_name, finished.clone()));
+    keepers.spawn(lease::lease_loop(shared.clone(), finished.clone()));
+
+    shutdown.cancelled().await;
+    info!("shutting down: taking no new jobs");
+    while loops.join_next().await.is_some() {}
+    tracker.close();
+    let running = shared.running.lock().expect("running lock").len();
+    if running > 0 {
+        info!(running, "waiting up to {} for running tasks", humantime::format_duration(cfg.drain_timeout));
+    }
+    tokio::select! {
+        _ = tracker.wait() => {}
+        _ = tokio::time::sleep(cfg.drain_timeout) => {
+            warn!("drain deadline passed: stopping running tasks and handing their jobs back");
+            shared.abort.cancel();
+            tracker.wait().await;
+        }
+        _ = force.cancelled() => {
+            warn!("second signal: stopping running tasks now and handing their jobs back");
+            shared.abort.cancel();
+            tracker.wait().await;
+        }
+    }
+    finished.cancel();
+    while keepers.join_next().await.is_some() {}
+    ccr_stop.cancel();
+    while supervisors.join_next().await.is_some() {}
+    if let Ok(mut conn) = store.conn().await {
+        let _ = store.remove_worker(&mut conn, &id).await;
+    }
+    if let Some(ex) = executor {
+        ex.close().await;
+    }
+    info!("worker stopped");
+    Ok(())
+}
+
+/// Backoff for retrying Redis: 0.5 s doubling to 30 s.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(500u64.saturating_mul(1 << attempt.min(6))).min(Duration::from_secs(30))
+}
+
+/// Sleeps, returning true if shutdown fired first.
+pub(crate) async fn sleep_or_shutdown(d: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_cap() {
+        assert_eq!(backoff(0), Duration::from_millis(500));
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(20), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_first_stop_reason_sticks() {
+        let j = RunningJob::new("s".into(), "1-0".into(), 1, CancellationToken::new());
+        assert_eq!(j.stopped_for(), None);
+        j.stop(StopReason::LeaseLost);
+        j.stop(StopReason::Cancelled);
+        assert_eq!(j.stopped_for(), Some(StopReason::LeaseLost));
+        assert!(j.stop.is_cancelled());
+    }
+}

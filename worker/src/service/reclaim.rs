@@ -1,0 +1,36 @@
+//! The reclaim loop of one instance: every half lease, claims jobs whose holder stopped
+//! renewing for a whole lease (a dead or hung worker) and runs them as takeovers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use super::{sleep_or_shutdown, Shared};
+use crate::job;
+
+pub(super) async fn reclaim_loop(shared: Arc<Shared>, instance: String, shutdown: CancellationToken) {
+    let every = (shared.lease / 2).max(Duration::from_millis(250));
+    loop {
+        if sleep_or_shutdown(every, &shutdown).await || !shared.wait_ready(&instance, &shutdown).await {
+            return;
+        }
+        let free = shared.slots[&instance].available_permits().max(1);
+        for stream in shared.store.keys().job_streams(&instance) {
+            let Ok(mut conn) = shared.store.conn().await else { break };
+            let claimed = match shared.store.reclaim(&mut conn, &stream, &shared.id, shared.lease, free).await {
+                Ok(c) => c,
+                Err(e) => {
+                    debug!(stream = %stream, "XAUTOCLAIM failed: {e}");
+                    continue;
+                }
+            };
+            drop(conn);
+            for d in claimed {
+                info!(stream = %stream, entry = %d.id, "reclaimed a job whose lease lapsed");
+                shared.tracker.spawn(job::handle(shared.clone(), instance.clone(), d, None, true));
+            }
+        }
+    }
+}
