@@ -174,6 +174,87 @@ fn redis_killed_and_restarted_with_aof_mid_run_completes() {
     assert_eq!(doc["summary"]["successful"], 40, "{:?}", statuses(&doc));
 }
 
+/// A worker killed while holding 16 jobs: an idle worker takes all of them back together once
+/// their lease lapses (not one per reclaim round), so the run ends within a bound derived
+/// from the lease.
+#[test]
+fn a_dead_workers_held_jobs_come_back_together() {
+    let redis = Redis::start();
+    let ns = namespace("heldjobs");
+    let dir = tempfile::tempdir().unwrap();
+    let mut yaml = String::from("tasks:\n");
+    for i in 0..16 {
+        yaml.push_str(&format!("  - {{ name: t{i}, ccr_instance: fast, prompt: \"p\", simulate: {{ duration: 6s }} }}\n"));
+    }
+    write(dir.path(), "t.yaml", &yaml);
+    let lease = Duration::from_secs(4);
+    let cfg = "executor: { kind: simulate }\nlease: 4s\ninstances: [ { name: fast, concurrency: 16 } ]\n";
+    let mut w1 = Worker::start(dir.path(), "w1", cfg, &redis.url(), &ns);
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--detach", "--quiet"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run = out.stdout.trim().to_string();
+    let mut c = redis.client();
+    let running = |c: &mut redis::Connection| -> u32 {
+        redis::cmd("HGET").arg(format!("{ns}:run:{{{run}}}:meta")).arg("running").query::<Option<u32>>(c).unwrap().unwrap_or(0)
+    };
+    let t = Instant::now();
+    while running(&mut c) < 16 {
+        assert!(t.elapsed() < Duration::from_secs(20), "the first worker never held all 16 jobs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    w1.kill9();
+    let killed = Instant::now();
+    let _w2 = Worker::start(dir.path(), "w2", cfg, &redis.url(), &ns);
+    let out = submit(dir.path(), &redis.url(), &ns, &["watch", &run, "--json", "--no-save", "--no-report"], LIMIT);
+    let took = killed.elapsed();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc = doc_of(&out);
+    assert_eq!(doc["summary"]["successful"], 16, "{:?}", statuses(&doc));
+    // Lease lapse, one reclaim round (half a lease), the task itself, and start-up slack; one
+    // job per round would need 16 rounds (32 s).
+    let bound = lease + lease / 2 + Duration::from_secs(6) + Duration::from_secs(6);
+    println!(
+        "held jobs test: 16 jobs of a killed worker done {:.1}s after the kill (bound {:.0}s)",
+        took.as_secs_f64(),
+        bound.as_secs_f64()
+    );
+    assert!(took < bound, "took {took:?}, more than {bound:?}");
+    let reclaimed = doc["tasks"].as_array().unwrap().iter().filter(|t| t["reclaimed"] == true).count();
+    assert_eq!(reclaimed, 16, "every job was taken over");
+}
+
+/// Redis without AOF restarted empty mid-run: the run's state is gone. zo-submit says so and
+/// exits 3, writes no report, and neither it nor the workers (whose running tasks end after the
+/// restart) recreate any key of the run.
+#[test]
+fn a_run_lost_with_redis_data_is_not_reported_as_success() {
+    let mut redis = Redis::start();
+    let ns = namespace("lost");
+    let dir = tempfile::tempdir().unwrap();
+    let mut yaml = String::from("tasks:\n");
+    for i in 0..20 {
+        yaml.push_str(&format!("  - {{ name: t{i}, ccr_instance: fast, prompt: \"p\", simulate: {{ duration: 1500ms }} }}\n"));
+    }
+    write(dir.path(), "t.yaml", &yaml);
+    let cfg = "executor: { kind: simulate }\nlease: 2s\ninstances: [ { name: fast, concurrency: 4 } ]\n";
+    let _w = Worker::start(dir.path(), "w", cfg, &redis.url(), &ns);
+    let (url, d, ns2) = (redis.url(), dir.path().to_path_buf(), ns.clone());
+    let submitter = std::thread::spawn(move || submit(&d, &url, &ns2, &["t.yaml", "--results-dir", "out"], LIMIT));
+    std::thread::sleep(Duration::from_millis(800));
+    redis.kill();
+    redis.restart();
+    let out = submitter.join().unwrap();
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("the run's state was lost from Redis (was AOF off?)"), "{}", out.stderr);
+    assert!(!out.stderr.contains("wrote "), "{}", out.stderr);
+    assert!(!dir.path().join("out").exists(), "no report is written for a lost run");
+    // The tasks that were running end now; recording them must not bring the run back.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut c = redis.client();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{ns}:run:*")).query(&mut c).unwrap();
+    assert!(keys.is_empty(), "keys of the lost run were recreated: {keys:?}");
+}
+
 #[test]
 fn sshd_killed_mid_run_gives_network_errors_that_are_retried() {
     let redis = Redis::start();

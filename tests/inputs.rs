@@ -139,3 +139,116 @@ fn malformed_stream_entries_are_dead_lettered_and_valid_work_goes_on() {
     let len: usize = redis::cmd("XLEN").arg(&stream).query(&mut conn).unwrap();
     assert_eq!(len, 0, "handled entries leave the stream");
 }
+
+/// `cancel` and `watch` of a run that does not exist: exit 2 with one clear line, and nothing
+/// is created in Redis — also for ids that could never be run ids.
+#[test]
+fn unknown_runs_exit_2_and_create_nothing() {
+    let redis = Redis::start();
+    let ns = namespace("unknownrun");
+    let dir = tempfile::tempdir().unwrap();
+    let huge = "x".repeat(100_000);
+    for (args, says) in [
+        (vec!["cancel", "20260101-000000-abcd"], "does not exist"),
+        (vec!["watch", "20260101-000000-abcd"], "does not exist"),
+        (vec!["cancel", "*"], "is not a run id"),
+        (vec!["watch", "{x}"], "is not a run id"),
+        (vec!["cancel", huge.as_str()], "is not a run id"),
+    ] {
+        let out = submit(dir.path(), &redis.url(), &ns, &args, LIMIT);
+        assert_eq!(out.code, 2, "{:?}: {}", &args[..1], out.stderr);
+        assert!(out.stderr.contains(says), "{:?}: {}", &args[..1], out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "one line: {}", out.stderr);
+        assert!(out.stderr.len() < 400, "the message stays short: {}", out.stderr.len());
+    }
+    let mut c = redis.client();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{ns}:*")).query(&mut c).unwrap();
+    assert!(keys.is_empty(), "nothing is created: {keys:?}");
+}
+
+/// A task's `output_file` is confined to the output directory: a symlinked directory leading
+/// out is refused (exit 1, the file named), nothing lands outside, other outputs are written;
+/// an unwritable results directory is exit 1 as well.
+#[test]
+fn output_files_never_leave_the_output_directory_and_unwritable_outputs_exit_1() {
+    let redis = Redis::start();
+    let ns = namespace("confine");
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
+    let _w = Worker::start(dir.path(), "w", "executor: { kind: simulate }\ninstances: [ { name: fast } ]\n", &redis.url(), &ns);
+    write(
+        dir.path(),
+        "t.yaml",
+        "tasks:\n  - { name: A, ccr_instance: fast, command: \"echo a\", output_file: link/evil.txt }\n  - { name: B, ccr_instance: fast, command: \"echo b\", output_file: ok/b.txt }\n",
+    );
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--no-report", "--results-dir", "res"], LIMIT);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("refusing output_file `link/evil.txt`"), "{}", out.stderr);
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing is written outside");
+    assert!(dir.path().join("ok/b.txt").is_file(), "the other output is written");
+
+    std::fs::write(dir.path().join("blocker"), "a file, not a directory").unwrap();
+    write(dir.path(), "u.yaml", "tasks:\n  - { name: C, ccr_instance: fast, command: \"echo c\" }\n");
+    let out = submit(dir.path(), &redis.url(), &ns, &["u.yaml", "--results-dir", "blocker/res"], LIMIT);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("cannot write blocker/res/results_"), "{}", out.stderr);
+}
+
+/// Input that would exhaust memory or block: a device, a FIFO, an alias bomb, a file over the
+/// size limit. Each ends at once in exit 2 with one clear message; none reads without bound.
+#[test]
+fn unbounded_or_blocking_task_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.yaml");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let mut bomb = format!("tasks:\n  - {{name: t0, ccr_instance: fast, prompt: &a \"{}\"}}\n", "x".repeat(100_000));
+    for i in 1..6000 {
+        bomb.push_str(&format!("  - {{name: t{i}, ccr_instance: fast, prompt: *a}}\n"));
+    }
+    write(dir.path(), "bomb.yaml", &bomb);
+    write(dir.path(), "ok.yaml", "tasks:\n  - { name: A, ccr_instance: fast, command: ls }\n");
+    let cases: [(Vec<&str>, &str); 5] = [
+        (vec!["plan", "/dev/zero"], "/dev/zero: is not a regular file"),
+        (vec!["plan", fifo.to_str().unwrap()], "fifo.yaml: is not a regular file"),
+        (vec!["plan", "bomb.yaml"], "the file expands to too much text"),
+        (
+            vec!["plan", "ok.yaml", "--max-file-size", "10"],
+            "ok.yaml: is larger than 10 bytes; split it, or allow more with --max-file-size",
+        ),
+        (vec!["plan", dir.path().to_str().unwrap()], "is not a regular file"),
+    ];
+    for (args, says) in cases {
+        let started = std::time::Instant::now();
+        let out = submit(dir.path(), "redis://127.0.0.1:1", "zo", &args, Duration::from_secs(30));
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("budget") && !out.stderr.contains("ScalarBytes"), "no library jargon: {}", out.stderr);
+        assert!(started.elapsed() < Duration::from_secs(10), "{args:?} took {:?}", started.elapsed());
+    }
+}
+
+/// `zo-submit plan FILE | head`: the reader goes away early; zo-submit neither panics nor
+/// prints a backtrace.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut yaml = String::from("tasks:\n");
+    for i in 0..5000 {
+        yaml.push_str(&format!("  - {{ name: t{i}, ccr_instance: fast, command: ls }}\n"));
+    }
+    let file = write(dir.path(), "big.yaml", &yaml);
+    let mut child = std::process::Command::new(bin("zo-submit"))
+        .args(["plan", file.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -39,7 +39,7 @@ impl Catalog {
         match path {
             None => Ok(Self::builtin()),
             Some(p) => {
-                let text = yaml::read_file(p)?;
+                let text = yaml::read_file(p, yaml::DEFAULT_MAX_FILE_BYTES)?;
                 Self::parse(&text, &p.display().to_string())
             }
         }

@@ -10,6 +10,7 @@
 //! - [`store`] — the one place that speaks Redis: connection, key layout, Lua scripts, run
 //!   creation, outbox, state transitions, the stream-entry codec, dead letters, read models.
 //! - [`report`] — the results document, the dashboard and the Markdown report.
+//! - [`text`] — untrusted text made safe for terminals and reports.
 //!
 //! `common` knows nothing of SSH, processes or terminals; only [`store`] knows Redis.
 
@@ -20,4 +21,5 @@ pub mod plan;
 pub mod report;
 pub mod store;
 pub mod taskfile;
+pub mod text;
 pub mod yaml;

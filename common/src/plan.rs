@@ -48,7 +48,8 @@ pub fn render(file: &TaskFile, catalog: &Catalog) -> String {
         }
     }
     let _ = writeln!(s, "\nValidation: PASSED");
-    s
+    // The title and descriptions come from the file: no live control character.
+    crate::text::escape_controls(&s).into_owned()
 }
 
 #[cfg(test)]

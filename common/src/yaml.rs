@@ -9,6 +9,8 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
+use crate::text::escape_line;
+
 /// A position in a source file (1-based line and column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Pos {
@@ -42,17 +44,49 @@ impl YamlError {
 
 impl fmt::Display for YamlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The message may quote the file's text: one line, no live control characters.
+        let (file, message) = (escape_line(&self.file), escape_line(&self.message));
         match self.pos {
-            Some(p) if p.line > 0 => write!(f, "{}:{}:{}: {}", self.file, p.line, p.col, self.message),
-            _ => write!(f, "{}: {}", self.file, self.message),
+            Some(p) if p.line > 0 => write!(f, "{file}:{}:{}: {message}", p.line, p.col),
+            _ => write!(f, "{file}: {message}"),
         }
     }
 }
 
-/// Reads a file as UTF-8 text, with the error naming the file.
-pub fn read_file(path: &Path) -> Result<String, YamlError> {
+/// Largest task file read unless the user allows more (`zo-submit --max-file-size`): far
+/// above a 100,000-task file (~6 MB).
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 256 << 20;
+
+/// Reads a regular file of at most `max_bytes` as UTF-8 text, with the error naming the file.
+/// Devices, FIFOs and directories are refused before anything is read (a FIFO would block, and
+/// `/dev/zero` never ends).
+pub fn read_file(path: &Path, max_bytes: u64) -> Result<String, YamlError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| YamlError::plain(&file, format!("cannot read file: {e}")))?;
+    let fail = |m: String| YamlError::plain(&file, m);
+    let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read file: {e}")))?;
+    if !meta.is_file() {
+        return Err(fail("is not a regular file (a directory, device or pipe); give the path of a task file".into()));
+    }
+    let too_big = || fail(format!("is larger than {max_bytes} bytes; split it, or allow more with --max-file-size"));
+    if meta.len() > max_bytes {
+        return Err(too_big());
+    }
+    // Non-blocking open: should the path have been swapped for a FIFO since, it does not hang.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| fail(format!("cannot read file: {e}")))?;
+    if !f.metadata().map(|m| m.is_file()).unwrap_or(false) {
+        return Err(fail("is not a regular file; give the path of a task file".into()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.take(max_bytes + 1).read_to_end(&mut bytes).map_err(|e| fail(format!("cannot read file: {e}")))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_big());
+    }
     String::from_utf8(bytes)
         .map_err(|e| YamlError::plain(&file, format!("file is not valid UTF-8 (byte {}); save it as UTF-8", e.utf8_error().valid_up_to())))
 }
@@ -61,8 +95,11 @@ pub fn read_file(path: &Path) -> Result<String, YamlError> {
 pub fn from_str<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, YamlError> {
     // Task files of 100,000+ tasks are legitimate: lift the node and event budgets (the
     // defaults stop at 250,000 nodes), keep the other guards.
+    // Scalar text is capped at twice the input (at least 64 MiB): anchors and aliases cannot
+    // blow a small file up to gigabytes of strings.
+    let max_text = (2 * text.len()).max(64 << 20);
     let budget =
-        serde_saphyr::Budget { max_nodes: 50_000_000, max_events: 150_000_000, max_total_scalar_bytes: 1 << 30, ..Default::default() };
+        serde_saphyr::Budget { max_nodes: 50_000_000, max_events: 150_000_000, max_total_scalar_bytes: max_text, ..Default::default() };
     let options = serde_saphyr::Options { budget: Some(budget), ..Default::default() };
     serde_saphyr::from_str_with_options(text, options).map_err(|e| convert(&e, file, text))
 }
@@ -91,6 +128,17 @@ fn innermost_message(err: &serde_saphyr::Error) -> String {
 
 /// Rewrites serde's stock messages into ones that say what to change.
 fn humanize(msg: &str) -> String {
+    if let Some(what) = msg.strip_prefix("YAML budget breached: ") {
+        let what = what.split(" at line").next().unwrap_or(what);
+        let kind = what.split([' ', '{']).next().unwrap_or(what);
+        return match kind {
+            "ScalarBytes" => "the file expands to too much text (anchors and aliases repeating large values, at most twice the file's size or 64 MiB); write values out, or make them smaller".into(),
+            "Aliases" | "AliasAnchorRatio" => "the file uses too many aliases (`*name`); write the values out instead".into(),
+            "Depth" => "the file nests too deeply; flatten it".into(),
+            "Documents" => "the file holds too many YAML documents (`---`); a task file is one document".into(),
+            _ => format!("the file is too large or too complex to read ({kind}); split it into smaller files"),
+        };
+    }
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         if let Some((field, tail)) = rest.split_once('`') {
             let expected = expected_list(tail);

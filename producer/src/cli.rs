@@ -42,11 +42,45 @@ pub struct Common {
     /// Instance catalog (default: the built-in five instances).
     #[arg(long, env = "ZO_CATALOG", global = true)]
     pub catalog: Option<PathBuf>,
+    /// Largest task file accepted, in bytes (suffixes K, M, G: powers of 1024).
+    #[arg(long, default_value = "256M", value_parser = parse_size, global = true)]
+    pub max_file_size: u64,
+}
+
+/// `1048576`, `512K`, `256M`, `1G`.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.eq_ignore_ascii_case(&'k') => (&t[..i], 1u64 << 10),
+        Some((i, c)) if c.eq_ignore_ascii_case(&'m') => (&t[..i], 1 << 20),
+        Some((i, c)) if c.eq_ignore_ascii_case(&'g') => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("`{s}` is not a size; use bytes or a number with K, M or G (e.g. 256M)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_suffixes() {
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("512K"), Ok(512 << 10));
+        assert_eq!(parse_size("256m"), Ok(256 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_size("x").is_err() && parse_size("0").is_err() && parse_size("-1M").is_err());
+    }
 }
 
 #[derive(ClapArgs, Debug, Clone)]
 pub struct OutputOpts {
-    /// Do not write the JSON results file.
+    /// Do not write the JSON results file, nor the tasks' `output_file`s.
     #[arg(long, global = true)]
     pub no_save: bool,
     /// Do not write the Markdown report.
@@ -61,6 +95,10 @@ pub struct OutputOpts {
     /// Where results and reports are written.
     #[arg(long, default_value = "results", global = true)]
     pub results_dir: PathBuf,
+    /// The directory tasks' `output_file`s are written in (subdirectories inside it are
+    /// created; nothing is written outside it, symlinks included).
+    #[arg(long, default_value = ".", global = true)]
+    pub output_dir: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]

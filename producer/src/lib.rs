@@ -15,9 +15,17 @@ use std::path::Path;
 
 use zo_common::catalog::Catalog;
 use zo_common::store::{self, DeadLetter, LocalSpecs, NewRun, Store, StoreError};
+use zo_common::text::escape_line;
 use zo_common::{plan, report, taskfile};
 
 use crate::cli::{Args, Command, DeadAction};
+
+/// Writes to stdout. A reader that went away (`zo-submit plan FILE | head`) is not an error:
+/// the rest is dropped quietly instead of panicking.
+fn stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
 
 /// Exit codes (documented in the README and `--help`).
 pub mod exit {
@@ -28,11 +36,16 @@ pub mod exit {
     pub const INTERRUPTED: u8 = 130;
 }
 
+/// "1 task", "2 tasks".
+fn tasks_word(n: usize) -> String {
+    format!("{n} task{}", if n == 1 { "" } else { "s" })
+}
+
 fn fail_queue(e: &StoreError) -> u8 {
     eprintln!("zo-submit: {e}");
     // An unknown run is bad input; everything else is Redis or what it holds.
     match e {
-        StoreError::NoSuchRun(_) => exit::INVALID,
+        StoreError::NoSuchRun(_) | StoreError::BadUrl { .. } => exit::INVALID,
         _ => exit::INFRA,
     }
 }
@@ -44,8 +57,8 @@ fn load_catalog(args: &Args) -> Result<Catalog, u8> {
     })
 }
 
-fn load_tasks(path: &Path, catalog: &Catalog) -> Result<taskfile::TaskFile, u8> {
-    taskfile::load(path, catalog).map_err(|e| {
+fn load_tasks(path: &Path, catalog: &Catalog, max_bytes: u64) -> Result<taskfile::TaskFile, u8> {
+    taskfile::load(path, catalog, max_bytes).map_err(|e| {
         eprintln!("{e}");
         let n = e.0.len();
         eprintln!("zo-submit: {} has {n} error{}; nothing was submitted", path.display(), if n == 1 { "" } else { "s" });
@@ -59,8 +72,14 @@ pub async fn run(args: Args) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Some(Command::Watch { run_id } | Command::Cancel { run_id, .. }) = &args.command {
+        if let Err(e) = store::check_run_id(run_id) {
+            eprintln!("zo-submit: {e}");
+            return exit::INVALID;
+        }
+    }
     match &args.command {
-        Some(Command::Plan { file }) => plan_only(file, &catalog),
+        Some(Command::Plan { file }) => plan_only(&args, file, &catalog),
         Some(Command::Watch { run_id }) => {
             let store = match Store::connect(&args.common.redis, &args.common.namespace, 4).await {
                 Ok(s) => s,
@@ -76,7 +95,7 @@ pub async fn run(args: Args) -> u8 {
                 return exit::INVALID;
             };
             if args.dry_run {
-                return plan_only(file, &catalog);
+                return plan_only(&args, file, &catalog);
             }
             submit(&args, file, &catalog).await
         }
@@ -138,7 +157,7 @@ async fn dead(args: &Args, action: &DeadAction) -> u8 {
     match action {
         DeadAction::List => {
             if letters.is_empty() {
-                println!("no dead letters");
+                stdout("no dead letters\n");
             }
             for d in &letters {
                 let what = match &d.task {
@@ -153,7 +172,8 @@ async fn dead(args: &Args, action: &DeadAction) -> u8 {
                             .join(" ")
                     ),
                 };
-                println!("{}  {what}: {}", d.id, d.reason);
+                // Dead letters hold whatever was in the stream: one line, control characters escaped.
+                stdout(&format!("{}\n", escape_line(&format!("{}  {what}: {}", d.id, d.reason))));
             }
             exit::OK
         }
@@ -200,11 +220,10 @@ async fn dead(args: &Args, action: &DeadAction) -> u8 {
     }
 }
 
-fn plan_only(file: &Path, catalog: &Catalog) -> u8 {
-    match load_tasks(file, catalog) {
+fn plan_only(args: &Args, file: &Path, catalog: &Catalog) -> u8 {
+    match load_tasks(file, catalog, args.common.max_file_size) {
         Ok(tf) => {
-            print!("{}", plan::render(&tf, catalog));
-            let _ = std::io::stdout().flush();
+            stdout(&plan::render(&tf, catalog));
             exit::OK
         }
         Err(code) => code,
@@ -212,7 +231,7 @@ fn plan_only(file: &Path, catalog: &Catalog) -> u8 {
 }
 
 async fn submit(args: &Args, file: &Path, catalog: &Catalog) -> u8 {
-    let tf = match load_tasks(file, catalog) {
+    let tf = match load_tasks(file, catalog, args.common.max_file_size) {
         Ok(t) => t,
         Err(code) => return code,
     };
@@ -248,9 +267,9 @@ async fn submit(args: &Args, file: &Path, catalog: &Catalog) -> u8 {
     }
     drop(conn);
     if args.detach {
-        println!("{run_id}");
+        stdout(&format!("{run_id}\n"));
         if !args.output.quiet {
-            eprintln!("submitted {} tasks as run {run_id}; follow it with: zo-submit watch {run_id}", specs.len());
+            eprintln!("submitted {} as run {run_id}; follow it with: zo-submit watch {run_id}", tasks_word(specs.len()));
         }
         // The process exits next: the OS takes back the run's specs at once, where freeing them
         // one by one took ~4 ms of a 20,000-task submit.
@@ -260,19 +279,26 @@ async fn submit(args: &Args, file: &Path, catalog: &Catalog) -> u8 {
     }
     drop(blobs);
     if !args.output.quiet {
-        eprintln!("submitted {} tasks from {} as run {run_id} (Ctrl-C detaches; the run continues)", specs.len(), path);
+        eprintln!("submitted {} from {} as run {run_id} (Ctrl-C detaches; the run continues)", tasks_word(specs.len()), path);
     }
     watch::follow_and_report(&store, &run_id, catalog, &args.output, Some(&specs)).await
 }
 
 /// Writes the document and reports, prints the dashboard, returns the exit code.
 pub fn finish(doc: &report::ResultsDocument, out: &cli::OutputOpts) -> u8 {
-    let written = output::write_all(doc, &out.results_dir, !out.no_save, !out.no_report);
+    let targets = output::Targets {
+        results_dir: &out.results_dir,
+        output_dir: &out.output_dir,
+        json: !out.no_save,
+        markdown: !out.no_report,
+        outputs: !out.no_save,
+    };
+    let written = output::write_all(doc, &targets);
     if out.json {
         let body = serde_json::to_string_pretty(doc).expect("document serializes");
-        println!("{body}");
+        stdout(&format!("{body}\n"));
     } else if !out.quiet {
-        print!("{}", report::dashboard(doc));
+        stdout(&report::dashboard(doc));
     }
     if !out.quiet {
         for p in written.json.iter().chain(&written.markdown) {
@@ -286,7 +312,8 @@ pub fn finish(doc: &report::ResultsDocument, out: &cli::OutputOpts) -> u8 {
         eprintln!("zo-submit: {e}");
     }
     let _ = std::io::stdout().flush();
-    if doc.summary.counts.successful == doc.summary.total_tasks {
+    // A result that could not be written is a failure too, whatever the tasks did.
+    if doc.summary.counts.successful == doc.summary.total_tasks && written.errors.is_empty() {
         exit::OK
     } else {
         exit::TASKS_FAILED

@@ -7,19 +7,73 @@ use std::path::{Path, PathBuf};
 use zo_common::model::TaskState;
 use zo_common::report::{self, ResultsDocument};
 
-/// Writes `bytes` to `path` atomically (temp file in the same directory, then rename).
+/// Writes `bytes` to `path` atomically: a temp file beside it, created exclusively and never
+/// through a symlink (`O_EXCL|O_NOFOLLOW`: a link planted at the temp name is refused, not
+/// followed), then renamed over the target (a rename replaces a link at the target, it never
+/// writes through it).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
+    let tmp = dir.join(format!(".{name}.{}.{:08x}.tmp", std::process::id(), rand_u32()));
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_NOFOLLOW).mode(0o644).open(&tmp)?;
+    let written = f.write_all(bytes).and_then(|()| f.sync_all());
     drop(f);
-    std::fs::rename(&tmp, path).inspect_err(|_| {
+    written.and_then(|()| std::fs::rename(&tmp, path)).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.finish() as u32
+}
+
+/// Where `rel` (an `output_file`, already relative and free of `..`) lands inside `base`:
+/// directories inside `base` are created as needed, and every directory on the way, symlinks
+/// resolved, must still be inside `base`. An error says why the file is refused.
+pub fn confined(base: &Path, rel: &str) -> Result<PathBuf, String> {
+    let rel_path = Path::new(rel);
+    if rel_path.is_absolute() || rel_path.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        return Err("is not a plain relative path".into());
+    }
+    let root = base.canonicalize().map_err(|e| format!("output directory {}: {e}", base.display()))?;
+    let mut dir = root.clone();
+    if let Some(parent) = rel_path.parent() {
+        for part in parent.components() {
+            let next = dir.join(part);
+            match std::fs::symlink_metadata(&next) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    std::fs::create_dir(&next).map_err(|e| format!("cannot create directory {}: {e}", next.display()))?
+                }
+                Err(e) => return Err(format!("{}: {e}", next.display())),
+                Ok(_) => {}
+            }
+            let real = next.canonicalize().map_err(|e| format!("{}: {e}", next.display()))?;
+            if !real.starts_with(&root) {
+                return Err(format!(
+                    "{} leads outside the output directory {} (a symlink to {})",
+                    next.display(),
+                    root.display(),
+                    real.display()
+                ));
+            }
+            if !real.is_dir() {
+                return Err(format!("{} is not a directory", next.display()));
+            }
+            dir = real;
+        }
+    }
+    let file = dir.join(rel_path.file_name().ok_or("names no file")?);
+    if let Ok(m) = std::fs::symlink_metadata(&file) {
+        if m.is_dir() {
+            return Err(format!("{} is a directory", file.display()));
+        }
+    }
+    Ok(file)
 }
 
 /// `results_YYYYMMDD_HHMMSS` (UTC), made unique in `dir`.
@@ -47,7 +101,18 @@ pub struct Written {
     pub errors: Vec<String>,
 }
 
-pub fn write_all(doc: &ResultsDocument, dir: &Path, save_json: bool, save_md: bool) -> Written {
+/// What to write, and where.
+pub struct Targets<'a> {
+    pub results_dir: &'a Path,
+    /// The directory `output_file`s are confined to.
+    pub output_dir: &'a Path,
+    pub json: bool,
+    pub markdown: bool,
+    pub outputs: bool,
+}
+
+pub fn write_all(doc: &ResultsDocument, to: &Targets<'_>) -> Written {
+    let (dir, save_json, save_md) = (to.results_dir, to.json, to.markdown);
     let mut w = Written::default();
     let (jp, mp) = stamp_paths(dir);
     if save_json {
@@ -63,17 +128,59 @@ pub fn write_all(doc: &ResultsDocument, dir: &Path, save_json: bool, save_md: bo
             Err(e) => w.errors.push(format!("cannot write {}: {e}", mp.display())),
         }
     }
-    for t in &doc.tasks {
+    for t in doc.tasks.iter().filter(|_| to.outputs) {
         if let Some(f) = &t.output_file {
             if t.status != TaskState::Success {
                 continue;
             }
-            let p = PathBuf::from(f);
-            match write_atomic(&p, t.output.as_bytes()) {
-                Ok(()) => w.outputs.push(p),
-                Err(e) => w.errors.push(format!("task `{}`: cannot write output_file {}: {e}", t.task_name, p.display())),
+            let shown = f.escape_default();
+            match confined(to.output_dir, f) {
+                Ok(p) => match write_atomic(&p, t.output.as_bytes()) {
+                    Ok(()) => w.outputs.push(p),
+                    Err(e) => {
+                        w.errors.push(format!("task `{}`: cannot write output_file {}: {e}", t.task_name.escape_default(), p.display()))
+                    }
+                },
+                Err(why) => w.errors.push(format!("task `{}`: refusing output_file `{shown}`: {why}", t.task_name.escape_default())),
             }
         }
     }
     w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_files_stay_inside_the_output_directory() {
+        let base = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let root = base.path().canonicalize().unwrap();
+        assert_eq!(confined(base.path(), "a/b/c.txt").unwrap(), root.join("a/b/c.txt"));
+        assert!(root.join("a/b").is_dir(), "subdirectories inside are created");
+        // A symlinked directory that leads outside is refused, and nothing is created there.
+        std::os::unix::fs::symlink(outside.path(), base.path().join("link")).unwrap();
+        let err = confined(base.path(), "link/x/evil.txt").unwrap_err();
+        assert!(err.contains("leads outside the output directory"), "{err}");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+        // A symlink that stays inside is followed.
+        std::os::unix::fs::symlink(root.join("a"), base.path().join("inner")).unwrap();
+        assert_eq!(confined(base.path(), "inner/b/d.txt").unwrap(), root.join("a/b/d.txt"));
+        assert!(confined(base.path(), "../x").is_err());
+        assert!(confined(base.path(), "/etc/x").is_err());
+    }
+
+    #[test]
+    fn atomic_writes_replace_a_planted_link_instead_of_writing_through_it() {
+        let base = tempfile::tempdir().unwrap();
+        let victim = base.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let target = base.path().join("out.txt");
+        std::os::unix::fs::symlink(&victim, &target).unwrap();
+        write_atomic(&target, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
+        assert!(!std::fs::symlink_metadata(&target).unwrap().file_type().is_symlink());
+    }
 }

@@ -128,7 +128,9 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
     };
     drop(conn);
     let bar = if show && !meta.finished {
-        let b = ProgressBar::with_draw_target(Some(meta.total), ProgressDrawTarget::stderr());
+        // Elapsed time counts from the run's creation, also when re-attaching.
+        let since = Duration::from_millis(zo_common::model::now_ms().saturating_sub(meta.created_ms));
+        let b = ProgressBar::with_draw_target(Some(meta.total), ProgressDrawTarget::stderr()).with_elapsed(since);
         b.set_style(
             ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
                 .expect("valid template")
@@ -139,9 +141,10 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
     } else {
         None
     };
-    let say = |line: String| match &bar {
-        Some(b) if !b.is_hidden() => b.println(line),
-        _ => {
+    // Names come from the run in Redis: one line, control characters escaped.
+    let say = |line: String| match (&bar, zo_common::text::escape_line(&line).into_owned()) {
+        (Some(b), line) if !b.is_hidden() => b.println(line),
+        (_, line) => {
             if show {
                 eprintln!("{line}")
             }
@@ -239,6 +242,12 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
                     b.set_message(progress_line(&meta, &view));
                 }
             }
+            Err(StoreError::NoSuchRun(_)) => {
+                if let Some(b) = &bar {
+                    b.abandon();
+                }
+                return state_lost(run_id);
+            }
             Err(e) => {
                 let since = *failing_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > GIVE_UP_AFTER {
@@ -246,7 +255,7 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
                         b.abandon();
                     }
                     eprintln!("zo-submit: lost Redis for {}s ({e}); the run continues without this watcher. Re-attach with: zo-submit watch {run_id}", GIVE_UP_AFTER.as_secs());
-                    return if matches!(e, StoreError::NoSuchRun(_)) { exit::INVALID } else { exit::INFRA };
+                    return exit::INFRA;
                 }
                 if let Some(b) = &bar {
                     b.set_message(format!("Redis unreachable ({e}); retrying…"));
@@ -265,6 +274,16 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
     .await;
     match snap {
         Ok(s) => finish(&report::build(&s, catalog), out),
+        Err(StoreError::NoSuchRun(_)) => state_lost(run_id),
         Err(e) => fail_queue(&e),
     }
+}
+
+/// The run existed when the watcher started and is gone now: Redis restarted without its data
+/// (or evicted it). Nothing is reported as done, nothing is written, and nothing is recreated.
+fn state_lost(run_id: &str) -> u8 {
+    eprintln!(
+        "zo-submit: the run's state was lost from Redis (was AOF off?): run {run_id} has no keys any more; no report was written. Submit the file again (and see README, Reliability, for AOF)"
+    );
+    exit::INFRA
 }

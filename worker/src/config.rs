@@ -275,7 +275,7 @@ impl WorkerConfig {
     /// Reads and checks a worker config against the catalog.
     pub fn load(path: &Path) -> Result<(WorkerConfig, Catalog), YamlError> {
         let file = path.display().to_string();
-        let text = yaml::read_file(path)?;
+        let text = yaml::read_file(path, yaml::DEFAULT_MAX_FILE_BYTES)?;
         let mut cfg: WorkerConfig = yaml::from_str(&text, &file)?;
         cfg.base_dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
         let catalog_path =

@@ -122,6 +122,10 @@ fn main() -> ExitCode {
         let _ = signals.await;
         match r {
             Ok(()) => ExitCode::SUCCESS,
+            Err(WorkerError::Store(e @ zo_common::store::StoreError::BadUrl { .. })) => {
+                eprintln!("zo-worker: {e}");
+                ExitCode::from(cli::exit::INVALID)
+            }
             Err(WorkerError::Store(e)) if e.is_infrastructure() => {
                 eprintln!("zo-worker: {e}");
                 ExitCode::from(cli::exit::INFRA)

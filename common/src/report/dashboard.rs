@@ -6,6 +6,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 
 use super::{one_line, pct, status_mark, ResultsDocument, TaskReport};
 use crate::model::TaskState;
+use crate::text::escape_line;
 
 /// Most tasks listed one per row in the dashboard before it lists only the unsuccessful ones.
 const DASHBOARD_TASK_ROWS: usize = 60;
@@ -62,11 +63,13 @@ pub fn dashboard(doc: &ResultsDocument) -> String {
         t.load_preset(UTF8_FULL_CONDENSED);
         t.set_header(vec!["", "Task", "Instance", "Status", "Duration", "Attempts", "Detail"]);
         for r in &shown {
-            let detail = r.error.as_deref().map(|e| e.lines().next().unwrap_or("").to_string()).unwrap_or_else(|| one_line(&r.output, 60));
+            // Names, errors and outputs are untrusted: one line each, control characters escaped.
+            let detail =
+                r.error.as_deref().map(|e| one_line(e.lines().next().unwrap_or(""), 70)).unwrap_or_else(|| one_line(&r.output, 60));
             t.add_row(vec![
                 Cell::new(status_mark(r.status)),
-                Cell::new(&r.task_name),
-                Cell::new(&r.ccr_instance),
+                Cell::new(escape_line(&r.task_name)),
+                Cell::new(escape_line(&r.ccr_instance)),
                 Cell::new(r.status.as_str()),
                 Cell::new(format!("{:.1}s", r.duration)).set_alignment(CellAlignment::Right),
                 Cell::new(r.attempts).set_alignment(CellAlignment::Right),

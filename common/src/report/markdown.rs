@@ -106,7 +106,9 @@ pub fn markdown(doc: &ResultsDocument) -> String {
         }
         m.push('\n');
     }
-    m
+    // Outputs, errors and names are untrusted: no live control character reaches a terminal
+    // that shows the report.
+    crate::text::escape_controls(&m).into_owned()
 }
 
 #[cfg(test)]

@@ -7,6 +7,22 @@ use super::keys::Keys;
 use super::{scripts, send_while_building, Conn, Store, StoreError};
 use crate::model::{now_ms, TaskSpec, TaskState};
 
+/// Longest run id accepted from a user.
+const MAX_RUN_ID: usize = 64;
+
+/// Checks a run id a user typed before it goes into any key: letters, digits, `-`, `_`, `.`,
+/// at most 64 (ids zo-submit makes look like `20261201-203724-3fa2`).
+pub fn check_run_id(id: &str) -> Result<(), String> {
+    let shown: String = id.chars().take(40).flat_map(char::escape_default).collect();
+    if id.is_empty() || id.len() > MAX_RUN_ID || !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        return Err(format!(
+            "`{shown}{}` is not a run id; run ids look like 20261201-203724-3fa2 (letters, digits, `-`, `_`, `.`, at most {MAX_RUN_ID}); `zo-submit --detach` prints them",
+            if id.chars().count() > 40 { "…" } else { "" }
+        ));
+    }
+    Ok(())
+}
+
 /// A new run id: creation time plus randomness, sortable and readable.
 pub fn new_run_id() -> String {
     let t = time::OffsetDateTime::now_utc();
@@ -180,4 +196,18 @@ async fn stage_run(conn: &mut Conn, keys: &Keys, run: &NewRun<'_>) -> Result<(u6
     send_while_building(conn, pipes).await?;
     let written = CREATED_KEYS.iter().zip(written).filter(|(_, w)| *w).map(|(s, _)| *s).collect();
     Ok((now, written, roots))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_checked() {
+        assert!(check_run_id(&new_run_id()).is_ok());
+        for bad in ["", "*", "a b", "{x}", "x\u{1b}]0;t", &"9".repeat(65)] {
+            assert!(check_run_id(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_run_id("*").unwrap_err().contains("is not a run id"));
+    }
 }

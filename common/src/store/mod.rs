@@ -30,7 +30,7 @@ use std::time::Duration;
 use deadpool_redis::{Manager, Pool, Runtime};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 
-pub use create::{new_run_id, NewRun, RootBlobs};
+pub use create::{check_run_id, new_run_id, NewRun, RootBlobs};
 pub use dead::DeadLetter;
 pub use entry::{Delivery, Job};
 pub use keys::Keys;
@@ -56,10 +56,16 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 pub enum StoreError {
     #[error("cannot reach Redis at {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    #[error("`{url}` is not a Redis URL ({reason}); use redis://[user:password@]host[:port][/db] (rediss:// for TLS)")]
+    BadUrl { url: String, reason: String },
+    #[error("Redis refused the command ({0}): check the user and password in the Redis URL, and that the user's ACL allows streams, hashes, sets and scripts")]
+    Refused(String),
     #[error("Redis at {url} is version {version}; Zo Worker Swarm needs Redis 6.2 or newer")]
     TooOld { url: String, version: String },
     #[error("Redis error: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(redis::RedisError),
+    #[error("Redis is out of memory ({0}): free memory in Redis or raise its `maxmemory` (keep `maxmemory-policy noeviction`); nothing was lost, the run goes on once Redis has room")]
+    OutOfMemory(String),
     #[error("Redis pool error: {0}")]
     Pool(String),
     #[error("run `{0}` does not exist (finished runs expire after their retention time)")]
@@ -73,7 +79,11 @@ impl StoreError {
     /// retrying on the hot path). Anything else will fail the same way again.
     pub fn is_infrastructure(&self) -> bool {
         match self {
-            StoreError::Unreachable { .. } | StoreError::TooOld { .. } | StoreError::Pool(_) => true,
+            StoreError::Unreachable { .. }
+            | StoreError::TooOld { .. }
+            | StoreError::Pool(_)
+            | StoreError::OutOfMemory(_)
+            | StoreError::Refused(_) => true,
             StoreError::Redis(e) => e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout(),
             _ => false,
         }
@@ -87,10 +97,20 @@ impl StoreError {
     }
 }
 
+impl From<redis::RedisError> for StoreError {
+    fn from(e: redis::RedisError) -> Self {
+        match e.code() {
+            Some("OOM") => StoreError::OutOfMemory(e.detail().unwrap_or("maxmemory reached").to_string()),
+            Some(code @ ("NOAUTH" | "WRONGPASS" | "NOPERM")) => StoreError::Refused(format!("{code} {}", e.detail().unwrap_or(""))),
+            _ => StoreError::Redis(e),
+        }
+    }
+}
+
 impl From<deadpool_redis::PoolError> for StoreError {
     fn from(e: deadpool_redis::PoolError) -> Self {
         match e {
-            deadpool_redis::PoolError::Backend(r) => StoreError::Redis(r),
+            deadpool_redis::PoolError::Backend(r) => r.into(),
             other => StoreError::Pool(other.to_string()),
         }
     }
@@ -188,7 +208,8 @@ impl Store {
         let conn_cfg = redis::AsyncConnectionConfig::new()
             .set_response_timeout(Some(Duration::from_secs(10)))
             .set_connection_timeout(Some(Duration::from_secs(5)));
-        let manager = Manager::new_with_config(url, conn_cfg).map_err(|e| unreachable(first_line(&e.to_string())))?;
+        let manager = Manager::new_with_config(url, conn_cfg)
+            .map_err(|e| StoreError::BadUrl { url: shown.clone(), reason: first_line(&e.to_string()) })?;
         let pool = Pool::builder(manager)
             .max_size(max_size)
             .wait_timeout(Some(Duration::from_secs(30)))
@@ -197,12 +218,19 @@ impl Store {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| unreachable(e.to_string()))?;
+        // A refusal (password, ACL) is said as such; anything else is "cannot reach".
+        let failed = |e: redis::RedisError| match StoreError::from(e) {
+            StoreError::Redis(e) => unreachable(first_line(&e.to_string())),
+            other => other,
+        };
         let mut conn = tokio::time::timeout(Duration::from_secs(6), pool.get())
             .await
             .map_err(|_| unreachable("timed out after 6s".into()))?
-            .map_err(|e| unreachable(first_line(&e.to_string())))?;
-        let info: String =
-            redis::cmd("INFO").arg("server").query_async(&mut *conn).await.map_err(|e| unreachable(first_line(&e.to_string())))?;
+            .map_err(|e| match e {
+                deadpool_redis::PoolError::Backend(e) => failed(e),
+                other => unreachable(first_line(&other.to_string())),
+            })?;
+        let info: String = redis::cmd("INFO").arg("server").query_async(&mut *conn).await.map_err(failed)?;
         let version = info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("0").trim().to_string();
         if !version_at_least(&version, MIN_REDIS) {
             return Err(StoreError::TooOld { url: shown, version });

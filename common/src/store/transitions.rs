@@ -114,6 +114,16 @@ pub struct Cancelled {
     pub finished: bool,
 }
 
+/// A script's `NORUN` error (the run has no `meta`: it expired, or Redis lost it) is the run
+/// being gone; every other error stays as it is.
+fn gone(e: redis::RedisError, run_id: &str) -> StoreError {
+    if e.code() == Some("NORUN") {
+        StoreError::NoSuchRun(run_id.to_string())
+    } else {
+        e.into()
+    }
+}
+
 fn invoke<'a>(script: &'a redis::Script, keys: &Keys, run_id: &str) -> redis::ScriptInvocation<'a> {
     let mut inv = script.prepare_invoke();
     for k in keys.run_keys(run_id) {
@@ -182,7 +192,7 @@ impl Store {
         for it in items {
             inv.arg(it.idx).arg(it.attempt).arg(it.status.as_str()).arg(&it.blob).arg(it.retry_in.map_or(-1i64, |d| d.as_millis() as i64));
         }
-        let (tags, finished): (Vec<(String, u32)>, u32) = inv.invoke_async(conn).await?;
+        let (tags, finished): (Vec<(String, u32)>, u32) = inv.invoke_async(conn).await.map_err(|e| gone(e, run_id))?;
         if tags.len() != items.len() {
             return Err(StoreError::Corrupt(format!("record script answered {} of {} results", tags.len(), items.len())));
         }
@@ -204,7 +214,7 @@ impl Store {
 
     /// Moves due retries of a run to its outbox; returns how many.
     pub async fn promote_due(&self, conn: &mut Conn, run_id: &str) -> Result<u64, StoreError> {
-        Ok(invoke(&scripts::PROMOTE, &self.keys, run_id).arg(now_ms()).invoke_async(conn).await?)
+        invoke(&scripts::PROMOTE, &self.keys, run_id).arg(now_ms()).invoke_async(conn).await.map_err(|e| gone(e, run_id))
     }
 
     /// Cancels a whole run (`idx` = None) or one task (its dependents are skipped).
@@ -213,7 +223,8 @@ impl Store {
             .arg(idx.map(|i| i.to_string()).unwrap_or_default())
             .arg(now_ms())
             .invoke_async(conn)
-            .await?;
+            .await
+            .map_err(|e| gone(e, run_id))?;
         if c < 0 {
             return Err(StoreError::NoSuchRun(run_id.to_string()));
         }
@@ -223,7 +234,8 @@ impl Store {
     /// Runs a failed task again (a new attempt), un-skipping what it skipped; `None` when the
     /// task is not failed, timed out or cancelled.
     pub async fn revive(&self, conn: &mut Conn, run_id: &str, idx: u32) -> Result<Option<u32>, StoreError> {
-        let n: u32 = invoke(&scripts::REVIVE, &self.keys, run_id).arg(idx).arg(now_ms()).invoke_async(conn).await?;
+        let n: u32 =
+            invoke(&scripts::REVIVE, &self.keys, run_id).arg(idx).arg(now_ms()).invoke_async(conn).await.map_err(|e| gone(e, run_id))?;
         if n == 0 {
             return Ok(None);
         }

@@ -84,9 +84,9 @@ fn parse_split(split: &split::Split, file: &str) -> Option<RawFile> {
     Some(raw)
 }
 
-/// Reads and validates a task file.
-pub fn load(path: &Path, catalog: &Catalog) -> Result<TaskFile, TaskFileError> {
-    let text = yaml::read_file(path).map_err(|e| TaskFileError(vec![e]))?;
+/// Reads (a regular file of at most `max_bytes`) and validates a task file.
+pub fn load(path: &Path, catalog: &Catalog, max_bytes: u64) -> Result<TaskFile, TaskFileError> {
+    let text = yaml::read_file(path, max_bytes).map_err(|e| TaskFileError(vec![e]))?;
     parse(&text, &path.display().to_string(), catalog)
 }
 

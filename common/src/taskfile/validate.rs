@@ -3,7 +3,7 @@
 //! and output files, known dependencies, no cycles). Every problem is collected, each with its
 //! position, and reported sorted by position.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use super::raw::{RawFile, RawRetry, RawTimeout, Sp};
@@ -12,6 +12,9 @@ use crate::catalog::Catalog;
 use crate::graph;
 use crate::model::{ErrorClass, RetryPolicy, Simulate, TaskSpec};
 use crate::yaml::{closest, Pos, YamlError};
+
+/// How many unknown names get a "did you mean" suggestion.
+const MAX_SUGGESTIONS: usize = 50;
 
 /// Checks a parsed file as a whole and builds its tasks.
 pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<TaskFile, TaskFileError> {
@@ -117,25 +120,15 @@ pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<Ta
                 }
             },
         };
-        let output_file = match &t.output_file {
-            Some(o) if o.value.trim().is_empty() => {
-                errs.push(YamlError::at(
-                    file,
-                    o.referenced,
-                    format!("task `{name}`: `output_file` is empty; give a file name or remove the key"),
-                ));
-                None
-            }
-            Some(o) if o.value.ends_with('/') => {
-                errs.push(YamlError::at(
-                    file,
-                    o.referenced,
-                    format!("task `{name}`: `output_file` `{}` names a directory; give a file name", o.value),
-                ));
-                None
-            }
-            Some(_) => t.output_file.take().map(|o| o.value),
+        let output_file = match t.output_file.take() {
             None => None,
+            Some(o) => match output_path(&o.value) {
+                Ok(p) => Some(p),
+                Err(why) => {
+                    errs.push(YamlError::at(file, o.referenced, format!("task `{name}`: `output_file` {why}")));
+                    None
+                }
+            },
         };
         let simulate = match &t.simulate {
             None => None,
@@ -209,23 +202,47 @@ pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<Ta
         }
     }
     let mut all_deps = Vec::with_capacity(specs.len());
+    // Suggestions compare a name with every task's: only for the first few unknown names, so
+    // a file with thousands of them is not quadratic.
+    let mut suggestions_left = MAX_SUGGESTIONS;
     for (i, deps) in dep_names.iter().enumerate() {
         let mut resolved: Vec<u32> = Vec::with_capacity(deps.len());
+        // Repeats are found by a set once the list is long (a task may have 100,000).
+        let mut seen: HashSet<u32> = HashSet::new();
+        let long = deps.len() > 32;
         for d in deps {
+            let repeated = |j: usize, resolved: &[u32], seen: &HashSet<u32>| {
+                if long {
+                    seen.contains(&(j as u32))
+                } else {
+                    resolved.contains(&(j as u32))
+                }
+            };
             match index.get(d.value.as_str()) {
                 Some(&j) if j == i => dup_errs.push(YamlError::at(
                     file,
                     d.referenced,
                     format!("task `{}` depends on itself; remove `{}` from its dependencies", specs[i].name, d.value),
                 )),
-                Some(&j) if resolved.contains(&(j as u32)) => dup_errs.push(YamlError::at(
+                Some(&j) if repeated(j, &resolved, &seen) => dup_errs.push(YamlError::at(
                     file,
                     d.referenced,
                     format!("task `{}` lists dependency `{}` twice; remove one", specs[i].name, d.value),
                 )),
-                Some(&j) => resolved.push(j as u32),
+                Some(&j) => {
+                    resolved.push(j as u32);
+                    if long {
+                        seen.insert(j as u32);
+                    }
+                }
                 None => {
-                    let hint = match closest(&d.value, index.keys().copied()) {
+                    let suggestion = if suggestions_left > 0 {
+                        suggestions_left -= 1;
+                        closest(&d.value, index.keys().copied())
+                    } else {
+                        None
+                    };
+                    let hint = match suggestion {
                         Some(s) => format!("did you mean `{s}`?"),
                         None => "name a task defined in this file".to_string(),
                     };
@@ -330,5 +347,53 @@ fn duration_of(t: &RawTimeout) -> Result<Duration, String> {
         RawTimeout::Float(f) => Err(format!("timeout {f} is not a valid number of seconds; use seconds (300) or a duration (\"5m\")")),
         RawTimeout::Text(s) => humantime::parse_duration(s.trim())
             .map_err(|e| format!("timeout `{s}` is not a duration ({e}); use seconds (300) or a duration such as \"90s\" or \"5m\"")),
+    }
+}
+
+/// An `output_file` as it will be written: relative to the output directory (zo-submit's
+/// working directory or `--output-dir`), normalised (`./` and repeated `/` dropped) so that two
+/// spellings of one file are seen as one. Absolute paths and `..` are refused: a task's output
+/// comes from a model and must not reach files outside the run's directory.
+pub(super) fn output_path(raw: &str) -> Result<String, String> {
+    let shown = raw.escape_default().to_string();
+    if raw.trim().is_empty() {
+        return Err("is empty; give a file name or remove the key".into());
+    }
+    if raw.ends_with('/') {
+        return Err(format!("`{shown}` names a directory; give a file name"));
+    }
+    if raw.starts_with('/') || raw.starts_with('~') {
+        return Err(format!(
+            "`{shown}` is absolute; give a path inside the output directory (zo-submit's working directory, or --output-dir), e.g. `reports/summary.md`"
+        ));
+    }
+    if raw.chars().any(char::is_control) {
+        return Err(format!("`{shown}` contains a control character; use a plain file name"));
+    }
+    let mut parts = Vec::new();
+    for part in raw.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err(format!("`{shown}` leaves the output directory (`..`); give a path inside it")),
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() {
+        return Err(format!("`{shown}` names no file; give a file name"));
+    }
+    Ok(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::output_path;
+
+    #[test]
+    fn output_paths_stay_inside_and_are_normalised() {
+        assert_eq!(output_path("out.md").unwrap(), "out.md");
+        assert_eq!(output_path("./a//b/./c.txt").unwrap(), "a/b/c.txt");
+        for bad in ["/etc/passwd", "~/.bashrc", "../x", "a/../../x", "a/..", ".", "a/", " ", "a\u{1b}b"] {
+            assert!(output_path(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -12,7 +12,7 @@ mod reclaim;
 mod upkeep;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -64,6 +64,9 @@ pub(crate) struct Shared {
     pub running: Mutex<HashMap<(String, u32), RunningJob>>,
     /// Task slots per instance.
     pub slots: HashMap<String, Arc<Semaphore>>,
+    /// Slots the read loop of each instance holds while it waits for new jobs: free for the
+    /// reclaim loop's count (reclaimed jobs get them as soon as the read returns).
+    pub reading: HashMap<String, AtomicUsize>,
     pub tracker: TaskTracker,
     /// Readiness and (re)start count of each supervised CCR instance; jobs of an instance are
     /// taken only while it is ready.
@@ -83,6 +86,12 @@ impl Shared {
             r = rx.wait_for(|v| *v) => r.is_ok(),
             _ = shutdown.cancelled() => false,
         }
+    }
+
+    /// Slots of an instance not held by a running job: free ones and those the read loop
+    /// holds while it waits.
+    pub fn idle_slots(&self, instance: &str) -> usize {
+        self.slots[instance].available_permits() + self.reading[instance].load(Ordering::SeqCst)
     }
 
     /// The instance's CCR (re)start count and whether it is ready now (`None`: no CCR here).
@@ -210,6 +219,7 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
         max_deliveries: cfg.max_deliveries,
         running: Mutex::new(HashMap::new()),
         slots: cfg.instances.iter().map(|i| (i.name.clone(), Arc::new(Semaphore::new(i.concurrency)))).collect(),
+        reading: cfg.instances.iter().map(|i| (i.name.clone(), AtomicUsize::new(0))).collect(),
         tracker: tracker.clone(),
         ready,
     });

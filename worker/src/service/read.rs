@@ -2,6 +2,7 @@
 //! first), hands each to its own tracked job task with the slot it holds, and blocks on the
 //! instance's streams when there is nothing.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -42,14 +43,18 @@ pub(super) async fn read_loop(shared: Arc<Shared>, instance: String, shutdown: C
                 continue;
             }
         };
+        let reading = &shared.reading[&instance];
+        reading.store(permits.len(), Ordering::SeqCst);
         let result = tokio::select! {
             r = shared.store.read_jobs(&mut conn, &instance, &shared.id, permits.len()) => r,
             _ = shutdown.cancelled() => {
+                reading.store(0, Ordering::SeqCst);
                 // The blocked command is abandoned mid-flight: never return that connection to the pool.
                 drop(conn.detach());
                 return;
             }
         };
+        reading.store(0, Ordering::SeqCst);
         drop(conn);
         let deliveries = match result {
             Ok(r) => {

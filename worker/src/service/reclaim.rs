@@ -1,5 +1,7 @@
 //! The reclaim loop of one instance: every half lease, claims jobs whose holder stopped
-//! renewing for a whole lease (a dead or hung worker) and runs them as takeovers.
+//! renewing for a whole lease (a dead or hung worker) and runs them as takeovers — as many as
+//! this worker has slots not taken by running jobs (those the read loop holds while it waits
+//! count as free), so a dead worker's jobs come back together, not one per round.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +18,11 @@ pub(super) async fn reclaim_loop(shared: Arc<Shared>, instance: String, shutdown
         if sleep_or_shutdown(every, &shutdown).await || !shared.wait_ready(&instance, &shutdown).await {
             return;
         }
-        let free = shared.slots[&instance].available_permits().max(1);
+        let mut free = shared.idle_slots(&instance);
         for stream in shared.store.keys().job_streams(&instance) {
+            if free == 0 {
+                break;
+            }
             let Ok(mut conn) = shared.store.conn().await else { break };
             let claimed = match shared.store.reclaim(&mut conn, &stream, &shared.id, shared.lease, free).await {
                 Ok(c) => c,
@@ -27,6 +32,7 @@ pub(super) async fn reclaim_loop(shared: Arc<Shared>, instance: String, shutdown
                 }
             };
             drop(conn);
+            free = free.saturating_sub(claimed.len());
             for d in claimed {
                 info!(stream = %stream, entry = %d.id, "reclaimed a job whose lease lapsed");
                 shared.tracker.spawn(job::handle(shared.clone(), instance.clone(), d, None, true));

@@ -1,8 +1,10 @@
 -- CANCEL: cancels tasks not started (a single cancelled task skips its dependents) and flags
 -- running ones for their worker.
 -- KEYS: the run's keys (prelude.lua)
+-- Errors: NORUN when the run has no `meta` (it expired or Redis lost it): nothing is written.
 -- ARGV: idx ('' = the whole run) now_ms
 -- Returns: {cancelled, flagged, finished(0|1)}; {-1, 0, 0} when the task does not exist.
+if redis.call('EXISTS', meta) == 0 then return redis.error_reply('NORUN the run has no state in Redis') end
 local now = ARGV[2]
 local cancelled, flagged = 0, 0
 local function cancel_one(i, cascade)

@@ -1,11 +1,17 @@
 -- MARK_RUNNING: marks a batch of one run's tasks running under a lease.
--- KEYS: the run's keys (prelude.lua)
+-- KEYS: the run's keys (prelude.lua); every task of a run without `meta` is `unknown`.
 -- ARGV: worker now_ms lease_ms max_deliveries, then per task: idx attempt takeover(0|1)
 -- Returns: one tag per task: ok | poison | running | final | stale | unknown. One `running`
 -- event names every task it started.
 local worker, now, lease_ms, maxd = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local idxs = {}
 for i = 5, #ARGV, 3 do idxs[#idxs + 1] = ARGV[i] end
+-- A run without `meta` (expired, or lost by Redis) runs nothing and creates nothing.
+if redis.call('EXISTS', meta) == 0 then
+  local out = {}
+  for k = 1, #idxs do out[k] = 'unknown' end
+  return out
+end
 -- Read what the batch needs in three calls, decide, then write in three.
 local sts = redis.call('HMGET', state, unpack(idxs))
 local atts = redis.call('HMGET', attempt, unpack(idxs))

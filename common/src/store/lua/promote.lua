@@ -1,7 +1,9 @@
 -- PROMOTE: moves retries that are due from the delayed set to the outbox.
 -- KEYS: the run's keys (prelude.lua)
+-- Errors: NORUN when the run has no `meta` (it expired or Redis lost it): nothing is written.
 -- ARGV: now_ms
 -- Returns: how many moved.
+if redis.call('EXISTS', meta) == 0 then return redis.error_reply('NORUN the run has no state in Redis') end
 local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', ARGV[1], 'LIMIT', 0, 1000)
 for _, m in ipairs(due) do
   redis.call('ZREM', delayed, m)

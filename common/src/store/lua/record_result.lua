@@ -1,10 +1,12 @@
 -- RECORD_RESULT: records a batch of one run's results, releases or skips their dependents,
 -- finishes the run when every task is final.
 -- KEYS: the run's keys (prelude.lua)
+-- Errors: NORUN when the run has no `meta` (it expired or Redis lost it): nothing is written.
 -- ARGV: now_ms, then per task: idx attempt status result_blob retry_delay_ms (-1: final)
 -- Returns: {{tag, released} per task, finished(0|1)}; tag ok | retry | dup | stale. A final
 -- result goes to `result`; only attempts that are retried go to `history` (the snapshot joins
 -- both), and one event per status names the tasks.
+if redis.call('EXISTS', meta) == 0 then return redis.error_reply('NORUN the run has no state in Redis') end
 local now = ARGV[1]
 local idxs = {}
 for i = 2, #ARGV, 5 do idxs[#idxs + 1] = ARGV[i] end

@@ -2,8 +2,10 @@
 -- the dependents it had skipped (reading their dependencies from the spec's `deps` field,
 -- pinned by a test in common/src/model/spec.rs). Re-opens a finished run.
 -- KEYS: the run's keys (prelude.lua)
+-- Errors: NORUN when the run has no `meta` (it expired or Redis lost it): nothing is written.
 -- ARGV: idx now_ms
 -- Returns: the new attempt, or 0 when the task is not in such a state.
+if redis.call('EXISTS', meta) == 0 then return redis.error_reply('NORUN the run has no state in Redis') end
 local idx, now = ARGV[1], ARGV[2]
 local st = redis.call('HGET', state, idx)
 if st ~= 'failed' and st ~= 'timeout' and st ~= 'cancelled' then return 0 end
