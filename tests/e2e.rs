@@ -432,27 +432,81 @@ fn megabytes_of_output_on_both_streams_flow_through_the_helper_and_are_capped() 
     assert!(stdin.iter().all(|&b| b == b'x'));
 }
 
+/// Scripts carry the agent's key, and `ps` shows every user's command lines: on every way a
+/// task starts (the SSH helper, one SSH session per task, the local executor) neither the
+/// command nor the agent's key is on a command line while the task runs. A local task's
+/// environment holds none of the worker's own variables, only the documented ones.
 #[test]
-fn a_task_script_is_not_on_any_command_line_of_the_host() {
-    // Scripts carry the agent's key; `ps` shows every user's command lines.
+fn no_script_or_key_is_on_a_command_line_and_local_tasks_get_a_clean_environment() {
     let redis = Redis::start();
     let sshd = Sshd::start();
-    let ns = namespace("argv");
-    let dir = tempfile::tempdir().unwrap();
-    let _w = Worker::start(dir.path(), "w", &ssh_worker_config(&sshd, &all_instances(2)), &redis.url(), &ns);
-    let marker = format!("zo-marker-{}", std::process::id());
-    write(dir.path(), "t.yaml", &format!("tasks:\n  - {{ name: Quiet, ccr_instance: fast, command: \"sleep 2; echo {marker}\" }}\n"));
-    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--detach"], LIMIT);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let run = out.stdout.trim().to_string();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while sshd.pids_under("sleep").is_empty() {
-        assert!(Instant::now() < deadline, "the task never started");
-        std::thread::sleep(Duration::from_millis(20));
+    let ssh = sshd.executor_yaml();
+    let local = "executor:\n  kind: local\n  env: { ZO_EXTRA: \"given\" }\n  pass_env: [ZO_PASSED]\n".to_string();
+    for (case, executor) in [("helper", ssh.clone()), ("session", format!("{ssh}  helper: false\n")), ("local", local)] {
+        let ns = namespace(&format!("argv-{case}"));
+        let dir = tempfile::tempdir().unwrap();
+        let key = format!("zo-key-{case}-{}", std::process::id());
+        let marker = format!("zo-marker-{case}-{}", std::process::id());
+        let cfg = format!("{executor}{}    FAKE_AGENT_SLEEP: \"2\"\n  api_key: {key}\ninstances:\n{}", sshd.agent_yaml(), all_instances(2));
+        let envs = [("ZO_WORKER_SECRET", "worker-only-value"), ("ZO_PASSED", "passed-on")];
+        let _w = Worker::start_with_env(dir.path(), "w", &cfg, &redis.url(), &ns, &envs);
+        let yaml = format!("tasks:\n  - {{ name: Quiet, ccr_instance: fast, command: \"sleep 2; echo {marker}\", prompt: go }}\n");
+        write(dir.path(), "t.yaml", &yaml);
+        let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--detach"], LIMIT);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let run = out.stdout.trim().to_string();
+        // Scan the command lines until the task ends: the command's sleep, then the agent's.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut saw_sleep = false;
+        loop {
+            assert!(!process_alive(&marker), "{case}: the task's script is visible on a command line");
+            assert!(!process_alive(&key), "{case}: the agent's key is visible on a command line");
+            saw_sleep |= process_alive("sleep 2");
+            let done: Option<String> =
+                redis::cmd("HGET").arg(format!("{ns}:run:{{{run}}}:meta")).arg("status").query(&mut redis.client()).unwrap();
+            if done.as_deref() == Some("finished") || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(saw_sleep, "{case}: the scan never saw the task running");
+        let out = submit(dir.path(), &redis.url(), &ns, &["watch", &run, "--json", "--no-save", "--no-report"], LIMIT);
+        assert_eq!(out.code, 0, "{case}: {}", out.stderr);
+        let doc = json_doc(&out);
+        assert_eq!(tasks_by_name(&doc)["Quiet"]["command"]["stdout"].as_str().unwrap().trim(), marker);
+        let (_, _, env) = sshd.recorded("Quiet");
+        assert!(!env.contains("worker-only-value"), "{case}: a worker variable reached the task:\n{env}");
+        assert!(env.lines().any(|l| l == format!("ANTHROPIC_API_KEY={key}")), "{case}: {env}");
+        assert!(!env.lines().any(|l| l.starts_with("ZO_SCRIPT=")), "{case}: {env}");
+        if case == "local" {
+            assert!(env.lines().any(|l| l == "ZO_EXTRA=given") && env.lines().any(|l| l == "ZO_PASSED=passed-on"), "{env}");
+            assert!(env.lines().any(|l| l.starts_with("PATH=")) && env.lines().any(|l| l.starts_with("HOME=")), "{env}");
+            // Nothing but the documented variables and what the script exports.
+            let allowed = [
+                "PATH",
+                "HOME",
+                "LANG",
+                "LC_ALL",
+                "USER",
+                "LOGNAME",
+                "TZ",
+                "TMPDIR",
+                "PWD",
+                "SHLVL",
+                "_",
+                "OLDPWD",
+                "API_TIMEOUT_MS",
+                "FAKE_AGENT_DIR",
+                "FAKE_AGENT_SLEEP",
+            ];
+            for l in env.lines() {
+                let name = l.split('=').next().unwrap_or("");
+                assert!(
+                    allowed.contains(&name) || name.starts_with("ZO_") || name.starts_with("ANTHROPIC_") || name.starts_with("CLAUDE_"),
+                    "undocumented variable in a local task: {l}"
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(sshd.path("rec").join("Quiet"));
     }
-    assert!(!process_alive(&marker), "the task's script is visible on a command line");
-    let out = submit(dir.path(), &redis.url(), &ns, &["watch", &run, "--json", "--no-save", "--no-report"], LIMIT);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let doc = json_doc(&out);
-    assert_eq!(tasks_by_name(&doc)["Quiet"]["command"]["stdout"].as_str().unwrap().trim(), marker);
 }

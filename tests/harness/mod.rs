@@ -291,6 +291,11 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(dir: &Path, name: &str, config_yaml: &str, redis_url: &str, ns: &str) -> Worker {
+        Worker::start_with_env(dir, name, config_yaml, redis_url, ns, &[])
+    }
+
+    /// [`Worker::start`] with extra variables in the worker's environment.
+    pub fn start_with_env(dir: &Path, name: &str, config_yaml: &str, redis_url: &str, ns: &str, envs: &[(&str, &str)]) -> Worker {
         let cfg = dir.join(format!("{name}.yaml"));
         fs::write(&cfg, config_yaml).expect("worker config");
         let log = dir.join(format!("{name}.log"));
@@ -300,6 +305,7 @@ impl Worker {
             .env("ZO_REDIS_URL", redis_url)
             .env("ZO_NAMESPACE", ns)
             .env("RUST_LOG", "info")
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).expect("log"))
             .spawn()

@@ -137,10 +137,34 @@ fn default_drain() -> Duration {
 pub enum ExecutorConfig {
     /// Run on a remote host over SSH (one multiplexed master per host, reused).
     Ssh(SshConfig),
-    /// Run on this machine.
-    Local {},
+    /// Run on this machine, in a clean environment.
+    Local(LocalConfig),
     /// Run nothing: commands and agent are simulated (benchmarks, demos).
     Simulate {},
+}
+
+/// What a task's environment holds besides the basics (see [`TaskEnv`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    /// Variables every task gets (`${VAR}` reads the worker's environment).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Names of the worker's own variables that tasks get as they are.
+    #[serde(default)]
+    pub pass_env: Vec<String>,
+}
+
+impl ExecutorConfig {
+    /// The `env` and `pass_env` of the executor (none for `simulate`).
+    pub fn task_env(&self) -> (&BTreeMap<String, String>, &[String]) {
+        static NONE: BTreeMap<String, String> = BTreeMap::new();
+        match self {
+            ExecutorConfig::Ssh(s) => (&s.env, &s.pass_env),
+            ExecutorConfig::Local(l) => (&l.env, &l.pass_env),
+            ExecutorConfig::Simulate {} => (&NONE, &[]),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,6 +203,12 @@ pub struct SshConfig {
     /// SSH session each; without Perl there, the worker falls back by itself.
     #[serde(default = "yes")]
     pub helper: bool,
+    /// Variables every task gets on the host (`${VAR}` reads the worker's environment).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Names of the worker's own variables that tasks get on the host as they are.
+    #[serde(default)]
+    pub pass_env: Vec<String>,
 }
 
 fn default_host() -> String {
@@ -322,11 +352,19 @@ impl WorkerConfig {
                 "agent: `command` is empty; give the agent command (default: claude -p --output-format json)",
             ));
         }
-        for k in self.agent.env.keys() {
-            if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || k.starts_with(|c: char| c.is_ascii_digit()) {
+        let (env, pass) = self.executor.task_env();
+        let names = self
+            .agent
+            .env
+            .keys()
+            .map(|k| ("agent.env", k))
+            .chain(env.keys().map(|k| ("executor.env", k)))
+            .chain(pass.iter().map(|k| ("executor.pass_env", k)));
+        for (what, k) in names {
+            if !valid_env_name(k) {
                 return Err(YamlError::plain(
                     file,
-                    format!("agent.env: `{k}` is not a valid environment variable name; use letters, digits and _"),
+                    format!("{what}: `{k}` is not a valid environment variable name; use letters, digits and _"),
                 ));
             }
         }
@@ -360,12 +398,32 @@ impl WorkerConfig {
     }
 
     /// The agent's API key with `${VAR}` taken from the environment.
+    /// What `executor.env` and `executor.pass_env` add to every task's environment, resolved
+    /// from the worker's environment now (an unset `${VAR}` or `pass_env` name is an error).
+    pub fn task_env(&self) -> Result<Vec<(String, String)>, String> {
+        let (env, pass) = self.executor.task_env();
+        let mut out = Vec::new();
+        for name in pass {
+            let v = std::env::var(name).map_err(|_| format!("executor.pass_env: `{name}` is not set in the worker's environment"))?;
+            out.push((name.clone(), v));
+        }
+        for (k, v) in env {
+            out.push((k.clone(), expand_env(v).map_err(|e| format!("executor.env.{k}: {e}"))?));
+        }
+        Ok(out)
+    }
+
     pub fn agent_api_key(&self) -> Result<Option<String>, String> {
         match &self.agent.api_key {
             None => Ok(None),
             Some(v) => expand_env(v).map(Some),
         }
     }
+}
+
+/// `NAME` for an environment variable: letters, digits and `_`, not starting with a digit.
+pub fn valid_env_name(k: &str) -> bool {
+    !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !k.starts_with(|c: char| c.is_ascii_digit())
 }
 
 /// Replaces `${VAR}` and `$VAR` with the environment's value; an unset variable is an error.

@@ -24,6 +24,8 @@ pub struct TaskContext {
     /// The CCR `APIKEY` of each supervised instance (wins over `api_key`).
     pub instance_keys: std::collections::HashMap<String, String>,
     pub agent_env: Vec<(String, String)>,
+    /// `executor.env` and `executor.pass_env`, resolved: every step of every task gets them.
+    pub task_env: Vec<(String, String)>,
     pub workdir: Option<String>,
     pub max_output: usize,
     pub catalog: Catalog,
@@ -39,6 +41,7 @@ impl TaskContext {
             api_key,
             instance_keys: Default::default(),
             agent_env: cfg.agent.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            task_env: Vec::new(),
             workdir: cfg.workdir.clone(),
             max_output: cfg.max_output_bytes,
             catalog,
@@ -70,7 +73,7 @@ pub async fn execute(ctx: &TaskContext, job: &Job, cancel: &CancellationToken) -
         let run = match &ctx.executor {
             None => simulate_command(cmd, &sim, spec.prompt.is_none(), deadline, cancel).await,
             Some(ex) => {
-                let script = format!("{}{cmd}", cd_prefix(ctx.workdir.as_deref()));
+                let script = format!("{}{cmd}", step_prelude(ctx));
                 match run_script(ex.as_ref(), &script, None, &[], deadline, cancel, ctx.max_output).await {
                     Ok(r) => r,
                     Err(e) => return exec_error(e),
@@ -157,6 +160,17 @@ pub async fn execute(ctx: &TaskContext, job: &Job, cancel: &CancellationToken) -
     o
 }
 
+/// What every step's script starts with: the task environment from `executor.env` and
+/// `executor.pass_env`, then the working directory.
+fn step_prelude(ctx: &TaskContext) -> String {
+    let mut s = String::new();
+    for (k, v) in &ctx.task_env {
+        s.push_str(&format!("export {k}={}\n", shell_quote(v)));
+    }
+    s.push_str(&cd_prefix(ctx.workdir.as_deref()));
+    s
+}
+
 fn cd_prefix(workdir: Option<&str>) -> String {
     match workdir {
         None => String::new(),
@@ -175,7 +189,7 @@ pub fn agent_script(ctx: &TaskContext, job: &Job, prompt: &str, tunnel_port: Opt
             ctx.base_url.replace("{port}", &port.to_string()).replace("{instance}", &spec.instance)
         }
     };
-    let mut s = cd_prefix(ctx.workdir.as_deref());
+    let mut s = step_prelude(ctx);
     s.push_str(&format!("export ANTHROPIC_BASE_URL={}\n", shell_quote(&url)));
     let key = ctx.instance_keys.get(&spec.instance).cloned().or_else(|| ctx.api_key.clone()).unwrap_or_else(|| "zo-worker".into());
     s.push_str(&format!("export ANTHROPIC_API_KEY={}\n", shell_quote(&key)));

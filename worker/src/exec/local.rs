@@ -1,11 +1,17 @@
-//! The `local` executor: task scripts run on the worker's own machine, each `bash -c SCRIPT`
-//! as the leader of its own process group.
+//! The `local` executor: task scripts run on the worker's own machine, each in bash as the
+//! leader of its own process group, in a clean environment: the worker's variables (the
+//! provider keys its CCRs use among them) never reach a task. A task gets [`BASIC_ENV`] from
+//! the worker, `ZO_PROMPT` for the agent step, and what the script itself exports
+//! (`executor.env`, `executor.pass_env`, the agent's `ANTHROPIC_*`/`CLAUDE_*`, `agent.env`).
 
 use std::process::Stdio;
 
 use tokio::process::Command;
 
-use super::{BoxFuture, ExecError, Executor, Group, Spawned};
+use super::{BoxFuture, ExecError, Executor, Group, Spawned, RUN_FROM_ENV};
+
+/// The worker's variables a local task gets as they are (when set).
+pub const BASIC_ENV: [&str; 8] = ["PATH", "HOME", "LANG", "LC_ALL", "USER", "LOGNAME", "TZ", "TMPDIR"];
 
 pub struct LocalExecutor {
     host: String,
@@ -28,11 +34,16 @@ impl Executor for LocalExecutor {
     fn spawn<'a>(&'a self, script: &'a str, prompt: Option<&'a str>) -> BoxFuture<'a, Result<Spawned, ExecError>> {
         Box::pin(async move {
             let mut cmd = Command::new("bash");
-            cmd.arg("-c").arg(script);
-            match prompt {
-                Some(p) => cmd.env("ZO_PROMPT", p),
-                None => cmd.env_remove("ZO_PROMPT"),
-            };
+            cmd.arg("-c").arg(RUN_FROM_ENV).env_clear();
+            for name in BASIC_ENV {
+                if let Some(v) = std::env::var_os(name) {
+                    cmd.env(name, v);
+                }
+            }
+            cmd.env("ZO_SCRIPT", script);
+            if let Some(p) = prompt {
+                cmd.env("ZO_PROMPT", p);
+            }
             let mut child = cmd
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())

@@ -4,13 +4,17 @@
 //! lines and out of shell quoting, and both able to kill the script's whole process tree:
 //!
 //! - directly: the SSH executor's remote helper (`helper.rs`) receives script and prompt in a
-//!   frame and starts `bash -c SCRIPT` in its own session, one fork and exec per task and no SSH
-//!   session; the local executor starts `bash -c SCRIPT` as a process group leader;
+//!   frame and starts bash in its own session, one fork and exec per task and no SSH session;
+//!   the local executor starts bash as a process group leader, in a clean environment;
 //! - otherwise (SSH without the helper) the small bash wrapper ([`WRAPPER`]) runs, one process (or SSH session) per
 //!   task. It reads, from stdin, one base64 line with the script to run and one with the prompt
 //!   (empty when none), then starts the script as its own process group (`set -m`, then
 //!   `set +m` so bash prints no job notices), prints that group id on stderr (`ZO-PGID n`) and
 //!   waits. The rest of stdin flows to the script.
+//!
+//! Every way hands the script to bash in its environment (`ZO_SCRIPT`, unset before it runs:
+//! `zo_s=$ZO_SCRIPT; unset ZO_SCRIPT; eval "$zo_s"`), never on a command line, so `ps` never
+//! shows a script (which may hold the agent's key).
 
 pub mod helper;
 pub mod local;
@@ -27,13 +31,16 @@ use tokio_util::sync::CancellationToken;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// How bash runs a script it finds in `ZO_SCRIPT` (which it unsets first).
+pub const RUN_FROM_ENV: &str = r#"zo_s=$ZO_SCRIPT; unset ZO_SCRIPT; eval "$zo_s""#;
+
 /// The bash program every task step runs in (`bash -c WRAPPER`).
 pub const WRAPPER: &str = r#"set -m
 IFS= read -r zo_s || exit 97
 IFS= read -r zo_p || exit 97
 zo_s="$(printf %s "$zo_s" | base64 -d; printf x)" || exit 97
 zo_p="$(printf %s "$zo_p" | base64 -d; printf x)" || exit 97
-ZO_PROMPT="${zo_p%x}" bash -c 'printf "ZO-PGID %s\n" "$$" >&2; exec bash -c "$1"' zo "${zo_s%x}" &
+ZO_PROMPT="${zo_p%x}" ZO_SCRIPT="${zo_s%x}" bash -c 'printf "ZO-PGID %s\n" "$$" >&2; zo_s=$ZO_SCRIPT; unset ZO_SCRIPT; eval "$zo_s"' &
 zo_pid=$!
 set +m
 wait "$zo_pid"

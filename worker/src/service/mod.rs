@@ -168,7 +168,7 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
             };
             Some(Arc::new(SshExecutor::new(s.clone()).with_tunnels(tunnels)))
         }
-        ExecutorConfig::Local {} => Some(Arc::new(LocalExecutor::new())),
+        ExecutorConfig::Local(_) => Some(Arc::new(LocalExecutor::new())),
         ExecutorConfig::Simulate {} => None,
     };
     {
@@ -184,6 +184,7 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
     // CCR instances: prepared (secrets substituted) before anything runs, so a missing key
     // stops the worker with a clear message instead of failing tasks.
     let mut ctx = TaskContext::new(cfg, opts.catalog.clone(), executor.clone(), api_key);
+    ctx.task_env = cfg.task_env().map_err(WorkerError::Config)?;
     let ccr_stop = CancellationToken::new();
     let mut supervisors = tokio::task::JoinSet::new();
     let mut ready: HashMap<String, (watch::Receiver<bool>, Arc<AtomicU32>)> = HashMap::new();
