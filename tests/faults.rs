@@ -310,8 +310,12 @@ fn cancel_stops_queued_tasks_at_once_and_running_ones_with_their_processes() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let run = out.stdout.trim().to_string();
     wait_states(&redis, &ns, &run, |s| s.values().any(|v| v == "running"));
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(process_alive(&format!("sleep 4{marker}")));
+    // Marked running comes before the process starts on the host (longer on a busy machine).
+    let started = Instant::now();
+    while !process_alive(&format!("sleep 4{marker}")) {
+        assert!(started.elapsed() < Duration::from_secs(10), "the task's process never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let t0 = Instant::now();
     let c = submit(dir.path(), &redis.url(), &ns, &["cancel", &run], LIMIT);
     assert_eq!(c.code, 0, "{}", c.stderr);

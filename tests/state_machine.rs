@@ -65,6 +65,11 @@ async fn drive(url: &str, ns: &str, plan: &Plan) -> Result<(), TestCaseError> {
         .create_run(&mut c, &NewRun { run_id: run, file: "p.yaml", name: None, specs: &specs, retention: Duration::from_secs(60) })
         .await
         .unwrap();
+    // Half the cases skip dependents one per script call, so cascades stay half done while
+    // results, cancels and redeliveries go on around them.
+    if plan.choices[0].is_multiple_of(2) {
+        let _: () = redis::cmd("HSET").arg(keys.run(run, "meta")).arg("cascade_budget").arg(1).query_async(&mut c).await.unwrap();
+    }
     let mut failures_left: Vec<u8> = plan.outcomes.iter().map(|o| o.0).collect();
     let mut processed: Vec<(u32, u32)> = Vec::new();
     let claim = Claim { worker: "prop", lease: Duration::from_secs(60), max_deliveries: 100 };
@@ -79,6 +84,8 @@ async fn drive(url: &str, ns: &str, plan: &Plan) -> Result<(), TestCaseError> {
                 store.cancel(&mut c, run, Some((t % n) as u32)).await.unwrap();
             }
         }
+        // What upkeep does: one chunk of any pending cascade, due retries, the outbox.
+        store.continue_cascade(&mut c, run).await.unwrap();
         store.promote_due(&mut c, run).await.unwrap();
         store.flush_outbox(&mut c, run).await.unwrap();
         let entries: redis::streams::StreamRangeReply =
@@ -89,6 +96,11 @@ async fn drive(url: &str, ns: &str, plan: &Plan) -> Result<(), TestCaseError> {
         }
         // A worker handles jobs in batches: 1–4 at once, sometimes the same job twice, and
         // sometimes a job that was already handled (a redelivery after a crash before the ack).
+        let cascading: u64 = redis::cmd("LLEN").arg(keys.run(run, "cascade")).query_async(&mut c).await.unwrap();
+        if entries.ids.is_empty() && processed.is_empty() && cascading > 0 {
+            // Only the cascade is left: upkeep goes on with it next step.
+            continue;
+        }
         let size = 1 + pick(4);
         let mut batch: Vec<(u32, u32, Option<String>)> = Vec::new();
         for _ in 0..size {
@@ -140,7 +152,7 @@ async fn drive(url: &str, ns: &str, plan: &Plan) -> Result<(), TestCaseError> {
             to_record.push(to_record[pick(to_record.len())].clone());
         }
         if !to_record.is_empty() {
-            let (out, _) = store.record_results(&mut c, run, &to_record).await.unwrap();
+            let out = store.record_results(&mut c, run, &to_record).await.unwrap().outcomes;
             for (pos, (r, o)) in to_record.iter().zip(&out).enumerate() {
                 if to_record[..pos].iter().any(|x| (x.idx, x.attempt) == (r.idx, r.attempt)) {
                     prop_assert!(matches!(o, Recorded::Duplicate | Recorded::Stale), "t{} stored twice: {o:?}", r.idx);
@@ -355,5 +367,44 @@ fn the_first_flush_moves_every_root_once() {
                 assert_eq!(spec, specs[num(&f["idx"]) as usize], "{case}: the payload is the task's spec");
             }
         }
+    });
+}
+
+/// A failure with 100,000 dependents: skipping them never blocks Redis for long (chunks of
+/// 2,000, each its own script call), the rest waits in the run's `cascade` list when the
+/// recorder stops after the first chunk (as if it crashed), and upkeep finishes it.
+#[test]
+fn a_huge_skip_cascade_goes_in_chunks_and_survives_its_recorder() {
+    let redis = Redis::start();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let store = Store::connect(&redis.url(), "zo-cascade", 2).await.unwrap();
+        let keys = store.keys().clone();
+        let mut c = store.conn().await.unwrap();
+        let n = 100_001u32;
+        let specs: Vec<TaskSpec> = (0..n).map(|i| job(i, if i == 0 { vec![] } else { vec![0] })).collect();
+        store.ensure_group(&mut c, "fast").await.unwrap();
+        let new_run = NewRun { run_id: "C", file: "c.yaml", name: None, specs: &specs, retention: Duration::from_secs(60) };
+        store.create_run(&mut c, &new_run).await.unwrap();
+        let claim = Claim { worker: "w", lease: Duration::from_secs(60), max_deliveries: 5 };
+        let tags = store.mark_running(&mut c, "C", &claim, &[ToMark { idx: 0, attempt: 1, takeover: false }]).await.unwrap();
+        assert_eq!(tags, vec![MarkRunning::Ok]);
+        let _: () = redis::cmd("CONFIG").arg("SET").arg("slowlog-log-slower-than").arg(50_000).query_async(&mut c).await.unwrap();
+        let _: () = redis::cmd("SLOWLOG").arg("RESET").query_async(&mut c).await.unwrap();
+        let failed = ToRecord { idx: 0, attempt: 1, status: Status::Failed, blob: result(1, Status::Failed).encode(), retry_in: None };
+        let batch = store.record_results(&mut c, "C", &[failed]).await.unwrap();
+        assert!(batch.cascade_left > 0 && !batch.finished, "{batch:?}");
+        let meta = store.run_meta(&mut c, "C").await.unwrap();
+        assert_eq!(meta.skipped, 2000, "one chunk per script call");
+        // The recorder is gone; upkeep (any worker's, or the watcher's) goes on.
+        store.maintain_active(&mut c).await.unwrap();
+        let meta = store.run_meta(&mut c, "C").await.unwrap();
+        assert_eq!((meta.skipped, meta.failed, meta.done), (100_000, 1, 100_001));
+        assert!(meta.finished, "the run finishes with the last chunk");
+        let slow: Vec<redis::Value> = redis::cmd("SLOWLOG").arg("GET").arg(10).query_async(&mut c).await.unwrap();
+        assert!(slow.is_empty(), "a script call took more than 50 ms: {slow:?}");
+        let left: u64 = redis::cmd("LLEN").arg(keys.run("C", "cascade")).query_async(&mut c).await.unwrap();
+        assert_eq!(left, 0);
+        let _: () = redis::cmd("DEL").arg(keys.run_keys("C")).query_async(&mut c).await.unwrap();
     });
 }

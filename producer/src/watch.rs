@@ -170,6 +170,7 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
             let mut conn = store.conn().await?;
             if tokio::time::Instant::now() >= next_upkeep {
                 next_upkeep = tokio::time::Instant::now() + UPKEEP_EVERY;
+                store.finish_cascade(&mut conn, run_id).await?;
                 store.promote_due(&mut conn, run_id).await?;
                 store.flush_outbox(&mut conn, run_id).await?;
             }

@@ -181,7 +181,14 @@ async fn execute(ops: Vec<Op>, conn: Conn, store: &Store, claim: &ClaimInfo) -> 
         parts.spawn(async move {
             let (items, replies): (Vec<ToRecord>, Vec<_>) = list.into_iter().unzip();
             match store.record_results(&mut c, &run, &items).await {
-                Ok((outcomes, finished)) => {
+                Ok(zo_common::store::Batch { outcomes, mut finished, cascade_left }) => {
+                    if cascade_left > 0 {
+                        // The failures' dependents are skipped in chunks; go on with them now.
+                        match store.finish_cascade(&mut c, &run).await {
+                            Ok(f) => finished |= f,
+                            Err(e) => warn!(run = %run, "skipping dependents paused ({e}); upkeep goes on with it"),
+                        }
+                    }
                     let released = outcomes.iter().any(|o| matches!(o, Recorded::Ok { released, .. } if *released > 0));
                     let last = outcomes.len().saturating_sub(1);
                     for (i, (reply, o)) in replies.into_iter().zip(outcomes).enumerate() {

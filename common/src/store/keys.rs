@@ -31,6 +31,7 @@
 //! | `NS:run:{R}:new:SUFFIX` | as `SUFFIX` | a run being created, renamed into place by its commit (expires after an hour) |
 //! | `NS:run:{R}:cancel` | hash | idx → when cancelling a running task was requested |
 //! | `NS:run:{R}:deliveries` | hash | idx → deliveries of the current attempt (poison detection) |
+//! | `NS:run:{R}:cascade` | list | `idx:offset` of tasks whose dependents still need skipping (a long cascade goes on in chunks) |
 //! | `NS:active` | set | runs not yet finished (for promoting due retries) |
 
 use crate::model::Priority;
@@ -42,7 +43,7 @@ pub struct Keys {
 }
 
 /// The per-run keys, in the order the Lua scripts take them.
-pub const RUN_KEY_SUFFIXES: [&str; 15] = [
+pub const RUN_KEY_SUFFIXES: [&str; 16] = [
     "meta",
     "spec",
     "state",
@@ -58,6 +59,7 @@ pub const RUN_KEY_SUFFIXES: [&str; 15] = [
     "history",
     "cancel",
     "deliveries",
+    "cascade",
 ];
 
 impl Keys {

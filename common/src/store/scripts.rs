@@ -20,6 +20,7 @@ pub(crate) static RECORD_RESULT: LazyLock<Script> = LazyLock::new(|| run_script(
 pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/release.lua")));
 pub(crate) static PROMOTE: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/promote.lua")));
 pub(crate) static REVIVE: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/revive.lua")));
+pub(crate) static CASCADE: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/cascade.lua")));
 pub(crate) static CANCEL: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/cancel.lua")));
 
 pub(crate) static UNLOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/unlock.lua")));
@@ -40,6 +41,7 @@ mod tests {
             include_str!("lua/promote.lua"),
             include_str!("lua/revive.lua"),
             include_str!("lua/cancel.lua"),
+            include_str!("lua/cascade.lua"),
             include_str!("lua/unlock.lua"),
             include_str!("lua/trim_held.lua"),
             include_str!("lua/commit_run.lua"),

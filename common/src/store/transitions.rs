@@ -92,6 +92,18 @@ impl Recorded {
     }
 }
 
+/// What recording a batch of results did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// One per result, in order.
+    pub outcomes: Vec<Recorded>,
+    /// The batch finished the run.
+    pub finished: bool,
+    /// Entries of the run's skip cascade still to do: go on with [`Store::continue_cascade`]
+    /// (upkeep does too, should the recorder die).
+    pub cascade_left: u64,
+}
+
 /// One result of a batch to record.
 #[derive(Debug, Clone)]
 pub struct ToRecord {
@@ -184,20 +196,40 @@ impl Store {
     /// Atomically stores results (once per attempt), one script call for the batch. With
     /// `retry_in`, a failure schedules the next attempt instead of ending the task. A final
     /// result updates the counters, releases dependents whose dependencies all succeeded and
-    /// skips those of a failed task. One outcome per item, in order (their `finished` is
-    /// false), and whether the batch finished the run.
-    pub async fn record_results(&self, conn: &mut Conn, run_id: &str, items: &[ToRecord]) -> Result<(Vec<Recorded>, bool), StoreError> {
+    /// skips those of a failed task (a long cascade in chunks: see [`Batch::cascade_left`]).
+    /// One outcome per item, in order (their `finished` is false).
+    pub async fn record_results(&self, conn: &mut Conn, run_id: &str, items: &[ToRecord]) -> Result<Batch, StoreError> {
         let mut inv = invoke(&scripts::RECORD_RESULT, &self.keys, run_id);
         inv.arg(now_ms());
         for it in items {
             inv.arg(it.idx).arg(it.attempt).arg(it.status.as_str()).arg(&it.blob).arg(it.retry_in.map_or(-1i64, |d| d.as_millis() as i64));
         }
-        let (tags, finished): (Vec<(String, u32)>, u32) = inv.invoke_async(conn).await.map_err(|e| gone(e, run_id))?;
+        let (tags, finished, cascade_left): (Vec<(String, u32)>, u32, u64) = inv.invoke_async(conn).await.map_err(|e| gone(e, run_id))?;
         if tags.len() != items.len() {
             return Err(StoreError::Corrupt(format!("record script answered {} of {} results", tags.len(), items.len())));
         }
-        let out = tags.iter().map(|(tag, released)| Recorded::from_tag(tag, *released)).collect::<Result<_, _>>()?;
-        Ok((out, finished == 1))
+        let outcomes = tags.iter().map(|(tag, released)| Recorded::from_tag(tag, *released)).collect::<Result<_, _>>()?;
+        Ok(Batch { outcomes, finished: finished == 1, cascade_left })
+    }
+
+    /// Goes on skipping dependents of failed tasks where an earlier call stopped (one chunk of
+    /// at most 2,000 per call, so Redis serves others in between). Returns how many entries
+    /// are left and whether this finished the run. Cheap when there is nothing to do.
+    pub async fn continue_cascade(&self, conn: &mut Conn, run_id: &str) -> Result<(u64, bool), StoreError> {
+        let (left, finished): (u64, u32) = invoke(&scripts::CASCADE, &self.keys, run_id).arg(now_ms()).invoke_async(conn).await?;
+        Ok((left, finished == 1))
+    }
+
+    /// [`Store::continue_cascade`] until nothing is left (each chunk its own script call).
+    pub async fn finish_cascade(&self, conn: &mut Conn, run_id: &str) -> Result<bool, StoreError> {
+        let mut finished = false;
+        loop {
+            let (left, fin) = self.continue_cascade(conn, run_id).await?;
+            finished |= fin;
+            if left == 0 {
+                return Ok(finished);
+            }
+        }
     }
 
     /// Acknowledges and deletes handled entries of one stream (one round trip).

@@ -8,8 +8,8 @@ use super::{Conn, Store, StoreError};
 use crate::model::now_ms;
 
 impl Store {
-    /// Promotes due retries and flushes outboxes of unfinished runs; forgets finished or
-    /// expired runs.
+    /// Finishes skip cascades, promotes due retries and flushes outboxes of unfinished runs;
+    /// forgets finished or expired runs.
     pub async fn maintain_active(&self, conn: &mut Conn) -> Result<(), StoreError> {
         let keys = &self.keys;
         let runs: Vec<String> = redis::cmd("SMEMBERS").arg(keys.active()).query_async(conn).await?;
@@ -17,6 +17,7 @@ impl Store {
             let status: Option<String> = redis::cmd("HGET").arg(keys.run(&run, "meta")).arg("status").query_async(conn).await?;
             match status.as_deref() {
                 Some("running") => {
+                    self.finish_cascade(conn, &run).await?;
                     self.promote_due(conn, &run).await?;
                     self.flush_outbox(conn, &run).await?;
                 }

@@ -1,7 +1,7 @@
 //! The reclaim loop of one instance: every half lease, claims jobs whose holder stopped
 //! renewing for a whole lease (a dead or hung worker) and runs them as takeovers — as many as
 //! this worker has slots not taken by running jobs (those the read loop holds while it waits
-//! count as free), so a dead worker's jobs come back together, not one per round.
+//! count as free), at least one, so a dead worker's jobs come back together, not one per round.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,9 @@ pub(super) async fn reclaim_loop(shared: Arc<Shared>, instance: String, shutdown
         if sleep_or_shutdown(every, &shutdown).await || !shared.wait_ready(&instance, &shutdown).await {
             return;
         }
-        let mut free = shared.idle_slots(&instance);
+        // At least one, also when every slot is busy: a claimed job waits for the next free slot
+        // ahead of new jobs, so a dead worker's work is not starved by a long backlog.
+        let mut free = shared.idle_slots(&instance).max(1);
         for stream in shared.store.keys().job_streams(&instance) {
             if free == 0 {
                 break;

@@ -3,7 +3,8 @@
 -- KEYS: the run's keys (prelude.lua)
 -- Errors: NORUN when the run has no `meta` (it expired or Redis lost it): nothing is written.
 -- ARGV: now_ms, then per task: idx attempt status result_blob retry_delay_ms (-1: final)
--- Returns: {{tag, released} per task, finished(0|1)}; tag ok | retry | dup | stale. A final
+-- Returns: {{tag, released} per task, finished(0|1), cascade entries left}; tag ok | retry |
+-- dup | stale. A final
 -- result goes to `result`; only attempts that are retried go to `history` (the snapshot joins
 -- both), and one event per status names the tasks.
 if redis.call('EXISTS', meta) == 0 then return redis.error_reply('NORUN the run has no state in Redis') end
@@ -64,4 +65,4 @@ if ran > 0 then redis.call('HINCRBY', meta, 'running', -ran) end
 for st, n in pairs(counts) do redis.call('HINCRBY', meta, st, n) end
 if done > 0 then redis.call('HINCRBY', meta, 'done', done) end
 for st, l in pairs(by_status) do event('idxs', table.concat(l, ','), 'state', st) end
-return {out, maybe_finish(now)}
+return {out, maybe_finish(now), redis.call('LLEN', cascade)}
