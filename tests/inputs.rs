@@ -252,3 +252,30 @@ fn a_closed_stdout_is_not_a_panic() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// The 333 inputs of the public YAML conformance suite (shared/data/yaml-test-suite beside the
+/// repository): none is a task file, so each must end in exit 2 with a message that says what
+/// to change — never a crash, a hang or the parser's or serde's own words.
+#[test]
+fn every_yaml_conformance_input_gets_a_clear_refusal() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/yaml-test-suite");
+    let mut inputs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("the YAML conformance inputs are expected in {} ({e})", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    inputs.sort();
+    assert!(inputs.len() >= 333, "{} inputs in {}", inputs.len(), dir.display());
+    let jargon = ["unexpected event", "Option<", "from_multiple", "deserialize", "budget", "invalid type:"];
+    let mut bad = Vec::new();
+    let work = tempfile::tempdir().unwrap();
+    for input in &inputs {
+        let out = submit(work.path(), "redis://127.0.0.1:1", "zo", &["plan", input.to_str().unwrap()], Duration::from_secs(20));
+        let first = out.stderr.lines().next().unwrap_or("").to_string();
+        if out.code != 2 || first.is_empty() || jargon.iter().any(|j| out.stderr.contains(j)) || out.stderr.contains("panicked") {
+            bad.push(format!("{}: exit {}: {first}", input.file_name().unwrap().to_string_lossy(), out.code));
+        }
+    }
+    assert!(bad.is_empty(), "{} of {} inputs:\n{}", bad.len(), inputs.len(), bad.join("\n"));
+}

@@ -128,6 +128,25 @@ fn innermost_message(err: &serde_saphyr::Error) -> String {
 
 /// Rewrites serde's stock messages into ones that say what to change.
 fn humanize(msg: &str) -> String {
+    // The position is already in front of the message.
+    let msg = match msg.find(" at line ") {
+        Some(i) if msg[i..].contains(", column ") => &msg[..i],
+        _ => msg,
+    };
+    if msg.starts_with("cannot deserialize null into") {
+        return "a value is missing here (the key is empty); write a value or remove the key".into();
+    }
+    if msg.starts_with("multiple YAML documents detected") {
+        return "the file holds several YAML documents (`---`); a task file is one document".into();
+    }
+    if let Some(expected) = msg.strip_prefix("unexpected event: expected ") {
+        return match expected.trim() {
+            "mapping start" => "expected `key: value` pairs here; a task file is a mapping whose `tasks:` key lists the tasks, each with `name:`, `ccr_instance:` and `command:` or `prompt:`".into(),
+            "string scalar" => "expected a text value here, not a list or a mapping; quote it if it holds special characters (`name: \"Build: all\"`)".into(),
+            "sequence start" => "expected a list here: `[a, b]`, or one `- item` per line".into(),
+            other => format!("expected {other} here"),
+        };
+    }
     if let Some(what) = msg.strip_prefix("YAML budget breached: ") {
         let what = what.split(" at line").next().unwrap_or(what);
         let kind = what.split([' ', '{']).next().unwrap_or(what);
@@ -167,7 +186,7 @@ fn humanize(msg: &str) -> String {
 }
 
 /// The first place at or after `from` where `key` stands as a mapping key.
-fn find_key(text: &str, from: Pos, key: &str) -> Option<Pos> {
+pub(crate) fn find_key(text: &str, from: Pos, key: &str) -> Option<Pos> {
     for (n, line) in text.lines().enumerate().skip(from.line.saturating_sub(1) as usize) {
         let start = if n + 1 == from.line as usize { from.col.saturating_sub(1) as usize } else { 0 };
         let chars: Vec<char> = line.chars().collect();

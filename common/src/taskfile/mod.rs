@@ -13,6 +13,7 @@ use crate::catalog::Catalog;
 use crate::model::TaskSpec;
 use crate::yaml::{self, YamlError};
 
+mod lenient;
 mod raw;
 mod split;
 mod validate;
@@ -95,7 +96,14 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     let raw = match split::split(text, cores).and_then(|s| parse_split(&s, file)) {
         Some(raw) => raw,
-        None => yaml::from_str::<RawFile>(text, file).map_err(|e| TaskFileError(vec![e]))?,
+        None => match yaml::from_str::<RawFile>(text, file) {
+            Ok(raw) => raw,
+            // serde stops at the first structural problem: look again for all of them.
+            Err(first) => {
+                let all = lenient::problems(text, file);
+                return Err(TaskFileError(if all.is_empty() { vec![first] } else { all }));
+            }
+        },
     };
     validate::validate(raw, file, catalog)
 }

@@ -260,7 +260,9 @@ pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<Ta
     for (s, d) in specs.iter_mut().zip(all_deps) {
         s.deps = d;
     }
-    if errs.is_empty() {
+    // Cycles are looked for whatever else is wrong (unknown dependencies are left out of the
+    // graph), so one run shows every problem.
+    {
         let deps: Vec<&[u32]> = specs.iter().map(|s| s.deps.as_slice()).collect();
         if let Some(cycle) = graph::find_cycle(&deps) {
             let names: Vec<&str> = cycle.iter().map(|&i| specs[i].name.as_str()).collect();
@@ -339,7 +341,7 @@ fn take_non_empty(v: &mut Option<Sp<String>>) -> Option<String> {
     v.take().map(|s| s.value).filter(|s| !s.trim().is_empty())
 }
 
-fn duration_of(t: &RawTimeout) -> Result<Duration, String> {
+pub(super) fn duration_of(t: &RawTimeout) -> Result<Duration, String> {
     match t {
         RawTimeout::Int(n) if *n >= 0 => Ok(Duration::from_secs(*n as u64)),
         RawTimeout::Int(n) => Err(format!("timeout {n} is negative; use seconds (300) or a duration (\"5m\")")),

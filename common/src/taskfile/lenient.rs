@@ -1,0 +1,195 @@
+//! The second look at a task file that serde refused: serde stops at the first structural
+//! problem (an unknown key, a list where text belongs, a bad `priority`), so the file is read
+//! again loosely — every value kept as plain data, every task with its position — and checked
+//! key by key, so that one run reports every such problem at once. Only files that failed
+//! come here; valid files take the fast path.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::raw::{RawTimeout, Sp};
+use super::validate::duration_of;
+use super::{MAX_TIMEOUT, MIN_TIMEOUT};
+use crate::yaml::{self, closest, find_key, Pos, YamlError};
+
+const TOP: [&str; 4] = ["name", "description", "defaults", "tasks"];
+const DEFAULTS: [&str; 2] = ["retry_policy", "priority"];
+const TASK: [&str; 12] = [
+    "name",
+    "ccr_instance",
+    "command",
+    "prompt",
+    "timeout",
+    "dependencies",
+    "tags",
+    "description",
+    "output_file",
+    "simulate",
+    "retry_policy",
+    "priority",
+];
+const TEXT: [&str; 6] = ["name", "ccr_instance", "command", "prompt", "description", "output_file"];
+const RETRY: [&str; 6] = ["max_retries", "retry_on", "backoff", "base_delay", "max_delay", "jitter"];
+const SIMULATE: [&str; 4] = ["duration", "fail", "exit_code", "output"];
+
+#[derive(Deserialize)]
+struct LooseTasks {
+    #[serde(default)]
+    tasks: Option<Vec<Sp<Value>>>,
+}
+
+/// Every structural problem found, sorted by position; empty when the loose reading finds
+/// none (then the strict parser's message stands).
+pub(super) fn problems(text: &str, file: &str) -> Vec<YamlError> {
+    let Ok(top) = yaml::from_str::<BTreeMap<String, Value>>(text, file) else { return Vec::new() };
+    let mut errs = Vec::new();
+    let start = Pos { line: 1, col: 1 };
+    let at = |from: Pos, key: &str| find_key(text, from, key).unwrap_or(from);
+    unknown_keys(&top, &TOP, "", file, start, &at, &mut errs);
+    for key in ["name", "description"] {
+        if top.get(key).is_some_and(|v| v.is_array() || v.is_object()) {
+            errs.push(YamlError::at(file, at(start, key), format!("`{key}` must be text, not a list or a mapping")));
+        }
+    }
+    if let Some(d) = top.get("defaults") {
+        let pos = at(start, "defaults");
+        match d.as_object() {
+            Some(m) => {
+                let m: BTreeMap<String, Value> = m.clone().into_iter().collect();
+                unknown_keys(&m, &DEFAULTS, "defaults: ", file, pos, &at, &mut errs);
+                check_priority(m.get("priority"), "defaults", file, at(pos, "priority"), &mut errs);
+                check_retry(m.get("retry_policy"), "defaults", file, at(pos, "retry_policy"), &at, &mut errs);
+            }
+            None if d.is_null() => {}
+            None => errs.push(YamlError::at(file, pos, "`defaults` must be a mapping of `key: value` pairs")),
+        }
+    }
+    match top.get("tasks") {
+        Some(Value::Array(_)) => {
+            if let Ok(LooseTasks { tasks: Some(tasks) }) = yaml::from_str::<LooseTasks>(text, file) {
+                for (i, t) in tasks.iter().enumerate() {
+                    check_task(&t.value, i, t.referenced, file, &at, &mut errs);
+                }
+            }
+        }
+        Some(Value::Null) | None => {}
+        Some(_) => errs.push(YamlError::at(file, at(start, "tasks"), "`tasks` must be a list of tasks (one `- name: …` entry each)")),
+    }
+    errs.sort_by_key(|e| e.pos);
+    errs
+}
+
+fn unknown_keys(
+    map: &BTreeMap<String, Value>,
+    known: &[&str],
+    what: &str,
+    file: &str,
+    from: Pos,
+    at: &dyn Fn(Pos, &str) -> Pos,
+    errs: &mut Vec<YamlError>,
+) {
+    for key in map.keys().filter(|k| !known.contains(&k.as_str())) {
+        let hint = match closest(key, known.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("valid keys are: {}", known.join(", ")),
+        };
+        errs.push(YamlError::at(file, at(from, key), format!("{what}unknown key `{key}`; {hint}")));
+    }
+}
+
+fn check_task(v: &Value, i: usize, pos: Pos, file: &str, at: &dyn Fn(Pos, &str) -> Pos, errs: &mut Vec<YamlError>) {
+    let Some(obj) = v.as_object() else {
+        errs.push(YamlError::at(file, pos, format!("task #{} must be a mapping (`name: …`, `ccr_instance: …`, `command: …`)", i + 1)));
+        return;
+    };
+    let m: BTreeMap<String, Value> = obj.clone().into_iter().collect();
+    let name = match m.get("name") {
+        Some(Value::String(s)) => format!("task `{s}`"),
+        _ => format!("task #{}", i + 1),
+    };
+    unknown_keys(&m, &TASK, "", file, pos, at, errs);
+    for key in TEXT {
+        if m.get(key).is_some_and(|v| v.is_array() || v.is_object()) {
+            errs.push(YamlError::at(file, at(pos, key), format!("{name}: `{key}` must be text, not a list or a mapping")));
+        }
+    }
+    for key in ["dependencies", "tags"] {
+        match m.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) if items.iter().all(|x| !x.is_array() && !x.is_object()) => {}
+            Some(_) => errs.push(YamlError::at(file, at(pos, key), format!("{name}: `{key}` must be a list of names, e.g. `[a, b]`"))),
+        }
+    }
+    if let Some(t) = m.get("timeout") {
+        check_duration(t, &format!("{name}: "), file, at(pos, "timeout"), errs);
+    }
+    check_priority(m.get("priority"), &name, file, at(pos, "priority"), errs);
+    check_retry(m.get("retry_policy"), &name, file, at(pos, "retry_policy"), at, errs);
+    if let Some(s) = m.get("simulate") {
+        let spos = at(pos, "simulate");
+        match s.as_object() {
+            Some(o) => {
+                let o: BTreeMap<String, Value> = o.clone().into_iter().collect();
+                unknown_keys(&o, &SIMULATE, &format!("{name}: simulate: "), file, spos, at, errs);
+            }
+            None => errs.push(YamlError::at(file, spos, format!("{name}: `simulate` must be a mapping of `key: value` pairs"))),
+        }
+    }
+}
+
+fn check_priority(v: Option<&Value>, what: &str, file: &str, pos: Pos, errs: &mut Vec<YamlError>) {
+    match v {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if ["high", "medium", "low"].contains(&s.as_str()) => {}
+        Some(other) => {
+            let shown = other.as_str().map_or_else(|| other.to_string(), str::to_string);
+            errs.push(YamlError::at(file, pos, format!("{what}: priority `{shown}` is not a priority; use high, medium or low")));
+        }
+    }
+}
+
+fn check_retry(v: Option<&Value>, what: &str, file: &str, pos: Pos, at: &dyn Fn(Pos, &str) -> Pos, errs: &mut Vec<YamlError>) {
+    let Some(v) = v else { return };
+    let Some(o) = v.as_object() else {
+        errs.push(YamlError::at(file, pos, format!("{what}: `retry_policy` must be a mapping of `key: value` pairs")));
+        return;
+    };
+    let o: BTreeMap<String, Value> = o.clone().into_iter().collect();
+    unknown_keys(&o, &RETRY, &format!("{what}: retry_policy: "), file, pos, at, errs);
+    if let Some(b) = o.get("backoff") {
+        if !matches!(b.as_str(), Some("exponential" | "fixed")) {
+            errs.push(YamlError::at(file, at(pos, "backoff"), format!("{what}: retry_policy: `backoff` is exponential or fixed")));
+        }
+    }
+}
+
+/// A timeout in the task file's forms (seconds, or a duration text), range-checked as the
+/// strict validation does (same words).
+fn check_duration(v: &Value, what: &str, file: &str, pos: Pos, errs: &mut Vec<YamlError>) {
+    let raw = match v {
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => RawTimeout::Int(i),
+            (None, Some(f)) => RawTimeout::Float(f),
+            _ => return,
+        },
+        Value::String(s) => RawTimeout::Text(s.clone()),
+        Value::Null => return,
+        _ => {
+            errs.push(YamlError::at(
+                file,
+                pos,
+                format!("{what}timeout must be seconds (300) or a duration (\"5m\"), not a list or a mapping"),
+            ));
+            return;
+        }
+    };
+    match duration_of(&raw) {
+        Ok(d) if (MIN_TIMEOUT..=MAX_TIMEOUT).contains(&d) => {}
+        Ok(d) => {
+            errs.push(YamlError::at(file, pos, format!("{what}timeout {} is out of range; use 1s to 24h", humantime::format_duration(d))))
+        }
+        Err(m) => errs.push(YamlError::at(file, pos, format!("{what}{m}"))),
+    }
+}
