@@ -279,3 +279,79 @@ fn every_yaml_conformance_input_gets_a_clear_refusal() {
     }
     assert!(bad.is_empty(), "{} of {} inputs:\n{}", bad.len(), inputs.len(), bad.join("\n"));
 }
+
+/// Redis that refuses (a password is required), is out of memory, or a URL that is not one:
+/// each one clear line that says what to change, with its documented exit code, and nothing
+/// written.
+#[test]
+fn redis_refusals_and_malformed_urls_say_what_to_change() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "t.yaml", "tasks:\n  - { name: A, ccr_instance: fast, command: ls }\n");
+    let mut c = redis.client();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(1).query(&mut c).unwrap();
+    let out = submit(dir.path(), &redis.url(), &namespace("oom"), &["t.yaml", "--results-dir", "res"], LIMIT);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("Redis is out of memory") && out.stderr.contains("maxmemory"), "{}", out.stderr);
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(0).query(&mut c).unwrap();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("s3cret").query(&mut c).unwrap();
+    let out = submit(dir.path(), &redis.url(), &namespace("auth"), &["t.yaml", "--results-dir", "res"], LIMIT);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("Redis refused the command") && out.stderr.contains("password"), "{}", out.stderr);
+    let cfg = write(dir.path(), "w.yaml", "executor: { kind: simulate }\ninstances: [ { name: fast } ]\n");
+    let worker = std::process::Command::new("timeout")
+        .arg("30")
+        .arg(bin("zo-worker"))
+        .args(["--config", cfg.to_str().unwrap(), "--redis", &redis.url()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&worker.stderr);
+    assert_eq!(worker.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("Redis refused the command"), "{stderr}");
+    for url in ["localhost:6379", "redis//x", "http://127.0.0.1:1"] {
+        let out = submit(dir.path(), url, "zo", &["t.yaml"], LIMIT);
+        assert_eq!(out.code, 2, "{url}: {}", out.stderr);
+        assert!(out.stderr.contains("is not a Redis URL") && out.stderr.contains("redis://"), "{url}: {}", out.stderr);
+        assert!(!out.stderr.contains("InvalidClientConfig") && !out.stderr.contains("creating a new object"), "{}", out.stderr);
+    }
+    assert!(!dir.path().join("res").exists(), "nothing is written");
+}
+
+/// `watch` of a finished run with `--no-save --no-report` writes nothing (no report, no
+/// `output_file`); without them it writes them again.
+#[test]
+fn watch_writes_only_what_it_is_asked_to() {
+    let redis = Redis::start();
+    let ns = namespace("watchsave");
+    let dir = tempfile::tempdir().unwrap();
+    let _w = Worker::start(dir.path(), "w", "executor: { kind: simulate }\ninstances: [ { name: fast } ]\n", &redis.url(), &ns);
+    write(dir.path(), "t.yaml", "tasks:\n  - { name: A, ccr_instance: fast, command: \"echo a\", output_file: out/a.txt }\n");
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--detach"], LIMIT);
+    assert!(out.stderr.contains("submitted 1 task as run"), "1 task, not 1 tasks: {}", out.stderr);
+    let run = out.stdout.trim().to_string();
+    let out = submit(dir.path(), &redis.url(), &ns, &["watch", &run, "--no-save", "--no-report", "--results-dir", "res"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!dir.path().join("res").exists() && !dir.path().join("out").exists(), "nothing written: {}", out.stderr);
+    let out = submit(dir.path(), &redis.url(), &ns, &["watch", &run, "--results-dir", "res"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(dir.path().join("out/a.txt").is_file(), "{}", out.stderr);
+    assert_eq!(std::fs::read_dir(dir.path().join("res")).unwrap().count(), 2, "the document and the report");
+}
+
+/// A task with 100,000 dependencies validates in linear time (it took 27 s when repeats were
+/// looked for in a list); the plan shows two layers.
+#[test]
+fn a_task_with_a_hundred_thousand_dependencies_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut yaml = String::from("tasks:\n");
+    for i in 0..100_000 {
+        yaml.push_str(&format!("  - {{ name: t{i}, ccr_instance: fast, command: ls }}\n"));
+    }
+    let deps: Vec<String> = (0..100_000).map(|i| format!("t{i}")).collect();
+    yaml.push_str(&format!("  - {{ name: last, ccr_instance: fast, command: ls, dependencies: [{}] }}\n", deps.join(", ")));
+    write(dir.path(), "deps.yaml", &yaml);
+    let out = submit(dir.path(), "redis://127.0.0.1:1", "zo", &["plan", "deps.yaml"], Duration::from_secs(60));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("Total tasks: 100001   Batches: 2"), "{}", &out.stdout[..200.min(out.stdout.len())]);
+}

@@ -144,7 +144,7 @@ pub enum ExecutorConfig {
 }
 
 /// What a task's environment holds besides the basics (see [`TaskEnv`]).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalConfig {
     /// Variables every task gets (`${VAR}` reads the worker's environment).
@@ -153,6 +153,10 @@ pub struct LocalConfig {
     /// Names of the worker's own variables that tasks get as they are.
     #[serde(default)]
     pub pass_env: Vec<String>,
+    /// Start tasks through the helper (Perl), which ends each task's whole process tree and
+    /// every task when the worker dies; `false` (or no Perl) starts them directly.
+    #[serde(default = "yes")]
+    pub helper: bool,
 }
 
 impl ExecutorConfig {

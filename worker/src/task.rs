@@ -178,6 +178,10 @@ fn cd_prefix(workdir: Option<&str>) -> String {
     }
 }
 
+/// Prompts longer than this (bytes) reach the agent on stdin instead of as its last argument
+/// (one argument is limited to 128 KiB on Linux).
+pub const LONG_PROMPT: usize = 100 * 1024;
+
 /// The agent step's script: environment pointing at the task's CCR instance, then the agent
 /// command with the prompt (from `$ZO_PROMPT`, never from the command line) as last argument.
 pub fn agent_script(ctx: &TaskContext, job: &Job, prompt: &str, tunnel_port: Option<u16>) -> String {
@@ -205,10 +209,21 @@ pub fn agent_script(ctx: &TaskContext, job: &Job, prompt: &str, tunnel_port: Opt
     for (k, v) in &ctx.agent_env {
         s.push_str(&format!("export {k}={}\n", shell_quote(v)));
     }
-    s.push_str("zo_prompt=$ZO_PROMPT; unset ZO_PROMPT\n");
-    // A prompt that starts with '-' would read as an option.
-    let sep = if prompt.starts_with('-') { " --" } else { "" };
-    s.push_str(&format!("exec {}{sep} \"$zo_prompt\"\n", ctx.agent_command));
+    // The prompt: in `ZO_PROMPT`, or in a private file when long (read by a builtin, removed).
+    s.push_str("zo_prompt=${ZO_PROMPT-}\n");
+    s.push_str(
+        "if [ -n \"${ZO_PROMPT_FILE:-}\" ]; then IFS= read -r -d \"\" zo_prompt < \"$ZO_PROMPT_FILE\"; rm -f -- \"$ZO_PROMPT_FILE\"; fi\n",
+    );
+    s.push_str("unset ZO_PROMPT ZO_PROMPT_FILE\n");
+    if prompt.len() > LONG_PROMPT {
+        // Too long for one argument: the agent reads it from stdin, ahead of the command's
+        // output (`claude -p` without a prompt argument takes stdin as the prompt).
+        s.push_str(&format!("exec {} < <(printf '%s\\n\\n' \"$zo_prompt\"; exec cat)\n", ctx.agent_command));
+    } else {
+        // A prompt that starts with '-' would read as an option.
+        let sep = if prompt.starts_with('-') { " --" } else { "" };
+        s.push_str(&format!("exec {}{sep} \"$zo_prompt\"\n", ctx.agent_command));
+    }
     s
 }
 

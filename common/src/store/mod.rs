@@ -208,8 +208,8 @@ impl Store {
         let conn_cfg = redis::AsyncConnectionConfig::new()
             .set_response_timeout(Some(Duration::from_secs(10)))
             .set_connection_timeout(Some(Duration::from_secs(5)));
-        let manager = Manager::new_with_config(url, conn_cfg)
-            .map_err(|e| StoreError::BadUrl { url: shown.clone(), reason: first_line(&e.to_string()) })?;
+        let manager =
+            Manager::new_with_config(url, conn_cfg).map_err(|_| StoreError::BadUrl { url: shown.clone(), reason: url_problem(url) })?;
         let pool = Pool::builder(manager)
             .max_size(max_size)
             .wait_timeout(Some(Duration::from_secs(30)))
@@ -267,6 +267,16 @@ impl Store {
             }
         }
         out
+    }
+}
+
+/// What is wrong with a URL the redis crate would not take, in words.
+fn url_problem(url: &str) -> String {
+    const SCHEMES: [&str; 4] = ["redis://", "rediss://", "unix://", "redis+unix://"];
+    if !SCHEMES.iter().any(|s| url.starts_with(s)) {
+        "it does not start with redis:// or rediss://".into()
+    } else {
+        "its host, port, user or database cannot be read".into()
     }
 }
 

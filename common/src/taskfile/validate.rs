@@ -13,6 +13,10 @@ use crate::graph;
 use crate::model::{ErrorClass, RetryPolicy, Simulate, TaskSpec};
 use crate::yaml::{closest, Pos, YamlError};
 
+/// Longest `command` or `prompt` accepted (what it becomes on the execution host — a script,
+/// an agent prompt on stdin — has no smaller limit on any executor).
+pub const MAX_TEXT_BYTES: usize = 4 << 20;
+
 /// How many unknown names get a "did you mean" suggestion.
 const MAX_SUGGESTIONS: usize = 50;
 
@@ -88,6 +92,13 @@ pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<Ta
         };
         for (key, v) in [("command", &t.command), ("prompt", &t.prompt)] {
             if let Some(v) = v {
+                if v.value.len() > MAX_TEXT_BYTES {
+                    errs.push(YamlError::at(
+                        file,
+                        v.referenced,
+                        format!("task `{name}`: `{key}` is {} bytes, more than the {} MiB a task may carry; shorten it or have the command read a file", v.value.len(), MAX_TEXT_BYTES >> 20),
+                    ));
+                }
                 if v.value.contains('\0') {
                     errs.push(YamlError::at(
                         file,

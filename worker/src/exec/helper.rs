@@ -18,7 +18,12 @@
 //! | helper | `X` exit | exit code, or minus the signal (i32 BE), after both ends |
 //!
 //! Each task runs its script in bash in its own session (`setsid`), so its process group id is
-//! its pid and a timeout kills the whole tree. User text travels inside frames and reaches bash
+//! its pid and a timeout kills the whole tree. Every process a task starts inherits a token
+//! (`ZO_TASK_TOKEN`): when the task's shell ends, its session is killed at once (background
+//! children such as `sleep 1000 &`), and within a second a sweep of `/proc` kills whatever
+//! carries the token but left the session (`setsid`, double forks); a timeout or cancel sweeps
+//! before the task is reported ended. Only a process that clears its whole environment and
+//! leaves its session escapes. User text travels inside frames and reaches bash
 //! through its environment (`ZO_SCRIPT`, unset before the script runs), never through a command
 //! line or shell quoting: other users on the host cannot read a task's script (which holds the
 //! agent's key) with `ps`. When the helper's stdin closes (the worker
@@ -43,29 +48,50 @@ use super::{BoxFuture, ExecError, Group, Spawned};
 pub const HELPER: &str = r#"use strict; use warnings; use POSIX (); use Fcntl;
 $SIG{PIPE} = 'IGNORE'; $SIG{CHLD} = sub {};
 binmode STDIN; binmode STDOUT;
-my (%kid, %fd, %pid2id, %status, %kill);
+my (%kid, %fd, %pid2id, %status, %kill, @ended, $dir); my $swept = time;
 my $in = ''; my $closing = 0;
 sub out { my $b = pack('aNN', $_[0], $_[1], length $_[2]) . $_[2];
   while (length $b) { my $n = syswrite(STDOUT, $b);
     if (!defined $n) { next if $!{EINTR} || $!{EAGAIN}; bye() } substr($b, 0, $n) = '' } }
 sub bye { kill('TERM', -$_->{pid}) for values %kid; sleep 1 if %kid;
-  kill('KILL', -$_->{pid}) for values %kid; POSIX::_exit(0) }
+  kill('KILL', -$_->{pid}) for values %kid; sweep(map({ $_->{tok} } values %kid), @ended);
+  if ($dir) { unlink glob("$dir/*"); rmdir $dir } POSIX::_exit(0) }
+sub privdir { return $dir if $dir; my $base = $ENV{TMPDIR} || '/tmp';
+  for (1 .. 5) { my $d = "$base/zo-helper-$$-" . int(rand(1e9)); if (mkdir($d, 0700)) { $dir = $d; return $d } } return undef }
+sub spill { my ($name, $text) = @_; my $d = privdir() // return undef; my $f = "$d/$name";
+  sysopen(my $h, $f, O_WRONLY | O_CREAT | O_EXCL, 0600) or return undef; my $off = 0;
+  while ($off < length $text) { my $n = syswrite($h, $text, 1 << 20, $off); return undef unless defined $n; $off += $n }
+  close $h or return undef; return $f }
+sub sweep { my %want = map { ("ZO_TASK_TOKEN=$_" => 1) } @_; return unless %want;
+  for my $round (1 .. 3) { my $hit = 0;
+    opendir(my $d, '/proc') or return;
+    for my $p (grep { /^\d+$/ && $_ != $$ } readdir $d) {
+      open(my $e, '<', "/proc/$p/environ") or next; local $/; my $env = <$e>; close $e; next unless defined $env;
+      for (split /\0/, $env) { if ($want{$_}) { kill('KILL', $p); $hit = 1; last } } }
+    closedir $d; last unless $hit } }
 sub failed { my ($id, $msg) = @_; out('R', $id, "zo helper: $msg\n"); out('o', $id, ''); out('r', $id, ''); out('X', $id, pack('l>', 126)) }
 sub start { my ($id, $p) = @_;
   my ($sl) = unpack('N', $p); my $script = substr($p, 4, $sl);
   my $hp = substr($p, 4 + $sl, 1); my $prompt = substr($p, 5 + $sl);
   my ($ir, $iw, $or, $ow, $er, $ew);
   pipe($ir, $iw) && pipe($or, $ow) && pipe($er, $ew) or return failed($id, "pipe: $!");
+  my $tok = "$$-$id-" . int(rand(1e9));
+  # Long text goes through private files: one environment string is limited to 128 KiB.
+  my ($sf, $pf) = ('', '');
+  if (length $script > 65536) { $sf = spill("s-$id", $script) // return failed($id, "cannot write the script to a private file: $!") }
+  if ($hp eq '1' && length $prompt > 65536) { $pf = spill("p-$id", $prompt) // return failed($id, "cannot write the prompt to a private file: $!") }
   my $pid = fork; defined $pid or return failed($id, "fork: $!");
   if (!$pid) { POSIX::setsid();
     open(STDIN, '<&', $ir); open(STDOUT, '>&', $ow); open(STDERR, '>&', $ew);
     $SIG{PIPE} = 'DEFAULT'; $SIG{CHLD} = 'DEFAULT';
-    if ($hp eq '1') { $ENV{ZO_PROMPT} = $prompt } else { delete $ENV{ZO_PROMPT} }
-    $ENV{ZO_SCRIPT} = $script;
-    exec('bash', '-c', 'zo_s=$ZO_SCRIPT; unset ZO_SCRIPT; eval "$zo_s"') or print STDERR "zo helper: cannot run bash: $!\n"; POSIX::_exit(127) }
+    if ($hp eq '1' && !$pf) { $ENV{ZO_PROMPT} = $prompt } else { delete $ENV{ZO_PROMPT} }
+    if ($pf) { $ENV{ZO_PROMPT_FILE} = $pf } else { delete $ENV{ZO_PROMPT_FILE} }
+    if ($sf) { $ENV{ZO_SCRIPT_FILE} = $sf; delete $ENV{ZO_SCRIPT} } else { $ENV{ZO_SCRIPT} = $script; delete $ENV{ZO_SCRIPT_FILE} }
+    $ENV{ZO_TASK_TOKEN} = $tok;
+    exec('bash', '-c', 'if [ -n "${ZO_SCRIPT_FILE:-}" ]; then IFS= read -r -d "" zo_s < "$ZO_SCRIPT_FILE"; rm -f -- "$ZO_SCRIPT_FILE"; else zo_s=$ZO_SCRIPT; fi; unset ZO_SCRIPT ZO_SCRIPT_FILE; eval "$zo_s"') or print STDERR "zo helper: cannot run bash: $!\n"; POSIX::_exit(127) }
   close $ir; close $ow; close $ew;
   fcntl($iw, F_SETFL, fcntl($iw, F_GETFL, 0) | O_NONBLOCK);
-  $kid{$id} = { pid => $pid, iw => $iw, ib => '', ie => 0, open => 2 }; $pid2id{$pid} = $id;
+  $kid{$id} = { pid => $pid, tok => $tok, files => [grep { $_ } $sf, $pf], iw => $iw, ib => '', ie => 0, open => 2 }; $pid2id{$pid} = $id;
   $fd{fileno $or} = [$id, 'o', $or]; $fd{fileno $er} = [$id, 'r', $er] }
 sub feed { my $c = shift; return unless $c->{iw};
   while (length $c->{ib}) { my $n = syswrite($c->{iw}, $c->{ib});
@@ -76,14 +102,14 @@ sub frame { my ($t, $id, $p) = @_; my $c = $kid{$id};
   if ($t eq 'S') { start($id, $p) }
   elsif ($t eq 'I') { if ($c && $c->{iw}) { $c->{ib} .= $p; feed($c) } }
   elsif ($t eq 'E') { if ($c) { $c->{ie} = 1; feed($c) } }
-  elsif ($t eq 'K') { if ($c) { kill('TERM', -$c->{pid}); $kill{$c->{pid}} = time + 2 } } }
+  elsif ($t eq 'K') { if ($c) { kill('TERM', -$c->{pid}); $kill{$c->{pid}} = [time + 2, $c->{tok}] } } }
 out('H', 0, 'zo-helper 1');
 while (1) {
   my ($r, $w) = ('', '');
   vec($r, 0, 1) = 1;
   vec($r, $_, 1) = 1 for keys %fd;
   for (values %kid) { vec($w, fileno $_->{iw}, 1) = 1 if $_->{iw} && length $_->{ib} }
-  my $wait = (grep { !$_->{open} } values %kid) ? 0.01 : %kill ? 0.25 : undef;
+  my $wait = (grep { !$_->{open} } values %kid) ? 0.01 : %kill ? 0.25 : @ended ? 1 : undef;
   my $n = select($r, $w, undef, $wait);
   if ($n > 0) {
     if (vec($r, 0, 1)) { my $got = sysread(STDIN, $in, 262144, length $in);
@@ -96,18 +122,129 @@ while (1) {
       elsif (defined $got || !$!{EINTR} && !$!{EAGAIN}) { close $fh; delete $fd{$f}; out($tag, $id, ''); $kid{$id}{open}-- } }
     for (values %kid) { feed($_) if $_->{iw} && length $_->{ib} && vec($w, fileno $_->{iw}, 1) }
   }
-  while ((my $p = waitpid(-1, POSIX::WNOHANG())) > 0) { $status{$p} = $? }
+  while ((my $p = waitpid(-1, POSIX::WNOHANG())) > 0) { $status{$p} = $?;
+    # The task's shell ended: what it left in its session goes now, what escaped it at the next sweep.
+    if (exists $pid2id{$p}) { kill('KILL', -$p); my $c = $kid{$pid2id{$p}}; if ($c) { push @ended, $c->{tok}; unlink @{$c->{files}} } } }
   for my $id (keys %kid) { my $c = $kid{$id}; next if $c->{open} || !exists $status{$c->{pid}};
     my $s = delete $status{$c->{pid}}; delete $pid2id{$c->{pid}};
     close $c->{iw} if $c->{iw};
     out('X', $id, pack('l>', $s & 127 ? -($s & 127) : $s >> 8)); delete $kid{$id} }
   for my $p (keys %status) { delete $status{$p} unless exists $pid2id{$p} }
-  for my $p (keys %kill) { next if $kill{$p} > time; kill('KILL', -$p); delete $kill{$p} }
+  for my $p (keys %kill) { next if $kill{$p}[0] > time; kill('KILL', -$p); sweep($kill{$p}[1]); delete $kill{$p} }
+  if (@ended && time - $swept >= 1) { sweep(@ended); @ended = (); $swept = time }
 }
 "#;
 
+#[cfg(test)]
+mod tests {
+    /// The helper runs a task's script exactly as the other start paths do.
+    #[test]
+    fn the_helper_runs_scripts_as_every_executor_does() {
+        assert!(super::HELPER.contains(&format!("'{}'", super::super::RUN_FROM_ENV)));
+    }
+}
+
 /// How the helper's stderr for a task starts when bash could not be run.
 pub const NO_BASH: &str = "zo helper: cannot run bash";
+
+/// A helper started on first use and replaced when it dies; once the host turned out unable to
+/// run one (no Perl), tasks take the executor's fallback instead. Shared by the SSH and the
+/// local executor.
+pub struct HelperSlot {
+    current: Mutex<Option<Arc<Helper>>>,
+    /// Serializes starting (and replacing) the helper.
+    gate: tokio::sync::Semaphore,
+    unavailable: std::sync::atomic::AtomicBool,
+    label: String,
+    /// For the log: what the helper is ("remote helper"), and what tasks do without it.
+    kind: &'static str,
+    fallback: &'static str,
+}
+
+impl HelperSlot {
+    pub fn new(label: String, kind: &'static str, fallback: &'static str) -> Self {
+        HelperSlot {
+            current: Mutex::new(None),
+            gate: tokio::sync::Semaphore::new(1),
+            unavailable: Default::default(),
+            label,
+            kind,
+            fallback,
+        }
+    }
+
+    fn live(&self) -> Option<Arc<Helper>> {
+        self.current.lock().expect("helper lock").as_ref().filter(|h| h.alive()).cloned()
+    }
+
+    /// The running helper, started with `open` when there is none; `None` when the host
+    /// cannot run one.
+    async fn get<F, Fut>(&self, open: &F) -> Result<Option<Arc<Helper>>, ExecError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Helper, OpenError>>,
+    {
+        for _ in 0..2 {
+            if let Some(h) = self.live() {
+                return Ok(Some(h));
+            }
+            if self.unavailable.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            let Ok(_gate) = self.gate.try_acquire() else {
+                // Someone else is starting it: wait for them, then look again.
+                let _wait = self.gate.acquire().await.expect("gate never closes");
+                continue;
+            };
+            let dead = self.current.lock().expect("helper lock").take();
+            if let Some(old) = dead {
+                old.close().await;
+            }
+            return match open().await {
+                Ok(h) => {
+                    let h = Arc::new(h);
+                    *self.current.lock().expect("helper lock") = Some(h.clone());
+                    tracing::info!(host = %self.label, "{} started: tasks end with their whole process tree, and with the worker", self.kind);
+                    Ok(Some(h))
+                }
+                Err(OpenError::Network(why)) => Err(ExecError::Network(format!("{}: {why}", self.label))),
+                Err(OpenError::Exec(e)) => Err(e),
+                Err(OpenError::Unavailable(why)) => {
+                    tracing::warn!(host = %self.label, "cannot start the {} ({why}); {}", self.kind, self.fallback);
+                    self.unavailable.store(true, Ordering::Relaxed);
+                    Ok(None)
+                }
+            };
+        }
+        Ok(self.live())
+    }
+
+    /// Starts a task through the helper (a helper that died is replaced once); `None` when
+    /// the host cannot run one.
+    pub async fn start<F, Fut>(&self, open: F, script: &str, prompt: Option<&str>) -> Result<Option<Spawned>, ExecError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Helper, OpenError>>,
+    {
+        let mut tries = 0;
+        loop {
+            let Some(h) = self.get(&open).await? else { return Ok(None) };
+            match h.start(script, prompt) {
+                Ok(s) => return Ok(Some(s)),
+                Err(e) if tries > 0 => return Err(e),
+                Err(_) => tries += 1,
+            }
+        }
+    }
+
+    /// Ends the helper (it kills what still runs).
+    pub async fn close(&self) {
+        let h = self.current.lock().expect("helper lock").take();
+        if let Some(h) = h {
+            h.close().await;
+        }
+    }
+}
 
 /// Why a helper could not be started.
 #[derive(Debug)]
@@ -116,6 +253,8 @@ pub enum OpenError {
     Unavailable(String),
     /// The connection failed while starting it.
     Network(String),
+    /// Starting it failed before it could run, for a reason already said in full.
+    Exec(ExecError),
 }
 
 enum Msg {

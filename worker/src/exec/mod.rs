@@ -12,9 +12,11 @@
 //!   `set +m` so bash prints no job notices), prints that group id on stderr (`ZO-PGID n`) and
 //!   waits. The rest of stdin flows to the script.
 //!
-//! Every way hands the script to bash in its environment (`ZO_SCRIPT`, unset before it runs:
-//! `zo_s=$ZO_SCRIPT; unset ZO_SCRIPT; eval "$zo_s"`), never on a command line, so `ps` never
-//! shows a script (which may hold the agent's key).
+//! Every way hands the script to bash in its environment (`ZO_SCRIPT`, unset before it runs;
+//! see [`RUN_FROM_ENV`]) or, when it is long, in a private file named there (`ZO_SCRIPT_FILE`,
+//! mode 0600 in a 0700 directory, removed once read) — never on a command line, so `ps` never
+//! shows a script (which may hold the agent's key). Prompts likewise (`ZO_PROMPT`,
+//! `ZO_PROMPT_FILE`); a long prompt reaches the agent on stdin, ahead of the command's output.
 
 pub mod helper;
 pub mod local;
@@ -31,8 +33,14 @@ use tokio_util::sync::CancellationToken;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// How bash runs a script it finds in `ZO_SCRIPT` (which it unsets first).
-pub const RUN_FROM_ENV: &str = r#"zo_s=$ZO_SCRIPT; unset ZO_SCRIPT; eval "$zo_s""#;
+/// How bash runs the script it is handed: in `ZO_SCRIPT`, or — past [`SPILL_OVER`] bytes, too
+/// long for one environment string — in the private file `ZO_SCRIPT_FILE`, read by a builtin
+/// (no extra process) and removed; both variables are unset before the script runs.
+pub const RUN_FROM_ENV: &str = r#"if [ -n "${ZO_SCRIPT_FILE:-}" ]; then IFS= read -r -d "" zo_s < "$ZO_SCRIPT_FILE"; rm -f -- "$ZO_SCRIPT_FILE"; else zo_s=$ZO_SCRIPT; fi; unset ZO_SCRIPT ZO_SCRIPT_FILE; eval "$zo_s""#;
+
+/// Scripts and prompts longer than this travel in a private file instead of the environment
+/// (one environment string or argument is limited to 128 KiB on Linux).
+pub const SPILL_OVER: usize = 64 * 1024;
 
 /// The bash program every task step runs in (`bash -c WRAPPER`).
 pub const WRAPPER: &str = r#"set -m
@@ -40,10 +48,20 @@ IFS= read -r zo_s || exit 97
 IFS= read -r zo_p || exit 97
 zo_s="$(printf %s "$zo_s" | base64 -d; printf x)" || exit 97
 zo_p="$(printf %s "$zo_p" | base64 -d; printf x)" || exit 97
-ZO_PROMPT="${zo_p%x}" ZO_SCRIPT="${zo_s%x}" bash -c 'printf "ZO-PGID %s\n" "$$" >&2; zo_s=$ZO_SCRIPT; unset ZO_SCRIPT; eval "$zo_s"' &
+zo_tok="w$$-$RANDOM$RANDOM$RANDOM"
+zo_s="${zo_s%x}"; zo_p="${zo_p%x}"; zo_sf=; zo_pf=
+# Long text goes through private files: one environment string is limited to 128 KiB.
+if [ "${#zo_s}" -gt 30000 ]; then zo_sf=$(umask 077; mktemp) && printf %s "$zo_s" > "$zo_sf" && zo_s= || exit 97; fi
+if [ "${#zo_p}" -gt 30000 ]; then zo_pf=$(umask 077; mktemp) && printf %s "$zo_p" > "$zo_pf" && zo_p= || exit 97; fi
+ZO_PROMPT="$zo_p" ZO_PROMPT_FILE="$zo_pf" ZO_SCRIPT="$zo_s" ZO_SCRIPT_FILE="$zo_sf" ZO_TASK_TOKEN="$zo_tok" bash -c 'printf "ZO-PGID %s\n" "$$" >&2; if [ -n "${ZO_SCRIPT_FILE:-}" ]; then IFS= read -r -d "" zo_s < "$ZO_SCRIPT_FILE"; rm -f -- "$ZO_SCRIPT_FILE"; else zo_s=$ZO_SCRIPT; fi; unset ZO_SCRIPT ZO_SCRIPT_FILE; eval "$zo_s"' &
 zo_pid=$!
 set +m
 wait "$zo_pid"
+zo_rc=$?
+kill -KILL -- -"$zo_pid" 2>/dev/null
+for zo_f in $(grep -lzx "ZO_TASK_TOKEN=$zo_tok" /proc/[0-9]*/environ 2>/dev/null); do zo_f=${zo_f#/proc/}; kill -KILL "${zo_f%/environ}" 2>/dev/null; done
+rm -f -- $zo_sf $zo_pf
+exit "$zo_rc"
 "#;
 
 /// Exit code of the wrapper when its input was garbled.

@@ -11,7 +11,6 @@
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use std::collections::HashMap;
@@ -19,7 +18,7 @@ use std::collections::HashMap;
 use openssh::{ControlPersist, ForwardType, KnownHosts, Session, SessionBuilder, Socket, Stdio};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::helper::{Helper, OpenError, HELPER};
+use super::helper::{Helper, HelperSlot, OpenError, HELPER};
 use super::{BoxFuture, ExecError, Executor, Group, Spawned, WRAPPER};
 use crate::config::{KnownHostsPolicy, SshConfig};
 
@@ -42,12 +41,9 @@ pub struct SshExecutor {
     next_id: std::sync::atomic::AtomicU64,
     /// Serializes opening masters so a burst of tasks does not open many at once.
     connecting: tokio::sync::Semaphore,
-    /// The remote helper, once started.
-    helper: Mutex<Option<Arc<Helper>>>,
-    /// Serializes starting (and replacing) the helper.
-    helper_gate: tokio::sync::Semaphore,
-    /// Set when the host cannot run the helper: every task gets its own session.
-    no_helper: AtomicBool,
+    /// The remote helper, started on first use; without Perl on the host every task gets its
+    /// own session.
+    helper: HelperSlot,
 }
 
 impl SshExecutor {
@@ -64,13 +60,15 @@ impl SshExecutor {
             tunnels: Vec::new(),
             open_tunnels: Mutex::new(None),
             tunnel_gate: tokio::sync::Semaphore::new(1),
-            label,
+            label: label.clone(),
             masters: Mutex::new(Vec::new()),
             next_id: Default::default(),
             connecting: tokio::sync::Semaphore::new(1),
-            helper: Mutex::new(None),
-            helper_gate: tokio::sync::Semaphore::new(1),
-            no_helper: AtomicBool::new(false),
+            helper: HelperSlot::new(
+                label.clone(),
+                "remote helper",
+                "each task gets its own SSH session instead (slower; what a task leaves behind is killed by process group only)",
+            ),
         }
     }
 
@@ -239,26 +237,10 @@ impl SshExecutor {
 }
 
 impl SshExecutor {
-    /// The running helper; `None` when the host cannot run one (then tasks get a session each).
-    async fn helper(&self) -> Result<Option<Arc<Helper>>, ExecError> {
-        if let Some(h) = self.live_helper() {
-            return Ok(Some(h));
-        }
-        if self.no_helper.load(Ordering::Relaxed) {
-            return Ok(None);
-        }
-        let _gate = self.helper_gate.acquire().await.expect("gate never closes");
-        if let Some(h) = self.live_helper() {
-            return Ok(Some(h));
-        }
-        if self.no_helper.load(Ordering::Relaxed) {
-            return Ok(None);
-        }
-        let dead = self.helper.lock().expect("helper lock").take();
-        if let Some(old) = dead {
-            old.close().await;
-        }
-        let (mut child, permit) = self.spawn_retrying(&helper_command(), true).await?;
+    /// Starts `perl -e HELPER` over a session of a master and opens it. A host that cannot
+    /// run it (no Perl) while its connection is fine gets tasks in sessions of their own.
+    async fn open_helper(&self) -> Result<Helper, OpenError> {
+        let (mut child, permit) = self.spawn_retrying(&helper_command(), true).await.map_err(OpenError::Exec)?;
         let stdin = child.stdin().take().expect("piped");
         let stdout = child.stdout().take().expect("piped");
         let stderr = child.stderr().take().expect("piped");
@@ -269,38 +251,11 @@ impl SshExecutor {
             code
         });
         match Helper::open(stdin, stdout, stderr, exited, self.label.clone(), self.cfg.connect_timeout).await {
-            Ok(h) => {
-                let h = Arc::new(h);
-                *self.helper.lock().expect("helper lock") = Some(h.clone());
-                tracing::info!(host = %self.label, "remote helper started");
-                Ok(Some(h))
-            }
-            Err(OpenError::Network(why)) => Err(ExecError::Network(format!("{}: {why}", self.label))),
-            Err(OpenError::Unavailable(why)) => {
-                if let Err(e) = session.check().await {
-                    return Err(ExecError::Network(format!("connection to {} lost: {}", self.label, describe(&e))));
-                }
-                tracing::warn!(host = %self.label, "cannot start the remote helper ({why}); each task gets its own SSH session instead");
-                self.no_helper.store(true, Ordering::Relaxed);
-                Ok(None)
-            }
-        }
-    }
-
-    fn live_helper(&self) -> Option<Arc<Helper>> {
-        self.helper.lock().expect("helper lock").as_ref().filter(|h| h.alive()).cloned()
-    }
-
-    /// One task through the helper; a helper that died is replaced once.
-    async fn spawn_helped(&self, script: &str, prompt: Option<&str>) -> Result<Option<Spawned>, ExecError> {
-        let mut tries = 0;
-        loop {
-            let Some(h) = self.helper().await? else { return Ok(None) };
-            match h.start(script, prompt) {
-                Ok(s) => return Ok(Some(s)),
-                Err(e) if tries > 0 => return Err(e),
-                Err(_) => tries += 1,
-            }
+            Err(OpenError::Unavailable(why)) => match session.check().await {
+                Err(e) => Err(OpenError::Network(format!("connection lost: {}", describe(&e)))),
+                Ok(()) => Err(OpenError::Unavailable(why)),
+            },
+            other => other,
         }
     }
 
@@ -368,7 +323,7 @@ impl Executor for SshExecutor {
     fn spawn<'a>(&'a self, script: &'a str, prompt: Option<&'a str>) -> BoxFuture<'a, Result<Spawned, ExecError>> {
         Box::pin(async move {
             if self.cfg.helper {
-                if let Some(s) = self.spawn_helped(script, prompt).await? {
+                if let Some(s) = self.helper.start(|| self.open_helper(), script, prompt).await? {
                     return Ok(s);
                 }
             }
@@ -403,10 +358,7 @@ impl Executor for SshExecutor {
 
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let helper = self.helper.lock().expect("helper lock").take();
-            if let Some(h) = helper {
-                h.close().await;
-            }
+            self.helper.close().await;
             let masters: Vec<Arc<Master>> = std::mem::take(&mut *self.masters.lock().expect("masters lock"));
             for m in masters {
                 if let Ok(m) = Arc::try_unwrap(m) {

@@ -168,7 +168,7 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
             };
             Some(Arc::new(SshExecutor::new(s.clone()).with_tunnels(tunnels)))
         }
-        ExecutorConfig::Local(_) => Some(Arc::new(LocalExecutor::new())),
+        ExecutorConfig::Local(l) => Some(Arc::new(LocalExecutor::new(l.helper))),
         ExecutorConfig::Simulate {} => None,
     };
     {
