@@ -136,7 +136,9 @@ impl LocalExecutor {
                 let code = child.wait().await.map(|s| s.code()).map_err(|e| ExecError::Config(format!("waiting for bash: {e}")));
                 // What the script left in its group (`sleep 1000 &`) ends with it, and so does
                 // whatever left the group but carries its token.
-                let _ = Command::new("kill").arg("-KILL").arg(format!("-{pgid}")).stderr(Stdio::null()).status().await;
+                // `--`: procps' kill reads `-PGID` after a signal as a signal number otherwise
+                // (and kills another group).
+                let _ = Command::new("kill").args(["-KILL", "--"]).arg(format!("-{pgid}")).stderr(Stdio::null()).status().await;
                 sweep(&token).await;
                 for f in files {
                     let _ = std::fs::remove_file(f);
@@ -172,7 +174,7 @@ pub async fn sweep(token: &str) {
         if pids.is_empty() {
             return;
         }
-        let _ = Command::new("kill").arg("-KILL").args(&pids).stderr(Stdio::null()).status().await;
+        let _ = Command::new("kill").args(["-KILL", "--"]).args(&pids).stderr(Stdio::null()).status().await;
     }
 }
 
