@@ -9,6 +9,16 @@ use zo_e2e::*;
 
 const LIMIT: Duration = Duration::from_secs(240);
 
+/// A task file of `n` independent tasks `t0…` on instance `fast`, each a simulated agent call
+/// of `duration`.
+fn simulated_tasks(n: usize, duration: &str) -> String {
+    let mut yaml = String::from("tasks:\n");
+    for i in 0..n {
+        yaml.push_str(&format!("  - {{ name: t{i}, ccr_instance: fast, prompt: \"p\", simulate: {{ duration: {duration} }} }}\n"));
+    }
+    yaml
+}
+
 fn doc_of(out: &Outcome) -> Value {
     serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", out.stdout, out.stderr))
 }
@@ -182,11 +192,7 @@ fn a_dead_workers_held_jobs_come_back_together() {
     let redis = Redis::start();
     let ns = namespace("heldjobs");
     let dir = tempfile::tempdir().unwrap();
-    let mut yaml = String::from("tasks:\n");
-    for i in 0..16 {
-        yaml.push_str(&format!("  - {{ name: t{i}, ccr_instance: fast, prompt: \"p\", simulate: {{ duration: 6s }} }}\n"));
-    }
-    write(dir.path(), "t.yaml", &yaml);
+    write(dir.path(), "t.yaml", &simulated_tasks(16, "6s"));
     let lease = Duration::from_secs(4);
     let cfg = "executor: { kind: simulate }\nlease: 4s\ninstances: [ { name: fast, concurrency: 16 } ]\n";
     let mut w1 = Worker::start(dir.path(), "w1", cfg, &redis.url(), &ns);
@@ -231,11 +237,7 @@ fn a_run_lost_with_redis_data_is_not_reported_as_success() {
     let mut redis = Redis::start();
     let ns = namespace("lost");
     let dir = tempfile::tempdir().unwrap();
-    let mut yaml = String::from("tasks:\n");
-    for i in 0..20 {
-        yaml.push_str(&format!("  - {{ name: t{i}, ccr_instance: fast, prompt: \"p\", simulate: {{ duration: 1500ms }} }}\n"));
-    }
-    write(dir.path(), "t.yaml", &yaml);
+    write(dir.path(), "t.yaml", &simulated_tasks(20, "1500ms"));
     let cfg = "executor: { kind: simulate }\nlease: 2s\ninstances: [ { name: fast, concurrency: 4 } ]\n";
     let _w = Worker::start(dir.path(), "w", cfg, &redis.url(), &ns);
     let (url, d, ns2) = (redis.url(), dir.path().to_path_buf(), ns.clone());
@@ -356,11 +358,7 @@ fn sigterm_hands_running_tasks_back_at_once_and_another_worker_finishes_them() {
     let redis = Redis::start();
     let ns = namespace("drain");
     let dir = tempfile::tempdir().unwrap();
-    let mut yaml = String::from("tasks:\n");
-    for i in 0..4 {
-        yaml.push_str(&format!("  - {{ name: t{i}, ccr_instance: fast, prompt: \"p\", simulate: {{ duration: 3s }} }}\n"));
-    }
-    write(dir.path(), "t.yaml", &yaml);
+    write(dir.path(), "t.yaml", &simulated_tasks(4, "3s"));
     // A 60 s lease: the run can only finish quickly if the jobs are handed back, not reclaimed.
     let cfg = "executor: { kind: simulate }\nlease: 60s\ndrain_timeout: 500ms\ninstances: [ { name: fast, concurrency: 4 } ]\n";
     let mut a = Worker::start(dir.path(), "a", cfg, &redis.url(), &ns);

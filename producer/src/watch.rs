@@ -170,9 +170,7 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
             let mut conn = store.conn().await?;
             if tokio::time::Instant::now() >= next_upkeep {
                 next_upkeep = tokio::time::Instant::now() + UPKEEP_EVERY;
-                store.finish_cascade(&mut conn, run_id).await?;
-                store.promote_due(&mut conn, run_id).await?;
-                store.flush_outbox(&mut conn, run_id).await?;
+                store.keep_run_moving(&mut conn, run_id).await?;
             }
             let events = store.read_events(&mut conn, run_id, &last_id, EVENT_WAIT).await?;
             let meta = store.run_meta(&mut conn, run_id).await?;

@@ -26,6 +26,11 @@ pub struct EventBatch {
     pub last_id: String,
 }
 
+/// A task's state as the run's `state` hash spells it; anything else is corrupt data.
+fn stored_state(run_id: &str, idx: u32, s: &str) -> Result<TaskState, StoreError> {
+    TaskState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("run {run_id}: task {idx} is in unknown state `{s}`")))
+}
+
 impl Store {
     /// The counters and status of a run.
     pub async fn run_meta(&self, conn: &mut Conn, run_id: &str) -> Result<RunMeta, StoreError> {
@@ -84,9 +89,7 @@ impl Store {
             specs.push(TaskSpec::decode(blob).map_err(|e| StoreError::Corrupt(format!("run {run_id}: spec of task {i}: {e}")))?);
             states.push(match state.get(&i) {
                 None => TaskState::Waiting,
-                Some(s) => {
-                    TaskState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("run {run_id}: task {i} is in unknown state `{s}`")))?
-                }
+                Some(s) => stored_state(run_id, i, s)?,
             });
             results.push(match result.get(&i) {
                 Some(b) => Some(TaskResult::decode(b).map_err(|e| StoreError::Corrupt(format!("run {run_id}: result of task {i}: {e}")))?),
@@ -111,8 +114,7 @@ impl Store {
         let state: HashMap<u32, String> = redis::cmd("HGETALL").arg(self.keys.run(run_id, "state")).query_async(conn).await?;
         let mut out = vec![TaskState::Waiting; total];
         for (i, st) in state {
-            let st =
-                TaskState::parse(&st).ok_or_else(|| StoreError::Corrupt(format!("run {run_id}: task {i} is in unknown state `{st}`")))?;
+            let st = stored_state(run_id, i, &st)?;
             if let Some(slot) = out.get_mut(i as usize) {
                 *slot = st;
             }

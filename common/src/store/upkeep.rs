@@ -16,16 +16,22 @@ impl Store {
         for run in runs {
             let status: Option<String> = redis::cmd("HGET").arg(keys.run(&run, "meta")).arg("status").query_async(conn).await?;
             match status.as_deref() {
-                Some("running") => {
-                    self.finish_cascade(conn, &run).await?;
-                    self.promote_due(conn, &run).await?;
-                    self.flush_outbox(conn, &run).await?;
-                }
+                Some("running") => self.keep_run_moving(conn, &run).await?,
                 _ => {
                     let _: i64 = redis::cmd("SREM").arg(keys.active()).arg(&run).query_async(conn).await?;
                 }
             }
         }
+        Ok(())
+    }
+
+    /// One round of a run's upkeep, whoever does it (every worker for every active run, a
+    /// watcher for the run it follows): skip cascades left unfinished, due retries into the
+    /// outbox, the outbox into the streams.
+    pub async fn keep_run_moving(&self, conn: &mut Conn, run_id: &str) -> Result<(), StoreError> {
+        self.finish_cascade(conn, run_id).await?;
+        self.promote_due(conn, run_id).await?;
+        self.flush_outbox(conn, run_id).await?;
         Ok(())
     }
 
