@@ -4,10 +4,8 @@
 //! key by key, so that one run reports every such problem at once. Only files that failed
 //! come here; valid files take the fast path.
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::raw::{RawTimeout, Sp};
 use super::validate::duration_of;
@@ -43,7 +41,7 @@ struct LooseTasks {
 /// Every structural problem found, sorted by position; empty when the loose reading finds
 /// none (then the strict parser's message stands).
 pub(super) fn problems(text: &str, file: &str) -> Vec<YamlError> {
-    let Ok(top) = yaml::from_str::<BTreeMap<String, Value>>(text, file) else { return Vec::new() };
+    let Ok(top) = yaml::from_str::<Map<String, Value>>(text, file) else { return Vec::new() };
     let mut errs = Vec::new();
     let start = Pos { line: 1, col: 1 };
     let at = |from: Pos, key: &str| find_key(text, from, key).unwrap_or(from);
@@ -57,8 +55,7 @@ pub(super) fn problems(text: &str, file: &str) -> Vec<YamlError> {
         let pos = at(start, "defaults");
         match d.as_object() {
             Some(m) => {
-                let m: BTreeMap<String, Value> = m.clone().into_iter().collect();
-                unknown_keys(&m, &DEFAULTS, "defaults: ", file, pos, &at, &mut errs);
+                unknown_keys(m, &DEFAULTS, "defaults: ", file, pos, &at, &mut errs);
                 check_priority(m.get("priority"), "defaults", file, at(pos, "priority"), &mut errs);
                 check_retry(m.get("retry_policy"), "defaults", file, at(pos, "retry_policy"), &at, &mut errs);
             }
@@ -82,7 +79,7 @@ pub(super) fn problems(text: &str, file: &str) -> Vec<YamlError> {
 }
 
 fn unknown_keys(
-    map: &BTreeMap<String, Value>,
+    map: &Map<String, Value>,
     known: &[&str],
     what: &str,
     file: &str,
@@ -100,16 +97,15 @@ fn unknown_keys(
 }
 
 fn check_task(v: &Value, i: usize, pos: Pos, file: &str, at: &dyn Fn(Pos, &str) -> Pos, errs: &mut Vec<YamlError>) {
-    let Some(obj) = v.as_object() else {
+    let Some(m) = v.as_object() else {
         errs.push(YamlError::at(file, pos, format!("task #{} must be a mapping (`name: …`, `ccr_instance: …`, `command: …`)", i + 1)));
         return;
     };
-    let m: BTreeMap<String, Value> = obj.clone().into_iter().collect();
     let name = match m.get("name") {
         Some(Value::String(s)) => format!("task `{s}`"),
         _ => format!("task #{}", i + 1),
     };
-    unknown_keys(&m, &TASK, "", file, pos, at, errs);
+    unknown_keys(m, &TASK, "", file, pos, at, errs);
     for key in TEXT {
         if m.get(key).is_some_and(|v| v.is_array() || v.is_object()) {
             errs.push(YamlError::at(file, at(pos, key), format!("{name}: `{key}` must be text, not a list or a mapping")));
@@ -131,8 +127,7 @@ fn check_task(v: &Value, i: usize, pos: Pos, file: &str, at: &dyn Fn(Pos, &str) 
         let spos = at(pos, "simulate");
         match s.as_object() {
             Some(o) => {
-                let o: BTreeMap<String, Value> = o.clone().into_iter().collect();
-                unknown_keys(&o, &SIMULATE, &format!("{name}: simulate: "), file, spos, at, errs);
+                unknown_keys(o, &SIMULATE, &format!("{name}: simulate: "), file, spos, at, errs);
             }
             None => errs.push(YamlError::at(file, spos, format!("{name}: `simulate` must be a mapping of `key: value` pairs"))),
         }
@@ -156,8 +151,7 @@ fn check_retry(v: Option<&Value>, what: &str, file: &str, pos: Pos, at: &dyn Fn(
         errs.push(YamlError::at(file, pos, format!("{what}: `retry_policy` must be a mapping of `key: value` pairs")));
         return;
     };
-    let o: BTreeMap<String, Value> = o.clone().into_iter().collect();
-    unknown_keys(&o, &RETRY, &format!("{what}: retry_policy: "), file, pos, at, errs);
+    unknown_keys(o, &RETRY, &format!("{what}: retry_policy: "), file, pos, at, errs);
     if let Some(b) = o.get("backoff") {
         if !matches!(b.as_str(), Some("exponential" | "fixed")) {
             errs.push(YamlError::at(file, at(pos, "backoff"), format!("{what}: retry_policy: `backoff` is exponential or fixed")));
