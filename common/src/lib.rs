@@ -5,6 +5,7 @@
 //! - [`yaml`] — YAML reading with `file:line:col` errors.
 //! - [`catalog`] — the model instances (name, CCR port, model).
 //! - [`graph`] — cycles, layers and children over dependency index lists.
+//! - [`rules`] — trigger rules and `on_success`/`on_failure` conditions as pure functions.
 //! - [`taskfile`] — parse and validate task files, every problem at once.
 //! - [`plan`] — the printed plan.
 //! - [`store`] — the one place that speaks Redis: connection, key layout, Lua scripts, run
@@ -19,6 +20,7 @@ pub mod graph;
 pub mod model;
 pub mod plan;
 pub mod report;
+pub mod rules;
 pub mod store;
 pub mod taskfile;
 pub mod text;

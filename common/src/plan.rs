@@ -8,11 +8,12 @@ use std::fmt::Write as _;
 
 use crate::catalog::Catalog;
 use crate::graph;
+use crate::model::When;
 use crate::taskfile::TaskFile;
 
 /// The dependency layers of a file's tasks.
 pub fn batches(file: &TaskFile) -> Vec<Vec<usize>> {
-    graph::layers(&file.deps())
+    graph::layers(&file.parents())
 }
 
 /// The seed's execution plan, as text.
@@ -44,6 +45,16 @@ pub fn render(file: &TaskFile, catalog: &Catalog) -> String {
                 let deps: Vec<&str> = t.deps.iter().map(|&d| file.tasks[d as usize].name.as_str()).collect();
                 let _ = write!(s, " · after {}", deps.join(", "));
             }
+            if !t.trigger_rule.is_default() {
+                let _ = write!(s, " · when {}", t.trigger_rule.as_str());
+            }
+            for c in &t.conditions {
+                let how = match c.when {
+                    When::Succeeded => "succeeded",
+                    When::Failed => "failed",
+                };
+                let _ = write!(s, " · only if {} {how}", file.tasks[c.on as usize].name);
+            }
             s.push('\n');
         }
     }
@@ -63,5 +74,20 @@ mod tests {
         let text = render(&f, &Catalog::builtin());
         assert!(text.contains("Batch 2 (2 tasks in parallel):"), "{text}");
         assert!(text.contains("  - D [fast · Grok (xAI)] timeout 5m · command · after B, C"), "{text}");
+    }
+
+    #[test]
+    fn plan_shows_rules_and_conditions() {
+        let f = crate::taskfile::parse(
+            "tasks:\n  - {name: Check, ccr_instance: fast, command: ls, on_success: [Deploy], on_failure: [Fix]}\n  - {name: Deploy, ccr_instance: fast, command: ls}\n  - {name: Fix, ccr_instance: fast, command: ls}\n  - {name: Report, ccr_instance: fast, command: ls, dependencies: [Deploy, Fix], trigger_rule: one_success}\n",
+            "t.yaml",
+            &Catalog::builtin(),
+        )
+        .unwrap();
+        assert_eq!(batches(&f), vec![vec![0], vec![1, 2], vec![3]], "on_success/on_failure edges order the plan");
+        let text = render(&f, &Catalog::builtin());
+        assert!(text.contains("  - Deploy [fast · Grok (xAI)] timeout 5m · command · only if Check succeeded\n"), "{text}");
+        assert!(text.contains("  - Fix [fast · Grok (xAI)] timeout 5m · command · only if Check failed\n"), "{text}");
+        assert!(text.contains("· after Deploy, Fix · when one_success\n"), "{text}");
     }
 }

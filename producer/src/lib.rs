@@ -116,7 +116,13 @@ async fn cancel(args: &Args, run_id: &str, task: Option<&str>) -> u8 {
                 }
             }
         };
-        Ok::<_, StoreError>(Ok(store.cancel(&mut conn, run_id, idx).await?))
+        let c = store.cancel(&mut conn, run_id, idx).await?;
+        if c.queued > 0 {
+            // Dependents its cancellation started (`all_done`, `one_failed`): into the streams
+            // now (any worker's upkeep would do it otherwise).
+            store.flush_outbox(&mut conn, run_id).await?;
+        }
+        Ok::<_, StoreError>(Ok(c))
     }
     .await;
     match r {
@@ -313,7 +319,7 @@ pub fn finish(doc: &report::ResultsDocument, out: &cli::OutputOpts) -> u8 {
     }
     let _ = std::io::stdout().flush();
     // A result that could not be written is a failure too, whatever the tasks did.
-    if doc.summary.counts.successful == doc.summary.total_tasks && written.errors.is_empty() {
+    if doc.succeeded() && written.errors.is_empty() {
         exit::OK
     } else {
         exit::TASKS_FAILED

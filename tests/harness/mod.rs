@@ -66,6 +66,12 @@ impl Redis {
     }
 
     fn spawn(port: u16, dir: &Path, aof: bool) -> Child {
+        Self::try_spawn(port, dir, aof).unwrap_or_else(|| panic!("redis-server did not start on port {port}"))
+    }
+
+    /// Starts redis-server on `port`; `None` when what answers there is not this server
+    /// (another test's server took the port first: free ports are only free when asked).
+    fn try_spawn(port: u16, dir: &Path, aof: bool) -> Option<Child> {
         let mut child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", if aof { "yes" } else { "no" }])
             .args(["--appendfsync", "everysec", "--maxmemory-policy", "noeviction", "--dir"])
@@ -74,15 +80,39 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed (run .ci/run, or apt-get install redis-server)");
-        wait_for_port(port, "redis-server", &mut child);
-        child
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = child.try_wait() {
+                return None;
+            }
+            let info = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+                .and_then(|mut c| redis::cmd("INFO").arg("server").query::<String>(&mut c));
+            if let Ok(info) = info {
+                let pid = info.lines().find_map(|l| l.strip_prefix("process_id:")).map(|p| p.trim().to_string());
+                if pid == Some(child.id().to_string()) {
+                    return Some(child);
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
     }
 
     fn start_with(aof: bool) -> Redis {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let child = Self::spawn(port, dir.path(), aof);
-        Redis { port, dir, aof, child: Guard(child) }
+        for _ in 0..10 {
+            let port = free_port();
+            if let Some(child) = Self::try_spawn(port, dir.path(), aof) {
+                return Redis { port, dir, aof, child: Guard(child) };
+            }
+        }
+        panic!("redis-server did not start on any of 10 free ports");
     }
 
     /// SIGKILL the server (no shutdown save).

@@ -181,15 +181,18 @@ async fn execute(ops: Vec<Op>, conn: Conn, store: &Store, claim: &ClaimInfo) -> 
         parts.spawn(async move {
             let (items, replies): (Vec<ToRecord>, Vec<_>) = list.into_iter().unzip();
             match store.record_results(&mut c, &run, &items).await {
-                Ok(zo_common::store::Batch { outcomes, mut finished, cascade_left }) => {
+                Ok(zo_common::store::Batch { outcomes, mut finished, cascade_left, mut queued }) => {
                     if cascade_left > 0 {
-                        // The failures' dependents are skipped in chunks; go on with them now.
+                        // The dependents of failures are settled in chunks; go on with them now.
                         match store.finish_cascade(&mut c, &run).await {
-                            Ok(f) => finished |= f,
-                            Err(e) => warn!(run = %run, "skipping dependents paused ({e}); upkeep goes on with it"),
+                            Ok(done) => {
+                                finished |= done.finished;
+                                queued += done.queued;
+                            }
+                            Err(e) => warn!(run = %run, "settling dependents paused ({e}); upkeep goes on with it"),
                         }
                     }
-                    let released = outcomes.iter().any(|o| matches!(o, Recorded::Ok { released, .. } if *released > 0));
+                    let released = queued > 0;
                     let last = outcomes.len().saturating_sub(1);
                     for (i, (reply, o)) in replies.into_iter().zip(outcomes).enumerate() {
                         // The batch's `finished` belongs to its last result.

@@ -13,9 +13,9 @@ mod vocab;
 
 pub use counts::Counts;
 pub use result::{AgentOutcome, CommandOutcome, Outcome, TaskResult};
-pub use run::{RunMeta, RunSnapshot};
+pub use run::{RunMeta, RunSnapshot, Skip};
 pub use spec::{TaskSpec, DEFAULT_TIMEOUT_MS, DEPS_FIELD};
-pub use vocab::{Backoff, ErrorClass, Priority, RetryPolicy, Simulate, Status, TaskState};
+pub use vocab::{Backoff, Condition, ErrorClass, ParentOutcome, Priority, RetryPolicy, Simulate, Status, TaskState, TriggerRule, When};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

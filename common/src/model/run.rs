@@ -3,7 +3,7 @@
 
 use super::result::TaskResult;
 use super::spec::TaskSpec;
-use super::vocab::TaskState;
+use super::vocab::{ErrorClass, TaskState};
 
 /// The counters and status of a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,8 +34,25 @@ pub struct RunSnapshot {
     /// State per task (same order as `specs`).
     pub states: Vec<TaskState>,
     pub results: Vec<Option<TaskResult>>,
-    /// For skipped tasks: the dependency whose failure skipped them.
-    pub skipped_by: Vec<Option<u32>>,
+    /// For skipped tasks: why.
+    pub skips: Vec<Option<Skip>>,
     /// Every recorded attempt per task (retried ones and the final result), in attempt order.
     pub history: Vec<Vec<TaskResult>>,
+}
+
+/// Why a task was skipped: `class` is [`ErrorClass::Dependency`] (a failure made its trigger
+/// rule unmeetable; it counts as failed), [`ErrorClass::Condition`] (its rule or an
+/// `on_success`/`on_failure` condition did not hold) or [`ErrorClass::Rejected`] (its stage
+/// was rejected); `cause` is the task whose outcome decided it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Skip {
+    pub class: ErrorClass,
+    pub cause: Option<u32>,
+}
+
+impl Skip {
+    /// Whether the skip makes the run a failure (exit code 1): only a failure's does.
+    pub fn is_failure(&self) -> bool {
+        self.class == ErrorClass::Dependency
+    }
 }

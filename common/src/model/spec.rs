@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::vocab::{Priority, RetryPolicy, Simulate};
+use super::vocab::{Condition, Priority, RetryPolicy, Simulate, TriggerRule};
 
-/// The MessagePack field holding a spec's dependencies. The `REVIVE` script reads it inside
-/// Redis (`cmsgpack.unpack(spec).deps`); a test pins the two together.
+/// The MessagePack field holding a spec's dependencies. `REVIVE` reads it inside Redis
+/// (`reevaluate` in prelude.lua: `cmsgpack.unpack(spec).deps`); a test pins the two together.
 pub const DEPS_FIELD: &str = "deps";
 
 /// A task's timeout when its file names none (5 minutes, the seed's).
@@ -30,9 +30,16 @@ pub struct TaskSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
     pub timeout_ms: u64,
-    /// Indices (into the run's tasks) of the tasks this one waits for.
+    /// Indices (into the run's tasks) of its `dependencies`, what its trigger rule reads.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deps: Vec<u32>,
+    /// When it may start, over how its `deps` ended.
+    #[serde(default, skip_serializing_if = "TriggerRule::is_default")]
+    pub trigger_rule: TriggerRule,
+    /// Edges from other tasks' `on_success`/`on_failure`: it also waits for these, and runs
+    /// only if each ended as asked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -58,6 +65,8 @@ impl TaskSpec {
             prompt: None,
             timeout_ms: DEFAULT_TIMEOUT_MS,
             deps: Vec::new(),
+            trigger_rule: TriggerRule::default(),
+            conditions: Vec::new(),
             tags: Vec::new(),
             description: None,
             output_file: None,
@@ -65,6 +74,28 @@ impl TaskSpec {
             retry: RetryPolicy::default(),
             priority: Priority::default(),
         }
+    }
+
+    /// Every task this one waits for: its dependencies, then its conditions' tasks not among
+    /// them (each once) — the edges of the run's graph.
+    pub fn parents(&self) -> impl Iterator<Item = u32> + '_ {
+        let extra = self
+            .conditions
+            .iter()
+            .map(|c| c.on)
+            .enumerate()
+            .filter(move |&(k, on)| !self.deps.contains(&on) && !self.conditions[..k].iter().any(|c| c.on == on));
+        self.deps.iter().copied().chain(extra.map(|(_, on)| on))
+    }
+
+    /// Whether it waits for nothing (a root of the graph).
+    pub fn is_root(&self) -> bool {
+        self.deps.is_empty() && self.conditions.is_empty()
+    }
+
+    /// Whether it starts the plain way: every dependency succeeded, no condition.
+    pub fn plain_rule(&self) -> bool {
+        self.trigger_rule.is_default() && self.conditions.is_empty()
     }
 
     pub fn timeout(&self) -> Duration {
@@ -83,7 +114,7 @@ impl TaskSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Backoff, ErrorClass};
+    use crate::model::{Backoff, ErrorClass, When};
 
     fn plain() -> TaskSpec {
         TaskSpec { prompt: Some("p".into()), ..TaskSpec::new("t5", "fast") }
@@ -102,6 +133,8 @@ mod tests {
         let s = TaskSpec {
             command: Some("echo hi".into()),
             deps: vec![1, 2],
+            trigger_rule: TriggerRule::OneFailed,
+            conditions: vec![Condition { on: 0, when: When::Failed }],
             tags: vec!["a".into()],
             description: Some("d".into()),
             output_file: Some("out.md".into()),
@@ -120,7 +153,23 @@ mod tests {
         assert_eq!(TaskSpec::decode(&s.encode()).unwrap(), s);
     }
 
-    /// `REVIVE` (store/lua/revive.lua) reads the dependencies out of the encoded spec inside
+    #[test]
+    fn parents_are_dependencies_then_conditions_each_once() {
+        let s = TaskSpec {
+            deps: vec![4, 2],
+            conditions: vec![
+                Condition { on: 2, when: When::Succeeded },
+                Condition { on: 7, when: When::Failed },
+                Condition { on: 7, when: When::Succeeded },
+            ],
+            ..plain()
+        };
+        assert_eq!(s.parents().collect::<Vec<_>>(), vec![4, 2, 7]);
+        assert!(!s.is_root() && !s.plain_rule());
+        assert!(plain().is_root() && plain().plain_rule());
+    }
+
+    /// `REVIVE` (store/lua/prelude.lua's `reevaluate`) reads the dependencies out of the encoded spec inside
     /// Redis: the field's name and shape (an array of integers, absent when empty) are pinned.
     #[test]
     fn revive_reads_the_deps_field() {
@@ -133,7 +182,7 @@ mod tests {
         assert_eq!(d.deps, Some(vec![3, 7]));
         let none: Deps = rmp_serde::from_slice(&plain().encode()).unwrap();
         assert_eq!(none.deps, None);
-        let lua = include_str!("../store/lua/revive.lua");
-        assert!(lua.contains(&format!("['{DEPS_FIELD}']")), "revive.lua must read the `{DEPS_FIELD}` field");
+        let lua = include_str!("../store/lua/prelude.lua");
+        assert!(lua.contains(&format!("['{DEPS_FIELD}']")), "prelude.lua must read the `{DEPS_FIELD}` field");
     }
 }

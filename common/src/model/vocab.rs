@@ -105,6 +105,96 @@ pub struct Simulate {
     pub output: Option<String>,
 }
 
+/// When a task with dependencies may start, over how its `dependencies` ended — Airflow's
+/// trigger rules with Airflow's meanings. For a rule, a dependency *succeeded*, *failed*
+/// (failed, timeout, cancelled, or skipped because of a failure) or was *skipped* (its
+/// condition did not hold). `common::rules` evaluates them; `store/lua/prelude.lua` does the
+/// same inside Redis.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerRule {
+    /// Every dependency succeeded (today's behaviour).
+    #[default]
+    AllSuccess,
+    AllFailed,
+    AllDone,
+    AllSkipped,
+    /// Fires as soon as one dependency succeeded, without waiting for the others.
+    OneSuccess,
+    OneFailed,
+    /// One succeeded or failed.
+    OneDone,
+    /// All done, none failed (skipped ones are fine).
+    NoneFailed,
+    NoneFailedMinOneSuccess,
+    NoneSkipped,
+}
+
+impl TriggerRule {
+    pub const ALL: [TriggerRule; 10] = [
+        TriggerRule::AllSuccess,
+        TriggerRule::AllFailed,
+        TriggerRule::AllDone,
+        TriggerRule::AllSkipped,
+        TriggerRule::OneSuccess,
+        TriggerRule::OneFailed,
+        TriggerRule::OneDone,
+        TriggerRule::NoneFailed,
+        TriggerRule::NoneFailedMinOneSuccess,
+        TriggerRule::NoneSkipped,
+    ];
+
+    /// The spelling in task files, in the results and inside Redis (one per rule).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerRule::AllSuccess => "all_success",
+            TriggerRule::AllFailed => "all_failed",
+            TriggerRule::AllDone => "all_done",
+            TriggerRule::AllSkipped => "all_skipped",
+            TriggerRule::OneSuccess => "one_success",
+            TriggerRule::OneFailed => "one_failed",
+            TriggerRule::OneDone => "one_done",
+            TriggerRule::NoneFailed => "none_failed",
+            TriggerRule::NoneFailedMinOneSuccess => "none_failed_min_one_success",
+            TriggerRule::NoneSkipped => "none_skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TriggerRule> {
+        TriggerRule::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    pub fn is_default(&self) -> bool {
+        *self == TriggerRule::AllSuccess
+    }
+}
+
+/// What an `on_success` / `on_failure` edge asks of the task that names its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum When {
+    Succeeded,
+    Failed,
+}
+
+/// An edge from `on_success`/`on_failure`: the target waits for task `on` and runs only if it
+/// ended as `when` says (besides its own dependencies and trigger rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Condition {
+    pub on: u32,
+    pub when: When,
+}
+
+/// How the tasks a task waits for see it once it is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ParentOutcome {
+    Succeeded,
+    /// Failed, timed out, cancelled, or skipped because of a failure.
+    Failed,
+    /// Skipped because its condition did not hold (or its stage was rejected).
+    Skipped,
+}
+
 /// How a task ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
@@ -216,7 +306,14 @@ pub enum ErrorClass {
     RateLimit,
     Config,
     Cancelled,
+    /// Skipped: a dependency's failure made its trigger rule unmeetable (Airflow's
+    /// `upstream_failed`); counts as failed for its own dependents.
     Dependency,
+    /// Skipped: its condition was not met (a trigger rule or an `on_success`/`on_failure`
+    /// edge that did not hold, a branch not taken); counts as skipped for its dependents.
+    Condition,
+    /// Skipped: its stage was rejected by an operator.
+    Rejected,
     /// Delivered again and again without a result: the workers running it kept dying.
     Poison,
 }
@@ -247,6 +344,8 @@ impl ErrorClass {
             ErrorClass::Config => "config",
             ErrorClass::Cancelled => "cancelled",
             ErrorClass::Dependency => "dependency",
+            ErrorClass::Condition => "condition",
+            ErrorClass::Rejected => "rejected",
             ErrorClass::Poison => "poison",
         }
     }

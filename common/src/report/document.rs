@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{pct, secs};
 use crate::catalog::Catalog;
-use crate::model::{rfc3339, Counts, ErrorClass, Priority, RunSnapshot, Status, TaskState};
+use crate::model::{rfc3339, Counts, ErrorClass, Priority, RunSnapshot, Skip, Status, TaskState, TriggerRule, When};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultsDocument {
@@ -62,11 +62,20 @@ pub struct TaskReport {
     pub error_class: Option<ErrorClass>,
     pub exit_code: Option<i32>,
     pub timestamp: String,
+    /// When its last attempt started (RFC 3339); absent for a task that never ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
     pub attempts: u32,
     pub worker: Option<String>,
     /// Seconds between the job entering its queue and a worker starting it.
     pub queue_wait: f64,
     pub dependencies: Vec<String>,
+    /// When it may start over its dependencies (left out when `all_success`).
+    #[serde(default, skip_serializing_if = "TriggerRule::is_default")]
+    pub trigger_rule: TriggerRule,
+    /// `on_success`/`on_failure` edges naming it: which task, and how that task must end.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<ConditionReport>,
     pub tags: Vec<String>,
     pub description: Option<String>,
     pub output_file: Option<String>,
@@ -102,6 +111,12 @@ pub struct CommandReport {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConditionReport {
+    pub task: String,
+    pub when: When,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentReport {
     pub is_error: bool,
     pub exit_code: Option<i32>,
@@ -109,6 +124,45 @@ pub struct AgentReport {
     pub num_turns: Option<u64>,
     pub duration: f64,
     pub stderr: String,
+}
+
+/// Why task `i` was skipped, in words (names and rules from the task file).
+fn skip_reason(snap: &RunSnapshot, i: usize, skip: &Skip) -> String {
+    let spec = &snap.specs[i];
+    let Some(cause) = skip.cause.filter(|&c| (c as usize) < snap.specs.len()) else {
+        return match skip.class {
+            ErrorClass::Rejected => "skipped: its stage was rejected".into(),
+            _ => "skipped".into(),
+        };
+    };
+    let name = &snap.specs[cause as usize].name;
+    let how = match snap.states[cause as usize] {
+        TaskState::Skipped => "was skipped".to_string(),
+        st => format!("ended with status {}", st.as_str()),
+    };
+    if let Some(c) = spec.conditions.iter().find(|c| c.on == cause && skip.class == ErrorClass::Condition) {
+        let list = match c.when {
+            When::Succeeded => "on_success",
+            When::Failed => "on_failure",
+        };
+        return format!("skipped: condition not met: it runs on {list} of `{name}`, which {how}");
+    }
+    if spec.trigger_rule.is_default() && skip.class == ErrorClass::Dependency {
+        return format!("skipped: dependency `{name}` {how}");
+    }
+    format!("skipped: trigger rule {} can no longer be met: dependency `{name}` {how}", spec.trigger_rule.as_str())
+}
+
+impl ResultsDocument {
+    /// Whether the run succeeded (exit code 0): every task succeeded or was skipped because its
+    /// condition did not hold (a branch not taken, a rejected stage). A failure, a timeout, a
+    /// cancellation or a skip caused by a failure makes it fail.
+    pub fn succeeded(&self) -> bool {
+        self.tasks.iter().all(|t| {
+            t.status == TaskState::Success
+                || (t.status == TaskState::Skipped && matches!(t.error_class, Some(ErrorClass::Condition | ErrorClass::Rejected)))
+        })
+    }
 }
 
 /// Builds the results document of a run.
@@ -129,10 +183,17 @@ pub fn build(snap: &RunSnapshot, catalog: &Catalog) -> ResultsDocument {
             error_class: None,
             exit_code: None,
             timestamp: rfc3339(end_ms),
+            started_at: None,
             attempts: 0,
             worker: None,
             queue_wait: 0.0,
             dependencies: deps,
+            trigger_rule: spec.trigger_rule,
+            conditions: spec
+                .conditions
+                .iter()
+                .map(|c| ConditionReport { task: snap.specs[c.on as usize].name.clone(), when: c.when })
+                .collect(),
             tags: spec.tags.clone(),
             description: spec.description.clone(),
             output_file: spec.output_file.clone(),
@@ -164,6 +225,7 @@ pub fn build(snap: &RunSnapshot, catalog: &Catalog) -> ResultsDocument {
             t.error_class = o.error_class;
             t.exit_code = o.exit_code;
             t.timestamp = rfc3339(r.finished_ms);
+            t.started_at = Some(rfc3339(r.started_ms));
             t.attempts = r.attempt;
             t.worker = Some(r.worker.clone());
             t.queue_wait = secs(r.queue_wait_ms);
@@ -191,14 +253,9 @@ pub fn build(snap: &RunSnapshot, catalog: &Catalog) -> ResultsDocument {
             t.error = Some("cancelled before it started".into());
             t.error_class = Some(ErrorClass::Cancelled);
         } else if state == TaskState::Skipped {
-            if let Some(by) = snap.skipped_by[i] {
-                let cause = &snap.specs[by as usize].name;
-                let how = snap.states[by as usize];
-                t.error = Some(format!(
-                    "skipped: dependency `{cause}` {}",
-                    if how == TaskState::Skipped { "was skipped".to_string() } else { format!("ended with status {}", how.as_str()) }
-                ));
-                t.error_class = Some(ErrorClass::Dependency);
+            if let Some(skip) = snap.skips[i] {
+                t.error = Some(skip_reason(snap, i, &skip));
+                t.error_class = Some(skip.class);
             }
         }
         tasks.push(t);

@@ -79,7 +79,7 @@ mod tests {
             specs: vec![TaskSpec { description: Some(evil.into()), ..TaskSpec::new("t", "fast") }],
             states: vec![TaskState::Failed],
             results: vec![Some(result.clone())],
-            skipped_by: vec![None],
+            skips: vec![None],
             history: vec![vec![result]],
         };
         let doc = build(&snap, &crate::catalog::Catalog::builtin());

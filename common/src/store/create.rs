@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::keys::Keys;
 use super::{scripts, send_while_building, Conn, Store, StoreError};
-use crate::model::{now_ms, TaskSpec, TaskState};
+use crate::model::{now_ms, TaskSpec, TaskState, When};
 
 /// Longest run id accepted from a user.
 const MAX_RUN_ID: usize = 64;
@@ -47,7 +47,31 @@ const CREATE_CHUNK: usize = 2000;
 const STAGING_TTL_S: u64 = 3600;
 
 /// The run keys [`create_run`] writes (besides `meta`), each first under a staging name.
-const CREATED_KEYS: [&str; 6] = ["spec", "state", "attempt", "pending", "children", "outbox"];
+const CREATED_KEYS: [&str; 7] = ["spec", "state", "attempt", "pending", "children", "rules", "outbox"];
+
+/// A task's entry in the run's `rules` hash, read by `rule_of` in `lua/prelude.lua`:
+/// `RULE|DEPS|CONDS|P:w,…` — its trigger rule, how many dependencies the rule reads, how many
+/// conditions it has, and per condition the task and what it must do (`s` succeed, `f` fail;
+/// upper case when that task is one of its dependencies too). `None` for a task on the fast
+/// path (every dependency must succeed, no condition), which keeps a plain count in `pending`.
+pub(crate) fn rule_entry(s: &TaskSpec) -> Option<String> {
+    if s.plain_rule() || s.is_root() {
+        return None;
+    }
+    let conds: Vec<String> = s
+        .conditions
+        .iter()
+        .map(|c| {
+            let w = match c.when {
+                When::Succeeded => 's',
+                When::Failed => 'f',
+            };
+            let w = if s.deps.contains(&c.on) { w.to_ascii_uppercase() } else { w };
+            format!("{}:{w}", c.on)
+        })
+        .collect();
+    Some(format!("{}|{}|{}|{}", s.trigger_rule.as_str(), s.deps.len(), s.conditions.len(), conds.join(",")))
+}
 
 /// A job spec encoded for its stream entry, kept from [`create_run`] so the first flush does
 /// not encode it again.
@@ -106,7 +130,8 @@ async fn stage_and_commit(conn: &mut Conn, keys: &Keys, run: &NewRun<'_>) -> Res
     for s in &written {
         commit.key(keys.run(run.run_id, s));
     }
-    let meta: [(&str, String); 14] = [
+    let with_rules = run.specs.iter().filter(|s| rule_entry(s).is_some()).count();
+    let meta: [(&str, String); 15] = [
         ("run_id", run.run_id.to_string()),
         ("file", run.file.to_string()),
         ("name", run.name.unwrap_or("").to_string()),
@@ -121,6 +146,8 @@ async fn stage_and_commit(conn: &mut Conn, keys: &Keys, run: &NewRun<'_>) -> Res
         ("status", "running".into()),
         ("created_ms", now.to_string()),
         ("retention_s", run.retention.as_secs().to_string()),
+        // Tasks with an entry in `rules`: none lets the scripts skip looking.
+        ("rules", with_rules.to_string()),
     ];
     for (f, v) in &meta {
         commit.arg(*f).arg(v);
@@ -139,7 +166,7 @@ async fn stage_run(conn: &mut Conn, keys: &Keys, run: &NewRun<'_>) -> Result<(u6
     let n = run.specs.len();
     let mut children: Vec<Vec<u32>> = vec![Vec::new(); n];
     for (i, s) in run.specs.iter().enumerate() {
-        for &d in &s.deps {
+        for d in s.parents() {
             children[d as usize].push(i as u32);
         }
     }
@@ -161,19 +188,22 @@ async fn stage_run(conn: &mut Conn, keys: &Keys, run: &NewRun<'_>) -> Result<(u6
         let spec: Vec<(u32, &[u8])> = chunk.iter().zip(&blobs).map(|((i, _), b)| (*i, b.as_slice())).collect();
         written[at("spec")] |= hset_some(&mut p, &staging[at("spec")], &spec);
         let state: Vec<(u32, &str)> =
-            chunk.iter().map(|(i, s)| (*i, if s.deps.is_empty() { TaskState::Queued } else { TaskState::Waiting }.as_str())).collect();
+            chunk.iter().map(|(i, s)| (*i, if s.is_root() { TaskState::Queued } else { TaskState::Waiting }.as_str())).collect();
         written[at("state")] |= hset_some(&mut p, &staging[at("state")], &state);
-        let attempt: Vec<(u32, u32)> = chunk.iter().map(|(i, s)| (*i, u32::from(s.deps.is_empty()))).collect();
+        let attempt: Vec<(u32, u32)> = chunk.iter().map(|(i, s)| (*i, u32::from(s.is_root()))).collect();
         written[at("attempt")] |= hset_some(&mut p, &staging[at("attempt")], &attempt);
-        let pending: Vec<(u32, usize)> = chunk.iter().filter(|(_, s)| !s.deps.is_empty()).map(|(i, s)| (*i, s.deps.len())).collect();
+        let pending: Vec<(u32, usize)> =
+            chunk.iter().filter(|(_, s)| !s.is_root() && s.plain_rule()).map(|(i, s)| (*i, s.deps.len())).collect();
         written[at("pending")] |= hset_some(&mut p, &staging[at("pending")], &pending);
+        let rules: Vec<(u32, String)> = chunk.iter().filter_map(|(i, s)| rule_entry(s).map(|r| (*i, r))).collect();
+        written[at("rules")] |= hset_some(&mut p, &staging[at("rules")], &rules);
         let ch: Vec<(u32, String)> = chunk
             .iter()
             .filter(|(i, _)| !children[*i as usize].is_empty())
             .map(|(i, _)| (*i, children[*i as usize].iter().map(u32::to_string).collect::<Vec<_>>().join(",")))
             .collect();
         written[at("children")] |= hset_some(&mut p, &staging[at("children")], &ch);
-        let root_entries: Vec<String> = chunk.iter().filter(|(_, s)| s.deps.is_empty()).map(|(i, _)| format!("{i}:1")).collect();
+        let root_entries: Vec<String> = chunk.iter().filter(|(_, s)| s.is_root()).map(|(i, _)| format!("{i}:1")).collect();
         if !root_entries.is_empty() {
             p.rpush(&staging[at("outbox")], root_entries).ignore();
             written[at("outbox")] = true;
@@ -190,7 +220,7 @@ async fn stage_run(conn: &mut Conn, keys: &Keys, run: &NewRun<'_>) -> Result<(u6
         if creates {
             p.atomic();
         }
-        roots.extend(chunk.iter().zip(blobs).filter(|((_, s), _)| s.deps.is_empty()).map(|((i, _), b)| (*i, b)));
+        roots.extend(chunk.iter().zip(blobs).filter(|((_, s), _)| s.is_root()).map(|((i, _), b)| (*i, b)));
         Ok(p)
     });
     send_while_building(conn, pipes).await?;
@@ -209,5 +239,21 @@ mod tests {
             assert!(check_run_id(bad).is_err(), "{bad:?}");
         }
         assert!(check_run_id("*").unwrap_err().contains("is not a run id"));
+    }
+
+    #[test]
+    fn rule_entries_name_the_rule_and_every_condition() {
+        use crate::model::{Condition, TriggerRule};
+        let plain = TaskSpec { deps: vec![0], ..TaskSpec::new("t", "fast") };
+        assert_eq!(rule_entry(&plain), None);
+        let root = TaskSpec { trigger_rule: TriggerRule::AllDone, ..TaskSpec::new("t", "fast") };
+        assert_eq!(rule_entry(&root), None, "a root starts at once whatever its rule");
+        let s = TaskSpec {
+            deps: vec![0, 2],
+            trigger_rule: TriggerRule::OneFailed,
+            conditions: vec![Condition { on: 2, when: When::Succeeded }, Condition { on: 5, when: When::Failed }],
+            ..TaskSpec::new("t", "fast")
+        };
+        assert_eq!(rule_entry(&s).as_deref(), Some("one_failed|2|2|2:S,5:f"));
     }
 }

@@ -18,10 +18,11 @@
 //! | `NS:run:{R}:spec` | hash | idx → task spec (MessagePack) |
 //! | `NS:run:{R}:state` | hash | idx → waiting/queued/running/success/failed/timeout/skipped/cancelled |
 //! | `NS:run:{R}:attempt` | hash | idx → current attempt number |
-//! | `NS:run:{R}:pending` | hash | idx → dependencies not yet succeeded |
+//! | `NS:run:{R}:pending` | hash | idx → dependencies not yet succeeded (tasks with the default rule and no condition) |
+//! | `NS:run:{R}:rules` | hash | idx → `RULE|DEPS|CONDS|P:w,…` for a task with a trigger rule or `on_success`/`on_failure` condition; `t:idx` → `succeeded,failed,skipped,conditions held` so far |
 //! | `NS:run:{R}:children` | hash | idx → comma-separated dependents |
 //! | `NS:run:{R}:result` | hash | idx → result (MessagePack) |
-//! | `NS:run:{R}:skip` | hash | idx → idx of the dependency whose failure skipped it |
+//! | `NS:run:{R}:skip` | hash | idx → `d:P` (a failure of task P made its rule unmeetable), `c:P` (task P broke its condition) or `r:` (its stage was rejected) |
 //! | `NS:run:{R}:outbox` | list | `idx:attempt` released but not yet confirmed in a stream |
 //! | `NS:run:{R}:events` | stream | task state changes, for live progress |
 //! | `NS:run:{R}:lease` | hash | idx → `worker|expiry_ms` of the running attempt |
@@ -31,7 +32,7 @@
 //! | `NS:run:{R}:new:SUFFIX` | as `SUFFIX` | a run being created, renamed into place by its commit (expires after an hour) |
 //! | `NS:run:{R}:cancel` | hash | idx → when cancelling a running task was requested |
 //! | `NS:run:{R}:deliveries` | hash | idx → deliveries of the current attempt (poison detection) |
-//! | `NS:run:{R}:cascade` | list | `idx:offset` of tasks whose dependents still need skipping (a long cascade goes on in chunks) |
+//! | `NS:run:{R}:cascade` | list | `idx:offset` of final tasks whose dependents still need settling (a long cascade goes on in chunks) |
 //! | `NS:active` | set | runs not yet finished (for promoting due retries) |
 
 use crate::model::Priority;
@@ -43,7 +44,7 @@ pub struct Keys {
 }
 
 /// The per-run keys, in the order the Lua scripts take them.
-pub const RUN_KEY_SUFFIXES: [&str; 16] = [
+pub const RUN_KEY_SUFFIXES: [&str; 17] = [
     "meta",
     "spec",
     "state",
@@ -60,6 +61,7 @@ pub const RUN_KEY_SUFFIXES: [&str; 16] = [
     "cancel",
     "deliveries",
     "cascade",
+    "rules",
 ];
 
 impl Keys {

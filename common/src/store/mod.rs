@@ -37,7 +37,7 @@ pub use keys::Keys;
 pub use outbox::LocalSpecs;
 pub use read::{Event, EventBatch};
 pub use scripts::COMMIT_RUN;
-pub use transitions::{Batch, Cancelled, Claim, MarkRunning, Recorded, Renewed, ToMark, ToRecord};
+pub use transitions::{Batch, Cancelled, Cascaded, Claim, MarkRunning, Recorded, Renewed, ToMark, ToRecord};
 pub use workers::{LiveWorker, WorkerInfo};
 
 /// Lowest Redis version with everything we use (XAUTOCLAIM).
@@ -46,8 +46,9 @@ pub const MIN_REDIS: (u32, u32) = (6, 2);
 /// Version of what workers and producers exchange through Redis (key layout, stream entries,
 /// encoded specs and results). Workers announce it in their heartbeat; zo-submit warns about
 /// live workers that speak another one. 2: priority streams share a hash tag, specs carry no
-/// run id or index, results nest their outcome.
-pub const PROTOCOL: u32 = 2;
+/// run id or index, results nest their outcome. 3: trigger rules and conditions (the run's
+/// `rules` key, `skip` values `CLASS:CAUSE`).
+pub const PROTOCOL: u32 = 3;
 
 /// How long finished runs stay in Redis by default.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);

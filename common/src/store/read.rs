@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 
 use super::{Conn, Store, StoreError};
-use crate::model::{RunMeta, RunSnapshot, TaskResult, TaskSpec, TaskState};
+use crate::model::{ErrorClass, RunMeta, RunSnapshot, Skip, TaskResult, TaskSpec, TaskState};
 
 /// A change the run's event stream reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +65,7 @@ impl Store {
         let meta = self.run_meta(conn, run_id).await?;
         type Blobs = HashMap<u32, Vec<u8>>;
         type Named = HashMap<String, Vec<u8>>;
-        let (spec, state, result, skip, hist): (Blobs, HashMap<u32, String>, Blobs, HashMap<u32, u32>, Named) = redis::pipe()
+        let (spec, state, result, skip, hist): (Blobs, HashMap<u32, String>, Blobs, HashMap<u32, String>, Named) = redis::pipe()
             .hgetall(keys.run(run_id, "spec"))
             .hgetall(keys.run(run_id, "state"))
             .hgetall(keys.run(run_id, "result"))
@@ -77,7 +77,7 @@ impl Store {
         let mut specs = Vec::with_capacity(n);
         let mut states = Vec::with_capacity(n);
         let mut results = Vec::with_capacity(n);
-        let mut skipped_by = Vec::with_capacity(n);
+        let mut skips = Vec::with_capacity(n);
         let mut history: Vec<Vec<TaskResult>> = vec![Vec::new(); n];
         for (k, blob) in &hist {
             let Some(i) = k.split(':').next().and_then(|i| i.parse::<usize>().ok()).filter(|&i| i < n) else { continue };
@@ -95,7 +95,7 @@ impl Store {
                 Some(b) => Some(TaskResult::decode(b).map_err(|e| StoreError::Corrupt(format!("run {run_id}: result of task {i}: {e}")))?),
                 None => None,
             });
-            skipped_by.push(skip.get(&i).copied());
+            skips.push(skip.get(&i).map(|w| parse_skip(w)));
         }
         // `history` holds the attempts that were retried or revived; the final one is the result.
         for (h, r) in history.iter_mut().zip(&results) {
@@ -104,7 +104,7 @@ impl Store {
             }
             h.sort_by_key(|r| r.attempt);
         }
-        Ok(RunSnapshot { meta, specs, states, results, skipped_by, history })
+        Ok(RunSnapshot { meta, specs, states, results, skips, history })
     }
 }
 
@@ -171,5 +171,31 @@ impl Store {
     pub async fn cancel_requested(&self, conn: &mut Conn, run_id: &str, idxs: &[u32]) -> Result<Vec<bool>, StoreError> {
         let flags: Vec<Option<String>> = redis::cmd("HMGET").arg(self.keys.run(run_id, "cancel")).arg(idxs).query_async(conn).await?;
         Ok(flags.into_iter().map(|f| f.is_some()).collect())
+    }
+}
+
+/// A `skip` hash value (`d:P`, `c:P`, `r:`; see `skip_task` in lua/prelude.lua). Anything
+/// else reads as a failure's skip, so a damaged value never hides a failure.
+fn parse_skip(v: &str) -> Skip {
+    let (class, cause) = v.split_once(':').unwrap_or(("d", v));
+    let class = match class {
+        "c" => ErrorClass::Condition,
+        "r" => ErrorClass::Rejected,
+        _ => ErrorClass::Dependency,
+    };
+    Skip { class, cause: cause.parse().ok() }
+}
+
+#[cfg(test)]
+mod skip_tests {
+    use super::*;
+
+    #[test]
+    fn skip_values_read_back() {
+        assert_eq!(parse_skip("d:3"), Skip { class: ErrorClass::Dependency, cause: Some(3) });
+        assert_eq!(parse_skip("c:12"), Skip { class: ErrorClass::Condition, cause: Some(12) });
+        assert_eq!(parse_skip("r:"), Skip { class: ErrorClass::Rejected, cause: None });
+        assert_eq!(parse_skip("7"), Skip { class: ErrorClass::Dependency, cause: Some(7) });
+        assert_eq!(parse_skip("x:?"), Skip { class: ErrorClass::Dependency, cause: None });
     }
 }

@@ -99,9 +99,23 @@ pub struct Batch {
     pub outcomes: Vec<Recorded>,
     /// The batch finished the run.
     pub finished: bool,
-    /// Entries of the run's skip cascade still to do: go on with [`Store::continue_cascade`]
+    /// Entries of the run's cascade still to do: go on with [`Store::continue_cascade`]
     /// (upkeep does too, should the recorder die).
     pub cascade_left: u64,
+    /// Tasks the batch started (successes' dependents, trigger rules that fired): in the
+    /// outbox, for [`Store::flush_outbox`].
+    pub queued: u32,
+}
+
+/// What one or more cascade chunks did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cascaded {
+    /// Entries still in the run's cascade list.
+    pub left: u64,
+    /// This finished the run.
+    pub finished: bool,
+    /// Tasks it started (trigger rules that fired), in the outbox.
+    pub queued: u32,
 }
 
 /// One result of a batch to record.
@@ -124,6 +138,9 @@ pub struct Cancelled {
     /// Running tasks whose workers were asked to stop them.
     pub flagged: u64,
     pub finished: bool,
+    /// Dependents of a cancelled task that its cancellation started (`all_done`,
+    /// `one_failed`, …), in the outbox.
+    pub queued: u32,
 }
 
 /// A script's `NORUN` error (the run has no `meta`: it expired, or Redis lost it) is the run
@@ -204,30 +221,34 @@ impl Store {
         for it in items {
             inv.arg(it.idx).arg(it.attempt).arg(it.status.as_str()).arg(&it.blob).arg(it.retry_in.map_or(-1i64, |d| d.as_millis() as i64));
         }
-        let (tags, finished, cascade_left): (Vec<(String, u32)>, u32, u64) = inv.invoke_async(conn).await.map_err(|e| gone(e, run_id))?;
+        let (tags, finished, cascade_left, queued): (Vec<(String, u32)>, u32, u64, u32) =
+            inv.invoke_async(conn).await.map_err(|e| gone(e, run_id))?;
         if tags.len() != items.len() {
             return Err(StoreError::Corrupt(format!("record script answered {} of {} results", tags.len(), items.len())));
         }
         let outcomes = tags.iter().map(|(tag, released)| Recorded::from_tag(tag, *released)).collect::<Result<_, _>>()?;
-        Ok(Batch { outcomes, finished: finished == 1, cascade_left })
+        Ok(Batch { outcomes, finished: finished == 1, cascade_left, queued })
     }
 
-    /// Goes on skipping dependents of failed tasks where an earlier call stopped (one chunk of
-    /// at most 2,000 per call, so Redis serves others in between). Returns how many entries
-    /// are left and whether this finished the run. Cheap when there is nothing to do.
-    pub async fn continue_cascade(&self, conn: &mut Conn, run_id: &str) -> Result<(u64, bool), StoreError> {
-        let (left, finished): (u64, u32) = invoke(&scripts::CASCADE, &self.keys, run_id).arg(now_ms()).invoke_async(conn).await?;
-        Ok((left, finished == 1))
+    /// Goes on settling the dependents of final tasks where an earlier call stopped (one
+    /// chunk of at most 2,000 per call, so Redis serves others in between).
+    /// Cheap when there is nothing to do.
+    pub async fn continue_cascade(&self, conn: &mut Conn, run_id: &str) -> Result<Cascaded, StoreError> {
+        let (left, finished, queued): (u64, u32, u32) =
+            invoke(&scripts::CASCADE, &self.keys, run_id).arg(now_ms()).invoke_async(conn).await?;
+        Ok(Cascaded { left, finished: finished == 1, queued })
     }
 
-    /// [`Store::continue_cascade`] until nothing is left (each chunk its own script call).
-    pub async fn finish_cascade(&self, conn: &mut Conn, run_id: &str) -> Result<bool, StoreError> {
-        let mut finished = false;
+    /// [`Store::continue_cascade`] until nothing is left (each chunk its own script call);
+    /// `left` is then 0.
+    pub async fn finish_cascade(&self, conn: &mut Conn, run_id: &str) -> Result<Cascaded, StoreError> {
+        let mut all = Cascaded::default();
         loop {
-            let (left, fin) = self.continue_cascade(conn, run_id).await?;
-            finished |= fin;
-            if left == 0 {
-                return Ok(finished);
+            let c = self.continue_cascade(conn, run_id).await?;
+            all.finished |= c.finished;
+            all.queued += c.queued;
+            if c.left == 0 {
+                return Ok(all);
             }
         }
     }
@@ -251,7 +272,7 @@ impl Store {
 
     /// Cancels a whole run (`idx` = None) or one task (its dependents are skipped).
     pub async fn cancel(&self, conn: &mut Conn, run_id: &str, idx: Option<u32>) -> Result<Cancelled, StoreError> {
-        let (c, f, fin): (i64, u64, u32) = invoke(&scripts::CANCEL, &self.keys, run_id)
+        let (c, f, fin, queued): (i64, u64, u32, u32) = invoke(&scripts::CANCEL, &self.keys, run_id)
             .arg(idx.map(|i| i.to_string()).unwrap_or_default())
             .arg(now_ms())
             .invoke_async(conn)
@@ -260,7 +281,7 @@ impl Store {
         if c < 0 {
             return Err(StoreError::NoSuchRun(run_id.to_string()));
         }
-        Ok(Cancelled { cancelled: c as u64, flagged: f, finished: fin == 1 })
+        Ok(Cancelled { cancelled: c as u64, flagged: f, finished: fin == 1, queued })
     }
 
     /// Runs a failed task again (a new attempt), un-skipping what it skipped; `None` when the

@@ -13,8 +13,8 @@ use super::{MAX_TIMEOUT, MIN_TIMEOUT};
 use crate::yaml::{self, closest, find_key, Pos, YamlError};
 
 const TOP: [&str; 4] = ["name", "description", "defaults", "tasks"];
-const DEFAULTS: [&str; 2] = ["retry_policy", "priority"];
-const TASK: [&str; 12] = [
+const DEFAULTS: [&str; 3] = ["retry_policy", "priority", "trigger_rule"];
+const TASK: [&str; 15] = [
     "name",
     "ccr_instance",
     "command",
@@ -27,8 +27,11 @@ const TASK: [&str; 12] = [
     "simulate",
     "retry_policy",
     "priority",
+    "trigger_rule",
+    "on_success",
+    "on_failure",
 ];
-const TEXT: [&str; 6] = ["name", "ccr_instance", "command", "prompt", "description", "output_file"];
+const TEXT: [&str; 7] = ["name", "ccr_instance", "command", "prompt", "description", "output_file", "trigger_rule"];
 const RETRY: [&str; 6] = ["max_retries", "retry_on", "backoff", "base_delay", "max_delay", "jitter"];
 const SIMULATE: [&str; 4] = ["duration", "fail", "exit_code", "output"];
 
@@ -111,7 +114,7 @@ fn check_task(v: &Value, i: usize, pos: Pos, file: &str, at: &dyn Fn(Pos, &str) 
             errs.push(YamlError::at(file, at(pos, key), format!("{name}: `{key}` must be text, not a list or a mapping")));
         }
     }
-    for key in ["dependencies", "tags"] {
+    for key in ["dependencies", "tags", "on_success", "on_failure"] {
         match m.get(key) {
             None | Some(Value::Null) => {}
             Some(Value::Array(items)) if items.iter().all(|x| !x.is_array() && !x.is_object()) => {}

@@ -17,6 +17,7 @@ mod lenient;
 mod raw;
 mod split;
 mod validate;
+mod workflow;
 
 use raw::{RawFile, RawTask, Sp};
 
@@ -35,9 +36,10 @@ pub struct TaskFile {
 }
 
 impl TaskFile {
-    /// Each task's dependencies, for the graph functions.
-    pub fn deps(&self) -> Vec<&[u32]> {
-        self.tasks.iter().map(|t| t.deps.as_slice()).collect()
+    /// Each task's parents (dependencies and `on_success`/`on_failure` edges), for the graph
+    /// functions.
+    pub fn parents(&self) -> Vec<Vec<u32>> {
+        self.tasks.iter().map(|t| t.parents().collect()).collect()
     }
 }
 

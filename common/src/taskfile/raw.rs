@@ -42,6 +42,7 @@ pub(super) struct RawFile {
 pub(super) struct RawDefaults {
     pub retry_policy: Option<RawRetry>,
     pub priority: Option<Priority>,
+    pub trigger_rule: Option<Sp<String>>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -73,6 +74,9 @@ pub(super) struct RawTask {
     pub simulate: Option<Box<Sp<RawSimulate>>>,
     pub retry_policy: Option<Box<RawRetry>>,
     pub priority: Option<Priority>,
+    pub trigger_rule: Option<Sp<String>>,
+    pub on_success: Option<Vec<Sp<String>>>,
+    pub on_failure: Option<Vec<Sp<String>>>,
 }
 
 #[derive(Deserialize, Clone)]

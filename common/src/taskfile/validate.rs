@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use super::raw::{RawFile, RawRetry, RawTimeout, Sp};
+use super::workflow::{self, Edges};
 use super::{TaskFile, TaskFileError, DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT};
 use crate::catalog::Catalog;
 use crate::graph;
@@ -30,6 +31,7 @@ pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<Ta
         None => RetryPolicy::default(),
     };
     let base_priority = defaults.priority.unwrap_or_default();
+    let base_rule = defaults.trigger_rule.as_ref().and_then(|r| workflow::trigger_rule(r, file, "defaults", &mut errs)).unwrap_or_default();
     let Some(tasks) = raw.tasks else {
         return Err(TaskFileError(vec![YamlError::plain(file, "missing required key `tasks`; list your tasks under `tasks:`")]));
     };
@@ -40,6 +42,7 @@ pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<Ta
     // Pass 1: each task on its own.
     let mut specs = Vec::with_capacity(tasks.value.len());
     let mut dep_names: Vec<Vec<Sp<String>>> = Vec::with_capacity(tasks.value.len());
+    let mut edges: Vec<Edges> = Vec::new();
     let mut name_pos: Vec<Pos> = Vec::with_capacity(tasks.value.len());
     let mut lines: Vec<u64> = Vec::with_capacity(tasks.value.len());
     for (i, t) in tasks.value.into_iter().enumerate() {
@@ -162,6 +165,15 @@ pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<Ta
             None => base_retry.clone(),
         };
         let priority = t.priority.unwrap_or(base_priority);
+        let trigger_rule = match &t.trigger_rule {
+            Some(r) => workflow::trigger_rule(r, file, &format!("task `{name}`"), &mut errs).unwrap_or_default(),
+            None => base_rule,
+        };
+        if t.on_success.is_some() || t.on_failure.is_some() {
+            // Only tasks with edges make the list grow (a 100,000-task file usually has none).
+            edges.resize_with(i + 1, Edges::default);
+            edges[i] = Edges { on_success: t.on_success.take().unwrap_or_default(), on_failure: t.on_failure.take().unwrap_or_default() };
+        }
         name_pos.push(name_at);
         dep_names.push(t.dependencies);
         specs.push(TaskSpec {
@@ -171,6 +183,8 @@ pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<Ta
             prompt,
             timeout_ms: timeout.as_millis() as u64,
             deps: Vec::new(),
+            trigger_rule,
+            conditions: Vec::new(),
             tags: t.tags,
             description: t.description,
             output_file,
@@ -247,16 +261,7 @@ pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<Ta
                     }
                 }
                 None => {
-                    let suggestion = if suggestions_left > 0 {
-                        suggestions_left -= 1;
-                        closest(&d.value, index.keys().copied())
-                    } else {
-                        None
-                    };
-                    let hint = match suggestion {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None => "name a task defined in this file".to_string(),
-                    };
+                    let hint = workflow::unknown_task_hint(&d.value, &index, &mut suggestions_left);
                     dup_errs.push(YamlError::at(
                         file,
                         d.referenced,
@@ -267,20 +272,32 @@ pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<Ta
         }
         all_deps.push(resolved);
     }
+    let conditions = {
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        workflow::conditions(&names, &edges, &index, file, &mut suggestions_left, &mut dup_errs)
+    };
     errs.extend(dup_errs);
-    for (s, d) in specs.iter_mut().zip(all_deps) {
+    for ((s, d), c) in specs.iter_mut().zip(all_deps).zip(conditions) {
         s.deps = d;
+        s.conditions = c;
     }
     // Cycles are looked for whatever else is wrong (unknown dependencies are left out of the
     // graph), so one run shows every problem.
     {
-        let deps: Vec<&[u32]> = specs.iter().map(|s| s.deps.as_slice()).collect();
-        if let Some(cycle) = graph::find_cycle(&deps) {
+        let parents: Vec<Vec<u32>> = specs.iter().map(|s| s.parents().collect()).collect();
+        if let Some(cycle) = graph::find_cycle(&parents) {
             let names: Vec<&str> = cycle.iter().map(|&i| specs[i].name.as_str()).collect();
+            // Each task in the cycle waits for the next: by a dependency, or an edge of the next
+            // one's `on_success`/`on_failure`.
+            let via_condition = cycle.windows(2).any(|w| !specs[w[0]].deps.contains(&(w[1] as u32)));
             errs.push(YamlError::at(
                 file,
                 name_pos[cycle[0]],
-                format!("dependency cycle: {}; remove one of these dependencies", names.join(" → ")),
+                format!(
+                    "dependency cycle: {}; remove one of these dependencies{}",
+                    names.join(" → "),
+                    if via_condition { " or `on_success`/`on_failure` entries" } else { "" }
+                ),
             ));
         }
     }

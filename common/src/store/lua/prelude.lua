@@ -1,9 +1,9 @@
 -- Prelude of every run script (prepended to mark_running, renew, record_result, release,
 -- promote, cancel and revive).
 -- KEYS: all keys of one run, in RUN_KEY_SUFFIXES order (common/src/store/keys.rs), named here.
--- Helpers: event, for_each_child, walk_dependents, release_children, skip_dependents,
--- run_cascade, maybe_finish, lease_owner.
-local meta, spec, state, attempt, pending, children, result, skip, outbox, events, lease, delayed, history, cancel, deliveries, cascade = unpack(KEYS)
+-- Helpers: event, for_each_child, walk_dependents, outcome_of, rule_verdict, settle,
+-- reevaluate, run_cascade, settle_dependents, maybe_finish, lease_owner.
+local meta, spec, state, attempt, pending, children, result, skip, outbox, events, lease, delayed, history, cancel, deliveries, cascade, rules = unpack(KEYS)
 local function event(...)
   redis.call('XADD', events, 'MAXLEN', '~', 10000, '*', ...)
 end
@@ -25,72 +25,197 @@ local function walk_dependents(root, visit)
     end)
   end
 end
--- Dependents whose last dependency just succeeded go to the outbox (attempt 1).
-local function release_children(idx)
-  local n = 0
-  for_each_child(idx, function(c)
-    local left = redis.call('HINCRBY', pending, c, -1)
-    if left <= 0 and redis.call('HGET', state, c) == 'waiting' then
-      redis.call('HSET', state, c, 'queued')
-      redis.call('HSET', attempt, c, 1)
-      redis.call('RPUSH', outbox, c .. ':1')
-      event('idx', c, 'state', 'queued')
-      n = n + 1
-    end
-  end)
-  return n
+-- How a final task looks to its dependents: 's' succeeded, 'f' failed (failed, timeout,
+-- cancelled, or skipped because of a failure), 'k' skipped (its condition did not hold, its
+-- stage was rejected); nil while it is not final. The `skip` hash holds `CLASS:CAUSE`
+-- (`d:3` a failure of task 3 made its rule unmeetable, `c:3` task 3 broke its condition,
+-- `r:` rejected); written by skip_task, read by common/src/store/read.rs.
+local function outcome_of(i)
+  local st = redis.call('HGET', state, i)
+  if st == 'success' then return 's' end
+  if st == 'failed' or st == 'timeout' or st == 'cancelled' then return 'f' end
+  if st == 'skipped' then
+    local why = redis.call('HGET', skip, i) or 'd:'
+    if string.sub(why, 1, 1) == 'd' then return 'f' end
+    return 'k'
+  end
+  return nil
 end
--- Every waiting descendant of a task that did not succeed is skipped — in chunks: one script
--- call visits at most `cascade_budget` dependents (meta field, default 2000), and what is left
--- stays in the run's `cascade` list (`idx:byte offset into its children`, durable), which the
--- next call — the recorder's, or any upkeep's — goes on with. A crash between two chunks leaves the rest in
+-- Airflow's trigger rules, the table of common/src/rules.rs: over n dependencies of which s
+-- succeeded, f failed and k were skipped, 'go' (it may start), 'd' (unmeetable because of a
+-- failure), 'c' (unmeetable otherwise) or nil (wait).
+local function rule_verdict(rule, n, s, f, k)
+  if n == 0 then return 'go' end
+  local all = s + f + k >= n
+  if rule == 'all_success' then
+    if s >= n then return 'go' elseif f > 0 then return 'd' elseif k > 0 then return 'c' end
+  elseif rule == 'all_failed' then
+    if f >= n then return 'go' elseif s + k > 0 then return 'c' end
+  elseif rule == 'all_done' then
+    if all then return 'go' end
+  elseif rule == 'all_skipped' then
+    if k >= n then return 'go' elseif f > 0 then return 'd' elseif s > 0 then return 'c' end
+  elseif rule == 'one_success' then
+    if s > 0 then return 'go' elseif all then return (f > 0) and 'd' or 'c' end
+  elseif rule == 'one_failed' then
+    if f > 0 then return 'go' elseif all then return 'c' end
+  elseif rule == 'one_done' then
+    if s + f > 0 then return 'go' elseif all then return 'c' end
+  elseif rule == 'none_failed' then
+    if f > 0 then return 'd' elseif all then return 'go' end
+  elseif rule == 'none_failed_min_one_success' then
+    if f > 0 then return 'd' elseif all then return (s > 0) and 'go' or 'c' end
+  elseif rule == 'none_skipped' then
+    if k > 0 then return 'c' elseif all then return 'go' end
+  end
+  return nil
+end
+-- A task's rule, from the `rules` hash (common/src/store/create.rs writes it; absent for a
+-- task that waits for every dependency to succeed and has no condition):
+-- `RULE|DEPS|CONDS|P:w,...`, w = s/f (P must succeed/fail) or S/F (P is a dependency too).
+local has_rules = nil -- meta `rules`: whether any task of the run has an entry (read once)
+local function rule_of(c)
+  if has_rules == nil then has_rules = (redis.call('HGET', meta, 'rules') or '0') ~= '0' end
+  if not has_rules then return nil end
+  local def = redis.call('HGET', rules, c)
+  if not def then return nil end
+  local rule, n, m, conds = string.match(def, '^([%w_]+)|(%d+)|(%d+)|(.*)$')
+  return rule, tonumber(n), tonumber(m), conds
+end
+local function cond_on(conds, p)
+  return string.match(',' .. conds .. ',', ',' .. p .. ':(%a),')
+end
+local function cond_holds(w, o)
+  w = string.lower(w)
+  return (w == 's' and o == 's') or (w == 'f' and o == 'f')
+end
+-- Tasks skipped by this script call, counted and announced by flush_skips.
+local skipped_ids = {}
+-- Tasks a rule or a success started in this script call (the caller flushes the outbox).
+local queued_n = 0
+local function queue_task(c)
+  queued_n = queued_n + 1
+  redis.call('HSET', state, c, 'queued')
+  redis.call('HSET', attempt, c, 1)
+  redis.call('RPUSH', outbox, c .. ':1')
+  event('idx', c, 'state', 'queued')
+end
+-- Skips a waiting task (class 'd' or 'c', decided by task p) and queues its own dependents
+-- for the cascade.
+local function skip_task(c, p, class)
+  redis.call('HSET', state, c, 'skipped')
+  redis.call('HSET', skip, c, class .. ':' .. p)
+  skipped_ids[#skipped_ids + 1] = c
+  if redis.call('HEXISTS', children, c) == 1 then redis.call('RPUSH', cascade, c .. ':0') end
+end
+local function flush_skips()
+  local n = #skipped_ids
+  if n == 0 then return end
+  redis.call('HINCRBY', meta, 'skipped', n)
+  redis.call('HINCRBY', meta, 'done', n)
+  for k = 1, n, 1000 do
+    event('idxs', table.concat(skipped_ids, ',', k, math.min(k + 999, n)), 'state', 'skipped')
+  end
+  skipped_ids = {}
+end
+-- Task p just became final with outcome o ('s', 'f' or 'k'): its waiting dependent c takes
+-- note and starts (returns 1), is skipped, or goes on waiting. A task with no rule entry keeps
+-- the fast path: a count of dependencies not yet succeeded (`pending`).
+local function settle(c, p, o)
+  if redis.call('HGET', state, c) ~= 'waiting' then return 0 end
+  local rule, n, m, conds = rule_of(c)
+  local v
+  if not rule then
+    if o ~= 's' then v = (o == 'f') and 'd' or 'c'
+    elseif redis.call('HINCRBY', pending, c, -1) <= 0 then v = 'go' end
+  else
+    local t = redis.call('HGET', rules, 't:' .. c) or '0,0,0,0'
+    local s, f, k, ok = string.match(t, '^(%d+),(%d+),(%d+),(%d+)$')
+    s, f, k, ok = tonumber(s), tonumber(f), tonumber(k), tonumber(ok)
+    local w, broken = cond_on(conds, p), false
+    if w then
+      if cond_holds(w, o) then ok = ok + 1 else broken = true end
+    end
+    if not w or w == 'S' or w == 'F' then
+      if o == 's' then s = s + 1 elseif o == 'f' then f = f + 1 else k = k + 1 end
+    end
+    redis.call('HSET', rules, 't:' .. c, s .. ',' .. f .. ',' .. k .. ',' .. ok)
+    v = rule_verdict(rule, n, s, f, k)
+    if broken and v ~= 'd' then v = 'c' end
+    if v == 'go' and ok < m then v = nil end
+  end
+  if v == 'go' then queue_task(c); return 1 end
+  if v then skip_task(c, p, v) end
+  return 0
+end
+-- A task's verdict from scratch over its parents' current outcomes (REVIVE: a parent runs
+-- again): resets its `pending` count or tally, returns the verdict and the deciding parent.
+local function reevaluate(c)
+  local deps = cmsgpack.unpack(redis.call('HGET', spec, c))['deps'] or {}
+  local rule, n, m, conds = rule_of(c)
+  if not rule then
+    local left, v, why = 0, nil, nil
+    for _, d in ipairs(deps) do
+      local o = outcome_of(tostring(d))
+      if o ~= 's' then left = left + 1 end
+      if o == 'f' and v ~= 'd' then v, why = 'd', d elseif o == 'k' and not v then v, why = 'c', d end
+    end
+    redis.call('HSET', pending, c, left)
+    if not v and left == 0 then v = 'go' end
+    return v, why
+  end
+  local s, f, k, ok, broken, why = 0, 0, 0, 0, nil, nil
+  for _, d in ipairs(deps) do
+    local o = outcome_of(tostring(d))
+    if o == 's' then s = s + 1 elseif o == 'f' then f = f + 1; why = why or d elseif o == 'k' then k = k + 1; why = why or d end
+  end
+  for p, w in string.gmatch(conds, '(%d+):(%a)') do
+    local o = outcome_of(p)
+    if o then
+      if cond_holds(w, o) then ok = ok + 1 else broken = broken or p end
+    end
+  end
+  redis.call('HSET', rules, 't:' .. c, s .. ',' .. f .. ',' .. k .. ',' .. ok)
+  local v = rule_verdict(rule, n, s, f, k)
+  if broken and v ~= 'd' then return 'c', broken end
+  if v == 'go' and ok < m then v = nil end
+  return v, why
+end
+-- The dependents of final tasks are settled in chunks: one script call visits at most
+-- `cascade_budget` entries and dependents (meta field, default 2000), and what is left stays in the run's
+-- `cascade` list (`idx:byte offset into its children`, durable), which the next call — the
+-- recorder's, or any upkeep's — goes on with. A crash between two chunks leaves the rest in
 -- the list, never a task waiting forever; the run is not finished while the list is not empty.
 local budget = nil -- shared by every cascade of one script call
 local function run_cascade()
   budget = budget or tonumber(redis.call('HGET', meta, 'cascade_budget') or '2000')
-  local skipped_n, ids = 0, {}
   while budget > 0 do
     local top = redis.call('RPOP', cascade)
     if not top then break end
     local cur, off = string.match(top, '^(%d+):(%d+)$')
     off = tonumber(off)
-    -- A task revived since (`dead retry`) no longer skips anything.
-    local st = redis.call('HGET', state, cur)
-    local ch = nil
-    if st == 'failed' or st == 'timeout' or st == 'cancelled' or st == 'skipped' then ch = redis.call('HGET', children, cur) end
+    -- A task revived since (`dead retry`) is not final: its dependents wait for it again.
+    local o = outcome_of(cur)
+    local ch = o and redis.call('HGET', children, cur)
+    -- An entry with nothing to visit costs one unit too (a chunk never pops without end).
+    if not ch then budget = budget - 1 end
     -- `off` is a byte offset into the comma-separated children: each chunk reads only its part.
     local pos = off + 1
-    local found = {}
     while ch and pos <= #ch and budget > 0 do
       local comma = string.find(ch, ',', pos, true)
       local c = string.sub(ch, pos, (comma or (#ch + 1)) - 1)
       pos = comma and comma + 1 or #ch + 1
       budget = budget - 1
-      if redis.call('HGET', state, c) == 'waiting' then
-        redis.call('HSET', state, c, 'skipped')
-        redis.call('HSET', skip, c, cur)
-        skipped_n = skipped_n + 1
-        ids[#ids + 1] = c
-        found[#found + 1] = c .. ':0'
-      end
+      settle(c, cur, o)
     end
     if ch and pos <= #ch then redis.call('RPUSH', cascade, cur .. ':' .. (pos - 1)) end
-    for k = 1, #found, 1000 do
-      redis.call('RPUSH', cascade, unpack(found, k, math.min(k + 999, #found)))
-    end
   end
-  if skipped_n > 0 then
-    redis.call('HINCRBY', meta, 'skipped', skipped_n)
-    redis.call('HINCRBY', meta, 'done', skipped_n)
-    for k = 1, #ids, 1000 do
-      event('idxs', table.concat(ids, ',', k, math.min(k + 999, #ids)), 'state', 'skipped')
-    end
-  end
+  flush_skips()
   return redis.call('LLEN', cascade)
 end
-local function skip_dependents(root)
+-- Settles the dependents of a task that just ended (in the cascade, within the budget).
+local function settle_dependents(root)
   redis.call('RPUSH', cascade, root .. ':0')
-  run_cascade()
 end
 -- When every task is final: mark the run finished and let its keys expire.
 local function maybe_finish(now)

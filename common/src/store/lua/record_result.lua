@@ -1,10 +1,10 @@
--- RECORD_RESULT: records a batch of one run's results, releases or skips their dependents,
--- finishes the run when every task is final.
+-- RECORD_RESULT: records a batch of one run's results, settles their dependents by their
+-- trigger rules (start, skip or keep waiting), finishes the run when every task is final.
 -- KEYS: the run's keys (prelude.lua)
 -- Errors: NORUN when the run has no `meta` (it expired or Redis lost it): nothing is written.
 -- ARGV: now_ms, then per task: idx attempt status result_blob retry_delay_ms (-1: final)
--- Returns: {{tag, released} per task, finished(0|1), cascade entries left}; tag ok | retry |
--- dup | stale. A final
+-- Returns: {{tag, released} per task, finished(0|1), cascade entries left, tasks queued in
+-- all}; tag ok | retry | dup | stale; `released`: dependents a success started. A final
 -- result goes to `result`; only attempts that are retried go to `history` (the snapshot joins
 -- both), and one event per status names the tasks.
 if redis.call('EXISTS', meta) == 0 then return redis.error_reply('NORUN the run has no state in Redis') end
@@ -56,13 +56,22 @@ if #st_set > 0 then
   redis.call('HSET', state, unpack(st_set))
   redis.call('HSET', result, unpack(res_set))
 end
--- Dependents only ever look at tasks that are `waiting`, never at this batch's own tasks.
-for _, k in ipairs(finals) do
-  local idx = idxs[k]
-  if ARGV[5 * k - 1] == 'success' then out[k][2] = release_children(idx) else skip_dependents(idx) end
-end
 if ran > 0 then redis.call('HINCRBY', meta, 'running', -ran) end
 for st, n in pairs(counts) do redis.call('HINCRBY', meta, st, n) end
 if done > 0 then redis.call('HINCRBY', meta, 'done', done) end
 for st, l in pairs(by_status) do event('idxs', table.concat(l, ','), 'state', st) end
-return {out, maybe_finish(now), redis.call('LLEN', cascade)}
+-- Dependents only ever look at tasks that are `waiting`, never at this batch's own tasks. A
+-- success settles its direct dependents now; other outcomes go through the cascade (chunked:
+-- a failure may skip a whole subtree).
+for _, k in ipairs(finals) do
+  local idx = idxs[k]
+  if ARGV[5 * k - 1] == 'success' then
+    local n = 0
+    for_each_child(idx, function(c) n = n + settle(c, idx, 's') end)
+    out[k][2] = n
+  else
+    settle_dependents(idx)
+  end
+end
+local left = run_cascade()
+return {out, maybe_finish(now), left, queued_n}

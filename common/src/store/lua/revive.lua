@@ -1,6 +1,6 @@
--- REVIVE: runs a task that ended failed/timeout/cancelled again (a new attempt) and un-skips
--- the dependents it had skipped (reading their dependencies from the spec's `deps` field,
--- pinned by a test in common/src/model/spec.rs). Re-opens a finished run.
+-- REVIVE: runs a task that ended failed/timeout/cancelled again (a new attempt) and
+-- evaluates the dependents it had skipped again (reading their dependencies from the spec's
+-- `deps` field, pinned by a test in common/src/model/spec.rs). Re-opens a finished run.
 -- KEYS: the run's keys (prelude.lua)
 -- Errors: NORUN when the run has no `meta` (it expired or Redis lost it): nothing is written.
 -- ARGV: idx now_ms
@@ -21,19 +21,24 @@ redis.call('HDEL', deliveries, idx)
 redis.call('HDEL', cancel, idx)
 redis.call('RPUSH', outbox, idx .. ':' .. nxt)
 event('idx', idx, 'state', 'queued', 'revived', nxt)
+-- Its skipped dependents (by a failure or a condition; a rejected stage stays rejected) are
+-- evaluated again from their parents' states: waiting again, started, or still skipped (by
+-- another parent).
 walk_dependents(idx, function(c, cur)
-  if redis.call('HGET', state, c) ~= 'skipped' or redis.call('HGET', skip, c) ~= cur then return false end
-  local deps = cmsgpack.unpack(redis.call('HGET', spec, c))['deps'] or {}
-  local left = 0
-  for _, d in ipairs(deps) do
-    if redis.call('HGET', state, tostring(d)) ~= 'success' then left = left + 1 end
+  if redis.call('HGET', state, c) ~= 'skipped' then return false end
+  local why = redis.call('HGET', skip, c) or 'd:'
+  if string.sub(why, 1, 1) == 'r' then return false end
+  local v, by = reevaluate(c)
+  if v == 'd' or v == 'c' then
+    redis.call('HSET', skip, c, v .. ':' .. by)
+    return false
   end
   redis.call('HSET', state, c, 'waiting')
-  redis.call('HSET', pending, c, left)
   redis.call('HDEL', skip, c)
   redis.call('HINCRBY', meta, 'skipped', -1)
   redis.call('HINCRBY', meta, 'done', -1)
   event('idx', c, 'state', 'waiting')
+  if v == 'go' then queue_task(c) end
   return true
 end)
 if redis.call('HGET', meta, 'status') == 'finished' then
