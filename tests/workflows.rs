@@ -135,3 +135,66 @@ fn cancelling_one_task_lets_its_all_done_dependents_run() {
     assert_eq!((t["Plain"]["status"].as_str(), t["Plain"]["error_class"].as_str()), (Some("skipped"), Some("dependency")));
     assert_eq!(t["Report"]["status"], "success");
 }
+
+/// `expect:` and `gate:` run on the worker after the task: met, they change nothing; unmet,
+/// the task fails with class `validation` / `gate` and the reason, its output kept; a gate over
+/// a field the output lacks fails with that message; `retry_on: [gate]` retries a flaky answer
+/// until it passes (here a command whose second run scores higher).
+#[test]
+fn checks_and_gates_pass_fail_and_retry() {
+    let redis = Redis::start();
+    let ns = namespace("wf-checks");
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let cfg = format!(
+        "executor: {{ kind: local }}\nagent: {{ mode: simulate }}\nworkdir: {}\ninstances: [ {{ name: fast, concurrency: 4 }} ]\n",
+        work.display()
+    );
+    let _w = Worker::start(dir.path(), "w", &cfg, &redis.url(), &ns);
+    write(
+        dir.path(),
+        "t.yaml",
+        r#"tasks:
+  - name: Lint
+    ccr_instance: fast
+    command: "echo '{\"quality_score\": 8.5, \"coverage\": \"85%\"}'"
+    gate: "quality_score > 8.0 and coverage > 80%"
+    expect: { json: true, contains: quality_score, json_schema: { type: object, required: [coverage] } }
+  - name: Low
+    ccr_instance: fast
+    command: "printf 'The result:\n```json\n{\"quality_score\": 6}\n```\n'"
+    gate: "quality_score > 8.0"
+  - name: Missing
+    ccr_instance: fast
+    command: "echo '{\"lines\": 10}'"
+    gate: "coverage > 80%"
+  - name: Wordy
+    ccr_instance: fast
+    command: "echo 'Traceback: something broke'"
+    expect: { not_regex: "(?i)traceback", min_length: 5 }
+  - name: Flaky
+    ccr_instance: fast
+    command: "n=$(cat runs 2>/dev/null || echo 0); echo $((n+1)) > runs; if [ \"$n\" -ge 1 ]; then echo '{\"score\": 9}'; else echo '{\"score\": 3}'; fi"
+    gate: "score > 8"
+    retry_policy: { max_retries: 2, retry_on: [gate], base_delay: 100ms, jitter: false }
+"#,
+    );
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--json", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let t = tasks_by_name(&json_doc(&out));
+    assert_eq!(t["Lint"]["status"], "success", "{}", t["Lint"]);
+    let low = &t["Low"];
+    assert_eq!((low["status"].as_str(), low["error_class"].as_str()), (Some("failed"), Some("gate")));
+    assert_eq!(low["error"], "gate `quality_score > 8.0` not met: quality_score = 6");
+    assert!(low["output"].as_str().unwrap().contains("```json"), "the output is kept: {}", low["output"]);
+    assert_eq!(t["Missing"]["error"], "gate `coverage > 80%`: the output has no field `coverage`");
+    let wordy = &t["Wordy"];
+    assert_eq!((wordy["status"].as_str(), wordy["error_class"].as_str()), (Some("failed"), Some("validation")));
+    assert_eq!(wordy["error"], "expect: the output matches regex `(?i)traceback` (at `Traceback`)");
+    let flaky = &t["Flaky"];
+    assert_eq!(flaky["status"], "success", "{flaky}");
+    assert_eq!(flaky["attempts"], 2);
+    assert_eq!(flaky["attempt_history"][0]["error_class"], "gate");
+    assert_eq!(std::fs::read_to_string(work.join("runs")).unwrap().trim(), "2", "ran twice, no more");
+}

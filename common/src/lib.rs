@@ -3,6 +3,7 @@
 //! - [`model`] — the vocabulary: task specs, states, statuses, error classes, results, read
 //!   models of a run. Depends on nothing else here.
 //! - [`yaml`] — YAML reading with `file:line:col` errors.
+//! - [`checks`] — `expect:` and `gate:` over a task's output, and the JSON it carries.
 //! - [`catalog`] — the model instances (name, CCR port, model).
 //! - [`graph`] — cycles, layers and children over dependency index lists.
 //! - [`rules`] — trigger rules and `on_success`/`on_failure` conditions as pure functions.
@@ -16,6 +17,7 @@
 //! `common` knows nothing of SSH, processes or terminals; only [`store`] knows Redis.
 
 pub mod catalog;
+pub mod checks;
 pub mod graph;
 pub mod model;
 pub mod plan;

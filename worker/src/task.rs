@@ -60,8 +60,24 @@ fn exec_error(e: ExecError) -> Outcome {
     }
 }
 
-/// Runs a task to its outcome. Never panics on bad input; every failure is classified.
+/// Runs a task to its outcome, then its result checks (`expect:`, `gate:`) over a successful
+/// output: an unmet check fails it with class `validation` or `gate` (its output kept).
+/// Never panics on bad input; every failure is classified.
 pub async fn execute(ctx: &TaskContext, job: &Job, cancel: &CancellationToken) -> Outcome {
+    let mut o = run_steps(ctx, job, cancel).await;
+    if o.status == Status::Success {
+        let spec = &job.spec;
+        if let Err((class, why)) = zo_common::checks::check_output(spec.expect.as_deref(), spec.gate.as_deref(), &o.output) {
+            o.status = Status::Failed;
+            o.error_class = Some(class);
+            o.error = Some(why);
+        }
+    }
+    o
+}
+
+/// The command, then the agent fed its stdout.
+async fn run_steps(ctx: &TaskContext, job: &Job, cancel: &CancellationToken) -> Outcome {
     let spec = &job.spec;
     let timeout = spec.timeout();
     let deadline = Instant::now() + timeout;

@@ -6,12 +6,14 @@
 //! Depends on nothing else in the crate: every other module builds on it.
 
 mod counts;
+mod expect;
 mod result;
 mod run;
 mod spec;
 mod vocab;
 
 pub use counts::Counts;
+pub use expect::Expect;
 pub use result::{AgentOutcome, CommandOutcome, Outcome, TaskResult};
 pub use run::{RunMeta, RunSnapshot, Skip};
 pub use spec::{TaskSpec, DEFAULT_TIMEOUT_MS, DEPS_FIELD};

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::expect::Expect;
 use super::vocab::{Condition, Priority, RetryPolicy, Simulate, TriggerRule};
 
 /// The MessagePack field holding a spec's dependencies. `REVIVE` reads it inside Redis
@@ -48,6 +49,13 @@ pub struct TaskSpec {
     pub output_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub simulate: Option<Simulate>,
+    /// Checks its output must pass (`expect:`); boxed, as most tasks have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Box<Expect>>,
+    /// The seed's `gate:`, as written (parsed by `crate::checks::Gate` at validation and on
+    /// the worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<String>,
     #[serde(default, skip_serializing_if = "RetryPolicy::is_default")]
     pub retry: RetryPolicy,
     #[serde(default, skip_serializing_if = "Priority::is_default")]
@@ -71,6 +79,8 @@ impl TaskSpec {
             description: None,
             output_file: None,
             simulate: None,
+            expect: None,
+            gate: None,
             retry: RetryPolicy::default(),
             priority: Priority::default(),
         }
@@ -114,7 +124,7 @@ impl TaskSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Backoff, ErrorClass, When};
+    use crate::model::{Backoff, ErrorClass, Expect, When};
 
     fn plain() -> TaskSpec {
         TaskSpec { prompt: Some("p".into()), ..TaskSpec::new("t5", "fast") }
@@ -139,6 +149,15 @@ mod tests {
             description: Some("d".into()),
             output_file: Some("out.md".into()),
             simulate: Some(Simulate { duration_ms: 5, fail: true, exit_code: 2, output: Some("x".into()) }),
+            expect: Some(Box::new(Expect {
+                contains: vec!["a".into()],
+                regex: vec!["^b".into()],
+                min_length: Some(3),
+                json: true,
+                json_schema: Some("{\"type\": \"object\"}".into()),
+                ..Expect::default()
+            })),
+            gate: Some("score > 8".into()),
             retry: RetryPolicy {
                 max_retries: 0,
                 retry_on: vec![ErrorClass::Timeout],

@@ -314,13 +314,17 @@ pub enum ErrorClass {
     Condition,
     /// Skipped: its stage was rejected by an operator.
     Rejected,
+    /// Its output failed an `expect:` check.
+    Validation,
+    /// Its output did not pass its `gate:`.
+    Gate,
     /// Delivered again and again without a result: the workers running it kept dying.
     Poison,
 }
 
 impl ErrorClass {
     /// Names accepted in `retry_on` (the seed's `network_error` style works too).
-    pub const RETRY_NAMES: [&'static str; 6] = ["network", "timeout", "command", "model", "rate_limit", "config"];
+    pub const RETRY_NAMES: [&'static str; 8] = ["network", "timeout", "command", "model", "rate_limit", "config", "validation", "gate"];
 
     pub fn parse_retry_name(s: &str) -> Option<ErrorClass> {
         Some(match s.trim().strip_suffix("_error").unwrap_or(s.trim()) {
@@ -330,6 +334,8 @@ impl ErrorClass {
             "model" => ErrorClass::Model,
             "rate_limit" => ErrorClass::RateLimit,
             "config" => ErrorClass::Config,
+            "validation" => ErrorClass::Validation,
+            "gate" => ErrorClass::Gate,
             _ => return None,
         })
     }
@@ -346,6 +352,8 @@ impl ErrorClass {
             ErrorClass::Dependency => "dependency",
             ErrorClass::Condition => "condition",
             ErrorClass::Rejected => "rejected",
+            ErrorClass::Validation => "validation",
+            ErrorClass::Gate => "gate",
             ErrorClass::Poison => "poison",
         }
     }

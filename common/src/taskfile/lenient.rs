@@ -14,7 +14,7 @@ use crate::yaml::{self, closest, find_key, Pos, YamlError};
 
 const TOP: [&str; 4] = ["name", "description", "defaults", "tasks"];
 const DEFAULTS: [&str; 3] = ["retry_policy", "priority", "trigger_rule"];
-const TASK: [&str; 15] = [
+const TASK: [&str; 17] = [
     "name",
     "ccr_instance",
     "command",
@@ -30,8 +30,11 @@ const TASK: [&str; 15] = [
     "trigger_rule",
     "on_success",
     "on_failure",
+    "expect",
+    "gate",
 ];
-const TEXT: [&str; 7] = ["name", "ccr_instance", "command", "prompt", "description", "output_file", "trigger_rule"];
+const EXPECT: [&str; 8] = ["contains", "not_contains", "regex", "not_regex", "min_length", "max_length", "json", "json_schema"];
+const TEXT: [&str; 8] = ["name", "ccr_instance", "command", "prompt", "description", "output_file", "trigger_rule", "gate"];
 const RETRY: [&str; 6] = ["max_retries", "retry_on", "backoff", "base_delay", "max_delay", "jitter"];
 const SIMULATE: [&str; 4] = ["duration", "fail", "exit_code", "output"];
 
@@ -126,6 +129,15 @@ fn check_task(v: &Value, i: usize, pos: Pos, file: &str, at: &dyn Fn(Pos, &str) 
     }
     check_priority(m.get("priority"), &name, file, at(pos, "priority"), errs);
     check_retry(m.get("retry_policy"), &name, file, at(pos, "retry_policy"), at, errs);
+    if let Some(e) = m.get("expect") {
+        let epos = at(pos, "expect");
+        match e.as_object() {
+            Some(o) => unknown_keys(o, &EXPECT, &format!("{name}: expect: "), file, epos, at, errs),
+            None => {
+                errs.push(YamlError::at(file, epos, format!("{name}: `expect` must be a mapping, e.g. `expect: {{ contains: \"ok\" }}`")))
+            }
+        }
+    }
     if let Some(s) = m.get("simulate") {
         let spos = at(pos, "simulate");
         match s.as_object() {

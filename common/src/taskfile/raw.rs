@@ -77,6 +77,39 @@ pub(super) struct RawTask {
     pub trigger_rule: Option<Sp<String>>,
     pub on_success: Option<Vec<Sp<String>>>,
     pub on_failure: Option<Vec<Sp<String>>>,
+    pub expect: Option<Box<Sp<RawExpect>>>,
+    pub gate: Option<Sp<String>>,
+}
+
+/// Text or a list of texts (`contains: "ok"` or `contains: ["a", "b"]`).
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+pub(super) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawExpect {
+    pub contains: Option<OneOrMany>,
+    pub not_contains: Option<OneOrMany>,
+    pub regex: Option<OneOrMany>,
+    pub not_regex: Option<OneOrMany>,
+    pub min_length: Option<u64>,
+    pub max_length: Option<u64>,
+    #[serde(default)]
+    pub json: bool,
+    pub json_schema: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, Clone)]

@@ -165,6 +165,9 @@ pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<Ta
             None => base_retry.clone(),
         };
         let priority = t.priority.unwrap_or(base_priority);
+        let what = format!("task `{name}`");
+        let expect = t.expect.take().and_then(|e| workflow::expect(*e, file, &what, &mut errs));
+        let gate = t.gate.take().and_then(|g| workflow::gate(g, file, &what, &mut errs));
         let trigger_rule = match &t.trigger_rule {
             Some(r) => workflow::trigger_rule(r, file, &format!("task `{name}`"), &mut errs).unwrap_or_default(),
             None => base_rule,
@@ -189,6 +192,8 @@ pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<Ta
             description: t.description,
             output_file,
             simulate,
+            expect,
+            gate,
             retry,
             priority,
         });

@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 
-use super::raw::Sp;
-use crate::model::{Condition, TriggerRule, When};
+use super::raw::{RawExpect, Sp};
+use crate::checks::{compile_expect, Gate};
+use crate::model::{Condition, Expect, TriggerRule, When};
 use crate::yaml::{closest, YamlError};
 
 /// A `trigger_rule` value, or an error naming the closest rule.
@@ -21,6 +22,37 @@ pub(super) fn trigger_rule(v: &Sp<String>, file: &str, what: &str, errs: &mut Ve
     };
     errs.push(YamlError::at(file, v.referenced, format!("{what}: unknown trigger_rule `{}`; {hint}", name.escape_default())));
     None
+}
+
+/// A task's `expect:`, its regexes and schema compiled to find mistakes now.
+pub(super) fn expect(raw: Sp<RawExpect>, file: &str, what: &str, errs: &mut Vec<YamlError>) -> Option<Box<Expect>> {
+    let r = raw.value;
+    let e = Expect {
+        contains: r.contains.map(|v| v.into_vec()).unwrap_or_default(),
+        not_contains: r.not_contains.map(|v| v.into_vec()).unwrap_or_default(),
+        regex: r.regex.map(|v| v.into_vec()).unwrap_or_default(),
+        not_regex: r.not_regex.map(|v| v.into_vec()).unwrap_or_default(),
+        min_length: r.min_length,
+        max_length: r.max_length,
+        json: r.json,
+        json_schema: r.json_schema.map(|v| v.to_string()),
+    };
+    if let Err(m) = compile_expect(&e) {
+        errs.push(YamlError::at(file, raw.referenced, format!("{what}: expect: {m}")));
+        return None;
+    }
+    Some(Box::new(e))
+}
+
+/// A task's `gate:`, parsed to find mistakes now (the worker parses the same text again).
+pub(super) fn gate(raw: Sp<String>, file: &str, what: &str, errs: &mut Vec<YamlError>) -> Option<String> {
+    match Gate::parse(&raw.value) {
+        Ok(g) => Some(g.to_string()),
+        Err(m) => {
+            errs.push(YamlError::at(file, raw.referenced, format!("{what}: gate `{}` {m}", raw.value.escape_default())));
+            None
+        }
+    }
 }
 
 /// What to say about a name that is no task of the file: the closest task name while
