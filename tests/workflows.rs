@@ -198,3 +198,179 @@ fn checks_and_gates_pass_fail_and_retry() {
     assert_eq!(flaky["attempt_history"][0]["error_class"], "gate");
     assert_eq!(std::fs::read_to_string(work.join("runs")).unwrap().trim(), "2", "ran twice, no more");
 }
+
+/// Wait until `field` of the run's `stages` hash says `want` (the producer is detached).
+fn wait_stage(redis: &Redis, ns: &str, run: &str, stage: &str, want: &str) {
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
+        let v: Option<String> = redis::cmd("HGET").arg(format!("{ns}:run:{{{run}}}:stages")).arg(stage).query(&mut redis.client()).unwrap();
+        if v.as_deref() == Some(want) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "stage {stage} never became {want}: {v:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The seed's pipeline example as shipped, detached: both gates pass, Production waits in
+/// `awaiting_approval` (its keys without an expiry), `approve` runs it (who and when in the
+/// results); `reject` skips it with class `rejected` and the run still exits 0. Approving an
+/// unknown run, an unknown stage, a stage not awaiting approval: exit 2, nothing changed.
+#[test]
+fn the_pipeline_example_waits_for_approval_then_runs_or_is_rejected() {
+    let redis = Redis::start();
+    let ns = namespace("wf-pipeline");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "executor: { kind: simulate }\ninstances: [ { name: fast }, { name: general }, { name: smart } ]\n";
+    let _w = Worker::start(dir.path(), "w", cfg, &redis.url(), &ns);
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tasks/examples/pipeline.yaml")).unwrap();
+    write(dir.path(), "pipeline.yaml", &example);
+    for decision in ["approve", "reject"] {
+        let out = submit(dir.path(), &redis.url(), &ns, &["pipeline.yaml", "--detach"], LIMIT);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let run = out.stdout.trim().to_string();
+        wait_stage(&redis, &ns, &run, "Production", "awaiting");
+        let state: String = redis::cmd("HGET").arg(format!("{ns}:run:{{{run}}}:state")).arg(2).query(&mut redis.client()).unwrap();
+        assert_eq!(state, "awaiting_approval");
+        let ttl: i64 = redis::cmd("TTL").arg(format!("{ns}:run:{{{run}}}:meta")).query(&mut redis.client()).unwrap();
+        assert_eq!(ttl, -1, "a run waiting for approval does not expire");
+        // An attached zo-submit says which command approves, and keeps waiting.
+        let waiting = submit_for(dir.path(), &redis.url(), &ns, &["watch", &run, "--no-save", "--no-report"], Duration::from_secs(2));
+        assert!(waiting.contains(&format!("stage `Production` awaits approval: run `zo-submit approve {run} Production`")), "{waiting}");
+        for (args, msg) in [
+            (vec!["approve", "20000101-000000-0000", "Production"], "does not exist"),
+            (vec!["approve", run.as_str(), "Prod"], "has no stage `Prod`; its stages: Development, Testing, Production"),
+            (vec!["approve", run.as_str(), "Testing"], "needs no approval"),
+        ] {
+            let bad = submit(dir.path(), &redis.url(), &ns, &args, LIMIT);
+            assert_eq!(bad.code, 2, "{args:?}: {}", bad.stderr);
+            assert!(bad.stderr.contains(msg), "{args:?}: {}", bad.stderr);
+        }
+        let args: Vec<&str> = if decision == "approve" {
+            vec!["approve", &run, "Production"]
+        } else {
+            vec!["reject", &run, "Production", "--reason", "not today"]
+        };
+        let d = submit(dir.path(), &redis.url(), &ns, &args, LIMIT);
+        assert_eq!(d.code, 0, "{}", d.stderr);
+        let again = submit(dir.path(), &redis.url(), &ns, &args, LIMIT);
+        assert_eq!(again.code, 2, "a decided stage: {}", again.stderr);
+        assert!(again.stderr.contains("is not awaiting approval: it was"), "{}", again.stderr);
+        let out = submit(dir.path(), &redis.url(), &ns, &["watch", &run, "--json", "--no-save", "--no-report"], LIMIT);
+        assert_eq!(out.code, 0, "{decision}: {}", out.stderr);
+        let doc = json_doc(&out);
+        let t = tasks_by_name(&doc);
+        assert_eq!(t["Lint Code"]["status"], "success");
+        assert_eq!(t["Run Tests"]["status"], "success");
+        assert_eq!(t["Deploy"]["stage"], "Production");
+        let stage = &doc["stages"][0];
+        assert_eq!(stage["name"], "Production");
+        assert!(stage["by"].as_str().unwrap().contains('@'), "who decided: {stage}");
+        assert!(stage["at"].as_str().is_some());
+        if decision == "approve" {
+            assert_eq!(t["Deploy"]["status"], "success");
+            assert_eq!(stage["status"], "approved");
+        } else {
+            assert_eq!((t["Deploy"]["status"].as_str(), t["Deploy"]["error_class"].as_str()), (Some("skipped"), Some("rejected")));
+            assert!(t["Deploy"]["error"].as_str().unwrap().ends_with(": not today"), "{}", t["Deploy"]["error"]);
+            assert_eq!((stage["status"].as_str(), stage["reason"].as_str()), (Some("rejected"), Some("not today")));
+        }
+    }
+}
+
+/// The reliability suite on a workflow: a pipeline with trigger rules, gates, an
+/// `on_success`/`on_failure` branch and an approval, run detached while one of three workers
+/// is killed with SIGKILL every second (six times) and Redis (AOF) is killed and restarted. Every task ends as
+/// its rules say, once, and the approval takes effect.
+#[test]
+fn a_workflow_survives_kill_9_and_a_redis_restart() {
+    let mut redis = Redis::start_aof();
+    let ns = namespace("wf-faults");
+    let dir = tempfile::tempdir().unwrap();
+    let n = 40;
+    let mut yaml = String::from("pipeline:\n  name: faults\n  stages:\n    - name: Build\n      tasks:\n");
+    for i in 0..n {
+        let ms = 300 + (i * 53) % 700;
+        yaml.push_str(&format!(
+            "        - {{ name: b{i}, ccr_instance: fast, command: \"build {i}\", gate: \"score >= 5\", simulate: {{ duration: {ms}ms, output: '{{\"score\": {}}}' }} }}\n",
+            5 + i % 5
+        ));
+    }
+    yaml.push_str(
+        "        - { name: Check, ccr_instance: fast, prompt: p, simulate: { duration: 500ms, fail: true }, on_success: [Ship], on_failure: [Fix] }
+        - { name: Ship, ccr_instance: fast, prompt: p }
+        - { name: Fix, ccr_instance: fast, prompt: p, simulate: { duration: 400ms } }
+    - name: Verify
+      requires: Build
+      tasks:
+        - { name: Any, ccr_instance: fast, prompt: p, dependencies: [Fix, Ship], trigger_rule: one_success }
+        - { name: Report, ccr_instance: fast, prompt: p, dependencies: [Ship, Fix], trigger_rule: all_done }
+    - name: Release
+      requires: Verify
+      approval_required: true
+      tasks:
+        - { name: Deploy, ccr_instance: fast, prompt: p, simulate: { duration: 300ms } }
+",
+    );
+    write(dir.path(), "wf.yaml", &yaml);
+    let cfg = "executor: { kind: simulate }\nlease: 2s\nmax_deliveries: 50\ninstances: [ { name: fast, concurrency: 4 } ]\n";
+    let mut workers: Vec<Worker> = (0..3).map(|i| Worker::start(dir.path(), &format!("w{i}-0"), cfg, &redis.url(), &ns)).collect();
+    let out = submit(dir.path(), &redis.url(), &ns, &["wf.yaml", "--detach"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run = out.stdout.trim().to_string();
+    let deadline = std::time::Instant::now() + LIMIT;
+    let (mut kills, mut restarted) = (0, false);
+    loop {
+        std::thread::sleep(Duration::from_millis(1000));
+        let stage: Option<String> = match redis.client_checked() {
+            Some(mut c) => redis::cmd("HGET").arg(format!("{ns}:run:{{{run}}}:stages")).arg("Release").query(&mut c).unwrap_or(None),
+            None => None,
+        };
+        if stage.as_deref() == Some("awaiting") {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let mut c = redis.client();
+            let meta: std::collections::HashMap<String, String> =
+                redis::cmd("HGETALL").arg(format!("{ns}:run:{{{run}}}:meta")).query(&mut c).unwrap();
+            let states: std::collections::HashMap<String, String> =
+                redis::cmd("HGETALL").arg(format!("{ns}:run:{{{run}}}:state")).query(&mut c).unwrap();
+            let logs: Vec<String> = workers.iter_mut().map(|w| w.log_text().lines().rev().take(5).collect::<Vec<_>>().join("\n")).collect();
+            panic!("the run never reached its approval: {meta:?}\nstates {states:?}\nlogs {logs:?}");
+        }
+        if kills >= 6 {
+            continue;
+        }
+        let victim = kills % workers.len();
+        workers[victim].kill9();
+        kills += 1;
+        workers[victim] = Worker::start(dir.path(), &format!("w{victim}-{kills}"), cfg, &redis.url(), &ns);
+        if kills == 3 && !restarted {
+            redis.restart();
+            restarted = true;
+        }
+    }
+    assert!(kills >= 2 && restarted, "the faults happened (kills {kills}, Redis restarted {restarted})");
+    let d = submit(dir.path(), &redis.url(), &ns, &["approve", &run, "Release"], LIMIT);
+    assert_eq!(d.code, 0, "{}", d.stderr);
+    let out = submit(dir.path(), &redis.url(), &ns, &["watch", &run, "--json", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(out.code, 1, "Check failed: {}", out.stderr);
+    let doc = json_doc(&out);
+    let tasks = doc["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), n + 6);
+    let t = tasks_by_name(&doc);
+    assert_eq!(t.len(), n + 6, "each task once");
+    for i in 0..n {
+        assert_eq!(t[&format!("b{i}")]["status"], "success", "b{i}: {}", t[&format!("b{i}")]);
+    }
+    let status = |name: &str| t[name]["status"].as_str().unwrap().to_string();
+    assert_eq!(status("Check"), "failed");
+    assert_eq!((status("Ship"), t["Ship"]["error_class"].as_str()), ("skipped".to_string(), Some("condition")));
+    for name in ["Fix", "Any", "Report", "Deploy"] {
+        assert_eq!(status(name), "success", "{name}: {}", t[name]);
+    }
+    for task in tasks {
+        assert!(task["attempts"].as_u64().unwrap() <= 1, "{} ran twice: {task}", task["task_name"]);
+    }
+    assert_eq!(doc["stages"][0]["status"], "approved");
+}

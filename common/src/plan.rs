@@ -23,6 +23,24 @@ pub fn render(file: &TaskFile, catalog: &Catalog) -> String {
     let title = file.name.as_deref().unwrap_or(&file.path);
     let _ = writeln!(s, "Execution plan: {title}");
     let _ = writeln!(s, "Total tasks: {}   Batches: {}", file.tasks.len(), b.len());
+    if !file.stages.is_empty() {
+        let stages: Vec<String> = file
+            .stages
+            .iter()
+            .map(|st| {
+                let after: Vec<&str> = st.requires.iter().map(|&r| file.stages[r].name.as_str()).collect();
+                let mut d = st.name.clone();
+                if !after.is_empty() {
+                    d.push_str(&format!(" (after {})", after.join(", ")));
+                }
+                if st.approval_required {
+                    d.push_str(" [approval required]");
+                }
+                d
+            })
+            .collect();
+        let _ = writeln!(s, "Stages: {}", stages.join(" · "));
+    }
     for (n, batch) in b.iter().enumerate() {
         let _ = writeln!(
             s,
@@ -44,6 +62,9 @@ pub fn render(file: &TaskFile, catalog: &Catalog) -> String {
             if !t.deps.is_empty() {
                 let deps: Vec<&str> = t.deps.iter().map(|&d| file.tasks[d as usize].name.as_str()).collect();
                 let _ = write!(s, " · after {}", deps.join(", "));
+            }
+            if let Some(st) = &t.stage {
+                let _ = write!(s, " · stage {st}{}", if t.needs_approval { " (waits for approval)" } else { "" });
             }
             if !t.trigger_rule.is_default() {
                 let _ = write!(s, " · when {}", t.trigger_rule.as_str());
@@ -74,6 +95,23 @@ mod tests {
         let text = render(&f, &Catalog::builtin());
         assert!(text.contains("Batch 2 (2 tasks in parallel):"), "{text}");
         assert!(text.contains("  - D [fast · Grok (xAI)] timeout 5m · command · after B, C"), "{text}");
+    }
+
+    #[test]
+    fn the_seeds_pipeline_is_flattened_into_stages() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tasks/examples/pipeline.yaml")).unwrap();
+        let f = crate::taskfile::parse(&text, "pipeline.yaml", &Catalog::builtin()).unwrap();
+        assert_eq!(f.name.as_deref(), Some("Code Analysis Pipeline"));
+        assert_eq!(batches(&f), vec![vec![0], vec![1], vec![2]]);
+        assert_eq!(f.tasks[2].deps, vec![1], "every task of a stage depends on every task of the stages it requires");
+        assert_eq!((f.tasks[2].stage.as_deref(), f.tasks[2].needs_approval), (Some("Production"), true));
+        assert_eq!(f.tasks[0].gate.as_deref(), Some("quality_score > 8.0"));
+        let text = render(&f, &Catalog::builtin());
+        assert!(
+            text.contains("Stages: Development · Testing (after Development) · Production (after Testing) [approval required]"),
+            "{text}"
+        );
+        assert!(text.contains("· after Run Tests · stage Production (waits for approval)"), "{text}");
     }
 
     #[test]

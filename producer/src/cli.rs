@@ -107,13 +107,25 @@ pub enum Command {
     Plan { file: PathBuf },
     /// Re-attach to a run: show its progress, then the dashboard and reports.
     Watch { run_id: String },
-    /// Cancel a run, or one task of it (its dependents are skipped). Queued tasks stop at
+    /// Cancel a run, or one task of it (it counts as failed for its dependents' trigger
+    /// rules). Queued tasks stop at
     /// once; running ones within about a second, their processes killed.
     Cancel {
         run_id: String,
         /// Cancel only this task.
         #[arg(long)]
         task: Option<String>,
+    },
+    /// Approve a `pipeline:` stage that waits for approval: its tasks start.
+    Approve { run_id: String, stage: String },
+    /// Reject a stage that waits for approval: its tasks are skipped (class `rejected`),
+    /// which is no failure of the run.
+    Reject {
+        run_id: String,
+        stage: String,
+        /// Why (recorded in the results).
+        #[arg(long, default_value = "")]
+        reason: String,
     },
     /// List dead-lettered jobs, or run them again.
     Dead {

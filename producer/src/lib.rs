@@ -6,6 +6,7 @@
 //! - [`watch`] — following a run (live progress).
 //! - [`output`] — writing the JSON document, the Markdown report and `output_file`s.
 
+mod approve;
 pub mod cli;
 pub mod output;
 pub mod watch;
@@ -72,7 +73,10 @@ pub async fn run(args: Args) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if let Some(Command::Watch { run_id } | Command::Cancel { run_id, .. }) = &args.command {
+    if let Some(
+        Command::Watch { run_id } | Command::Cancel { run_id, .. } | Command::Approve { run_id, .. } | Command::Reject { run_id, .. },
+    ) = &args.command
+    {
         if let Err(e) = store::check_run_id(run_id) {
             eprintln!("zo-submit: {e}");
             return exit::INVALID;
@@ -88,6 +92,8 @@ pub async fn run(args: Args) -> u8 {
             watch::follow_and_report(&store, run_id, &catalog, &args.output, None).await
         }
         Some(Command::Cancel { run_id, task }) => cancel(&args, run_id, task.as_deref()).await,
+        Some(Command::Approve { run_id, stage }) => approve::decide(&args, run_id, stage, None).await,
+        Some(Command::Reject { run_id, stage, reason }) => approve::decide(&args, run_id, stage, Some(reason)).await,
         Some(Command::Dead { action }) => dead(&args, action.as_ref().unwrap_or(&DeadAction::List)).await,
         None => {
             let Some(file) = &args.file else {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use zo_common::catalog::Catalog;
-use zo_common::model::{RunMeta, TaskSpec, TaskState};
+use zo_common::model::{RunMeta, StageState, StageStatus, TaskSpec, TaskState};
 use zo_common::report;
 use zo_common::store::{Conn, LiveWorker, Store, StoreError, PROTOCOL};
 
@@ -29,18 +29,27 @@ struct View {
     names: Vec<String>,
     instances: Vec<String>,
     states: Vec<TaskState>,
+    /// Some stage waits for an approval: the watcher follows the run's stages too.
+    gated: bool,
 }
 
 impl View {
     /// The run's names, instances and states; the names and instances from `local` when the
     /// caller holds the run's specs (a submit that goes on to follow its run), else from Redis.
     async fn load(store: &Store, conn: &mut Conn, run_id: &str, local: Option<&[TaskSpec]>) -> Result<View, StoreError> {
-        let (names, instances): (Vec<String>, Vec<String>) = match local {
-            Some(specs) => (specs.iter().map(|s| s.name.clone()).collect(), specs.iter().map(|s| s.instance.clone()).collect()),
-            None => store.task_specs(conn, run_id).await?.into_iter().map(|s| (s.name, s.instance)).unzip(),
+        let fetched;
+        let specs = match local {
+            Some(specs) => specs,
+            None => {
+                fetched = store.task_specs(conn, run_id).await?;
+                &fetched
+            }
         };
+        let names = specs.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+        let instances = specs.iter().map(|s| s.instance.clone()).collect();
+        let gated = specs.iter().any(|s| s.needs_approval);
         let states = store.task_states(conn, run_id, names.len()).await?;
-        Ok(View { names, instances, states })
+        Ok(View { names, instances, states, gated })
     }
 
     fn per_instance(&self) -> String {
@@ -79,6 +88,38 @@ fn progress_line(m: &RunMeta, v: &View) -> String {
 
 /// Instances served by a live worker that speaks our protocol, and the live workers that
 /// speak another one (their streams and formats differ: they take none of our jobs).
+/// `s` as one shell word (for commands the watcher suggests).
+fn shell_word(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+fn stage_key(s: &StageStatus) -> &'static str {
+    match s {
+        StageStatus::Awaiting => "awaiting",
+        StageStatus::Approved { .. } => "approved",
+        StageStatus::Rejected { .. } => "rejected",
+    }
+}
+
+/// What the watcher says about a stage that waits for (or got) a decision.
+fn stage_line(run_id: &str, st: &StageState) -> String {
+    let name = shell_word(&st.name);
+    match &st.status {
+        StageStatus::Awaiting => format!(
+            "⏸ stage `{}` awaits approval: run `zo-submit approve {run_id} {name}` (or `zo-submit reject {run_id} {name} --reason …`); waiting",
+            st.name
+        ),
+        StageStatus::Approved { by, .. } => format!("▶ stage `{}` approved by {by}", st.name),
+        StageStatus::Rejected { by, reason, .. } => {
+            format!("⏹ stage `{}` rejected by {by}{}", st.name, if reason.is_empty() { String::new() } else { format!(": {reason}") })
+        }
+    }
+}
+
 fn served(live: &[LiveWorker]) -> (HashSet<String>, Vec<&LiveWorker>) {
     let mut served = HashSet::new();
     let mut foreign = Vec::new();
@@ -152,6 +193,7 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
     };
     let mut last_id = "0".to_string();
     let mut warned: HashSet<String> = HashSet::new();
+    let mut said_stages: HashSet<(String, &'static str)> = HashSet::new();
     let mut warned_workers: HashSet<String> = HashSet::new();
     let mut last_worker_check = Instant::now() - Duration::from_secs(60);
     let mut failing_since: Option<Instant> = None;
@@ -179,7 +221,8 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
             } else {
                 None
             };
-            Ok::<_, StoreError>((events, meta, live))
+            let stages = if view.gated { store.stages(&mut conn, run_id).await? } else { Vec::new() };
+            Ok::<_, StoreError>((events, meta, live, stages))
         };
         let r = tokio::select! {
             r = step => r,
@@ -200,8 +243,13 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
             }
         };
         match r {
-            Ok((events, m, live)) => {
+            Ok((events, m, live, stages)) => {
                 failing_since = None;
+                for st in stages {
+                    if said_stages.insert((st.name.clone(), stage_key(&st.status))) {
+                        say(stage_line(run_id, &st));
+                    }
+                }
                 meta = m;
                 last_id = events.last_id;
                 for e in events.events {

@@ -134,6 +134,11 @@ impl Redis {
     pub fn client(&self) -> redis::Connection {
         redis::Client::open(self.url()).expect("client").get_connection().expect("connect")
     }
+
+    /// A connection, or `None` while the server is down (restarting).
+    pub fn client_checked(&self) -> Option<redis::Connection> {
+        redis::Client::open(self.url()).ok()?.get_connection_with_timeout(Duration::from_secs(1)).ok()
+    }
 }
 
 fn run_ok(cmd: &mut Command) {
@@ -394,6 +399,21 @@ pub struct Outcome {
 
 /// Runs `zo-submit ARGS` in `dir` against `redis_url`/`ns`, at most `limit`.
 pub fn submit(dir: &Path, redis_url: &str, ns: &str, args: &[&str], limit: Duration) -> Outcome {
+    run_submit(dir, redis_url, ns, args, limit)
+        .unwrap_or_else(|err| panic!("zo-submit {args:?} did not finish within {limit:?}; stderr:\n{err}"))
+}
+
+/// Runs `zo-submit ARGS` for `time` and stops it, for one that waits (it must still be
+/// running then): what it printed on stderr so far.
+pub fn submit_for(dir: &Path, redis_url: &str, ns: &str, args: &[&str], time: Duration) -> String {
+    match run_submit(dir, redis_url, ns, args, time) {
+        Ok(out) => panic!("zo-submit {args:?} ended (code {}) instead of waiting; stderr:\n{}", out.code, out.stderr),
+        Err(stderr) => stderr,
+    }
+}
+
+/// `Err(stderr so far)` when it did not end within `limit` (it is killed then).
+fn run_submit(dir: &Path, redis_url: &str, ns: &str, args: &[&str], limit: Duration) -> Result<Outcome, String> {
     let id = format!("{}-{}", std::process::id(), rand_suffix());
     let out_p = dir.join(format!("submit-{id}.out"));
     let err_p = dir.join(format!("submit-{id}.err"));
@@ -415,15 +435,15 @@ pub fn submit(dir: &Path, redis_url: &str, ns: &str, args: &[&str], limit: Durat
         if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("zo-submit {args:?} did not finish within {limit:?}; stderr:\n{}", fs::read_to_string(&err_p).unwrap_or_default());
+            return Err(fs::read_to_string(&err_p).unwrap_or_default());
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    Outcome {
+    Ok(Outcome {
         code: status.code().unwrap_or(-1),
         stdout: fs::read_to_string(&out_p).unwrap_or_default(),
         stderr: fs::read_to_string(&err_p).unwrap_or_default(),
-    }
+    })
 }
 
 fn rand_suffix() -> u64 {

@@ -348,7 +348,11 @@ async fn simulate_command(cmd: &str, sim: &Simulate, takes_duration: bool, deadl
     let (timed_out, cancelled) =
         if takes_duration { pause(Duration::from_millis(sim.duration_ms), deadline, cancel).await } else { (false, false) };
     RunOutput {
-        stdout: format!("[simulated] $ {cmd}\n").into_bytes(),
+        // A task without a prompt answers with its command's output: `simulate.output` then.
+        stdout: match (&sim.output, takes_duration) {
+            (Some(o), true) => o.clone().into_bytes(),
+            _ => format!("[simulated] $ {cmd}\n").into_bytes(),
+        },
         stderr: Vec::new(),
         exit_code: if timed_out || cancelled { None } else { Some(sim.exit_code) },
         truncated: false,

@@ -15,7 +15,7 @@ mod vocab;
 pub use counts::Counts;
 pub use expect::Expect;
 pub use result::{AgentOutcome, CommandOutcome, Outcome, TaskResult};
-pub use run::{RunMeta, RunSnapshot, Skip};
+pub use run::{RunMeta, RunSnapshot, Skip, StageState, StageStatus};
 pub use spec::{TaskSpec, DEFAULT_TIMEOUT_MS, DEPS_FIELD};
 pub use vocab::{Backoff, Condition, ErrorClass, ParentOutcome, Priority, RetryPolicy, Simulate, Status, TaskState, TriggerRule, When};
 

@@ -38,6 +38,30 @@ pub struct RunSnapshot {
     pub skips: Vec<Option<Skip>>,
     /// Every recorded attempt per task (retried ones and the final result), in attempt order.
     pub history: Vec<Vec<TaskResult>>,
+    /// The stages with `approval_required` that the run reached, by name.
+    pub stages: Vec<StageState>,
+}
+
+/// Where a stage that needs an approval stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageStatus {
+    /// Its requirements are met; it waits for `zo-submit approve|reject RUN STAGE`.
+    Awaiting,
+    Approved {
+        by: String,
+        at_ms: u64,
+    },
+    Rejected {
+        by: String,
+        at_ms: u64,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageState {
+    pub name: String,
+    pub status: StageStatus,
 }
 
 /// Why a task was skipped: `class` is [`ErrorClass::Dependency`] (a failure made its trigger

@@ -56,6 +56,13 @@ pub struct TaskSpec {
     /// the worker).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<String>,
+    /// The `pipeline:` stage it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    /// Its stage has `approval_required`: once its rule holds it waits in
+    /// `awaiting_approval` until the stage is approved (or rejected).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub needs_approval: bool,
     #[serde(default, skip_serializing_if = "RetryPolicy::is_default")]
     pub retry: RetryPolicy,
     #[serde(default, skip_serializing_if = "Priority::is_default")]
@@ -81,6 +88,8 @@ impl TaskSpec {
             simulate: None,
             expect: None,
             gate: None,
+            stage: None,
+            needs_approval: false,
             retry: RetryPolicy::default(),
             priority: Priority::default(),
         }
@@ -158,6 +167,8 @@ mod tests {
                 ..Expect::default()
             })),
             gate: Some("score > 8".into()),
+            stage: Some("Production".into()),
+            needs_approval: true,
             retry: RetryPolicy {
                 max_retries: 0,
                 retry_on: vec![ErrorClass::Timeout],

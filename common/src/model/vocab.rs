@@ -101,7 +101,8 @@ pub struct Simulate {
     pub fail: bool,
     /// Exit code of the simulated command (only with the `simulate` executor).
     pub exit_code: i32,
-    /// The simulated answer text; a labelled synthetic answer when absent.
+    /// The simulated answer text (for a task without a prompt: its simulated command's
+    /// stdout); a labelled synthetic answer when absent.
     pub output: Option<String>,
 }
 
@@ -241,6 +242,8 @@ pub enum TaskState {
     Queued,
     /// Held by a worker under a lease.
     Running,
+    /// Its rule holds, but its stage waits for `zo-submit approve RUN STAGE`.
+    AwaitingApproval,
     Success,
     Failed,
     Timeout,
@@ -249,10 +252,11 @@ pub enum TaskState {
 }
 
 impl TaskState {
-    pub const ALL: [TaskState; 8] = [
+    pub const ALL: [TaskState; 9] = [
         TaskState::Waiting,
         TaskState::Queued,
         TaskState::Running,
+        TaskState::AwaitingApproval,
         TaskState::Success,
         TaskState::Failed,
         TaskState::Timeout,
@@ -265,6 +269,7 @@ impl TaskState {
             TaskState::Waiting => "waiting",
             TaskState::Queued => "queued",
             TaskState::Running => "running",
+            TaskState::AwaitingApproval => "awaiting_approval",
             TaskState::Success => "success",
             TaskState::Failed => "failed",
             TaskState::Timeout => "timeout",
@@ -285,7 +290,7 @@ impl TaskState {
             TaskState::Timeout => Status::Timeout,
             TaskState::Skipped => Status::Skipped,
             TaskState::Cancelled => Status::Cancelled,
-            TaskState::Waiting | TaskState::Queued | TaskState::Running => return None,
+            TaskState::Waiting | TaskState::Queued | TaskState::Running | TaskState::AwaitingApproval => return None,
         })
     }
 

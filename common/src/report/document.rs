@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{pct, secs};
 use crate::catalog::Catalog;
-use crate::model::{rfc3339, Counts, ErrorClass, Priority, RunSnapshot, Skip, Status, TaskState, TriggerRule, When};
+use crate::model::{rfc3339, Counts, ErrorClass, Priority, RunSnapshot, Skip, StageStatus, Status, TaskState, TriggerRule, When};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultsDocument {
@@ -15,7 +15,24 @@ pub struct ResultsDocument {
     pub task_file: String,
     pub summary: Summary,
     pub results_by_instance: BTreeMap<String, InstanceSummary>,
+    /// Stages with `approval_required` that the run reached: who decided, when.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageReport>,
     pub tasks: Vec<TaskReport>,
+}
+
+/// A stage that waited for an approval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageReport {
+    pub name: String,
+    /// `awaiting_approval`, `approved` or `rejected`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,6 +87,9 @@ pub struct TaskReport {
     /// Seconds between the job entering its queue and a worker starting it.
     pub queue_wait: f64,
     pub dependencies: Vec<String>,
+    /// Its `pipeline:` stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
     /// When it may start over its dependencies (left out when `all_success`).
     #[serde(default, skip_serializing_if = "TriggerRule::is_default")]
     pub trigger_rule: TriggerRule,
@@ -129,11 +149,19 @@ pub struct AgentReport {
 /// Why task `i` was skipped, in words (names and rules from the task file).
 fn skip_reason(snap: &RunSnapshot, i: usize, skip: &Skip) -> String {
     let spec = &snap.specs[i];
-    let Some(cause) = skip.cause.filter(|&c| (c as usize) < snap.specs.len()) else {
-        return match skip.class {
-            ErrorClass::Rejected => "skipped: its stage was rejected".into(),
-            _ => "skipped".into(),
+    if skip.class == ErrorClass::Rejected {
+        let stage = spec.stage.as_deref().unwrap_or("?");
+        return match snap.stages.iter().find(|s| s.name == stage).map(|s| &s.status) {
+            Some(StageStatus::Rejected { by, at_ms, reason }) => format!(
+                "skipped: stage `{stage}` was rejected by {by} at {}{}",
+                rfc3339(*at_ms),
+                if reason.is_empty() { String::new() } else { format!(": {reason}") }
+            ),
+            _ => format!("skipped: stage `{stage}` was rejected"),
         };
+    }
+    let Some(cause) = skip.cause.filter(|&c| (c as usize) < snap.specs.len()) else {
+        return "skipped".into();
     };
     let name = &snap.specs[cause as usize].name;
     let how = match snap.states[cause as usize] {
@@ -188,6 +216,7 @@ pub fn build(snap: &RunSnapshot, catalog: &Catalog) -> ResultsDocument {
             worker: None,
             queue_wait: 0.0,
             dependencies: deps,
+            stage: spec.stage.clone(),
             trigger_rule: spec.trigger_rule,
             conditions: spec
                 .conditions
@@ -306,5 +335,19 @@ pub fn build(snap: &RunSnapshot, catalog: &Catalog) -> ResultsDocument {
         input_tokens: tin,
         output_tokens: tout,
     };
-    ResultsDocument { run_id: meta.run_id.clone(), task_file: meta.file.clone(), summary, results_by_instance: by_inst, tasks }
+    let stages = snap
+        .stages
+        .iter()
+        .map(|s| {
+            let (status, by, at, reason) = match &s.status {
+                StageStatus::Awaiting => ("awaiting_approval", None, None, None),
+                StageStatus::Approved { by, at_ms } => ("approved", Some(by.clone()), Some(rfc3339(*at_ms)), None),
+                StageStatus::Rejected { by, at_ms, reason } => {
+                    ("rejected", Some(by.clone()), Some(rfc3339(*at_ms)), Some(reason.clone()).filter(|r| !r.is_empty()))
+                }
+            };
+            StageReport { name: s.name.clone(), status: status.into(), by, at, reason }
+        })
+        .collect();
+    ResultsDocument { run_id: meta.run_id.clone(), task_file: meta.file.clone(), summary, results_by_instance: by_inst, stages, tasks }
 }

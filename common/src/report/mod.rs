@@ -7,7 +7,7 @@ mod document;
 mod markdown;
 
 pub use dashboard::dashboard;
-pub use document::{build, AgentReport, AttemptReport, CommandReport, InstanceSummary, ResultsDocument, Summary, TaskReport};
+pub use document::{build, AgentReport, AttemptReport, CommandReport, InstanceSummary, ResultsDocument, StageReport, Summary, TaskReport};
 pub use markdown::markdown;
 
 use crate::model::TaskState;
@@ -32,6 +32,7 @@ pub fn status_mark(s: TaskState) -> &'static str {
         TaskState::Timeout => "⏱",
         TaskState::Skipped => "↷",
         TaskState::Cancelled => "⊘",
+        TaskState::AwaitingApproval => "⏸",
         TaskState::Waiting | TaskState::Queued | TaskState::Running => "…",
     }
 }
@@ -80,6 +81,7 @@ mod tests {
             states: vec![TaskState::Failed],
             results: vec![Some(result.clone())],
             skips: vec![None],
+            stages: Vec::new(),
             history: vec![vec![result]],
         };
         let doc = build(&snap, &crate::catalog::Catalog::builtin());

@@ -47,7 +47,7 @@ const CREATE_CHUNK: usize = 2000;
 const STAGING_TTL_S: u64 = 3600;
 
 /// The run keys [`create_run`] writes (besides `meta`), each first under a staging name.
-const CREATED_KEYS: [&str; 7] = ["spec", "state", "attempt", "pending", "children", "rules", "outbox"];
+const CREATED_KEYS: [&str; 8] = ["spec", "state", "attempt", "pending", "children", "rules", "stages", "outbox"];
 
 /// A task's entry in the run's `rules` hash, read by `rule_of` in `lua/prelude.lua`:
 /// `RULE|DEPS|CONDS|P:w,…` — its trigger rule, how many dependencies the rule reads, how many
@@ -71,6 +71,26 @@ pub(crate) fn rule_entry(s: &TaskSpec) -> Option<String> {
         })
         .collect();
     Some(format!("{}|{}|{}|{}", s.trigger_rule.as_str(), s.deps.len(), s.conditions.len(), conds.join(",")))
+}
+
+/// Stages whose tasks wait for an approval from the start (they have roots).
+fn awaiting_stages(specs: &[TaskSpec]) -> Vec<&str> {
+    let mut awaiting: Vec<&str> = Vec::new();
+    for s in specs.iter().filter(|s| s.is_root() && s.needs_approval) {
+        if let Some(st) = s.stage.as_deref().filter(|st| !awaiting.contains(st)) {
+            awaiting.push(st);
+        }
+    }
+    awaiting
+}
+
+/// Where a task starts: a root is queued (or awaits its stage's approval), others wait.
+fn initial_state(s: &TaskSpec) -> TaskState {
+    match (s.is_root(), s.needs_approval) {
+        (true, false) => TaskState::Queued,
+        (true, true) => TaskState::AwaitingApproval,
+        (false, _) => TaskState::Waiting,
+    }
 }
 
 /// A job spec encoded for its stream entry, kept from [`create_run`] so the first flush does
@@ -130,7 +150,7 @@ async fn stage_and_commit(conn: &mut Conn, keys: &Keys, run: &NewRun<'_>) -> Res
     for s in &written {
         commit.key(keys.run(run.run_id, s));
     }
-    let with_rules = run.specs.iter().filter(|s| rule_entry(s).is_some()).count();
+    let with_rules = run.specs.iter().filter(|s| rule_entry(s).is_some() || s.needs_approval).count();
     let meta: [(&str, String); 15] = [
         ("run_id", run.run_id.to_string()),
         ("file", run.file.to_string()),
@@ -187,23 +207,37 @@ async fn stage_run(conn: &mut Conn, keys: &Keys, run: &NewRun<'_>) -> Result<(u6
         let blobs: Vec<Vec<u8>> = chunk.iter().map(|(_, s)| s.encode()).collect();
         let spec: Vec<(u32, &[u8])> = chunk.iter().zip(&blobs).map(|((i, _), b)| (*i, b.as_slice())).collect();
         written[at("spec")] |= hset_some(&mut p, &staging[at("spec")], &spec);
-        let state: Vec<(u32, &str)> =
-            chunk.iter().map(|(i, s)| (*i, if s.is_root() { TaskState::Queued } else { TaskState::Waiting }.as_str())).collect();
+        let state: Vec<(u32, &str)> = chunk.iter().map(|(i, s)| (*i, initial_state(s).as_str())).collect();
         written[at("state")] |= hset_some(&mut p, &staging[at("state")], &state);
-        let attempt: Vec<(u32, u32)> = chunk.iter().map(|(i, s)| (*i, u32::from(s.is_root()))).collect();
+        let attempt: Vec<(u32, u32)> = chunk.iter().map(|(i, s)| (*i, u32::from(initial_state(s) == TaskState::Queued))).collect();
         written[at("attempt")] |= hset_some(&mut p, &staging[at("attempt")], &attempt);
         let pending: Vec<(u32, usize)> =
             chunk.iter().filter(|(_, s)| !s.is_root() && s.plain_rule()).map(|(i, s)| (*i, s.deps.len())).collect();
         written[at("pending")] |= hset_some(&mut p, &staging[at("pending")], &pending);
-        let rules: Vec<(u32, String)> = chunk.iter().filter_map(|(i, s)| rule_entry(s).map(|r| (*i, r))).collect();
-        written[at("rules")] |= hset_some(&mut p, &staging[at("rules")], &rules);
+        let mut rules: Vec<(String, String)> = chunk.iter().filter_map(|(i, s)| rule_entry(s).map(|r| (i.to_string(), r))).collect();
+        for (i, s) in &chunk {
+            if let Some(st) = s.stage.as_ref().filter(|_| s.needs_approval) {
+                rules.push((format!("a:{i}"), st.clone()));
+            }
+        }
+        if !rules.is_empty() {
+            p.hset_multiple(&staging[at("rules")], &rules).ignore();
+            written[at("rules")] = true;
+        }
+        let stages: Vec<(&str, &str)> =
+            if c == 0 { awaiting_stages(run.specs).into_iter().map(|st| (st, "awaiting")).collect() } else { Vec::new() };
+        if !stages.is_empty() {
+            p.hset_multiple(&staging[at("stages")], &stages).ignore();
+            written[at("stages")] = true;
+        }
         let ch: Vec<(u32, String)> = chunk
             .iter()
             .filter(|(i, _)| !children[*i as usize].is_empty())
             .map(|(i, _)| (*i, children[*i as usize].iter().map(u32::to_string).collect::<Vec<_>>().join(",")))
             .collect();
         written[at("children")] |= hset_some(&mut p, &staging[at("children")], &ch);
-        let root_entries: Vec<String> = chunk.iter().filter(|(_, s)| s.is_root()).map(|(i, _)| format!("{i}:1")).collect();
+        let root_entries: Vec<String> =
+            chunk.iter().filter(|(_, s)| initial_state(s) == TaskState::Queued).map(|(i, _)| format!("{i}:1")).collect();
         if !root_entries.is_empty() {
             p.rpush(&staging[at("outbox")], root_entries).ignore();
             written[at("outbox")] = true;
@@ -220,7 +254,7 @@ async fn stage_run(conn: &mut Conn, keys: &Keys, run: &NewRun<'_>) -> Result<(u6
         if creates {
             p.atomic();
         }
-        roots.extend(chunk.iter().zip(blobs).filter(|((_, s), _)| s.is_root()).map(|((i, _), b)| (*i, b)));
+        roots.extend(chunk.iter().zip(blobs).filter(|((_, s), _)| initial_state(s) == TaskState::Queued).map(|((i, _), b)| (*i, b)));
         Ok(p)
     });
     send_while_building(conn, pipes).await?;

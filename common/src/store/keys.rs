@@ -19,9 +19,10 @@
 //! | `NS:run:{R}:state` | hash | idx → waiting/queued/running/success/failed/timeout/skipped/cancelled |
 //! | `NS:run:{R}:attempt` | hash | idx → current attempt number |
 //! | `NS:run:{R}:pending` | hash | idx → dependencies not yet succeeded (tasks with the default rule and no condition) |
-//! | `NS:run:{R}:rules` | hash | idx → `RULE|DEPS|CONDS|P:w,…` for a task with a trigger rule or `on_success`/`on_failure` condition; `t:idx` → `succeeded,failed,skipped,conditions held` so far |
+//! | `NS:run:{R}:rules` | hash | idx → `RULE\|DEPS\|CONDS\|P:w,…` for a task with a trigger rule or `on_success`/`on_failure` condition; `t:idx` → `succeeded,failed,skipped,conditions held` so far; `a:idx` → the stage whose approval it waits for |
 //! | `NS:run:{R}:children` | hash | idx → comma-separated dependents |
 //! | `NS:run:{R}:result` | hash | idx → result (MessagePack) |
+//! | `NS:run:{R}:stages` | hash | stage → `awaiting`, `approved\|WHO\|MS` or `rejected\|WHO\|MS\|REASON` (stages with `approval_required` once reached) |
 //! | `NS:run:{R}:skip` | hash | idx → `d:P` (a failure of task P made its rule unmeetable), `c:P` (task P broke its condition) or `r:` (its stage was rejected) |
 //! | `NS:run:{R}:outbox` | list | `idx:attempt` released but not yet confirmed in a stream |
 //! | `NS:run:{R}:events` | stream | task state changes, for live progress |
@@ -44,7 +45,7 @@ pub struct Keys {
 }
 
 /// The per-run keys, in the order the Lua scripts take them.
-pub const RUN_KEY_SUFFIXES: [&str; 17] = [
+pub const RUN_KEY_SUFFIXES: [&str; 18] = [
     "meta",
     "spec",
     "state",
@@ -62,6 +63,7 @@ pub const RUN_KEY_SUFFIXES: [&str; 17] = [
     "deliveries",
     "cascade",
     "rules",
+    "stages",
 ];
 
 impl Keys {

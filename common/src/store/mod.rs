@@ -37,7 +37,7 @@ pub use keys::Keys;
 pub use outbox::LocalSpecs;
 pub use read::{Event, EventBatch};
 pub use scripts::COMMIT_RUN;
-pub use transitions::{Batch, Cancelled, Cascaded, Claim, MarkRunning, Recorded, Renewed, ToMark, ToRecord};
+pub use transitions::{Batch, Cancelled, Cascaded, Claim, Decided, Decision, MarkRunning, Recorded, Renewed, ToMark, ToRecord};
 pub use workers::{LiveWorker, WorkerInfo};
 
 /// Lowest Redis version with everything we use (XAUTOCLAIM).

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 
 use super::{Conn, Store, StoreError};
-use crate::model::{ErrorClass, RunMeta, RunSnapshot, Skip, TaskResult, TaskSpec, TaskState};
+use crate::model::{ErrorClass, RunMeta, RunSnapshot, Skip, StageState, StageStatus, TaskResult, TaskSpec, TaskState};
 
 /// A change the run's event stream reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +104,8 @@ impl Store {
             }
             h.sort_by_key(|r| r.attempt);
         }
-        Ok(RunSnapshot { meta, specs, states, results, skips, history })
+        let stages = self.stages(conn, run_id).await?;
+        Ok(RunSnapshot { meta, specs, states, results, skips, history, stages })
     }
 }
 
@@ -174,6 +175,30 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The stages with `approval_required` that a run reached (its `stages` hash), by name.
+    pub async fn stages(&self, conn: &mut Conn, run_id: &str) -> Result<Vec<StageState>, StoreError> {
+        let h: HashMap<String, String> = redis::cmd("HGETALL").arg(self.keys.run(run_id, "stages")).query_async(conn).await?;
+        let mut out: Vec<StageState> = h.into_iter().map(|(name, v)| StageState { name, status: parse_stage(&v) }).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
+/// A `stages` hash value (`awaiting`, `approved|WHO|MS`, `rejected|WHO|MS|REASON`; written by
+/// `start_task` in lua/prelude.lua and lua/approve.lua). Anything else reads as awaiting.
+pub(super) fn parse_stage(v: &str) -> StageStatus {
+    let mut parts = v.splitn(4, '|');
+    let kind = parts.next().unwrap_or("");
+    let by = parts.next().unwrap_or("").to_string();
+    let at_ms = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0);
+    match kind {
+        "approved" => StageStatus::Approved { by, at_ms },
+        "rejected" => StageStatus::Rejected { by, at_ms, reason: parts.next().unwrap_or("").to_string() },
+        _ => StageStatus::Awaiting,
+    }
+}
+
 /// A `skip` hash value (`d:P`, `c:P`, `r:`; see `skip_task` in lua/prelude.lua). Anything
 /// else reads as a failure's skip, so a damaged value never hides a failure.
 fn parse_skip(v: &str) -> Skip {
@@ -197,5 +222,15 @@ mod skip_tests {
         assert_eq!(parse_skip("r:"), Skip { class: ErrorClass::Rejected, cause: None });
         assert_eq!(parse_skip("7"), Skip { class: ErrorClass::Dependency, cause: Some(7) });
         assert_eq!(parse_skip("x:?"), Skip { class: ErrorClass::Dependency, cause: None });
+    }
+
+    #[test]
+    fn stage_values_read_back() {
+        assert_eq!(parse_stage("awaiting"), StageStatus::Awaiting);
+        assert_eq!(parse_stage("approved|ann@box|17"), StageStatus::Approved { by: "ann@box".into(), at_ms: 17 });
+        assert_eq!(
+            parse_stage("rejected|bo@h|5|not | now"),
+            StageStatus::Rejected { by: "bo@h".into(), at_ms: 5, reason: "not | now".into() }
+        );
     }
 }

@@ -22,6 +22,7 @@ pub(crate) static PROMOTE: LazyLock<Script> = LazyLock::new(|| run_script(includ
 pub(crate) static REVIVE: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/revive.lua")));
 pub(crate) static CASCADE: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/cascade.lua")));
 pub(crate) static CANCEL: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/cancel.lua")));
+pub(crate) static APPROVE: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/approve.lua")));
 
 pub(crate) static UNLOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/unlock.lua")));
 pub(crate) static TRIM_HELD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/trim_held.lua")));
@@ -41,6 +42,7 @@ mod tests {
             include_str!("lua/promote.lua"),
             include_str!("lua/revive.lua"),
             include_str!("lua/cancel.lua"),
+            include_str!("lua/approve.lua"),
             include_str!("lua/cascade.lua"),
             include_str!("lua/unlock.lua"),
             include_str!("lua/trim_held.lua"),

@@ -107,6 +107,23 @@ pub struct Batch {
     pub queued: u32,
 }
 
+/// An operator's decision on a stage that waits for approval.
+#[derive(Debug, Clone, Copy)]
+pub enum Decision<'a> {
+    Approve,
+    Reject { reason: &'a str },
+}
+
+/// What [`Store::decide_stage`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decided {
+    /// Recorded: `tasks` started (approve) or skipped (reject); `queued` in the outbox.
+    Done { tasks: u32, finished: bool, queued: u32 },
+    /// The stage is not awaiting approval (nothing changed): never reached (`None`), or
+    /// decided already.
+    NotAwaiting(Option<crate::model::StageStatus>),
+}
+
 /// What one or more cascade chunks did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cascaded {
@@ -282,6 +299,40 @@ impl Store {
             return Err(StoreError::NoSuchRun(run_id.to_string()));
         }
         Ok(Cancelled { cancelled: c as u64, flagged: f, finished: fin == 1, queued })
+    }
+
+    /// Approves or rejects a stage that waits for approval, as `who` (user@host, or an API
+    /// token's name), in one atomic step.
+    pub async fn decide_stage(
+        &self,
+        conn: &mut Conn,
+        run_id: &str,
+        stage: &str,
+        decision: Decision<'_>,
+        who: &str,
+    ) -> Result<Decided, StoreError> {
+        let (verdict, reason) = match decision {
+            Decision::Approve => ("approve", ""),
+            Decision::Reject { reason } => ("reject", reason),
+        };
+        let reply: Vec<redis::Value> = invoke(&scripts::APPROVE, &self.keys, run_id)
+            .arg(stage)
+            .arg(verdict)
+            .arg(who)
+            .arg(now_ms())
+            .arg(reason)
+            .invoke_async(conn)
+            .await
+            .map_err(|e| gone(e, run_id))?;
+        let num = |v: Option<&redis::Value>| -> u32 { v.and_then(|v| redis::from_redis_value::<u32>(v.clone()).ok()).unwrap_or(0) };
+        match reply.first().map(|v| redis::from_redis_value::<i64>(v.clone())) {
+            Some(Ok(1)) => Ok(Decided::Done { tasks: num(reply.get(1)), finished: num(reply.get(2)) == 1, queued: num(reply.get(3)) }),
+            Some(Ok(0)) => {
+                let s: String = reply.get(1).and_then(|v| redis::from_redis_value(v.clone()).ok()).unwrap_or_default();
+                Ok(Decided::NotAwaiting(if s.is_empty() { None } else { Some(super::read::parse_stage(&s)) }))
+            }
+            _ => Err(unknown_tag("approve", &format!("{reply:?}"))),
+        }
     }
 
     /// Runs a failed task again (a new attempt), un-skipping what it skipped; `None` when the

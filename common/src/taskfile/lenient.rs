@@ -12,7 +12,7 @@ use super::validate::duration_of;
 use super::{MAX_TIMEOUT, MIN_TIMEOUT};
 use crate::yaml::{self, closest, find_key, Pos, YamlError};
 
-const TOP: [&str; 4] = ["name", "description", "defaults", "tasks"];
+const TOP: [&str; 5] = ["name", "description", "defaults", "tasks", "pipeline"];
 const DEFAULTS: [&str; 3] = ["retry_policy", "priority", "trigger_rule"];
 const TASK: [&str; 17] = [
     "name",

@@ -14,10 +14,13 @@ use crate::model::TaskSpec;
 use crate::yaml::{self, YamlError};
 
 mod lenient;
+mod pipeline;
 mod raw;
 mod split;
 mod validate;
 mod workflow;
+
+pub use pipeline::Stage;
 
 use raw::{RawFile, RawTask, Sp};
 
@@ -33,6 +36,8 @@ pub struct TaskFile {
     pub tasks: Vec<TaskSpec>,
     /// Line of each task in its file, for messages.
     pub lines: Vec<u64>,
+    /// The stages of a `pipeline:` file (none for a `tasks:` file).
+    pub stages: Vec<Stage>,
 }
 
 impl TaskFile {

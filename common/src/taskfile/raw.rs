@@ -34,6 +34,29 @@ pub(super) struct RawFile {
     pub defaults: Option<RawDefaults>,
     // Boxed: a 100,000-task file would otherwise hold (and regrow) a vector of large structs.
     pub tasks: Option<Sp<Vec<Sp<Box<RawTask>>>>>,
+    /// The seed's multi-stage form, instead of `tasks:`.
+    pub pipeline: Option<Sp<RawPipeline>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPipeline {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub stages: Option<Sp<Vec<Sp<RawStage>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStage {
+    pub name: Option<Sp<String>>,
+    pub description: Option<String>,
+    /// A stage name or a list of them (the seed writes one string).
+    pub requires: Option<Sp<OneOrMany>>,
+    #[serde(default)]
+    pub approval_required: bool,
+    #[serde(default)]
+    pub tasks: Vec<Sp<Box<RawTask>>>,
 }
 
 /// Run-wide defaults that tasks may override.

@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use super::pipeline;
 use super::raw::{RawFile, RawRetry, RawTimeout, Sp};
 use super::workflow::{self, Edges};
 use super::{TaskFile, TaskFileError, DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT};
@@ -32,8 +33,30 @@ pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<Ta
     };
     let base_priority = defaults.priority.unwrap_or_default();
     let base_rule = defaults.trigger_rule.as_ref().and_then(|r| workflow::trigger_rule(r, file, "defaults", &mut errs)).unwrap_or_default();
-    let Some(tasks) = raw.tasks else {
-        return Err(TaskFileError(vec![YamlError::plain(file, "missing required key `tasks`; list your tasks under `tasks:`")]));
+    let mut name = raw.name;
+    let (tasks, stage_of, stages) = match (raw.tasks, raw.pipeline) {
+        (Some(_), Some(p)) => {
+            return Err(TaskFileError(vec![YamlError::at(
+                file,
+                p.referenced,
+                "a task file has `tasks:` or `pipeline:`, not both; move the tasks into a stage or drop `pipeline:`",
+            )]));
+        }
+        (Some(t), None) => (t, Vec::new(), Vec::new()),
+        (None, Some(p)) => {
+            let at = p.referenced;
+            let Some(flat) = pipeline::flatten(p, file, &mut errs) else {
+                return Err(TaskFileError(errs));
+            };
+            name = name.or(flat.name);
+            (Sp { value: flat.tasks, referenced: at }, flat.stage_of, flat.stages)
+        }
+        (None, None) => {
+            return Err(TaskFileError(vec![YamlError::plain(
+                file,
+                "missing required key `tasks`; list your tasks under `tasks:` (or stages under `pipeline:`)",
+            )]));
+        }
     };
     if tasks.value.is_empty() {
         return Err(TaskFileError(vec![YamlError::at(file, tasks.referenced, "`tasks` is empty; add at least one task")]));
@@ -194,6 +217,8 @@ pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<Ta
             simulate,
             expect,
             gate,
+            stage: None,
+            needs_approval: false,
             retry,
             priority,
         });
@@ -277,6 +302,7 @@ pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<Ta
         }
         all_deps.push(resolved);
     }
+    pipeline::stage_dependencies(&stage_of, &stages, &mut all_deps);
     let conditions = {
         let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         workflow::conditions(&names, &edges, &index, file, &mut suggestions_left, &mut dup_errs)
@@ -285,6 +311,10 @@ pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<Ta
     for ((s, d), c) in specs.iter_mut().zip(all_deps).zip(conditions) {
         s.deps = d;
         s.conditions = c;
+    }
+    for (s, &k) in specs.iter_mut().zip(&stage_of) {
+        s.stage = Some(stages[k].name.clone());
+        s.needs_approval = stages[k].approval_required;
     }
     // Cycles are looked for whatever else is wrong (unknown dependencies are left out of the
     // graph), so one run shows every problem.
@@ -307,7 +337,7 @@ pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<Ta
         }
     }
     if errs.is_empty() {
-        Ok(TaskFile { path: file.to_string(), name: raw.name, tasks: specs, lines })
+        Ok(TaskFile { path: file.to_string(), name, tasks: specs, lines, stages })
     } else {
         errs.sort_by_key(|e| e.pos);
         Err(TaskFileError(errs))

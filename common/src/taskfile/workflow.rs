@@ -58,6 +58,11 @@ pub(super) fn gate(raw: Sp<String>, file: &str, what: &str, errs: &mut Vec<YamlE
 /// What to say about a name that is no task of the file: the closest task name while
 /// `suggestions_left` lasts (comparing with every name is quadratic over thousands of typos).
 pub(super) fn unknown_task_hint(name: &str, index: &HashMap<&str, usize>, suggestions_left: &mut usize) -> String {
+    unknown_name_hint(name, index, suggestions_left, "task")
+}
+
+/// [`unknown_task_hint`] for names of `what` (tasks, stages).
+pub(super) fn unknown_name_hint(name: &str, index: &HashMap<&str, usize>, suggestions_left: &mut usize, what: &str) -> String {
     let suggestion = if *suggestions_left > 0 {
         *suggestions_left -= 1;
         closest(name, index.keys().copied())
@@ -66,7 +71,7 @@ pub(super) fn unknown_task_hint(name: &str, index: &HashMap<&str, usize>, sugges
     };
     match suggestion {
         Some(s) => format!("did you mean `{s}`?"),
-        None => "name a task defined in this file".to_string(),
+        None => format!("name a {what} defined in this file"),
     }
 }
 

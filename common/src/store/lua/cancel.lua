@@ -11,7 +11,7 @@ local now = ARGV[2]
 local cancelled, flagged = 0, 0
 local function cancel_one(i, one)
   local s = redis.call('HGET', state, i)
-  if s == 'waiting' or s == 'queued' then
+  if s == 'waiting' or s == 'queued' or s == 'awaiting_approval' then
     redis.call('ZREM', delayed, i .. ':' .. (redis.call('HGET', attempt, i) or '0'))
     redis.call('HSET', state, i, 'cancelled')
     redis.call('HINCRBY', meta, 'cancelled', 1)

@@ -3,7 +3,7 @@
 -- KEYS: all keys of one run, in RUN_KEY_SUFFIXES order (common/src/store/keys.rs), named here.
 -- Helpers: event, for_each_child, walk_dependents, outcome_of, rule_verdict, settle,
 -- reevaluate, run_cascade, settle_dependents, maybe_finish, lease_owner.
-local meta, spec, state, attempt, pending, children, result, skip, outbox, events, lease, delayed, history, cancel, deliveries, cascade, rules = unpack(KEYS)
+local meta, spec, state, attempt, pending, children, result, skip, outbox, events, lease, delayed, history, cancel, deliveries, cascade, rules, stages = unpack(KEYS)
 local function event(...)
   redis.call('XADD', events, 'MAXLEN', '~', 10000, '*', ...)
 end
@@ -108,6 +108,36 @@ local function skip_task(c, p, class)
   skipped_ids[#skipped_ids + 1] = c
   if redis.call('HEXISTS', children, c) == 1 then redis.call('RPUSH', cascade, c .. ':0') end
 end
+-- The stage whose approval task c waits for (`a:IDX` in `rules`), if any.
+local function stage_of(c)
+  if has_rules == nil then has_rules = (redis.call('HGET', meta, 'rules') or '0') ~= '0' end
+  if not has_rules then return nil end
+  return redis.call('HGET', rules, 'a:' .. c)
+end
+-- A task whose rule holds starts (returns 1) — unless its stage waits for an approval: then
+-- it waits in `awaiting_approval` (the stage is marked `awaiting` in `stages`), or is skipped
+-- (class rejected) when the stage was rejected.
+local function start_task(c)
+  local st = stage_of(c)
+  if st then
+    local s = redis.call('HGET', stages, st) or ''
+    if string.sub(s, 1, 8) == 'rejected' then
+      skip_task(c, '', 'r')
+      return 0
+    end
+    if string.sub(s, 1, 8) ~= 'approved' then
+      redis.call('HSET', state, c, 'awaiting_approval')
+      if s == '' then
+        redis.call('HSET', stages, st, 'awaiting')
+        event('stage', st, 'state', 'awaiting_approval')
+      end
+      event('idx', c, 'state', 'awaiting_approval')
+      return 0
+    end
+  end
+  queue_task(c)
+  return 1
+end
 local function flush_skips()
   local n = #skipped_ids
   if n == 0 then return end
@@ -144,7 +174,7 @@ local function settle(c, p, o)
     if broken and v ~= 'd' then v = 'c' end
     if v == 'go' and ok < m then v = nil end
   end
-  if v == 'go' then queue_task(c); return 1 end
+  if v == 'go' then return start_task(c) end
   if v then skip_task(c, p, v) end
   return 0
 end

@@ -38,9 +38,10 @@ walk_dependents(idx, function(c, cur)
   redis.call('HINCRBY', meta, 'skipped', -1)
   redis.call('HINCRBY', meta, 'done', -1)
   event('idx', c, 'state', 'waiting')
-  if v == 'go' then queue_task(c) end
+  if v == 'go' then start_task(c) end
   return true
 end)
+run_cascade()
 if redis.call('HGET', meta, 'status') == 'finished' then
   redis.call('HSET', meta, 'status', 'running')
   redis.call('HDEL', meta, 'finished_ms')
