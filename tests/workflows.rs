@@ -374,3 +374,74 @@ fn a_workflow_survives_kill_9_and_a_redis_restart() {
     }
     assert_eq!(doc["stages"][0]["status"], "approved");
 }
+
+/// `zo-submit resume RUN` after a failure: the failed task runs again as attempt 2, the tasks
+/// it had skipped (by its failure, or by an `on_success` condition) are evaluated again and
+/// run; successes are reused, not run again. Resuming a running run or a task that succeeded
+/// changes nothing (exit 2).
+#[test]
+fn resume_runs_what_did_not_succeed_and_reuses_the_rest() {
+    let redis = Redis::start();
+    let ns = namespace("wf-resume");
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let cfg = format!(
+        "executor: {{ kind: local }}\nagent: {{ mode: simulate }}\nworkdir: {}\ninstances: [ {{ name: fast, concurrency: 4 }} ]\n",
+        work.display()
+    );
+    let _w = Worker::start(dir.path(), "w", &cfg, &redis.url(), &ns);
+    let count = |name: &str| format!("n=$(cat {name} 2>/dev/null || echo 0); echo $((n+1)) > {name}");
+    write(
+        dir.path(),
+        "t.yaml",
+        &format!(
+            "tasks:
+  - {{ name: Prep, ccr_instance: fast, command: \"{}\" }}
+  - {{ name: Check, ccr_instance: fast, command: \"{}; [ $n -ge 1 ]\", dependencies: [Prep], on_success: [Ship], on_failure: [Fix] }}
+  - {{ name: Ship, ccr_instance: fast, command: \"{}\" }}
+  - {{ name: Fix, ccr_instance: fast, command: \"{}\" }}
+  - {{ name: After, ccr_instance: fast, command: \"true\", dependencies: [Check] }}
+",
+            count("prep"),
+            count("check"),
+            count("ship"),
+            count("fix")
+        ),
+    );
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--json", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let doc = json_doc(&out);
+    let run = doc["run_id"].as_str().unwrap().to_string();
+    let t = tasks_by_name(&doc);
+    let got = |t: &std::collections::HashMap<String, Value>, n: &str| {
+        (t[n]["status"].as_str().unwrap().to_string(), t[n]["error_class"].as_str().map(String::from))
+    };
+    assert_eq!(got(&t, "Check"), ("failed".into(), Some("command".into())));
+    assert_eq!(got(&t, "Ship"), ("skipped".into(), Some("condition".into())));
+    assert_eq!(got(&t, "After"), ("skipped".into(), Some("dependency".into())));
+    assert_eq!(got(&t, "Fix").0, "success");
+
+    let bad = submit(dir.path(), &redis.url(), &ns, &["resume", &run, "--task", "Prep"], LIMIT);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("cannot be resumed: it is success"), "{}", bad.stderr);
+    let bad = submit(dir.path(), &redis.url(), &ns, &["resume", &run, "--task", "After"], LIMIT);
+    assert!(bad.stderr.contains("skipped because `Check` did not succeed; resume that one"), "{}", bad.stderr);
+
+    let out = submit(dir.path(), &redis.url(), &ns, &["resume", &run, "--json", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc = json_doc(&out);
+    assert_eq!(doc["run_id"], run.as_str(), "the same run");
+    let t = tasks_by_name(&doc);
+    for n in ["Prep", "Check", "Ship", "Fix", "After"] {
+        assert_eq!(t[n]["status"], "success", "{n}: {}", t[n]);
+    }
+    assert_eq!(t["Check"]["attempts"], 2);
+    assert_eq!(t["Check"]["attempt_history"][0]["status"], "failed");
+    for (file, runs) in [("prep", "1"), ("check", "2"), ("ship", "1"), ("fix", "1")] {
+        assert_eq!(std::fs::read_to_string(work.join(file)).unwrap().trim(), runs, "{file} ran {runs} time(s)");
+    }
+    let again = submit(dir.path(), &redis.url(), &ns, &["resume", &run], LIMIT);
+    assert_eq!(again.code, 0);
+    assert!(again.stderr.contains("nothing to resume"), "{}", again.stderr);
+}

@@ -116,6 +116,17 @@ pub enum Command {
         #[arg(long)]
         task: Option<String>,
     },
+    /// Run again every task of a finished run that failed, timed out or was cancelled (and
+    /// what they skipped), reusing the results of those that succeeded; then follow it.
+    Resume {
+        run_id: String,
+        /// Resume only this task (and what depends on it).
+        #[arg(long)]
+        task: Option<String>,
+        /// Print the run id and exit instead of following it.
+        #[arg(long)]
+        detach: bool,
+    },
     /// Approve a `pipeline:` stage that waits for approval: its tasks start.
     Approve { run_id: String, stage: String },
     /// Reject a stage that waits for approval: its tasks are skipped (class `rejected`),

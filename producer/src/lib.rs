@@ -9,6 +9,7 @@
 mod approve;
 pub mod cli;
 pub mod output;
+mod resume;
 pub mod watch;
 
 use std::io::Write as _;
@@ -74,7 +75,11 @@ pub async fn run(args: Args) -> u8 {
         Err(code) => return code,
     };
     if let Some(
-        Command::Watch { run_id } | Command::Cancel { run_id, .. } | Command::Approve { run_id, .. } | Command::Reject { run_id, .. },
+        Command::Watch { run_id }
+        | Command::Cancel { run_id, .. }
+        | Command::Approve { run_id, .. }
+        | Command::Reject { run_id, .. }
+        | Command::Resume { run_id, .. },
     ) = &args.command
     {
         if let Err(e) = store::check_run_id(run_id) {
@@ -92,6 +97,7 @@ pub async fn run(args: Args) -> u8 {
             watch::follow_and_report(&store, run_id, &catalog, &args.output, None).await
         }
         Some(Command::Cancel { run_id, task }) => cancel(&args, run_id, task.as_deref()).await,
+        Some(Command::Resume { run_id, task, detach }) => resume::resume(&args, run_id, task.as_deref(), *detach, &catalog).await,
         Some(Command::Approve { run_id, stage }) => approve::decide(&args, run_id, stage, None).await,
         Some(Command::Reject { run_id, stage, reason }) => approve::decide(&args, run_id, stage, Some(reason)).await,
         Some(Command::Dead { action }) => dead(&args, action.as_ref().unwrap_or(&DeadAction::List)).await,
