@@ -11,6 +11,32 @@ use zo_e2e::*;
 const LIMIT: Duration = Duration::from_secs(120);
 const SIMULATE: &str = "executor: { kind: simulate }\ninstances: [ { name: fast, concurrency: 4 }, { name: general, concurrency: 4 } ]\n";
 
+/// A private Redis and a worker with the local executor (simulated agent) whose tasks run in
+/// `work`, so they can count their runs in files.
+struct Local {
+    redis: Redis,
+    ns: String,
+    dir: tempfile::TempDir,
+    work: std::path::PathBuf,
+    _worker: Worker,
+}
+
+impl Local {
+    fn start(test: &str) -> Local {
+        let redis = Redis::start();
+        let ns = namespace(test);
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        let cfg = format!(
+            "executor: {{ kind: local }}\nagent: {{ mode: simulate }}\nworkdir: {}\ninstances: [ {{ name: fast, concurrency: 4 }} ]\n",
+            work.display()
+        );
+        let _worker = Worker::start(dir.path(), "w", &cfg, &redis.url(), &ns);
+        Local { redis, ns, dir, work, _worker }
+    }
+}
+
 fn ms(t: &Value, field: &str) -> u64 {
     rfc3339_ms(t[field].as_str().unwrap_or_else(|| panic!("{field} missing in {t}")))
 }
@@ -142,16 +168,7 @@ fn cancelling_one_task_lets_its_all_done_dependents_run() {
 /// until it passes (here a command whose second run scores higher).
 #[test]
 fn checks_and_gates_pass_fail_and_retry() {
-    let redis = Redis::start();
-    let ns = namespace("wf-checks");
-    let dir = tempfile::tempdir().unwrap();
-    let work = dir.path().join("work");
-    std::fs::create_dir(&work).unwrap();
-    let cfg = format!(
-        "executor: {{ kind: local }}\nagent: {{ mode: simulate }}\nworkdir: {}\ninstances: [ {{ name: fast, concurrency: 4 }} ]\n",
-        work.display()
-    );
-    let _w = Worker::start(dir.path(), "w", &cfg, &redis.url(), &ns);
+    let Local { redis, ns, dir, work, _worker } = Local::start("wf-checks");
     write(
         dir.path(),
         "t.yaml",
@@ -381,16 +398,7 @@ fn a_workflow_survives_kill_9_and_a_redis_restart() {
 /// changes nothing (exit 2).
 #[test]
 fn resume_runs_what_did_not_succeed_and_reuses_the_rest() {
-    let redis = Redis::start();
-    let ns = namespace("wf-resume");
-    let dir = tempfile::tempdir().unwrap();
-    let work = dir.path().join("work");
-    std::fs::create_dir(&work).unwrap();
-    let cfg = format!(
-        "executor: {{ kind: local }}\nagent: {{ mode: simulate }}\nworkdir: {}\ninstances: [ {{ name: fast, concurrency: 4 }} ]\n",
-        work.display()
-    );
-    let _w = Worker::start(dir.path(), "w", &cfg, &redis.url(), &ns);
+    let Local { redis, ns, dir, work, _worker } = Local::start("wf-resume");
     let count = |name: &str| format!("n=$(cat {name} 2>/dev/null || echo 0); echo $((n+1)) > {name}");
     write(
         dir.path(),

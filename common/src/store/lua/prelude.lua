@@ -91,6 +91,8 @@ local function cond_holds(w, o)
 end
 -- Tasks skipped by this script call, counted and announced by flush_skips.
 local skipped_ids = {}
+-- Whether this call added to the cascade list (else the recorder only asks its length).
+local cascaded = false
 -- Tasks a rule or a success started in this script call (the caller flushes the outbox).
 local queued_n = 0
 local function queue_task(c)
@@ -106,7 +108,10 @@ local function skip_task(c, p, class)
   redis.call('HSET', state, c, 'skipped')
   redis.call('HSET', skip, c, class .. ':' .. p)
   skipped_ids[#skipped_ids + 1] = c
-  if redis.call('HEXISTS', children, c) == 1 then redis.call('RPUSH', cascade, c .. ':0') end
+  if redis.call('HEXISTS', children, c) == 1 then
+    redis.call('RPUSH', cascade, c .. ':0')
+    cascaded = true
+  end
 end
 -- The stage whose approval task c waits for (`a:IDX` in `rules`), if any.
 local function stage_of(c)
@@ -246,6 +251,13 @@ end
 -- Settles the dependents of a task that just ended (in the cascade, within the budget).
 local function settle_dependents(root)
   redis.call('RPUSH', cascade, root .. ':0')
+  cascaded = true
+end
+-- The cascade's next chunk when this call added to it or skipped anything, else only the
+-- list's length (the common case of a batch of successes: no extra calls).
+local function cascade_if_needed()
+  if cascaded or #skipped_ids > 0 then return run_cascade() end
+  return redis.call('LLEN', cascade)
 end
 -- When every task is final: mark the run finished and let its keys expire.
 local function maybe_finish(now)

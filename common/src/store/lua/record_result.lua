@@ -73,5 +73,5 @@ for _, k in ipairs(finals) do
     settle_dependents(idx)
   end
 end
-local left = run_cascade()
+local left = cascade_if_needed()
 return {out, maybe_finish(now), left, queued_n}
