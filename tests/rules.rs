@@ -276,3 +276,54 @@ fn on_success_and_on_failure_edges() {
         }
     });
 }
+
+/// `REVIVE` (dead retry, resume) evaluates the tasks a revived task had skipped again from
+/// their parents' states: one whose rule another parent still breaks stays skipped, naming
+/// that parent (here `all_failed` over a success), one whose rule can hold again waits and runs.
+#[test]
+fn revived_parents_re_evaluate_what_they_skipped() {
+    let redis = Redis::start();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let store = Store::connect(&redis.url(), "zo-rules-revive", 2).await.unwrap();
+        let mut c = store.conn().await.unwrap();
+        store.ensure_group(&mut c, "fast").await.unwrap();
+        // 0 A, 1 B; 2 C: all_failed over A, B; 3 D: A's plain dependent; 4 E: one_failed over A.
+        let specs = vec![
+            task("A".into(), vec![]),
+            task("B".into(), vec![]),
+            TaskSpec { trigger_rule: TriggerRule::AllFailed, ..task("C".into(), vec![0, 1]) },
+            task("D".into(), vec![0]),
+            TaskSpec { trigger_rule: TriggerRule::OneFailed, ..task("E".into(), vec![0]) },
+        ];
+        let run = "V";
+        store
+            .create_run(&mut c, &NewRun { run_id: run, file: "v.yaml", name: None, specs: &specs, retention: Duration::from_secs(60) })
+            .await
+            .unwrap();
+        finish(&store, &mut c, run, 1, Status::Success).await;
+        assert_eq!(state_of(&mut c, &store, run, 2).await, TaskState::Skipped, "all_failed is unmeetable once B succeeded");
+        finish(&store, &mut c, run, 0, Status::Failed).await;
+        assert_eq!(state_of(&mut c, &store, run, 3).await, TaskState::Skipped);
+        assert_eq!(state_of(&mut c, &store, run, 4).await, TaskState::Queued, "one_failed starts");
+        finish(&store, &mut c, run, 4, Status::Success).await;
+        assert!(store.snapshot(&mut c, run).await.unwrap().meta.finished);
+
+        assert_eq!(store.revive(&mut c, run, 0).await.unwrap(), Some(2));
+        let snap = store.snapshot(&mut c, run).await.unwrap();
+        assert_eq!(snap.states[2], TaskState::Skipped, "B still breaks C's rule");
+        assert_eq!(snap.skips[2].map(|s| (s.class, s.cause)), Some((ErrorClass::Condition, Some(1))));
+        assert_eq!(snap.states[3], TaskState::Waiting, "D waits for A's new attempt");
+        assert_eq!(snap.states[4], TaskState::Success, "what already ran keeps its result");
+        let claim = Claim { worker: "w", lease: Duration::from_secs(60), max_deliveries: 5 };
+        let tags = store.mark_running(&mut c, run, &claim, &[ToMark { idx: 0, attempt: 2, takeover: false }]).await.unwrap();
+        assert_eq!(tags, vec![MarkRunning::Ok]);
+        let rec = ToRecord { idx: 0, attempt: 2, status: Status::Success, blob: result(2, Status::Success), retry_in: None };
+        store.record_results(&mut c, run, &[rec]).await.unwrap();
+        assert_eq!(state_of(&mut c, &store, run, 3).await, TaskState::Queued, "D runs after A succeeded");
+        finish(&store, &mut c, run, 3, Status::Success).await;
+        let snap = store.snapshot(&mut c, run).await.unwrap();
+        assert!(snap.meta.finished);
+        assert_eq!((snap.meta.success, snap.meta.skipped, snap.meta.failed), (4, 1, 0));
+    });
+}

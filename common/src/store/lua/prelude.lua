@@ -74,9 +74,12 @@ end
 -- task that waits for every dependency to succeed and has no condition):
 -- `RULE|DEPS|CONDS|P:w,...`, w = s/f (P must succeed/fail) or S/F (P is a dependency too).
 local has_rules = nil -- meta `rules`: whether any task of the run has an entry (read once)
-local function rule_of(c)
+local function any_rules()
   if has_rules == nil then has_rules = (redis.call('HGET', meta, 'rules') or '0') ~= '0' end
-  if not has_rules then return nil end
+  return has_rules
+end
+local function rule_of(c)
+  if not any_rules() then return nil end
   local def = redis.call('HGET', rules, c)
   if not def then return nil end
   local rule, n, m, conds = string.match(def, '^([%w_]+)|(%d+)|(%d+)|(.*)$')
@@ -88,6 +91,18 @@ end
 local function cond_holds(w, o)
   w = string.lower(w)
   return (w == 's' and o == 's') or (w == 'f' and o == 'f')
+end
+-- The verdict of a task with a rule entry: its rule over the tally (s, f, k of n
+-- dependencies), then its m conditions, of which ok held and `broken` did not (a broken one
+-- skips it with class 'c', unless a failure already decided 'd').
+local function decide(rule, n, s, f, k, ok, m, broken)
+  local v = rule_verdict(rule, n, s, f, k)
+  if broken and v ~= 'd' then return 'c' end
+  if v == 'go' and ok < m then return nil end
+  return v
+end
+local function set_tally(c, s, f, k, ok)
+  redis.call('HSET', rules, 't:' .. c, s .. ',' .. f .. ',' .. k .. ',' .. ok)
 end
 -- Tasks skipped by this script call, counted and announced by flush_skips.
 local skipped_ids = {}
@@ -115,8 +130,7 @@ local function skip_task(c, p, class)
 end
 -- The stage whose approval task c waits for (`a:IDX` in `rules`), if any.
 local function stage_of(c)
-  if has_rules == nil then has_rules = (redis.call('HGET', meta, 'rules') or '0') ~= '0' end
-  if not has_rules then return nil end
+  if not any_rules() then return nil end
   return redis.call('HGET', rules, 'a:' .. c)
 end
 -- A task whose rule holds starts (returns 1) — unless its stage waits for an approval: then
@@ -174,10 +188,8 @@ local function settle(c, p, o)
     if not w or w == 'S' or w == 'F' then
       if o == 's' then s = s + 1 elseif o == 'f' then f = f + 1 else k = k + 1 end
     end
-    redis.call('HSET', rules, 't:' .. c, s .. ',' .. f .. ',' .. k .. ',' .. ok)
-    v = rule_verdict(rule, n, s, f, k)
-    if broken and v ~= 'd' then v = 'c' end
-    if v == 'go' and ok < m then v = nil end
+    set_tally(c, s, f, k, ok)
+    v = decide(rule, n, s, f, k, ok, m, broken)
   end
   if v == 'go' then return start_task(c) end
   if v then skip_task(c, p, v) end
@@ -199,10 +211,14 @@ local function reevaluate(c)
     if not v and left == 0 then v = 'go' end
     return v, why
   end
-  local s, f, k, ok, broken, why = 0, 0, 0, 0, nil, nil
+  -- The first dependency that ended each way: the cause a skip names.
+  local s, f, k, ok, broken, first = 0, 0, 0, 0, nil, {}
   for _, d in ipairs(deps) do
     local o = outcome_of(tostring(d))
-    if o == 's' then s = s + 1 elseif o == 'f' then f = f + 1; why = why or d elseif o == 'k' then k = k + 1; why = why or d end
+    if o then
+      first[o] = first[o] or d
+      if o == 's' then s = s + 1 elseif o == 'f' then f = f + 1 else k = k + 1 end
+    end
   end
   for p, w in string.gmatch(conds, '(%d+):(%a)') do
     local o = outcome_of(p)
@@ -210,11 +226,11 @@ local function reevaluate(c)
       if cond_holds(w, o) then ok = ok + 1 else broken = broken or p end
     end
   end
-  redis.call('HSET', rules, 't:' .. c, s .. ',' .. f .. ',' .. k .. ',' .. ok)
-  local v = rule_verdict(rule, n, s, f, k)
-  if broken and v ~= 'd' then return 'c', broken end
-  if v == 'go' and ok < m then v = nil end
-  return v, why
+  set_tally(c, s, f, k, ok)
+  local v = decide(rule, n, s, f, k, ok, m, broken ~= nil)
+  if v == 'd' then return v, first['f'] end
+  if v == 'c' then return v, broken or first['k'] or first['s'] end
+  return v, nil
 end
 -- The dependents of final tasks are settled in chunks: one script call visits at most
 -- `cascade_budget` entries and dependents (meta field, default 2000), and what is left stays in the run's
