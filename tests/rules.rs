@@ -8,10 +8,10 @@
 
 use std::time::Duration;
 
-use zo_common::model::{Condition, ErrorClass, ParentOutcome, Status, TaskResult, TaskSpec, TaskState, TriggerRule, When};
+use zo_common::model::{Condition, ErrorClass, ParentOutcome, Status, TaskSpec, TaskState, TriggerRule, When};
 use zo_common::rules::{evaluate, Tally, Verdict};
 use zo_common::store::{Claim, Conn, MarkRunning, NewRun, Store, ToMark, ToRecord};
-use zo_e2e::Redis;
+use zo_e2e::{script_result, true_task, Redis};
 
 /// How a dependency ends in a case.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,20 +39,11 @@ impl End {
 }
 
 fn result(attempt: u32, status: Status) -> Vec<u8> {
-    let outcome = zo_common::model::Outcome {
-        status,
-        error_class: None,
-        error: None,
-        output: String::new(),
-        exit_code: Some(0),
-        command: None,
-        agent: None,
-    };
-    TaskResult { outcome, attempt, worker: "rules".into(), started_ms: 0, finished_ms: 0, queue_wait_ms: 0, reclaimed: false }.encode()
+    script_result(attempt, status).encode()
 }
 
 fn task(name: String, deps: Vec<u32>) -> TaskSpec {
-    TaskSpec { command: Some("true".into()), timeout_ms: 1000, deps, ..TaskSpec::new(name, "fast") }
+    true_task(name, deps)
 }
 
 /// Runs task `idx` (queued) to `status`.

@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use zo_common::model::{Condition, ErrorClass, Outcome, ParentOutcome, Status, TaskResult, TaskSpec, TaskState, TriggerRule, When};
+use zo_common::model::{Condition, ErrorClass, ParentOutcome, Status, TaskSpec, TaskState, TriggerRule, When};
 use zo_common::rules::{evaluate_task, Verdict};
 use zo_common::store::{Claim, LocalSpecs, MarkRunning, NewRun, Recorded, Store, ToMark, ToRecord};
-use zo_e2e::Redis;
+use zo_e2e::{script_result, true_task, Redis};
 
 #[derive(Debug, Clone)]
 struct Plan {
@@ -44,21 +44,9 @@ fn plan() -> impl Strategy<Value = Plan> {
     })
 }
 
-fn result(attempt: u32, status: Status) -> TaskResult {
-    TaskResult {
-        outcome: Outcome { status, error_class: None, error: None, output: String::new(), exit_code: Some(0), command: None, agent: None },
-        attempt,
-        worker: "prop".into(),
-        started_ms: 0,
-        finished_ms: 0,
-        queue_wait_ms: 0,
-        reclaimed: false,
-    }
-}
-
-/// Task `i` on instance `fast` (command `true`), depending on `deps`.
+/// Task `i` (`t{i}`), depending on `deps`.
 fn job(i: u32, deps: Vec<u32>) -> TaskSpec {
-    TaskSpec { command: Some("true".into()), timeout_ms: 1000, deps, ..TaskSpec::new(format!("t{i}"), "fast") }
+    true_task(format!("t{i}"), deps)
 }
 
 async fn drive(url: &str, ns: &str, plan: &Plan) -> Result<(), TestCaseError> {
@@ -162,7 +150,7 @@ async fn drive(url: &str, ns: &str, plan: &Plan) -> Result<(), TestCaseError> {
             };
             let cancelled: bool = redis::cmd("HEXISTS").arg(keys.run(run, "cancel")).arg(idx).query_async(&mut c).await.unwrap();
             let status = if cancelled { Status::Cancelled } else { status };
-            let r = result(*attempt, status);
+            let r = script_result(*attempt, status);
             to_record.push(ToRecord { idx: *idx, attempt: *attempt, status, blob: r.encode(), retry_in: retry.then_some(Duration::ZERO) });
         }
         // Sometimes the same result arrives twice in one batch: the second is a duplicate.
@@ -460,7 +448,8 @@ fn a_huge_skip_cascade_goes_in_chunks_and_survives_its_recorder() {
         assert_eq!(tags, vec![MarkRunning::Ok]);
         let _: () = redis::cmd("CONFIG").arg("SET").arg("slowlog-log-slower-than").arg(100_000).query_async(&mut c).await.unwrap();
         let _: () = redis::cmd("SLOWLOG").arg("RESET").query_async(&mut c).await.unwrap();
-        let failed = ToRecord { idx: 0, attempt: 1, status: Status::Failed, blob: result(1, Status::Failed).encode(), retry_in: None };
+        let failed =
+            ToRecord { idx: 0, attempt: 1, status: Status::Failed, blob: script_result(1, Status::Failed).encode(), retry_in: None };
         let batch = store.record_results(&mut c, "C", &[failed]).await.unwrap();
         assert!(batch.cascade_left > 0 && !batch.finished, "{batch:?}");
         let meta = store.run_meta(&mut c, "C").await.unwrap();

@@ -5,7 +5,10 @@
 //! Nothing here touches the machine's shared Redis: every test starts its own server and
 //! uses its own namespace.
 
+mod specs;
 pub mod stub_provider;
+
+pub use specs::{script_result, true_task};
 
 use std::fs;
 use std::io::Write as _;

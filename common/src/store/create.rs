@@ -55,7 +55,7 @@ const CREATED_KEYS: [&str; 8] = ["spec", "state", "attempt", "pending", "childre
 /// upper case when that task is one of its dependencies too). `None` for a task on the fast
 /// path (every dependency must succeed, no condition), which keeps a plain count in `pending`.
 pub(crate) fn rule_entry(s: &TaskSpec) -> Option<String> {
-    if s.plain_rule() || s.is_root() {
+    if !has_rule_entry(s) {
         return None;
     }
     let conds: Vec<String> = s
@@ -71,6 +71,11 @@ pub(crate) fn rule_entry(s: &TaskSpec) -> Option<String> {
         })
         .collect();
     Some(format!("{}|{}|{}|{}", s.trigger_rule.as_str(), s.deps.len(), s.conditions.len(), conds.join(",")))
+}
+
+/// Whether [`rule_entry`] writes an entry for the task.
+fn has_rule_entry(s: &TaskSpec) -> bool {
+    !s.plain_rule() && !s.is_root()
 }
 
 /// Stages whose tasks wait for an approval from the start (they have roots).
@@ -150,7 +155,7 @@ async fn stage_and_commit(conn: &mut Conn, keys: &Keys, run: &NewRun<'_>) -> Res
     for s in &written {
         commit.key(keys.run(run.run_id, s));
     }
-    let with_rules = run.specs.iter().filter(|s| rule_entry(s).is_some() || s.needs_approval).count();
+    let with_rules = run.specs.iter().filter(|s| has_rule_entry(s) || s.needs_approval).count();
     let meta: [(&str, String); 15] = [
         ("run_id", run.run_id.to_string()),
         ("file", run.file.to_string()),
@@ -207,9 +212,11 @@ async fn stage_run(conn: &mut Conn, keys: &Keys, run: &NewRun<'_>) -> Result<(u6
         let blobs: Vec<Vec<u8>> = chunk.iter().map(|(_, s)| s.encode()).collect();
         let spec: Vec<(u32, &[u8])> = chunk.iter().zip(&blobs).map(|((i, _), b)| (*i, b.as_slice())).collect();
         written[at("spec")] |= hset_some(&mut p, &staging[at("spec")], &spec);
-        let state: Vec<(u32, &str)> = chunk.iter().map(|(i, s)| (*i, initial_state(s).as_str())).collect();
+        let init: Vec<TaskState> = chunk.iter().map(|(_, s)| initial_state(s)).collect();
+        let queued = |k: usize| init[k] == TaskState::Queued;
+        let state: Vec<(u32, &str)> = chunk.iter().zip(&init).map(|((i, _), st)| (*i, st.as_str())).collect();
         written[at("state")] |= hset_some(&mut p, &staging[at("state")], &state);
-        let attempt: Vec<(u32, u32)> = chunk.iter().map(|(i, s)| (*i, u32::from(initial_state(s) == TaskState::Queued))).collect();
+        let attempt: Vec<(u32, u32)> = chunk.iter().enumerate().map(|(k, (i, _))| (*i, u32::from(queued(k)))).collect();
         written[at("attempt")] |= hset_some(&mut p, &staging[at("attempt")], &attempt);
         let pending: Vec<(u32, usize)> =
             chunk.iter().filter(|(_, s)| !s.is_root() && s.plain_rule()).map(|(i, s)| (*i, s.deps.len())).collect();
@@ -236,8 +243,7 @@ async fn stage_run(conn: &mut Conn, keys: &Keys, run: &NewRun<'_>) -> Result<(u6
             .map(|(i, _)| (*i, children[*i as usize].iter().map(u32::to_string).collect::<Vec<_>>().join(",")))
             .collect();
         written[at("children")] |= hset_some(&mut p, &staging[at("children")], &ch);
-        let root_entries: Vec<String> =
-            chunk.iter().filter(|(_, s)| initial_state(s) == TaskState::Queued).map(|(i, _)| format!("{i}:1")).collect();
+        let root_entries: Vec<String> = chunk.iter().enumerate().filter(|&(k, _)| queued(k)).map(|(_, (i, _))| format!("{i}:1")).collect();
         if !root_entries.is_empty() {
             p.rpush(&staging[at("outbox")], root_entries).ignore();
             written[at("outbox")] = true;
@@ -254,7 +260,7 @@ async fn stage_run(conn: &mut Conn, keys: &Keys, run: &NewRun<'_>) -> Result<(u6
         if creates {
             p.atomic();
         }
-        roots.extend(chunk.iter().zip(blobs).filter(|((_, s), _)| initial_state(s) == TaskState::Queued).map(|((i, _), b)| (*i, b)));
+        roots.extend(chunk.iter().zip(blobs).enumerate().filter(|&(k, _)| queued(k)).map(|(_, ((i, _), b))| (*i, b)));
         Ok(p)
     });
     send_while_building(conn, pipes).await?;

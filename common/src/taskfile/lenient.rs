@@ -129,24 +129,16 @@ fn check_task(v: &Value, i: usize, pos: Pos, file: &str, at: &dyn Fn(Pos, &str) 
     }
     check_priority(m.get("priority"), &name, file, at(pos, "priority"), errs);
     check_retry(m.get("retry_policy"), &name, file, at(pos, "retry_policy"), at, errs);
-    if let Some(e) = m.get("expect") {
-        let epos = at(pos, "expect");
-        match e.as_object() {
-            Some(o) => unknown_keys(o, &EXPECT, &format!("{name}: expect: "), file, epos, at, errs),
-            None => {
-                errs.push(YamlError::at(file, epos, format!("{name}: `expect` must be a mapping, e.g. `expect: {{ contains: \"ok\" }}`")))
-            }
+    let block = |key: &str, known: &[&str], shape: &str, errs: &mut Vec<YamlError>| {
+        let Some(v) = m.get(key) else { return };
+        let kpos = at(pos, key);
+        match v.as_object() {
+            Some(o) => unknown_keys(o, known, &format!("{name}: {key}: "), file, kpos, at, errs),
+            None => errs.push(YamlError::at(file, kpos, format!("{name}: `{key}` must be a mapping{shape}"))),
         }
-    }
-    if let Some(s) = m.get("simulate") {
-        let spos = at(pos, "simulate");
-        match s.as_object() {
-            Some(o) => {
-                unknown_keys(o, &SIMULATE, &format!("{name}: simulate: "), file, spos, at, errs);
-            }
-            None => errs.push(YamlError::at(file, spos, format!("{name}: `simulate` must be a mapping of `key: value` pairs"))),
-        }
-    }
+    };
+    block("expect", &EXPECT, ", e.g. `expect: { contains: \"ok\" }`", errs);
+    block("simulate", &SIMULATE, " of `key: value` pairs", errs);
 }
 
 fn check_priority(v: Option<&Value>, what: &str, file: &str, pos: Pos, errs: &mut Vec<YamlError>) {
