@@ -86,8 +86,6 @@ fn progress_line(m: &RunMeta, v: &View) -> String {
     format!("{s} | {}", v.per_instance())
 }
 
-/// Instances served by a live worker that speaks our protocol, and the live workers that
-/// speak another one (their streams and formats differ: they take none of our jobs).
 /// `s` as one shell word (for commands the watcher suggests).
 fn shell_word(s: &str) -> String {
     if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
@@ -120,6 +118,8 @@ fn stage_line(run_id: &str, st: &StageState) -> String {
     }
 }
 
+/// Instances served by a live worker that speaks our protocol, and the live workers that
+/// speak another one (their streams and formats differ: they take none of our jobs).
 fn served(live: &[LiveWorker]) -> (HashSet<String>, Vec<&LiveWorker>) {
     let mut served = HashSet::new();
     let mut foreign = Vec::new();

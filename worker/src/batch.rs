@@ -192,17 +192,16 @@ async fn execute(ops: Vec<Op>, conn: Conn, store: &Store, claim: &ClaimInfo) -> 
                             Err(e) => warn!(run = %run, "settling dependents paused ({e}); upkeep goes on with it"),
                         }
                     }
-                    let released = queued > 0;
                     let last = outcomes.len().saturating_sub(1);
                     for (i, (reply, o)) in replies.into_iter().zip(outcomes).enumerate() {
                         // The batch's `finished` belongs to its last result.
                         let o = match o {
-                            Recorded::Ok { released, .. } => Recorded::Ok { released, finished: finished && i == last },
+                            Recorded::Ok { .. } => Recorded::Ok { finished: finished && i == last },
                             other => other,
                         };
                         let _ = reply.send(Ok(o));
                     }
-                    if released {
+                    if queued > 0 {
                         if let Err(e) = store.flush_outbox(&mut c, &run).await {
                             warn!(run = %run, "could not enqueue released tasks now ({e}); they stay in the run's outbox");
                         }

@@ -70,8 +70,9 @@ pub enum Renewed {
 /// Outcome of recording a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
-    /// Stored as final; `released` dependents went to the outbox; `finished` when the run is complete.
-    Ok { released: u32, finished: bool },
+    /// Stored as final; `finished` when the run is complete (the dependents it started are
+    /// counted in [`Batch::queued`]).
+    Ok { finished: bool },
     /// Stored as a failed attempt; the next attempt waits in the run's delayed set.
     Retry,
     /// The task already had a final result; nothing changed.
@@ -81,9 +82,9 @@ pub enum Recorded {
 }
 
 impl Recorded {
-    fn from_tag(tag: &str, released: u32) -> Result<Self, StoreError> {
+    fn from_tag(tag: &str) -> Result<Self, StoreError> {
         Ok(match tag {
-            "ok" => Recorded::Ok { released, finished: false },
+            "ok" => Recorded::Ok { finished: false },
             "retry" => Recorded::Retry,
             "dup" => Recorded::Duplicate,
             "stale" => Recorded::Stale,
@@ -238,12 +239,12 @@ impl Store {
         for it in items {
             inv.arg(it.idx).arg(it.attempt).arg(it.status.as_str()).arg(&it.blob).arg(it.retry_in.map_or(-1i64, |d| d.as_millis() as i64));
         }
-        let (tags, finished, cascade_left, queued): (Vec<(String, u32)>, u32, u64, u32) =
+        let (tags, finished, cascade_left, queued): (Vec<String>, u32, u64, u32) =
             inv.invoke_async(conn).await.map_err(|e| gone(e, run_id))?;
         if tags.len() != items.len() {
             return Err(StoreError::Corrupt(format!("record script answered {} of {} results", tags.len(), items.len())));
         }
-        let outcomes = tags.iter().map(|(tag, released)| Recorded::from_tag(tag, *released)).collect::<Result<_, _>>()?;
+        let outcomes = tags.iter().map(|tag| Recorded::from_tag(tag)).collect::<Result<_, _>>()?;
         Ok(Batch { outcomes, finished: finished == 1, cascade_left, queued })
     }
 

@@ -3,8 +3,8 @@
 -- KEYS: the run's keys (prelude.lua)
 -- Errors: NORUN when the run has no `meta` (it expired or Redis lost it): nothing is written.
 -- ARGV: now_ms, then per task: idx attempt status result_blob retry_delay_ms (-1: final)
--- Returns: {{tag, released} per task, finished(0|1), cascade entries left, tasks queued in
--- all}; tag ok | retry | dup | stale; `released`: dependents a success started. A final
+-- Returns: {tag per task, finished(0|1), cascade entries left, tasks queued (started
+-- dependents, in the outbox)}; tag ok | retry | dup | stale. A final
 -- result goes to `result`; only attempts that are retried go to `history` (the snapshot joins
 -- both), and one event per status names the tasks.
 if redis.call('EXISTS', meta) == 0 then return redis.error_reply('NORUN the run has no state in Redis') end
@@ -21,8 +21,8 @@ for k = 1, #idxs do
   local i = 5 * k - 3
   local idx, att, status, blob, delay = idxs[k], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
   local st = now_st[idx] or sts[k]
-  if st ~= 'running' and st ~= 'queued' then out[k] = {'dup', 0}
-  elseif (now_att[idx] or tonumber(atts[k] or '0')) ~= att then out[k] = {'stale', 0}
+  if st ~= 'running' and st ~= 'queued' then out[k] = 'dup'
+  elseif (now_att[idx] or tonumber(atts[k] or '0')) ~= att then out[k] = 'stale'
   else
     if st == 'running' then ran = ran + 1 end
     lease_del[#lease_del + 1] = idx
@@ -36,7 +36,7 @@ for k = 1, #idxs do
       redis.call('HINCRBY', meta, 'retries', 1)
       event('idx', idx, 'state', 'retry', 'attempt', nxt, 'after', status)
       now_st[idx], now_att[idx] = 'queued', nxt
-      out[k] = {'retry', 0}
+      out[k] = 'retry'
     else
       now_st[idx] = status
       st_set[#st_set + 1] = idx; st_set[#st_set + 1] = status
@@ -47,7 +47,7 @@ for k = 1, #idxs do
       if not l then l = {}; by_status[status] = l end
       l[#l + 1] = idx
       finals[#finals + 1] = k
-      out[k] = {'ok', 0}
+      out[k] = 'ok'
     end
   end
 end
@@ -66,9 +66,7 @@ for st, l in pairs(by_status) do event('idxs', table.concat(l, ','), 'state', st
 for _, k in ipairs(finals) do
   local idx = idxs[k]
   if ARGV[5 * k - 1] == 'success' then
-    local n = 0
-    for_each_child(idx, function(c) n = n + settle(c, idx, 's') end)
-    out[k][2] = n
+    for_each_child(idx, function(c) settle(c, idx, 's') end)
   else
     settle_dependents(idx)
   end
