@@ -8,6 +8,8 @@
 //! - [`graph`] — cycles, layers and children over dependency index lists.
 //! - [`rules`] — trigger rules and `on_success`/`on_failure` conditions as pure functions.
 //! - [`taskfile`] — parse and validate task files, every problem at once.
+//! - [`template`] — `${{ … }}` in commands and prompts: checked at plan time, rendered on the
+//!   worker from the dependencies' results, values reaching bash as data only.
 //! - [`plan`] — the printed plan.
 //! - [`store`] — the one place that speaks Redis: connection, key layout, Lua scripts, run
 //!   creation, outbox, state transitions, the stream-entry codec, dead letters, read models.
@@ -25,5 +27,6 @@ pub mod report;
 pub mod rules;
 pub mod store;
 pub mod taskfile;
+pub mod template;
 pub mod text;
 pub mod yaml;

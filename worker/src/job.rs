@@ -14,6 +14,7 @@ use zo_common::store::{Delivery, Job, MarkRunning, Recorded, ToMark, ToRecord};
 
 use crate::service::{backoff, sleep_or_shutdown, RunningJob, Shared, StopReason};
 use crate::task::execute;
+use crate::templates::{self, has_templates};
 
 /// How often recording a result is tried while Redis is unreachable.
 const RECORD_TRIES: u32 = 12;
@@ -118,7 +119,14 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
             info!(takeover, "started");
             let ccr_before = shared.ccr_state(instance);
             // Boxed: the execution's state is large, and the job's future is moved on every spawn.
-            let mut o = Box::pin(execute(&shared.ctx, job, &running.stop)).await;
+            let mut o = if has_templates(&job.spec) {
+                match Box::pin(templates::render(&shared.store, job)).await {
+                    Ok(rendered) => Box::pin(execute(&shared.ctx, &rendered, &running.stop)).await,
+                    Err(failed) => failed,
+                }
+            } else {
+                Box::pin(execute(&shared.ctx, job, &running.stop)).await
+            };
             // A model error while this instance's CCR crashed or restarted is the router's
             // fault, not the task's: class it `network` so the job runs again.
             if let (Some(ErrorClass::Model), Some((g0, _)), Some((g1, ready_now))) = (o.error_class, ccr_before, shared.ccr_state(instance))

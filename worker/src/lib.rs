@@ -7,6 +7,7 @@
 //! - [`secrets`] — API keys from Bitwarden (`bws`), the environment or `.env`.
 //! - [`exec`] — executors (`ssh`, `local`) behind one trait, and the wrapper protocol.
 //! - [`task`] — one task from command to agent to outcome.
+//! - [`templates`] — a task's `${{ … }}` rendered from its dependencies' stored results.
 //! - [`service`] — the loops (read, reclaim, lease, upkeep, heartbeat) and shutdown.
 //! - [`job`] — one delivery from entry to acknowledgement, and the guard of what it holds.
 //! - [`batch`] — group commit of the hot path's Redis steps (mark, record, ack).
@@ -23,3 +24,4 @@ pub mod job;
 pub mod secrets;
 pub mod service;
 pub mod task;
+pub mod templates;

@@ -16,7 +16,7 @@ pub use counts::Counts;
 pub use expect::Expect;
 pub use result::{AgentOutcome, CommandOutcome, Outcome, TaskResult};
 pub use run::{RunMeta, RunSnapshot, Skip, StageState, StageStatus};
-pub use spec::{TaskSpec, DEFAULT_TIMEOUT_MS, DEPS_FIELD};
+pub use spec::{Input, TaskSpec, DEFAULT_TIMEOUT_MS, DEPS_FIELD};
 pub use vocab::{Backoff, Condition, ErrorClass, ParentOutcome, Priority, RetryPolicy, Simulate, Status, TaskState, TriggerRule, When};
 
 /// Milliseconds since the Unix epoch.

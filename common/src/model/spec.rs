@@ -63,10 +63,24 @@ pub struct TaskSpec {
     /// `awaiting_approval` until the stage is approved (or rejected).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub needs_approval: bool,
+    /// The dependencies its `${{ … }}` templates read (see `crate::template`), fetched by
+    /// the worker just before it runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<Input>,
     #[serde(default, skip_serializing_if = "RetryPolicy::is_default")]
     pub retry: RetryPolicy,
     #[serde(default, skip_serializing_if = "Priority::is_default")]
     pub priority: Priority,
+}
+
+/// A dependency read by a task's templates: the name they use and its index in the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Input {
+    pub name: String,
+    pub task: u32,
+    /// Its output is read as JSON (`deps.NAME.json…`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub json: bool,
 }
 
 impl TaskSpec {
@@ -90,6 +104,7 @@ impl TaskSpec {
             gate: None,
             stage: None,
             needs_approval: false,
+            inputs: Vec::new(),
             retry: RetryPolicy::default(),
             priority: Priority::default(),
         }

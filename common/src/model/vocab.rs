@@ -323,13 +323,17 @@ pub enum ErrorClass {
     Validation,
     /// Its output did not pass its `gate:`.
     Gate,
+    /// A `${{ … }}` template could not be rendered from its dependencies' results (e.g. a
+    /// JSON field an output lacks).
+    Template,
     /// Delivered again and again without a result: the workers running it kept dying.
     Poison,
 }
 
 impl ErrorClass {
     /// Names accepted in `retry_on` (the seed's `network_error` style works too).
-    pub const RETRY_NAMES: [&'static str; 8] = ["network", "timeout", "command", "model", "rate_limit", "config", "validation", "gate"];
+    pub const RETRY_NAMES: [&'static str; 9] =
+        ["network", "timeout", "command", "model", "rate_limit", "config", "validation", "gate", "template"];
 
     pub fn parse_retry_name(s: &str) -> Option<ErrorClass> {
         Some(match s.trim().strip_suffix("_error").unwrap_or(s.trim()) {
@@ -341,6 +345,7 @@ impl ErrorClass {
             "config" => ErrorClass::Config,
             "validation" => ErrorClass::Validation,
             "gate" => ErrorClass::Gate,
+            "template" => ErrorClass::Template,
             _ => return None,
         })
     }
@@ -359,6 +364,7 @@ impl ErrorClass {
             ErrorClass::Rejected => "rejected",
             ErrorClass::Validation => "validation",
             ErrorClass::Gate => "gate",
+            ErrorClass::Template => "template",
             ErrorClass::Poison => "poison",
         }
     }

@@ -47,8 +47,9 @@ pub const MIN_REDIS: (u32, u32) = (6, 2);
 /// encoded specs and results). Workers announce it in their heartbeat; zo-submit warns about
 /// live workers that speak another one. 2: priority streams share a hash tag, specs carry no
 /// run id or index, results nest their outcome. 3: trigger rules and conditions (the run's
-/// `rules` key, `skip` values `CLASS:CAUSE`).
-pub const PROTOCOL: u32 = 3;
+/// `rules` key, `skip` values `CLASS:CAUSE`). 4: specs carry `inputs`, the `${{ … }}` templates
+/// a worker renders (an older one would run them as written).
+pub const PROTOCOL: u32 = 4;
 
 /// How long finished runs stay in Redis by default.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);

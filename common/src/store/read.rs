@@ -168,6 +168,41 @@ impl Store {
         Ok(batch)
     }
 
+    /// The state and stored result of each of the given tasks of a run (what a task's
+    /// templates read of its dependencies): one round trip.
+    pub async fn task_results(
+        &self,
+        conn: &mut Conn,
+        run_id: &str,
+        idxs: &[u32],
+    ) -> Result<Vec<(TaskState, Option<TaskResult>)>, StoreError> {
+        if idxs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (states, blobs): (Vec<Option<String>>, Vec<Option<Vec<u8>>>) = redis::pipe()
+            .cmd("HMGET")
+            .arg(self.keys.run(run_id, "state"))
+            .arg(idxs)
+            .cmd("HMGET")
+            .arg(self.keys.run(run_id, "result"))
+            .arg(idxs)
+            .query_async(conn)
+            .await?;
+        let mut out = Vec::with_capacity(idxs.len());
+        for ((&i, st), blob) in idxs.iter().zip(states).zip(blobs) {
+            let state = match st {
+                None => TaskState::Waiting,
+                Some(s) => stored_state(run_id, i, &s)?,
+            };
+            let result = match blob {
+                Some(b) => Some(TaskResult::decode(&b).map_err(|e| StoreError::Corrupt(format!("run {run_id}: result of task {i}: {e}")))?),
+                None => None,
+            };
+            out.push((state, result));
+        }
+        Ok(out)
+    }
+
     /// Which of the given running tasks of a run someone asked to cancel (one HMGET).
     pub async fn cancel_requested(&self, conn: &mut Conn, run_id: &str, idxs: &[u32]) -> Result<Vec<bool>, StoreError> {
         let flags: Vec<Option<String>> = redis::cmd("HMGET").arg(self.keys.run(run_id, "cancel")).arg(idxs).query_async(conn).await?;

@@ -17,6 +17,7 @@ mod lenient;
 mod pipeline;
 mod raw;
 mod split;
+mod templates;
 mod validate;
 mod workflow;
 
@@ -112,7 +113,7 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
             }
         },
     };
-    validate::validate(raw, file, catalog)
+    validate::validate(raw, text, file, catalog)
 }
 
 #[cfg(test)]

@@ -151,5 +151,5 @@ pub(super) struct RawSimulate {
     pub fail: bool,
     #[serde(default)]
     pub exit_code: i32,
-    pub output: Option<String>,
+    pub output: Option<Sp<String>>,
 }

@@ -118,8 +118,8 @@ fn a_file_parsed_in_parts_is_the_file_parsed_whole() {
     let whole: RawFile = yaml::from_str(&good, "t.yaml").unwrap();
     let parts = parse_split(&split, "t.yaml").expect("every part parses");
     assert_eq!(parts.tasks.as_ref().unwrap().referenced, whole.tasks.as_ref().unwrap().referenced, "the sequence's position");
-    let a = validate::validate(whole, "t.yaml", &catalog).unwrap();
-    let b = validate::validate(parts, "t.yaml", &catalog).unwrap();
+    let a = validate::validate(whole, &good, "t.yaml", &catalog).unwrap();
+    let b = validate::validate(parts, &good, "t.yaml", &catalog).unwrap();
     assert_eq!(a, b);
     assert_eq!(b.tasks.len(), 6000);
     assert_eq!(b.lines[4000], ok(&good).lines[4000]);
@@ -128,16 +128,16 @@ fn a_file_parsed_in_parts_is_the_file_parsed_whole() {
     let (head, tail) = good.split_once("tasks:\n").unwrap();
     let flat = format!("{head}tasks:\n{}", tail.lines().map(|l| format!("{}\n", l.strip_prefix("  ").unwrap_or(l))).collect::<String>());
     let split = split::split(&flat, 2).expect("the flat file is split");
-    let whole = validate::validate(yaml::from_str(&flat, "t.yaml").unwrap(), "t.yaml", &catalog).unwrap();
-    assert_eq!(validate::validate(parse_split(&split, "t.yaml").unwrap(), "t.yaml", &catalog).unwrap(), whole);
+    let whole = validate::validate(yaml::from_str(&flat, "t.yaml").unwrap(), &flat, "t.yaml", &catalog).unwrap();
+    assert_eq!(validate::validate(parse_split(&split, "t.yaml").unwrap(), &flat, "t.yaml", &catalog).unwrap(), whole);
     assert_eq!(whole.tasks, a.tasks, "the same tasks as the indented file");
 
     // Mistakes in several parts: the same messages, in the same order, at the same places.
     let bad = good.replace("name: t100,", "name: t99,").replace("ccr_instance: fast, prompt: p }\n", "ccr_instance: fats, prompt: p }\n");
     let bad = bad.replacen("dependencies: [t4999]", "dependencies: [nope]", 1);
-    let whole = validate::validate(yaml::from_str(&bad, "t.yaml").unwrap(), "t.yaml", &catalog).unwrap_err();
+    let whole = validate::validate(yaml::from_str(&bad, "t.yaml").unwrap(), &bad, "t.yaml", &catalog).unwrap_err();
     let split = split::split(&bad, 4).unwrap();
-    let parts = validate::validate(parse_split(&split, "t.yaml").unwrap(), "t.yaml", &catalog).unwrap_err();
+    let parts = validate::validate(parse_split(&split, "t.yaml").unwrap(), &bad, "t.yaml", &catalog).unwrap_err();
     assert_eq!(parts, whole);
     assert!(parts.to_string().contains("unknown ccr_instance `fats`"));
     assert_eq!(parse(&bad, "t.yaml", &catalog).unwrap_err(), whole);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::pipeline;
 use super::raw::{RawFile, RawRetry, RawTimeout, Sp};
+use super::templates;
 use super::workflow::{self, Edges};
 use super::{TaskFile, TaskFileError, DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT};
 use crate::catalog::Catalog;
@@ -23,7 +24,7 @@ pub const MAX_TEXT_BYTES: usize = 4 << 20;
 const MAX_SUGGESTIONS: usize = 50;
 
 /// Checks a parsed file as a whole and builds its tasks.
-pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<TaskFile, TaskFileError> {
+pub(super) fn validate(raw: RawFile, src: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, TaskFileError> {
     let _ = raw.description;
     let mut errs = Vec::new();
     let defaults = raw.defaults.unwrap_or_default();
@@ -68,6 +69,7 @@ pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<Ta
     let mut edges: Vec<Edges> = Vec::new();
     let mut name_pos: Vec<Pos> = Vec::with_capacity(tasks.value.len());
     let mut lines: Vec<u64> = Vec::with_capacity(tasks.value.len());
+    let mut fields = templates::TemplateFields::default();
     for (i, t) in tasks.value.into_iter().enumerate() {
         let at: Pos = t.referenced;
         let mut t = t.value;
@@ -134,6 +136,7 @@ pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<Ta
                 }
             }
         }
+        fields.note(i, [text_at(&t.command), text_at(&t.prompt), t.simulate.as_ref().and_then(|s| text_at(&s.value.output))]);
         let command = take_non_empty(&mut t.command);
         let prompt = take_non_empty(&mut t.prompt);
         if command.is_none() && prompt.is_none() {
@@ -180,7 +183,12 @@ pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<Ta
                         }
                     },
                 };
-                Some(Simulate { duration_ms, fail: s.value.fail, exit_code: s.value.exit_code, output: s.value.output.clone() })
+                Some(Simulate {
+                    duration_ms,
+                    fail: s.value.fail,
+                    exit_code: s.value.exit_code,
+                    output: s.value.output.as_ref().map(|o| o.value.clone()),
+                })
             }
         };
         let retry = match &t.retry_policy {
@@ -219,6 +227,7 @@ pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<Ta
             gate,
             stage: None,
             needs_approval: false,
+            inputs: Vec::new(),
             retry,
             priority,
         });
@@ -316,6 +325,7 @@ pub(super) fn validate(raw: RawFile, file: &str, catalog: &Catalog) -> Result<Ta
         s.stage = Some(stages[k].name.clone());
         s.needs_approval = stages[k].approval_required;
     }
+    templates::check(&mut specs, &fields, src, file, &mut errs);
     // Cycles are looked for whatever else is wrong (unknown dependencies are left out of the
     // graph), so one run shows every problem.
     {
@@ -400,6 +410,10 @@ fn pos_of(v: &Option<Sp<String>>, fallback: Pos) -> Pos {
 }
 
 /// Moves out the text of a key that is present and not blank.
+fn text_at(f: &Option<Sp<String>>) -> Option<(&str, Pos)> {
+    f.as_ref().map(|c| (c.value.as_str(), c.referenced))
+}
+
 fn take_non_empty(v: &mut Option<Sp<String>>) -> Option<String> {
     v.take().map(|s| s.value).filter(|s| !s.trim().is_empty())
 }

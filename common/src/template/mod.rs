@@ -1,0 +1,306 @@
+//! `${{ … }}` templates in a task's `command` and `prompt`: what a task reads of its direct
+//! dependencies' results (`deps.NAME.output|command_output|exit_code|status|json…`), its run
+//! (`run.id`) and itself (`task.name`).
+//!
+//! minijinja does the parsing and evaluation, configured for expressions only: `${{ }}` is
+//! its variable syntax, while its block and comment syntax get delimiters no task text can
+//! hold (U+FFFF, refused in templates), so `{% %}`, `{# #}`, plain `{{ }}` and bash's
+//! `${#var}` pass through byte for byte. Undefined values are errors (strict). Text without
+//! `${{` is not a template and is never parsed.
+//!
+//! Checked at plan time ([`check`]): the syntax, every name an expression reads (a direct
+//! dependency, a known attribute, a known filter or test) and, in a command, where in bash
+//! each reference stands ([`shell`]). Rendered on the worker just before the task runs
+//! ([`render_prompt`], [`render_command`]) from the results stored in Redis ([`values`]).
+//!
+//! A command never receives a value as shell text: each reference becomes a reference to a
+//! shell variable (`"${__zo_v0}"` unquoted, `${__zo_v0}` inside double quotes or an unquoted
+//! heredoc) that a prelude fills from a quoted heredoc, so bash treats the value as data
+//! whatever it holds. A prompt receives values verbatim.
+
+mod refs;
+pub mod shell;
+pub mod values;
+
+use std::sync::{Arc, Mutex};
+
+use minijinja::machinery::{self, ast};
+use minijinja::syntax::SyntaxConfig;
+use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
+
+pub use refs::{Reads, Scope};
+pub use shell::Quoting;
+pub use values::{DepInput, Inputs};
+
+/// Where a template expression starts.
+pub const OPEN: &str = "${{";
+
+/// The character that block and comment syntax are bound to, so that neither can occur.
+const OFF: char = '\u{FFFF}';
+
+/// Largest rendered prompt or command (the dependencies' outputs it takes in included).
+pub const MAX_RENDERED: usize = 64 << 20;
+
+/// Whether `text` is a template (holds `${{`). Anything else passes through untouched.
+pub fn is_template(text: &str) -> bool {
+    text.contains(OPEN)
+}
+
+/// A problem with a template: a byte offset into its text, and what to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError {
+    pub offset: usize,
+    pub message: String,
+}
+
+impl TemplateError {
+    fn new(offset: usize, message: impl Into<String>) -> Self {
+        TemplateError { offset, message: message.into() }
+    }
+}
+
+/// Which field a template is in: a command's references are placed in bash, a prompt's are
+/// plain text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Command,
+    Prompt,
+    /// `simulate.output`: the simulated answer, rendered like a prompt (so a simulated
+    /// workflow shows what its tasks read).
+    Simulated,
+}
+
+impl Field {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Field::Command => "command",
+            Field::Prompt => "prompt",
+            Field::Simulated => "simulate.output",
+        }
+    }
+}
+
+fn syntax() -> SyntaxConfig {
+    let off = String::from(OFF);
+    SyntaxConfig::builder()
+        .variable_delimiters(OPEN, "}}")
+        .block_delimiters(format!("{OFF}%"), off.clone())
+        .comment_delimiters(format!("{OFF}#"), off)
+        .keep_trailing_newline(true)
+        .build()
+        .expect("the template syntax is valid")
+}
+
+/// The engine, with strict undefined values and the formatter `format`.
+fn engine(format: impl Fn(&Value) -> Result<String, minijinja::Error> + Send + Sync + 'static) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_syntax(syntax());
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_formatter(move |out, _state, v| {
+        let s = format(v)?;
+        out.write_str(&s).map_err(|e| minijinja::Error::new(ErrorKind::WriteFailure, e.to_string()))
+    });
+    env
+}
+
+/// A value as text: strings as they are, none as nothing, lists and maps as JSON.
+pub fn text_of(v: &Value) -> String {
+    if v.is_none() || v.is_undefined() {
+        return String::new();
+    }
+    if let Some(s) = v.as_str() {
+        return s.to_string();
+    }
+    match v.kind() {
+        minijinja::value::ValueKind::Seq | minijinja::value::ValueKind::Map | minijinja::value::ValueKind::Iterable => {
+            serde_json::to_string(v).unwrap_or_else(|_| v.to_string())
+        }
+        _ => v.to_string(),
+    }
+}
+
+/// One piece of a parsed template: text as it stands, or an expression (with the offset of
+/// its `${{`).
+pub enum Segment<'s> {
+    Raw(&'s str),
+    Expr { at: usize, expr: ast::Expr<'s> },
+}
+
+/// The pieces of a template, in order.
+pub fn segments(text: &str) -> Result<Vec<Segment<'_>>, TemplateError> {
+    if let Some(at) = text.find(OFF) {
+        return Err(TemplateError::new(at, "holds the character U+FFFF, which a template cannot; remove it"));
+    }
+    let stmt = machinery::parse(text, "<template>", syntax()).map_err(|e| syntax_error(text, &e))?;
+    let ast::Stmt::Template(t) = stmt else { unreachable!("a parsed template is a template") };
+    let mut out = Vec::with_capacity(t.children.len());
+    for child in &t.children {
+        match child {
+            ast::Stmt::EmitRaw(r) => out.push(Segment::Raw(r.raw)),
+            ast::Stmt::EmitExpr(e) => {
+                let start = e.span().start_offset as usize;
+                let at = text[..start.min(text.len())].rfind(OPEN).unwrap_or(start);
+                out.push(Segment::Expr { at, expr: clone_expr(text, e)? });
+            }
+            // Block syntax cannot be written (its delimiter is refused above).
+            _ => return Err(TemplateError::new(0, "holds a statement; a template holds `${{ expression }}` only")),
+        }
+    }
+    Ok(out)
+}
+
+/// The AST borrows the statement it came from; parse the expression on its own to own it.
+fn clone_expr<'s>(text: &'s str, e: &ast::Spanned<ast::EmitExpr<'s>>) -> Result<ast::Expr<'s>, TemplateError> {
+    let span = e.span();
+    let src = &text[span.start_offset as usize..span.end_offset as usize];
+    machinery::parse_expr(src).map_err(|err| syntax_error(text, &err))
+}
+
+fn syntax_error(text: &str, e: &minijinja::Error) -> TemplateError {
+    let offset = e.range().map(|r| r.start).unwrap_or(0).min(text.len());
+    let detail = e.detail().unwrap_or("invalid template");
+    TemplateError::new(
+        offset,
+        format!("template syntax error: {detail}; write `${{{{ expression }}}}` (a literal `${{{{` is `${{{{ '${{{{' }}}}`)"),
+    )
+}
+
+/// Plan-time check of one field: its syntax, the names it reads (within `scope`) and, for a
+/// command, where its references stand in bash. Returns what it reads of each dependency.
+pub fn check(text: &str, field: Field, scope: &Scope<'_>) -> Result<Reads, Vec<TemplateError>> {
+    let segs = segments(text).map_err(|e| vec![e])?;
+    let mut errs = Vec::new();
+    let mut reads = Reads::default();
+    for s in &segs {
+        if let Segment::Expr { at, expr } = s {
+            refs::check_expr(expr, *at, scope, &mut reads, &mut errs);
+        }
+    }
+    if field == Field::Command {
+        for (k, q) in shell::quoting(&segs).into_iter().enumerate() {
+            if let Err(why) = q {
+                let at = segs.iter().filter_map(|s| if let Segment::Expr { at, .. } = s { Some(*at) } else { None }).nth(k).unwrap_or(0);
+                errs.push(TemplateError::new(at, why.message()));
+            }
+        }
+    }
+    if errs.is_empty() {
+        Ok(reads)
+    } else {
+        errs.sort_by_key(|e| e.offset);
+        Err(errs)
+    }
+}
+
+/// Why rendering failed, for the task's error.
+fn render_error(field: Field, text: &str, e: &minijinja::Error, inputs: &Inputs) -> String {
+    let line = e.range().map(|r| text[..r.start.min(text.len())].matches('\n').count() + 1);
+    let what = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
+    let mut msg = format!("template in `{}`{}: {what}", field.as_str(), line.map(|l| format!(" (line {l})")).unwrap_or_default());
+    if let Some(note) = inputs.notes() {
+        msg.push_str(&format!(" ({note})"));
+    }
+    msg
+}
+
+fn too_long(field: Field) -> String {
+    format!("template in `{}`: the rendered text is over {} MiB; read large outputs from files instead", field.as_str(), MAX_RENDERED >> 20)
+}
+
+/// Renders a prompt: each expression's value, verbatim (NUL characters dropped: no
+/// program argument or environment string can hold them).
+pub fn render_prompt(text: &str, inputs: &Inputs) -> Result<String, String> {
+    render_text(Field::Prompt, text, inputs)
+}
+
+/// Renders text as a prompt is rendered, `field` naming it in errors.
+pub fn render_text(field: Field, text: &str, inputs: &Inputs) -> Result<String, String> {
+    if !is_template(text) {
+        return Ok(text.to_string());
+    }
+    let env = engine(|v| Ok(text_of(v).replace('\0', "")));
+    let tpl = env.template_from_str(text).map_err(|e| render_error(field, text, &e, inputs))?;
+    let out = tpl.render(inputs.context()).map_err(|e| render_error(field, text, &e, inputs))?;
+    if out.len() > MAX_RENDERED {
+        return Err(too_long(field));
+    }
+    Ok(out)
+}
+
+/// What the formatter of a command render collects: the value of each reference, in order.
+#[derive(Default)]
+struct Collected {
+    values: Vec<String>,
+    bytes: usize,
+}
+
+/// Renders a command: every reference becomes a shell variable's expansion, quoted for
+/// where it stands, and a prelude assigns each variable its value from a quoted heredoc.
+pub fn render_command(text: &str, inputs: &Inputs) -> Result<String, String> {
+    if !is_template(text) {
+        return Ok(text.to_string());
+    }
+    let segs = segments(text).map_err(|e| format!("template in `command`: {}", e.message))?;
+    let quoting: Vec<Quoting> =
+        shell::quoting(&segs).into_iter().collect::<Result<_, _>>().map_err(|why| format!("template in `command`: {}", why.message()))?;
+    let quoting = Arc::new(quoting);
+    let collected = Arc::new(Mutex::new(Collected::default()));
+    let env = {
+        let (quoting, collected) = (quoting.clone(), collected.clone());
+        engine(move |v| {
+            let value = text_of(v).replace('\0', "");
+            let mut c = collected.lock().expect("collector lock");
+            let k = c.values.len();
+            c.bytes += value.len();
+            if c.bytes > MAX_RENDERED {
+                return Err(minijinja::Error::new(ErrorKind::InvalidOperation, too_long(Field::Command)));
+            }
+            c.values.push(value);
+            Ok(match quoting.get(k).copied().unwrap_or(Quoting::Bare) {
+                Quoting::Bare => format!("\"${{{}}}\"", var_name(k)),
+                Quoting::Expanding => format!("${{{}}}", var_name(k)),
+            })
+        })
+    };
+    let tpl = env.template_from_str(text).map_err(|e| render_error(Field::Command, text, &e, inputs))?;
+    let body = tpl.render(inputs.context()).map_err(|e| render_error(Field::Command, text, &e, inputs))?;
+    drop(tpl);
+    drop(env);
+    let values = std::mem::take(&mut collected.lock().expect("collector lock").values);
+    let mut script = prelude(&values);
+    script.push_str(&body);
+    Ok(script)
+}
+
+/// The shell variable holding the value of the `k`-th reference.
+pub fn var_name(k: usize) -> String {
+    format!("__zo_v{k}")
+}
+
+/// Assigns each value to its variable, byte for byte: a quoted heredoc (nothing in it is
+/// expanded) read by the `read` builtin, whose final newline (ours) is then removed.
+fn prelude(values: &[String]) -> String {
+    if values.is_empty() {
+        return String::new();
+    }
+    let delim = loop {
+        let d = format!("ZO_VALUE_END_{:016x}", rand::random::<u64>());
+        if !values.iter().any(|v| v.lines().any(|l| l == d)) {
+            break d;
+        }
+    };
+    let mut s = String::with_capacity(values.iter().map(|v| v.len() + 2 * delim.len() + 80).sum());
+    for (k, v) in values.iter().enumerate() {
+        let name = var_name(k);
+        s.push_str(&format!("IFS= read -r -d '' {name} <<'{delim}' || :\n"));
+        s.push_str(v);
+        s.push('\n');
+        s.push_str(&delim);
+        s.push('\n');
+        s.push_str(&format!("{name}=${{{name}%$'\\n'}}\n"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests;
