@@ -92,3 +92,64 @@ tasks:
         assert_eq!(t[name]["status"], "success", "{name}: {}", t[name]["error"]);
     }
 }
+
+const SIMULATE: &str = "executor: { kind: simulate }\ninstances: [ { name: fast, concurrency: 4 }, { name: general, concurrency: 4 }, { name: reasoning, concurrency: 2 }, { name: code-review, concurrency: 2 }, { name: smart, concurrency: 2 } ]\n";
+
+/// `tasks/examples/reports.yaml` as shipped: the summary's prompt holds the three answers and
+/// its simulated answer is rendered from the JSON blocks they end with.
+#[test]
+fn the_reports_example_summary_reads_its_inputs() {
+    let redis = Redis::start();
+    let ns = namespace("templates-reports");
+    let dir = tempfile::tempdir().unwrap();
+    let _w = Worker::start(dir.path(), "w", SIMULATE, &redis.url(), &ns);
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tasks/examples/reports.yaml")).unwrap();
+    write(dir.path(), "reports.yaml", &example);
+    let out = submit(dir.path(), &redis.url(), &ns, &["reports.yaml", "--json", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc = json_doc(&out);
+    let t = tasks_by_name(&doc);
+    assert_eq!(
+        t["Executive Summary"]["output"],
+        "Security 7/10 (hard-coded token in config.py); performance 8/10 (N+1 queries in the orders view); tests 6/10 (payments module untested)."
+    );
+}
+
+/// A `one_success` task that starts before its slow sibling ends sees it `pending` with empty
+/// outputs; a template that reads a JSON field an output lacks fails its task with class
+/// `template` and the reason, and what depends on it is skipped as after any failure.
+#[test]
+fn pending_dependencies_and_render_failures() {
+    let redis = Redis::start();
+    let ns = namespace("templates-pending");
+    let dir = tempfile::tempdir().unwrap();
+    let _w = Worker::start(dir.path(), "w", SIMULATE, &redis.url(), &ns);
+    let tasks = r#"
+tasks:
+  - { name: slow, ccr_instance: fast, prompt: s, simulate: { duration: 3s, output: "slow done" } }
+  - { name: quick, ccr_instance: fast, prompt: q, simulate: { duration: 100ms, output: "not json" } }
+  - name: early
+    ccr_instance: fast
+    dependencies: [slow, quick]
+    trigger_rule: one_success
+    prompt: p
+    simulate: { output: "slow=${{ deps.slow.status }}[${{ deps.slow.output }}|${{ deps.slow.exit_code }}] quick=${{ deps.quick.status }}[${{ deps.quick.output }}|${{ deps.quick.exit_code }}]" }
+  - name: reads json
+    ccr_instance: fast
+    dependencies: [quick]
+    prompt: "score ${{ deps.quick.json.score }}"
+  - { name: after, ccr_instance: fast, prompt: a, dependencies: [reads json] }
+"#;
+    write(dir.path(), "t.yaml", tasks);
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--json", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let doc = json_doc(&out);
+    let t = tasks_by_name(&doc);
+    assert_eq!(t["early"]["output"], "slow=pending[|] quick=success[not json|0]");
+    let r = &t["reads json"];
+    assert_eq!((r["status"].as_str(), r["error_class"].as_str()), (Some("failed"), Some("template")), "{r}");
+    let why = r["error"].as_str().unwrap();
+    assert!(why.contains("deps.quick.json") && why.contains("holds no JSON"), "{why}");
+    assert_eq!(t["after"]["status"], "skipped");
+    assert_eq!(t["after"]["error_class"], "dependency");
+}
