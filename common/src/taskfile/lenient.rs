@@ -38,10 +38,34 @@ const TEXT: [&str; 8] = ["name", "ccr_instance", "command", "prompt", "descripti
 const RETRY: [&str; 6] = ["max_retries", "retry_on", "backoff", "base_delay", "max_delay", "jitter"];
 const SIMULATE: [&str; 4] = ["duration", "fail", "exit_code", "output"];
 
+const PIPELINE: [&str; 3] = ["name", "description", "stages"];
+const STAGE: [&str; 5] = ["name", "description", "requires", "approval_required", "tasks"];
+
 #[derive(Deserialize)]
 struct LooseTasks {
     #[serde(default)]
     tasks: Option<Vec<Sp<Value>>>,
+}
+
+#[derive(Deserialize)]
+struct LoosePipelineFile {
+    pipeline: Option<LoosePipeline>,
+}
+
+#[derive(Deserialize)]
+struct LoosePipeline {
+    #[serde(default)]
+    stages: Option<Vec<Sp<LooseStage>>>,
+    #[serde(flatten)]
+    rest: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+struct LooseStage {
+    #[serde(default)]
+    tasks: Option<Vec<Sp<Value>>>,
+    #[serde(flatten)]
+    rest: Map<String, Value>,
 }
 
 /// Every structural problem found, sorted by position; empty when the loose reading finds
@@ -80,8 +104,33 @@ pub(super) fn problems(text: &str, file: &str) -> Vec<YamlError> {
         Some(Value::Null) | None => {}
         Some(_) => errs.push(YamlError::at(file, at(start, "tasks"), "`tasks` must be a list of tasks (one `- name: …` entry each)")),
     }
+    if top.get("pipeline").is_some_and(Value::is_object) {
+        pipeline_problems(text, file, at(start, "pipeline"), &at, &mut errs);
+    }
     errs.sort_by_key(|e| e.pos);
     errs
+}
+
+/// The `pipeline:` form: its keys, each stage's keys, and every task of every stage.
+fn pipeline_problems(text: &str, file: &str, pos: Pos, at: &dyn Fn(Pos, &str) -> Pos, errs: &mut Vec<YamlError>) {
+    let Ok(LoosePipelineFile { pipeline: Some(p) }) = yaml::from_str::<LoosePipelineFile>(text, file) else { return };
+    let mut known = p.rest.clone();
+    known.insert("stages".into(), Value::Null);
+    unknown_keys(&known, &PIPELINE, "pipeline: ", file, pos, at, errs);
+    let mut n = 0;
+    for stage in p.stages.iter().flatten() {
+        let mut keys = stage.value.rest.clone();
+        keys.insert("tasks".into(), Value::Null);
+        let what = match keys.get("name") {
+            Some(Value::String(s)) => format!("stage `{s}`: "),
+            _ => "stage: ".to_string(),
+        };
+        unknown_keys(&keys, &STAGE, &what, file, stage.referenced, at, errs);
+        for t in stage.value.tasks.iter().flatten() {
+            check_task(&t.value, n, t.referenced, file, at, errs);
+            n += 1;
+        }
+    }
 }
 
 fn unknown_keys(
