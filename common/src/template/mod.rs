@@ -103,7 +103,8 @@ fn engine(format: impl Fn(&Value) -> Result<String, minijinja::Error> + Send + S
     env
 }
 
-/// A value as text: strings as they are, none as nothing, lists and maps as JSON.
+/// A value as text: strings as they are, none as nothing, booleans as `true` / `false`, lists
+/// and maps as JSON.
 pub fn text_of(v: &Value) -> String {
     if v.is_none() || v.is_undefined() {
         return String::new();
@@ -112,6 +113,7 @@ pub fn text_of(v: &Value) -> String {
         return s.to_string();
     }
     match v.kind() {
+        minijinja::value::ValueKind::Bool => v.is_true().to_string(),
         minijinja::value::ValueKind::Seq | minijinja::value::ValueKind::Map | minijinja::value::ValueKind::Iterable => {
             serde_json::to_string(v).unwrap_or_else(|_| v.to_string())
         }

@@ -154,6 +154,9 @@ fn prompts_get_values_verbatim() {
     assert!(e.contains("deps.a.json.nope") && e.contains("undefined"), "{e}");
     let e = render_prompt("x\n${{ deps.a.json.score }}", &inputs("plain words")).unwrap_err();
     assert!(e.contains("line 2") && e.contains("holds no JSON"), "{e}");
+    assert_eq!(render_prompt("${{ deps.a.json.score | default('n/a') }}", &inputs("plain words")).unwrap(), "n/a");
+    assert_eq!(render_prompt("${{ deps.a.json.score | default('n/a') }}", &inputs("{\"score\": 3}")).unwrap(), "3");
+    assert_eq!(render_prompt("${{ deps.a.status == 'success' }}/${{ deps.p.exit_code is none }}", &inputs("x")).unwrap(), "true/true");
 }
 
 #[test]

@@ -49,7 +49,8 @@ pub struct Inputs {
 
 impl Inputs {
     /// The template context. `json` is parsed only for the dependencies read that way, and
-    /// is undefined (an error to read) when the output holds no JSON.
+    /// is an empty map when the output holds no JSON (reading a field of it is then an error,
+    /// unless `| default(…)` gives one).
     pub fn context(&self) -> Value {
         let mut deps = BTreeMap::new();
         for (name, (d, json)) in &self.deps {
@@ -59,9 +60,9 @@ impl Inputs {
             m.insert("command_output", Value::from(d.command_output.as_str()));
             m.insert("exit_code", d.exit_code.map(Value::from).unwrap_or(Value::from(())));
             if *json {
-                if let Some(j) = output_json(&d.output) {
-                    m.insert("json", Value::from(minijinja::value::Serde(j)));
-                }
+                // No JSON (or not finished): an empty map, so `| default(…)` can stand in.
+                let j = output_json(&d.output).unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+                m.insert("json", Value::from(minijinja::value::Serde(j)));
             }
             deps.insert(name.as_str(), Value::from(m));
         }
