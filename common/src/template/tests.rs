@@ -96,6 +96,8 @@ fn shell_contexts_of_references() {
         ("echo $(( ${{ run.id }} + 1 ))", &[Err(Arithmetic)]),
         ("(( ${{ run.id }} > 1 ))", &[Err(Arithmetic)]),
         ("echo $(( $(echo ${{ run.id }}) ))", &[Err(Arithmetic)]),
+        ("echo $(( a[1] + (2) )) ${{ run.id }} $[ ${{ run.id }} ] \"${{ run.id }}\"", &[Ok(Bare), Err(Arithmetic), Ok(Expanding)]),
+        ("echo ${a[1]} ${x:-a\\}b} ${{ run.id }}", &[Ok(Bare)]),
         ("let x=${{ run.id }}", &[Err(Arithmetic)]),
         ("declare -i n=${{ run.id }}", &[Err(Arithmetic)]),
         ("declare -i n; n=${{ run.id }}", &[Err(Arithmetic)]),

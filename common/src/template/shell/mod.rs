@@ -87,13 +87,28 @@ struct Words {
 }
 
 enum Frame {
-    Cmd { kind: CmdKind, depth: u32, w: Box<Words> },
+    Cmd {
+        kind: CmdKind,
+        depth: u32,
+        w: Box<Words>,
+    },
     Dq,
     Sq,
     AnsiC,
-    Arith { depth: u32 },
-    Param { depth: u32 },
-    Here { delim: String, strip_tabs: bool, quoted: bool, line_start: bool },
+    /// `bracket`: `$[ … ]` (closed by `]`), else closed by `))`.
+    Arith {
+        depth: u32,
+        bracket: bool,
+    },
+    Param {
+        depth: u32,
+    },
+    Here {
+        delim: String,
+        strip_tabs: bool,
+        quoted: bool,
+        line_start: bool,
+    },
 }
 
 const HOLE_MARK: char = '\u{0}';
@@ -180,8 +195,7 @@ impl Scan {
                 Some(Frame::Dq) => self.dq(),
                 Some(Frame::Sq) => self.quoted_until('\'', Refusal::SingleQuotes, false),
                 Some(Frame::AnsiC) => self.quoted_until('\'', Refusal::AnsiC, true),
-                Some(Frame::Arith { .. }) => self.arith(),
-                Some(Frame::Param { .. }) => self.param(),
+                Some(Frame::Arith { .. } | Frame::Param { .. }) => self.nested(),
                 Some(Frame::Here { .. }) => self.here(),
             }
         }
@@ -309,7 +323,7 @@ impl Scan {
             }
             '(' if !in_word && self.ch(1) == Some('(') => {
                 self.end_command();
-                self.stack.push(Frame::Arith { depth: 0 });
+                self.stack.push(Frame::Arith { depth: 0, bracket: false });
                 self.i += 2;
             }
             '(' => {
@@ -435,7 +449,7 @@ impl Scan {
                 self.i += 2;
             }
             (Some(Item::C('(')), Some('(')) => {
-                self.stack.push(Frame::Arith { depth: 0 });
+                self.stack.push(Frame::Arith { depth: 0, bracket: false });
                 self.i += 3;
             }
             (Some(Item::C('(')), _) => {
@@ -444,7 +458,7 @@ impl Scan {
             }
             (Some(Item::C('[')), _) => {
                 // `$[ … ]`, bash's old arithmetic.
-                self.stack.push(Frame::Arith { depth: 0 });
+                self.stack.push(Frame::Arith { depth: 0, bracket: true });
                 self.i += 2;
             }
             (Some(Item::C('{')), _) => {

@@ -52,78 +52,58 @@ impl Scan {
         }
     }
 
-    /// The nesting depth of the arithmetic or `${…}` frame on top.
-    pub(super) fn depth(&mut self) -> &mut u32 {
-        match self.stack.last_mut() {
-            Some(Frame::Arith { depth } | Frame::Param { depth }) => depth,
+    /// Arithmetic (`$(( ))`, `(( ))`, `$[ ]`) and `${…}`: nesting counted by their own
+    /// bracket until the closing one; every reference inside is refused.
+    pub(super) fn nested(&mut self) {
+        let item = self.at(0).expect("in bounds");
+        let (depth, open, close, refusal) = match self.stack.last() {
+            Some(Frame::Arith { depth, bracket: false }) => (*depth, '(', ')', Refusal::Arithmetic),
+            Some(Frame::Arith { depth, bracket: true }) => (*depth, '[', ']', Refusal::Arithmetic),
+            Some(Frame::Param { depth }) => (*depth, '{', '}', Refusal::ParamExpansion),
             _ => unreachable!("in an arithmetic or ${{…}} frame"),
-        }
-    }
-
-    pub(super) fn arith(&mut self) {
-        let item = self.at(0).expect("in bounds");
-        let closes = self.ch(1) == Some(')');
-        let depth = *self.depth();
+        };
+        let param = refusal == Refusal::ParamExpansion;
         match item {
             Item::Hole(k) => {
                 self.i += 1;
-                self.set(k, Err(Refusal::Arithmetic));
+                self.set(k, Err(refusal));
             }
-            Item::C('(') => {
-                *self.depth() += 1;
+            Item::C(c) if c == open => {
+                self.set_depth(depth + 1);
                 self.i += 1;
             }
-            Item::C(')') if depth == 0 && closes => {
+            Item::C(c) if c == close && depth > 0 => {
+                self.set_depth(depth - 1);
+                self.i += 1;
+            }
+            Item::C(c) if c == close => {
+                // `))` ends `$((`/`((`; a lone `)` there is malformed and skipped.
+                let width = if close == ')' { 2 } else { 1 };
+                if close == ')' && self.ch(1) != Some(')') {
+                    self.i += 1;
+                    return;
+                }
                 self.stack.pop();
-                self.i += 2;
+                self.i += width;
                 self.mark_in_word();
             }
-            Item::C(')') => {
-                *self.depth() = depth.saturating_sub(1);
-                self.i += 1;
-            }
-            Item::C(']') if depth == 0 => {
-                self.stack.pop();
-                self.i += 1;
-                self.mark_in_word();
-            }
-            Item::C('$') => self.dollar(false),
-            Item::C(_) => self.i += 1,
-        }
-    }
-
-    pub(super) fn param(&mut self) {
-        let item = self.at(0).expect("in bounds");
-        let depth = *self.depth();
-        match item {
-            Item::Hole(k) => {
-                self.i += 1;
-                self.set(k, Err(Refusal::ParamExpansion));
-            }
-            Item::C('{') => {
-                *self.depth() += 1;
-                self.i += 1;
-            }
-            Item::C('}') if depth == 0 => {
-                self.stack.pop();
-                self.i += 1;
-                self.mark_in_word();
-            }
-            Item::C('}') => {
-                *self.depth() -= 1;
-                self.i += 1;
-            }
-            Item::C('"') => {
+            Item::C('"') if param => {
                 self.i += 1;
                 self.stack.push(Frame::Dq);
             }
-            Item::C('\'') => {
+            Item::C('\'') if param => {
                 self.i += 1;
                 self.stack.push(Frame::Sq);
             }
-            Item::C('\\') => self.i += 2,
+            Item::C('\\') if param => self.i += 2,
             Item::C('$') => self.dollar(false),
             Item::C(_) => self.i += 1,
+        }
+    }
+
+    fn set_depth(&mut self, to: u32) {
+        if let Some(Frame::Arith { depth, .. } | Frame::Param { depth }) = self.stack.last_mut() {
+            *depth = to;
         }
     }
 
