@@ -9,10 +9,7 @@ use zo_common::template::{self, DepInput, Field, Inputs};
 
 /// Whether the task has anything to render.
 pub fn has_templates(spec: &TaskSpec) -> bool {
-    [spec.command.as_deref(), spec.prompt.as_deref(), spec.simulate.as_ref().and_then(|s| s.output.as_deref())]
-        .into_iter()
-        .flatten()
-        .any(template::is_template)
+    template::fields_of(spec).into_iter().filter_map(|(_, text)| text).any(template::is_template)
 }
 
 /// The job with its command and prompt rendered, or the outcome that fails it: class

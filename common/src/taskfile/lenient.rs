@@ -114,18 +114,16 @@ pub(super) fn problems(text: &str, file: &str) -> Vec<YamlError> {
 /// The `pipeline:` form: its keys, each stage's keys, and every task of every stage.
 fn pipeline_problems(text: &str, file: &str, pos: Pos, at: &dyn Fn(Pos, &str) -> Pos, errs: &mut Vec<YamlError>) {
     let Ok(LoosePipelineFile { pipeline: Some(p) }) = yaml::from_str::<LoosePipelineFile>(text, file) else { return };
-    let mut known = p.rest.clone();
-    known.insert("stages".into(), Value::Null);
-    unknown_keys(&known, &PIPELINE, "pipeline: ", file, pos, at, errs);
+    // `stages` and `tasks` were taken out of `rest`, which holds every other key.
+    unknown_keys(&p.rest, &PIPELINE, "pipeline: ", file, pos, at, errs);
     let mut n = 0;
     for stage in p.stages.iter().flatten() {
-        let mut keys = stage.value.rest.clone();
-        keys.insert("tasks".into(), Value::Null);
+        let keys = &stage.value.rest;
         let what = match keys.get("name") {
             Some(Value::String(s)) => format!("stage `{s}`: "),
             _ => "stage: ".to_string(),
         };
-        unknown_keys(&keys, &STAGE, &what, file, stage.referenced, at, errs);
+        unknown_keys(keys, &STAGE, &what, file, stage.referenced, at, errs);
         for t in stage.value.tasks.iter().flatten() {
             check_task(&t.value, n, t.referenced, file, at, errs);
             n += 1;

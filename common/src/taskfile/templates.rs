@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 
 use crate::model::{Input, TaskSpec};
-use crate::template::{self, Field, Scope};
+use crate::template::{self, Scope};
 use crate::yaml::{Pos, YamlError};
 
-/// Where a task's template fields start in the file (only tasks with a template have one).
+/// Where a task's template fields start in the file (only tasks with a template have one),
+/// in the order of `template::fields_of`.
 #[derive(Default)]
 pub(super) struct TemplateFields(HashMap<usize, [Option<Pos>; 3]>);
 
@@ -39,10 +40,7 @@ pub(super) fn check(specs: &mut [TaskSpec], fields: &TemplateFields, src: &str, 
             let deps: HashMap<&str, u32> = spec.parents().map(|p| (specs[p as usize].name.as_str(), p)).collect();
             let scope = Scope { task: &spec.name, deps: &deps, all: &all };
             let mut reads = template::Reads::default();
-            let simulated = spec.simulate.as_ref().and_then(|s| s.output.clone());
-            for (field, text, pos) in
-                [(Field::Command, &spec.command, at[0]), (Field::Prompt, &spec.prompt, at[1]), (Field::Simulated, &simulated, at[2])]
-            {
+            for ((field, text), pos) in template::fields_of(spec).into_iter().zip(*at) {
                 let (Some(text), Some(pos)) = (text, pos) else { continue };
                 match template::check(text, field, &scope) {
                     Ok(r) => reads.merge(r),

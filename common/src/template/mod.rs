@@ -28,6 +28,8 @@ use minijinja::machinery::{self, ast};
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 
+use crate::model::TaskSpec;
+
 pub use refs::{Reads, Scope};
 pub use shell::Quoting;
 pub use values::{DepInput, Inputs};
@@ -80,6 +82,15 @@ impl Field {
     }
 }
 
+/// The fields of a task that may hold templates, with their text.
+pub fn fields_of(spec: &TaskSpec) -> [(Field, Option<&str>); 3] {
+    [
+        (Field::Command, spec.command.as_deref()),
+        (Field::Prompt, spec.prompt.as_deref()),
+        (Field::Simulated, spec.simulate.as_ref().and_then(|s| s.output.as_deref())),
+    ]
+}
+
 fn syntax() -> SyntaxConfig {
     let off = String::from(OFF);
     SyntaxConfig::builder()
@@ -123,39 +134,48 @@ pub fn text_of(v: &Value) -> String {
 
 /// One piece of a parsed template: text as it stands, or an expression (with the offset of
 /// its `${{`).
-pub enum Segment<'s> {
+pub enum Segment<'a, 's> {
     Raw(&'s str),
-    Expr { at: usize, expr: ast::Expr<'s> },
+    Expr { at: usize, expr: &'a ast::Expr<'s> },
 }
 
-/// The pieces of a template, in order.
-pub fn segments(text: &str) -> Result<Vec<Segment<'_>>, TemplateError> {
-    if let Some(at) = text.find(OFF) {
-        return Err(TemplateError::new(at, "holds the character U+FFFF, which a template cannot; remove it"));
-    }
-    let stmt = machinery::parse(text, "<template>", syntax()).map_err(|e| syntax_error(text, &e))?;
-    let ast::Stmt::Template(t) = stmt else { unreachable!("a parsed template is a template") };
-    let mut out = Vec::with_capacity(t.children.len());
-    for child in &t.children {
-        match child {
-            ast::Stmt::EmitRaw(r) => out.push(Segment::Raw(r.raw)),
-            ast::Stmt::EmitExpr(e) => {
-                let start = e.span().start_offset as usize;
-                let at = text[..start.min(text.len())].rfind(OPEN).unwrap_or(start);
-                out.push(Segment::Expr { at, expr: clone_expr(text, e)? });
-            }
-            // Block syntax cannot be written (its delimiter is refused above).
-            _ => return Err(TemplateError::new(0, "holds a statement; a template holds `${{ expression }}` only")),
+/// A parsed template: minijinja's tree of it, which [`Parsed::segments`] reads.
+pub struct Parsed<'s> {
+    text: &'s str,
+    stmt: ast::Stmt<'s>,
+}
+
+impl<'s> Parsed<'s> {
+    /// Parses `text`, which may hold expressions only.
+    pub fn new(text: &'s str) -> Result<Parsed<'s>, TemplateError> {
+        if let Some(at) = text.find(OFF) {
+            return Err(TemplateError::new(at, "holds the character U+FFFF, which a template cannot; remove it"));
         }
+        let stmt = machinery::parse(text, "<template>", syntax()).map_err(|e| syntax_error(text, &e))?;
+        let ast::Stmt::Template(t) = &stmt else { unreachable!("a parsed template is a template") };
+        // Block syntax cannot be written (its delimiter is refused above).
+        if !t.children.iter().all(|c| matches!(c, ast::Stmt::EmitRaw(_) | ast::Stmt::EmitExpr(_))) {
+            return Err(TemplateError::new(0, "holds a statement; a template holds `${{ expression }}` only"));
+        }
+        Ok(Parsed { text, stmt })
     }
-    Ok(out)
-}
 
-/// The AST borrows the statement it came from; parse the expression on its own to own it.
-fn clone_expr<'s>(text: &'s str, e: &ast::Spanned<ast::EmitExpr<'s>>) -> Result<ast::Expr<'s>, TemplateError> {
-    let span = e.span();
-    let src = &text[span.start_offset as usize..span.end_offset as usize];
-    machinery::parse_expr(src).map_err(|err| syntax_error(text, &err))
+    /// The pieces, in order.
+    pub fn segments(&self) -> Vec<Segment<'_, 's>> {
+        let ast::Stmt::Template(t) = &self.stmt else { unreachable!("checked by Parsed::new") };
+        t.children
+            .iter()
+            .filter_map(|child| match child {
+                ast::Stmt::EmitRaw(r) => Some(Segment::Raw(r.raw)),
+                ast::Stmt::EmitExpr(e) => {
+                    let start = (e.span().start_offset as usize).min(self.text.len());
+                    let at = self.text[..start].rfind(OPEN).unwrap_or(start);
+                    Some(Segment::Expr { at, expr: &e.expr })
+                }
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 fn syntax_error(text: &str, e: &minijinja::Error) -> TemplateError {
@@ -170,7 +190,8 @@ fn syntax_error(text: &str, e: &minijinja::Error) -> TemplateError {
 /// Plan-time check of one field: its syntax, the names it reads (within `scope`) and, for a
 /// command, where its references stand in bash. Returns what it reads of each dependency.
 pub fn check(text: &str, field: Field, scope: &Scope<'_>) -> Result<Reads, Vec<TemplateError>> {
-    let segs = segments(text).map_err(|e| vec![e])?;
+    let parsed = Parsed::new(text).map_err(|e| vec![e])?;
+    let segs = parsed.segments();
     let mut errs = Vec::new();
     let mut reads = Reads::default();
     for s in &segs {
@@ -242,7 +263,8 @@ pub fn render_command(text: &str, inputs: &Inputs) -> Result<String, String> {
     if !is_template(text) {
         return Ok(text.to_string());
     }
-    let segs = segments(text).map_err(|e| format!("template in `command`: {}", e.message))?;
+    let parsed = Parsed::new(text).map_err(|e| format!("template in `command`: {}", e.message))?;
+    let segs = parsed.segments();
     let quoting: Vec<Quoting> =
         shell::quoting(&segs).into_iter().collect::<Result<_, _>>().map_err(|why| format!("template in `command`: {}", why.message()))?;
     let quoting = Arc::new(quoting);

@@ -10,7 +10,7 @@ fn scope_check(text: &str, field: Field) -> Result<Reads, Vec<String>> {
 }
 
 fn quoting_of(cmd: &str) -> Vec<Result<Quoting, shell::Refusal>> {
-    shell::quoting(&segments(cmd).expect("parses"))
+    shell::quoting(&Parsed::new(cmd).expect("parses").segments())
 }
 
 #[test]

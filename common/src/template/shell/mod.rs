@@ -125,7 +125,7 @@ struct Scan {
 }
 
 /// How each reference of a parsed command is expanded, or why it cannot be, in order.
-pub fn quoting(segs: &[Segment<'_>]) -> Vec<Result<Quoting, Refusal>> {
+pub fn quoting(segs: &[Segment<'_, '_>]) -> Vec<Result<Quoting, Refusal>> {
     let mut items = Vec::new();
     let mut holes = 0;
     for s in segs {

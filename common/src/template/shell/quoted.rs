@@ -14,20 +14,29 @@ impl Scan {
                 self.stack.pop();
                 self.i += 1;
             }
-            Item::C('\\') => match self.at(1) {
+            Item::C(c) => self.expanding(c, &['$', '`', '"', '\\', '\n']),
+        }
+    }
+
+    /// A character where `$` and backticks expand (double quotes, an unquoted heredoc body):
+    /// `\` escapes the characters of `escapes` (and cannot precede a reference), `$` and
+    /// backticks start what they start, anything else is text.
+    fn expanding(&mut self, c: char, escapes: &[char]) {
+        match c {
+            '\\' => match self.at(1) {
                 Some(Item::Hole(k)) => {
                     self.set(k, Err(Refusal::AfterBackslash));
                     self.i += 2;
                 }
-                Some(Item::C('$' | '`' | '"' | '\\' | '\n')) => self.i += 2,
+                Some(Item::C(n)) if escapes.contains(&n) => self.i += 2,
                 _ => self.i += 1,
             },
-            Item::C('$') => self.dollar(false),
-            Item::C('`') => {
+            '$' => self.dollar(false),
+            '`' => {
                 self.i += 1;
                 self.stack.push(Frame::Cmd { kind: CmdKind::Backtick, depth: 0, w: Box::default() });
             }
-            Item::C(_) => self.i += 1,
+            _ => self.i += 1,
         }
     }
 
@@ -147,20 +156,7 @@ impl Scan {
                 self.i += 1;
             }
             Item::C(_) if quoted => self.i += 1,
-            Item::C('\\') => match self.at(1) {
-                Some(Item::Hole(k)) => {
-                    self.set(k, Err(Refusal::AfterBackslash));
-                    self.i += 2;
-                }
-                Some(Item::C('$' | '`' | '\\')) => self.i += 2,
-                _ => self.i += 1,
-            },
-            Item::C('$') => self.dollar(false),
-            Item::C('`') => {
-                self.i += 1;
-                self.stack.push(Frame::Cmd { kind: CmdKind::Backtick, depth: 0, w: Box::default() });
-            }
-            Item::C(_) => self.i += 1,
+            Item::C(c) => self.expanding(c, &['$', '`', '\\']),
         }
     }
 }
