@@ -7,6 +7,7 @@
 
 mod counts;
 mod expect;
+mod limits;
 mod result;
 mod run;
 mod spec;
@@ -14,6 +15,7 @@ mod vocab;
 
 pub use counts::Counts;
 pub use expect::Expect;
+pub use limits::{format_usd, nanos_to_usd, usd_to_nanos, Budget, ModelLimits, Nanos, Price, Quotas, RunLimits, DEFAULT_QUOTA_WAIT};
 pub use result::{AgentOutcome, CommandOutcome, Outcome, TaskResult};
 pub use run::{RunMeta, RunSnapshot, Skip, StageState, StageStatus};
 pub use spec::{Input, TaskSpec, DEFAULT_TIMEOUT_MS, DEPS_FIELD};

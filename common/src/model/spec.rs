@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::expect::Expect;
+use super::limits::Price;
 use super::vocab::{Condition, Priority, RetryPolicy, Simulate, TriggerRule};
 
 /// The MessagePack field holding a spec's dependencies. `REVIVE` reads it inside Redis
@@ -67,6 +68,10 @@ pub struct TaskSpec {
     /// the worker just before it runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<Input>,
+    /// What its instance's tokens cost in this run (`resource_limits.models`, else the
+    /// catalog); the worker prices each attempt with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<Price>,
     #[serde(default, skip_serializing_if = "RetryPolicy::is_default")]
     pub retry: RetryPolicy,
     #[serde(default, skip_serializing_if = "Priority::is_default")]
@@ -105,6 +110,7 @@ impl TaskSpec {
             stage: None,
             needs_approval: false,
             inputs: Vec::new(),
+            price: None,
             retry: RetryPolicy::default(),
             priority: Priority::default(),
         }

@@ -12,7 +12,7 @@ use super::validate::duration_of;
 use super::{MAX_TIMEOUT, MIN_TIMEOUT};
 use crate::yaml::{self, closest, find_key, Pos, YamlError};
 
-const TOP: [&str; 5] = ["name", "description", "defaults", "tasks", "pipeline"];
+const TOP: [&str; 6] = ["name", "description", "defaults", "tasks", "pipeline", "resource_limits"];
 const DEFAULTS: [&str; 3] = ["retry_policy", "priority", "trigger_rule"];
 const TASK: [&str; 17] = [
     "name",
@@ -37,6 +37,11 @@ const EXPECT: [&str; 8] = ["contains", "not_contains", "regex", "not_regex", "mi
 const TEXT: [&str; 8] = ["name", "ccr_instance", "command", "prompt", "description", "output_file", "trigger_rule", "gate"];
 const RETRY: [&str; 6] = ["max_retries", "retry_on", "backoff", "base_delay", "max_delay", "jitter"];
 const SIMULATE: [&str; 4] = ["duration", "fail", "exit_code", "output"];
+
+const LIMITS: [&str; 5] = ["max_concurrent_tasks", "max_tasks_per_instance", "models", "budget", "quotas"];
+const MODEL: [&str; 6] = ["name", "max_rpm", "max_tpm", "cost_per_1k_tokens", "cost_per_1k_input", "cost_per_1k_output"];
+const BUDGET: [&str; 2] = ["max_cost_per_workflow", "alert_threshold"];
+const QUOTAS: [&str; 4] = ["max_cpu_percent", "max_memory_gb", "max_disk_gb", "quota_wait"];
 
 const PIPELINE: [&str; 3] = ["name", "description", "stages"];
 const STAGE: [&str; 5] = ["name", "description", "requires", "approval_required", "tasks"];
@@ -104,6 +109,9 @@ pub(super) fn problems(text: &str, file: &str) -> Vec<YamlError> {
         Some(Value::Null) | None => {}
         Some(_) => errs.push(YamlError::at(file, at(start, "tasks"), "`tasks` must be a list of tasks (one `- name: …` entry each)")),
     }
+    if let Some(l) = top.get("resource_limits") {
+        limits_problems(l, file, at(start, "resource_limits"), &at, &mut errs);
+    }
     if top.get("pipeline").is_some_and(Value::is_object) {
         pipeline_problems(text, file, at(start, "pipeline"), &at, &mut errs);
     }
@@ -127,6 +135,73 @@ fn pipeline_problems(text: &str, file: &str, pos: Pos, at: &dyn Fn(Pos, &str) ->
         for t in stage.value.tasks.iter().flatten() {
             check_task(&t.value, n, t.referenced, file, at, errs);
             n += 1;
+        }
+    }
+}
+
+/// `resource_limits:`: its keys and those of its parts; numbers where numbers belong.
+fn limits_problems(v: &Value, file: &str, pos: Pos, at: &dyn Fn(Pos, &str) -> Pos, errs: &mut Vec<YamlError>) {
+    let Some(m) = v.as_object() else {
+        if !v.is_null() {
+            errs.push(YamlError::at(
+                file,
+                pos,
+                "`resource_limits` must be a mapping, e.g. `resource_limits: { max_concurrent_tasks: 10 }`",
+            ));
+        }
+        return;
+    };
+    let numbers = |o: &Map<String, Value>, keys: &[&str], what: &str, from: Pos, errs: &mut Vec<YamlError>| {
+        for key in keys {
+            if o.get(*key).is_some_and(|x| !x.is_number() && !x.is_null()) {
+                errs.push(YamlError::at(file, at(from, key), format!("{what}`{key}` must be a number")));
+            }
+        }
+    };
+    unknown_keys(m, &LIMITS, "resource_limits: ", file, pos, at, errs);
+    numbers(m, &LIMITS[..2], "resource_limits: ", pos, errs);
+    let part = |key: &str, known: &[&str], errs: &mut Vec<YamlError>| {
+        let Some(v) = m.get(key).filter(|v| !v.is_null()) else { return };
+        let kpos = at(pos, key);
+        match v.as_object() {
+            Some(o) => {
+                let what = format!("resource_limits: {key}: ");
+                unknown_keys(o, known, &what, file, kpos, at, errs);
+                let nums: Vec<&str> = known.iter().copied().filter(|k| *k != "quota_wait").collect();
+                numbers(o, &nums, &what, kpos, errs);
+            }
+            None => errs.push(YamlError::at(file, kpos, format!("resource_limits: `{key}` must be a mapping of `key: value` pairs"))),
+        }
+    };
+    part("budget", &BUDGET, errs);
+    part("quotas", &QUOTAS, errs);
+    match m.get("models") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(models)) => {
+            // Entries have no positions in the loose reading: each is found after the one before.
+            let mut from = at(pos, "models");
+            for e in models {
+                match e.as_object() {
+                    Some(o) => {
+                        let epos = at(from, "name");
+                        let what = match o.get("name") {
+                            Some(Value::String(n)) => format!("resource_limits: model `{n}`: "),
+                            _ => "resource_limits: models: ".to_string(),
+                        };
+                        unknown_keys(o, &MODEL, &what, file, epos, at, errs);
+                        numbers(o, &MODEL[1..], &what, epos, errs);
+                        from = Pos { line: epos.line + 1, col: 1 };
+                    }
+                    None => errs.push(YamlError::at(
+                        file,
+                        from,
+                        "resource_limits: each `models` entry is a mapping (`- name: smart`, `max_rpm: 50`)",
+                    )),
+                }
+            }
+        }
+        Some(_) => {
+            errs.push(YamlError::at(file, at(pos, "models"), "resource_limits: `models` must be a list (`- name: smart`, `max_rpm: 50`)"))
         }
     }
 }

@@ -10,10 +10,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::catalog::Catalog;
-use crate::model::TaskSpec;
+use crate::model::{RunLimits, TaskSpec};
 use crate::yaml::{self, YamlError};
 
 mod lenient;
+mod limits;
 mod pipeline;
 mod raw;
 mod split;
@@ -39,6 +40,8 @@ pub struct TaskFile {
     pub lines: Vec<u64>,
     /// The stages of a `pipeline:` file (none for a `tasks:` file).
     pub stages: Vec<Stage>,
+    /// Its `resource_limits:` (none limits nothing).
+    pub limits: RunLimits,
 }
 
 impl TaskFile {

@@ -36,6 +36,47 @@ pub(super) struct RawFile {
     pub tasks: Option<Sp<Vec<Sp<Box<RawTask>>>>>,
     /// The seed's multi-stage form, instead of `tasks:`.
     pub pipeline: Option<Sp<RawPipeline>>,
+    pub resource_limits: Option<Sp<RawLimits>>,
+}
+
+/// `resource_limits:`, the seed's block (numbers kept signed and spanned: a zero or negative
+/// limit is an error at its position).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub max_concurrent_tasks: Option<Sp<f64>>,
+    pub max_tasks_per_instance: Option<Sp<f64>>,
+    #[serde(default)]
+    pub models: Vec<Sp<RawModelLimits>>,
+    pub budget: Option<Sp<RawBudget>>,
+    pub quotas: Option<Sp<RawQuotas>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawModelLimits {
+    pub name: Option<Sp<String>>,
+    pub max_rpm: Option<Sp<f64>>,
+    pub max_tpm: Option<Sp<f64>>,
+    pub cost_per_1k_tokens: Option<Sp<f64>>,
+    pub cost_per_1k_input: Option<Sp<f64>>,
+    pub cost_per_1k_output: Option<Sp<f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBudget {
+    pub max_cost_per_workflow: Option<Sp<f64>>,
+    pub alert_threshold: Option<Sp<f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawQuotas {
+    pub max_cpu_percent: Option<Sp<f64>>,
+    pub max_memory_gb: Option<Sp<f64>>,
+    pub max_disk_gb: Option<Sp<f64>>,
+    pub quota_wait: Option<Sp<RawTimeout>>,
 }
 
 #[derive(Deserialize)]

@@ -148,3 +148,43 @@ fn a_file_parsed_in_parts_is_the_file_parsed_whole() {
     let err = parse(&broken, "t.yaml", &catalog).unwrap_err();
     assert_eq!(err, TaskFileError(vec![yaml::from_str::<RawFile>(&broken, "t.yaml").err().unwrap()]));
 }
+
+/// The seed's `resource_limits` example, as written.
+#[test]
+fn the_seeds_resource_limits_block_is_accepted() {
+    let f = ok(r#"
+resource_limits:
+  max_concurrent_tasks: 10
+  max_tasks_per_instance: 3
+
+  models:
+    - name: "smart"
+      max_rpm: 50        # Requests per minute
+      max_tpm: 100000    # Tokens per minute
+      cost_per_1k_tokens: 0.03
+
+  budget:
+    max_cost_per_workflow: 5.00  # USD
+    alert_threshold: 0.80        # 80% of budget
+
+  quotas:
+    max_cpu_percent: 80
+    max_memory_gb: 16
+    max_disk_gb: 100
+tasks:
+  - { name: a, ccr_instance: smart, prompt: p }
+"#);
+    let l = &f.limits;
+    assert_eq!((l.max_concurrent_tasks, l.max_tasks_per_instance), (Some(10), Some(3)));
+    let smart = &l.models["smart"];
+    assert_eq!((smart.max_rpm, smart.max_tpm, smart.price), (Some(50), Some(100_000), Some(crate::model::Price::flat(30_000_000))));
+    let b = l.budget.unwrap();
+    assert_eq!((b.max_cost, b.alert_at()), (5_000_000_000, 4_000_000_000));
+    let q = l.quotas.clone().unwrap();
+    assert_eq!((q.max_cpu_percent, q.max_memory_bytes, q.max_disk_bytes), (Some(80), Some(16 << 30), Some(100 << 30)));
+    assert_eq!(q.wait, crate::model::DEFAULT_QUOTA_WAIT);
+    // The task is priced from the block.
+    assert_eq!(f.tasks[0].price, Some(crate::model::Price::flat(30_000_000)));
+    // Without the block, a task takes its catalog price (none in the built-in catalog).
+    assert_eq!(ok("tasks:\n  - { name: a, ccr_instance: smart, prompt: p }\n").tasks[0].price, None);
+}

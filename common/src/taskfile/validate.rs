@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use super::limits;
 use super::pipeline;
 use super::raw::{RawFile, RawRetry, RawTimeout, Sp};
 use super::templates;
@@ -34,6 +35,8 @@ pub(super) fn validate(raw: RawFile, src: &str, file: &str, catalog: &Catalog) -
     };
     let base_priority = defaults.priority.unwrap_or_default();
     let base_rule = defaults.trigger_rule.as_ref().and_then(|r| workflow::trigger_rule(r, file, "defaults", &mut errs)).unwrap_or_default();
+    let budget_at = raw.resource_limits.as_ref().and_then(|l| l.value.budget.as_ref().map(|b| b.referenced));
+    let run_limits = limits::limits(raw.resource_limits, file, catalog, &mut errs);
     let mut name = raw.name;
     let (tasks, stage_of, stages) = match (raw.tasks, raw.pipeline) {
         (Some(_), Some(p)) => {
@@ -228,6 +231,7 @@ pub(super) fn validate(raw: RawFile, src: &str, file: &str, catalog: &Catalog) -
             stage: None,
             needs_approval: false,
             inputs: Vec::new(),
+            price: None,
             retry,
             priority,
         });
@@ -326,6 +330,7 @@ pub(super) fn validate(raw: RawFile, src: &str, file: &str, catalog: &Catalog) -
         s.needs_approval = stages[k].approval_required;
     }
     templates::check(&mut specs, &fields, src, file, &mut errs);
+    limits::price_tasks(&mut specs, &run_limits, catalog, budget_at, file, &mut errs);
     // Cycles are looked for whatever else is wrong (unknown dependencies are left out of the
     // graph), so one run shows every problem.
     {
@@ -347,7 +352,7 @@ pub(super) fn validate(raw: RawFile, src: &str, file: &str, catalog: &Catalog) -
         }
     }
     if errs.is_empty() {
-        Ok(TaskFile { path: file.to_string(), name, tasks: specs, lines, stages })
+        Ok(TaskFile { path: file.to_string(), name, tasks: specs, lines, stages, limits: run_limits })
     } else {
         errs.sort_by_key(|e| e.pos);
         Err(TaskFileError(errs))
