@@ -106,7 +106,17 @@ async fn run_case(store: &Store, c: &mut Conn, run: &str, rule: TriggerRule, end
     ct.trigger_rule = rule;
     specs.push(ct);
     store
-        .create_run(c, &NewRun { run_id: run, file: "r.yaml", name: None, specs: &specs, retention: Duration::from_secs(60) })
+        .create_run(
+            c,
+            &NewRun {
+                run_id: run,
+                file: "r.yaml",
+                name: None,
+                specs: &specs,
+                retention: Duration::from_secs(60),
+                limits: &Default::default(),
+            },
+        )
         .await
         .unwrap();
     for (j, (&(p, g), e)) in parents.iter().zip(ends).enumerate() {
@@ -242,7 +252,17 @@ fn on_success_and_on_failure_edges() {
             let specs = vec![task("Check".into(), vec![]), deploy, fix, notify];
             let run = "E";
             store
-                .create_run(&mut c, &NewRun { run_id: run, file: "e.yaml", name: None, specs: &specs, retention: Duration::from_secs(60) })
+                .create_run(
+                    &mut c,
+                    &NewRun {
+                        run_id: run,
+                        file: "e.yaml",
+                        name: None,
+                        specs: &specs,
+                        retention: Duration::from_secs(60),
+                        limits: &Default::default(),
+                    },
+                )
                 .await
                 .unwrap();
             assert_eq!(state_of(&mut c, &store, run, 1).await, TaskState::Waiting, "Deploy waits for Check");
@@ -289,7 +309,17 @@ fn revived_parents_re_evaluate_what_they_skipped() {
         ];
         let run = "V";
         store
-            .create_run(&mut c, &NewRun { run_id: run, file: "v.yaml", name: None, specs: &specs, retention: Duration::from_secs(60) })
+            .create_run(
+                &mut c,
+                &NewRun {
+                    run_id: run,
+                    file: "v.yaml",
+                    name: None,
+                    specs: &specs,
+                    retention: Duration::from_secs(60),
+                    limits: &Default::default(),
+                },
+            )
             .await
             .unwrap();
         finish(&store, &mut c, run, 1, Status::Success).await;

@@ -2,7 +2,8 @@
 //! scripts: random DAGs, random outcomes (failures, retries, cancels), results arriving in
 //! random order and in batches (the same job twice in a batch, too), redelivered jobs, every
 //! trigger rule and `on_success`/`on_failure` conditions. Whatever happens, every task ends in
-//! exactly one final state, counters agree with the states, a task ran only if its rule and
+//! exactly one final state, counters agree with the states, a capped run (`resource_limits`)
+//! never runs more tasks at once than its cap and never stalls on its parked tasks, a task ran only if its rule and
 //! conditions held over how its parents ended (`zo_common::rules`), and a skipped task is one
 //! whose rule or condition could no longer hold.
 
@@ -10,7 +11,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use zo_common::model::{Condition, ErrorClass, ParentOutcome, Status, TaskSpec, TaskState, TriggerRule, When};
+use zo_common::model::{Condition, ErrorClass, ParentOutcome, RunLimits, Status, TaskSpec, TaskState, TriggerRule, When};
 use zo_common::rules::{evaluate_task, Verdict};
 use zo_common::store::{Claim, LocalSpecs, MarkRunning, NewRun, Recorded, Store, ToMark, ToRecord};
 use zo_e2e::{script_result, true_task, Redis};
@@ -27,6 +28,8 @@ struct Plan {
     choices: Vec<u16>,
     /// Cancel task `.0 % n` at step `.1`, if any.
     cancel: Option<(usize, usize)>,
+    /// `max_concurrent_tasks` (or, when `.1`, `max_tasks_per_instance`), if any.
+    cap: Option<(u32, bool)>,
 }
 
 fn plan() -> impl Strategy<Value = Plan> {
@@ -39,8 +42,9 @@ fn plan() -> impl Strategy<Value = Plan> {
             proptest::collection::vec((0u8..3, any::<bool>(), 0u8..4), n),
             proptest::collection::vec(any::<u16>(), 400),
             proptest::option::of((0usize..16, 0usize..40)),
+            proptest::option::weighted(0.4, (1u32..4, any::<bool>())),
         )
-            .prop_map(|(deps, rules, outcomes, choices, cancel)| Plan { deps, rules, outcomes, choices, cancel })
+            .prop_map(|(deps, rules, outcomes, choices, cancel, cap)| Plan { deps, rules, outcomes, choices, cancel, cap })
     })
 }
 
@@ -67,8 +71,16 @@ async fn drive(url: &str, ns: &str, plan: &Plan) -> Result<(), TestCaseError> {
         })
         .collect();
     store.ensure_group(&mut c, "fast").await.unwrap();
+    let limits = match plan.cap {
+        Some((n, false)) => RunLimits { max_concurrent_tasks: Some(n), ..RunLimits::default() },
+        Some((n, true)) => RunLimits { max_tasks_per_instance: Some(n), ..RunLimits::default() },
+        None => RunLimits::default(),
+    };
     store
-        .create_run(&mut c, &NewRun { run_id: run, file: "p.yaml", name: None, specs: &specs, retention: Duration::from_secs(60) })
+        .create_run(
+            &mut c,
+            &NewRun { run_id: run, file: "p.yaml", name: None, specs: &specs, retention: Duration::from_secs(60), limits: &limits },
+        )
         .await
         .unwrap();
     // Half the cases skip dependents one per script call, so cascades stay half done while
@@ -126,6 +138,11 @@ async fn drive(url: &str, ns: &str, plan: &Plan) -> Result<(), TestCaseError> {
         }
         let items: Vec<ToMark> = batch.iter().map(|&(idx, attempt, _)| ToMark { idx, attempt, takeover: false }).collect();
         let tags = store.mark_running(&mut c, run, &claim, &items).await.unwrap();
+        if let Some((cap, _)) = plan.cap {
+            // Every task here runs on `fast`: both caps bound the tasks running at once.
+            let running = store.run_meta(&mut c, run).await.unwrap().running;
+            prop_assert!(running <= cap as u64, "{running} tasks running under a cap of {cap}");
+        }
         let mut to_record: Vec<ToRecord> = Vec::new();
         for (pos, ((idx, attempt, _), tag)) in batch.iter().zip(&tags).enumerate() {
             let twice = batch[..pos].iter().any(|b| (b.0, b.1) == (*idx, *attempt));
@@ -288,7 +305,14 @@ fn a_large_run_is_created_whole() {
         let n = 4500u32;
         // Every third task depends on the one before it.
         let specs: Vec<TaskSpec> = (0..n).map(|i| job(i, if i % 3 == 2 { vec![i - 1] } else { vec![] })).collect();
-        let new_run = NewRun { run_id: "L", file: "l.yaml", name: None, specs: &specs, retention: Duration::from_secs(60) };
+        let new_run = NewRun {
+            run_id: "L",
+            file: "l.yaml",
+            name: None,
+            specs: &specs,
+            retention: Duration::from_secs(60),
+            limits: &Default::default(),
+        };
         let blobs = store.create_run(&mut c, &new_run).await.unwrap();
         assert_eq!(blobs.len() as u32, n - n / 3, "one blob per root");
         assert!(blobs.windows(2).all(|w| w[0].0 < w[1].0), "blobs sorted by index");
@@ -323,7 +347,14 @@ fn a_large_run_is_created_whole() {
         // The same run id again: refused, the run as it was, no staging keys left behind.
         let mut other = specs.clone();
         other.truncate(10);
-        let again = NewRun { run_id: "L", file: "other.yaml", name: None, specs: &other, retention: Duration::from_secs(60) };
+        let again = NewRun {
+            run_id: "L",
+            file: "other.yaml",
+            name: None,
+            specs: &other,
+            retention: Duration::from_secs(60),
+            limits: &Default::default(),
+        };
         let err = store.create_run(&mut c, &again).await.unwrap_err();
         assert!(err.to_string().contains("already exists"), "{err}");
         let spec_after: u32 = hlen("spec").query_async(&mut c2).await.unwrap();
@@ -372,7 +403,14 @@ fn the_first_flush_moves_every_root_once() {
             let run = "F";
             let specs = specs();
             store.ensure_group(&mut c, "fast").await.unwrap();
-            let new_run = NewRun { run_id: run, file: "f.yaml", name: None, specs: &specs, retention: Duration::from_secs(60) };
+            let new_run = NewRun {
+                run_id: run,
+                file: "f.yaml",
+                name: None,
+                specs: &specs,
+                retention: Duration::from_secs(60),
+                limits: &Default::default(),
+            };
             let blobs = store.create_run(&mut c, &new_run).await.unwrap();
             let outbox = keys.run(run, "outbox");
             let stream = keys.jobs("fast");
@@ -441,7 +479,14 @@ fn a_huge_skip_cascade_goes_in_chunks_and_survives_its_recorder() {
         let n = 100_001u32;
         let specs: Vec<TaskSpec> = (0..n).map(|i| job(i, if i == 0 { vec![] } else { vec![0] })).collect();
         store.ensure_group(&mut c, "fast").await.unwrap();
-        let new_run = NewRun { run_id: "C", file: "c.yaml", name: None, specs: &specs, retention: Duration::from_secs(60) };
+        let new_run = NewRun {
+            run_id: "C",
+            file: "c.yaml",
+            name: None,
+            specs: &specs,
+            retention: Duration::from_secs(60),
+            limits: &Default::default(),
+        };
         store.create_run(&mut c, &new_run).await.unwrap();
         let claim = Claim { worker: "w", lease: Duration::from_secs(60), max_deliveries: 5 };
         let tags = store.mark_running(&mut c, "C", &claim, &[ToMark { idx: 0, attempt: 1, takeover: false }]).await.unwrap();

@@ -95,24 +95,25 @@ impl RawInstance {
         let flat = usd("cost_per_1k_tokens", self.cost_per_1k_tokens)?;
         let input = usd("cost_per_1k_input", self.cost_per_1k_input)?;
         let output = usd("cost_per_1k_output", self.cost_per_1k_output)?;
-        let price =
-            match (flat, input, output) {
-                (None, None, None) => None,
-                (Some(f), None, None) => Some(Price::flat(f)),
-                (None, Some(i), Some(o)) => Some(Price { input_per_1k: i, output_per_1k: o }),
-                (Some(_), _, _) => return Err(YamlError::plain(
+        let price = match (flat, input, output) {
+            (None, None, None) => None,
+            (Some(f), None, None) => Some(Price::flat(f)),
+            (None, Some(i), Some(o)) => Some(Price { input_per_1k: i, output_per_1k: o }),
+            (Some(_), _, _) => {
+                return Err(YamlError::plain(
                     file,
                     format!(
                         "instance `{name}`: give either `cost_per_1k_tokens` or `cost_per_1k_input` with `cost_per_1k_output`, not both"
                     ),
-                )),
-                _ => {
-                    return Err(YamlError::plain(
-                        file,
-                        format!("instance `{name}`: `cost_per_1k_input` and `cost_per_1k_output` go together; add the missing one"),
-                    ))
-                }
-            };
+                ))
+            }
+            _ => {
+                return Err(YamlError::plain(
+                    file,
+                    format!("instance `{name}`: `cost_per_1k_input` and `cost_per_1k_output` go together; add the missing one"),
+                ))
+            }
+        };
         if let Some(g) = &self.rate_group {
             if g.is_empty() || !g.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
                 return Err(YamlError::plain(

@@ -258,7 +258,7 @@ async fn submit(args: &Args, file: &Path, catalog: &Catalog) -> u8 {
         Err(e) => return fail_queue(&e),
     };
     let run_id = store::new_run_id();
-    let taskfile::TaskFile { path, name, tasks: specs, .. } = tf;
+    let taskfile::TaskFile { path, name, tasks: specs, limits, .. } = tf;
     let created = async {
         let mut conn = store.conn().await?;
         let mut instances: Vec<&str> = specs.iter().map(|s| s.instance.as_str()).collect();
@@ -268,7 +268,7 @@ async fn submit(args: &Args, file: &Path, catalog: &Catalog) -> u8 {
             store.ensure_group(&mut conn, i).await?;
         }
         store.prune_run_index(&mut conn, args.retention).await?;
-        let new = NewRun { run_id: &run_id, file: &path, name: name.as_deref(), specs: &specs, retention: args.retention };
+        let new = NewRun { run_id: &run_id, file: &path, name: name.as_deref(), specs: &specs, retention: args.retention, limits: &limits };
         let blobs = store.create_run(&mut conn, &new).await?;
         Ok::<_, StoreError>((conn, blobs))
     }

@@ -100,6 +100,11 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
             Box::pin(dead_letter_entry(shared, d, &reason)).await;
             return;
         }
+        Ok(MarkRunning::Parked) => {
+            debug!(entry = %d.id, "its run is at a concurrency limit: the task waits in the run for a slot");
+            ack(shared, d).await;
+            return;
+        }
         Ok(other) => {
             debug!(entry = %d.id, "dropping job ({other:?})");
             ack(shared, d).await;

@@ -21,7 +21,7 @@ pub const NANOS_PER_USD: f64 = 1e9;
 /// Dollars (as written in a file) → nano-dollars, rounded; `None` for negative, NaN or
 /// absurd amounts (over a billion dollars).
 pub fn usd_to_nanos(usd: f64) -> Option<Nanos> {
-    if !usd.is_finite() || usd < 0.0 || usd > 1e9 {
+    if !(0.0..=1e9).contains(&usd) {
         return None;
     }
     Some((usd * NANOS_PER_USD).round() as Nanos)

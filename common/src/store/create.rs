@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::keys::Keys;
 use super::{scripts, send_while_building, Conn, Store, StoreError};
-use crate::model::{now_ms, TaskSpec, TaskState, When};
+use crate::model::{now_ms, RunLimits, TaskSpec, TaskState, When};
 
 /// Longest run id accepted from a user.
 const MAX_RUN_ID: usize = 64;
@@ -37,6 +37,8 @@ pub struct NewRun<'a> {
     pub name: Option<&'a str>,
     pub specs: &'a [TaskSpec],
     pub retention: Duration,
+    /// Its `resource_limits` (concurrency caps go to `meta` and `slotinfo`).
+    pub limits: &'a RunLimits,
 }
 
 /// Tasks per pipeline while a run is created: bounds the memory a large run needs.
@@ -47,7 +49,7 @@ const CREATE_CHUNK: usize = 2000;
 const STAGING_TTL_S: u64 = 3600;
 
 /// The run keys [`create_run`] writes (besides `meta`), each first under a staging name.
-const CREATED_KEYS: [&str; 8] = ["spec", "state", "attempt", "pending", "children", "rules", "stages", "outbox"];
+const CREATED_KEYS: [&str; 9] = ["spec", "state", "attempt", "pending", "children", "rules", "stages", "outbox", "slotinfo"];
 
 /// A task's entry in the run's `rules` hash, read by `rule_of` in `lua/prelude.lua`:
 /// `RULE|DEPS|CONDS|P:w,…` — its trigger rule, how many dependencies the rule reads, how many
@@ -156,7 +158,8 @@ async fn stage_and_commit(conn: &mut Conn, keys: &Keys, run: &NewRun<'_>) -> Res
         commit.key(keys.run(run.run_id, s));
     }
     let with_rules = run.specs.iter().filter(|s| has_rule_entry(s) || s.needs_approval).count();
-    let meta: [(&str, String); 15] = [
+    let cap = |c: Option<u32>| c.map_or_else(|| "0".to_string(), |n| n.to_string());
+    let meta: [(&str, String); 17] = [
         ("run_id", run.run_id.to_string()),
         ("file", run.file.to_string()),
         ("name", run.name.unwrap_or("").to_string()),
@@ -173,6 +176,9 @@ async fn stage_and_commit(conn: &mut Conn, keys: &Keys, run: &NewRun<'_>) -> Res
         ("retention_s", run.retention.as_secs().to_string()),
         // Tasks with an entry in `rules`: none lets the scripts skip looking.
         ("rules", with_rules.to_string()),
+        // Concurrency caps, read by slots.lua (0: none).
+        ("cap_all", cap(run.limits.max_concurrent_tasks)),
+        ("cap_inst", cap(run.limits.max_tasks_per_instance)),
     ];
     for (f, v) in &meta {
         commit.arg(*f).arg(v);
@@ -236,6 +242,12 @@ async fn stage_run(conn: &mut Conn, keys: &Keys, run: &NewRun<'_>) -> Result<(u6
         if !stages.is_empty() {
             p.hset_multiple(&staging[at("stages")], &stages).ignore();
             written[at("stages")] = true;
+        }
+        if run.limits.max_tasks_per_instance.is_some() {
+            // Per-instance caps count slots by instance: each task's, read by slots.lua.
+            let inst: Vec<(String, &str)> = chunk.iter().map(|(i, s)| (format!("i:{i}"), s.instance.as_str())).collect();
+            p.hset_multiple(&staging[at("slotinfo")], &inst).ignore();
+            written[at("slotinfo")] = true;
         }
         let ch: Vec<(u32, String)> = chunk
             .iter()

@@ -34,6 +34,9 @@
 //! | `NS:run:{R}:cancel` | hash | idx → when cancelling a running task was requested |
 //! | `NS:run:{R}:deliveries` | hash | idx → deliveries of the current attempt (poison detection) |
 //! | `NS:run:{R}:cascade` | list | `idx:offset` of final tasks whose dependents still need settling (a long cascade goes on in chunks) |
+//! | `NS:run:{R}:slots` | zset | idx of each task holding one of the run's concurrency slots (`resource_limits`), scored by its lease's expiry (ms) |
+//! | `NS:run:{R}:parked` | zset | `idx:attempt` of queued tasks waiting for a slot, oldest first (scored by when they parked) |
+//! | `NS:run:{R}:slotinfo` | hash | `i:IDX` → the task's instance (capped runs); `n:INSTANCE` → slots held on it |
 //! | `NS:active` | set | runs not yet finished (for promoting due retries) |
 
 use crate::model::Priority;
@@ -45,7 +48,7 @@ pub struct Keys {
 }
 
 /// The per-run keys, in the order the Lua scripts take them.
-pub const RUN_KEY_SUFFIXES: [&str; 18] = [
+pub const RUN_KEY_SUFFIXES: [&str; 21] = [
     "meta",
     "spec",
     "state",
@@ -64,6 +67,9 @@ pub const RUN_KEY_SUFFIXES: [&str; 18] = [
     "cascade",
     "rules",
     "stages",
+    "slots",
+    "parked",
+    "slotinfo",
 ];
 
 impl Keys {

@@ -24,6 +24,9 @@ pub enum MarkRunning {
     Stale,
     /// The run (or the task in it) does not exist: dead-letter it.
     Unknown,
+    /// The run is at a concurrency cap (`resource_limits`): the task waits in the run for a
+    /// slot and is queued again when one frees; this entry is done with (acknowledge it).
+    Parked,
 }
 
 impl MarkRunning {
@@ -35,6 +38,7 @@ impl MarkRunning {
             "final" => MarkRunning::Final,
             "stale" => MarkRunning::Stale,
             "unknown" => MarkRunning::Unknown,
+            "parked" => MarkRunning::Parked,
             other => return Err(unknown_tag("mark-running", other)),
         })
     }
@@ -279,11 +283,13 @@ impl Store {
 
     /// Hands a running task back to the queue at once (worker shutdown). True when handed back.
     pub async fn release(&self, conn: &mut Conn, run_id: &str, idx: u32, attempt: u32, worker: &str) -> Result<bool, StoreError> {
-        let r: i64 = invoke(&scripts::RELEASE, &self.keys, run_id).arg(idx).arg(attempt).arg(worker).invoke_async(conn).await?;
+        let r: i64 =
+            invoke(&scripts::RELEASE, &self.keys, run_id).arg(idx).arg(attempt).arg(worker).arg(now_ms()).invoke_async(conn).await?;
         Ok(r == 1)
     }
 
-    /// Moves due retries of a run to its outbox; returns how many.
+    /// Moves due retries of a run to its outbox, and in a capped run gives the slots of lapsed
+    /// leases to parked tasks; returns how many went to the outbox.
     pub async fn promote_due(&self, conn: &mut Conn, run_id: &str) -> Result<u64, StoreError> {
         invoke(&scripts::PROMOTE, &self.keys, run_id).arg(now_ms()).invoke_async(conn).await.map_err(|e| gone(e, run_id))
     }

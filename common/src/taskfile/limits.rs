@@ -64,7 +64,7 @@ pub(super) fn limits(raw: Option<Sp<RawLimits>>, file: &str, catalog: &Catalog, 
                 errs.push(YamlError::at(file, at, "resource_limits: `budget` needs `max_cost_per_workflow` (in dollars, e.g. 5.00)"));
                 None
             }
-            Some(v) if !(v.value > 0.0) || usd_to_nanos(v.value).is_none() => {
+            Some(v) if v.value <= 0.0 || v.value.is_nan() || usd_to_nanos(v.value).is_none() => {
                 errs.push(YamlError::at(
                     file,
                     v.referenced,
@@ -133,7 +133,7 @@ fn count(v: &Option<Sp<f64>>, what: &str, file: &str, errs: &mut Vec<YamlError>)
 fn whole(v: &Option<Sp<f64>>, what: &str, file: &str, errs: &mut Vec<YamlError>) -> Option<u64> {
     let v = v.as_ref()?;
     let (what, key) = split_key(what);
-    if v.value.fract() != 0.0 || !(v.value >= 1.0) || v.value > 1e15 {
+    if !(1.0..=1e15).contains(&v.value) || v.value.fract() != 0.0 {
         errs.push(YamlError::at(file, v.referenced, format!("{what}`{key}` must be a positive whole number, not {}", v.value)));
         return None;
     }
@@ -200,7 +200,7 @@ fn quotas(q: RawQuotas, at: Pos, file: &str, errs: &mut Vec<YamlError>) -> Optio
     let mut ok = true;
     let mut positive = |v: &Option<Sp<f64>>, key: &str, max: f64| -> Option<f64> {
         let v = v.as_ref()?;
-        if !(v.value > 0.0) || v.value > max {
+        if v.value.is_nan() || v.value <= 0.0 || v.value > max {
             errs.push(YamlError::at(
                 file,
                 v.referenced,

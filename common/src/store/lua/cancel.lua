@@ -12,7 +12,12 @@ local cancelled, flagged = 0, 0
 local function cancel_one(i, one)
   local s = redis.call('HGET', state, i)
   if s == 'waiting' or s == 'queued' or s == 'awaiting_approval' then
-    redis.call('ZREM', delayed, i .. ':' .. (redis.call('HGET', attempt, i) or '0'))
+    local att = redis.call('HGET', attempt, i) or '0'
+    redis.call('ZREM', delayed, i .. ':' .. att)
+    if capped() then
+      redis.call('ZREM', parked, i .. ':' .. att)
+      free_slot(i)
+    end
     redis.call('HSET', state, i, 'cancelled')
     redis.call('HINCRBY', meta, 'cancelled', 1)
     redis.call('HINCRBY', meta, 'done', 1)
@@ -31,5 +36,6 @@ else
   if not redis.call('HGET', state, ARGV[1]) then return {-1, 0, 0, 0} end
   cancel_one(ARGV[1], true)
 end
+if capped() then unpark(tonumber(now)) end
 run_cascade()
 return {cancelled, flagged, maybe_finish(now), queued_n}

@@ -1,8 +1,9 @@
 -- MARK_RUNNING: marks a batch of one run's tasks running under a lease.
 -- KEYS: the run's keys (prelude.lua); every task of a run without `meta` is `unknown`.
 -- ARGV: worker now_ms lease_ms max_deliveries, then per task: idx attempt takeover(0|1)
--- Returns: one tag per task: ok | poison | running | final | stale | unknown. One `running`
--- event names every task it started.
+-- Returns: one tag per task: ok | poison | running | final | stale | unknown | parked
+-- (its run is at a concurrency cap: the task waits in `parked` for a slot, slots.lua, and
+-- the entry is done with). One `running` event names every task it started.
 local worker, now, lease_ms, maxd = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local idxs = {}
 for i = 5, #ARGV, 3 do idxs[#idxs + 1] = ARGV[i] end
@@ -17,6 +18,8 @@ local sts = redis.call('HMGET', state, unpack(idxs))
 local atts = redis.call('HMGET', attempt, unpack(idxs))
 local dels = redis.call('HMGET', deliveries, unpack(idxs))
 local until_ms = worker .. '|' .. (now + lease_ms)
+local caps = capped()
+if caps then expire_slots(now) end
 local out, started, marked, st_set, lease_set, del_set, delta = {}, {}, {}, {}, {}, {}, 0
 for k = 1, #idxs do
   local idx, att, takeover = idxs[k], tonumber(ARGV[3 + 3 * k]), ARGV[4 + 3 * k]
@@ -28,6 +31,16 @@ for k = 1, #idxs do
   elseif st ~= 'queued' and st ~= 'running' then tag = 'final'
   elseif tonumber(atts[k] or '0') ~= att then tag = 'stale'
   elseif st == 'running' and (takeover ~= '1' or select(2, lease_owner(idx)) > now) then tag = 'running'
+  elseif caps and is_parked(idx, att) then tag = 'parked' -- an older entry of a parked task
+  elseif caps and not take_slot(idx, now + lease_ms) then
+    -- No slot: the task waits in `parked` (a lapsed takeover goes back to queued first).
+    if st == 'running' then
+      redis.call('HSET', state, idx, 'queued')
+      redis.call('HDEL', lease, idx)
+      delta = delta - 1
+    end
+    park(idx, att, now)
+    tag = 'parked'
   else
     if st == 'running' then delta = delta - 1 end
     local d = (tonumber(dels[k]) or 0) + 1

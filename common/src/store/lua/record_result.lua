@@ -51,7 +51,15 @@ for k = 1, #idxs do
     end
   end
 end
-if #lease_del > 0 then redis.call('HDEL', lease, unpack(lease_del)) end
+if #lease_del > 0 then
+  redis.call('HDEL', lease, unpack(lease_del))
+  -- A finished or retried attempt gives its slot to the oldest parked task (slots.lua).
+  if capped() then
+    for _, idx in ipairs(lease_del) do free_slot(idx) end
+    expire_slots(tonumber(now))
+    unpark(tonumber(now))
+  end
+end
 if #st_set > 0 then
   redis.call('HSET', state, unpack(st_set))
   redis.call('HSET', result, unpack(res_set))

@@ -9,5 +9,7 @@ if tonumber(redis.call('HGET', attempt, idx) or '0') ~= att then return 0 end
 local owner = lease_owner(idx)
 if owner ~= worker then return 0 end
 redis.call('HSET', lease, idx, worker .. '|' .. (now + lease_ms))
+-- Its slot lives as long as its lease (taken again if it lapsed and there is room).
+if capped() then take_slot(idx, now + lease_ms) end
 if redis.call('HEXISTS', cancel, idx) == 1 then return 2 end
 return 1

@@ -1,0 +1,79 @@
+-- Slots: a run's concurrency caps (`resource_limits`: `max_concurrent_tasks` over the run,
+-- `max_tasks_per_instance` per instance), appended to prelude.lua for every run script. A
+-- running task holds a slot in `slots` (idx scored by its lease's expiry, renewed with the
+-- lease), so a dead worker's slot frees itself when its lease lapses. A task that finds no
+-- slot when it is marked leaves its stream and waits in `parked` (`idx:attempt`, oldest
+-- first); whoever frees a slot (a result, a hand-back, an upkeep tick that finds a lapsed
+-- one) gives it to the oldest parked task that fits and puts that task in the outbox, its
+-- slot granted for GRANT_MS until it is marked. `slotinfo` holds `i:IDX` → the task's
+-- instance (written at creation, capped runs only) and `n:INSTANCE` → slots held there.
+-- Meta `cap_all` / `cap_inst` hold the caps (absent: no cap, and none of this runs).
+local GRANT_MS = 60000
+local cap_all, cap_inst = nil, nil
+-- Whether the run has a cap (read once per call).
+local function capped()
+  if cap_all == nil then
+    local c = redis.call('HMGET', meta, 'cap_all', 'cap_inst')
+    cap_all, cap_inst = tonumber(c[1] or '0') or 0, tonumber(c[2] or '0') or 0
+  end
+  return cap_all > 0 or cap_inst > 0
+end
+local function instance_of(idx)
+  return redis.call('HGET', slotinfo, 'i:' .. idx) or ''
+end
+local function drop_slot(idx)
+  local inst = instance_of(idx)
+  if inst ~= '' then redis.call('HINCRBY', slotinfo, 'n:' .. inst, -1) end
+end
+-- Slots whose lease lapsed (their worker died) are free again.
+local function expire_slots(now)
+  local gone = redis.call('ZRANGEBYSCORE', slots, '-inf', now)
+  for _, idx in ipairs(gone) do
+    redis.call('ZREM', slots, idx)
+    drop_slot(idx)
+  end
+end
+-- Task idx takes (or keeps, extending it) a slot until `until_ms`; false when its run or its
+-- instance is at the cap.
+local function take_slot(idx, until_ms)
+  if redis.call('ZSCORE', slots, idx) then
+    redis.call('ZADD', slots, until_ms, idx)
+    return true
+  end
+  if cap_all > 0 and redis.call('ZCARD', slots) >= cap_all then return false end
+  local inst = instance_of(idx)
+  if cap_inst > 0 and tonumber(redis.call('HGET', slotinfo, 'n:' .. inst) or '0') >= cap_inst then return false end
+  redis.call('ZADD', slots, until_ms, idx)
+  if inst ~= '' then redis.call('HINCRBY', slotinfo, 'n:' .. inst, 1) end
+  return true
+end
+local function free_slot(idx)
+  if redis.call('ZREM', slots, idx) == 1 then drop_slot(idx) end
+end
+-- Parks a queued task (attempt att) until a slot frees.
+local function park(idx, att, now)
+  redis.call('ZADD', parked, now, idx .. ':' .. att)
+  event('idx', idx, 'state', 'queued', 'parked', 'limit')
+end
+local function is_parked(idx, att)
+  return redis.call('ZSCORE', parked, idx .. ':' .. att) ~= false
+end
+-- Gives free slots to parked tasks, oldest first (looking at most at 200 of them: a parked
+-- task of a full instance does not hold up the others); each goes to the outbox. Parked
+-- entries of tasks no longer queued at that attempt (cancelled, revived) are dropped.
+local function unpark(now)
+  if cap_all > 0 and redis.call('ZCARD', slots) >= cap_all then return end
+  local members = redis.call('ZRANGE', parked, 0, 199)
+  for _, m in ipairs(members) do
+    local idx, att = string.match(m, '^(%d+):(%d+)$')
+    if redis.call('HGET', state, idx) ~= 'queued' or redis.call('HGET', attempt, idx) ~= att then
+      redis.call('ZREM', parked, m)
+    elseif take_slot(idx, now + GRANT_MS) then
+      redis.call('ZREM', parked, m)
+      redis.call('RPUSH', outbox, m)
+      event('idx', idx, 'state', 'queued', 'slot', 'granted')
+      queued_n = queued_n + 1
+      if cap_all > 0 and redis.call('ZCARD', slots) >= cap_all then return end
+    end
+  end
+end

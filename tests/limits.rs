@@ -1,0 +1,190 @@
+//! Resource limits across workers (`resource_limits:`): concurrency caps held as slots in
+//! Redis by every worker process, measured from the tasks' own start and end times; a worker
+//! killed while holding slots; a capped run beside an uncapped one in the same stream.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use zo_e2e::*;
+
+const LIMIT: Duration = Duration::from_secs(240);
+
+/// `n` tasks `PREFIXi` of `duration` per instance, round-robin over `instances`.
+fn tasks(prefix: &str, n: usize, instances: &[&str], duration: &str) -> String {
+    (0..n)
+        .map(|i| {
+            let inst = instances[i % instances.len()];
+            format!("  - {{ name: {prefix}{i}, ccr_instance: {inst}, prompt: \"p\", simulate: {{ duration: {duration} }} }}\n")
+        })
+        .collect()
+}
+
+fn doc_of(out: &Outcome) -> Value {
+    assert!(out.code == 0 || out.code == 1, "zo-submit exited {}:\n{}", out.code, out.stderr);
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", out.stdout, out.stderr))
+}
+
+/// Each task's run as (start, end) in Unix ms, from its own record.
+fn intervals(doc: &Value, instance: Option<&str>) -> Vec<(u64, u64)> {
+    doc["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| instance.is_none_or(|i| t["ccr_instance"] == i))
+        .map(|t| {
+            let start = rfc3339_ms(t["started_at"].as_str().unwrap_or_else(|| panic!("no started_at: {t}")));
+            (start, rfc3339_ms(t["timestamp"].as_str().unwrap()))
+        })
+        .collect()
+}
+
+/// The most intervals open at one instant (an end at the same millisecond as a start closes
+/// first).
+fn max_overlap(iv: &[(u64, u64)]) -> usize {
+    let mut edges: Vec<(u64, i32)> = iv.iter().flat_map(|&(s, e)| [(s, 1), (e, -1)]).collect();
+    edges.sort();
+    let (mut open, mut max) = (0i32, 0i32);
+    for (_, d) in edges {
+        open += d;
+        max = max.max(open);
+    }
+    max as usize
+}
+
+fn all_succeeded(doc: &Value) -> bool {
+    doc["tasks"].as_array().unwrap().iter().all(|t| t["status"] == "success")
+}
+
+#[test]
+fn overlap_is_a_pure_function_of_the_intervals() {
+    assert_eq!(max_overlap(&[(0, 10), (5, 15), (10, 20)]), 2);
+    assert_eq!(max_overlap(&[(0, 10), (1, 9), (2, 8)]), 3);
+    assert_eq!(max_overlap(&[]), 0);
+}
+
+/// 3 workers × concurrency 4 could run 12 at once: `max_tasks_per_instance: 2` holds them
+/// to exactly 2 on each instance, `max_concurrent_tasks: 3` to 3 over both instances.
+#[test]
+fn concurrency_caps_hold_across_three_workers() {
+    let redis = Redis::start();
+    let ns = namespace("caps");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "executor: { kind: simulate }\ninstances: [ { name: fast, concurrency: 4 }, { name: general, concurrency: 4 } ]\n";
+    let _workers: Vec<Worker> = (0..3).map(|i| Worker::start(dir.path(), &format!("w{i}"), cfg, &redis.url(), &ns)).collect();
+
+    write(
+        dir.path(),
+        "per-instance.yaml",
+        &format!("resource_limits:\n  max_tasks_per_instance: 2\ntasks:\n{}", tasks("p", 24, &["fast", "general"], "400ms")),
+    );
+    let out = submit(dir.path(), &redis.url(), &ns, &["per-instance.yaml", "--json", "--no-save", "--no-report"], LIMIT);
+    let doc = doc_of(&out);
+    assert!(all_succeeded(&doc), "{}", out.stdout);
+    let (fast, general) = (max_overlap(&intervals(&doc, Some("fast"))), max_overlap(&intervals(&doc, Some("general"))));
+    println!("max_tasks_per_instance 2: overlap fast {fast}, general {general}, both {}", max_overlap(&intervals(&doc, None)));
+    assert_eq!((fast, general), (2, 2), "at most 2 per instance, and the cap is used");
+
+    write(
+        dir.path(),
+        "per-run.yaml",
+        &format!("resource_limits:\n  max_concurrent_tasks: 3\ntasks:\n{}", tasks("r", 24, &["fast", "general"], "400ms")),
+    );
+    let out = submit(dir.path(), &redis.url(), &ns, &["per-run.yaml", "--json", "--no-save", "--no-report"], LIMIT);
+    let doc = doc_of(&out);
+    assert!(all_succeeded(&doc), "{}", out.stdout);
+    let both = max_overlap(&intervals(&doc, None));
+    println!("max_concurrent_tasks 3 over two instances: overlap {both}");
+    assert_eq!(both, 3);
+    // Nothing is left holding a slot or parked once the run is over.
+    let mut c = redis.client();
+    let run = doc["run_id"].as_str().unwrap();
+    for key in ["slots", "parked"] {
+        let n: u64 = redis::cmd("ZCARD").arg(format!("{ns}:run:{{{run}}}:{key}")).query(&mut c).unwrap();
+        assert_eq!(n, 0, "{key} is empty after the run");
+    }
+}
+
+/// A worker killed with `kill -9` while it holds both slots of a capped run: the slots come
+/// back when its leases lapse, another worker takes the tasks over, the run completes, and
+/// the cap held throughout.
+#[test]
+fn a_killed_workers_slots_come_back_after_its_lease() {
+    let redis = Redis::start();
+    let ns = namespace("capkill");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "executor: { kind: simulate }\nlease: 3s\ninstances: [ { name: fast, concurrency: 4 } ]\n";
+    write(dir.path(), "t.yaml", &format!("resource_limits:\n  max_concurrent_tasks: 2\ntasks:\n{}", tasks("k", 8, &["fast"], "2s")));
+    let mut w1 = Worker::start(dir.path(), "w1", cfg, &redis.url(), &ns);
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--detach", "--quiet"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run = out.stdout.trim().to_string();
+    let mut c = redis.client();
+    let slots = format!("{ns}:run:{{{run}}}:slots");
+    let t = Instant::now();
+    loop {
+        let held: u64 = redis::cmd("ZCARD").arg(&slots).query(&mut c).unwrap();
+        let running: u64 =
+            redis::cmd("HGET").arg(format!("{ns}:run:{{{run}}}:meta")).arg("running").query::<Option<u64>>(&mut c).unwrap().unwrap_or(0);
+        if held == 2 && running == 2 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "the worker never held both slots");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let w1_pid = w1.pid().expect("w1 runs");
+    w1.kill9();
+    let killed = Instant::now();
+    let w2 = Worker::start(dir.path(), "w2", cfg, &redis.url(), &ns);
+    let out = submit(dir.path(), &redis.url(), &ns, &["watch", &run, "--json", "--no-save", "--no-report"], LIMIT);
+    let took = killed.elapsed();
+    let doc = doc_of(&out);
+    assert!(all_succeeded(&doc), "{}", out.stdout);
+    let overlap = max_overlap(&intervals(&doc, None));
+    let by_w1 =
+        doc["tasks"].as_array().unwrap().iter().filter(|t| t["worker"].as_str().unwrap_or("").contains(&format!("-{w1_pid}-"))).count();
+    // The dead worker's slots free when its 3 s leases lapse; then 8 tasks of 2 s, 2 at a time.
+    let bound = Duration::from_secs(3 + 8 + 5);
+    println!(
+        "killed while holding 2 slots: run done {:.1}s after the kill (bound {}s), overlap {overlap}",
+        took.as_secs_f64(),
+        bound.as_secs()
+    );
+    assert_eq!(overlap, 2);
+    assert_eq!(by_w1, 0, "every result is from the live worker: the dead one's two tasks ran again");
+    assert!(took < bound, "took {took:?}");
+    drop(w2);
+}
+
+/// A run capped at one task at a time and an uncapped run share one instance's stream: the
+/// capped run's tasks wait in their run, not in the stream, so the uncapped run behind them
+/// goes at the workers' full speed.
+#[test]
+fn a_capped_run_never_delays_an_uncapped_one() {
+    let redis = Redis::start();
+    let ns = namespace("capfair");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "executor: { kind: simulate }\ninstances: [ { name: fast, concurrency: 4 } ]\n";
+    let _w = Worker::start(dir.path(), "w", cfg, &redis.url(), &ns);
+    write(dir.path(), "capped.yaml", &format!("resource_limits:\n  max_concurrent_tasks: 1\ntasks:\n{}", tasks("c", 12, &["fast"], "1s")));
+    write(dir.path(), "free.yaml", &format!("tasks:\n{}", tasks("f", 9, &["fast"], "1s")));
+    let out = submit(dir.path(), &redis.url(), &ns, &["capped.yaml", "--detach", "--quiet"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let capped = out.stdout.trim().to_string();
+    let t = Instant::now();
+    let out = submit(dir.path(), &redis.url(), &ns, &["free.yaml", "--json", "--no-save", "--no-report"], LIMIT);
+    let free_took = t.elapsed();
+    let doc = doc_of(&out);
+    assert!(all_succeeded(&doc), "{}", out.stdout);
+    // 9 one-second tasks on the 3 slots the capped run leaves: about 3 s; the capped run
+    // alone needs 12 s.
+    let mut c = redis.client();
+    let done: u64 =
+        redis::cmd("HGET").arg(format!("{ns}:run:{{{capped}}}:meta")).arg("done").query::<Option<u64>>(&mut c).unwrap().unwrap_or(0);
+    println!("uncapped run of 9 × 1 s behind a run capped at 1: {:.1}s (capped run {done}/12 done by then)", free_took.as_secs_f64());
+    assert!(free_took < Duration::from_secs(7), "the uncapped run took {free_took:?}");
+    assert!(done < 12, "the capped run was still going");
+    let out = submit(dir.path(), &redis.url(), &ns, &["watch", &capped, "--json", "--no-save", "--no-report"], LIMIT);
+    let doc = doc_of(&out);
+    assert!(all_succeeded(&doc), "{}", out.stdout);
+    assert_eq!(max_overlap(&intervals(&doc, None)), 1);
+}
