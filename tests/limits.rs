@@ -188,3 +188,64 @@ fn a_capped_run_never_delays_an_uncapped_one() {
     assert!(all_succeeded(&doc), "{}", out.stdout);
     assert_eq!(max_overlap(&intervals(&doc, None)), 1);
 }
+
+/// A budget that stops a run part-way: each task costs $0.20 (200 simulated tokens at $1 per
+/// 1k), the budget is $1.00 with the alert at half of it. One task at a time: the alert fires
+/// once, after the third task; the fifth reaches the budget and the other five are cancelled
+/// with class `budget`; exit 1 and the report says why.
+#[test]
+fn a_budget_stops_the_run_and_alerts_once() {
+    let redis = Redis::start();
+    let ns = namespace("budget");
+    let dir = tempfile::tempdir().unwrap();
+    let _w =
+        Worker::start(dir.path(), "w", "executor: { kind: simulate }\ninstances: [ { name: smart, concurrency: 4 } ]\n", &redis.url(), &ns);
+    let (prompt, answer) = ("p".repeat(400), "a".repeat(400));
+    let mut yaml = String::from(
+        "resource_limits:\n  max_concurrent_tasks: 1\n  models:\n    - name: smart\n      cost_per_1k_tokens: 1.00\n  budget:\n    max_cost_per_workflow: 1.00\n    alert_threshold: 0.5\ntasks:\n",
+    );
+    for i in 0..10 {
+        yaml.push_str(&format!(
+            "  - {{ name: b{i}, ccr_instance: smart, prompt: \"{prompt}\", simulate: {{ duration: 100ms, output: \"{answer}\" }} }}\n"
+        ));
+    }
+    write(dir.path(), "b.yaml", &yaml);
+    let out = submit(dir.path(), &redis.url(), &ns, &["b.yaml", "--json", "--results-dir", "res"], LIMIT);
+    assert_eq!(out.code, 1, "a run its budget stopped exits 1: {}", out.stderr);
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap();
+    let tasks = doc["tasks"].as_array().unwrap();
+    let done: Vec<&Value> = tasks.iter().filter(|t| t["status"] == "success").collect();
+    let cancelled: Vec<&Value> = tasks.iter().filter(|t| t["status"] == "cancelled").collect();
+    assert_eq!((done.len(), cancelled.len()), (5, 5), "{}", out.stdout);
+    assert!(done.iter().all(|t| t["cost"] == 0.2), "each task cost $0.20: {}", out.stdout);
+    assert!(cancelled.iter().all(|t| t["error_class"] == "budget"), "{}", out.stdout);
+    assert!(cancelled[0]["error"].as_str().unwrap().contains("spent its budget ($1.00 of $1.00)"), "{}", cancelled[0]["error"]);
+    let b = &doc["summary"]["budget"];
+    assert_eq!((b["max_cost"].as_f64(), b["spent"].as_f64(), b["cancelled_tasks"].as_u64()), (Some(1.0), Some(1.0), Some(5)), "{b}");
+    assert!(b["alerted_at"].is_string() && b["stopped_at"].is_string(), "{b}");
+    assert_eq!(doc["summary"]["cost"], 1.0);
+    assert_eq!(doc["results_by_instance"]["smart"]["cost"], 1.0);
+    // The alert fired once, when the third task had been recorded ($0.60 ≥ $0.50).
+    let run = doc["run_id"].as_str().unwrap();
+    let mut c = redis.client();
+    let events: redis::streams::StreamRangeReply =
+        redis::cmd("XRANGE").arg(format!("{ns}:run:{{{run}}}:events")).arg("-").arg("+").query(&mut c).unwrap();
+    let alerts: Vec<u64> = events
+        .ids
+        .iter()
+        .filter(|e| e.get::<String>("event").as_deref() == Some("budget_alert"))
+        .map(|e| e.get::<u64>("spent").unwrap())
+        .collect();
+    assert_eq!(alerts, vec![600_000_000], "one alert, at $0.60 spent");
+    assert!(out.stderr.contains("budget alert: $0.6000 of $1.00 spent (60% of the budget)"), "{}", out.stderr);
+    assert!(out.stderr.contains("budget reached: $1.00 of $1.00 spent"), "{}", out.stderr);
+    let report = std::fs::read_dir(dir.path().join("res"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("report_"))
+        .expect("a report");
+    let md = std::fs::read_to_string(report.path()).unwrap();
+    assert!(md.contains("| Budget | $1.00 of $1.00 spent; alert at 50% ("), "{md}");
+    assert!(md.contains("budget reached at") && md.contains("5 cancelled"), "{md}");
+    assert!(md.contains("## Cost by instance"), "{md}");
+}

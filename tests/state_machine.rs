@@ -168,7 +168,14 @@ async fn drive(url: &str, ns: &str, plan: &Plan) -> Result<(), TestCaseError> {
             let cancelled: bool = redis::cmd("HEXISTS").arg(keys.run(run, "cancel")).arg(idx).query_async(&mut c).await.unwrap();
             let status = if cancelled { Status::Cancelled } else { status };
             let r = script_result(*attempt, status);
-            to_record.push(ToRecord { idx: *idx, attempt: *attempt, status, blob: r.encode(), retry_in: retry.then_some(Duration::ZERO) });
+            to_record.push(ToRecord {
+                idx: *idx,
+                attempt: *attempt,
+                status,
+                blob: r.encode(),
+                retry_in: retry.then_some(Duration::ZERO),
+                cost: 0,
+            });
         }
         // Sometimes the same result arrives twice in one batch: the second is a duplicate.
         if !to_record.is_empty() && pick(5) == 0 {
@@ -493,8 +500,14 @@ fn a_huge_skip_cascade_goes_in_chunks_and_survives_its_recorder() {
         assert_eq!(tags, vec![MarkRunning::Ok]);
         let _: () = redis::cmd("CONFIG").arg("SET").arg("slowlog-log-slower-than").arg(100_000).query_async(&mut c).await.unwrap();
         let _: () = redis::cmd("SLOWLOG").arg("RESET").query_async(&mut c).await.unwrap();
-        let failed =
-            ToRecord { idx: 0, attempt: 1, status: Status::Failed, blob: script_result(1, Status::Failed).encode(), retry_in: None };
+        let failed = ToRecord {
+            idx: 0,
+            attempt: 1,
+            status: Status::Failed,
+            blob: script_result(1, Status::Failed).encode(),
+            retry_in: None,
+            cost: 0,
+        };
         let batch = store.record_results(&mut c, "C", &[failed]).await.unwrap();
         assert!(batch.cascade_left > 0 && !batch.finished, "{batch:?}");
         let meta = store.run_meta(&mut c, "C").await.unwrap();

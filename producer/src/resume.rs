@@ -5,7 +5,7 @@
 //! states (`REVIVE`); a rejected stage stays rejected. Then it follows the run as `watch` does.
 
 use zo_common::catalog::Catalog;
-use zo_common::model::{ErrorClass, TaskState};
+use zo_common::model::{format_usd, ErrorClass, StopReason, TaskState};
 use zo_common::store::{Store, StoreError};
 use zo_common::text::escape_line;
 
@@ -22,6 +22,13 @@ pub async fn resume(args: &Args, run_id: &str, task: Option<&str>, detach: bool,
         let snap = store.snapshot(&mut conn, run_id).await?;
         if !snap.meta.finished {
             return Ok(Err(format!("run {run_id} is still running; resume a finished run (wait for it, or cancel it first)")));
+        }
+        if let (Some((StopReason::Budget, _)), Some(b)) = (snap.meta.stopped, snap.meta.budget) {
+            return Ok(Err(format!(
+                "run {run_id} stopped because it spent its budget ({} of {}); resumed, it would stop again at its first result. Submit the file again with a larger `max_cost_per_workflow`",
+                format_usd(snap.meta.cost),
+                format_usd(b.max_cost)
+            )));
         }
         let again = |s: TaskState| matches!(s, TaskState::Failed | TaskState::Timeout | TaskState::Cancelled);
         let chosen: Vec<u32> = match task {

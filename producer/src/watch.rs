@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use zo_common::catalog::Catalog;
-use zo_common::model::{RunMeta, StageState, StageStatus, TaskSpec, TaskState};
+use zo_common::model::{format_usd, RunMeta, StageState, StageStatus, TaskSpec, TaskState};
 use zo_common::report;
 use zo_common::store::{Conn, LiveWorker, Store, StoreError, PROTOCOL};
 
@@ -200,6 +200,7 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     let mut cancelled = false;
+    let (mut said_alert, mut said_stop) = (false, false);
     // Paced: a watcher refreshes at most every STEP_EVERY and does the run's upkeep (due
     // retries, outbox) at most every UPKEEP_EVERY, so following a fast run costs Redis little
     // (workers do the same upkeep; the watcher covers runs that no worker looks after yet).
@@ -251,6 +252,25 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
                     }
                 }
                 meta = m;
+                if let Some(b) = meta.budget {
+                    if meta.budget_alerted_ms.is_some() && !said_alert {
+                        said_alert = true;
+                        say(format!(
+                            "⚠ budget alert: {} of {} spent ({:.0}% of the budget)",
+                            format_usd(meta.cost),
+                            format_usd(b.max_cost),
+                            meta.cost as f64 * 100.0 / b.max_cost as f64
+                        ));
+                    }
+                    if meta.stopped.is_some() && !said_stop {
+                        said_stop = true;
+                        say(format!(
+                            "⊘ budget reached: {} of {} spent; no new task starts, running ones finish",
+                            format_usd(meta.cost),
+                            format_usd(b.max_cost)
+                        ));
+                    }
+                }
                 last_id = events.last_id;
                 for e in events.events {
                     let Some(st) = e.state else { continue };

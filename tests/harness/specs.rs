@@ -19,6 +19,7 @@ pub fn script_result(attempt: u32, status: zo_common::model::Status) -> zo_commo
         finished_ms: 0,
         queue_wait_ms: 0,
         reclaimed: false,
+        cost_nanos: None,
     }
 }
 

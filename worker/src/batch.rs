@@ -181,7 +181,13 @@ async fn execute(ops: Vec<Op>, conn: Conn, store: &Store, claim: &ClaimInfo) -> 
         parts.spawn(async move {
             let (items, replies): (Vec<ToRecord>, Vec<_>) = list.into_iter().unzip();
             match store.record_results(&mut c, &run, &items).await {
-                Ok(zo_common::store::Batch { outcomes, mut finished, cascade_left, mut queued }) => {
+                Ok(zo_common::store::Batch { outcomes, mut finished, cascade_left, mut queued, budget_alert, budget_reached }) => {
+                    if budget_alert {
+                        warn!(run = %run, "budget_alert: the run's spending reached its alert threshold");
+                    }
+                    if budget_reached {
+                        warn!(run = %run, "budget reached: the run starts no more tasks (those not started are cancelled, running ones finish)");
+                    }
                     if cascade_left > 0 {
                         // The dependents of failures are settled in chunks; go on with them now.
                         match store.finish_cascade(&mut c, &run).await {

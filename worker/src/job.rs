@@ -153,6 +153,7 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
             o
         }
     };
+    let cost_nanos = job.spec.price.map(|p| outcome.cost(p));
     let result = TaskResult {
         outcome,
         attempt: job.attempt,
@@ -161,6 +162,7 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
         finished_ms: now_ms(),
         queue_wait_ms: started_ms.saturating_sub(d.enqueued_ms()),
         reclaimed: takeover,
+        cost_nanos,
     };
     let o = &result.outcome;
     let retry = &job.spec.retry;
@@ -226,7 +228,14 @@ async fn hand_back(shared: &Shared, job: &Job, d: &Delivery) {
 /// Records a result, retrying while Redis is unreachable (the batcher enqueues released
 /// dependents). `None` when it could not be recorded (the job stays pending and runs again).
 async fn record(shared: &Shared, job: &Job, result: &TaskResult, retry_in: Option<Duration>) -> Option<Recorded> {
-    let item = ToRecord { idx: job.idx, attempt: result.attempt, status: result.outcome.status, blob: result.encode(), retry_in };
+    let item = ToRecord {
+        idx: job.idx,
+        attempt: result.attempt,
+        status: result.outcome.status,
+        blob: result.encode(),
+        retry_in,
+        cost: result.cost_nanos.unwrap_or(0),
+    };
     for attempt in 0..RECORD_TRIES {
         match shared.batch.record(&job.run_id, item.clone()).await {
             Ok(rec) => {

@@ -89,6 +89,12 @@ impl Budget {
     pub fn alert_at(&self) -> Nanos {
         (self.max_cost as u128 * self.alert_ppm as u128 / 1_000_000) as Nanos
     }
+
+    /// The budget as stored (its maximum and the spending that raises the alert).
+    pub fn from_alert_at(max_cost: Nanos, alert_at: Nanos) -> Self {
+        let ppm = if max_cost == 0 { 1_000_000 } else { (alert_at as u128 * 1_000_000 / max_cost as u128).min(1_000_000) as u32 };
+        Budget { max_cost, alert_ppm: ppm }
+    }
 }
 
 /// The default of `quotas.quota_wait`: how long a task waits for its host to come under

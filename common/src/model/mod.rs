@@ -17,7 +17,7 @@ pub use counts::Counts;
 pub use expect::Expect;
 pub use limits::{format_usd, nanos_to_usd, usd_to_nanos, Budget, ModelLimits, Nanos, Price, Quotas, RunLimits, DEFAULT_QUOTA_WAIT};
 pub use result::{AgentOutcome, CommandOutcome, Outcome, TaskResult};
-pub use run::{RunMeta, RunSnapshot, Skip, StageState, StageStatus};
+pub use run::{RunMeta, RunSnapshot, Skip, StageState, StageStatus, StopReason};
 pub use spec::{Input, TaskSpec, DEFAULT_TIMEOUT_MS, DEPS_FIELD};
 pub use vocab::{Backoff, Condition, ErrorClass, ParentOutcome, Priority, RetryPolicy, Simulate, Status, TaskState, TriggerRule, When};
 

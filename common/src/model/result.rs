@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::limits::{Nanos, Price};
 use super::vocab::{ErrorClass, Status};
 
 /// What the task's shell command did.
@@ -60,6 +61,13 @@ impl Outcome {
         Outcome { status, error_class: Some(class), error: Some(error), output: String::new(), exit_code: None, command: None, agent: None }
     }
 
+    /// What its tokens cost at `price`: every input token (prompt, command output, cache reads
+    /// and writes) at the input price, answers at the output price. The agent's own
+    /// `total_cost_usd` is not used: it prices every model as Claude.
+    pub fn cost(&self, price: Price) -> Nanos {
+        self.agent.as_ref().map_or(0, |a| price.cost(a.input_tokens + a.cache_read_tokens + a.cache_creation_tokens, a.output_tokens))
+    }
+
     /// A job delivered too often without a result (its workers kept dying).
     pub fn poison(max_deliveries: u32) -> Self {
         Outcome::fail(
@@ -83,6 +91,9 @@ pub struct TaskResult {
     /// This worker took the task over from one whose lease lapsed (it died or hung).
     #[serde(default)]
     pub reclaimed: bool,
+    /// What the attempt's tokens cost at the task's price (none without a price).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_nanos: Option<Nanos>,
 }
 
 impl TaskResult {

@@ -1,6 +1,7 @@
 //! Read models of a run: its counters and, for reports, everything about its tasks. Filled
 //! by [`crate::store`], rendered by [`crate::report`].
 
+use super::limits::{Budget, Nanos};
 use super::result::TaskResult;
 use super::spec::TaskSpec;
 use super::vocab::{ErrorClass, TaskState};
@@ -23,6 +24,36 @@ pub struct RunMeta {
     pub created_ms: u64,
     pub started_ms: Option<u64>,
     pub finished_ms: Option<u64>,
+    /// What its recorded attempts cost so far.
+    pub cost: Nanos,
+    /// `resource_limits.budget`, if any.
+    pub budget: Option<Budget>,
+    /// When spending reached the budget's alert threshold.
+    pub budget_alerted_ms: Option<u64>,
+    /// When and why the run stopped starting tasks (only the budget stops a run this way).
+    pub stopped: Option<(StopReason, u64)>,
+}
+
+/// Why a run stopped starting tasks before they were done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// It spent its `resource_limits.budget`.
+    Budget,
+}
+
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Budget => "budget",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "budget" => Some(StopReason::Budget),
+            _ => None,
+        }
+    }
 }
 
 /// Everything about a run's tasks, for reports.

@@ -328,6 +328,8 @@ pub enum ErrorClass {
     Template,
     /// Delivered again and again without a result: the workers running it kept dying.
     Poison,
+    /// Cancelled before it started: its run spent its `resource_limits.budget`.
+    Budget,
 }
 
 impl ErrorClass {
@@ -366,6 +368,7 @@ impl ErrorClass {
             ErrorClass::Gate => "gate",
             ErrorClass::Template => "template",
             ErrorClass::Poison => "poison",
+            ErrorClass::Budget => "budget",
         }
     }
 }

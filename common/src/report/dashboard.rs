@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 
-use super::{one_line, pct, status_mark, ResultsDocument, TaskReport};
+use super::{budget_line, one_line, pct, status_mark, usd, ResultsDocument, TaskReport};
 use crate::model::TaskState;
 use crate::text::escape_line;
 
@@ -35,13 +35,24 @@ pub fn dashboard(doc: &ResultsDocument) -> String {
     if s.input_tokens + s.output_tokens > 0 {
         t.add_row(vec![Cell::new("Tokens in / out"), Cell::new(format!("{} / {}", s.input_tokens, s.output_tokens))]);
     }
+    if let Some(c) = s.cost {
+        t.add_row(vec![Cell::new("Cost"), Cell::new(usd(c))]);
+    }
+    if let Some(b) = &s.budget {
+        t.add_row(vec![Cell::new("Budget"), Cell::new(budget_line(b))]);
+    }
     let _ = writeln!(out, "{t}");
 
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(vec!["Instance", "Model", "Tasks", "Success", "Failed", "Timeout", "Skipped", "Rate", "Avg", "Tokens in/out"]);
+    let priced = doc.results_by_instance.values().any(|e| e.cost.is_some());
+    let mut header = vec!["Instance", "Model", "Tasks", "Success", "Failed", "Timeout", "Skipped", "Rate", "Avg", "Tokens in/out"];
+    if priced {
+        header.push("Cost");
+    }
+    t.set_header(header);
     for (name, e) in &doc.results_by_instance {
-        t.add_row(vec![
+        let mut row = vec![
             Cell::new(name),
             Cell::new(&e.model),
             Cell::new(e.total).set_alignment(CellAlignment::Right),
@@ -52,7 +63,11 @@ pub fn dashboard(doc: &ResultsDocument) -> String {
             Cell::new(format!("{:.0}%", e.success_rate)).set_alignment(CellAlignment::Right),
             Cell::new(format!("{:.1}s", e.average_duration)).set_alignment(CellAlignment::Right),
             Cell::new(format!("{}/{}", e.input_tokens, e.output_tokens)).set_alignment(CellAlignment::Right),
-        ]);
+        ];
+        if priced {
+            row.push(Cell::new(e.cost.map_or_else(|| "-".to_string(), usd)).set_alignment(CellAlignment::Right));
+        }
+        t.add_row(row);
     }
     let _ = writeln!(out, "RESULTS BY INSTANCE\n{t}");
 

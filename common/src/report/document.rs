@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{pct, secs};
 use crate::catalog::Catalog;
-use crate::model::{rfc3339, Counts, ErrorClass, Priority, RunSnapshot, Skip, StageStatus, Status, TaskState, TriggerRule, When};
+use crate::model::{
+    format_usd, nanos_to_usd, rfc3339, Counts, ErrorClass, Nanos, Priority, RunSnapshot, Skip, StageStatus, Status, TaskResult, TaskState,
+    TriggerRule, When,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultsDocument {
@@ -53,6 +56,32 @@ pub struct Summary {
     pub wall_time: f64,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Dollars spent: every attempt of every task at its price (absent when no task has a price).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
+    /// The run's `resource_limits.budget` and what became of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetReport>,
+}
+
+/// A run's budget: its limit, what was spent, when the alert fired and whether it stopped
+/// the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetReport {
+    /// Dollars.
+    pub max_cost: f64,
+    /// Share of `max_cost` that raises the alert.
+    pub alert_threshold: f64,
+    /// Dollars the recorded attempts cost (what the budget counts).
+    pub spent: f64,
+    /// When spending reached the threshold (the `budget_alert` event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerted_at: Option<String>,
+    /// When spending reached the budget: no task started after this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<String>,
+    /// Tasks cancelled because the budget was spent.
+    pub cancelled_tasks: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -65,6 +94,9 @@ pub struct InstanceSummary {
     pub average_duration: f64,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Dollars spent on this instance (absent without a price).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,6 +135,9 @@ pub struct TaskReport {
     pub agent: Option<AgentReport>,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Dollars its attempts cost, retried ones included (absent without a price).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
     pub priority: Priority,
     /// Taken over from a worker whose lease lapsed.
     pub reclaimed: bool,
@@ -119,6 +154,8 @@ pub struct AttemptReport {
     pub worker: String,
     pub duration: f64,
     pub timestamp: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,11 +230,17 @@ impl ResultsDocument {
     }
 }
 
+/// What a task's attempts cost, when any of them was priced.
+fn task_cost(attempts: &[TaskResult]) -> Option<Nanos> {
+    attempts.iter().filter_map(|a| a.cost_nanos).reduce(|a, b| a.saturating_add(b))
+}
+
 /// Builds the results document of a run.
 pub fn build(snap: &RunSnapshot, catalog: &Catalog) -> ResultsDocument {
     let meta = &snap.meta;
     let end_ms = meta.finished_ms.unwrap_or_else(crate::model::now_ms);
     let mut tasks = Vec::with_capacity(snap.specs.len());
+    let mut costs: Vec<Option<Nanos>> = vec![None; snap.specs.len()];
     for (i, spec) in snap.specs.iter().enumerate() {
         let state = snap.states[i];
         let deps: Vec<String> = spec.deps.iter().map(|&d| snap.specs[d as usize].name.clone()).collect();
@@ -242,9 +285,13 @@ pub fn build(snap: &RunSnapshot, catalog: &Catalog) -> ResultsDocument {
                     worker: h.worker.clone(),
                     duration: secs(h.duration_ms()),
                     timestamp: rfc3339(h.finished_ms),
+                    cost: h.cost_nanos.map(nanos_to_usd),
                 })
                 .collect(),
+            cost: None,
         };
+        costs[i] = task_cost(&snap.history[i]);
+        t.cost = costs[i].map(nanos_to_usd);
         if let Some(r) = &snap.results[i] {
             let o = &r.outcome;
             t.status = o.status.state();
@@ -279,8 +326,20 @@ pub fn build(snap: &RunSnapshot, catalog: &Catalog) -> ResultsDocument {
                 });
             }
         } else if state == TaskState::Cancelled {
-            t.error = Some("cancelled before it started".into());
-            t.error_class = Some(ErrorClass::Cancelled);
+            match (snap.skips[i].map(|s| s.class), meta.budget) {
+                (Some(ErrorClass::Budget), Some(b)) => {
+                    t.error = Some(format!(
+                        "cancelled before it started: the run spent its budget ({} of {})",
+                        format_usd(meta.cost),
+                        format_usd(b.max_cost)
+                    ));
+                    t.error_class = Some(ErrorClass::Budget);
+                }
+                _ => {
+                    t.error = Some("cancelled before it started".into());
+                    t.error_class = Some(ErrorClass::Cancelled);
+                }
+            }
         } else if state == TaskState::Skipped {
             if let Some(skip) = snap.skips[i] {
                 t.error = Some(skip_reason(snap, i, &skip));
@@ -295,6 +354,8 @@ pub fn build(snap: &RunSnapshot, catalog: &Catalog) -> ResultsDocument {
     let (mut total_ms, mut ran) = (0u64, 0u64);
     let (mut tin, mut tout) = (0u64, 0u64);
     let mut counts = Counts::default();
+    let mut inst_cost: BTreeMap<String, Nanos> = BTreeMap::new();
+    let mut run_cost: Option<Nanos> = None;
     for (i, t) in tasks.iter().enumerate() {
         let e = by_inst.entry(t.ccr_instance.clone()).or_insert_with(|| InstanceSummary {
             model: catalog.get(&t.ccr_instance).map(|c| c.model.clone()).unwrap_or_default(),
@@ -307,6 +368,10 @@ pub fn build(snap: &RunSnapshot, catalog: &Catalog) -> ResultsDocument {
         }
         e.input_tokens += t.input_tokens;
         e.output_tokens += t.output_tokens;
+        if let Some(c) = costs[i] {
+            *inst_cost.entry(t.ccr_instance.clone()).or_default() += c;
+            run_cost = Some(run_cost.unwrap_or(0) + c);
+        }
         tin += t.input_tokens;
         tout += t.output_tokens;
         if let Some(r) = &snap.results[i] {
@@ -319,6 +384,7 @@ pub fn build(snap: &RunSnapshot, catalog: &Catalog) -> ResultsDocument {
     }
     for (name, e) in by_inst.iter_mut() {
         e.success_rate = pct(e.counts.successful, e.total);
+        e.cost = inst_cost.get(name).copied().map(nanos_to_usd);
         if let Some(&(ms, n)) = dur_sum.get(name) {
             e.average_duration = ms.checked_div(n).map_or(0.0, secs);
         }
@@ -334,6 +400,20 @@ pub fn build(snap: &RunSnapshot, catalog: &Catalog) -> ResultsDocument {
         wall_time: secs(end_ms.saturating_sub(meta.created_ms)),
         input_tokens: tin,
         output_tokens: tout,
+        cost: run_cost.map(nanos_to_usd),
+        budget: meta.budget.map(|b| BudgetReport {
+            max_cost: nanos_to_usd(b.max_cost),
+            alert_threshold: b.alert_ppm as f64 / 1e6,
+            spent: nanos_to_usd(meta.cost),
+            alerted_at: meta.budget_alerted_ms.map(rfc3339),
+            stopped_at: meta.stopped.map(|(_, ms)| rfc3339(ms)),
+            cancelled_tasks: snap
+                .skips
+                .iter()
+                .zip(&snap.states)
+                .filter(|(k, st)| **st == TaskState::Cancelled && k.is_some_and(|k| k.class == ErrorClass::Budget))
+                .count() as u64,
+        }),
     };
     let stages = snap
         .stages

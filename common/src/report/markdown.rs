@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{status_mark, ResultsDocument};
+use super::{budget_line, pct, status_mark, usd, ResultsDocument};
 
 /// A fence longer than any run of backticks in `s`, so the content cannot close it.
 fn fence(s: &str) -> String {
@@ -40,7 +40,14 @@ pub fn markdown(doc: &ResultsDocument) -> String {
     let _ = writeln!(m, "| Wall time | {:.1}s |", s.wall_time);
     let _ = writeln!(m, "| Total duration | {:.1}s |", s.total_duration);
     let _ = writeln!(m, "| Average duration | {:.1}s |", s.average_duration);
-    let _ = writeln!(m, "| Tokens in / out | {} / {} |\n", s.input_tokens, s.output_tokens);
+    let _ = writeln!(m, "| Tokens in / out | {} / {} |", s.input_tokens, s.output_tokens);
+    if let Some(c) = s.cost {
+        let _ = writeln!(m, "| Cost | {} |", usd(c));
+    }
+    if let Some(b) = &s.budget {
+        let _ = writeln!(m, "| Budget | {} |", md_cell(&budget_line(b)));
+    }
+    m.push('\n');
     let _ = writeln!(m, "## Results by instance\n");
     let _ = writeln!(m, "| Instance | Model | Tasks | Success | Failed | Timeout | Skipped | Rate | Avg | Tokens in/out |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, e) in &doc.results_by_instance {
@@ -59,6 +66,26 @@ pub fn markdown(doc: &ResultsDocument) -> String {
             e.input_tokens,
             e.output_tokens
         );
+    }
+    if let Some(total) = s.cost {
+        // The seed's "cost analysis per model": where the money went.
+        let _ = writeln!(m, "\n## Cost by instance\n");
+        let _ = writeln!(m, "| Instance | Model | Tasks | Tokens in/out | Cost | Per task | Share |\n|---|---|---:|---:|---:|---:|---:|");
+        for (name, e) in doc.results_by_instance.iter().filter(|(_, e)| e.cost.is_some()) {
+            let c = e.cost.unwrap_or(0.0);
+            let share = if total > 0.0 { (c / total * 1000.0).round() / 10.0 } else { pct(0, 0) };
+            let _ = writeln!(
+                m,
+                "| {} | {} | {} | {}/{} | {} | {} | {share:.1}% |",
+                md_cell(name),
+                md_cell(&e.model),
+                e.total,
+                e.input_tokens,
+                e.output_tokens,
+                usd(c),
+                usd(if e.total > 0 { c / e.total as f64 } else { 0.0 }),
+            );
+        }
     }
     let _ = writeln!(m, "\n## Tasks\n");
     for t in &doc.tasks {
@@ -85,6 +112,9 @@ pub fn markdown(doc: &ResultsDocument) -> String {
         }
         if t.input_tokens + t.output_tokens > 0 {
             let _ = writeln!(m, "- Tokens in / out: {} / {}", t.input_tokens, t.output_tokens);
+        }
+        if let Some(c) = t.cost {
+            let _ = writeln!(m, "- Cost: {}", usd(c));
         }
         if let Some(d) = &t.description {
             let _ = writeln!(m, "- Description: {}", md_cell(d));

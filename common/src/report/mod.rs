@@ -7,7 +7,9 @@ mod document;
 mod markdown;
 
 pub use dashboard::dashboard;
-pub use document::{build, AgentReport, AttemptReport, CommandReport, InstanceSummary, ResultsDocument, StageReport, Summary, TaskReport};
+pub use document::{
+    build, AgentReport, AttemptReport, BudgetReport, CommandReport, InstanceSummary, ResultsDocument, StageReport, Summary, TaskReport,
+};
 pub use markdown::markdown;
 
 use crate::model::TaskState;
@@ -22,6 +24,28 @@ pub(crate) fn pct(part: u64, total: u64) -> f64 {
     } else {
         (part as f64 * 1000.0 / total as f64).round() / 10.0
     }
+}
+
+/// Dollars as reports show them: `$0.0450` below a dollar, `$12.30` above.
+pub(crate) fn usd(x: f64) -> String {
+    if x >= 1.0 {
+        format!("${x:.2}")
+    } else {
+        format!("${x:.4}")
+    }
+}
+
+/// What became of a run's budget, in one line: `$4.12 of $5.00 spent; alert at 80% (12:00:03)`,
+/// and when it stopped the run, how many tasks that cancelled.
+pub(crate) fn budget_line(b: &BudgetReport) -> String {
+    let mut line = format!("{} of {} spent", usd(b.spent), usd(b.max_cost));
+    if let Some(at) = &b.alerted_at {
+        line.push_str(&format!("; alert at {:.0}% ({at})", b.alert_threshold * 100.0));
+    }
+    if let Some(at) = &b.stopped_at {
+        line.push_str(&format!("; budget reached at {at}: no task started after that, {} cancelled", b.cancelled_tasks));
+    }
+    line
 }
 
 /// A one-character mark for a task state.
@@ -74,6 +98,7 @@ mod tests {
             finished_ms: 1,
             queue_wait_ms: 0,
             reclaimed: false,
+            cost_nanos: None,
         };
         let snap = RunSnapshot {
             meta: RunMeta { run_id: "R".into(), file: "t\u{1b}[31m.yaml".into(), total: 1, ..Default::default() },
@@ -89,6 +114,54 @@ mod tests {
             assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text}");
             assert!(text.contains("\\u{1b}]0;owned"), "{text}");
         }
+    }
+
+    /// Cost counts every attempt (a retried one too), per task, per instance and for the run;
+    /// an unpriced instance has none.
+    #[test]
+    fn cost_sums_every_attempt() {
+        use crate::model::{Outcome, RunMeta, RunSnapshot, Status, TaskResult, TaskSpec};
+        let attempt = |n: u32, status: Status, cost: Option<u64>| TaskResult {
+            outcome: Outcome {
+                status,
+                error_class: None,
+                error: None,
+                output: String::new(),
+                exit_code: Some(0),
+                command: None,
+                agent: None,
+            },
+            attempt: n,
+            worker: "w".into(),
+            started_ms: 0,
+            finished_ms: 1000,
+            queue_wait_ms: 0,
+            reclaimed: false,
+            cost_nanos: cost,
+        };
+        let retried = vec![attempt(1, Status::Failed, Some(20_000_000)), attempt(2, Status::Success, Some(25_000_000))];
+        let once = vec![attempt(1, Status::Success, Some(5_000_000))];
+        let free = vec![attempt(1, Status::Success, None)];
+        let snap = RunSnapshot {
+            meta: RunMeta { run_id: "R".into(), total: 3, ..Default::default() },
+            specs: vec![TaskSpec::new("a", "smart"), TaskSpec::new("b", "smart"), TaskSpec::new("c", "fast")],
+            states: vec![TaskState::Success; 3],
+            results: vec![retried.last().cloned(), once.last().cloned(), free.last().cloned()],
+            skips: vec![None; 3],
+            stages: Vec::new(),
+            history: vec![retried, once, free],
+        };
+        let doc = build(&snap, &crate::catalog::Catalog::builtin());
+        assert_eq!(doc.tasks[0].cost, Some(0.045));
+        assert_eq!(doc.tasks[0].attempt_history[0].cost, Some(0.02));
+        assert_eq!(doc.tasks[2].cost, None);
+        assert_eq!(doc.results_by_instance["smart"].cost, Some(0.05));
+        assert_eq!(doc.results_by_instance["fast"].cost, None);
+        assert_eq!(doc.summary.cost, Some(0.05));
+        let md = markdown(&doc);
+        assert!(md.contains("| Cost | $0.0500 |"), "{md}");
+        assert!(md.contains("| smart | Claude Sonnet 4 (OpenRouter) | 2 | 0/0 | $0.0500 | $0.0250 | 100.0% |"), "{md}");
+        assert!(dashboard(&doc).contains("$0.0500"));
     }
 
     #[test]

@@ -159,7 +159,8 @@ async fn stage_and_commit(conn: &mut Conn, keys: &Keys, run: &NewRun<'_>) -> Res
     }
     let with_rules = run.specs.iter().filter(|s| has_rule_entry(s) || s.needs_approval).count();
     let cap = |c: Option<u32>| c.map_or_else(|| "0".to_string(), |n| n.to_string());
-    let meta: [(&str, String); 17] = [
+    let budget = run.limits.budget;
+    let meta: [(&str, String); 19] = [
         ("run_id", run.run_id.to_string()),
         ("file", run.file.to_string()),
         ("name", run.name.unwrap_or("").to_string()),
@@ -179,6 +180,9 @@ async fn stage_and_commit(conn: &mut Conn, keys: &Keys, run: &NewRun<'_>) -> Res
         // Concurrency caps, read by slots.lua (0: none).
         ("cap_all", cap(run.limits.max_concurrent_tasks)),
         ("cap_inst", cap(run.limits.max_tasks_per_instance)),
+        // The budget and the spending that raises its alert, nano-dollars (0: none), read by budget.lua.
+        ("budget", budget.map_or(0, |b| b.max_cost).to_string()),
+        ("budget_alert", budget.map_or(0, |b| b.alert_at()).to_string()),
     ];
     for (f, v) in &meta {
         commit.arg(*f).arg(v);

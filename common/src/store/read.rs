@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 
 use super::{Conn, Store, StoreError};
-use crate::model::{ErrorClass, RunMeta, RunSnapshot, Skip, StageState, StageStatus, TaskResult, TaskSpec, TaskState};
+use crate::model::{Budget, ErrorClass, RunMeta, RunSnapshot, Skip, StageState, StageStatus, StopReason, TaskResult, TaskSpec, TaskState};
 
 /// A change the run's event stream reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +56,10 @@ impl Store {
             created_ms: num("created_ms"),
             started_ms: h.get("started_ms").and_then(|v| v.parse().ok()),
             finished_ms: h.get("finished_ms").and_then(|v| v.parse().ok()),
+            cost: num("cost"),
+            budget: Some(num("budget")).filter(|&b| b > 0).map(|max_cost| Budget::from_alert_at(max_cost, num("budget_alert"))),
+            budget_alerted_ms: h.get("budget_alerted_ms").and_then(|v| v.parse().ok()),
+            stopped: h.get("stopped").and_then(|s| StopReason::parse(s)).map(|r| (r, num("stopped_ms"))),
         })
     }
 
@@ -234,13 +238,15 @@ pub(super) fn parse_stage(v: &str) -> StageStatus {
     }
 }
 
-/// A `skip` hash value (`d:P`, `c:P`, `r:`; see `skip_task` in lua/prelude.lua). Anything
+/// A `skip` hash value (`d:P`, `c:P`, `r:`; see `skip_task` in lua/prelude.lua; `b:` on a
+/// task its run's budget cancelled, `spend` in lua/budget.lua). Anything
 /// else reads as a failure's skip, so a damaged value never hides a failure.
 fn parse_skip(v: &str) -> Skip {
     let (class, cause) = v.split_once(':').unwrap_or(("d", v));
     let class = match class {
         "c" => ErrorClass::Condition,
         "r" => ErrorClass::Rejected,
+        "b" => ErrorClass::Budget,
         _ => ErrorClass::Dependency,
     };
     Skip { class, cause: cause.parse().ok() }
@@ -255,6 +261,7 @@ mod skip_tests {
         assert_eq!(parse_skip("d:3"), Skip { class: ErrorClass::Dependency, cause: Some(3) });
         assert_eq!(parse_skip("c:12"), Skip { class: ErrorClass::Condition, cause: Some(12) });
         assert_eq!(parse_skip("r:"), Skip { class: ErrorClass::Rejected, cause: None });
+        assert_eq!(parse_skip("b:"), Skip { class: ErrorClass::Budget, cause: None });
         assert_eq!(parse_skip("7"), Skip { class: ErrorClass::Dependency, cause: Some(7) });
         assert_eq!(parse_skip("x:?"), Skip { class: ErrorClass::Dependency, cause: None });
     }

@@ -1,6 +1,7 @@
 //! The Lua scripts, one file each under `lua/` with a header naming its KEYS, ARGV and reply.
 //! Run scripts take all keys of one run (in [`super::keys::RUN_KEY_SUFFIXES`] order) and begin
-//! with `lua/prelude.lua` and `lua/slots.lua` (concurrency caps), which name the keys and holds the shared helpers (walking
+//! with `lua/prelude.lua`, `lua/slots.lua` (concurrency caps) and `lua/budget.lua` (cancelling,
+//! the budget), which name the keys and holds the shared helpers (walking
 //! dependents, releasing and skipping them, finishing the run): each is one atomic step on
 //! one run, i.e. one Cluster slot.
 
@@ -11,9 +12,11 @@ use redis::Script;
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 /// The concurrency slots of capped runs, after the prelude in every run script.
 const SLOTS: &str = include_str!("lua/slots.lua");
+/// Cancelling tasks and the run's budget, after the slots.
+const BUDGET: &str = include_str!("lua/budget.lua");
 
 fn run_script(body: &str) -> Script {
-    Script::new(&format!("{PRELUDE}\n{SLOTS}\n{body}"))
+    Script::new(&format!("{PRELUDE}\n{SLOTS}\n{BUDGET}\n{body}"))
 }
 
 pub(crate) static MARK_RUNNING: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/mark_running.lua")));

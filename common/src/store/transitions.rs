@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::keys::Keys;
 use super::{scripts, unknown_tag, Conn, Store, StoreError};
-use crate::model::{now_ms, Status};
+use crate::model::{now_ms, Nanos, Status};
 
 /// Outcome of marking a task running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +110,10 @@ pub struct Batch {
     /// Tasks the batch started (successes' dependents, trigger rules that fired): in the
     /// outbox, for [`Store::flush_outbox`].
     pub queued: u32,
+    /// The batch's spending raised the run's budget alert.
+    pub budget_alert: bool,
+    /// The batch's spending reached the run's budget: the run stopped starting tasks.
+    pub budget_reached: bool,
 }
 
 /// An operator's decision on a stage that waits for approval.
@@ -150,6 +154,8 @@ pub struct ToRecord {
     pub blob: Vec<u8>,
     /// A failure that is retried: the next attempt becomes due after this long.
     pub retry_in: Option<Duration>,
+    /// What the attempt's tokens cost (0 without a price): added to the run's spending.
+    pub cost: Nanos,
 }
 
 /// What a cancel did.
@@ -241,15 +247,22 @@ impl Store {
         let mut inv = invoke(&scripts::RECORD_RESULT, &self.keys, run_id);
         inv.arg(now_ms());
         for it in items {
-            inv.arg(it.idx).arg(it.attempt).arg(it.status.as_str()).arg(&it.blob).arg(it.retry_in.map_or(-1i64, |d| d.as_millis() as i64));
+            inv.arg(it.idx)
+                .arg(it.attempt)
+                .arg(it.status.as_str())
+                .arg(&it.blob)
+                .arg(it.retry_in.map_or(-1i64, |d| d.as_millis() as i64))
+                .arg(it.cost);
         }
-        let (tags, finished, cascade_left, queued): (Vec<String>, u32, u64, u32) =
+        let (tags, finished, cascade_left, queued, news): (Vec<String>, u32, u64, u32, String) =
             inv.invoke_async(conn).await.map_err(|e| gone(e, run_id))?;
         if tags.len() != items.len() {
             return Err(StoreError::Corrupt(format!("record script answered {} of {} results", tags.len(), items.len())));
         }
         let outcomes = tags.iter().map(|tag| Recorded::from_tag(tag)).collect::<Result<_, _>>()?;
-        Ok(Batch { outcomes, finished: finished == 1, cascade_left, queued })
+        let budget_alert = news.split(',').any(|n| n == "budget_alert");
+        let budget_reached = news.split(',').any(|n| n == "budget_reached");
+        Ok(Batch { outcomes, finished: finished == 1, cascade_left, queued, budget_alert, budget_reached })
     }
 
     /// Goes on settling the dependents of final tasks where an earlier call stopped (one

@@ -10,24 +10,8 @@ if redis.call('EXISTS', meta) == 0 then return redis.error_reply('NORUN the run 
 local now = ARGV[2]
 local cancelled, flagged = 0, 0
 local function cancel_one(i, one)
-  local s = redis.call('HGET', state, i)
-  if s == 'waiting' or s == 'queued' or s == 'awaiting_approval' then
-    local att = redis.call('HGET', attempt, i) or '0'
-    redis.call('ZREM', delayed, i .. ':' .. att)
-    if capped() then
-      redis.call('ZREM', parked, i .. ':' .. att)
-      free_slot(i)
-    end
-    redis.call('HSET', state, i, 'cancelled')
-    redis.call('HINCRBY', meta, 'cancelled', 1)
-    redis.call('HINCRBY', meta, 'done', 1)
-    event('idx', i, 'state', 'cancelled')
-    cancelled = cancelled + 1
-    if one then settle_dependents(i) end
-  elseif s == 'running' then
-    redis.call('HSET', cancel, i, now)
-    flagged = flagged + 1
-  end
+  local r = cancel_task(i, one, now, true)
+  if r == 1 then cancelled = cancelled + 1 elseif r == 2 then flagged = flagged + 1 end
 end
 if ARGV[1] == '' then
   redis.call('HSET', meta, 'cancel_requested_ms', now)

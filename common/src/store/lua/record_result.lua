@@ -3,22 +3,26 @@
 -- KEYS: the run's keys (prelude.lua)
 -- Errors: NORUN when the run has no `meta` (it expired or Redis lost it): nothing is written.
 -- ARGV: now_ms, then per task: idx attempt status result_blob retry_delay_ms (-1: final)
+-- cost_nanos (what the attempt's tokens cost; counted once per stored attempt, budget.lua)
 -- Returns: {tag per task, finished(0|1), cascade entries left, tasks queued (started
--- dependents, in the outbox)}; tag ok | retry | dup | stale. A final
+-- dependents, in the outbox), what its spending did (`budget_alert`, `budget_reached`,
+-- comma-separated, or '')}; tag ok | retry | dup | stale. A final
 -- result goes to `result`; only attempts that are retried go to `history` (the snapshot joins
 -- both), and one event per status names the tasks.
 if redis.call('EXISTS', meta) == 0 then return redis.error_reply('NORUN the run has no state in Redis') end
 local now = ARGV[1]
 local idxs = {}
-for i = 2, #ARGV, 5 do idxs[#idxs + 1] = ARGV[i] end
+for i = 2, #ARGV, 6 do idxs[#idxs + 1] = ARGV[i] end
 local sts = redis.call('HMGET', state, unpack(idxs))
 local atts = redis.call('HMGET', attempt, unpack(idxs))
 -- `now_st`/`now_att`: state and attempt after earlier items of this batch (same task twice).
 local out, now_st, now_att, by_status, counts = {}, {}, {}, {}, {}
 local finals, st_set, res_set, lease_del = {}, {}, {}, {}
-local ran, done = 0, 0
+local ran, done, cost = 0, 0, 0
+-- A run stopped by its budget retries nothing.
+local halted = stopped()
 for k = 1, #idxs do
-  local i = 5 * k - 3
+  local i = 6 * k - 4
   local idx, att, status, blob, delay = idxs[k], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
   local st = now_st[idx] or sts[k]
   if st ~= 'running' and st ~= 'queued' then out[k] = 'dup'
@@ -26,7 +30,8 @@ for k = 1, #idxs do
   else
     if st == 'running' then ran = ran + 1 end
     lease_del[#lease_del + 1] = idx
-    if delay >= 0 and status ~= 'success' and status ~= 'cancelled' and redis.call('HEXISTS', cancel, idx) == 0 then
+    cost = cost + (tonumber(ARGV[i + 5]) or 0)
+    if delay >= 0 and not halted and status ~= 'success' and status ~= 'cancelled' and redis.call('HEXISTS', cancel, idx) == 0 then
       local nxt = att + 1
       redis.call('HSET', history, idx .. ':' .. att, blob)
       redis.call('HSET', state, idx, 'queued')
@@ -68,16 +73,17 @@ if ran > 0 then redis.call('HINCRBY', meta, 'running', -ran) end
 for st, n in pairs(counts) do redis.call('HINCRBY', meta, st, n) end
 if done > 0 then redis.call('HINCRBY', meta, 'done', done) end
 for st, l in pairs(by_status) do event('idxs', table.concat(l, ','), 'state', st) end
+spend(cost, tonumber(now))
 -- Dependents only ever look at tasks that are `waiting`, never at this batch's own tasks. A
 -- success settles its direct dependents now; other outcomes go through the cascade (chunked:
 -- a failure may skip a whole subtree).
 for _, k in ipairs(finals) do
   local idx = idxs[k]
-  if ARGV[5 * k - 1] == 'success' then
+  if ARGV[6 * k - 2] == 'success' then
     for_each_child(idx, function(c) settle(c, idx, 's') end)
   else
     settle_dependents(idx)
   end
 end
 local left = cascade_if_needed()
-return {out, maybe_finish(now), left, queued_n}
+return {out, maybe_finish(now), left, queued_n, table.concat(budget_news, ',')}

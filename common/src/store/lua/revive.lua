@@ -19,6 +19,7 @@ if last then redis.call('HSET', history, idx .. ':' .. (nxt - 1), last) end
 redis.call('HDEL', result, idx)
 redis.call('HDEL', deliveries, idx)
 redis.call('HDEL', cancel, idx)
+redis.call('HDEL', skip, idx)
 redis.call('RPUSH', outbox, idx .. ':' .. nxt)
 event('idx', idx, 'state', 'queued', 'revived', nxt)
 -- Its skipped dependents (by a failure or a condition; a rejected stage stays rejected) are
