@@ -275,6 +275,15 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
                 for e in events.events {
                     let Some(st) = e.state else { continue };
                     let n = view.states.len();
+                    if let Some(until) = e.waits_until {
+                        let secs = until.saturating_sub(zo_common::model::now_ms()) as f64 / 1000.0;
+                        for &i in e.tasks.iter().filter(|&&i| (i as usize) < n) {
+                            say(format!(
+                                "⏳ {} [{}] waits {secs:.1}s for its rate limit",
+                                view.names[i as usize], view.instances[i as usize]
+                            ));
+                        }
+                    }
                     for i in e.tasks.into_iter().map(|i| i as usize).filter(|&i| i < n) {
                         if st.is_final() && !view.states[i].is_final() {
                             say(format!("{} {} [{}] {}", report::status_mark(st), view.names[i], view.instances[i], st.as_str()));

@@ -20,6 +20,7 @@ pub fn script_result(attempt: u32, status: zo_common::model::Status) -> zo_commo
         queue_wait_ms: 0,
         reclaimed: false,
         cost_nanos: None,
+        rate_wait_ms: 0,
     }
 }
 

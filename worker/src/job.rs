@@ -10,8 +10,9 @@ use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, error, info, warn, Instrument};
 use zo_common::model::{now_ms, ErrorClass, Outcome, Status, TaskResult};
-use zo_common::store::{Delivery, Job, MarkRunning, Recorded, ToMark, ToRecord};
+use zo_common::store::{Deferred, Delivery, Job, MarkRunning, Recorded, ToMark, ToRecord};
 
+use crate::limits::{self, Admission};
 use crate::service::{backoff, sleep_or_shutdown, RunningJob, Shared, StopReason};
 use crate::task::execute;
 use crate::templates::{self, has_templates};
@@ -85,7 +86,9 @@ pub(crate) async fn handle(shared: Arc<Shared>, instance: String, d: Delivery, s
 
 async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut held: Held<'_>, takeover: bool) {
     let mark = shared.batch.mark(&job.run_id, ToMark { idx: job.idx, attempt: job.attempt, takeover }).await;
-    let started_ms = now_ms();
+    // When it starts executing: after any wait for a rate limit (which counts as queue wait).
+    let mut started_ms = now_ms();
+    let (mut rate_wait, mut stopped_waiting) = (Duration::ZERO, false);
     let outcome = match mark {
         Ok(MarkRunning::Ok) => None,
         Ok(MarkRunning::Poison) => Some(Outcome::poison(shared.max_deliveries)),
@@ -122,9 +125,29 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
             let running = RunningJob::new(d.stream.clone(), d.id.clone(), job.attempt, shared.abort.child_token());
             held.start((job.run_id.clone(), job.idx), running.clone());
             info!(takeover, "started");
+            let own = limits::instance_limiter(shared, instance);
+            let limiters = limits::limiters(shared, job, instance);
+            let backoff = shared.backoff_until(&own.name);
+            if !limiters.is_empty() || backoff.is_some() {
+                let key = format!("{}|{}|{}", job.run_id, job.idx, job.attempt);
+                match Box::pin(limits::admit(&shared.store, backoff, &limiters, &key, &running.stop)).await {
+                    Admission::Go { waited } => {
+                        rate_wait = waited;
+                        started_ms = now_ms();
+                    }
+                    Admission::Later(wait) => {
+                        held.stop_running();
+                        Box::pin(defer(shared, job, d, now_ms() + wait.as_millis() as u64, Duration::ZERO, "rate_limit")).await;
+                        return;
+                    }
+                    Admission::Stopped => stopped_waiting = true,
+                }
+            }
             let ccr_before = shared.ccr_state(instance);
             // Boxed: the execution's state is large, and the job's future is moved on every spawn.
-            let mut o = if has_templates(&job.spec) {
+            let mut o = if stopped_waiting {
+                Outcome::fail(ErrorClass::Cancelled, "cancelled while it waited for its rate limit".into())
+            } else if has_templates(&job.spec) {
                 match Box::pin(templates::render(&shared.store, job)).await {
                     Ok(rendered) => Box::pin(execute(&shared.ctx, &rendered, &running.stop)).await,
                     Err(failed) => failed,
@@ -141,6 +164,11 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
                     o.error = Some(format!("CCR for instance `{instance}` went down during the task: {}", o.error.unwrap_or_default()));
                 }
             }
+            if !stopped_waiting {
+                if let Some(until) = Box::pin(limits::after(&shared.store, &limiters, &own, &o)).await {
+                    shared.note_backoff(&own.name, until);
+                }
+            }
             held.stop_running();
             if shared.abort.is_cancelled() {
                 Box::pin(hand_back(shared, job, d)).await;
@@ -149,6 +177,15 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
             if running.stopped_for() == Some(StopReason::LeaseLost) {
                 // Another worker owns the task (and this entry) now: record nothing, ack nothing.
                 return;
+            }
+            if o.error_class == Some(ErrorClass::RateLimit) && o.status != Status::Success {
+                // A rate-limit answer is not the task's fault: it waits out the backoff at the
+                // same attempt, until it has waited MAX_RATE_LIMIT_WAIT in all.
+                let due = shared.backoff_until(&own.name).unwrap_or_else(|| now_ms() + 10_000);
+                let wait = Duration::from_millis(due.saturating_sub(now_ms()));
+                if Box::pin(defer(shared, job, d, due, wait.max(Duration::from_millis(1)), "rate_limit")).await {
+                    return;
+                }
             }
             o
         }
@@ -163,6 +200,7 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
         queue_wait_ms: started_ms.saturating_sub(d.enqueued_ms()),
         reclaimed: takeover,
         cost_nanos,
+        rate_wait_ms: rate_wait.as_millis() as u64,
     };
     let o = &result.outcome;
     let retry = &job.spec.retry;
@@ -204,6 +242,37 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
     held.free_slot();
     if recorded.is_some() {
         ack(shared, d).await;
+    }
+}
+
+/// Hands a running task back to its run to wait for a rate limit until `due_ms` (Unix ms),
+/// then acknowledges its entry. `counted`: time that counts against the task's most wait
+/// after rate-limit answers. False when it was not handed back (counting would pass the
+/// most: record the answer as a failure; or Redis is unreachable: the entry stays pending).
+async fn defer(shared: &Shared, job: &Job, d: &Delivery, due_ms: u64, counted: Duration, reason: &str) -> bool {
+    let store = &shared.store;
+    let Ok(mut c) = store.conn().await else {
+        warn!("Redis unavailable while handing the task back to wait; it will be reclaimed after its lease");
+        return true;
+    };
+    match store.defer(&mut c, &job.run_id, job.idx, job.attempt, &shared.id, due_ms, counted, limits::MAX_RATE_LIMIT_WAIT, reason).await {
+        Ok(Deferred::Ok { waited }) => {
+            info!(until_ms = due_ms, waited_s = waited.as_secs(), "waiting for the rate limit: handed back until its turn");
+            ack(shared, d).await;
+            true
+        }
+        Ok(Deferred::NotOurs) => true,
+        Ok(Deferred::OverMax) => {
+            warn!(
+                "waited {} for rate limits already; recording the rate-limit answer as a failure",
+                humantime::format_duration(limits::MAX_RATE_LIMIT_WAIT)
+            );
+            false
+        }
+        Err(e) => {
+            warn!("handing the task back to wait failed ({e}); it will be reclaimed after its lease");
+            true
+        }
     }
 }
 

@@ -21,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod exec;
 pub mod job;
+pub mod limits;
 pub mod secrets;
 pub mod service;
 pub mod task;

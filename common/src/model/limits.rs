@@ -66,6 +66,21 @@ impl Price {
     }
 }
 
+/// Requests and tokens per minute (a run's model entry, or an instance of the catalog).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+}
+
+impl RateLimit {
+    pub fn is_none(&self) -> bool {
+        self.rpm.is_none() && self.tpm.is_none()
+    }
+}
+
 /// Limits of one model instance for one run (`resource_limits.models[]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ModelLimits {

@@ -15,7 +15,9 @@ mod vocab;
 
 pub use counts::Counts;
 pub use expect::Expect;
-pub use limits::{format_usd, nanos_to_usd, usd_to_nanos, Budget, ModelLimits, Nanos, Price, Quotas, RunLimits, DEFAULT_QUOTA_WAIT};
+pub use limits::{
+    format_usd, nanos_to_usd, usd_to_nanos, Budget, ModelLimits, Nanos, Price, Quotas, RateLimit, RunLimits, DEFAULT_QUOTA_WAIT,
+};
 pub use result::{AgentOutcome, CommandOutcome, Outcome, TaskResult};
 pub use run::{RunMeta, RunSnapshot, Skip, StageState, StageStatus, StopReason};
 pub use spec::{Input, TaskSpec, DEFAULT_TIMEOUT_MS, DEPS_FIELD};

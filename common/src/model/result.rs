@@ -94,6 +94,13 @@ pub struct TaskResult {
     /// What the attempt's tokens cost at the task's price (none without a price).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_nanos: Option<Nanos>,
+    /// Time the attempt waited at its start for rate limits (on its worker).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rate_wait_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl TaskResult {

@@ -71,6 +71,9 @@ pub struct RunSnapshot {
     pub history: Vec<Vec<TaskResult>>,
     /// The stages with `approval_required` that the run reached, by name.
     pub stages: Vec<StageState>,
+    /// Per task: ms it waited for rate limits after being handed back to its run (waits at
+    /// a worker are in each attempt's result).
+    pub rate_waits: Vec<u64>,
 }
 
 /// Where a stage that needs an approval stands.

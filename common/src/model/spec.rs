@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::expect::Expect;
-use super::limits::Price;
+use super::limits::{Price, RateLimit};
 use super::vocab::{Condition, Priority, RetryPolicy, Simulate, TriggerRule};
 
 /// The MessagePack field holding a spec's dependencies. `REVIVE` reads it inside Redis
@@ -72,6 +72,10 @@ pub struct TaskSpec {
     /// catalog); the worker prices each attempt with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price: Option<Price>,
+    /// The run's rate limit for its instance (`resource_limits.models`), shared by the run's
+    /// tasks on that instance over every worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<RateLimit>,
     #[serde(default, skip_serializing_if = "RetryPolicy::is_default")]
     pub retry: RetryPolicy,
     #[serde(default, skip_serializing_if = "Priority::is_default")]
@@ -111,6 +115,7 @@ impl TaskSpec {
             needs_approval: false,
             inputs: Vec::new(),
             price: None,
+            rate: None,
             retry: RetryPolicy::default(),
             priority: Priority::default(),
         }

@@ -138,6 +138,10 @@ pub struct TaskReport {
     /// Dollars its attempts cost, retried ones included (absent without a price).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<f64>,
+    /// Seconds it waited for rate limits (its turn, or a backoff after a rate-limit answer),
+    /// over every attempt.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rate_limit_wait: f64,
     pub priority: Priority,
     /// Taken over from a worker whose lease lapsed.
     pub reclaimed: bool,
@@ -230,6 +234,10 @@ impl ResultsDocument {
     }
 }
 
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
 /// What a task's attempts cost, when any of them was priced.
 fn task_cost(attempts: &[TaskResult]) -> Option<Nanos> {
     attempts.iter().filter_map(|a| a.cost_nanos).reduce(|a, b| a.saturating_add(b))
@@ -289,8 +297,11 @@ pub fn build(snap: &RunSnapshot, catalog: &Catalog) -> ResultsDocument {
                 })
                 .collect(),
             cost: None,
+            rate_limit_wait: 0.0,
         };
         costs[i] = task_cost(&snap.history[i]);
+        t.rate_limit_wait =
+            secs(snap.rate_waits.get(i).copied().unwrap_or(0) + snap.history[i].iter().map(|a| a.rate_wait_ms).sum::<u64>());
         t.cost = costs[i].map(nanos_to_usd);
         if let Some(r) = &snap.results[i] {
             let o = &r.outcome;

@@ -99,6 +99,7 @@ mod tests {
             queue_wait_ms: 0,
             reclaimed: false,
             cost_nanos: None,
+            rate_wait_ms: 0,
         };
         let snap = RunSnapshot {
             meta: RunMeta { run_id: "R".into(), file: "t\u{1b}[31m.yaml".into(), total: 1, ..Default::default() },
@@ -108,6 +109,7 @@ mod tests {
             skips: vec![None],
             stages: Vec::new(),
             history: vec![vec![result]],
+            rate_waits: vec![0],
         };
         let doc = build(&snap, &crate::catalog::Catalog::builtin());
         for text in [dashboard(&doc), markdown(&doc)] {
@@ -138,6 +140,7 @@ mod tests {
             queue_wait_ms: 0,
             reclaimed: false,
             cost_nanos: cost,
+            rate_wait_ms: 0,
         };
         let retried = vec![attempt(1, Status::Failed, Some(20_000_000)), attempt(2, Status::Success, Some(25_000_000))];
         let once = vec![attempt(1, Status::Success, Some(5_000_000))];
@@ -150,6 +153,7 @@ mod tests {
             skips: vec![None; 3],
             stages: Vec::new(),
             history: vec![retried, once, free],
+            rate_waits: vec![0; 3],
         };
         let doc = build(&snap, &crate::catalog::Catalog::builtin());
         assert_eq!(doc.tasks[0].cost, Some(0.045));

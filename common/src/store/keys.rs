@@ -37,6 +37,8 @@
 //! | `NS:run:{R}:slots` | zset | idx of each task holding one of the run's concurrency slots (`resource_limits`), scored by its lease's expiry (ms) |
 //! | `NS:run:{R}:parked` | zset | `idx:attempt` of queued tasks waiting for a slot, oldest first (scored by when they parked) |
 //! | `NS:run:{R}:slotinfo` | hash | `i:IDX` → the task's instance (capped runs); `n:INSTANCE` → slots held on it |
+//! | `NS:limit:{NAME}` | hash | a rate limiter (an instance, a `rate_group`, or `run:RUN:INSTANCE`): `tat` (next start, ms), `level`/`at` (tokens left and when), `backoff_until`, `strikes` (rate-limit answers in a row); expires after a day idle |
+//! | `NS:limit:{NAME}:resv` | hash | `run\|idx\|attempt` → the start (ms) reserved for that job |
 //! | `NS:active` | set | runs not yet finished (for promoting due retries) |
 
 use crate::model::Priority;
@@ -123,6 +125,14 @@ impl Keys {
 
     pub fn worker(&self, id: &str) -> String {
         format!("{}:worker:{id}", self.ns)
+    }
+
+    /// A rate limiter's state and its reservations (`NS:limit:{NAME}`, `…:resv`): their own
+    /// hash tag, so one script touches both and nothing else.
+    pub fn limiter(&self, name: &str) -> (String, String) {
+        let hash = format!("{}:limit:{{{name}}}", self.ns);
+        let resv = format!("{hash}:resv");
+        (hash, resv)
     }
 
     /// One of the run's keys (`suffix` from [`RUN_KEY_SUFFIXES`], or `flushing`).

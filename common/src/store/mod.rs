@@ -8,7 +8,8 @@
 //! - `entry` — the stream-entry codec (written and read only there); `streams` — consumer
 //!   groups, reading, reclaiming.
 //! - `dead` — dead letters; `read` — run meta, snapshots, events; `workers` — heartbeats and
-//!   live workers; `upkeep` — due retries, outboxes and the run index.
+//!   live workers; `upkeep` — due retries, outboxes and the run index; `limits` — rate
+//!   limiters shared by every worker (their own keys, beside the runs').
 //!
 //! Every state change of a task is one atomic operation on one run's keys (see
 //! ARCHITECTURE.md, "Task lifecycle"). Callers never see a Redis command.
@@ -17,6 +18,7 @@ mod create;
 mod dead;
 mod entry;
 pub mod keys;
+mod limits;
 mod outbox;
 mod read;
 mod scripts;
@@ -34,10 +36,11 @@ pub use create::{check_run_id, new_run_id, NewRun, RootBlobs};
 pub use dead::DeadLetter;
 pub use entry::{Delivery, Job};
 pub use keys::Keys;
+pub use limits::Limiter;
 pub use outbox::LocalSpecs;
 pub use read::{Event, EventBatch};
 pub use scripts::COMMIT_RUN;
-pub use transitions::{Batch, Cancelled, Cascaded, Claim, Decided, Decision, MarkRunning, Recorded, Renewed, ToMark, ToRecord};
+pub use transitions::{Batch, Cancelled, Cascaded, Claim, Decided, Decision, Deferred, MarkRunning, Recorded, Renewed, ToMark, ToRecord};
 pub use workers::{LiveWorker, WorkerInfo};
 
 /// Lowest Redis version with everything we use (XAUTOCLAIM).

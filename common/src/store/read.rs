@@ -17,6 +17,8 @@ pub struct Event {
     pub state: Option<TaskState>,
     /// The run has finished.
     pub run_finished: bool,
+    /// The task was handed back to wait for a rate limit until then (Unix ms).
+    pub waits_until: Option<u64>,
 }
 
 /// Events read from a run's stream, and where to go on reading.
@@ -69,14 +71,17 @@ impl Store {
         let meta = self.run_meta(conn, run_id).await?;
         type Blobs = HashMap<u32, Vec<u8>>;
         type Named = HashMap<String, Vec<u8>>;
-        let (spec, state, result, skip, hist): (Blobs, HashMap<u32, String>, Blobs, HashMap<u32, String>, Named) = redis::pipe()
-            .hgetall(keys.run(run_id, "spec"))
-            .hgetall(keys.run(run_id, "state"))
-            .hgetall(keys.run(run_id, "result"))
-            .hgetall(keys.run(run_id, "skip"))
-            .hgetall(keys.run(run_id, "history"))
-            .query_async(conn)
-            .await?;
+        type Fields = HashMap<String, String>;
+        let (spec, state, result, skip, hist, deliveries): (Blobs, HashMap<u32, String>, Blobs, HashMap<u32, String>, Named, Fields) =
+            redis::pipe()
+                .hgetall(keys.run(run_id, "spec"))
+                .hgetall(keys.run(run_id, "state"))
+                .hgetall(keys.run(run_id, "result"))
+                .hgetall(keys.run(run_id, "skip"))
+                .hgetall(keys.run(run_id, "history"))
+                .hgetall(keys.run(run_id, "deliveries"))
+                .query_async(conn)
+                .await?;
         let n = meta.total as usize;
         let mut specs = Vec::with_capacity(n);
         let mut states = Vec::with_capacity(n);
@@ -108,8 +113,15 @@ impl Store {
             }
             h.sort_by_key(|r| r.attempt);
         }
+        // `r:IDX` in `deliveries`: ms a task waited for rate limits, handed back (lua/defer.lua).
+        let mut rate_waits = vec![0u64; n];
+        for (k, v) in &deliveries {
+            if let Some(i) = k.strip_prefix("r:").and_then(|i| i.parse::<usize>().ok()).filter(|&i| i < n) {
+                rate_waits[i] = v.parse().unwrap_or(0);
+            }
+        }
         let stages = self.stages(conn, run_id).await?;
-        Ok(RunSnapshot { meta, specs, states, results, skips, history, stages })
+        Ok(RunSnapshot { meta, specs, states, results, skips, history, stages, rate_waits })
     }
 }
 
@@ -166,7 +178,8 @@ impl Store {
                     "finished" => (None, true),
                     s => (TaskState::parse(s), false),
                 };
-                batch.events.push(Event { tasks, state, run_finished });
+                let waits_until = e.get::<String>("wait").and(e.get::<u64>("until"));
+                batch.events.push(Event { tasks, state, run_finished, waits_until });
             }
         }
         Ok(batch)

@@ -23,12 +23,15 @@ pub(crate) static MARK_RUNNING: LazyLock<Script> = LazyLock::new(|| run_script(i
 pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/renew.lua")));
 pub(crate) static RECORD_RESULT: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/record_result.lua")));
 pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/release.lua")));
+pub(crate) static DEFER: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/defer.lua")));
 pub(crate) static PROMOTE: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/promote.lua")));
 pub(crate) static REVIVE: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/revive.lua")));
 pub(crate) static CASCADE: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/cascade.lua")));
 pub(crate) static CANCEL: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/cancel.lua")));
 pub(crate) static APPROVE: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/approve.lua")));
 
+pub(crate) static ADMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/admit.lua")));
+pub(crate) static DEBIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/debit.lua")));
 pub(crate) static UNLOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/unlock.lua")));
 pub(crate) static TRIM_HELD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/trim_held.lua")));
 /// Public for the test that commits a run whose staging key is gone.
@@ -44,12 +47,15 @@ mod tests {
             include_str!("lua/renew.lua"),
             include_str!("lua/record_result.lua"),
             include_str!("lua/release.lua"),
+            include_str!("lua/defer.lua"),
             include_str!("lua/promote.lua"),
             include_str!("lua/revive.lua"),
             include_str!("lua/cancel.lua"),
             include_str!("lua/approve.lua"),
             include_str!("lua/cascade.lua"),
             include_str!("lua/unlock.lua"),
+            include_str!("lua/admit.lua"),
+            include_str!("lua/debit.lua"),
             include_str!("lua/trim_held.lua"),
             include_str!("lua/commit_run.lua"),
         ];

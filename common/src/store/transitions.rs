@@ -158,6 +158,17 @@ pub struct ToRecord {
     pub cost: Nanos,
 }
 
+/// What handing a task back to wait for a rate limit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deferred {
+    /// Queued again for later; `waited`: time counted after rate-limit answers so far.
+    Ok { waited: Duration },
+    /// Not ours any more (lease lost, or the task ended): nothing changed.
+    NotOurs,
+    /// Counting this wait would pass the maximum: nothing changed; record the failure.
+    OverMax,
+}
+
 /// What a cancel did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cancelled {
@@ -299,6 +310,41 @@ impl Store {
         let r: i64 =
             invoke(&scripts::RELEASE, &self.keys, run_id).arg(idx).arg(attempt).arg(worker).arg(now_ms()).invoke_async(conn).await?;
         Ok(r == 1)
+    }
+
+    /// Hands a running task back to wait for a rate limit until `due_ms` (same attempt, via
+    /// the delayed set). `counted`: time to count against `max` (after a rate-limit answer;
+    /// zero for a wait for its turn). See [`Deferred`].
+    #[allow(clippy::too_many_arguments)]
+    pub async fn defer(
+        &self,
+        conn: &mut Conn,
+        run_id: &str,
+        idx: u32,
+        attempt: u32,
+        worker: &str,
+        due_ms: u64,
+        counted: Duration,
+        max: Duration,
+        reason: &str,
+    ) -> Result<Deferred, StoreError> {
+        let r: i64 = invoke(&scripts::DEFER, &self.keys, run_id)
+            .arg(idx)
+            .arg(attempt)
+            .arg(worker)
+            .arg(now_ms())
+            .arg(due_ms)
+            .arg(counted.as_millis() as u64)
+            .arg(max.as_millis() as u64)
+            .arg(reason)
+            .invoke_async(conn)
+            .await?;
+        Ok(match r {
+            -1 => Deferred::NotOurs,
+            -2 => Deferred::OverMax,
+            n if n >= 0 => Deferred::Ok { waited: Duration::from_millis(n as u64) },
+            n => return Err(StoreError::Corrupt(format!("defer script answered {n}"))),
+        })
     }
 
     /// Moves due retries of a run to its outbox, and in a capped run gives the slots of lapsed

@@ -6,7 +6,7 @@
 use super::raw::{RawLimits, RawQuotas, Sp};
 use super::validate::duration_of;
 use crate::catalog::Catalog;
-use crate::model::{usd_to_nanos, Budget, ModelLimits, Nanos, Price, Quotas, RunLimits, TaskSpec, DEFAULT_QUOTA_WAIT};
+use crate::model::{usd_to_nanos, Budget, ModelLimits, Nanos, Price, Quotas, RateLimit, RunLimits, TaskSpec, DEFAULT_QUOTA_WAIT};
 use crate::yaml::{closest, Pos, YamlError};
 
 /// Bytes in one GB as the seed's `max_memory_gb` / `max_disk_gb` mean it (GiB, as `free -g`).
@@ -94,7 +94,8 @@ pub(super) fn limits(raw: Option<Sp<RawLimits>>, file: &str, catalog: &Catalog, 
     out
 }
 
-/// Each task's price (the block's for its instance, else the catalog's), and with a budget,
+/// Each task's price (the block's for its instance, else the catalog's) and the run's rate
+/// limit for its instance, and with a budget,
 /// an error for every instance the run uses that has none: its cost could not be counted.
 pub(super) fn price_tasks(
     specs: &mut [TaskSpec],
@@ -107,6 +108,7 @@ pub(super) fn price_tasks(
     let mut unpriced: Vec<&str> = Vec::new();
     for s in specs.iter_mut() {
         s.price = limits.models.get(&s.instance).and_then(|m| m.price).or_else(|| catalog.get(&s.instance).and_then(|i| i.price));
+        s.rate = limits.models.get(&s.instance).map(|m| RateLimit { rpm: m.max_rpm, tpm: m.max_tpm }).filter(|r| !r.is_none());
         if s.price.is_none() && !unpriced.contains(&s.instance.as_str()) && catalog.get(&s.instance).is_some() {
             unpriced.push(catalog.get(&s.instance).map(|i| i.name.as_str()).unwrap_or_default());
         }

@@ -232,6 +232,7 @@ pub(super) fn validate(raw: RawFile, src: &str, file: &str, catalog: &Catalog) -
             needs_approval: false,
             inputs: Vec::new(),
             price: None,
+            rate: None,
             retry,
             priority,
         });

@@ -71,6 +71,9 @@ pub(crate) struct Shared {
     /// Readiness and (re)start count of each supervised CCR instance; jobs of an instance are
     /// taken only while it is ready.
     pub ready: HashMap<String, (watch::Receiver<bool>, Arc<AtomicU32>)>,
+    /// Backoffs after rate-limit answers, by limiter name (Unix ms they end): what this
+    /// worker's own tasks saw, and what upkeep reads from Redis for every served instance.
+    pub backoffs: Mutex<HashMap<String, u64>>,
 }
 
 impl Shared {
@@ -92,6 +95,19 @@ impl Shared {
     /// holds while it waits.
     pub fn idle_slots(&self, instance: &str) -> usize {
         self.slots[instance].available_permits() + self.reading[instance].load(Ordering::SeqCst)
+    }
+
+    /// The end of a backoff known for limiter `name`, if it has not passed.
+    pub fn backoff_until(&self, name: &str) -> Option<u64> {
+        let until = self.backoffs.lock().expect("backoffs lock").get(name).copied()?;
+        Some(until).filter(|&u| u > zo_common::model::now_ms())
+    }
+
+    /// Notes a backoff (the later end wins).
+    pub fn note_backoff(&self, name: &str, until: u64) {
+        let mut b = self.backoffs.lock().expect("backoffs lock");
+        let e = b.entry(name.to_string()).or_insert(0);
+        *e = (*e).max(until);
     }
 
     /// The instance's CCR (re)start count and whether it is ready now (`None`: no CCR here).
@@ -223,6 +239,7 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
         reading: cfg.instances.iter().map(|i| (i.name.clone(), AtomicUsize::new(0))).collect(),
         tracker: tracker.clone(),
         ready,
+        backoffs: Mutex::new(HashMap::new()),
     });
     let instances: Vec<String> = cfg.instances.iter().map(|i| i.name.clone()).collect();
     let executor_name = executor.as_ref().map(|e| e.host().to_string()).unwrap_or_else(|| "simulate".into());

@@ -1,4 +1,5 @@
-//! The upkeep loop: every half second, due retries and outboxes of unfinished runs; soon after
+//! The upkeep loop: every half second, due retries and outboxes of unfinished runs and the
+//! rate-limit backoffs of the served instances; soon after
 //! start and then every 30 s, consumers of workers that are gone and hold nothing.
 
 use std::sync::Arc;
@@ -20,6 +21,13 @@ pub(super) async fn upkeep_loop(shared: Arc<Shared>, instances: Vec<String>, shu
         let Ok(mut conn) = store.conn().await else { continue };
         if let Err(e) = store.maintain_active(&mut conn).await {
             debug!("maintenance failed: {e}");
+        }
+        // Backoffs other workers started after rate-limit answers hold here too.
+        for inst in &instances {
+            let name = crate::limits::instance_limiter(&shared, inst).name;
+            if let Ok(Some(until)) = store.backoff_until(&mut conn, &name).await {
+                shared.note_backoff(&name, until);
+            }
         }
         // Soon after start (a restarted worker cleans up after its dead predecessors), then every 30 s.
         if ticks == 4 || ticks.is_multiple_of(60) {

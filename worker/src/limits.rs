@@ -1,0 +1,178 @@
+//! Rate limits around one task: before it starts, every limiter that applies admits it (the
+//! instance's — or its `rate_group`'s — from this worker's catalog, for every run; the run's
+//! own for the instance, from `resource_limits.models`), the task waiting its turn here for
+//! a short wait or handed back to its run for a long one; after it ends, its tokens are
+//! debited and a rate-limit answer backs every worker off that limiter.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+use zo_common::model::{now_ms, ErrorClass, Outcome, RateLimit};
+use zo_common::store::{Job, Limiter, Store};
+
+use crate::service::Shared;
+
+/// Longest wait for a limiter a task spends holding its worker slot; a longer one hands the
+/// task back to its run, due when its turn comes.
+pub(crate) const WAIT_IN_WORKER: Duration = Duration::from_secs(2);
+
+/// Most time one task waits after rate-limit answers before the answer counts as a failed
+/// attempt (its retry policy for `rate_limit` decides then).
+pub(crate) const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(600);
+
+/// The limiter an instance shares with every run (its `rate_group`, else itself), with the
+/// catalog's limits (none: it still carries the backoff after a rate-limit answer).
+pub(crate) fn instance_limiter(shared: &Shared, instance: &str) -> Limiter {
+    match shared.ctx.catalog.get(instance) {
+        Some(i) => Limiter { name: i.limiter().to_string(), rate: RateLimit { rpm: i.max_rpm, tpm: i.max_tpm } },
+        None => Limiter { name: instance.to_string(), rate: RateLimit::default() },
+    }
+}
+
+/// The limiters a job of `instance` must be admitted by: the instance's when the catalog
+/// limits it, the run's when its file does. Usually none (no round trip then).
+pub(crate) fn limiters(shared: &Shared, job: &Job, instance: &str) -> Vec<Limiter> {
+    let mut out = Vec::new();
+    let own = instance_limiter(shared, instance);
+    if !own.rate.is_none() {
+        out.push(own);
+    }
+    if let Some(rate) = job.spec.rate {
+        out.push(Limiter::for_run(&job.run_id, instance, rate));
+    }
+    out
+}
+
+/// How admission ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Start now; `waited` here for the limiters.
+    Go { waited: Duration },
+    /// Wait this long more (hand the task back to its run until then).
+    Later(Duration),
+    /// The task was told to stop while it waited.
+    Stopped,
+}
+
+/// Asks every limiter in turn, waiting here while a wait is short. Redis errors let the task
+/// go (a limiter is a courtesy to the provider, and Redis being down stops more than this).
+/// `backoff_until`: the end of a backoff this worker knows of for the instance (Unix ms).
+pub(crate) async fn admit(
+    store: &Store,
+    backoff_until: Option<u64>,
+    limiters: &[Limiter],
+    job_key: &str,
+    stop: &CancellationToken,
+) -> Admission {
+    let mut waited = Duration::ZERO;
+    if let Some(until) = backoff_until {
+        let wait = Duration::from_millis(until.saturating_sub(now_ms()));
+        if wait > WAIT_IN_WORKER {
+            return Admission::Later(wait);
+        }
+        if !wait.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => waited += wait,
+                _ = stop.cancelled() => return Admission::Stopped,
+            }
+        }
+    }
+    for lim in limiters {
+        loop {
+            let wait = match store.conn().await {
+                Ok(mut c) => match store.admit(&mut c, lim, job_key).await {
+                    Ok(w) => w,
+                    Err(e) => {
+                        warn!(limiter = %lim.name, "rate limiter unavailable ({e}); starting without it");
+                        Duration::ZERO
+                    }
+                },
+                Err(e) => {
+                    warn!(limiter = %lim.name, "rate limiter unavailable ({e}); starting without it");
+                    Duration::ZERO
+                }
+            };
+            if wait.is_zero() {
+                break;
+            }
+            if wait > WAIT_IN_WORKER {
+                return Admission::Later(wait);
+            }
+            debug!(limiter = %lim.name, "waiting {} ms for the rate limit", wait.as_millis());
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => waited += wait,
+                _ = stop.cancelled() => return Admission::Stopped,
+            }
+        }
+    }
+    Admission::Go { waited }
+}
+
+/// After the task: tokens debited, a rate-limit answer reported to every limiter. The end of
+/// the longest backoff that answer started (Unix ms).
+/// `own` is the instance's limiter, told about rate-limit answers even when it limits nothing.
+pub(crate) async fn after(store: &Store, limiters: &[Limiter], own: &Limiter, outcome: &Outcome) -> Option<u64> {
+    let tokens = outcome.agent.as_ref().map_or(0, |a| a.input_tokens + a.output_tokens + a.cache_read_tokens + a.cache_creation_tokens);
+    let limited = outcome.error_class == Some(ErrorClass::RateLimit);
+    let retry_after = if limited { retry_after(outcome) } else { None };
+    let mut told: Vec<&Limiter> = limiters.iter().filter(|l| l.rate.tpm.is_some() || limited).collect();
+    if limited && !told.iter().any(|l| l.name == own.name) {
+        told.push(own);
+    }
+    if told.is_empty() {
+        return None;
+    }
+    let mut until = None;
+    let Ok(mut c) = store.conn().await else { return None };
+    for lim in told {
+        match store.debit(&mut c, lim, tokens, limited, retry_after).await {
+            Ok(u) => until = until.max(u),
+            Err(e) => warn!(limiter = %lim.name, "could not debit the rate limiter: {e}"),
+        }
+    }
+    until
+}
+
+/// A retry-after the agent reported in its answer or error ("retry after 20 seconds",
+/// "Retry-After: 20", "try again in 1.5s"), at most 10 minutes.
+pub(crate) fn retry_after(o: &Outcome) -> Option<Duration> {
+    let text = format!("{} {}", o.error.as_deref().unwrap_or(""), o.output).to_ascii_lowercase();
+    for marker in ["retry-after:", "retry after", "try again in", "retry in"] {
+        let Some(at) = text.find(marker) else { continue };
+        let rest = text[at + marker.len()..].trim_start();
+        let num: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        let Ok(n) = num.parse::<f64>() else { continue };
+        let unit = rest[num.len()..].trim_start();
+        let ms = if unit.starts_with("ms") || unit.starts_with("millisecond") {
+            n
+        } else if unit.starts_with('m') && !unit.starts_with("ms") {
+            n * 60_000.0
+        } else {
+            n * 1000.0
+        };
+        if ms.is_finite() && ms > 0.0 {
+            return Some(Duration::from_millis(ms as u64).min(Duration::from_secs(600)));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn said(text: &str) -> Option<Duration> {
+        retry_after(&Outcome::fail(ErrorClass::RateLimit, text.to_string()))
+    }
+
+    #[test]
+    fn retry_after_is_read_from_the_answer() {
+        assert_eq!(said("429 Too Many Requests; Retry-After: 20"), Some(Duration::from_secs(20)));
+        assert_eq!(said("rate limit reached, please try again in 1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(said("Rate limited. Retry after 2 minutes"), Some(Duration::from_secs(120)));
+        assert_eq!(said("retry in 250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(said("rate limit exceeded"), None);
+        assert_eq!(said("retry after 99999 seconds"), Some(Duration::from_secs(600)));
+    }
+}
