@@ -249,3 +249,61 @@ fn a_budget_stops_the_run_and_alerts_once() {
     assert!(md.contains("budget reached at") && md.contains("5 cancelled"), "{md}");
     assert!(md.contains("## Cost by instance"), "{md}");
 }
+
+/// `--dry-run` on a file that ran before: each task estimated from its earlier run, the run's
+/// duration from the critical path, within 25% of what the rerun then takes; ready with a
+/// live worker. Without Redis: still valid (exit 0), estimates unavailable, not ready; with
+/// `--require-ready` that exits 3.
+#[test]
+fn dry_run_estimates_from_history_and_says_whether_it_is_ready() {
+    let redis = Redis::start();
+    let ns = namespace("dryrun");
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "name: Estimates\nresource_limits:\n  models:\n    - name: fast\n      cost_per_1k_tokens: 0.50\ntasks:\n  - { name: A, ccr_instance: fast, prompt: p, simulate: { duration: 1s } }\n  - { name: B, ccr_instance: fast, prompt: p, dependencies: [A], simulate: { duration: 2s } }\n  - { name: C, ccr_instance: fast, prompt: p, dependencies: [A], simulate: { duration: 1500ms } }\n  - { name: D, ccr_instance: fast, prompt: p, dependencies: [B, C], simulate: { duration: 1s } }\n";
+    write(dir.path(), "e.yaml", yaml);
+    // Before any run and any worker: estimates by timeout only, not ready.
+    let out = submit(dir.path(), &redis.url(), &ns, &["e.yaml", "--dry-run"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("DRY RUN: Estimates") && out.stdout.contains("Validation: PASSED"), "{}", out.stdout);
+    assert!(out.stdout.contains("Ready to execute: NO\n  - no live worker serves instance `fast`"), "{}", out.stdout);
+    assert!(out.stdout.contains("(timeout)"), "{}", out.stdout);
+    let out = submit(dir.path(), &redis.url(), &ns, &["e.yaml", "--dry-run", "--require-ready"], LIMIT);
+    assert_eq!(out.code, 3, "not ready exits 3 with --require-ready");
+
+    let _w =
+        Worker::start(dir.path(), "w", "executor: { kind: simulate }\ninstances: [ { name: fast, concurrency: 4 } ]\n", &redis.url(), &ns);
+    let first = submit(dir.path(), &redis.url(), &ns, &["e.yaml", "--json", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let out = submit(dir.path(), &redis.url(), &ns, &["e.yaml", "--dry-run", "--require-ready"], LIMIT);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let text = &out.stdout;
+    assert!(text.contains("Ready to execute: YES"), "{text}");
+    assert!(
+        text.contains("Estimates from: 4 by earlier runs of the same task, 0 by their instance's median, 0 by their timeout only"),
+        "{text}"
+    );
+    assert!(text.contains("· after A · ~2s, $0.0"), "B's estimate, priced: {text}");
+    assert!(text.contains("Estimated Cost: $0.0"), "{text}");
+    let line = text.lines().find(|l| l.starts_with("Estimated Duration: ")).unwrap();
+    let range: Vec<f64> =
+        line.trim_start_matches("Estimated Duration: ").trim_end_matches(" seconds").split('-').map(|x| x.parse().unwrap()).collect();
+    let estimate = (range[0] + range[1]) / 2.0;
+    let rerun = submit(dir.path(), &redis.url(), &ns, &["e.yaml", "--json", "--no-save", "--no-report"], LIMIT);
+    let actual = serde_json::from_str::<Value>(&rerun.stdout).unwrap()["summary"]["wall_time"].as_f64().unwrap();
+    println!("dry run: estimated {line:?}, the rerun took {actual:.2}s");
+    assert!((estimate - actual).abs() <= 0.25 * actual, "estimate {estimate}s vs actual {actual}s");
+
+    // Without Redis: valid, estimates unavailable, not ready; 3 only when asked.
+    let gone = format!("redis://127.0.0.1:{}", free_port());
+    let out = submit(dir.path(), &gone, &ns, &["e.yaml", "--dry-run"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("Estimates: unavailable") && out.stdout.contains("Ready to execute: NO\n  - Redis is unreachable"),
+        "{}",
+        out.stdout
+    );
+    let t = Instant::now();
+    let out = submit(dir.path(), &gone, &ns, &["e.yaml", "--dry-run", "--require-ready"], LIMIT);
+    assert_eq!(out.code, 3);
+    assert!(t.elapsed() < Duration::from_secs(5), "it waits about a second for Redis");
+}

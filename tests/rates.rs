@@ -109,11 +109,15 @@ fn a_rate_limit_answer_backs_every_worker_off() {
     let first = out.stdout.trim().to_string();
     let marker = rec.join("limited/limited");
     let t = std::time::Instant::now();
-    while !marker.exists() {
+    // The fake agent writes the time of its rate-limited answer there (the file may be
+    // empty for a moment).
+    let limited_at: u64 = loop {
+        if let Some(ms) = std::fs::read_to_string(&marker).ok().and_then(|s| s.trim().parse().ok()) {
+            break ms;
+        }
         assert!(t.elapsed() < Duration::from_secs(20), "the first call never happened");
         std::thread::sleep(Duration::from_millis(20));
-    }
-    let limited_at: u64 = std::fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
+    };
     // Let the other worker's upkeep see the backoff (it reads it every half second).
     std::thread::sleep(Duration::from_millis(800));
     let mut yaml = String::from("tasks:\n");

@@ -4,13 +4,14 @@
 //!   models of a run. Depends on nothing else here.
 //! - [`yaml`] — YAML reading with `file:line:col` errors.
 //! - [`checks`] — `expect:` and `gate:` over a task's output, and the JSON it carries.
-//! - [`catalog`] — the model instances (name, CCR port, model).
+//! - [`catalog`] — the model instances (name, CCR port, model, namespace-wide limits and prices).
 //! - [`graph`] — cycles, layers and children over dependency index lists.
 //! - [`rules`] — trigger rules and `on_success`/`on_failure` conditions as pure functions.
 //! - [`taskfile`] — parse and validate task files, every problem at once.
 //! - [`template`] — `${{ … }}` in commands and prompts: checked at plan time, rendered on the
 //!   worker from the dependencies' results, values reaching bash as data only.
 //! - [`plan`] — the printed plan.
+//! - [`estimate`] — dry-run estimates of a run's duration and cost from earlier runs.
 //! - [`store`] — the one place that speaks Redis: connection, key layout, Lua scripts, run
 //!   creation, outbox, state transitions, the stream-entry codec, dead letters, read models.
 //! - [`report`] — the results document, the dashboard and the Markdown report.
@@ -20,6 +21,7 @@
 
 pub mod catalog;
 pub mod checks;
+pub mod estimate;
 pub mod graph;
 pub mod model;
 pub mod plan;

@@ -7,8 +7,9 @@
 use std::fmt::Write as _;
 
 use crate::catalog::Catalog;
+use crate::estimate::{Estimate, Source, TaskEstimate};
 use crate::graph;
-use crate::model::When;
+use crate::model::{format_usd, Nanos, When};
 use crate::taskfile::TaskFile;
 
 /// The dependency layers of a file's tasks.
@@ -18,11 +19,54 @@ pub fn batches(file: &TaskFile) -> Vec<Vec<usize>> {
 
 /// The seed's execution plan, as text.
 pub fn render(file: &TaskFile, catalog: &Catalog) -> String {
+    render_with(file, catalog, None)
+}
+
+/// `~20s`, `~20-24s`, or `≤5m` when only the timeout bounds it.
+fn duration_range(e: &TaskEstimate) -> String {
+    let s = |ms: u64| format!("{}s", (ms as f64 / 1000.0).round() as u64);
+    match e.source {
+        Source::Timeout => format!("≤{}", humantime::format_duration(std::time::Duration::from_secs(e.high_ms / 1000))),
+        _ if (e.high_ms as f64 / 1000.0).round() == (e.low_ms as f64 / 1000.0).round() => format!("~{}", s(e.high_ms)),
+        _ => format!("~{}-{}", (e.low_ms as f64 / 1000.0).round() as u64, s(e.high_ms)),
+    }
+}
+
+fn cost_range((low, high): (Nanos, Nanos)) -> String {
+    if format_usd(low) == format_usd(high) {
+        format_usd(high)
+    } else {
+        format!("{} - {}", format_usd(low), format_usd(high))
+    }
+}
+
+/// The plan with dry-run estimates: the run's duration and cost ranges, and each task's and
+/// batch's.
+pub fn render_with(file: &TaskFile, catalog: &Catalog, est: Option<&Estimate>) -> String {
     let b = batches(file);
     let mut s = String::new();
     let title = file.name.as_deref().unwrap_or(&file.path);
     let _ = writeln!(s, "Execution plan: {title}");
     let _ = writeln!(s, "Total tasks: {}   Batches: {}", file.tasks.len(), b.len());
+    if let Some(e) = est {
+        let _ = writeln!(s, "Estimated Duration: {}-{} seconds", (e.low_ms as f64 / 1000.0).round(), (e.high_ms as f64 / 1000.0).round());
+        match e.cost {
+            Some(c) => {
+                let _ = writeln!(s, "Estimated Cost: {}", cost_range(c));
+            }
+            None => {
+                let _ = writeln!(s, "Estimated Cost: unknown (no earlier run of these tasks was priced)");
+            }
+        }
+        let count = |src: Source| e.tasks.iter().filter(|t| t.source == src).count();
+        let _ = writeln!(
+            s,
+            "Estimates from: {} by earlier runs of the same task, {} by their instance's median, {} by their timeout only",
+            count(Source::History),
+            count(Source::Instance),
+            count(Source::Timeout)
+        );
+    }
     if !file.stages.is_empty() {
         let stages: Vec<String> = file
             .stages
@@ -42,13 +86,26 @@ pub fn render(file: &TaskFile, catalog: &Catalog) -> String {
         let _ = writeln!(s, "Stages: {}", stages.join(" · "));
     }
     for (n, batch) in b.iter().enumerate() {
+        let span = est.map(|e| {
+            let high = batch.iter().map(|&i| e.tasks[i].high_ms).max().unwrap_or(0);
+            let low = batch.iter().map(|&i| e.tasks[i].low_ms).max().unwrap_or(0);
+            let any_timeout = batch.iter().any(|&i| e.tasks[i].source == Source::Timeout);
+            let r = TaskEstimate {
+                low_ms: low,
+                high_ms: high,
+                cost: None,
+                source: if any_timeout { Source::Timeout } else { Source::History },
+            };
+            format!(" {}", duration_range(&r))
+        });
         let _ = writeln!(
             s,
-            "\nBatch {} ({} task{}{}):",
+            "\nBatch {} ({} task{}{}):{}",
             n + 1,
             batch.len(),
             if batch.len() == 1 { "" } else { "s" },
-            if batch.len() > 1 { " in parallel" } else { "" }
+            if batch.len() > 1 { " in parallel" } else { "" },
+            span.unwrap_or_default()
         );
         for &i in batch {
             let t = &file.tasks[i];
@@ -75,6 +132,13 @@ pub fn render(file: &TaskFile, catalog: &Catalog) -> String {
                     When::Failed => "failed",
                 };
                 let _ = write!(s, " · only if {} {how}", file.tasks[c.on as usize].name);
+            }
+            if let Some(e) = est.map(|e| &e.tasks[i]) {
+                let _ = write!(s, " · {}", duration_range(e));
+                if let Some(c) = e.cost {
+                    let _ = write!(s, ", {}", cost_range(c));
+                }
+                let _ = write!(s, " ({})", e.source.as_str());
             }
             s.push('\n');
         }

@@ -16,9 +16,13 @@ pub struct Args {
     pub command: Option<Command>,
     /// The task file (YAML) to submit.
     pub file: Option<PathBuf>,
-    /// Validate and print the plan without touching Redis.
+    /// Validate and print the plan with estimates of duration and cost (from earlier runs in
+    /// Redis) and whether the run is ready (Redis, live workers, limits); submits nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --dry-run: exit 3 when the run is not ready to execute.
+    #[arg(long, requires = "dry_run")]
+    pub require_ready: bool,
     /// Submit, print the run id and exit; re-attach with `zo-submit watch RUN`.
     #[arg(long)]
     pub detach: bool,

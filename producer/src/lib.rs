@@ -8,6 +8,7 @@
 
 mod approve;
 pub mod cli;
+mod dryrun;
 pub mod output;
 mod resume;
 pub mod watch;
@@ -107,7 +108,7 @@ pub async fn run(args: Args) -> u8 {
                 return exit::INVALID;
             };
             if args.dry_run {
-                return plan_only(&args, file, &catalog);
+                return dryrun::dry_run(&args, file, &catalog).await;
             }
             submit(&args, file, &catalog).await
         }

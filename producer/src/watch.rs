@@ -23,7 +23,7 @@ const UPKEEP_EVERY: Duration = Duration::from_millis(250);
 /// Longest wait for the run's next event in one refresh.
 const EVENT_WAIT: Duration = Duration::from_millis(500);
 /// A worker whose heartbeat is older than this counts as gone.
-const LIVE_WITHIN: Duration = Duration::from_secs(15);
+pub(crate) const LIVE_WITHIN: Duration = Duration::from_secs(15);
 
 struct View {
     names: Vec<String>,

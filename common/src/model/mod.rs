@@ -19,7 +19,7 @@ pub use limits::{
     format_usd, nanos_to_usd, usd_to_nanos, Budget, ModelLimits, Nanos, Price, Quotas, RateLimit, RunLimits, DEFAULT_QUOTA_WAIT,
 };
 pub use result::{AgentOutcome, CommandOutcome, Outcome, TaskResult};
-pub use run::{RunMeta, RunSnapshot, Skip, StageState, StageStatus, StopReason};
+pub use run::{RunMeta, RunSnapshot, Skip, StageState, StageStatus, StopReason, TaskSample};
 pub use spec::{Input, TaskSpec, DEFAULT_TIMEOUT_MS, DEPS_FIELD};
 pub use vocab::{Backoff, Condition, ErrorClass, ParentOutcome, Priority, RetryPolicy, Simulate, Status, TaskState, TriggerRule, When};
 

@@ -114,3 +114,13 @@ impl Skip {
         self.class == ErrorClass::Dependency
     }
 }
+
+/// One task that succeeded in an earlier run: what estimates learn from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSample {
+    pub task: String,
+    pub instance: String,
+    pub duration_ms: u64,
+    /// What it cost (every attempt), when it was priced.
+    pub cost: Option<Nanos>,
+}

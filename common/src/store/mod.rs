@@ -9,7 +9,8 @@
 //!   groups, reading, reclaiming.
 //! - `dead` — dead letters; `read` — run meta, snapshots, events; `workers` — heartbeats and
 //!   live workers; `upkeep` — due retries, outboxes and the run index; `limits` — rate
-//!   limiters shared by every worker (their own keys, beside the runs').
+//!   limiters shared by every worker (their own keys, beside the runs'); `history` — the
+//!   tasks of recent runs that dry-run estimates learn from.
 //!
 //! Every state change of a task is one atomic operation on one run's keys (see
 //! ARCHITECTURE.md, "Task lifecycle"). Callers never see a Redis command.
@@ -17,6 +18,7 @@
 mod create;
 mod dead;
 mod entry;
+mod history;
 pub mod keys;
 mod limits;
 mod outbox;
