@@ -307,3 +307,44 @@ fn dry_run_estimates_from_history_and_says_whether_it_is_ready() {
     assert_eq!(out.code, 3);
     assert!(t.elapsed() < Duration::from_secs(5), "it waits about a second for Redis");
 }
+
+/// The catalog's `max_concurrent: 2` for `fast` holds over two runs and 3 workers ×
+/// concurrency 4 (the tasks of both runs together never run more than 2 at once); a worker
+/// whose catalog says otherwise is warned about.
+#[test]
+fn the_catalogs_max_concurrent_holds_across_runs_and_workers() {
+    let redis = Redis::start();
+    let ns = namespace("nscap");
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = |cap: u32| {
+        format!("instances:\n  - {{ name: fast, port: 3457, model: m, max_concurrent: {cap} }}\n  - {{ name: general, port: 3456, model: m }}\n")
+    };
+    write(dir.path(), "catalog.yaml", &catalog(2));
+    write(dir.path(), "other-catalog.yaml", &catalog(3));
+    let cat = dir.path().join("catalog.yaml").display().to_string();
+    let cfg =
+        |catalog: &str| format!("executor: {{ kind: simulate }}\ncatalog: {catalog}\ninstances: [ {{ name: fast, concurrency: 4 }} ]\n");
+    let _workers: Vec<Worker> =
+        (0..3).map(|i| Worker::start(dir.path(), &format!("w{i}"), &cfg("catalog.yaml"), &redis.url(), &ns)).collect();
+    write(dir.path(), "a.yaml", &format!("tasks:\n{}", tasks("a", 8, &["fast"], "300ms")));
+    write(dir.path(), "b.yaml", &format!("tasks:\n{}", tasks("b", 8, &["fast"], "300ms")));
+    let out = submit(dir.path(), &redis.url(), &ns, &["a.yaml", "--detach", "--quiet", "--catalog", &cat], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let a = out.stdout.trim().to_string();
+    let out = submit(dir.path(), &redis.url(), &ns, &["b.yaml", "--json", "--no-save", "--no-report", "--catalog", &cat], LIMIT);
+    let b_doc = doc_of(&out);
+    let out = submit(dir.path(), &redis.url(), &ns, &["watch", &a, "--json", "--no-save", "--no-report"], LIMIT);
+    let a_doc = doc_of(&out);
+    assert!(all_succeeded(&a_doc) && all_succeeded(&b_doc));
+    let mut both = intervals(&a_doc, None);
+    both.extend(intervals(&b_doc, None));
+    let overlap = max_overlap(&both);
+    println!("catalog max_concurrent 2 over two runs and 3 workers: overlap {overlap}");
+    assert_eq!(overlap, 2);
+    let w = Worker::start(dir.path(), "w-other", &cfg("other-catalog.yaml"), &redis.url(), &ns);
+    let t = Instant::now();
+    while !w.log_text().contains("another worker's to max_concurrent 2") {
+        assert!(t.elapsed() < Duration::from_secs(10), "no warning about the other catalog: {}", w.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

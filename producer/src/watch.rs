@@ -275,13 +275,14 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
                 for e in events.events {
                     let Some(st) = e.state else { continue };
                     let n = view.states.len();
-                    if let Some(until) = e.waits_until {
+                    if let Some((why, until)) = &e.waits {
                         let secs = until.saturating_sub(zo_common::model::now_ms()) as f64 / 1000.0;
                         for &i in e.tasks.iter().filter(|&&i| (i as usize) < n) {
-                            say(format!(
-                                "⏳ {} [{}] waits {secs:.1}s for its rate limit",
-                                view.names[i as usize], view.instances[i as usize]
-                            ));
+                            let (name, inst) = (&view.names[i as usize], &view.instances[i as usize]);
+                            say(match why.as_str() {
+                                "max_concurrent" => format!("⏳ {name} [{inst}] waits for a free slot of `{inst}` (its max_concurrent)"),
+                                _ => format!("⏳ {name} [{inst}] waits {secs:.1}s for its rate limit"),
+                            });
                         }
                     }
                     for i in e.tasks.into_iter().map(|i| i as usize).filter(|&i| i < n) {

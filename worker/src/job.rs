@@ -12,7 +12,7 @@ use tracing::{debug, error, info, warn, Instrument};
 use zo_common::model::{now_ms, ErrorClass, Outcome, Status, TaskResult};
 use zo_common::store::{Deferred, Delivery, Job, MarkRunning, Recorded, ToMark, ToRecord};
 
-use crate::limits::{self, Admission};
+use crate::limits::{self, Admission, SharedSlot};
 use crate::service::{backoff, sleep_or_shutdown, RunningJob, Shared, StopReason};
 use crate::task::execute;
 use crate::templates::{self, has_templates};
@@ -27,11 +27,13 @@ struct Held<'a> {
     shared: &'a Shared,
     slot: Option<OwnedSemaphorePermit>,
     running: Option<(String, u32)>,
+    /// A slot of the instance's `max_concurrent` (shared by every worker), under this key.
+    shared_slot: Option<(String, u32)>,
 }
 
 impl<'a> Held<'a> {
     fn new(shared: &'a Shared, slot: OwnedSemaphorePermit) -> Self {
-        Held { shared, slot: Some(slot), running: None }
+        Held { shared, slot: Some(slot), running: None, shared_slot: None }
     }
 
     /// Registers the job among the worker's running jobs (its lease is renewed from there).
@@ -50,12 +52,28 @@ impl<'a> Held<'a> {
     /// The task is done with its slot once its result is stored.
     fn free_slot(&mut self) {
         self.slot = None;
+        self.give_shared_slot();
+    }
+
+    /// Holds a shared slot (renewed by the lease loop until given back).
+    fn hold_shared_slot(&mut self, key: (String, u32), slot: SharedSlot) {
+        self.shared.shared_slots.lock().expect("slots lock").insert(key.clone(), slot);
+        self.shared_slot = Some(key);
+    }
+
+    /// Gives the shared slot back (in its own tracked task: this runs in `drop` too).
+    fn give_shared_slot(&mut self) {
+        let Some(key) = self.shared_slot.take() else { return };
+        let Some(slot) = self.shared.shared_slots.lock().expect("slots lock").remove(&key) else { return };
+        let store = self.shared.store.clone();
+        self.shared.tracker.spawn(async move { limits::give_back(&store, &slot).await });
     }
 }
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         self.stop_running();
+        self.give_shared_slot();
     }
 }
 
@@ -141,6 +159,33 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
                         return;
                     }
                     Admission::Stopped => stopped_waiting = true,
+                }
+            }
+            if let (Some((limiter, cap)), false) = (limits::shared_cap(shared, instance), stopped_waiting) {
+                let slot = SharedSlot { limiter, cap, member: format!("{}|{}", job.run_id, job.idx) };
+                let until = now_ms() + shared.lease.as_millis() as u64;
+                let taken = match shared.store.conn().await {
+                    Ok(mut c) => shared.store.take_shared_slot(&mut c, &slot.limiter, cap, &slot.member, until).await,
+                    Err(e) => Err(e),
+                };
+                match taken {
+                    Ok(true) => held.hold_shared_slot((job.run_id.clone(), job.idx), slot),
+                    Ok(false) => {
+                        // All of the instance's slots are held: wait in the limiter's queue,
+                        // handed back to the run (due in 30 s should the wake-up be lost).
+                        held.stop_running();
+                        Box::pin(defer(shared, job, d, now_ms() + 30_000, Duration::ZERO, "max_concurrent")).await;
+                        let waiting = format!("{}|{}|{}", job.run_id, job.idx, job.attempt);
+                        let queued = match shared.store.conn().await {
+                            Ok(mut c) => shared.store.wait_for_shared_slot(&mut c, &slot.limiter, &waiting).await,
+                            Err(e) => Err(e),
+                        };
+                        if let Err(e) = queued {
+                            warn!("could not queue for a shared slot ({e}); the task comes back in 30 s");
+                        }
+                        return;
+                    }
+                    Err(e) => warn!("shared slots unavailable ({e}); starting without one"),
                 }
             }
             let ccr_before = shared.ccr_state(instance);

@@ -176,3 +176,47 @@ mod tests {
         assert_eq!(said("retry after 99999 seconds"), Some(Duration::from_secs(600)));
     }
 }
+
+/// The catalog's `max_concurrent` for an instance, with the limiter that holds its slots.
+pub(crate) fn shared_cap(shared: &Shared, instance: &str) -> Option<(String, u32)> {
+    let i = shared.ctx.catalog.get(instance)?;
+    i.max_concurrent.map(|c| (i.limiter().to_string(), c))
+}
+
+/// A shared slot a running task holds: where, and under which member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SharedSlot {
+    pub limiter: String,
+    pub cap: u32,
+    pub member: String,
+}
+
+/// Gives a shared slot back and brings forward the tasks waiting for it.
+pub(crate) async fn give_back(store: &Store, slot: &SharedSlot) {
+    let Ok(mut c) = store.conn().await else {
+        warn!(limiter = %slot.limiter, "Redis unavailable: the shared slot frees itself when its lease lapses");
+        return;
+    };
+    match store.free_shared_slots(&mut c, &slot.limiter, slot.cap, Some(&slot.member)).await {
+        Ok(waiters) => wake(store, &mut c, &waiters).await,
+        Err(e) => warn!(limiter = %slot.limiter, "could not give the shared slot back ({e}); it frees itself when its lease lapses"),
+    }
+}
+
+/// Brings waiting tasks (`RUN|IDX|ATTEMPT`) forward in their runs.
+pub(crate) async fn wake(store: &Store, c: &mut zo_common::store::Conn, waiters: &[String]) {
+    for w in waiters {
+        let mut parts = w.rsplitn(3, '|');
+        let (Some(att), Some(idx), Some(run)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let (Ok(idx), Ok(att)) = (idx.parse::<u32>(), att.parse::<u32>()) else { continue };
+        if let Err(e) = store.bring_forward(c, run, idx, att).await {
+            debug!(run, idx, "could not bring a waiting task forward ({e}); it comes back on its own");
+        }
+    }
+}
+
+/// An instance's namespace-wide limits as text, to compare between workers' catalogs.
+pub(crate) fn conf_text(i: &zo_common::catalog::Instance) -> String {
+    let n = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |n| n.to_string());
+    format!("max_concurrent {} max_rpm {} max_tpm {}", n(i.max_concurrent.map(u64::from)), n(i.max_rpm.map(u64::from)), n(i.max_tpm))
+}

@@ -44,6 +44,71 @@ impl Store {
         Ok(Duration::from_millis(wait.max(0) as u64))
     }
 
+    /// Takes one of an instance's shared concurrency slots for `member` (`RUN|IDX`) until
+    /// `until_ms`; false when all `cap` are held.
+    pub async fn take_shared_slot(&self, conn: &mut Conn, name: &str, cap: u32, member: &str, until_ms: u64) -> Result<bool, StoreError> {
+        let r: i64 = self.ns_slots(name, "take", cap, member, until_ms).invoke_async(conn).await?;
+        Ok(r == 1)
+    }
+
+    /// Extends a held shared slot; false when it lapsed meanwhile.
+    pub async fn renew_shared_slot(&self, conn: &mut Conn, name: &str, member: &str, until_ms: u64) -> Result<bool, StoreError> {
+        let r: i64 = self.ns_slots(name, "renew", 0, member, until_ms).invoke_async(conn).await?;
+        Ok(r == 1)
+    }
+
+    /// Queues `job` (`RUN|IDX|ATTEMPT`) for the next free shared slot.
+    pub async fn wait_for_shared_slot(&self, conn: &mut Conn, name: &str, job: &str) -> Result<(), StoreError> {
+        let _: i64 = self.ns_slots(name, "wait", 0, job, 0).invoke_async(conn).await?;
+        Ok(())
+    }
+
+    /// Gives a shared slot back (`member`: `Some`) or frees lapsed ones (`None`); returns the
+    /// waiting jobs (`RUN|IDX|ATTEMPT`) the free slots are for, to bring forward.
+    pub async fn free_shared_slots(&self, conn: &mut Conn, name: &str, cap: u32, member: Option<&str>) -> Result<Vec<String>, StoreError> {
+        let op = if member.is_some() { "give" } else { "tick" };
+        Ok(self.ns_slots(name, op, cap, member.unwrap_or(""), 0).invoke_async(conn).await?)
+    }
+
+    fn ns_slots(&self, name: &str, op: &str, cap: u32, member: &str, until_ms: u64) -> redis::ScriptInvocation<'static> {
+        let (slots, waiting) = self.keys.limiter_slots(name);
+        let mut inv = scripts::NS_SLOTS.prepare_invoke();
+        inv.key(slots).key(waiting).arg(op).arg(now_ms()).arg(cap).arg(member).arg(until_ms);
+        inv
+    }
+
+    /// A task waiting in its run's delayed set becomes due now (it was handed back to wait for
+    /// a shared slot that is free now); false when it is not waiting there any more.
+    pub async fn bring_forward(&self, conn: &mut Conn, run_id: &str, idx: u32, attempt: u32) -> Result<bool, StoreError> {
+        let n: i64 = redis::cmd("ZADD")
+            .arg(self.keys.run(run_id, "delayed"))
+            .arg("XX")
+            .arg("CH")
+            .arg(now_ms())
+            .arg(format!("{idx}:{attempt}"))
+            .query_async(conn)
+            .await?;
+        if n > 0 {
+            self.promote_due(conn, run_id).await?;
+            self.flush_outbox(conn, run_id).await?;
+        }
+        Ok(n > 0)
+    }
+
+    /// Records the limits this worker's catalog gives limiter `name` (`conf`, as text) and
+    /// returns the other text a worker recorded before, when it differs (catalogs disagree).
+    pub async fn limiter_conf(&self, conn: &mut Conn, name: &str, conf: &str) -> Result<Option<String>, StoreError> {
+        let (hash, _) = self.keys.limiter(name);
+        let (before, _, _): (Option<String>, i64, i64) = redis::pipe()
+            .atomic()
+            .hget(&hash, "conf")
+            .hset(&hash, "conf", conf)
+            .expire(&hash, LIMITER_TTL_S as i64)
+            .query_async(conn)
+            .await?;
+        Ok(before.filter(|b| b != conf))
+    }
+
     /// When the limiter's backoff after a rate-limit answer ends (Unix ms), if it has one.
     pub async fn backoff_until(&self, conn: &mut Conn, name: &str) -> Result<Option<u64>, StoreError> {
         let (hash, _) = self.keys.limiter(name);

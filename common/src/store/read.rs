@@ -17,8 +17,9 @@ pub struct Event {
     pub state: Option<TaskState>,
     /// The run has finished.
     pub run_finished: bool,
-    /// The task was handed back to wait for a rate limit until then (Unix ms).
-    pub waits_until: Option<u64>,
+    /// The task was handed back to wait: why (`rate_limit`, `max_concurrent`) and until when
+    /// at the latest (Unix ms).
+    pub waits: Option<(String, u64)>,
 }
 
 /// Events read from a run's stream, and where to go on reading.
@@ -178,8 +179,8 @@ impl Store {
                     "finished" => (None, true),
                     s => (TaskState::parse(s), false),
                 };
-                let waits_until = e.get::<String>("wait").and(e.get::<u64>("until"));
-                batch.events.push(Event { tasks, state, run_finished, waits_until });
+                let waits = e.get::<String>("wait").zip(e.get::<u64>("until"));
+                batch.events.push(Event { tasks, state, run_finished, waits });
             }
         }
         Ok(batch)

@@ -31,6 +31,7 @@ pub(crate) static CANCEL: LazyLock<Script> = LazyLock::new(|| run_script(include
 pub(crate) static APPROVE: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/approve.lua")));
 
 pub(crate) static ADMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/admit.lua")));
+pub(crate) static NS_SLOTS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/ns_slots.lua")));
 pub(crate) static DEBIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/debit.lua")));
 pub(crate) static UNLOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/unlock.lua")));
 pub(crate) static TRIM_HELD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/trim_held.lua")));
@@ -56,6 +57,7 @@ mod tests {
             include_str!("lua/unlock.lua"),
             include_str!("lua/admit.lua"),
             include_str!("lua/debit.lua"),
+            include_str!("lua/ns_slots.lua"),
             include_str!("lua/trim_held.lua"),
             include_str!("lua/commit_run.lua"),
         ];

@@ -43,6 +43,17 @@ pub(super) async fn lease_loop(shared: Arc<Shared>, finished: CancellationToken)
                     Err(e) => debug!("lease renewal failed: {e}"),
                 }
             }
+            let slots: Vec<crate::limits::SharedSlot> = shared.shared_slots.lock().expect("slots lock").values().cloned().collect();
+            let until = zo_common::model::now_ms() + shared.lease.as_millis() as u64;
+            for s in slots {
+                match store.renew_shared_slot(&mut conn, &s.limiter, &s.member, until).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        warn!(limiter = %s.limiter, member = %s.member, "a shared slot lapsed while its task ran (Redis or this worker stalled)")
+                    }
+                    Err(e) => debug!("renewing a shared slot failed: {e}"),
+                }
+            }
             for (stream, ids) in held {
                 if let Err(e) = store.keep_claimed(&mut conn, &stream, &shared.id, &ids).await {
                     debug!("keeping entries claimed failed: {e}");

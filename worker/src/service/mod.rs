@@ -74,6 +74,9 @@ pub(crate) struct Shared {
     /// Backoffs after rate-limit answers, by limiter name (Unix ms they end): what this
     /// worker's own tasks saw, and what upkeep reads from Redis for every served instance.
     pub backoffs: Mutex<HashMap<String, u64>>,
+    /// Shared concurrency slots (the catalog's `max_concurrent`) held by running jobs, renewed
+    /// with their leases.
+    pub shared_slots: Mutex<HashMap<(String, u32), crate::limits::SharedSlot>>,
 }
 
 impl Shared {
@@ -195,6 +198,14 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
         for warning in store.durability_warnings(&mut conn).await {
             warn!("{warning}");
         }
+        // Namespace-wide limits come from each worker's catalog: say when they disagree.
+        for i in &cfg.instances {
+            let Some(e) = opts.catalog.get(&i.name) else { continue };
+            let conf = crate::limits::conf_text(e);
+            if let Ok(Some(other)) = store.limiter_conf(&mut conn, e.limiter(), &conf).await {
+                warn!(instance = %i.name, "this worker's catalog limits `{}` to {conf}, another worker's to {other}: each enforces its own numbers against the shared counters; give every worker the same catalog", e.limiter());
+            }
+        }
     }
     let id = worker_id();
     // CCR instances: prepared (secrets substituted) before anything runs, so a missing key
@@ -240,6 +251,7 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
         tracker: tracker.clone(),
         ready,
         backoffs: Mutex::new(HashMap::new()),
+        shared_slots: Mutex::new(HashMap::new()),
     });
     let instances: Vec<String> = cfg.instances.iter().map(|i| i.name.clone()).collect();
     let executor_name = executor.as_ref().map(|e| e.host().to_string()).unwrap_or_else(|| "simulate".into());

@@ -28,6 +28,12 @@ pub(super) async fn upkeep_loop(shared: Arc<Shared>, instances: Vec<String>, shu
             if let Ok(Some(until)) = store.backoff_until(&mut conn, &name).await {
                 shared.note_backoff(&name, until);
             }
+            // Shared slots whose lease lapsed (a dead worker's) go to the tasks waiting.
+            if let Some((limiter, cap)) = crate::limits::shared_cap(&shared, inst) {
+                if let Ok(waiters) = store.free_shared_slots(&mut conn, &limiter, cap, None).await {
+                    crate::limits::wake(store, &mut conn, &waiters).await;
+                }
+            }
         }
         // Soon after start (a restarted worker cleans up after its dead predecessors), then every 30 s.
         if ticks == 4 || ticks.is_multiple_of(60) {

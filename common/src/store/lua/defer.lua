@@ -16,8 +16,9 @@ if lease_owner(idx) ~= worker then return -1 end
 local waited = tonumber(redis.call('HGET', deliveries, 'w:' .. idx) or '0')
 if counted > 0 and waited + counted > max_ms then return -2 end
 if counted > 0 then waited = redis.call('HINCRBY', deliveries, 'w:' .. idx, counted) end
--- Every wait handed back, for the results (`r:IDX`, ms).
-redis.call('HINCRBY', deliveries, 'r:' .. idx, math.max(due - now, 0))
+-- Every wait for a rate limit handed back, for the results (`r:IDX`, ms; a wait for a
+-- shared slot ends when one frees, not at `due_ms`).
+if reason == 'rate_limit' then redis.call('HINCRBY', deliveries, 'r:' .. idx, math.max(due - now, 0)) end
 redis.call('HSET', state, idx, 'queued')
 redis.call('HINCRBY', meta, 'running', -1)
 redis.call('HDEL', lease, idx)
