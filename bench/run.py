@@ -281,6 +281,50 @@ class Bench:
         self.row("6a. worker idle RSS", idle, None, "MB", "≤ 15 MB", higher_is_better=False)
         self.row(f"6b. worker RSS with {n} tasks in flight", busy, None, "MB", "≤ 60 MB", higher_is_better=False)
 
+    # 7. Resource limits
+    def limits(self):
+        # 7a. How close the start rate comes to max_rpm, over 3 workers (the middle 80% of starts).
+        rpm = 1200
+        n = 60 if self.args.smoke else 400
+        f = self.tmp / "rpm.yaml"
+        with open(f, "w") as out:
+            out.write(f"resource_limits:\n  models:\n    - name: fast\n      max_rpm: {rpm}\ntasks:\n")
+            for i in range(n):
+                out.write(f"  - {{ name: r{i}, ccr_instance: fast, prompt: p, simulate: {{ duration: 5ms }} }}\n")
+        measured = []
+        for _ in range(self.args.repeats):
+            ns = self.ns()
+            ws = [self.worker(ns, "executor: { kind: simulate }\ninstances: [ { name: fast, concurrency: 4 } ]\n") for _ in range(3)]
+            r = self.submit(ns, [str(f), "--json", "--no-save", "--no-report", "--quiet"])
+            for w in ws:
+                self.stop(w)
+            doc = json.loads(r.stdout)
+            starts = sorted(parse_ms(t["started_at"]) for t in doc["tasks"])
+            a, b = starts[n // 10], starts[n - n // 10 - 1]
+            measured.append((n - 2 * (n // 10) - 1) * 60_000 / (b - a))
+        self.row(f"7a. max_rpm {rpm} over 3 workers × 4, {n} tasks: measured start rate", measured, None, "/min", f"within 5% of {rpm}")
+        # 7b. Scenario 1 with limits set too high to bind (run caps, a run rate limit, the
+        # catalog's max_concurrent and max_rpm): the cost of the slot and rate checks.
+        n = 2000 if self.args.smoke else 20000
+        plain = self.task_file("plain.yaml", n)
+        limited = self.tmp / "limited.yaml"
+        limited.write_text("resource_limits:\n  max_concurrent_tasks: 100000\n  max_tasks_per_instance: 100000\n  models:\n    - name: fast\n      max_rpm: 100000000\n" + plain.read_text())
+        catalog = self.tmp / "catalog-limits.yaml"
+        catalog.write_text("instances:\n  - { name: fast, port: 3457, model: m, max_concurrent: 100000, max_rpm: 100000000 }\n")
+        with_limits, without = [], []
+        for _ in range(self.args.repeats):
+            for (f, cfg, acc) in [(plain, "", without), (limited, f"catalog: {catalog}\n", with_limits)]:
+                ns = self.ns()
+                w = self.worker(ns, f"executor: {{ kind: simulate }}\n{cfg}instances: [ {{ name: fast, concurrency: 50 }} ]\n")
+                t0 = time.time()
+                r = self.submit(ns, [str(f), "--json", "--no-save", "--no-report", "--quiet"])
+                self.stop(w)
+                doc = json.loads(r.stdout)
+                self.exactly_once(ns, doc, n)
+                last = max(parse_ms(t["timestamp"]) for t in doc["tasks"]) / 1000
+                acc.append(n / (last - t0))
+        self.row(f"7b. scenario 1 with every limit set high (peer: the same without limits)", with_limits, without, "tasks/s", "≥ 0.90× (≤ 10% slower)")
+
     def write(self, path):
         cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
         node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
@@ -323,10 +367,10 @@ def main():
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--out", default=None)
     ap.add_argument("--profile", default="release", choices=["release", "debug"])
-    ap.add_argument("--only", default=None, help="comma-separated scenario groups to run: throughput,submit,ssh,dag,footprint "
+    ap.add_argument("--only", default=None, help="comma-separated scenario groups to run: throughput,submit,ssh,dag,footprint,limits "
                     "(the table then goes to target/BENCHMARKS.partial.md unless --out says otherwise)")
     args = ap.parse_args()
-    groups = ["throughput", "submit", "ssh", "dag", "footprint"]
+    groups = ["throughput", "submit", "ssh", "dag", "footprint", "limits"]
     chosen = groups if args.only is None else [g.strip() for g in args.only.split(",") if g.strip()]
     unknown = [g for g in chosen if g not in groups]
     if unknown or not chosen:
@@ -342,7 +386,7 @@ def main():
         subprocess.run(["cargo", "build", "--bins", "-q"], cwd=ROOT, check=True)
     b = Bench(args)
     try:
-        run = {"throughput": b.throughput, "submit": b.submit_speed, "ssh": b.ssh, "dag": b.dag, "footprint": b.footprint}
+        run = {"throughput": b.throughput, "submit": b.submit_speed, "ssh": b.ssh, "dag": b.dag, "footprint": b.footprint, "limits": b.limits}
         for g in groups:
             if g in chosen:
                 run[g]()

@@ -348,3 +348,45 @@ fn the_catalogs_max_concurrent_holds_across_runs_and_workers() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Host quotas, read on the execution host through the executor: a host over
+/// `max_memory_gb` holds the task back, visibly, for `quota_wait`, then fails it with class
+/// `quota`; ceilings the host is under let tasks run.
+#[test]
+fn quotas_hold_tasks_back_then_fail_them_as_quota() {
+    let redis = Redis::start();
+    let ns = namespace("quota");
+    let dir = tempfile::tempdir().unwrap();
+    let _w = Worker::start(
+        dir.path(),
+        "w",
+        "executor: { kind: local }\nagent: { mode: simulate }\ninstances: [ { name: fast } ]\n",
+        &redis.url(),
+        &ns,
+    );
+    write(
+        dir.path(),
+        "over.yaml",
+        "resource_limits:\n  quotas:\n    max_memory_gb: 0.0001\n    quota_wait: 3s\ntasks:\n  - { name: held, ccr_instance: fast, command: \"echo ran\" }\n",
+    );
+    let t = Instant::now();
+    let out = submit(dir.path(), &redis.url(), &ns, &["over.yaml", "--json", "--no-save", "--no-report"], LIMIT);
+    let took = t.elapsed();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap();
+    let task = &doc["tasks"][0];
+    assert_eq!((task["status"].as_str(), task["error_class"].as_str()), (Some("failed"), Some("quota")), "{task}");
+    assert!(task["error"].as_str().unwrap().contains("stayed over the run's quotas for 3s: memory"), "{task}");
+    assert!(task["output"].as_str().unwrap_or("").is_empty(), "it never ran: {task}");
+    assert!(out.stderr.contains("waits for its host to come under quota (memory"), "{}", out.stderr);
+    assert!(took >= Duration::from_secs(3), "it waited quota_wait first ({took:?})");
+    write(
+        dir.path(),
+        "under.yaml",
+        "resource_limits:\n  quotas: { max_cpu_percent: 100, max_memory_gb: 100000, max_disk_gb: 100000000 }\ntasks:\n  - { name: free, ccr_instance: fast, command: \"echo ran\" }\n",
+    );
+    let out = submit(dir.path(), &redis.url(), &ns, &["under.yaml", "--json", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(doc["tasks"][0]["output"], "ran\n");
+}

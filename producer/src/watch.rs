@@ -281,6 +281,10 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
                             let (name, inst) = (&view.names[i as usize], &view.instances[i as usize]);
                             say(match why.as_str() {
                                 "max_concurrent" => format!("⏳ {name} [{inst}] waits for a free slot of `{inst}` (its max_concurrent)"),
+                                "quota" => format!(
+                                    "⏳ {name} [{inst}] waits for its host to come under quota ({}); at most {secs:.0}s more",
+                                    e.detail.as_deref().unwrap_or("over quota")
+                                ),
                                 _ => format!("⏳ {name} [{inst}] waits {secs:.1}s for its rate limit"),
                             });
                         }

@@ -10,9 +10,10 @@ use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, error, info, warn, Instrument};
 use zo_common::model::{now_ms, ErrorClass, Outcome, Status, TaskResult};
-use zo_common::store::{Deferred, Delivery, Job, MarkRunning, Recorded, ToMark, ToRecord};
+use zo_common::store::{Delivery, Job, MarkRunning, Recorded, ToMark, ToRecord};
 
-use crate::limits::{self, Admission, SharedSlot};
+use crate::admission::{self, defer, Gate};
+use crate::limits::{self, SharedSlot};
 use crate::service::{backoff, sleep_or_shutdown, RunningJob, Shared, StopReason};
 use crate::task::execute;
 use crate::templates::{self, has_templates};
@@ -106,7 +107,7 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
     let mark = shared.batch.mark(&job.run_id, ToMark { idx: job.idx, attempt: job.attempt, takeover }).await;
     // When it starts executing: after any wait for a rate limit (which counts as queue wait).
     let mut started_ms = now_ms();
-    let (mut rate_wait, mut stopped_waiting) = (Duration::ZERO, false);
+    let mut rate_wait = Duration::ZERO;
     let outcome = match mark {
         Ok(MarkRunning::Ok) => None,
         Ok(MarkRunning::Poison) => Some(Outcome::poison(shared.max_deliveries)),
@@ -145,53 +146,26 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
             info!(takeover, "started");
             let own = limits::instance_limiter(shared, instance);
             let limiters = limits::limiters(shared, job, instance);
-            let backoff = shared.backoff_until(&own.name);
-            if !limiters.is_empty() || backoff.is_some() {
-                let key = format!("{}|{}|{}", job.run_id, job.idx, job.attempt);
-                match Box::pin(limits::admit(&shared.store, backoff, &limiters, &key, &running.stop)).await {
-                    Admission::Go { waited } => {
-                        rate_wait = waited;
-                        started_ms = now_ms();
+            let mut gate_failed = None;
+            match Box::pin(admission::pass(shared, instance, job, d, &own, &limiters, &running.stop)).await {
+                Gate::Go { rate_wait: waited, shared_slot } => {
+                    rate_wait = waited;
+                    started_ms = now_ms();
+                    if let Some(slot) = shared_slot {
+                        held.hold_shared_slot((job.run_id.clone(), job.idx), slot);
                     }
-                    Admission::Later(wait) => {
-                        held.stop_running();
-                        Box::pin(defer(shared, job, d, now_ms() + wait.as_millis() as u64, Duration::ZERO, "rate_limit")).await;
-                        return;
-                    }
-                    Admission::Stopped => stopped_waiting = true,
                 }
-            }
-            if let (Some((limiter, cap)), false) = (limits::shared_cap(shared, instance), stopped_waiting) {
-                let slot = SharedSlot { limiter, cap, member: format!("{}|{}", job.run_id, job.idx) };
-                let until = now_ms() + shared.lease.as_millis() as u64;
-                let taken = match shared.store.conn().await {
-                    Ok(mut c) => shared.store.take_shared_slot(&mut c, &slot.limiter, cap, &slot.member, until).await,
-                    Err(e) => Err(e),
-                };
-                match taken {
-                    Ok(true) => held.hold_shared_slot((job.run_id.clone(), job.idx), slot),
-                    Ok(false) => {
-                        // All of the instance's slots are held: wait in the limiter's queue,
-                        // handed back to the run (due in 30 s should the wake-up be lost).
-                        held.stop_running();
-                        Box::pin(defer(shared, job, d, now_ms() + 30_000, Duration::ZERO, "max_concurrent")).await;
-                        let waiting = format!("{}|{}|{}", job.run_id, job.idx, job.attempt);
-                        let queued = match shared.store.conn().await {
-                            Ok(mut c) => shared.store.wait_for_shared_slot(&mut c, &slot.limiter, &waiting).await,
-                            Err(e) => Err(e),
-                        };
-                        if let Err(e) = queued {
-                            warn!("could not queue for a shared slot ({e}); the task comes back in 30 s");
-                        }
-                        return;
-                    }
-                    Err(e) => warn!("shared slots unavailable ({e}); starting without one"),
+                Gate::HandedBack => {
+                    held.stop_running();
+                    return;
                 }
+                Gate::Failed(o) => gate_failed = Some(o),
             }
             let ccr_before = shared.ccr_state(instance);
             // Boxed: the execution's state is large, and the job's future is moved on every spawn.
-            let mut o = if stopped_waiting {
-                Outcome::fail(ErrorClass::Cancelled, "cancelled while it waited for its rate limit".into())
+            let stopped_waiting = gate_failed.is_some();
+            let mut o = if let Some(o) = gate_failed {
+                o
             } else if has_templates(&job.spec) {
                 match Box::pin(templates::render(&shared.store, job)).await {
                     Ok(rendered) => Box::pin(execute(&shared.ctx, &rendered, &running.stop)).await,
@@ -290,37 +264,6 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
     }
 }
 
-/// Hands a running task back to its run to wait for a rate limit until `due_ms` (Unix ms),
-/// then acknowledges its entry. `counted`: time that counts against the task's most wait
-/// after rate-limit answers. False when it was not handed back (counting would pass the
-/// most: record the answer as a failure; or Redis is unreachable: the entry stays pending).
-async fn defer(shared: &Shared, job: &Job, d: &Delivery, due_ms: u64, counted: Duration, reason: &str) -> bool {
-    let store = &shared.store;
-    let Ok(mut c) = store.conn().await else {
-        warn!("Redis unavailable while handing the task back to wait; it will be reclaimed after its lease");
-        return true;
-    };
-    match store.defer(&mut c, &job.run_id, job.idx, job.attempt, &shared.id, due_ms, counted, limits::MAX_RATE_LIMIT_WAIT, reason).await {
-        Ok(Deferred::Ok { waited }) => {
-            info!(until_ms = due_ms, waited_s = waited.as_secs(), "waiting for the rate limit: handed back until its turn");
-            ack(shared, d).await;
-            true
-        }
-        Ok(Deferred::NotOurs) => true,
-        Ok(Deferred::OverMax) => {
-            warn!(
-                "waited {} for rate limits already; recording the rate-limit answer as a failure",
-                humantime::format_duration(limits::MAX_RATE_LIMIT_WAIT)
-            );
-            false
-        }
-        Err(e) => {
-            warn!("handing the task back to wait failed ({e}); it will be reclaimed after its lease");
-            true
-        }
-    }
-}
-
 /// Shutdown: give a running task back to the queue at once (not after its lease).
 async fn hand_back(shared: &Shared, job: &Job, d: &Delivery) {
     let store = &shared.store;
@@ -374,7 +317,7 @@ async fn record(shared: &Shared, job: &Job, result: &TaskResult, retry_in: Optio
     None
 }
 
-async fn ack(shared: &Shared, d: &Delivery) {
+pub(crate) async fn ack(shared: &Shared, d: &Delivery) {
     for attempt in 0..ACK_TRIES {
         match shared.batch.ack(&d.stream, &d.id).await {
             Ok(()) => return,

@@ -15,6 +15,7 @@
 //!
 //! The worker speaks to Redis only through `zo_common::store`.
 
+pub mod admission;
 pub mod batch;
 pub mod ccr;
 pub mod cli;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod exec;
 pub mod job;
 pub mod limits;
+pub mod quotas;
 pub mod secrets;
 pub mod service;
 pub mod task;

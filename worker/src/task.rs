@@ -187,7 +187,7 @@ fn step_prelude(ctx: &TaskContext) -> String {
     s
 }
 
-fn cd_prefix(workdir: Option<&str>) -> String {
+pub(crate) fn cd_prefix(workdir: Option<&str>) -> String {
     match workdir {
         None => String::new(),
         Some(d) => format!("cd -- {q} || {{ echo \"zo: cannot enter working directory \"{q} >&2; exit 96; }}\n", q = shell_quote(d)),

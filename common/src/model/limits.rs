@@ -117,16 +117,50 @@ impl Budget {
 pub const DEFAULT_QUOTA_WAIT: Duration = Duration::from_secs(600);
 
 /// `resource_limits.quotas`: ceilings on the execution host's use, checked before a task
-/// starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// starts (carried by each task's spec).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quotas {
     /// CPU busy, in percent of all cores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_cpu_percent: Option<u32>,
     /// Memory in use, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_memory_bytes: Option<u64>,
     /// Disk in use on the work directory's filesystem, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_disk_bytes: Option<u64>,
-    pub wait: Duration,
+    /// How long a task waits for its host to come under quota.
+    pub wait_ms: u64,
+}
+
+/// What an execution host uses now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostUsage {
+    pub cpu_percent: u32,
+    pub memory_bytes: u64,
+    pub disk_bytes: u64,
+}
+
+impl Quotas {
+    pub fn wait(&self) -> Duration {
+        Duration::from_millis(self.wait_ms)
+    }
+
+    /// The ceilings `u` passes, in words (none: under quota).
+    pub fn exceeded(&self, u: &HostUsage) -> Vec<String> {
+        let gb = |b: u64| b as f64 / (1u64 << 30) as f64;
+        let mut over = Vec::new();
+        if let Some(max) = self.max_cpu_percent.filter(|&m| u.cpu_percent > m) {
+            over.push(format!("CPU {}% busy > {max}%", u.cpu_percent));
+        }
+        if let Some(max) = self.max_memory_bytes.filter(|&m| u.memory_bytes > m) {
+            over.push(format!("memory {:.2} GB in use > {:.2} GB", gb(u.memory_bytes), gb(max)));
+        }
+        if let Some(max) = self.max_disk_bytes.filter(|&m| u.disk_bytes > m) {
+            over.push(format!("disk {:.2} GB in use > {:.2} GB", gb(u.disk_bytes), gb(max)));
+        }
+        over
+    }
 }
 
 /// A run's `resource_limits:`, validated. Every field is optional; the default limits nothing.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::expect::Expect;
-use super::limits::{Price, RateLimit};
+use super::limits::{Price, Quotas, RateLimit};
 use super::vocab::{Condition, Priority, RetryPolicy, Simulate, TriggerRule};
 
 /// The MessagePack field holding a spec's dependencies. `REVIVE` reads it inside Redis
@@ -76,6 +76,10 @@ pub struct TaskSpec {
     /// tasks on that instance over every worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<RateLimit>,
+    /// The run's `resource_limits.quotas`: the worker waits for the execution host to be
+    /// under them before starting the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quotas: Option<Quotas>,
     #[serde(default, skip_serializing_if = "RetryPolicy::is_default")]
     pub retry: RetryPolicy,
     #[serde(default, skip_serializing_if = "Priority::is_default")]
@@ -116,6 +120,7 @@ impl TaskSpec {
             inputs: Vec::new(),
             price: None,
             rate: None,
+            quotas: None,
             retry: RetryPolicy::default(),
             priority: Priority::default(),
         }

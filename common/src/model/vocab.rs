@@ -330,12 +330,14 @@ pub enum ErrorClass {
     Poison,
     /// Cancelled before it started: its run spent its `resource_limits.budget`.
     Budget,
+    /// Its execution host stayed over the run's `resource_limits.quotas` for `quota_wait`.
+    Quota,
 }
 
 impl ErrorClass {
     /// Names accepted in `retry_on` (the seed's `network_error` style works too).
-    pub const RETRY_NAMES: [&'static str; 9] =
-        ["network", "timeout", "command", "model", "rate_limit", "config", "validation", "gate", "template"];
+    pub const RETRY_NAMES: [&'static str; 10] =
+        ["network", "timeout", "command", "model", "rate_limit", "config", "validation", "gate", "template", "quota"];
 
     pub fn parse_retry_name(s: &str) -> Option<ErrorClass> {
         Some(match s.trim().strip_suffix("_error").unwrap_or(s.trim()) {
@@ -348,6 +350,7 @@ impl ErrorClass {
             "validation" => ErrorClass::Validation,
             "gate" => ErrorClass::Gate,
             "template" => ErrorClass::Template,
+            "quota" => ErrorClass::Quota,
             _ => return None,
         })
     }
@@ -369,6 +372,7 @@ impl ErrorClass {
             ErrorClass::Template => "template",
             ErrorClass::Poison => "poison",
             ErrorClass::Budget => "budget",
+            ErrorClass::Quota => "quota",
         }
     }
 }

@@ -109,6 +109,38 @@ impl Store {
         Ok(before.filter(|b| b != conf))
     }
 
+    /// Tells the run's followers that a running task waits before it starts (`reason`:
+    /// `quota`), until `until_ms` at the latest, and why in words.
+    pub async fn note_waiting(
+        &self,
+        conn: &mut Conn,
+        run_id: &str,
+        idx: u32,
+        reason: &str,
+        until_ms: u64,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        let _: String = redis::cmd("XADD")
+            .arg(self.keys.run(run_id, "events"))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(10_000)
+            .arg("*")
+            .arg("idx")
+            .arg(idx)
+            .arg("state")
+            .arg("running")
+            .arg("wait")
+            .arg(reason)
+            .arg("until")
+            .arg(until_ms)
+            .arg("detail")
+            .arg(detail)
+            .query_async(conn)
+            .await?;
+        Ok(())
+    }
+
     /// When the limiter's backoff after a rate-limit answer ends (Unix ms), if it has one.
     pub async fn backoff_until(&self, conn: &mut Conn, name: &str) -> Result<Option<u64>, StoreError> {
         let (hash, _) = self.keys.limiter(name);

@@ -20,6 +20,8 @@ pub struct Event {
     /// The task was handed back to wait: why (`rate_limit`, `max_concurrent`) and until when
     /// at the latest (Unix ms).
     pub waits: Option<(String, u64)>,
+    /// What it waits for, in words (a quota it is over).
+    pub detail: Option<String>,
 }
 
 /// Events read from a run's stream, and where to go on reading.
@@ -180,7 +182,8 @@ impl Store {
                     s => (TaskState::parse(s), false),
                 };
                 let waits = e.get::<String>("wait").zip(e.get::<u64>("until"));
-                batch.events.push(Event { tasks, state, run_finished, waits });
+                let detail = e.get::<String>("detail");
+                batch.events.push(Event { tasks, state, run_finished, waits, detail });
             }
         }
         Ok(batch)

@@ -109,6 +109,7 @@ pub(super) fn price_tasks(
     for s in specs.iter_mut() {
         s.price = limits.models.get(&s.instance).and_then(|m| m.price).or_else(|| catalog.get(&s.instance).and_then(|i| i.price));
         s.rate = limits.models.get(&s.instance).map(|m| RateLimit { rpm: m.max_rpm, tpm: m.max_tpm }).filter(|r| !r.is_none());
+        s.quotas = limits.quotas.clone();
         if s.price.is_none() && !unpriced.contains(&s.instance.as_str()) && catalog.get(&s.instance).is_some() {
             unpriced.push(catalog.get(&s.instance).map(|i| i.name.as_str()).unwrap_or_default());
         }
@@ -254,6 +255,6 @@ fn quotas(q: RawQuotas, at: Pos, file: &str, errs: &mut Vec<YamlError>) -> Optio
         max_cpu_percent: cpu.map(|c| c.ceil() as u32),
         max_memory_bytes: mem.map(|g| (g * GB) as u64),
         max_disk_bytes: disk.map(|g| (g * GB) as u64),
-        wait,
+        wait_ms: wait.as_millis() as u64,
     })
 }

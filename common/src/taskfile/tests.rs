@@ -182,7 +182,8 @@ tasks:
     assert_eq!((b.max_cost, b.alert_at()), (5_000_000_000, 4_000_000_000));
     let q = l.quotas.clone().unwrap();
     assert_eq!((q.max_cpu_percent, q.max_memory_bytes, q.max_disk_bytes), (Some(80), Some(16 << 30), Some(100 << 30)));
-    assert_eq!(q.wait, crate::model::DEFAULT_QUOTA_WAIT);
+    assert_eq!(q.wait(), crate::model::DEFAULT_QUOTA_WAIT);
+    assert_eq!(f.tasks[0].quotas.as_ref(), Some(&q), "each task carries the run's quotas");
     // The task is priced from the block.
     assert_eq!(f.tasks[0].price, Some(crate::model::Price::flat(30_000_000)));
     // Without the block, a task takes its catalog price (none in the built-in catalog).

@@ -233,6 +233,7 @@ pub(super) fn validate(raw: RawFile, src: &str, file: &str, catalog: &Catalog) -
             inputs: Vec::new(),
             price: None,
             rate: None,
+            quotas: None,
             retry,
             priority,
         });
