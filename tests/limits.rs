@@ -390,3 +390,38 @@ fn quotas_hold_tasks_back_then_fail_them_as_quota() {
     let doc: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(doc["tasks"][0]["output"], "ran\n");
 }
+
+/// `tasks/examples/limits.yaml` — the seed's `resource_limits` block as written — runs with
+/// the simulated agent: at most 3 at once, starts at least 1.2 s apart (50 per minute), each
+/// task and the run priced, the budget untouched, exit 0.
+#[test]
+fn the_seeds_resource_limits_example_runs_as_written() {
+    let redis = Redis::start();
+    let ns = namespace("seedlimits");
+    let dir = tempfile::tempdir().unwrap();
+    let _workers: Vec<Worker> = (0..2)
+        .map(|i| {
+            Worker::start(
+                dir.path(),
+                &format!("w{i}"),
+                "executor: { kind: simulate }\ninstances: [ { name: smart, concurrency: 4 } ]\n",
+                &redis.url(),
+                &ns,
+            )
+        })
+        .collect();
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../tasks/examples/limits.yaml");
+    let out = submit(dir.path(), &redis.url(), &ns, &[file, "--json", "--no-save", "--no-report"], LIMIT);
+    let doc = doc_of(&out);
+    assert!(all_succeeded(&doc), "{}", out.stdout);
+    let iv = intervals(&doc, None);
+    let mut starts: Vec<u64> = iv.iter().map(|i| i.0).collect();
+    starts.sort_unstable();
+    let gaps: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    println!("seed limits example: overlap {}, start gaps {gaps:?} ms, cost {}", max_overlap(&iv), doc["summary"]["cost"]);
+    assert!(max_overlap(&iv) <= 3);
+    assert!(gaps.iter().all(|&g| g >= 1150), "50 per minute: starts 1.2 s apart ({gaps:?})");
+    assert!(doc["tasks"].as_array().unwrap().iter().all(|t| t["cost"].as_f64().is_some_and(|c| c > 0.0)), "{}", out.stdout);
+    let b = &doc["summary"]["budget"];
+    assert_eq!((b["max_cost"].as_f64(), b["alerted_at"].is_null(), b["stopped_at"].is_null()), (Some(5.0), true, true), "{b}");
+}
