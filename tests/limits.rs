@@ -425,3 +425,39 @@ fn the_seeds_resource_limits_example_runs_as_written() {
     let b = &doc["summary"]["budget"];
     assert_eq!((b["max_cost"].as_f64(), b["alerted_at"].is_null(), b["stopped_at"].is_null()), (Some(5.0), true, true), "{b}");
 }
+
+/// A worker killed with `kill -9` while it holds both of the catalog's `max_concurrent`
+/// slots: they lapse with its leases, the live worker takes the tasks over and the run
+/// completes within the cap.
+#[test]
+fn a_killed_workers_shared_slots_lapse_with_its_leases() {
+    let redis = Redis::start();
+    let ns = namespace("nskill");
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "catalog.yaml", "instances:\n  - { name: fast, port: 3457, model: m, max_concurrent: 2 }\n");
+    let cfg = "executor: { kind: simulate }\ncatalog: catalog.yaml\nlease: 3s\ninstances: [ { name: fast, concurrency: 4 } ]\n";
+    write(dir.path(), "t.yaml", &format!("tasks:\n{}", tasks("s", 6, &["fast"], "2s")));
+    let mut w1 = Worker::start(dir.path(), "w1", cfg, &redis.url(), &ns);
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--detach", "--quiet"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run = out.stdout.trim().to_string();
+    let mut c = redis.client();
+    let t = Instant::now();
+    while redis::cmd("ZCARD").arg(format!("{ns}:limit:{{fast}}:slots")).query::<u64>(&mut c).unwrap() < 2 {
+        assert!(t.elapsed() < Duration::from_secs(20), "the worker never held both shared slots");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let w1_pid = w1.pid().expect("w1 runs");
+    w1.kill9();
+    let killed = Instant::now();
+    let _w2 = Worker::start(dir.path(), "w2", cfg, &redis.url(), &ns);
+    let out = submit(dir.path(), &redis.url(), &ns, &["watch", &run, "--json", "--no-save", "--no-report"], LIMIT);
+    let took = killed.elapsed();
+    let doc = doc_of(&out);
+    assert!(all_succeeded(&doc), "{}", out.stdout);
+    let by_w1 = doc["tasks"].as_array().unwrap().iter().filter(|t| t["worker"].as_str().unwrap_or("").contains(&format!("-{w1_pid}-"))).count();
+    let overlap = max_overlap(&intervals(&doc, None));
+    println!("killed holding 2 shared slots: run done {:.1}s after the kill, overlap {overlap}", took.as_secs_f64());
+    assert_eq!((overlap, by_w1), (2, 0));
+    assert!(took < Duration::from_secs(3 + 6 + 8), "took {took:?}");
+}

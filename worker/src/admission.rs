@@ -27,65 +27,120 @@ pub(crate) enum Gate {
     Failed(Outcome),
 }
 
-/// Takes the task through its limits. `own`: the instance's limiter; `limiters`: those that
-/// must admit it.
+/// The limiters' first answers for a task, asked for all at once and beside its mark (one
+/// batch: no round trip of its own when nothing binds).
+pub(crate) struct Asked {
+    /// Per limiter of `limits::limiters`, in order: the wait its first answer asked for.
+    waits: Vec<Duration>,
+    /// The shared slot asked for, and whether it was taken (`None`: the instance has no
+    /// `max_concurrent`, or Redis could not say).
+    slot: Option<(SharedSlot, bool)>,
+}
+
+impl Asked {
+    /// Nothing was asked (no limiter applies).
+    pub(crate) fn nothing() -> Self {
+        Asked { waits: Vec::new(), slot: None }
+    }
+
+    /// The task will not run after all (its mark failed): gives back what it took.
+    pub(crate) async fn give_back(self, shared: &Shared) {
+        if let Some((slot, true)) = self.slot {
+            limits::give_back(&shared.store, &shared.batch, &slot).await;
+        }
+    }
+}
+
+/// Asks every limiter that applies, and for a shared slot, in one batch. Errors let the task
+/// go (a limiter is a courtesy to the provider, and Redis being down stops more than this).
+pub(crate) async fn ask(shared: &Shared, instance: &str, job: &Job, limiters: &[Limiter]) -> Asked {
+    let key = format!("{}|{}|{}", job.run_id, job.idx, job.attempt);
+    let slot = limits::shared_cap(shared, instance).map(|(limiter, cap)| SharedSlot { limiter, cap, member: format!("{}|{}|{}", job.run_id, job.idx, shared.id) });
+    let until = now_ms() + shared.lease.as_millis() as u64;
+    let take = async {
+        match &slot {
+            Some(s) => Some(shared.batch.take_shared_slot(&s.limiter, s.cap, s.member.clone(), until).await),
+            None => None,
+        }
+    };
+    let (waits, taken) = tokio::join!(shared.batch.admit_all(limiters, &key), take);
+    let waits = waits
+        .into_iter()
+        .zip(limiters)
+        .map(|(w, l)| {
+            w.unwrap_or_else(|e| {
+                warn!(limiter = %l.name, "rate limiter unavailable ({e}); starting without it");
+                Duration::ZERO
+            })
+        })
+        .collect();
+    let slot = match (slot, taken) {
+        (Some(s), Some(Ok(t))) => Some((s, t)),
+        (_, Some(Err(e))) => {
+            warn!("shared slots unavailable ({e}); starting without one");
+            None
+        }
+        _ => None,
+    };
+    Asked { waits, slot }
+}
+
+/// Takes the task through its limits, from the answers [`ask`] got. `own`: the instance's
+/// limiter; `limiters`: those that must admit it.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn pass(
     shared: &Shared,
-    instance: &str,
     job: &Job,
     d: &Delivery,
     own: &Limiter,
     limiters: &[Limiter],
+    asked: Asked,
     stop: &CancellationToken,
 ) -> Gate {
+    let Asked { waits, slot } = asked;
+    let shared_slot = match slot {
+        Some((s, true)) => Some(s),
+        Some((s, false)) => {
+            // Every slot of the instance is held: handed back to the run (due in 30 s should
+            // the wake-up be lost), then queued for the next free slot.
+            defer(shared, job, d, now_ms() + 30_000, Duration::ZERO, "max_concurrent").await;
+            let waiting = format!("{}|{}|{}", job.run_id, job.idx, job.attempt);
+            let queued = match shared.store.conn().await {
+                Ok(mut c) => shared.store.wait_for_shared_slot(&mut c, &s.limiter, &waiting).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = queued {
+                warn!("could not queue for a shared slot ({e}); the task comes back in 30 s");
+            }
+            return Gate::HandedBack;
+        }
+        None => None,
+    };
+    let give_up = |gate: Gate| async {
+        if let Some(s) = &shared_slot {
+            limits::give_back(&shared.store, &shared.batch, s).await;
+        }
+        gate
+    };
     let mut rate_wait = Duration::ZERO;
     let backoff = shared.backoff_until(&own.name);
-    if !limiters.is_empty() || backoff.is_some() {
+    let bound: Vec<(Limiter, Duration)> = limiters.iter().cloned().zip(waits).filter(|(_, w)| !w.is_zero()).collect();
+    if !bound.is_empty() || backoff.is_some() {
         let key = format!("{}|{}|{}", job.run_id, job.idx, job.attempt);
-        match limits::admit(&shared.store, backoff, limiters, &key, stop).await {
+        match limits::wait_out(&shared.batch, backoff, &bound, &key, stop).await {
             Admission::Go { waited } => rate_wait = waited,
             Admission::Later(wait) => {
                 defer(shared, job, d, now_ms() + wait.as_millis() as u64, Duration::ZERO, "rate_limit").await;
-                return Gate::HandedBack;
+                return give_up(Gate::HandedBack).await;
             }
             Admission::Stopped => {
-                return Gate::Failed(Outcome::fail(ErrorClass::Cancelled, "cancelled while it waited for its rate limit".into()))
+                return give_up(Gate::Failed(Outcome::fail(ErrorClass::Cancelled, "cancelled while it waited for its rate limit".into()))).await
             }
-        }
-    }
-    let mut shared_slot = None;
-    if let Some((limiter, cap)) = limits::shared_cap(shared, instance) {
-        let slot = SharedSlot { limiter, cap, member: format!("{}|{}", job.run_id, job.idx) };
-        let until = now_ms() + shared.lease.as_millis() as u64;
-        let taken = match shared.store.conn().await {
-            Ok(mut c) => shared.store.take_shared_slot(&mut c, &slot.limiter, cap, &slot.member, until).await,
-            Err(e) => Err(e),
-        };
-        match taken {
-            Ok(true) => shared_slot = Some(slot),
-            Ok(false) => {
-                // Every slot of the instance is held: handed back to the run (due in 30 s
-                // should the wake-up be lost), then queued for the next free slot.
-                defer(shared, job, d, now_ms() + 30_000, Duration::ZERO, "max_concurrent").await;
-                let waiting = format!("{}|{}|{}", job.run_id, job.idx, job.attempt);
-                let queued = match shared.store.conn().await {
-                    Ok(mut c) => shared.store.wait_for_shared_slot(&mut c, &slot.limiter, &waiting).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = queued {
-                    warn!("could not queue for a shared slot ({e}); the task comes back in 30 s");
-                }
-                return Gate::HandedBack;
-            }
-            Err(e) => warn!("shared slots unavailable ({e}); starting without one"),
         }
     }
     if let Some(q) = &job.spec.quotas {
         if let Err(o) = quotas::wait_under(shared, job, q, stop).await {
-            if let Some(slot) = shared_slot {
-                limits::give_back(&shared.store, &slot).await;
-            }
-            return Gate::Failed(o);
+            return give_up(Gate::Failed(o)).await;
         }
     }
     Gate::Go { rate_wait, shared_slot }

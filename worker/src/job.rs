@@ -66,8 +66,8 @@ impl<'a> Held<'a> {
     fn give_shared_slot(&mut self) {
         let Some(key) = self.shared_slot.take() else { return };
         let Some(slot) = self.shared.shared_slots.lock().expect("slots lock").remove(&key) else { return };
-        let store = self.shared.store.clone();
-        self.shared.tracker.spawn(async move { limits::give_back(&store, &slot).await });
+        let (store, batch) = (self.shared.store.clone(), self.shared.batch.clone());
+        self.shared.tracker.spawn(async move { limits::give_back(&store, &batch, &slot).await });
     }
 }
 
@@ -104,7 +104,24 @@ pub(crate) async fn handle(shared: Arc<Shared>, instance: String, d: Delivery, s
 }
 
 async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut held: Held<'_>, takeover: bool) {
-    let mark = shared.batch.mark(&job.run_id, ToMark { idx: job.idx, attempt: job.attempt, takeover }).await;
+    // The limiters are asked beside the mark, in the same batch (no round trip of their own).
+    let limiters = limits::limiters(shared, job, instance);
+    let asks = limits::shared_cap(shared, instance).is_some() || !limiters.is_empty();
+    let mark_it = shared.batch.mark(&job.run_id, ToMark { idx: job.idx, attempt: job.attempt, takeover });
+    let (mark, asked) = if asks {
+        let (m, a) = tokio::join!(mark_it, admission::ask(shared, instance, job, &limiters));
+        (m, Some(a))
+    } else {
+        (mark_it.await, None)
+    };
+    let mut asked = match (&mark, asked) {
+        (Ok(MarkRunning::Ok), a) => a,
+        (_, Some(a)) => {
+            a.give_back(shared).await;
+            None
+        }
+        (_, None) => None,
+    };
     // When it starts executing: after any wait for a rate limit (which counts as queue wait).
     let mut started_ms = now_ms();
     let mut rate_wait = Duration::ZERO;
@@ -145,9 +162,9 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
             held.start((job.run_id.clone(), job.idx), running.clone());
             info!(takeover, "started");
             let own = limits::instance_limiter(shared, instance);
-            let limiters = limits::limiters(shared, job, instance);
             let mut gate_failed = None;
-            match Box::pin(admission::pass(shared, instance, job, d, &own, &limiters, &running.stop)).await {
+            let asked = asked.take().unwrap_or_else(admission::Asked::nothing);
+            match Box::pin(admission::pass(shared, job, d, &own, &limiters, asked, &running.stop)).await {
                 Gate::Go { rate_wait: waited, shared_slot } => {
                     rate_wait = waited;
                     started_ms = now_ms();

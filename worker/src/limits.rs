@@ -11,6 +11,7 @@ use tracing::{debug, warn};
 use zo_common::model::{now_ms, ErrorClass, Outcome, RateLimit};
 use zo_common::store::{Job, Limiter, Store};
 
+use crate::batch::Batcher;
 use crate::service::Shared;
 
 /// Longest wait for a limiter a task spends holding its worker slot; a longer one hands the
@@ -55,13 +56,13 @@ pub(crate) enum Admission {
     Stopped,
 }
 
-/// Asks every limiter in turn, waiting here while a wait is short. Redis errors let the task
-/// go (a limiter is a courtesy to the provider, and Redis being down stops more than this).
-/// `backoff_until`: the end of a backoff this worker knows of for the instance (Unix ms).
-pub(crate) async fn admit(
-    store: &Store,
+/// Waits out a backoff this worker knows of for the instance (`backoff_until`, Unix ms) and
+/// the limiters whose first answer asked for a wait (`bound`: each with that wait), here while
+/// a wait is short, asking again after each (a reservation is then ours).
+pub(crate) async fn wait_out(
+    batch: &Batcher,
     backoff_until: Option<u64>,
-    limiters: &[Limiter],
+    bound: &[(Limiter, Duration)],
     job_key: &str,
     stop: &CancellationToken,
 ) -> Admission {
@@ -78,24 +79,9 @@ pub(crate) async fn admit(
             }
         }
     }
-    for lim in limiters {
-        loop {
-            let wait = match store.conn().await {
-                Ok(mut c) => match store.admit(&mut c, lim, job_key).await {
-                    Ok(w) => w,
-                    Err(e) => {
-                        warn!(limiter = %lim.name, "rate limiter unavailable ({e}); starting without it");
-                        Duration::ZERO
-                    }
-                },
-                Err(e) => {
-                    warn!(limiter = %lim.name, "rate limiter unavailable ({e}); starting without it");
-                    Duration::ZERO
-                }
-            };
-            if wait.is_zero() {
-                break;
-            }
+    for (lim, first) in bound {
+        let mut wait = *first;
+        while !wait.is_zero() {
             if wait > WAIT_IN_WORKER {
                 return Admission::Later(wait);
             }
@@ -104,6 +90,13 @@ pub(crate) async fn admit(
                 _ = tokio::time::sleep(wait) => waited += wait,
                 _ = stop.cancelled() => return Admission::Stopped,
             }
+            wait = match batch.admit(lim, job_key.to_string()).await {
+                Ok(w) => w,
+                Err(e) => {
+                    warn!(limiter = %lim.name, "rate limiter unavailable ({e}); starting without it");
+                    Duration::ZERO
+                }
+            };
         }
     }
     Admission::Go { waited }
@@ -192,13 +185,13 @@ pub(crate) struct SharedSlot {
 }
 
 /// Gives a shared slot back and brings forward the tasks waiting for it.
-pub(crate) async fn give_back(store: &Store, slot: &SharedSlot) {
-    let Ok(mut c) = store.conn().await else {
-        warn!(limiter = %slot.limiter, "Redis unavailable: the shared slot frees itself when its lease lapses");
-        return;
-    };
-    match store.free_shared_slots(&mut c, &slot.limiter, slot.cap, Some(&slot.member)).await {
-        Ok(waiters) => wake(store, &mut c, &waiters).await,
+pub(crate) async fn give_back(store: &Store, batch: &Batcher, slot: &SharedSlot) {
+    match batch.give_shared_slot(&slot.limiter, slot.cap, slot.member.clone()).await {
+        Ok(waiters) if waiters.is_empty() => {}
+        Ok(waiters) => match store.conn().await {
+            Ok(mut c) => wake(store, &mut c, &waiters).await,
+            Err(e) => warn!(limiter = %slot.limiter, "could not bring waiting tasks forward ({e}); they come back on their own"),
+        },
         Err(e) => warn!(limiter = %slot.limiter, "could not give the shared slot back ({e}); it frees itself when its lease lapses"),
     }
 }

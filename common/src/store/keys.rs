@@ -38,7 +38,7 @@
 //! | `NS:run:{R}:parked` | zset | `idx:attempt` of queued tasks waiting for a slot, oldest first (scored by when they parked) |
 //! | `NS:run:{R}:slotinfo` | hash | `i:IDX` → the task's instance (capped runs); `n:INSTANCE` → slots held on it |
 //! | `NS:limit:{NAME}` | hash | a rate limiter (an instance, a `rate_group`, or `run:RUN:INSTANCE`): `tat` (next start, ms), `level`/`at` (tokens left and when), `backoff_until`, `strikes` (rate-limit answers in a row); expires after a day idle |
-//! | `NS:limit:{NAME}:slots` | zset | `RUN\|IDX` of tasks holding one of the instance's `max_concurrent` slots (the catalog's), scored by their lease's expiry |
+//! | `NS:limit:{NAME}:slots` | zset | `RUN\|IDX\|WORKER` of tasks holding one of the instance's `max_concurrent` slots (the catalog's), scored by their lease's expiry |
 //! | `NS:limit:{NAME}:waiting` | list | `RUN\|IDX\|ATTEMPT` of tasks waiting for one, oldest first |
 //! | `NS:limit:{NAME}:resv` | hash | `run\|idx\|attempt` → the start (ms) reserved for that job |
 //! | `NS:active` | set | runs not yet finished (for promoting due retries) |

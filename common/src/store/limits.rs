@@ -27,53 +27,56 @@ impl Limiter {
 }
 
 impl Store {
-    /// Whether a task (`job`: run, index, attempt) may start now: `Duration::ZERO`, or how long
-    /// to wait before asking again (after a reservation's wait the start is ours).
-    pub async fn admit(&self, conn: &mut Conn, lim: &Limiter, job: &str) -> Result<Duration, StoreError> {
+    /// Whether tasks (`jobs`: `RUN|IDX|ATTEMPT` each) may start now, in order: per job
+    /// `Duration::ZERO`, or how long to wait before asking again (after a reservation's wait
+    /// the start is ours). One script call for the lot.
+    pub async fn admit(&self, conn: &mut Conn, lim: &Limiter, jobs: &[&str]) -> Result<Vec<Duration>, StoreError> {
         let (hash, resv) = self.keys.limiter(&lim.name);
-        let wait: i64 = scripts::ADMIT
-            .key(hash)
-            .key(resv)
-            .arg(now_ms())
-            .arg(job)
-            .arg(lim.rate.rpm.unwrap_or(0))
-            .arg(lim.rate.tpm.unwrap_or(0))
-            .arg(LIMITER_TTL_S)
-            .invoke_async(conn)
-            .await?;
-        Ok(Duration::from_millis(wait.max(0) as u64))
+        let mut inv = scripts::ADMIT.prepare_invoke();
+        inv.key(hash).key(resv).arg(now_ms()).arg(lim.rate.rpm.unwrap_or(0)).arg(lim.rate.tpm.unwrap_or(0)).arg(LIMITER_TTL_S);
+        for j in jobs {
+            inv.arg(*j);
+        }
+        let waits: Vec<i64> = inv.invoke_async(conn).await?;
+        if waits.len() != jobs.len() {
+            return Err(StoreError::Corrupt(format!("admit answered {} of {} jobs", waits.len(), jobs.len())));
+        }
+        Ok(waits.into_iter().map(|w| Duration::from_millis(w.max(0) as u64)).collect())
     }
 
-    /// Takes one of an instance's shared concurrency slots for `member` (`RUN|IDX`) until
-    /// `until_ms`; false when all `cap` are held.
-    pub async fn take_shared_slot(&self, conn: &mut Conn, name: &str, cap: u32, member: &str, until_ms: u64) -> Result<bool, StoreError> {
-        let r: i64 = self.ns_slots(name, "take", cap, member, until_ms).invoke_async(conn).await?;
-        Ok(r == 1)
+    /// Takes one of an instance's shared concurrency slots for each member (`RUN|IDX|WORKER`) until
+    /// `until_ms`, in order; false for those that find all `cap` held.
+    pub async fn take_shared_slots(&self, conn: &mut Conn, name: &str, cap: u32, members: &[&str], until_ms: u64) -> Result<Vec<bool>, StoreError> {
+        let r: Vec<i64> = self.ns_slots(name, "take", cap, until_ms, members).invoke_async(conn).await?;
+        Ok(r.into_iter().map(|x| x == 1).collect())
     }
 
-    /// Extends a held shared slot; false when it lapsed meanwhile.
-    pub async fn renew_shared_slot(&self, conn: &mut Conn, name: &str, member: &str, until_ms: u64) -> Result<bool, StoreError> {
-        let r: i64 = self.ns_slots(name, "renew", 0, member, until_ms).invoke_async(conn).await?;
-        Ok(r == 1)
+    /// Extends held shared slots; false for those that lapsed meanwhile.
+    pub async fn renew_shared_slots(&self, conn: &mut Conn, name: &str, members: &[&str], until_ms: u64) -> Result<Vec<bool>, StoreError> {
+        let r: Vec<i64> = self.ns_slots(name, "renew", 0, until_ms, members).invoke_async(conn).await?;
+        Ok(r.into_iter().map(|x| x == 1).collect())
     }
 
     /// Queues `job` (`RUN|IDX|ATTEMPT`) for the next free shared slot.
     pub async fn wait_for_shared_slot(&self, conn: &mut Conn, name: &str, job: &str) -> Result<(), StoreError> {
-        let _: i64 = self.ns_slots(name, "wait", 0, job, 0).invoke_async(conn).await?;
+        let _: Vec<i64> = self.ns_slots(name, "wait", 0, 0, &[job]).invoke_async(conn).await?;
         Ok(())
     }
 
-    /// Gives a shared slot back (`member`: `Some`) or frees lapsed ones (`None`); returns the
-    /// waiting jobs (`RUN|IDX|ATTEMPT`) the free slots are for, to bring forward.
-    pub async fn free_shared_slots(&self, conn: &mut Conn, name: &str, cap: u32, member: Option<&str>) -> Result<Vec<String>, StoreError> {
-        let op = if member.is_some() { "give" } else { "tick" };
-        Ok(self.ns_slots(name, op, cap, member.unwrap_or(""), 0).invoke_async(conn).await?)
+    /// Gives shared slots back (`members`; none: frees lapsed ones only); returns the waiting
+    /// jobs (`RUN|IDX|ATTEMPT`) the free slots are for, to bring forward.
+    pub async fn free_shared_slots(&self, conn: &mut Conn, name: &str, cap: u32, members: &[&str]) -> Result<Vec<String>, StoreError> {
+        let op = if members.is_empty() { "tick" } else { "give" };
+        Ok(self.ns_slots(name, op, cap, 0, members).invoke_async(conn).await?)
     }
 
-    fn ns_slots(&self, name: &str, op: &str, cap: u32, member: &str, until_ms: u64) -> redis::ScriptInvocation<'static> {
+    fn ns_slots(&self, name: &str, op: &str, cap: u32, until_ms: u64, members: &[&str]) -> redis::ScriptInvocation<'static> {
         let (slots, waiting) = self.keys.limiter_slots(name);
         let mut inv = scripts::NS_SLOTS.prepare_invoke();
-        inv.key(slots).key(waiting).arg(op).arg(now_ms()).arg(cap).arg(member).arg(until_ms);
+        inv.key(slots).key(waiting).arg(op).arg(now_ms()).arg(cap).arg(until_ms);
+        for m in members {
+            inv.arg(*m);
+        }
         inv
     }
 

@@ -43,15 +43,23 @@ pub(super) async fn lease_loop(shared: Arc<Shared>, finished: CancellationToken)
                     Err(e) => debug!("lease renewal failed: {e}"),
                 }
             }
-            let slots: Vec<crate::limits::SharedSlot> = shared.shared_slots.lock().expect("slots lock").values().cloned().collect();
+            // Shared slots, one call per limiter.
+            let mut slots: HashMap<String, Vec<String>> = HashMap::new();
+            for s in shared.shared_slots.lock().expect("slots lock").values() {
+                slots.entry(s.limiter.clone()).or_default().push(s.member.clone());
+            }
             let until = zo_common::model::now_ms() + shared.lease.as_millis() as u64;
-            for s in slots {
-                match store.renew_shared_slot(&mut conn, &s.limiter, &s.member, until).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        warn!(limiter = %s.limiter, member = %s.member, "a shared slot lapsed while its task ran (Redis or this worker stalled)")
+            for (limiter, members) in slots {
+                let refs: Vec<&str> = members.iter().map(String::as_str).collect();
+                match store.renew_shared_slots(&mut conn, &limiter, &refs, until).await {
+                    Ok(kept) => {
+                        for (m, k) in members.iter().zip(kept) {
+                            if !k {
+                                warn!(limiter = %limiter, member = %m, "a shared slot lapsed while its task ran (Redis or this worker stalled)");
+                            }
+                        }
                     }
-                    Err(e) => debug!("renewing a shared slot failed: {e}"),
+                    Err(e) => debug!("renewing shared slots failed: {e}"),
                 }
             }
             for (stream, ids) in held {

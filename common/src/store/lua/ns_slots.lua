@@ -1,41 +1,59 @@
 -- NS_SLOTS: an instance's concurrency slots shared by every run and worker (the catalog's
--- `max_concurrent`), in the limiter's own keys. A running task holds a slot (`RUN|IDX`,
+-- `max_concurrent`), in the limiter's own keys. A running task holds a slot (`RUN|IDX|WORKER`,
 -- scored by its lease's expiry, renewed with the lease); a task that finds none is handed
 -- back to its run, far in the future, and queued here in `waiting`; whenever slots are free
--- (a task gave one back, a lease lapsed, any worker's upkeep tick) the oldest waiters are
--- answered, and their workers bring them forward in their runs.
+-- (tasks gave theirs back, a lease lapsed, any worker's upkeep tick) the oldest waiters are
+-- answered, and their workers bring them forward in their runs. Several members per call (a
+-- worker's batch).
 -- KEYS: the limiter's slots (zset), its waiting list
--- ARGV: op (take | renew | give | wait | tick) now_ms cap member until_ms
---   take: member takes a slot until until_ms (or keeps its own) → 1, or 0 when none is free
---   renew: extends member's slot → 1, or 0 when it has none (it lapsed)
---   give: member's slot is free again; then as tick
---   wait: member (`RUN|IDX|ATTEMPT`) waits for a slot → 1
+-- ARGV: op (take | renew | give | wait | tick) now_ms cap until_ms, then the members
+--   take: each member takes a slot until until_ms (or keeps its own) → 1, or 0 when none is free
+--   renew: extends each member's slot → 1, or 0 when it has none (it lapsed)
+--   give: the members' slots are free again; then as tick
+--   wait: each member (`RUN|IDX|ATTEMPT`) waits for a slot
 --   tick: lapsed slots are freed
--- Returns: take/renew/wait as above; give/tick: the waiters to bring forward (as many as
--- slots are free), oldest first.
+-- Returns: take/renew: one 0/1 per member; wait: {}; give/tick: the waiters to bring forward
+-- (as many as slots are free), oldest first.
 local slots, waiting = KEYS[1], KEYS[2]
-local op, now, cap, member, until_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local op, now, cap, until_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local ttl = 86400
 redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
+local out = {}
 if op == 'take' then
-  if redis.call('ZSCORE', slots, member) or redis.call('ZCARD', slots) < cap then
-    redis.call('ZADD', slots, until_ms, member)
-    redis.call('EXPIRE', slots, ttl)
-    return 1
+  local held = redis.call('ZCARD', slots)
+  for k = 5, #ARGV do
+    local m = ARGV[k]
+    if redis.call('ZSCORE', slots, m) then
+      redis.call('ZADD', slots, until_ms, m)
+      out[#out + 1] = 1
+    elseif held < cap then
+      redis.call('ZADD', slots, until_ms, m)
+      held = held + 1
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = 0
+    end
   end
-  return 0
+  redis.call('EXPIRE', slots, ttl)
+  return out
 elseif op == 'renew' then
-  if redis.call('ZSCORE', slots, member) then
-    redis.call('ZADD', slots, until_ms, member)
-    return 1
+  for k = 5, #ARGV do
+    if redis.call('ZSCORE', slots, ARGV[k]) then
+      redis.call('ZADD', slots, until_ms, ARGV[k])
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = 0
+    end
   end
-  return 0
+  return out
 elseif op == 'wait' then
-  redis.call('RPUSH', waiting, member)
+  for k = 5, #ARGV do redis.call('RPUSH', waiting, ARGV[k]) end
   redis.call('EXPIRE', waiting, ttl)
-  return 1
+  return out
 end
-if op == 'give' then redis.call('ZREM', slots, member) end
+if op == 'give' then
+  for k = 5, #ARGV do redis.call('ZREM', slots, ARGV[k]) end
+end
 local free = cap - redis.call('ZCARD', slots)
-if free <= 0 then return {} end
-return redis.call('LPOP', waiting, free) or {}
+if free <= 0 then return out end
+return redis.call('LPOP', waiting, free) or out

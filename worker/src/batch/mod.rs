@@ -5,6 +5,8 @@
 //! multiplexed connection: N jobs cost a few round trips instead of 3N pool checkouts and 3N
 //! calls. Order per job is unchanged: a job asks for its ack only after its result is stored.
 //! Released dependents are moved from the run's outbox right after the batch that freed them.
+//! Rate-limit admissions and shared slots go the same way, one script call per limiter
+//! ([`limits`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -15,6 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use zo_common::store::{Claim, Conn, MarkRunning, Recorded, Store, StoreError, ToMark, ToRecord};
+
+mod limits;
 
 /// At most this many steps go into one batch; the rest wait for the next.
 const MAX_BATCH: usize = 1024;
@@ -39,12 +43,14 @@ impl BatchError {
     }
 }
 
-type Reply<T> = oneshot::Sender<Result<T, BatchError>>;
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, BatchError>>;
 
 enum Op {
     Mark { run: String, item: ToMark, reply: Reply<MarkRunning> },
     Record { run: String, item: ToRecord, reply: Reply<Recorded> },
     Ack { stream: String, id: String, reply: Reply<()> },
+    /// The limiter steps of [`limits`]: admissions and shared slots.
+    Limit(limits::LimitOp),
 }
 
 /// The claim every mark of this worker uses.
@@ -143,6 +149,7 @@ fn fail_all(ops: Vec<Op>, why: BatchError) {
             Op::Mark { reply, .. } => drop(reply.send(Err(why.clone()))),
             Op::Record { reply, .. } => drop(reply.send(Err(why.clone()))),
             Op::Ack { reply, .. } => drop(reply.send(Err(why.clone()))),
+            Op::Limit(op) => op.fail(why.clone()),
         }
     }
 }
@@ -152,14 +159,17 @@ async fn execute(ops: Vec<Op>, conn: Conn, store: &Store, claim: &ClaimInfo) -> 
     let mut marks: HashMap<String, Vec<(ToMark, Reply<MarkRunning>)>> = HashMap::new();
     let mut records: HashMap<String, Vec<(ToRecord, Reply<Recorded>)>> = HashMap::new();
     let mut acks: HashMap<String, Vec<(String, Reply<()>)>> = HashMap::new();
+    let mut limit_ops = Vec::new();
     for op in ops {
         match op {
             Op::Mark { run, item, reply } => marks.entry(run).or_default().push((item, reply)),
             Op::Record { run, item, reply } => records.entry(run).or_default().push((item, reply)),
             Op::Ack { stream, id, reply } => acks.entry(stream).or_default().push((id, reply)),
+            Op::Limit(op) => limit_ops.push(op),
         }
     }
     let mut parts = tokio::task::JoinSet::new();
+    limits::spawn(limit_ops, &conn, store, &mut parts);
     for (run, list) in marks {
         let (mut c, store, claim) = (conn.fork(), store.clone(), claim.clone());
         parts.spawn(async move {
@@ -245,7 +255,7 @@ async fn execute(ops: Vec<Op>, conn: Conn, store: &Store, claim: &ClaimInfo) -> 
 }
 
 /// Sends the error to every waiter; true when it is about the connection.
-fn answer_error<T>(replies: Vec<Reply<T>>, e: StoreError) -> bool {
+pub(crate) fn answer_error<T>(replies: Vec<Reply<T>>, e: StoreError) -> bool {
     let broken = e.is_infrastructure();
     let why = BatchError::Store(Arc::new(e));
     for reply in replies {
