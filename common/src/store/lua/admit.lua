@@ -34,7 +34,9 @@ for k = 5, #ARGV do
     local start = math.max(tat, now)
     tat = start + 60000 / rpm
     tat_moved = true
-    if start > now then
+    -- A start less than a millisecond ahead is now (the clock's resolution): a limit too
+    -- high to bind costs no wait, and the spacing still accumulates in `tat`.
+    if start >= now + 1 then
       wait = math.ceil(start) - now
       redis.call('HSET', resv, job, math.ceil(start))
       reserved = true

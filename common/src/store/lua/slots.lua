@@ -18,7 +18,9 @@ local function capped()
   end
   return cap_all > 0 or cap_inst > 0
 end
+-- A task's instance, counted only under a per-instance cap ('' otherwise: nothing to read).
 local function instance_of(idx)
+  if cap_inst <= 0 then return '' end
   return redis.call('HGET', slotinfo, 'i:' .. idx) or ''
 end
 local function drop_slot(idx)
@@ -42,9 +44,14 @@ local function take_slot(idx, until_ms)
   end
   if cap_all > 0 and redis.call('ZCARD', slots) >= cap_all then return false end
   local inst = instance_of(idx)
-  if cap_inst > 0 and tonumber(redis.call('HGET', slotinfo, 'n:' .. inst) or '0') >= cap_inst then return false end
+  if inst ~= '' then
+    -- One call counts the slot and tells whether the instance had room.
+    if redis.call('HINCRBY', slotinfo, 'n:' .. inst, 1) > cap_inst then
+      redis.call('HINCRBY', slotinfo, 'n:' .. inst, -1)
+      return false
+    end
+  end
   redis.call('ZADD', slots, until_ms, idx)
-  if inst ~= '' then redis.call('HINCRBY', slotinfo, 'n:' .. inst, 1) end
   return true
 end
 local function free_slot(idx)
