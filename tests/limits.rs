@@ -455,7 +455,8 @@ fn a_killed_workers_shared_slots_lapse_with_its_leases() {
     let took = killed.elapsed();
     let doc = doc_of(&out);
     assert!(all_succeeded(&doc), "{}", out.stdout);
-    let by_w1 = doc["tasks"].as_array().unwrap().iter().filter(|t| t["worker"].as_str().unwrap_or("").contains(&format!("-{w1_pid}-"))).count();
+    let by_w1 =
+        doc["tasks"].as_array().unwrap().iter().filter(|t| t["worker"].as_str().unwrap_or("").contains(&format!("-{w1_pid}-"))).count();
     let overlap = max_overlap(&intervals(&doc, None));
     println!("killed holding 2 shared slots: run done {:.1}s after the kill, overlap {overlap}", took.as_secs_f64());
     assert_eq!((overlap, by_w1), (2, 0));

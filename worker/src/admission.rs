@@ -55,7 +55,11 @@ impl Asked {
 /// go (a limiter is a courtesy to the provider, and Redis being down stops more than this).
 pub(crate) async fn ask(shared: &Shared, instance: &str, job: &Job, limiters: &[Limiter]) -> Asked {
     let key = format!("{}|{}|{}", job.run_id, job.idx, job.attempt);
-    let slot = limits::shared_cap(shared, instance).map(|(limiter, cap)| SharedSlot { limiter, cap, member: format!("{}|{}|{}", job.run_id, job.idx, shared.id) });
+    let slot = limits::shared_cap(shared, instance).map(|(limiter, cap)| SharedSlot {
+        limiter,
+        cap,
+        member: format!("{}|{}|{}", job.run_id, job.idx, shared.id),
+    });
     let until = now_ms() + shared.lease.as_millis() as u64;
     let take = async {
         match &slot {
@@ -134,7 +138,8 @@ pub(crate) async fn pass(
                 return give_up(Gate::HandedBack).await;
             }
             Admission::Stopped => {
-                return give_up(Gate::Failed(Outcome::fail(ErrorClass::Cancelled, "cancelled while it waited for its rate limit".into()))).await
+                return give_up(Gate::Failed(Outcome::fail(ErrorClass::Cancelled, "cancelled while it waited for its rate limit".into())))
+                    .await
             }
         }
     }

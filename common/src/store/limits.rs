@@ -46,7 +46,14 @@ impl Store {
 
     /// Takes one of an instance's shared concurrency slots for each member (`RUN|IDX|WORKER`) until
     /// `until_ms`, in order; false for those that find all `cap` held.
-    pub async fn take_shared_slots(&self, conn: &mut Conn, name: &str, cap: u32, members: &[&str], until_ms: u64) -> Result<Vec<bool>, StoreError> {
+    pub async fn take_shared_slots(
+        &self,
+        conn: &mut Conn,
+        name: &str,
+        cap: u32,
+        members: &[&str],
+        until_ms: u64,
+    ) -> Result<Vec<bool>, StoreError> {
         let r: Vec<i64> = self.ns_slots(name, "take", cap, until_ms, members).invoke_async(conn).await?;
         Ok(r.into_iter().map(|x| x == 1).collect())
     }

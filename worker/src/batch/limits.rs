@@ -12,10 +12,25 @@ use zo_common::store::{Conn, Limiter, Store};
 use super::{answer_error, BatchError, Batcher, Op, Reply};
 
 pub(crate) enum LimitOp {
-    Admit { limiter: Limiter, job: String, reply: Reply<Duration> },
-    Take { limiter: String, cap: u32, member: String, until_ms: u64, reply: Reply<bool> },
+    Admit {
+        limiter: Limiter,
+        job: String,
+        reply: Reply<Duration>,
+    },
+    Take {
+        limiter: String,
+        cap: u32,
+        member: String,
+        until_ms: u64,
+        reply: Reply<bool>,
+    },
     /// The waiters the freed slots are for go to the first give of a batch.
-    Give { limiter: String, cap: u32, member: String, reply: Reply<Vec<String>> },
+    Give {
+        limiter: String,
+        cap: u32,
+        member: String,
+        reply: Reply<Vec<String>>,
+    },
 }
 
 impl LimitOp {
@@ -74,7 +89,9 @@ pub(super) fn spawn(ops: Vec<LimitOp>, conn: &Conn, store: &Store, parts: &mut J
     let mut gives: HashMap<(String, u32), Gives> = HashMap::new();
     for op in ops {
         match op {
-            LimitOp::Admit { limiter, job, reply } => admits.entry(limiter.name.clone()).or_insert_with(|| (limiter, Vec::new())).1.push((job, reply)),
+            LimitOp::Admit { limiter, job, reply } => {
+                admits.entry(limiter.name.clone()).or_insert_with(|| (limiter, Vec::new())).1.push((job, reply))
+            }
             LimitOp::Take { limiter, cap, member, until_ms, reply } => {
                 let e = takes.entry((limiter, cap)).or_insert((until_ms, Vec::new()));
                 e.0 = e.0.max(until_ms);

@@ -46,9 +46,21 @@ impl BatchError {
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, BatchError>>;
 
 enum Op {
-    Mark { run: String, item: ToMark, reply: Reply<MarkRunning> },
-    Record { run: String, item: ToRecord, reply: Reply<Recorded> },
-    Ack { stream: String, id: String, reply: Reply<()> },
+    Mark {
+        run: String,
+        item: ToMark,
+        reply: Reply<MarkRunning>,
+    },
+    Record {
+        run: String,
+        item: ToRecord,
+        reply: Reply<Recorded>,
+    },
+    Ack {
+        stream: String,
+        id: String,
+        reply: Reply<()>,
+    },
     /// The limiter steps of [`limits`]: admissions and shared slots.
     Limit(limits::LimitOp),
 }
