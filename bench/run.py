@@ -124,22 +124,27 @@ class Bench:
         self.rows.append(line)
         print(json.dumps(line), flush=True)
 
+    def noop_rate(self, f, n, cfg=""):
+        """Tasks/s of one worker × 50 over the `n` no-op tasks of file `f`, from starting
+        zo-submit (parse, plan, enqueue included) to the last result recorded; `cfg`: more
+        worker config."""
+        ns = self.ns()
+        w = self.worker(ns, f"executor: {{ kind: simulate }}\n{cfg}instances: [ {{ name: fast, concurrency: 50 }} ]\n")
+        t0 = time.time()
+        r = self.submit(ns, [str(f), "--json", "--no-save", "--no-report", "--quiet"])
+        self.stop(w)
+        doc = json.loads(r.stdout)
+        self.exactly_once(ns, doc, n)
+        last = max(parse_ms(t["timestamp"]) for t in doc["tasks"]) / 1000
+        return n / (last - t0)
+
     # 1. Queue throughput
     def throughput(self):
         n = 2000 if self.args.smoke else 20000
         f = self.task_file("throughput.yaml", n)
         ours, peer = [], []
         for _ in range(self.args.repeats):
-            ns = self.ns()
-            w = self.worker(ns, "executor: { kind: simulate }\ninstances: [ { name: fast, concurrency: 50 } ]\n")
-            t0 = time.time()
-            r = self.submit(ns, [str(f), "--json", "--no-save", "--no-report", "--quiet"])
-            self.stop(w)
-            doc = json.loads(r.stdout)
-            self.exactly_once(ns, doc, n)
-            # From starting zo-submit (parse, plan, enqueue included) to the last result recorded.
-            last = max(parse_ms(t["timestamp"]) for t in doc["tasks"]) / 1000
-            ours.append(n / (last - t0))
+            ours.append(self.noop_rate(f, n))
             peer.append(n / self.bullmq("throughput", n))
         self.row(f"1. queue throughput, {n} no-op tasks, 1 worker × 50", ours, peer, "tasks/s", "≥ 3× BullMQ")
 
@@ -313,16 +318,8 @@ class Bench:
         catalog.write_text("instances:\n  - { name: fast, port: 3457, model: m, max_concurrent: 100000, max_rpm: 100000000 }\n")
         with_limits, without = [], []
         for _ in range(self.args.repeats):
-            for (f, cfg, acc) in [(plain, "", without), (limited, f"catalog: {catalog}\n", with_limits)]:
-                ns = self.ns()
-                w = self.worker(ns, f"executor: {{ kind: simulate }}\n{cfg}instances: [ {{ name: fast, concurrency: 50 }} ]\n")
-                t0 = time.time()
-                r = self.submit(ns, [str(f), "--json", "--no-save", "--no-report", "--quiet"])
-                self.stop(w)
-                doc = json.loads(r.stdout)
-                self.exactly_once(ns, doc, n)
-                last = max(parse_ms(t["timestamp"]) for t in doc["tasks"]) / 1000
-                acc.append(n / (last - t0))
+            without.append(self.noop_rate(plain, n))
+            with_limits.append(self.noop_rate(limited, n, f"catalog: {catalog}\n"))
         self.row(f"7b. scenario 1 with every limit set high (peer: the same without limits)", with_limits, without, "tasks/s", "≥ 0.90× (≤ 10% slower)")
 
     def write(self, path):
