@@ -41,9 +41,9 @@ async fn look(args: &Args) -> Result<Seen, StoreError> {
 /// Why the run is not ready, one reason each (none: ready).
 fn not_ready(file: &TaskFile, est: &Estimate, live: &[LiveWorker]) -> Vec<String> {
     let mut why = Vec::new();
-    let served: BTreeSet<&str> = live.iter().filter(|w| w.compatible()).flat_map(|w| w.info.instances.iter().map(String::as_str)).collect();
+    let (served, _) = crate::watch::served(live);
     let used: BTreeSet<&str> = file.tasks.iter().map(|t| t.instance.as_str()).collect();
-    for inst in used.difference(&served) {
+    for inst in used.into_iter().filter(|i| !served.contains(*i)) {
         why.push(format!("no live worker serves instance `{inst}`; start one whose config lists it"));
     }
     if let (Some(b), Some((low, _))) = (file.limits.budget, est.cost) {

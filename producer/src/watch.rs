@@ -120,7 +120,7 @@ fn stage_line(run_id: &str, st: &StageState) -> String {
 
 /// Instances served by a live worker that speaks our protocol, and the live workers that
 /// speak another one (their streams and formats differ: they take none of our jobs).
-fn served(live: &[LiveWorker]) -> (HashSet<String>, Vec<&LiveWorker>) {
+pub(crate) fn served(live: &[LiveWorker]) -> (HashSet<String>, Vec<&LiveWorker>) {
     let mut served = HashSet::new();
     let mut foreign = Vec::new();
     for w in live {

@@ -54,9 +54,9 @@ impl Asked {
 /// Asks every limiter that applies, and for a shared slot, in one batch. Errors let the task
 /// go (a limiter is a courtesy to the provider, and Redis being down stops more than this).
 pub(crate) async fn ask(shared: &Shared, instance: &str, job: &Job, limiters: &[Limiter]) -> Asked {
-    let key = format!("{}|{}|{}", job.run_id, job.idx, job.attempt);
+    let key = limits::job_key(job);
     let slot = limits::shared_cap(shared, instance).map(|(limiter, cap)| SharedSlot {
-        limiter,
+        limiter: limiter.to_string(),
         cap,
         member: format!("{}|{}|{}", job.run_id, job.idx, shared.id),
     });
@@ -108,9 +108,8 @@ pub(crate) async fn pass(
             // Every slot of the instance is held: handed back to the run (due in 30 s should
             // the wake-up be lost), then queued for the next free slot.
             defer(shared, job, d, now_ms() + 30_000, Duration::ZERO, "max_concurrent").await;
-            let waiting = format!("{}|{}|{}", job.run_id, job.idx, job.attempt);
             let queued = match shared.store.conn().await {
-                Ok(mut c) => shared.store.wait_for_shared_slot(&mut c, &s.limiter, &waiting).await,
+                Ok(mut c) => shared.store.wait_for_shared_slot(&mut c, &s.limiter, &limits::job_key(job)).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = queued {
@@ -130,8 +129,7 @@ pub(crate) async fn pass(
     let backoff = shared.backoff_until(&own.name);
     let bound: Vec<(Limiter, Duration)> = limiters.iter().cloned().zip(waits).filter(|(_, w)| !w.is_zero()).collect();
     if !bound.is_empty() || backoff.is_some() {
-        let key = format!("{}|{}|{}", job.run_id, job.idx, job.attempt);
-        match limits::wait_out(&shared.batch, backoff, &bound, &key, stop).await {
+        match limits::wait_out(&shared.batch, backoff, &bound, &limits::job_key(job), stop).await {
             Admission::Go { waited } => rate_wait = waited,
             Admission::Later(wait) => {
                 defer(shared, job, d, now_ms() + wait.as_millis() as u64, Duration::ZERO, "rate_limit").await;

@@ -105,7 +105,8 @@ pub(crate) async fn handle(shared: Arc<Shared>, instance: String, d: Delivery, s
 
 async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut held: Held<'_>, takeover: bool) {
     // The limiters are asked beside the mark, in the same batch (no round trip of their own).
-    let limiters = limits::limiters(shared, job, instance);
+    let own = limits::instance_limiter(shared, instance);
+    let limiters = limits::limiters(own, job, instance);
     let asks = limits::shared_cap(shared, instance).is_some() || !limiters.is_empty();
     let mark_it = shared.batch.mark(&job.run_id, ToMark { idx: job.idx, attempt: job.attempt, takeover });
     let (mark, asked) = if asks {
@@ -161,10 +162,9 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
             let running = RunningJob::new(d.stream.clone(), d.id.clone(), job.attempt, shared.abort.child_token());
             held.start((job.run_id.clone(), job.idx), running.clone());
             info!(takeover, "started");
-            let own = limits::instance_limiter(shared, instance);
             let mut gate_failed = None;
             let asked = asked.take().unwrap_or_else(admission::Asked::nothing);
-            match Box::pin(admission::pass(shared, job, d, &own, &limiters, asked, &running.stop)).await {
+            match Box::pin(admission::pass(shared, job, d, own, &limiters, asked, &running.stop)).await {
                 Gate::Go { rate_wait: waited, shared_slot } => {
                     rate_wait = waited;
                     started_ms = now_ms();
@@ -201,7 +201,7 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
                 }
             }
             if !stopped_waiting {
-                if let Some(until) = Box::pin(limits::after(&shared.store, &limiters, &own, &o)).await {
+                if let Some(until) = Box::pin(limits::after(&shared.store, &limiters, own, &o)).await {
                     shared.note_backoff(&own.name, until);
                 }
             }

@@ -11,6 +11,8 @@ use tracing::{debug, warn};
 use zo_common::model::{now_ms, ErrorClass, Outcome, RateLimit};
 use zo_common::store::{Job, Limiter, Store};
 
+use zo_common::catalog::Catalog;
+
 use crate::batch::Batcher;
 use crate::service::Shared;
 
@@ -22,22 +24,38 @@ pub(crate) const WAIT_IN_WORKER: Duration = Duration::from_secs(2);
 /// attempt (its retry policy for `rate_limit` decides then).
 pub(crate) const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(600);
 
-/// The limiter an instance shares with every run (its `rate_group`, else itself), with the
-/// catalog's limits (none: it still carries the backoff after a rate-limit answer).
-pub(crate) fn instance_limiter(shared: &Shared, instance: &str) -> Limiter {
-    match shared.ctx.catalog.get(instance) {
-        Some(i) => Limiter { name: i.limiter().to_string(), rate: RateLimit { rpm: i.max_rpm, tpm: i.max_tpm } },
-        None => Limiter { name: instance.to_string(), rate: RateLimit::default() },
+/// What this worker's catalog says of one served instance, worked out once at start: the
+/// limiter it shares with every run (its `rate_group`, else itself; with no rate limits it
+/// still carries the backoff after a rate-limit answer) and its `max_concurrent`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InstanceLimits {
+    pub own: Limiter,
+    pub max_concurrent: Option<u32>,
+}
+
+impl InstanceLimits {
+    pub(crate) fn of(catalog: &Catalog, instance: &str) -> Self {
+        match catalog.get(instance) {
+            Some(i) => InstanceLimits {
+                own: Limiter { name: i.limiter().to_string(), rate: RateLimit { rpm: i.max_rpm, tpm: i.max_tpm } },
+                max_concurrent: i.max_concurrent,
+            },
+            None => InstanceLimits { own: Limiter { name: instance.to_string(), rate: RateLimit::default() }, max_concurrent: None },
+        }
     }
+}
+
+/// The limiter an instance shares with every run.
+pub(crate) fn instance_limiter<'a>(shared: &'a Shared, instance: &str) -> &'a Limiter {
+    &shared.limits[instance].own
 }
 
 /// The limiters a job of `instance` must be admitted by: the instance's when the catalog
 /// limits it, the run's when its file does. Usually none (no round trip then).
-pub(crate) fn limiters(shared: &Shared, job: &Job, instance: &str) -> Vec<Limiter> {
+pub(crate) fn limiters(own: &Limiter, job: &Job, instance: &str) -> Vec<Limiter> {
     let mut out = Vec::new();
-    let own = instance_limiter(shared, instance);
     if !own.rate.is_none() {
-        out.push(own);
+        out.push(own.clone());
     }
     if let Some(rate) = job.spec.rate {
         out.push(Limiter::for_run(&job.run_id, instance, rate));
@@ -151,29 +169,15 @@ pub(crate) fn retry_after(o: &Outcome) -> Option<Duration> {
     None
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn said(text: &str) -> Option<Duration> {
-        retry_after(&Outcome::fail(ErrorClass::RateLimit, text.to_string()))
-    }
-
-    #[test]
-    fn retry_after_is_read_from_the_answer() {
-        assert_eq!(said("429 Too Many Requests; Retry-After: 20"), Some(Duration::from_secs(20)));
-        assert_eq!(said("rate limit reached, please try again in 1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(said("Rate limited. Retry after 2 minutes"), Some(Duration::from_secs(120)));
-        assert_eq!(said("retry in 250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(said("rate limit exceeded"), None);
-        assert_eq!(said("retry after 99999 seconds"), Some(Duration::from_secs(600)));
-    }
+/// The catalog's `max_concurrent` for an instance, with the limiter that holds its slots.
+pub(crate) fn shared_cap<'a>(shared: &'a Shared, instance: &str) -> Option<(&'a str, u32)> {
+    let l = &shared.limits[instance];
+    l.max_concurrent.map(|c| (l.own.name.as_str(), c))
 }
 
-/// The catalog's `max_concurrent` for an instance, with the limiter that holds its slots.
-pub(crate) fn shared_cap(shared: &Shared, instance: &str) -> Option<(String, u32)> {
-    let i = shared.ctx.catalog.get(instance)?;
-    i.max_concurrent.map(|c| (i.limiter().to_string(), c))
+/// The key a job is known by to limiters (reservations, waiting lists): `RUN|IDX|ATTEMPT`.
+pub(crate) fn job_key(job: &Job) -> String {
+    format!("{}|{}|{}", job.run_id, job.idx, job.attempt)
 }
 
 /// A shared slot a running task holds: where, and under which member.
@@ -212,4 +216,23 @@ pub(crate) async fn wake(store: &Store, c: &mut zo_common::store::Conn, waiters:
 pub(crate) fn conf_text(i: &zo_common::catalog::Instance) -> String {
     let n = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |n| n.to_string());
     format!("max_concurrent {} max_rpm {} max_tpm {}", n(i.max_concurrent.map(u64::from)), n(i.max_rpm.map(u64::from)), n(i.max_tpm))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn said(text: &str) -> Option<Duration> {
+        retry_after(&Outcome::fail(ErrorClass::RateLimit, text.to_string()))
+    }
+
+    #[test]
+    fn retry_after_is_read_from_the_answer() {
+        assert_eq!(said("429 Too Many Requests; Retry-After: 20"), Some(Duration::from_secs(20)));
+        assert_eq!(said("rate limit reached, please try again in 1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(said("Rate limited. Retry after 2 minutes"), Some(Duration::from_secs(120)));
+        assert_eq!(said("retry in 250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(said("rate limit exceeded"), None);
+        assert_eq!(said("retry after 99999 seconds"), Some(Duration::from_secs(600)));
+    }
 }

@@ -34,7 +34,11 @@ pub fn nanos_to_usd(n: Nanos) -> f64 {
 
 /// `$0.0213`: four decimals below a dollar, two above (costs of single tasks are cents).
 pub fn format_usd(n: Nanos) -> String {
-    let usd = nanos_to_usd(n);
+    format_dollars(nanos_to_usd(n))
+}
+
+/// [`format_usd`] of an amount already in dollars (as the results document holds them).
+pub fn format_dollars(usd: f64) -> String {
     if usd >= 1.0 {
         format!("${usd:.2}")
     } else {

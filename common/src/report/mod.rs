@@ -27,13 +27,7 @@ pub(crate) fn pct(part: u64, total: u64) -> f64 {
 }
 
 /// Dollars as reports show them: `$0.0450` below a dollar, `$12.30` above.
-pub(crate) fn usd(x: f64) -> String {
-    if x >= 1.0 {
-        format!("${x:.2}")
-    } else {
-        format!("${x:.4}")
-    }
-}
+pub(crate) use crate::model::format_dollars as usd;
 
 /// What became of a run's budget, in one line: `$4.12 of $5.00 spent; alert at 80% (12:00:03)`,
 /// and when it stopped the run, how many tasks that cancelled.

@@ -77,6 +77,8 @@ pub(crate) struct Shared {
     /// Shared concurrency slots (the catalog's `max_concurrent`) held by running jobs, renewed
     /// with their leases.
     pub shared_slots: Mutex<HashMap<(String, u32), crate::limits::SharedSlot>>,
+    /// What the catalog says of each served instance's limits (worked out once).
+    pub limits: HashMap<String, crate::limits::InstanceLimits>,
 }
 
 impl Shared {
@@ -252,6 +254,7 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
         ready,
         backoffs: Mutex::new(HashMap::new()),
         shared_slots: Mutex::new(HashMap::new()),
+        limits: cfg.instances.iter().map(|i| (i.name.clone(), crate::limits::InstanceLimits::of(&opts.catalog, &i.name))).collect(),
     });
     let instances: Vec<String> = cfg.instances.iter().map(|i| i.name.clone()).collect();
     let executor_name = executor.as_ref().map(|e| e.host().to_string()).unwrap_or_else(|| "simulate".into());

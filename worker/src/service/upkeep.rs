@@ -24,13 +24,13 @@ pub(super) async fn upkeep_loop(shared: Arc<Shared>, instances: Vec<String>, shu
         }
         // Backoffs other workers started after rate-limit answers hold here too.
         for inst in &instances {
-            let name = crate::limits::instance_limiter(&shared, inst).name;
-            if let Ok(Some(until)) = store.backoff_until(&mut conn, &name).await {
-                shared.note_backoff(&name, until);
+            let name = &crate::limits::instance_limiter(&shared, inst).name;
+            if let Ok(Some(until)) = store.backoff_until(&mut conn, name).await {
+                shared.note_backoff(name, until);
             }
             // Shared slots whose lease lapsed (a dead worker's) go to the tasks waiting.
             if let Some((limiter, cap)) = crate::limits::shared_cap(&shared, inst) {
-                if let Ok(waiters) = store.free_shared_slots(&mut conn, &limiter, cap, &[]).await {
+                if let Ok(waiters) = store.free_shared_slots(&mut conn, limiter, cap, &[]).await {
                     crate::limits::wake(store, &mut conn, &waiters).await;
                 }
             }
