@@ -242,8 +242,8 @@ fn a_budget_stops_the_run_and_alerts_once() {
     let report = std::fs::read_dir(dir.path().join("res"))
         .unwrap()
         .flatten()
-        .find(|e| e.file_name().to_string_lossy().starts_with("report_"))
-        .expect("a report");
+        .find(|e| e.file_name().to_string_lossy().starts_with("report_") && e.file_name().to_string_lossy().ends_with(".md"))
+        .expect("a Markdown report");
     let md = std::fs::read_to_string(report.path()).unwrap();
     assert!(md.contains("| Budget | $1.00 of $1.00 spent; alert at 50% ("), "{md}");
     assert!(md.contains("budget reached at") && md.contains("5 cancelled"), "{md}");

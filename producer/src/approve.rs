@@ -6,7 +6,7 @@ use zo_common::model::{rfc3339, StageStatus};
 use zo_common::store::{Decided, Decision, Store, StoreError};
 use zo_common::text::escape_line;
 
-use crate::cli::Args;
+use crate::cli::ConnOpts;
 use crate::{exit, fail_queue};
 
 /// Who decides: `user@host` of this process (the login from `USER`/`LOGNAME`).
@@ -21,14 +21,14 @@ fn who() -> String {
 }
 
 /// Approves (`reason: None`) or rejects a stage; returns the exit code.
-pub async fn decide(args: &Args, run_id: &str, stage: &str, reject: Option<&str>) -> u8 {
+pub async fn decide(conn_opts: &ConnOpts, quiet: bool, run_id: &str, stage: &str, reject: Option<&str>) -> u8 {
     let decision = match reject {
         None => Decision::Approve,
         Some(reason) => Decision::Reject { reason },
     };
     let verb = if reject.is_some() { "reject" } else { "approve" };
     let r = async {
-        let store = Store::connect(&args.common.redis, &args.common.namespace, 2).await?;
+        let store = Store::connect(&conn_opts.redis, &conn_opts.namespace, 2).await?;
         let mut conn = store.conn().await?;
         store.run_meta(&mut conn, run_id).await?;
         let specs = store.task_specs(&mut conn, run_id).await?;
@@ -63,7 +63,7 @@ pub async fn decide(args: &Args, run_id: &str, stage: &str, reject: Option<&str>
     .await;
     match r {
         Ok(Ok(Decided::Done { tasks, finished, .. })) => {
-            if !args.output.quiet {
+            if !quiet {
                 let what = if reject.is_some() { "skipped" } else { "started" };
                 eprintln!(
                     "{verb}d stage `{}` of run {run_id}: {tasks} task{} {what}{}",

@@ -1,19 +1,49 @@
-//! Command-line arguments of `zo-submit`.
+//! Command-line arguments of `zo-submit`. Each subcommand takes only the options that mean
+//! something for it: the connection (`ConnOpts`) where it reads Redis, the task-file options
+//! (`InputOpts`) where it reads a file, the output options where it writes reports.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args as ClapArgs, Parser, Subcommand};
+pub use clap::ColorChoice;
+use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
+
+const EXAMPLES: &str = "\
+Examples:
+  zo-submit tasks/example.yaml               submit, watch live, write results/ and reports
+  zo-submit tasks/example.yaml --dry-run     plan with duration and cost estimates
+  zo-submit tasks/example.yaml --detach      print the run id and exit; the run goes on
+  zo-submit watch RUN                        re-attach to a run
+  zo-submit runs                             the latest runs
+  zo-submit show RUN \"Task name\"             one task's full record, attempts included
+  zo-submit queues; zo-submit workers        what waits where, who works on it
+  zo-submit export RUN --format html -o r.html
+
+Exit codes: 0 every task succeeded; 1 a task failed, timed out, was skipped or cancelled;
+2 invalid input or usage; 3 Redis or other infrastructure unreachable; 130 interrupted.";
 
 /// Submit a task file to the Zo Worker Swarm queue, watch it run, and write the reports.
-///
-/// Exit codes: 0 every task succeeded; 1 a task failed, timed out, was skipped or cancelled;
-/// 2 invalid input or usage; 3 Redis or other infrastructure unreachable; 130 interrupted.
 #[derive(Parser, Debug)]
-#[command(name = "zo-submit", version, about, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    name = "zo-submit",
+    version = crate::VERSION,
+    about,
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
+    #[command(flatten)]
+    pub submit: SubmitArgs,
+    #[command(flatten)]
+    pub log: crate::logging::LogOpts,
+}
+
+/// Submitting a task file (`zo-submit FILE`, `zo-submit execute FILE`).
+#[derive(ClapArgs, Debug, Clone)]
+pub struct SubmitArgs {
     /// The task file (YAML) to submit.
     pub file: Option<PathBuf>,
     /// Validate and print the plan with estimates of duration and cost (from earlier runs in
@@ -30,25 +60,48 @@ pub struct Args {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "7d")]
     pub retention: Duration,
     #[command(flatten)]
-    pub common: Common,
+    pub conn: ConnOpts,
+    #[command(flatten)]
+    pub input: InputOpts,
     #[command(flatten)]
     pub output: OutputOpts,
 }
 
+/// Where the queue is.
 #[derive(ClapArgs, Debug, Clone)]
-pub struct Common {
+pub struct ConnOpts {
     /// Redis URL.
-    #[arg(long = "redis", env = "ZO_REDIS_URL", default_value = "redis://127.0.0.1:6379", global = true)]
+    #[arg(long = "redis", env = "ZO_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis: String,
     /// Key namespace.
-    #[arg(long, env = "ZO_NAMESPACE", default_value = "zo", global = true)]
+    #[arg(long, env = "ZO_NAMESPACE", default_value = "zo")]
     pub namespace: String,
+}
+
+/// The instance catalog: names, models, ports, limits and prices of the instances.
+#[derive(ClapArgs, Debug, Clone)]
+pub struct CatalogOpts {
     /// Instance catalog (default: the built-in five instances).
-    #[arg(long, env = "ZO_CATALOG", global = true)]
+    #[arg(long, env = "ZO_CATALOG")]
     pub catalog: Option<PathBuf>,
+}
+
+/// Reading a task file.
+#[derive(ClapArgs, Debug, Clone)]
+pub struct InputOpts {
+    #[command(flatten)]
+    pub catalog: CatalogOpts,
     /// Largest task file accepted, in bytes (suffixes K, M, G: powers of 1024).
-    #[arg(long, default_value = "256M", value_parser = parse_size, global = true)]
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
     pub max_file_size: u64,
+}
+
+/// `--json`: the command's answer as JSON on stdout (documented fields), nothing else there.
+#[derive(ClapArgs, Debug, Clone, Copy)]
+pub struct JsonOpt {
+    /// Print JSON (stable, documented fields) instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `1048576`, `512K`, `256M`, `1G`.
@@ -70,7 +123,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::*;
 
     #[test]
     fn sizes_take_suffixes() {
@@ -80,45 +133,105 @@ mod tests {
         assert_eq!(parse_size("1G"), Ok(1 << 30));
         assert!(parse_size("x").is_err() && parse_size("0").is_err() && parse_size("-1M").is_err());
     }
+
+    #[test]
+    fn the_arguments_are_consistent() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+    }
+
+    /// Subcommands refuse options that mean nothing for them.
+    #[test]
+    fn subcommands_take_only_their_options() {
+        let ok = |a: &[&str]| Args::try_parse_from(a).map(|_| ()).map_err(|e| e.to_string());
+        assert!(ok(&["zo-submit", "runs", "--json", "--limit", "5", "--status", "running"]).is_ok());
+        assert!(ok(&["zo-submit", "execute", "t.yaml", "--detach"]).is_ok());
+        assert!(ok(&["zo-submit", "t.yaml", "--dry-run", "--require-ready"]).is_ok());
+        assert!(ok(&["zo-submit", "dead", "--run", "R", "--json"]).is_ok());
+        assert!(ok(&["zo-submit", "dead", "delete", "--all", "--run", "R"]).is_ok());
+        for bad in [
+            vec!["zo-submit", "queues", "--no-save"],
+            vec!["zo-submit", "plan", "t.yaml", "--redis", "redis://x"],
+            vec!["zo-submit", "workers", "--results-dir", "r"],
+            vec!["zo-submit", "show", "R", "--detach"],
+            vec!["zo-submit", "completions", "bash", "--namespace", "x"],
+        ] {
+            assert!(ok(&bad).is_err(), "{bad:?} was accepted");
+        }
+    }
 }
 
 #[derive(ClapArgs, Debug, Clone)]
 pub struct OutputOpts {
     /// Do not write the JSON results file, nor the tasks' `output_file`s.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub no_save: bool,
-    /// Do not write the Markdown report.
-    #[arg(long, global = true)]
+    /// Do not write the Markdown and HTML reports.
+    #[arg(long)]
     pub no_report: bool,
     /// Print no progress and no dashboard; errors only.
-    #[arg(long, short = 'q', global = true)]
+    #[arg(long, short = 'q')]
     pub quiet: bool,
     /// Print the results document (JSON) on stdout and nothing else there.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub json: bool,
     /// Where results and reports are written.
-    #[arg(long, default_value = "results", global = true)]
+    #[arg(long, default_value = "results")]
     pub results_dir: PathBuf,
     /// The directory tasks' `output_file`s are written in (subdirectories inside it are
     /// created; nothing is written outside it, symlinks included).
-    #[arg(long, default_value = ".", global = true)]
+    #[arg(long, default_value = ".")]
     pub output_dir: PathBuf,
+    /// Colour in the live view: `auto` (on a terminal, unless NO_COLOR is set), `always`,
+    /// `never`.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub color: ColorChoice,
+}
+
+impl Args {
+    /// The `--color` of the command line's live view (auto where it has none).
+    pub fn color(&self) -> ColorChoice {
+        match &self.command {
+            None => self.submit.output.color,
+            Some(Command::Execute(s)) => s.output.color,
+            Some(Command::Watch { output, .. } | Command::Resume { output, .. }) => output.color,
+            Some(_) => ColorChoice::Auto,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Validate a task file and print its execution plan (no Redis needed).
-    Plan { file: PathBuf },
+    Plan {
+        file: PathBuf,
+        #[command(flatten)]
+        input: InputOpts,
+    },
+    /// Submit a task file (the same as `zo-submit FILE`).
+    Execute(SubmitArgs),
     /// Re-attach to a run: show its progress, then the dashboard and reports.
-    Watch { run_id: String },
+    Watch {
+        run_id: String,
+        #[command(flatten)]
+        conn: ConnOpts,
+        #[command(flatten)]
+        catalog: CatalogOpts,
+        #[command(flatten)]
+        output: OutputOpts,
+    },
     /// Cancel a run, or one task of it (it counts as failed for its dependents' trigger
-    /// rules). Queued tasks stop at
-    /// once; running ones within about a second, their processes killed.
+    /// rules). Queued tasks stop at once; running ones within about a second, their
+    /// processes killed.
     Cancel {
         run_id: String,
         /// Cancel only this task.
         #[arg(long)]
         task: Option<String>,
+        #[command(flatten)]
+        conn: ConnOpts,
+        #[command(flatten)]
+        quiet: QuietOpt,
     },
     /// Run again every task of a finished run that failed, timed out or was cancelled (and
     /// what they skipped), reusing the results of those that succeeded; then follow it.
@@ -130,9 +243,22 @@ pub enum Command {
         /// Print the run id and exit instead of following it.
         #[arg(long)]
         detach: bool,
+        #[command(flatten)]
+        conn: ConnOpts,
+        #[command(flatten)]
+        catalog: CatalogOpts,
+        #[command(flatten)]
+        output: OutputOpts,
     },
     /// Approve a `pipeline:` stage that waits for approval: its tasks start.
-    Approve { run_id: String, stage: String },
+    Approve {
+        run_id: String,
+        stage: String,
+        #[command(flatten)]
+        conn: ConnOpts,
+        #[command(flatten)]
+        quiet: QuietOpt,
+    },
     /// Reject a stage that waits for approval: its tasks are skipped (class `rejected`),
     /// which is no failure of the run.
     Reject {
@@ -141,24 +267,156 @@ pub enum Command {
         /// Why (recorded in the results).
         #[arg(long, default_value = "")]
         reason: String,
+        #[command(flatten)]
+        conn: ConnOpts,
+        #[command(flatten)]
+        quiet: QuietOpt,
     },
-    /// List dead-lettered jobs, or run them again.
+    /// The runs in Redis, newest first: status, progress, failures, cost, file.
+    #[command(after_help = "Examples:\n  zo-submit runs\n  zo-submit runs --status running\n  zo-submit runs --limit 100 --json")]
+    Runs {
+        /// Only running or only finished runs.
+        #[arg(long, value_enum)]
+        status: Option<RunStatusFilter>,
+        /// At most this many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        json: JsonOpt,
+        #[command(flatten)]
+        conn: ConnOpts,
+    },
+    /// A run's summary and tasks (running or finished), or one task's full record with every
+    /// attempt. Writes no files.
+    #[command(after_help = "Examples:\n  zo-submit show RUN\n  zo-submit show RUN \"Analyze Code\"\n  zo-submit show RUN --json")]
+    Show {
+        run_id: String,
+        /// One task, by name.
+        task: Option<String>,
+        #[command(flatten)]
+        json: JsonOpt,
+        #[command(flatten)]
+        conn: ConnOpts,
+        #[command(flatten)]
+        catalog: CatalogOpts,
+    },
+    /// Each instance's job streams by priority: length, pending (running), waiting, oldest
+    /// entry's age, consumers.
+    Queues {
+        #[command(flatten)]
+        json: JsonOpt,
+        #[command(flatten)]
+        conn: ConnOpts,
+        #[command(flatten)]
+        catalog: CatalogOpts,
+    },
+    /// Live workers: id, host, instances, jobs in flight, heartbeat age, version.
+    Workers {
+        #[command(flatten)]
+        json: JsonOpt,
+        #[command(flatten)]
+        conn: ConnOpts,
+    },
+    /// List dead-lettered jobs (with age, run and reason), run them again, or delete them.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Examples:\n  zo-submit dead\n  zo-submit dead --run RUN --json\n  zo-submit dead retry ID\n  zo-submit dead delete --all --run RUN"
+    )]
     Dead {
         #[command(subcommand)]
         action: Option<DeadAction>,
+        #[command(flatten)]
+        filter: DeadFilter,
+        #[command(flatten)]
+        json: JsonOpt,
+        #[command(flatten)]
+        conn: ConnOpts,
     },
+    /// Write a run's report (finished or not) as JSON, Markdown or HTML, on stdout or to a file.
+    #[command(
+        after_help = "Examples:\n  zo-submit export RUN --format html -o report.html\n  zo-submit export RUN --format md > report.md"
+    )]
+    Export {
+        run_id: String,
+        #[arg(long, value_enum, default_value = "json")]
+        format: ExportFormat,
+        /// Write here instead of stdout.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        conn: ConnOpts,
+        #[command(flatten)]
+        catalog: CatalogOpts,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  zo-submit completions bash > /etc/bash_completion.d/zo-submit\n  zo-submit completions zsh > \"${fpath[1]}/_zo-submit\"\n  zo-submit completions fish > ~/.config/fish/completions/zo-submit.fish"
+    )]
+    Completions { shell: clap_complete::Shell },
+}
+
+/// `--quiet` for commands that only report what they did.
+#[derive(ClapArgs, Debug, Clone, Copy)]
+pub struct QuietOpt {
+    /// Print nothing but errors.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatusFilter {
+    Running,
+    Finished,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    Json,
+    Md,
+    Html,
+}
+
+/// Which dead letters a `dead` command looks at.
+#[derive(ClapArgs, Debug, Clone, Default)]
+pub struct DeadFilter {
+    /// Only those of this run.
+    #[arg(long)]
+    pub run: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum DeadAction {
     /// List the dead letters (the default).
-    List,
+    List {
+        #[command(flatten)]
+        filter: DeadFilter,
+        #[command(flatten)]
+        json: JsonOpt,
+        #[command(flatten)]
+        conn: ConnOpts,
+    },
     /// Run dead-lettered tasks again as a new attempt (their skipped dependents too).
     Retry {
         /// The dead letter's id (first column of `zo-submit dead`).
         id: Option<String>,
-        /// Every dead letter that names a task.
+        /// Every dead letter that names a task (of `--run` only, with it).
         #[arg(long, conflicts_with = "id")]
         all: bool,
+        #[command(flatten)]
+        filter: DeadFilter,
+        #[command(flatten)]
+        conn: ConnOpts,
+    },
+    /// Delete dead letters without running them again.
+    Delete {
+        /// The dead letter's id.
+        id: Option<String>,
+        /// Every dead letter (of `--run` only, with it).
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        #[command(flatten)]
+        filter: DeadFilter,
+        #[command(flatten)]
+        conn: ConnOpts,
     },
 }

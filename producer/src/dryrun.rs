@@ -16,7 +16,7 @@ use zo_common::plan;
 use zo_common::store::{LiveWorker, Store, StoreError};
 use zo_common::taskfile::TaskFile;
 
-use crate::cli::Args;
+use crate::cli::SubmitArgs;
 use crate::{exit, load_tasks, stdout};
 
 /// How long a dry run waits for Redis.
@@ -30,8 +30,8 @@ struct Seen {
     live: Vec<LiveWorker>,
 }
 
-async fn look(args: &Args) -> Result<Seen, StoreError> {
-    let store = Store::connect(&args.common.redis, &args.common.namespace, 1).await?;
+async fn look(args: &SubmitArgs) -> Result<Seen, StoreError> {
+    let store = Store::connect(&args.conn.redis, &args.conn.namespace, 1).await?;
     let mut conn = store.conn().await?;
     let samples = store.recent_samples(&mut conn, HISTORY_RUNS).await?;
     let live = store.live_workers(&mut conn, crate::watch::LIVE_WITHIN).await?;
@@ -58,8 +58,8 @@ fn not_ready(file: &TaskFile, est: &Estimate, live: &[LiveWorker]) -> Vec<String
     why
 }
 
-pub async fn dry_run(args: &Args, file: &Path, catalog: &Catalog) -> u8 {
-    let tf = match load_tasks(file, catalog, args.common.max_file_size) {
+pub async fn dry_run(args: &SubmitArgs, file: &Path, catalog: &Catalog) -> u8 {
+    let tf = match load_tasks(file, catalog, args.input.max_file_size) {
         Ok(t) => t,
         Err(code) => return code,
     };
@@ -74,7 +74,7 @@ pub async fn dry_run(args: &Args, file: &Path, catalog: &Catalog) -> u8 {
         failed => {
             let reason = match failed {
                 Ok(Err(e)) => e.to_string(),
-                _ => format!("Redis at {} did not answer within {}s", args.common.redis, REDIS_WAIT.as_secs()),
+                _ => format!("Redis at {} did not answer within {}s", args.conn.redis, REDIS_WAIT.as_secs()),
             };
             out.push_str(&plan::render(&tf, catalog));
             out.push_str(&format!("Estimates: unavailable ({reason})\n"));

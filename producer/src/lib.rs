@@ -4,24 +4,30 @@
 //!
 //! - [`cli`] — arguments.
 //! - [`watch`] — following a run (live progress).
-//! - [`output`] — writing the JSON document, the Markdown report and `output_file`s.
+//! - [`output`] — writing the JSON document, the Markdown and HTML reports and `output_file`s.
+//! - `inspect` — the read commands: `runs`, `show`, `queues`, `workers`, `dead`, `export`.
 
 mod approve;
 pub mod cli;
 mod dryrun;
+mod inspect;
+#[path = "../../common/binshared/logging.rs"]
+pub mod logging;
 pub mod output;
 mod resume;
 pub mod watch;
+
+/// `--version`: the package version and the git commit built.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ZO_GIT_COMMIT"), ")");
 
 use std::io::Write as _;
 use std::path::Path;
 
 use zo_common::catalog::Catalog;
-use zo_common::store::{self, DeadLetter, LocalSpecs, NewRun, Store, StoreError};
-use zo_common::text::escape_line;
+use zo_common::store::{self, LocalSpecs, NewRun, Store, StoreError};
 use zo_common::{plan, report, taskfile};
 
-use crate::cli::{Args, Command, DeadAction};
+use crate::cli::{Args, CatalogOpts, Command, ConnOpts, InputOpts, SubmitArgs};
 
 /// Writes to stdout. A reader that went away (`zo-submit plan FILE | head`) is not an error:
 /// the rest is dropped quietly instead of panicking.
@@ -39,6 +45,24 @@ pub mod exit {
     pub const INTERRUPTED: u8 = 130;
 }
 
+/// Whether stderr gets colour: `always`; `never`; `auto` on a terminal unless `NO_COLOR` is
+/// set to anything but the empty string (no-color.org).
+pub fn color_on(choice: cli::ColorChoice) -> bool {
+    match choice {
+        cli::ColorChoice::Always => true,
+        cli::ColorChoice::Never => false,
+        cli::ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        }
+    }
+}
+
+/// The terminal's width when stdout is one (tables are fitted to it), else none.
+pub(crate) fn stdout_width() -> Option<u16> {
+    let term = console::Term::stdout();
+    term.is_term().then(|| term.size().1.max(40))
+}
+
 /// "1 task", "2 tasks".
 fn tasks_word(n: usize) -> String {
     format!("{n} task{}", if n == 1 { "" } else { "s" })
@@ -53,11 +77,16 @@ fn fail_queue(e: &StoreError) -> u8 {
     }
 }
 
-fn load_catalog(args: &Args) -> Result<Catalog, u8> {
-    Catalog::load(args.common.catalog.as_deref()).map_err(|e| {
+fn load_catalog(opts: &CatalogOpts) -> Result<Catalog, u8> {
+    Catalog::load(opts.catalog.as_deref()).map_err(|e| {
         eprintln!("zo-submit: {e}");
         exit::INVALID
     })
+}
+
+/// Connects to the queue, or says why not (the exit code).
+async fn connect(conn: &ConnOpts, pool: usize) -> Result<Store, u8> {
+    Store::connect(&conn.redis, &conn.namespace, pool).await.map_err(|e| fail_queue(&e))
 }
 
 fn load_tasks(path: &Path, catalog: &Catalog, max_bytes: u64) -> Result<taskfile::TaskFile, u8> {
@@ -71,53 +100,90 @@ fn load_tasks(path: &Path, catalog: &Catalog, max_bytes: u64) -> Result<taskfile
 
 /// Runs the command line; returns the process exit code.
 pub async fn run(args: Args) -> u8 {
-    let catalog = match load_catalog(&args) {
-        Ok(c) => c,
-        Err(code) => return code,
+    let run_id = match &args.command {
+        Some(
+            Command::Watch { run_id, .. }
+            | Command::Cancel { run_id, .. }
+            | Command::Approve { run_id, .. }
+            | Command::Reject { run_id, .. }
+            | Command::Resume { run_id, .. }
+            | Command::Show { run_id, .. }
+            | Command::Export { run_id, .. },
+        ) => Some(run_id),
+        _ => None,
     };
-    if let Some(
-        Command::Watch { run_id }
-        | Command::Cancel { run_id, .. }
-        | Command::Approve { run_id, .. }
-        | Command::Reject { run_id, .. }
-        | Command::Resume { run_id, .. },
-    ) = &args.command
-    {
-        if let Err(e) = store::check_run_id(run_id) {
-            eprintln!("zo-submit: {e}");
-            return exit::INVALID;
-        }
+    if let Some(Err(e)) = run_id.map(|r| store::check_run_id(r)) {
+        eprintln!("zo-submit: {e}");
+        return exit::INVALID;
     }
+    let catalog = |opts: &CatalogOpts| load_catalog(opts);
     match &args.command {
-        Some(Command::Plan { file }) => plan_only(&args, file, &catalog),
-        Some(Command::Watch { run_id }) => {
-            let store = match Store::connect(&args.common.redis, &args.common.namespace, 4).await {
-                Ok(s) => s,
-                Err(e) => return fail_queue(&e),
+        Some(Command::Plan { file, input }) => match catalog(&input.catalog) {
+            Ok(c) => plan_only(input, file, &c),
+            Err(code) => code,
+        },
+        Some(Command::Execute(submit)) => submit_file(submit).await,
+        Some(Command::Watch { run_id, conn, catalog: cat, output }) => {
+            let (store, catalog) = match (connect(conn, 4).await, catalog(cat)) {
+                (Ok(s), Ok(c)) => (s, c),
+                (Err(code), _) | (_, Err(code)) => return code,
             };
-            watch::follow_and_report(&store, run_id, &catalog, &args.output, None).await
+            watch::follow_and_report(&store, run_id, &catalog, output, None).await
         }
-        Some(Command::Cancel { run_id, task }) => cancel(&args, run_id, task.as_deref()).await,
-        Some(Command::Resume { run_id, task, detach }) => resume::resume(&args, run_id, task.as_deref(), *detach, &catalog).await,
-        Some(Command::Approve { run_id, stage }) => approve::decide(&args, run_id, stage, None).await,
-        Some(Command::Reject { run_id, stage, reason }) => approve::decide(&args, run_id, stage, Some(reason)).await,
-        Some(Command::Dead { action }) => dead(&args, action.as_ref().unwrap_or(&DeadAction::List)).await,
-        None => {
-            let Some(file) = &args.file else {
-                eprintln!("zo-submit: no task file given; usage: zo-submit FILE (see --help)");
-                return exit::INVALID;
-            };
-            if args.dry_run {
-                return dryrun::dry_run(&args, file, &catalog).await;
-            }
-            submit(&args, file, &catalog).await
+        Some(Command::Cancel { run_id, task, conn, quiet }) => cancel(conn, run_id, task.as_deref(), quiet.quiet).await,
+        Some(Command::Resume { run_id, task, detach, conn, catalog: cat, output }) => match catalog(cat) {
+            Ok(c) => resume::resume(conn, output, run_id, task.as_deref(), *detach, &c).await,
+            Err(code) => code,
+        },
+        Some(Command::Approve { run_id, stage, conn, quiet }) => approve::decide(conn, quiet.quiet, run_id, stage, None).await,
+        Some(Command::Reject { run_id, stage, reason, conn, quiet }) => {
+            approve::decide(conn, quiet.quiet, run_id, stage, Some(reason)).await
         }
+        Some(Command::Runs { status, limit, json, conn }) => inspect::runs(conn, *status, *limit, json.json).await,
+        Some(Command::Show { run_id, task, json, conn, catalog: cat }) => match catalog(cat) {
+            Ok(c) => inspect::show(conn, run_id, task.as_deref(), json.json, &c).await,
+            Err(code) => code,
+        },
+        Some(Command::Queues { json, conn, catalog: cat }) => match catalog(cat) {
+            Ok(c) => inspect::queues(conn, &c, json.json).await,
+            Err(code) => code,
+        },
+        Some(Command::Workers { json, conn }) => inspect::workers(conn, json.json).await,
+        Some(Command::Dead { action, filter, json, conn }) => inspect::dead(conn, action.as_ref(), filter, json.json).await,
+        Some(Command::Export { run_id, format, output, conn, catalog: cat }) => match catalog(cat) {
+            Ok(c) => inspect::export(conn, run_id, *format, output.as_deref(), &c).await,
+            Err(code) => code,
+        },
+        Some(Command::Completions { shell }) => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Args::command(), "zo-submit", &mut out);
+            stdout(&String::from_utf8_lossy(&out));
+            exit::OK
+        }
+        None => submit_file(&args.submit).await,
     }
 }
 
-async fn cancel(args: &Args, run_id: &str, task: Option<&str>) -> u8 {
+/// `zo-submit FILE` (or `execute FILE`): validate, then dry-run or submit.
+async fn submit_file(args: &SubmitArgs) -> u8 {
+    let catalog = match load_catalog(&args.input.catalog) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(file) = &args.file else {
+        eprintln!("zo-submit: no task file given; usage: zo-submit FILE (see --help)");
+        return exit::INVALID;
+    };
+    if args.dry_run {
+        return dryrun::dry_run(args, file, &catalog).await;
+    }
+    submit(args, file, &catalog).await
+}
+
+async fn cancel(conn_opts: &ConnOpts, run_id: &str, task: Option<&str>, quiet: bool) -> u8 {
     let r = async {
-        let store = Store::connect(&args.common.redis, &args.common.namespace, 2).await?;
+        let store = Store::connect(&conn_opts.redis, &conn_opts.namespace, 2).await?;
         let mut conn = store.conn().await?;
         let idx = match task {
             None => None,
@@ -140,7 +206,7 @@ async fn cancel(args: &Args, run_id: &str, task: Option<&str>) -> u8 {
     .await;
     match r {
         Ok(Ok(c)) => {
-            if !args.output.quiet {
+            if !quiet {
                 eprintln!(
                     "cancelled {} task{} that had not started; asked workers to stop {} running; run {}",
                     c.cancelled,
@@ -159,88 +225,8 @@ async fn cancel(args: &Args, run_id: &str, task: Option<&str>) -> u8 {
     }
 }
 
-async fn dead(args: &Args, action: &DeadAction) -> u8 {
-    let store = match Store::connect(&args.common.redis, &args.common.namespace, 2).await {
-        Ok(s) => s,
-        Err(e) => return fail_queue(&e),
-    };
-    let letters = async {
-        let mut conn = store.conn().await?;
-        store.dead_letters(&mut conn).await
-    }
-    .await;
-    let letters = match letters {
-        Ok(l) => l,
-        Err(e) => return fail_queue(&e),
-    };
-    match action {
-        DeadAction::List => {
-            if letters.is_empty() {
-                stdout("no dead letters\n");
-            }
-            for d in &letters {
-                let what = match &d.task {
-                    Some((run, idx)) => format!("run {run} task #{idx} `{}`", d.task_name),
-                    None => format!(
-                        "malformed entry ({})",
-                        d.fields
-                            .iter()
-                            .filter(|(k, _)| k == "stream" || k == "entry")
-                            .map(|(k, v)| format!("{k}={v}"))
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    ),
-                };
-                // Dead letters hold whatever was in the stream: one line, control characters escaped.
-                stdout(&format!("{}\n", escape_line(&format!("{}  {what}: {}", d.id, d.reason))));
-            }
-            exit::OK
-        }
-        DeadAction::Retry { id, all } => {
-            let chosen: Vec<&DeadLetter> = match (id, all) {
-                (Some(id), _) => match letters.iter().find(|d| &d.id == id) {
-                    Some(d) => vec![d],
-                    None => {
-                        eprintln!("zo-submit: no dead letter with id {id}; list them with `zo-submit dead`");
-                        return exit::INVALID;
-                    }
-                },
-                (None, true) => letters.iter().filter(|d| d.task.is_some()).collect(),
-                (None, false) => {
-                    eprintln!("zo-submit: name a dead letter id or pass --all");
-                    return exit::INVALID;
-                }
-            };
-            let mut code = exit::OK;
-            for d in chosen {
-                let Some((run, idx)) = &d.task else {
-                    eprintln!("zo-submit: {} is a malformed entry, not a task; there is nothing to run again", d.id);
-                    code = exit::INVALID;
-                    continue;
-                };
-                let r = async {
-                    let mut conn = store.conn().await?;
-                    let n = store.revive(&mut conn, run, *idx).await?;
-                    store.delete_dead_letter(&mut conn, &d.id).await?;
-                    Ok::<_, StoreError>(n)
-                }
-                .await;
-                match r {
-                    Ok(Some(n)) => eprintln!(
-                        "{}: task `{}` of run {run} queued again as attempt {n}; follow it with: zo-submit watch {run}",
-                        d.id, d.task_name
-                    ),
-                    Ok(None) => eprintln!("{}: task `{}` of run {run} is no longer failed; dead letter removed", d.id, d.task_name),
-                    Err(e) => return fail_queue(&e),
-                }
-            }
-            code
-        }
-    }
-}
-
-fn plan_only(args: &Args, file: &Path, catalog: &Catalog) -> u8 {
-    match load_tasks(file, catalog, args.common.max_file_size) {
+fn plan_only(input: &InputOpts, file: &Path, catalog: &Catalog) -> u8 {
+    match load_tasks(file, catalog, input.max_file_size) {
         Ok(tf) => {
             stdout(&plan::render(&tf, catalog));
             exit::OK
@@ -249,14 +235,14 @@ fn plan_only(args: &Args, file: &Path, catalog: &Catalog) -> u8 {
     }
 }
 
-async fn submit(args: &Args, file: &Path, catalog: &Catalog) -> u8 {
-    let tf = match load_tasks(file, catalog, args.common.max_file_size) {
+async fn submit(args: &SubmitArgs, file: &Path, catalog: &Catalog) -> u8 {
+    let tf = match load_tasks(file, catalog, args.input.max_file_size) {
         Ok(t) => t,
         Err(code) => return code,
     };
-    let store = match Store::connect(&args.common.redis, &args.common.namespace, 4).await {
+    let store = match connect(&args.conn, 4).await {
         Ok(s) => s,
-        Err(e) => return fail_queue(&e),
+        Err(code) => return code,
     };
     let run_id = store::new_run_id();
     let taskfile::TaskFile { path, name, tasks: specs, limits, .. } = tf;
@@ -309,7 +295,7 @@ pub fn finish(doc: &report::ResultsDocument, out: &cli::OutputOpts) -> u8 {
         results_dir: &out.results_dir,
         output_dir: &out.output_dir,
         json: !out.no_save,
-        markdown: !out.no_report,
+        reports: !out.no_report,
         outputs: !out.no_save,
     };
     let written = output::write_all(doc, &targets);
@@ -317,10 +303,10 @@ pub fn finish(doc: &report::ResultsDocument, out: &cli::OutputOpts) -> u8 {
         let body = serde_json::to_string_pretty(doc).expect("document serializes");
         stdout(&format!("{body}\n"));
     } else if !out.quiet {
-        stdout(&report::dashboard(doc));
+        stdout(&report::dashboard(doc, stdout_width()));
     }
     if !out.quiet {
-        for p in written.json.iter().chain(&written.markdown) {
+        for p in written.json.iter().chain(&written.markdown).chain(&written.html) {
             eprintln!("wrote {}", p.display());
         }
         for p in &written.outputs {

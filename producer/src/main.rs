@@ -37,12 +37,10 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    if let Err(e) = zo_producer::logging::init(&args.log, "warn", zo_producer::color_on(args.color())) {
+        eprintln!("zo-submit: {e}");
+        return ExitCode::from(exit::INVALID);
+    }
     // One worker thread besides the main one: zo-submit parses, then mostly waits on Redis; a
     // second worker only adds cross-thread wake-ups (a 20k-task submit: ~0.29 s with two,
     // ~0.21 s with one). A current-thread runtime is as fast but held ~28 MB more at the peak

@@ -1,4 +1,5 @@
-//! Writing results: the JSON document, the Markdown report and each task's `output_file`.
+//! Writing results: the JSON document, the Markdown and HTML reports and each task's
+//! `output_file`.
 //! Files are written to a temporary name and renamed, so none is ever left half-written.
 
 use std::io::Write as _;
@@ -69,17 +70,20 @@ pub fn confined(base: &Path, rel: &str) -> Result<PathBuf, String> {
     Ok(file)
 }
 
-/// `results_YYYYMMDD_HHMMSS` (UTC), made unique in `dir`.
-fn stamp_paths(dir: &Path) -> (PathBuf, PathBuf) {
+/// `results_YYYYMMDD_HHMMSS.json`, `report_….md`, `report_….html` (UTC), made unique in `dir`.
+fn stamp_paths(dir: &Path) -> [PathBuf; 3] {
     let t = time::OffsetDateTime::now_utc();
     let fmt = time::macros::format_description!("[year][month][day]_[hour][minute][second]");
     let stamp = t.format(&fmt).unwrap_or_default();
     for n in 1.. {
         let suffix = if n == 1 { String::new() } else { format!("_{n}") };
-        let j = dir.join(format!("results_{stamp}{suffix}.json"));
-        let m = dir.join(format!("report_{stamp}{suffix}.md"));
-        if !j.exists() && !m.exists() {
-            return (j, m);
+        let paths = [
+            dir.join(format!("results_{stamp}{suffix}.json")),
+            dir.join(format!("report_{stamp}{suffix}.md")),
+            dir.join(format!("report_{stamp}{suffix}.html")),
+        ];
+        if paths.iter().all(|p| !p.exists()) {
+            return paths;
         }
     }
     unreachable!()
@@ -90,6 +94,7 @@ fn stamp_paths(dir: &Path) -> (PathBuf, PathBuf) {
 pub struct Written {
     pub json: Option<PathBuf>,
     pub markdown: Option<PathBuf>,
+    pub html: Option<PathBuf>,
     pub outputs: Vec<PathBuf>,
     pub errors: Vec<String>,
 }
@@ -100,27 +105,25 @@ pub struct Targets<'a> {
     /// The directory `output_file`s are confined to.
     pub output_dir: &'a Path,
     pub json: bool,
-    pub markdown: bool,
+    /// The Markdown and HTML reports.
+    pub reports: bool,
     pub outputs: bool,
 }
 
 pub fn write_all(doc: &ResultsDocument, to: &Targets<'_>) -> Written {
-    let (dir, save_json, save_md) = (to.results_dir, to.json, to.markdown);
     let mut w = Written::default();
-    let (jp, mp) = stamp_paths(dir);
-    if save_json {
-        let body = serde_json::to_vec_pretty(doc).expect("document serializes");
-        match write_atomic(&jp, &body) {
-            Ok(()) => w.json = Some(jp),
-            Err(e) => w.errors.push(format!("cannot write {}: {e}", jp.display())),
+    let [jp, mp, hp] = stamp_paths(to.results_dir);
+    let mut write = |path: PathBuf, body: &[u8]| match write_atomic(&path, body) {
+        Ok(()) => Some(path),
+        Err(e) => {
+            w.errors.push(format!("cannot write {}: {e}", path.display()));
+            None
         }
-    }
-    if save_md {
-        match write_atomic(&mp, report::markdown(doc).as_bytes()) {
-            Ok(()) => w.markdown = Some(mp),
-            Err(e) => w.errors.push(format!("cannot write {}: {e}", mp.display())),
-        }
-    }
+    };
+    let json = to.json.then(|| write(jp, &serde_json::to_vec_pretty(doc).expect("document serializes"))).flatten();
+    let markdown = to.reports.then(|| write(mp, report::markdown(doc).as_bytes())).flatten();
+    let html = to.reports.then(|| write(hp, report::html(doc).as_bytes())).flatten();
+    (w.json, w.markdown, w.html) = (json, markdown, html);
     for t in doc.tasks.iter().filter(|_| to.outputs) {
         if let Some(f) = &t.output_file {
             if t.status != TaskState::Success {

@@ -9,11 +9,11 @@ use zo_common::model::{format_usd, ErrorClass, StopReason, TaskState};
 use zo_common::store::{Store, StoreError};
 use zo_common::text::escape_line;
 
-use crate::cli::Args;
+use crate::cli::{ConnOpts, OutputOpts};
 use crate::{exit, fail_queue, watch};
 
-pub async fn resume(args: &Args, run_id: &str, task: Option<&str>, detach: bool, catalog: &Catalog) -> u8 {
-    let store = match Store::connect(&args.common.redis, &args.common.namespace, 4).await {
+pub async fn resume(conn_opts: &ConnOpts, output: &OutputOpts, run_id: &str, task: Option<&str>, detach: bool, catalog: &Catalog) -> u8 {
+    let store = match Store::connect(&conn_opts.redis, &conn_opts.namespace, 4).await {
         Ok(s) => s,
         Err(e) => return fail_queue(&e),
     };
@@ -66,7 +66,7 @@ pub async fn resume(args: &Args, run_id: &str, task: Option<&str>, detach: bool,
             exit::OK
         }
         Ok(Ok(n)) => {
-            if !args.output.quiet {
+            if !output.quiet {
                 eprintln!(
                     "resumed run {run_id}: {n} task{} queued again as a new attempt (and what they had skipped); successes kept",
                     if n == 1 { "" } else { "s" }
@@ -76,7 +76,7 @@ pub async fn resume(args: &Args, run_id: &str, task: Option<&str>, detach: bool,
                 crate::stdout(&format!("{run_id}\n"));
                 return exit::OK;
             }
-            watch::follow_and_report(&store, run_id, catalog, &args.output, None).await
+            watch::follow_and_report(&store, run_id, catalog, output, None).await
         }
         Ok(Err(msg)) => {
             eprintln!("zo-submit: {msg}; nothing changed");

@@ -334,12 +334,26 @@ impl Worker {
 
     /// [`Worker::start`] with extra variables in the worker's environment.
     pub fn start_with_env(dir: &Path, name: &str, config_yaml: &str, redis_url: &str, ns: &str, envs: &[(&str, &str)]) -> Worker {
+        Worker::start_with(dir, name, config_yaml, redis_url, ns, envs, &[])
+    }
+
+    /// [`Worker::start`] with extra variables in its environment and extra arguments.
+    pub fn start_with(
+        dir: &Path,
+        name: &str,
+        config_yaml: &str,
+        redis_url: &str,
+        ns: &str,
+        envs: &[(&str, &str)],
+        args: &[&str],
+    ) -> Worker {
         let cfg = dir.join(format!("{name}.yaml"));
         fs::write(&cfg, config_yaml).expect("worker config");
         let log = dir.join(format!("{name}.log"));
         let child = Command::new(bin("zo-worker"))
             .arg("--config")
             .arg(&cfg)
+            .args(args)
             .env("ZO_REDIS_URL", redis_url)
             .env("ZO_NAMESPACE", ns)
             .env("RUST_LOG", "info")
@@ -449,7 +463,7 @@ fn run_submit(dir: &Path, redis_url: &str, ns: &str, args: &[&str], limit: Durat
     })
 }
 
-fn rand_suffix() -> u64 {
+pub fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(Instant::now().elapsed().as_nanos());

@@ -99,7 +99,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, instance: String, d: Delivery, s
             _ = shared.abort.cancelled() => return,
         },
     };
-    let span = tracing::info_span!("task", run = %job.run_id, task = %job.spec.name, attempt = job.attempt);
+    let span = tracing::info_span!("task", run = %job.run_id, task = %job.spec.name, attempt = job.attempt, worker = %shared.id, instance = %instance);
     run_job(&shared, &instance, &d, &job, Held::new(&shared, slot), takeover).instrument(span).await
 }
 
@@ -159,7 +159,8 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
     let outcome = match outcome {
         Some(o) => o,
         None => {
-            let running = RunningJob::new(d.stream.clone(), d.id.clone(), job.attempt, shared.abort.child_token());
+            let running =
+                RunningJob::new(job.spec.instance.clone(), d.stream.clone(), d.id.clone(), job.attempt, shared.abort.child_token());
             held.start((job.run_id.clone(), job.idx), running.clone());
             info!(takeover, "started");
             let mut gate_failed = None;

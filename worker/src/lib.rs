@@ -15,6 +15,9 @@
 //!
 //! The worker speaks to Redis only through `zo_common::store`.
 
+/// `--version` and what heartbeats announce: the package version and the git commit built.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ZO_GIT_COMMIT"), ")");
+
 pub mod admission;
 pub mod batch;
 pub mod ccr;

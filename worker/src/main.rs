@@ -9,6 +9,9 @@ use zo_worker::cli;
 use zo_worker::config::WorkerConfig;
 use zo_worker::service::{self, WorkerError, WorkerOptions};
 
+#[path = "../../common/binshared/logging.rs"]
+mod logging;
+
 // mimalloc: the hot path allocates many small, short-lived buffers; glibc malloc was ~15% of a
 // worker's CPU in the throughput benchmark (BENCHMARKS.md).
 #[global_allocator]
@@ -16,10 +19,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Take jobs from Redis and run them on the execution host.
 ///
+/// Examples: `zo-worker --config configs/worker.yaml` (serve the instances it lists),
+/// `zo-worker --config configs/worker.yaml ccr status`, `zo-worker completions bash`.
+///
 /// Exit codes: 0 clean shutdown; 1 a `ccr` command failed; 2 invalid config or usage; 3 Redis
 /// unreachable.
 #[derive(Parser, Debug)]
-#[command(name = "zo-worker", version, about)]
+#[command(name = "zo-worker", version = zo_worker::VERSION, about)]
 struct Args {
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -32,6 +38,22 @@ struct Args {
     /// Key namespace.
     #[arg(long, env = "ZO_NAMESPACE")]
     namespace: Option<String>,
+    /// Colour in the log: `auto` (on a terminal, unless NO_COLOR is set), `always`, `never`.
+    #[arg(long, value_enum, default_value = "auto", global = true)]
+    color: clap::ColorChoice,
+    #[command(flatten)]
+    log: logging::LogOpts,
+}
+
+/// Whether stderr gets colour (`auto`: a terminal and no `NO_COLOR`, no-color.org).
+fn color_on(choice: clap::ColorChoice) -> bool {
+    match choice {
+        clap::ColorChoice::Always => true,
+        clap::ColorChoice::Never => false,
+        clap::ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -46,6 +68,11 @@ enum Cmd {
         #[command(subcommand)]
         action: SecretsAction,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  zo-worker completions bash > /etc/bash_completion.d/zo-worker\n  zo-worker completions fish > ~/.config/fish/completions/zo-worker.fish"
+    )]
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Subcommand, Debug)]
@@ -84,12 +111,15 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    if let Some(Cmd::Completions { shell }) = &args.command {
+        use clap::CommandFactory;
+        clap_complete::generate(*shell, &mut Args::command(), "zo-worker", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = logging::init(&args.log, "info", color_on(args.color)) {
+        eprintln!("zo-worker: {e}");
+        return ExitCode::from(cli::exit::INVALID);
+    }
     let Some(config_path) = args.config.clone() else {
         eprintln!("zo-worker: no config given; pass --config FILE (or set ZO_WORKER_CONFIG)");
         return ExitCode::from(2);
@@ -152,6 +182,7 @@ async fn run_command(cmd: Cmd, config: WorkerConfig, catalog: zo_common::catalog
         Cmd::Ccr { action: CcrAction::Start { instance } } => cli::ccr::start(&config, &ccr_cfg, &catalog, instance.as_deref()).await,
         Cmd::Ccr { action: CcrAction::Stop { instance } } => cli::ccr::stop(&config, &ccr_cfg, &catalog, instance.as_deref()).await,
         Cmd::Ccr { action: CcrAction::Status { instance, json } } => cli::ccr::status(&config, &catalog, instance.as_deref(), json).await,
+        Cmd::Completions { .. } => unreachable!("answered before the config is read"),
     };
     ExitCode::from(code)
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
 
 use super::{budget_line, one_line, pct, status_mark, usd, ResultsDocument, TaskReport};
 use crate::model::TaskState;
@@ -11,12 +11,22 @@ use crate::text::escape_line;
 /// Most tasks listed one per row in the dashboard before it lists only the unsuccessful ones.
 const DASHBOARD_TASK_ROWS: usize = 60;
 
-/// The terminal dashboard: summary, results by instance, tasks.
-pub fn dashboard(doc: &ResultsDocument) -> String {
-    let s = &doc.summary;
-    let mut out = String::new();
+/// A table at most `width` columns wide (cells wrap), or as wide as its content.
+fn table(width: Option<u16>) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
+    if let Some(w) = width {
+        t.set_content_arrangement(ContentArrangement::Dynamic).set_width(w);
+    }
+    t
+}
+
+/// The terminal dashboard: summary, results by instance, tasks; every table at most `width`
+/// columns wide when given (the terminal's).
+pub fn dashboard(doc: &ResultsDocument, width: Option<u16>) -> String {
+    let s = &doc.summary;
+    let mut out = String::new();
+    let mut t = table(width);
     t.set_header(vec![Cell::new("EXECUTION SUMMARY"), Cell::new(format!("run {}", s.run_id))]);
     let row = |label: &str, n: u64| vec![Cell::new(label), Cell::new(format!("{n}  ({:.1}%)", pct(n, s.total_tasks)))];
     t.add_row(vec![Cell::new("Total tasks"), Cell::new(s.total_tasks)]);
@@ -43,10 +53,9 @@ pub fn dashboard(doc: &ResultsDocument) -> String {
     }
     let _ = writeln!(out, "{t}");
 
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
+    let mut t = table(width);
     let priced = doc.results_by_instance.values().any(|e| e.cost.is_some());
-    let mut header = vec!["Instance", "Model", "Tasks", "Success", "Failed", "Timeout", "Skipped", "Rate", "Avg", "Tokens in/out"];
+    let mut header = vec!["Instance", "Model", "Tasks", "OK", "Failed", "Timeout", "Skipped", "Rate", "Avg", "Tokens in/out"];
     if priced {
         header.push("Cost");
     }
@@ -74,8 +83,7 @@ pub fn dashboard(doc: &ResultsDocument) -> String {
     let all = doc.tasks.len() <= DASHBOARD_TASK_ROWS;
     let shown: Vec<&TaskReport> = doc.tasks.iter().filter(|t| all || t.status != TaskState::Success).take(DASHBOARD_TASK_ROWS).collect();
     if !shown.is_empty() {
-        let mut t = Table::new();
-        t.load_preset(UTF8_FULL_CONDENSED);
+        let mut t = table(width);
         t.set_header(vec!["", "Task", "Instance", "Status", "Duration", "Attempts", "Detail"]);
         for r in &shown {
             // Names, errors and outputs are untrusted: one line each, control characters escaped.

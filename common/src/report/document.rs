@@ -222,6 +222,18 @@ fn skip_reason(snap: &RunSnapshot, i: usize, skip: &Skip) -> String {
     format!("skipped: trigger rule {} can no longer be met: dependency `{name}` {how}", spec.trigger_rule.as_str())
 }
 
+impl TaskReport {
+    /// It counts against the run: failed, timed out, cancelled, or skipped because of a
+    /// failure or the budget (not a condition that did not hold, nor a rejected stage).
+    pub fn is_failure(&self) -> bool {
+        match self.status {
+            TaskState::Failed | TaskState::Timeout | TaskState::Cancelled => true,
+            TaskState::Skipped => !matches!(self.error_class, Some(ErrorClass::Condition | ErrorClass::Rejected)),
+            _ => false,
+        }
+    }
+}
+
 impl ResultsDocument {
     /// Whether the run succeeded (exit code 0): every task succeeded or was skipped because its
     /// condition did not hold (a branch not taken, a rejected stage). A failure, a timeout, a

@@ -1,8 +1,9 @@
-//! The Markdown report: summary, per instance, then every task with its output and errors.
+//! The Markdown report: summary, per instance, the failures, then every other task with its
+//! times, output and errors.
 
 use std::fmt::Write as _;
 
-use super::{budget_line, pct, status_mark, usd, ResultsDocument};
+use super::{budget_line, instance_cells, pct, status_mark, usd, ResultsDocument, TaskReport, INSTANCE_COLUMNS};
 
 /// A fence longer than any run of backticks in `s`, so the content cannot close it.
 fn fence(s: &str) -> String {
@@ -49,23 +50,10 @@ pub fn markdown(doc: &ResultsDocument) -> String {
     }
     m.push('\n');
     let _ = writeln!(m, "## Results by instance\n");
-    let _ = writeln!(m, "| Instance | Model | Tasks | Success | Failed | Timeout | Skipped | Rate | Avg | Tokens in/out |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(m, "| {} |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|", INSTANCE_COLUMNS.join(" | "));
     for (name, e) in &doc.results_by_instance {
-        let _ = writeln!(
-            m,
-            "| {} | {} | {} | {} | {} | {} | {} | {:.0}% | {:.1}s | {}/{} |",
-            md_cell(name),
-            md_cell(&e.model),
-            e.total,
-            e.counts.successful,
-            e.counts.failed,
-            e.counts.timeout,
-            e.counts.skipped,
-            e.success_rate,
-            e.average_duration,
-            e.input_tokens,
-            e.output_tokens
-        );
+        let cells: Vec<String> = instance_cells(name, e).iter().map(|c| md_cell(c)).collect();
+        let _ = writeln!(m, "| {} |", cells.join(" | "));
     }
     if let Some(total) = s.cost {
         // The seed's "cost analysis per model": where the money went.
@@ -87,58 +75,74 @@ pub fn markdown(doc: &ResultsDocument) -> String {
             );
         }
     }
+    // Failures first (what a reader looks for), then the rest in file order.
+    let failures: Vec<&TaskReport> = doc.tasks.iter().filter(|t| t.is_failure()).collect();
+    if !failures.is_empty() {
+        let _ = writeln!(m, "\n## Failures ({})\n", failures.len());
+        for t in failures {
+            task(&mut m, t);
+        }
+    }
     let _ = writeln!(m, "\n## Tasks\n");
-    for t in &doc.tasks {
-        let _ = writeln!(m, "### {} {}\n", status_mark(t.status), md_cell(&t.task_name));
-        let _ = writeln!(
-            m,
-            "- Instance: `{}`\n- Status: **{}**\n- Duration: {:.2}s (queued {:.2}s)",
-            t.ccr_instance,
-            t.status.as_str(),
-            t.duration,
-            t.queue_wait
-        );
-        if t.attempts > 0 {
-            let _ = writeln!(m, "- Attempts: {}", t.attempts);
-        }
-        if let Some(w) = &t.worker {
-            let _ = writeln!(m, "- Worker: `{w}`");
-        }
-        if let Some(c) = t.exit_code {
-            let _ = writeln!(m, "- Exit code: {c}");
-        }
-        if !t.dependencies.is_empty() {
-            let _ = writeln!(m, "- After: {}", t.dependencies.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", "));
-        }
-        if t.input_tokens + t.output_tokens > 0 {
-            let _ = writeln!(m, "- Tokens in / out: {} / {}", t.input_tokens, t.output_tokens);
-        }
-        if let Some(c) = t.cost {
-            let _ = writeln!(m, "- Cost: {}", usd(c));
-        }
-        if let Some(d) = &t.description {
-            let _ = writeln!(m, "- Description: {}", md_cell(d));
-        }
-        if let Some(e) = &t.error {
-            let f = fence(e);
-            let class = t.error_class.map_or("error", |c| c.as_str());
-            let _ = writeln!(m, "\n**Error** ({class}):\n\n{f}text\n{e}\n{f}");
-        }
-        if !t.output.is_empty() {
-            let f = fence(&t.output);
-            let _ = writeln!(m, "\n**Output:**\n\n{f}text\n{}\n{f}", t.output.trim_end_matches('\n'));
-        }
-        if let Some(c) = &t.command {
-            if !c.stderr.trim().is_empty() {
-                let f = fence(&c.stderr);
-                let _ = writeln!(m, "\n**Command stderr:**\n\n{f}text\n{}\n{f}", c.stderr.trim_end_matches('\n'));
-            }
-        }
-        m.push('\n');
+    for t in doc.tasks.iter().filter(|t| !t.is_failure()) {
+        task(&mut m, t);
     }
     // Outputs, errors and names are untrusted: no live control character reaches a terminal
     // that shows the report.
     crate::text::escape_controls(&m).into_owned()
+}
+
+/// One task's section: where and how it ran, its error and outputs.
+fn task(m: &mut String, t: &TaskReport) {
+    let _ = writeln!(m, "### {} {}\n", status_mark(t.status), md_cell(&t.task_name));
+    let _ = writeln!(
+        m,
+        "- Instance: `{}`\n- Status: **{}**\n- Duration: {:.2}s (queued {:.2}s)",
+        t.ccr_instance,
+        t.status.as_str(),
+        t.duration,
+        t.queue_wait
+    );
+    if let Some(start) = &t.started_at {
+        let _ = writeln!(m, "- Started: {start}\n- Ended: {}", t.timestamp);
+    }
+    if t.attempts > 0 {
+        let _ = writeln!(m, "- Attempts: {}", t.attempts);
+    }
+    if let Some(w) = &t.worker {
+        let _ = writeln!(m, "- Worker: `{w}`");
+    }
+    if let Some(c) = t.exit_code {
+        let _ = writeln!(m, "- Exit code: {c}");
+    }
+    if !t.dependencies.is_empty() {
+        let _ = writeln!(m, "- After: {}", t.dependencies.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", "));
+    }
+    if t.input_tokens + t.output_tokens > 0 {
+        let _ = writeln!(m, "- Tokens in / out: {} / {}", t.input_tokens, t.output_tokens);
+    }
+    if let Some(c) = t.cost {
+        let _ = writeln!(m, "- Cost: {}", usd(c));
+    }
+    if let Some(d) = &t.description {
+        let _ = writeln!(m, "- Description: {}", md_cell(d));
+    }
+    if let Some(e) = &t.error {
+        let f = fence(e);
+        let class = t.error_class.map_or("error", |c| c.as_str());
+        let _ = writeln!(m, "\n**Error** ({class}):\n\n{f}text\n{e}\n{f}");
+    }
+    if !t.output.is_empty() {
+        let f = fence(&t.output);
+        let _ = writeln!(m, "\n**Output:**\n\n{f}text\n{}\n{f}", t.output.trim_end_matches('\n'));
+    }
+    if let Some(c) = &t.command {
+        if !c.stderr.trim().is_empty() {
+            let f = fence(&c.stderr);
+            let _ = writeln!(m, "\n**Command stderr:**\n\n{f}text\n{}\n{f}", c.stderr.trim_end_matches('\n'));
+        }
+    }
+    m.push('\n');
 }
 
 #[cfg(test)]

@@ -1,15 +1,18 @@
 //! Reports of a run, as pure functions of its snapshot: the results document
-//! ([`document`]), the terminal dashboard ([`dashboard()`]) and the Markdown report
-//! ([`markdown()`]).
+//! ([`document`]), the terminal dashboard ([`dashboard()`]), the Markdown report
+//! ([`markdown()`]) and the HTML report ([`html()`], with its timeline from [`gantt`]).
 
 mod dashboard;
 mod document;
+pub mod gantt;
+mod html;
 mod markdown;
 
 pub use dashboard::dashboard;
 pub use document::{
     build, AgentReport, AttemptReport, BudgetReport, CommandReport, InstanceSummary, ResultsDocument, StageReport, Summary, TaskReport,
 };
+pub use html::{esc as html_escape, html};
 pub use markdown::markdown;
 
 use crate::model::TaskState;
@@ -40,6 +43,26 @@ pub(crate) fn budget_line(b: &BudgetReport) -> String {
         line.push_str(&format!("; budget reached at {at}: no task started after that, {} cancelled", b.cancelled_tasks));
     }
     line
+}
+
+/// The columns of the results-by-instance table, as every report shows them.
+pub(crate) const INSTANCE_COLUMNS: [&str; 10] =
+    ["Instance", "Model", "Tasks", "Success", "Failed", "Timeout", "Skipped", "Rate", "Avg", "Tokens in/out"];
+
+/// One instance's row of that table (text as is: each report escapes it its own way).
+pub(crate) fn instance_cells(name: &str, e: &InstanceSummary) -> [String; 10] {
+    [
+        name.to_string(),
+        e.model.clone(),
+        e.total.to_string(),
+        e.counts.successful.to_string(),
+        e.counts.failed.to_string(),
+        e.counts.timeout.to_string(),
+        e.counts.skipped.to_string(),
+        format!("{:.0}%", e.success_rate),
+        format!("{:.1}s", e.average_duration),
+        format!("{}/{}", e.input_tokens, e.output_tokens),
+    ]
 }
 
 /// A one-character mark for a task state.
@@ -106,7 +129,7 @@ mod tests {
             rate_waits: vec![0],
         };
         let doc = build(&snap, &crate::catalog::Catalog::builtin());
-        for text in [dashboard(&doc), markdown(&doc)] {
+        for text in [dashboard(&doc, None), markdown(&doc)] {
             assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text}");
             assert!(text.contains("\\u{1b}]0;owned"), "{text}");
         }
@@ -159,7 +182,7 @@ mod tests {
         let md = markdown(&doc);
         assert!(md.contains("| Cost | $0.0500 |"), "{md}");
         assert!(md.contains("| smart | Claude Sonnet 4 (OpenRouter) | 2 | 0/0 | $0.0500 | $0.0250 | 100.0% |"), "{md}");
-        assert!(dashboard(&doc).contains("$0.0500"));
+        assert!(dashboard(&doc, None).contains("$0.0500"));
     }
 
     #[test]
@@ -168,3 +191,6 @@ mod tests {
         assert_eq!(pct(0, 0), 0.0);
     }
 }
+
+#[cfg(test)]
+mod html_tests;

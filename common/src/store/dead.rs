@@ -14,6 +14,14 @@ pub struct DeadLetter {
     /// Run and task index, when the entry names a task of a run.
     pub task: Option<(String, u32)>,
     pub task_name: String,
+    /// Its instance, attempt and error class (tasks only).
+    pub instance: String,
+    pub attempt: Option<u32>,
+    pub error_class: String,
+    /// The worker that dead-lettered it.
+    pub worker: String,
+    /// When (Unix ms).
+    pub at_ms: u64,
     pub fields: Vec<(String, String)>,
 }
 
@@ -106,9 +114,15 @@ impl Store {
                     })
                     .collect();
                 fields.sort();
+                let id_ms = e.id.split('-').next().and_then(|t| t.parse().ok()).unwrap_or(0);
                 DeadLetter {
                     reason: text("reason").unwrap_or_default(),
                     task_name: text("task").unwrap_or_default(),
+                    instance: text("instance").unwrap_or_default(),
+                    attempt: text("attempt").and_then(|a| a.parse().ok()),
+                    error_class: text("error_class").unwrap_or_default(),
+                    worker: text("worker").unwrap_or_default(),
+                    at_ms: text("at_ms").and_then(|t| t.parse().ok()).unwrap_or(id_ms),
                     task,
                     id: e.id,
                     fields,
@@ -119,7 +133,16 @@ impl Store {
 
     /// Removes one dead letter.
     pub async fn delete_dead_letter(&self, conn: &mut Conn, id: &str) -> Result<(), StoreError> {
-        let _: i64 = redis::cmd("XDEL").arg(self.keys.dead()).arg(id).query_async(conn).await?;
-        Ok(())
+        self.delete_dead_letters(conn, &[id]).await.map(|_| ())
+    }
+
+    /// Removes dead letters; how many there were.
+    pub async fn delete_dead_letters(&self, conn: &mut Conn, ids: &[&str]) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        for chunk in ids.chunks(1000) {
+            let n: u64 = redis::cmd("XDEL").arg(self.keys.dead()).arg(chunk).query_async(conn).await?;
+            removed += n;
+        }
+        Ok(removed)
     }
 }

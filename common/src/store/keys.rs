@@ -26,7 +26,7 @@
 //! | `NS:run:{R}:skip` | hash | idx → `d:P` (a failure of task P made its rule unmeetable), `c:P` (task P broke its condition) or `r:` (its stage was rejected) |
 //! | `NS:run:{R}:outbox` | list | `idx:attempt` released but not yet confirmed in a stream |
 //! | `NS:run:{R}:events` | stream | task state changes, for live progress |
-//! | `NS:run:{R}:lease` | hash | idx → `worker|expiry_ms` of the running attempt |
+//! | `NS:run:{R}:lease` | hash | idx → `worker\|expiry_ms\|started_ms` of the running attempt |
 //! | `NS:run:{R}:delayed` | zset | `idx:attempt` of retries, scored by when they are due |
 //! | `NS:run:{R}:history` | hash | `idx:attempt` → result of an attempt that was retried or revived (MessagePack; the final one is in `result`) |
 //! | `NS:run:{R}:flushing` | string | who is moving the outbox into the streams (expires after 5 s; not a script key) |

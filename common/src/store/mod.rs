@@ -10,7 +10,8 @@
 //! - `dead` — dead letters; `read` — run meta, snapshots, events; `workers` — heartbeats and
 //!   live workers; `upkeep` — due retries, outboxes and the run index; `limits` — rate
 //!   limiters shared by every worker (their own keys, beside the runs'); `history` — the
-//!   tasks of recent runs that dry-run estimates learn from.
+//!   tasks of recent runs that dry-run estimates learn from; `inspect` — the runs and job
+//!   streams the inspection commands list.
 //!
 //! Every state change of a task is one atomic operation on one run's keys (see
 //! ARCHITECTURE.md, "Task lifecycle"). Callers never see a Redis command.
@@ -19,6 +20,7 @@ mod create;
 mod dead;
 mod entry;
 mod history;
+mod inspect;
 pub mod keys;
 mod limits;
 mod outbox;
@@ -37,10 +39,11 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 pub use create::{check_run_id, new_run_id, NewRun, RootBlobs};
 pub use dead::DeadLetter;
 pub use entry::{Delivery, Job};
+pub use inspect::{QueueStats, RunFilter};
 pub use keys::Keys;
 pub use limits::Limiter;
 pub use outbox::LocalSpecs;
-pub use read::{Event, EventBatch};
+pub use read::{Event, EventBatch, RunningTask};
 pub use scripts::COMMIT_RUN;
 pub use transitions::{Batch, Cancelled, Cascaded, Claim, Decided, Decision, Deferred, MarkRunning, Recorded, Renewed, ToMark, ToRecord};
 pub use workers::{LiveWorker, WorkerInfo};
@@ -53,8 +56,9 @@ pub const MIN_REDIS: (u32, u32) = (6, 2);
 /// live workers that speak another one. 2: priority streams share a hash tag, specs carry no
 /// run id or index, results nest their outcome. 3: trigger rules and conditions (the run's
 /// `rules` key, `skip` values `CLASS:CAUSE`). 4: specs carry `inputs`, the `${{ … }}` templates
-/// a worker renders (an older one would run them as written).
-pub const PROTOCOL: u32 = 4;
+/// a worker renders (an older one would run them as written). 5: leases carry when the task
+/// started (`WORKER|EXPIRY|STARTED`).
+pub const PROTOCOL: u32 = 5;
 
 /// How long finished runs stay in Redis by default.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);

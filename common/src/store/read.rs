@@ -22,6 +22,8 @@ pub struct Event {
     pub waits: Option<(String, u64)>,
     /// What it waits for, in words (a quota it is over).
     pub detail: Option<String>,
+    /// For a retry: the attempt that failed (the next one is queued).
+    pub retry_of: Option<u32>,
 }
 
 /// Events read from a run's stream, and where to go on reading.
@@ -29,6 +31,54 @@ pub struct Event {
 pub struct EventBatch {
     pub events: Vec<Event>,
     pub last_id: String,
+}
+
+/// A run's `meta` hash (non-empty) as its counters and status.
+pub(super) fn parse_meta(run_id: &str, h: &HashMap<String, String>) -> RunMeta {
+    let num = |k: &str| h.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    RunMeta {
+        run_id: run_id.to_string(),
+        file: h.get("file").cloned().unwrap_or_default(),
+        name: h.get("name").cloned().unwrap_or_default(),
+        total: num("total"),
+        done: num("done"),
+        running: num("running"),
+        success: num("success"),
+        failed: num("failed"),
+        timeout: num("timeout"),
+        skipped: num("skipped"),
+        cancelled: num("cancelled"),
+        finished: h.get("status").map(String::as_str) == Some("finished"),
+        created_ms: num("created_ms"),
+        started_ms: h.get("started_ms").and_then(|v| v.parse().ok()),
+        finished_ms: h.get("finished_ms").and_then(|v| v.parse().ok()),
+        cost: num("cost"),
+        budget: Some(num("budget")).filter(|&b| b > 0).map(|max_cost| Budget::from_alert_at(max_cost, num("budget_alert"))),
+        budget_alerted_ms: h.get("budget_alerted_ms").and_then(|v| v.parse().ok()),
+        stopped: h.get("stopped").and_then(|s| StopReason::parse(s)).map(|r| (r, num("stopped_ms"))),
+    }
+}
+
+/// A task running now, from its lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningTask {
+    pub idx: u32,
+    pub attempt: u32,
+    pub worker: String,
+    /// When this attempt started (0 for a lease from a worker that did not say).
+    pub started_ms: u64,
+    /// When its lease lapses unless renewed.
+    pub lease_until_ms: u64,
+}
+
+/// A `lease` hash value, `WORKER|EXPIRY_MS|STARTED_MS` (`lease_owner` in lua/prelude.lua);
+/// leases of protocol 4 workers lack the start.
+fn parse_lease(v: &str) -> Option<RunningTask> {
+    let mut parts = v.split('|');
+    let worker = parts.next()?.to_string();
+    let lease_until_ms = parts.next()?.parse().ok()?;
+    let started_ms = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    Some(RunningTask { idx: 0, attempt: 0, worker, started_ms, lease_until_ms })
 }
 
 /// A task's state as the run's `state` hash spells it; anything else is corrupt data.
@@ -44,28 +94,7 @@ impl Store {
         if h.is_empty() {
             return Err(StoreError::NoSuchRun(run_id.to_string()));
         }
-        let num = |k: &str| h.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        Ok(RunMeta {
-            run_id: run_id.to_string(),
-            file: h.get("file").cloned().unwrap_or_default(),
-            name: h.get("name").cloned().unwrap_or_default(),
-            total: num("total"),
-            done: num("done"),
-            running: num("running"),
-            success: num("success"),
-            failed: num("failed"),
-            timeout: num("timeout"),
-            skipped: num("skipped"),
-            cancelled: num("cancelled"),
-            finished: h.get("status").map(String::as_str) == Some("finished"),
-            created_ms: num("created_ms"),
-            started_ms: h.get("started_ms").and_then(|v| v.parse().ok()),
-            finished_ms: h.get("finished_ms").and_then(|v| v.parse().ok()),
-            cost: num("cost"),
-            budget: Some(num("budget")).filter(|&b| b > 0).map(|max_cost| Budget::from_alert_at(max_cost, num("budget_alert"))),
-            budget_alerted_ms: h.get("budget_alerted_ms").and_then(|v| v.parse().ok()),
-            stopped: h.get("stopped").and_then(|s| StopReason::parse(s)).map(|r| (r, num("stopped_ms"))),
-        })
+        Ok(parse_meta(run_id, &h))
     }
 
     /// Everything about a run's tasks, for reports.
@@ -183,7 +212,8 @@ impl Store {
                 };
                 let waits = e.get::<String>("wait").zip(e.get::<u64>("until"));
                 let detail = e.get::<String>("detail");
-                batch.events.push(Event { tasks, state, run_finished, waits, detail });
+                let retry_of = if st == "retry" { e.get::<u32>("attempt").map(|next| next.saturating_sub(1)) } else { None };
+                batch.events.push(Event { tasks, state, run_finished, waits, detail, retry_of });
             }
         }
         Ok(batch)
@@ -222,6 +252,49 @@ impl Store {
             out.push((state, result));
         }
         Ok(out)
+    }
+
+    /// The tasks of a run that are running now: who runs them, since when, which attempt.
+    pub async fn running_tasks(&self, conn: &mut Conn, run_id: &str) -> Result<Vec<RunningTask>, StoreError> {
+        let leases: HashMap<u32, String> = redis::cmd("HGETALL").arg(self.keys.run(run_id, "lease")).query_async(conn).await?;
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The attempts of the leased tasks only (the hash holds one per task of the run).
+        let idxs: Vec<u32> = leases.keys().copied().collect();
+        let attempts: Vec<Option<u32>> = redis::cmd("HMGET").arg(self.keys.run(run_id, "attempt")).arg(&idxs).query_async(conn).await?;
+        let mut out: Vec<RunningTask> = idxs
+            .iter()
+            .zip(attempts)
+            .filter_map(|(&idx, attempt)| {
+                let lease = parse_lease(&leases[&idx])?;
+                Some(RunningTask { idx, attempt: attempt.unwrap_or(1), ..lease })
+            })
+            .collect();
+        out.sort_by_key(|t| (t.started_ms, t.idx));
+        Ok(out)
+    }
+
+    /// The stored results of earlier attempts (`history`, `(idx, attempt)`), e.g. the one a
+    /// retry follows; missing ones are `None`.
+    pub async fn attempt_results(
+        &self,
+        conn: &mut Conn,
+        run_id: &str,
+        which: &[(u32, u32)],
+    ) -> Result<Vec<Option<TaskResult>>, StoreError> {
+        if which.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fields: Vec<String> = which.iter().map(|(i, a)| format!("{i}:{a}")).collect();
+        let blobs: Vec<Option<Vec<u8>>> = redis::cmd("HMGET").arg(self.keys.run(run_id, "history")).arg(&fields).query_async(conn).await?;
+        blobs
+            .into_iter()
+            .zip(&fields)
+            .map(|(b, f)| {
+                b.map(|b| TaskResult::decode(&b).map_err(|e| StoreError::Corrupt(format!("run {run_id}: attempt {f}: {e}")))).transpose()
+            })
+            .collect()
     }
 
     /// Which of the given running tasks of a run someone asked to cancel (one HMGET).
@@ -281,6 +354,14 @@ mod skip_tests {
         assert_eq!(parse_skip("b:"), Skip { class: ErrorClass::Budget, cause: None });
         assert_eq!(parse_skip("7"), Skip { class: ErrorClass::Dependency, cause: Some(7) });
         assert_eq!(parse_skip("x:?"), Skip { class: ErrorClass::Dependency, cause: None });
+    }
+
+    #[test]
+    fn leases_read_back() {
+        let l = parse_lease("box-12-ab01|1700000005000|1700000000000").unwrap();
+        assert_eq!((l.worker.as_str(), l.lease_until_ms, l.started_ms), ("box-12-ab01", 1_700_000_005_000, 1_700_000_000_000));
+        assert_eq!(parse_lease("w|5").map(|l| l.started_ms), Some(0));
+        assert_eq!(parse_lease("garbage"), None);
     }
 
     #[test]

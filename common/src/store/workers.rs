@@ -24,6 +24,15 @@ pub struct WorkerInfo {
     /// The [`PROTOCOL`] it speaks; workers from before it was announced spoke 1.
     #[serde(default = "first_protocol")]
     pub protocol: u32,
+    /// The machine it runs on (empty from workers that did not announce it).
+    #[serde(default)]
+    pub host: String,
+    /// Its `--version` (package version and git commit).
+    #[serde(default)]
+    pub version: String,
+    /// Jobs it holds now, by instance (as of its last heartbeat).
+    #[serde(default)]
+    pub in_flight: std::collections::BTreeMap<String, u32>,
 }
 
 fn first_protocol() -> u32 {

@@ -132,6 +132,8 @@ pub(crate) enum StopReason {
 /// A job in progress on this worker.
 #[derive(Clone)]
 pub(crate) struct RunningJob {
+    /// The instance it runs on (for the heartbeat's count of jobs in flight).
+    pub instance: String,
     pub stream: String,
     pub entry_id: String,
     pub attempt: u32,
@@ -141,8 +143,8 @@ pub(crate) struct RunningJob {
 }
 
 impl RunningJob {
-    pub fn new(stream: String, entry_id: String, attempt: u32, stop: CancellationToken) -> Self {
-        RunningJob { stream, entry_id, attempt, stop, why: Arc::new(AtomicU8::new(0)) }
+    pub fn new(instance: String, stream: String, entry_id: String, attempt: u32, stop: CancellationToken) -> Self {
+        RunningJob { instance, stream, entry_id, attempt, stop, why: Arc::new(AtomicU8::new(0)) }
     }
 
     /// Stops the job; the first reason given sticks.
@@ -162,13 +164,7 @@ impl RunningJob {
 
 /// A unique consumer name: host, pid and a random suffix.
 pub fn worker_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "host".into());
-    format!("{host}-{}-{:04x}", std::process::id(), rand::random::<u16>())
+    format!("{}-{}-{:04x}", heartbeat::host_name(), std::process::id(), rand::random::<u16>())
 }
 
 /// Runs until `shutdown` fires, then drains: no new jobs, running ones get
@@ -330,7 +326,7 @@ mod tests {
 
     #[test]
     fn the_first_stop_reason_sticks() {
-        let j = RunningJob::new("s".into(), "1-0".into(), 1, CancellationToken::new());
+        let j = RunningJob::new("i".into(), "s".into(), "1-0".into(), 1, CancellationToken::new());
         assert_eq!(j.stopped_for(), None);
         j.stop(StopReason::LeaseLost);
         j.stop(StopReason::Cancelled);

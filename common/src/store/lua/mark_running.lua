@@ -17,7 +17,7 @@ end
 local sts = redis.call('HMGET', state, unpack(idxs))
 local atts = redis.call('HMGET', attempt, unpack(idxs))
 local dels = redis.call('HMGET', deliveries, unpack(idxs))
-local until_ms = worker .. '|' .. (now + lease_ms)
+local until_ms = worker .. '|' .. (now + lease_ms) .. '|' .. now
 local caps = capped()
 if caps then expire_slots(now) end
 local out, started, marked, st_set, lease_set, del_set, delta = {}, {}, {}, {}, {}, {}, 0

@@ -290,9 +290,11 @@ local function maybe_finish(now)
   end
   return 0
 end
+-- A lease is `WORKER|EXPIRY_MS|STARTED_MS` (worker ids hold no `|`): who runs the task, until
+-- when, and since when (what `zo-submit show` and the live view show).
 local function lease_owner(idx)
   local l = redis.call('HGET', lease, idx)
-  if not l then return nil, 0 end
-  local owner, exp = string.match(l, '^(.*)|(%d+)$')
-  return owner, tonumber(exp or '0')
+  if not l then return nil, 0, nil end
+  local owner, exp, started = string.match(l, '^([^|]*)|(%d+)|?(%d*)$')
+  return owner, tonumber(exp or '0'), started
 end

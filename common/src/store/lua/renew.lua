@@ -6,9 +6,10 @@ if redis.call('EXISTS', meta) == 0 then return 0 end
 local idx, att, worker, now, lease_ms = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 if redis.call('HGET', state, idx) ~= 'running' then return 0 end
 if tonumber(redis.call('HGET', attempt, idx) or '0') ~= att then return 0 end
-local owner = lease_owner(idx)
+local owner, _, started = lease_owner(idx)
 if owner ~= worker then return 0 end
-redis.call('HSET', lease, idx, worker .. '|' .. (now + lease_ms))
+if not started or started == '' then started = now end
+redis.call('HSET', lease, idx, worker .. '|' .. (now + lease_ms) .. '|' .. started)
 -- Its slot lives as long as its lease (taken again if it lapsed and there is room).
 if capped() then take_slot(idx, now + lease_ms) end
 if redis.call('HEXISTS', cancel, idx) == 1 then return 2 end

@@ -1,0 +1,346 @@
+//! The read commands: `runs`, `show`, `queues`, `workers`, `dead`, `export`. Each prints a
+//! table for people, or with `--json` one JSON value on stdout with the fields documented in
+//! the README ("Inspecting runs and queues"); nothing else goes to stdout then. Names, errors
+//! and outputs come from task files and models: tables show them on one line, control
+//! characters escaped.
+
+mod dead;
+mod export;
+mod show;
+
+pub use dead::dead;
+pub use export::export;
+pub use show::show;
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
+use serde::Serialize;
+use zo_common::catalog::Catalog;
+use zo_common::model::{format_dollars, now_ms, rfc3339, RunMeta};
+use zo_common::store::{RunFilter, StoreError};
+use zo_common::text::escape_line;
+
+use crate::cli::{ConnOpts, RunStatusFilter};
+use crate::{connect, exit, fail_queue, stdout, watch};
+
+/// Prints `value` as pretty JSON on stdout.
+fn print_json<T: Serialize>(value: &T) {
+    stdout(&format!("{}\n", serde_json::to_string_pretty(value).expect("serializes")));
+}
+
+/// A table that fits the terminal (as wide as its content when stdout is no terminal).
+fn table(header: Vec<&str>) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    if let Some(w) = crate::stdout_width() {
+        t.set_content_arrangement(ContentArrangement::Dynamic).set_width(w);
+    }
+    t.set_header(header);
+    t
+}
+
+fn right<T: ToString>(v: T) -> Cell {
+    Cell::new(v.to_string()).set_alignment(CellAlignment::Right)
+}
+
+/// A duration in ms as people read it: `850ms`, `12.3s`, `4m05s`, `2h10m`, `3d4h`.
+pub(crate) fn age(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        _ if ms < 1000 => format!("{ms}ms"),
+        0..=59 => format!("{:.1}s", ms as f64 / 1000.0),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+/// Runs or a run's summary, as `runs --json` and `show --json` print it.
+#[derive(Debug, Serialize)]
+pub struct RunRow {
+    pub run_id: String,
+    /// The task file's `name:` (empty when it has none).
+    pub name: String,
+    pub task_file: String,
+    /// `running` or `finished`.
+    pub status: &'static str,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// Seconds from creation to the end (or to now, while it runs).
+    pub elapsed: f64,
+    pub total_tasks: u64,
+    pub done: u64,
+    pub running: u64,
+    pub successful: u64,
+    pub failed: u64,
+    pub timeout: u64,
+    pub skipped: u64,
+    pub cancelled: u64,
+    /// Dollars spent so far (absent when nothing priced ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
+    /// Why it stopped starting tasks early (`budget`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<&'static str>,
+}
+
+impl RunRow {
+    pub fn of(m: &RunMeta) -> RunRow {
+        let end = if m.finished { m.finished_ms.unwrap_or(m.created_ms) } else { now_ms() };
+        RunRow {
+            run_id: m.run_id.clone(),
+            name: m.name.clone(),
+            task_file: m.file.clone(),
+            status: if m.finished { "finished" } else { "running" },
+            created_at: rfc3339(m.created_ms),
+            started_at: m.started_ms.map(rfc3339),
+            finished_at: m.finished_ms.filter(|_| m.finished).map(rfc3339),
+            elapsed: end.saturating_sub(m.created_ms) as f64 / 1000.0,
+            total_tasks: m.total,
+            done: m.done,
+            running: m.running,
+            successful: m.success,
+            failed: m.failed,
+            timeout: m.timeout,
+            skipped: m.skipped,
+            cancelled: m.cancelled,
+            cost: (m.cost > 0).then(|| zo_common::model::nanos_to_usd(m.cost)),
+            stopped: m.stopped.map(|(r, _)| r.as_str()),
+        }
+    }
+
+    /// `running 12/40` or `finished ✓ 38 ✗ 2`.
+    fn progress(&self) -> String {
+        let bad = self.failed + self.timeout + self.cancelled;
+        let mut s = if self.status == "running" {
+            format!("running {}/{}", self.done, self.total_tasks)
+        } else if bad == 0 {
+            format!("✓ {}/{}", self.successful, self.total_tasks)
+        } else {
+            format!("✗ {} of {} failed", bad, self.total_tasks)
+        };
+        if let Some(why) = self.stopped {
+            s.push_str(&format!(" ({why})"));
+        }
+        s
+    }
+}
+
+/// `zo-submit runs`.
+pub async fn runs(conn: &ConnOpts, status: Option<RunStatusFilter>, limit: usize, json: bool) -> u8 {
+    let store = match connect(conn, 1).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let filter = match status {
+        None => RunFilter::All,
+        Some(RunStatusFilter::Running) => RunFilter::Running,
+        Some(RunStatusFilter::Finished) => RunFilter::Finished,
+    };
+    let metas = async {
+        let mut c = store.conn().await?;
+        store.list_runs(&mut c, limit, filter).await
+    }
+    .await;
+    let rows: Vec<RunRow> = match metas {
+        Ok(m) => m.iter().map(RunRow::of).collect(),
+        Err(e) => return fail_queue(&e),
+    };
+    if json {
+        print_json(&rows);
+        return exit::OK;
+    }
+    if rows.is_empty() {
+        stdout(&format!("no runs in namespace `{}`; submit one with: zo-submit FILE\n", conn.namespace));
+        return exit::OK;
+    }
+    let mut t = table(vec!["Run", "Status", "Elapsed", "Created", "Cost", "File"]);
+    for r in &rows {
+        let file = if r.name.is_empty() { r.task_file.clone() } else { format!("{} ({})", r.name, r.task_file) };
+        t.add_row(vec![
+            Cell::new(&r.run_id),
+            Cell::new(r.progress()),
+            right(age((r.elapsed * 1000.0) as u64)),
+            Cell::new(r.created_at.get(..19).unwrap_or(&r.created_at).replace('T', " ")),
+            right(r.cost.map_or_else(|| "-".into(), format_dollars)),
+            Cell::new(escape_line(&file)),
+        ]);
+    }
+    stdout(&format!("{t}\n"));
+    exit::OK
+}
+
+/// One stream of `queues --json`.
+#[derive(Debug, Serialize)]
+struct QueueRow {
+    instance: String,
+    /// `high`, `medium` or `low`.
+    priority: &'static str,
+    /// The stream's key, for redis-cli.
+    stream: String,
+    /// Entries not yet acknowledged: waiting + pending.
+    length: u64,
+    /// Read by a worker, not yet acknowledged.
+    pending: u64,
+    /// Not yet read by any worker.
+    waiting: u64,
+    /// Seconds since the oldest entry was added (absent when empty).
+    oldest_age: Option<f64>,
+    consumers: u64,
+    /// Live workers that serve the instance.
+    live_workers: usize,
+}
+
+/// `zo-submit queues`.
+pub async fn queues(conn: &ConnOpts, catalog: &Catalog, json: bool) -> u8 {
+    let store = match connect(conn, 1).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let r = async {
+        let mut c = store.conn().await?;
+        let live = store.live_workers(&mut c, watch::LIVE_WITHIN).await?;
+        let mut known: Vec<String> = catalog.names().map(str::to_string).collect();
+        known.extend(live.iter().flat_map(|w| w.info.instances.iter().cloned()));
+        let mut rows = Vec::new();
+        for inst in store.queued_instances(&mut c, &known).await? {
+            let serving = live.iter().filter(|w| w.compatible() && w.info.instances.contains(&inst)).count();
+            for q in store.queue_stats(&mut c, &inst).await? {
+                if !q.exists && q.length == 0 && serving == 0 && !catalog.names().any(|n| n == inst) {
+                    continue;
+                }
+                rows.push(QueueRow {
+                    stream: store.keys().jobs_for(&inst, q.priority),
+                    instance: q.instance,
+                    priority: q.priority.as_str(),
+                    length: q.length,
+                    pending: q.pending,
+                    waiting: q.waiting,
+                    oldest_age: q.oldest_age_ms.map(|ms| ms as f64 / 1000.0),
+                    consumers: q.consumers,
+                    live_workers: serving,
+                });
+            }
+        }
+        Ok::<_, StoreError>(rows)
+    }
+    .await;
+    let rows = match r {
+        Ok(r) => r,
+        Err(e) => return fail_queue(&e),
+    };
+    if json {
+        print_json(&rows);
+        return exit::OK;
+    }
+    let mut t = table(vec!["Instance", "Priority", "Length", "Pending", "Waiting", "Oldest", "Consumers", "Live workers"]);
+    for q in rows.iter().filter(|q| q.length > 0 || q.priority == "medium") {
+        t.add_row(vec![
+            Cell::new(escape_line(&q.instance)),
+            Cell::new(q.priority),
+            right(q.length),
+            right(q.pending),
+            right(q.waiting),
+            right(q.oldest_age.map_or_else(|| "-".into(), |s| age((s * 1000.0) as u64))),
+            right(q.consumers),
+            right(if q.live_workers == 0 && q.waiting > 0 { "0 ⚠".to_string() } else { q.live_workers.to_string() }),
+        ]);
+    }
+    stdout(&format!("{t}\n(empty high and low priority streams are not shown; --json lists every stream)\n"));
+    exit::OK
+}
+
+/// One worker of `workers --json`.
+#[derive(Debug, Serialize)]
+struct WorkerRow {
+    id: String,
+    host: String,
+    pid: u32,
+    version: String,
+    protocol: u32,
+    /// Speaks this zo-submit's protocol (else it takes none of its jobs).
+    compatible: bool,
+    executor: String,
+    instances: Vec<String>,
+    /// Jobs running now, in all and by instance.
+    in_flight: u32,
+    in_flight_by_instance: std::collections::BTreeMap<String, u32>,
+    /// Seconds since its last heartbeat (every 5 s; gone after 15 s).
+    heartbeat_age: f64,
+    started_at: String,
+    /// Seconds since it started.
+    uptime: f64,
+}
+
+/// `zo-submit workers`.
+pub async fn workers(conn: &ConnOpts, json: bool) -> u8 {
+    let store = match connect(conn, 1).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let live = async {
+        let mut c = store.conn().await?;
+        store.live_workers(&mut c, watch::LIVE_WITHIN).await
+    }
+    .await;
+    let live = match live {
+        Ok(l) => l,
+        Err(e) => return fail_queue(&e),
+    };
+    let now = now_ms();
+    let rows: Vec<WorkerRow> = live
+        .iter()
+        .map(|w| WorkerRow {
+            compatible: w.compatible(),
+            id: w.info.id.clone(),
+            host: w.info.host.clone(),
+            pid: w.info.pid,
+            version: w.info.version.clone(),
+            protocol: w.info.protocol,
+            executor: w.info.executor.clone(),
+            instances: w.info.instances.clone(),
+            in_flight: w.info.in_flight.values().sum(),
+            in_flight_by_instance: w.info.in_flight.clone(),
+            heartbeat_age: now.saturating_sub(w.last_seen_ms) as f64 / 1000.0,
+            started_at: rfc3339(w.info.started_ms),
+            uptime: now.saturating_sub(w.info.started_ms) as f64 / 1000.0,
+        })
+        .collect();
+    if json {
+        print_json(&rows);
+        return exit::OK;
+    }
+    if rows.is_empty() {
+        stdout(&format!("no live workers in namespace `{}`; start one with: zo-worker --config configs/worker.yaml\n", conn.namespace));
+        return exit::OK;
+    }
+    let mut t = table(vec!["Worker", "Host", "Instances (in flight)", "Heartbeat", "Up", "Version"]);
+    for w in &rows {
+        let inst = w.in_flight_by_instance.iter().map(|(i, n)| format!("{i} {n}")).collect::<Vec<_>>().join(", ");
+        let version = if w.compatible { w.version.clone() } else { format!("{} ⚠ protocol {}", w.version, w.protocol) };
+        t.add_row(vec![
+            Cell::new(escape_line(&w.id)),
+            Cell::new(escape_line(&w.host)),
+            Cell::new(escape_line(if inst.is_empty() { w.instances.join(", ") } else { inst }.as_str())),
+            right(format!("{} ago", age((w.heartbeat_age * 1000.0) as u64))),
+            right(age((w.uptime * 1000.0) as u64)),
+            Cell::new(escape_line(&version)),
+        ]);
+    }
+    stdout(&format!("{t}\n"));
+    exit::OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::age;
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(age(850), "850ms");
+        assert_eq!(age(12_340), "12.3s");
+        assert_eq!(age(245_000), "4m05s");
+        assert_eq!(age(7_800_000), "2h10m");
+        assert_eq!(age(3 * 86_400_000 + 4 * 3_600_000), "3d4h");
+    }
+}
