@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test. Installs what the tests start by themselves when it is missing:
-# redis-server, sshd, and chromium for the HTML report's browser test (Debian/Ubuntu packages). The tests never use a Redis you already
+# redis-server, sshd, chromium (the HTML report in a browser), tmux (the live view in a
+# terminal) and prometheus (scraping a worker) — Debian/Ubuntu packages. The tests never use a Redis you already
 # run: each starts its own redis-server and sshd on free loopback ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,7 @@ command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v pgrep >/dev/null 2>&1 || need+=(procps)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

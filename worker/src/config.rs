@@ -24,6 +24,9 @@ pub struct WorkerConfig {
     /// Instance catalog file (default: the built-in five instances).
     #[serde(default)]
     pub catalog: Option<PathBuf>,
+    /// Where to serve Prometheus metrics (`/metrics`); `--metrics-addr` wins over it.
+    #[serde(default)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub executor: ExecutorConfig,
     #[serde(default)]
     pub agent: AgentConfig,

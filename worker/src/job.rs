@@ -152,6 +152,7 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
         }
         Err(e) => {
             // Left pending: it will be delivered again.
+            crate::metrics::redis_error("mark_running");
             warn!("could not mark the task running: {e}");
             return;
         }
@@ -278,6 +279,7 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
     }
     held.free_slot();
     if recorded.is_some() {
+        crate::metrics::task_done(instance, &result, retry_in.is_some());
         ack(shared, d).await;
     }
 }
@@ -320,6 +322,7 @@ async fn record(shared: &Shared, job: &Job, result: &TaskResult, retry_in: Optio
                 return Some(rec);
             }
             Err(e) if e.is_transient() => {
+                crate::metrics::redis_error("record_result");
                 warn!("recording the result failed: {e}; retrying in {:?}", backoff(attempt));
                 if sleep_or_shutdown(backoff(attempt), &shared.finished).await {
                     break;
@@ -347,6 +350,7 @@ pub(crate) async fn ack(shared: &Shared, d: &Delivery) {
             Err(_) => break,
         }
     }
+    crate::metrics::redis_error("ack");
     warn!(entry = %d.id, "could not acknowledge; a redelivery will be dropped as a duplicate");
 }
 

@@ -12,6 +12,7 @@
 //! - [`job`] — one delivery from entry to acknowledgement, and the guard of what it holds.
 //! - [`batch`] — group commit of the hot path's Redis steps (mark, record, ack).
 //! - [`cli`] — the `ccr` and `secrets` commands.
+//! - [`metrics`] — Prometheus metrics at `--metrics-addr`.
 //!
 //! The worker speaks to Redis only through `zo_common::store`.
 
@@ -26,6 +27,7 @@ pub mod config;
 pub mod exec;
 pub mod job;
 pub mod limits;
+pub mod metrics;
 pub mod quotas;
 pub mod secrets;
 pub mod service;

@@ -43,6 +43,9 @@ struct Args {
     color: clap::ColorChoice,
     #[command(flatten)]
     log: logging::LogOpts,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464); off by default.
+    #[arg(long, env = "ZO_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Whether stderr gets colour (`auto`: a terminal and no `NO_COLOR`, no-color.org).
@@ -147,7 +150,8 @@ fn main() -> ExitCode {
         let shutdown = CancellationToken::new();
         let force = CancellationToken::new();
         let signals = tokio::spawn(watch_signals(shutdown.clone(), force.clone()));
-        let r = service::run(WorkerOptions { redis_url, namespace, config, catalog }, shutdown, force).await;
+        let metrics_addr = args.metrics_addr.or(config.metrics_addr);
+        let r = service::run(WorkerOptions { redis_url, namespace, config, catalog, metrics_addr }, shutdown, force).await;
         signals.abort();
         let _ = signals.await;
         match r {

@@ -193,6 +193,7 @@ impl SshExecutor {
         let mut ms = self.masters.lock().expect("masters lock");
         if let Some(pos) = ms.iter().position(|m| m.id == id) {
             ms.remove(pos);
+            crate::metrics::ssh_reconnect(&self.label);
             tracing::warn!(host = %self.label, master = id, "SSH master dropped after a failure; the next task reconnects");
         }
     }

@@ -42,10 +42,14 @@ pub(super) async fn heartbeat_loop(shared: Arc<Shared>, instances: Vec<String>, 
         match shared.store.conn().await {
             Ok(mut conn) => {
                 if let Err(e) = shared.store.heartbeat(&mut conn, &info).await {
+                    crate::metrics::redis_error("heartbeat");
                     debug!("heartbeat failed: {e}");
                 }
             }
-            Err(e) => debug!("heartbeat failed: {e}"),
+            Err(e) => {
+                crate::metrics::redis_error("heartbeat");
+                debug!("heartbeat failed: {e}");
+            }
         }
         if sleep_or_shutdown(EVERY, &shutdown).await {
             return;

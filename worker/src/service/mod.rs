@@ -36,6 +36,8 @@ pub struct WorkerOptions {
     pub namespace: String,
     pub config: WorkerConfig,
     pub catalog: Catalog,
+    /// Serve Prometheus metrics here.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +174,8 @@ pub fn worker_id() -> String {
 /// jobs stay pending for another worker. `force` skips the drain.
 pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: CancellationToken) -> Result<(), WorkerError> {
     let cfg = &opts.config;
+    // Bound first: a taken port is a config problem, found before anything starts.
+    let metrics = crate::metrics::endpoint(opts.metrics_addr).await.map_err(WorkerError::Config)?;
     let slots: usize = cfg.instances.iter().map(|i| i.concurrency).sum();
     let store = Store::connect(&opts.redis_url, &opts.namespace, slots + cfg.instances.len() * 2 + 6).await?;
     let api_key = cfg.agent_api_key().map_err(|e| WorkerError::Config(format!("agent.api_key: {e}")))?;
@@ -262,6 +266,10 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
         loops.spawn(reclaim::reclaim_loop(shared.clone(), inst.clone(), shutdown.clone()));
     }
     loops.spawn(upkeep::upkeep_loop(shared.clone(), instances.clone(), shutdown.clone()));
+    if let Some(ep) = metrics {
+        let ssh_host = matches!(cfg.executor, ExecutorConfig::Ssh(_)).then(|| executor_name.clone());
+        keepers.spawn(crate::metrics::serve(ep, shared.clone(), ssh_host, finished.clone()));
+    }
     keepers.spawn(heartbeat::heartbeat_loop(shared.clone(), instances.clone(), executor_name, finished.clone()));
     keepers.spawn(lease::lease_loop(shared.clone(), finished.clone()));
 

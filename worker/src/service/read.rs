@@ -35,6 +35,7 @@ pub(super) async fn read_loop(shared: Arc<Shared>, instance: String, shutdown: C
         let mut conn = match shared.store.conn().await {
             Ok(c) => c,
             Err(e) => {
+                crate::metrics::redis_error("read");
                 warn!(instance = %instance, "Redis unavailable: {e}; retrying in {:?}", backoff(failures));
                 if sleep_or_shutdown(backoff(failures), &shutdown).await {
                     return;
@@ -71,6 +72,7 @@ pub(super) async fn read_loop(shared: Arc<Shared>, instance: String, shutdown: C
                         let _ = shared.store.ensure_group(&mut c, &instance).await;
                     }
                 } else {
+                    crate::metrics::redis_error("read");
                     warn!(instance = %instance, "reading jobs failed: {e}; retrying in {:?}", backoff(failures));
                 }
                 if sleep_or_shutdown(backoff(failures), &shutdown).await {
