@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # The demo: builds the binaries, makes sure a Redis answers (installing and starting one if
 # none does), starts a worker with the local executor and the simulated agent, submits
-# tasks/demo.yaml, shows the dashboard and writes the reports to results/.
+# tasks/demo.yaml (about 15 s, so the live view shows what runs where; one retry and one
+# failure on purpose), writes the reports to results/ and says what to do next. It exits 0
+# when the run ended as designed (the one failure included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ZO_REDIS_URL="${ZO_REDIS_URL:-redis://127.0.0.1:6379}"
 export ZO_NAMESPACE="${ZO_NAMESPACE:-zo-demo}"
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+# Where results/ goes (the repository by default; the test suite points it elsewhere).
+out="${ZO_DEMO_DIR:-.}"
 
 echo "==> building (first build takes a few minutes)"
 cargo build --bins -q
@@ -26,15 +30,37 @@ if ! (command -v redis-cli >/dev/null && redis-cli -u "$ZO_REDIS_URL" ping 2>/de
   fi
 fi
 
-echo "==> starting a worker (local executor, simulated agent); log: results/demo-worker.log"
-mkdir -p results
-./target/debug/zo-worker --config configs/worker.local.yaml 2>results/demo-worker.log &
+echo "==> starting a worker (local executor, simulated agent); log: $out/results/demo-worker.log"
+mkdir -p "$out/results"
+./target/debug/zo-worker --config configs/worker.local.yaml 2>"$out/results/demo-worker.log" &
 worker=$!
 trap 'kill -TERM $worker 2>/dev/null; wait $worker 2>/dev/null || true' EXIT
 
-echo "==> submitting tasks/demo.yaml"
+echo "==> submitting tasks/demo.yaml (about 15 s; one task is retried, one fails on purpose)"
 set +e
-./target/debug/zo-submit tasks/demo.yaml "$@"
+./target/debug/zo-submit tasks/demo.yaml --results-dir "$out/results" --output-dir "$out" "$@"
 code=$?
 set -e
-exit $code
+# 1: the run finished with the failure it has on purpose; anything else is a real problem.
+if [ "$code" -gt 1 ]; then
+  echo "zo-submit exited $code; the worker's log is $out/results/demo-worker.log" >&2
+  exit $code
+fi
+html=$(ls -t "$out"/results/report_*.html 2>/dev/null | head -n 1 || true)
+cat <<EOF
+
+==> done. The HTML report (timeline, failures with their reasons, every output):
+      ${html:-$out/results/report_*.html}
+
+Next steps (the demo used namespace \`$ZO_NAMESPACE\`; its worker stops now):
+  - Look around:       ZO_NAMESPACE=$ZO_NAMESPACE ./target/debug/zo-submit runs
+                       ZO_NAMESPACE=$ZO_NAMESPACE ./target/debug/zo-submit show RUN ["Security audit"]
+  - Run your own file: a worker and a submit in the same namespace, e.g.
+                       ZO_NAMESPACE=$ZO_NAMESPACE ./target/debug/zo-worker --config configs/worker.local.yaml &
+                       ZO_NAMESPACE=$ZO_NAMESPACE ./target/debug/zo-submit tasks/example.yaml
+                       (without ZO_NAMESPACE both use \`zo\`)
+  - A real Zo: copy configs/worker.yaml, set executor.host (your SSH alias), the instances and
+    their CCR configs (configs/README.md), check the keys with
+                       ./target/debug/zo-worker --config my-worker.yaml secrets check
+    then start it and submit as above. Completions: zo-submit completions bash|zsh|fish.
+EOF

@@ -268,7 +268,7 @@ fn sshd_killed_mid_run_gives_network_errors_that_are_retried() {
         yaml.push_str(&format!("  - {{ name: t{i}, ccr_instance: fast, command: \"sleep 1; echo {i}\" }}\n"));
     }
     write(dir.path(), "t.yaml", &yaml);
-    let cfg = format!("{}instances: [ {{ name: fast, concurrency: 6 }} ]\n", sshd.executor_yaml());
+    let cfg = format!("{}agent: {{ mode: simulate }}\ninstances: [ {{ name: fast, concurrency: 6 }} ]\n", sshd.executor_yaml());
     let _w = Worker::start(dir.path(), "w", &cfg, &redis.url(), &ns);
     let url = redis.url();
     let d = dir.path().to_path_buf();
@@ -306,7 +306,10 @@ fn cancel_stops_queued_tasks_at_once_and_running_ones_with_their_processes() {
             "tasks:\n  - {{ name: Long, ccr_instance: fast, command: \"sleep 4{marker}\" }}\n  - {{ name: Queued, ccr_instance: fast, command: \"echo never\" }}\n  - {{ name: After, ccr_instance: general, command: \"echo never\", dependencies: [Long] }}\n"
         ),
     );
-    let cfg = format!("{}lease: 2s\ninstances: [ {{ name: fast, concurrency: 1 }}, {{ name: general }} ]\n", sshd.executor_yaml());
+    let cfg = format!(
+        "{}agent: {{ mode: simulate }}\nlease: 2s\ninstances: [ {{ name: fast, concurrency: 1 }}, {{ name: general }} ]\n",
+        sshd.executor_yaml()
+    );
     let _w = Worker::start(dir.path(), "w", &cfg, &redis.url(), &ns);
     let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--detach"], LIMIT);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -391,7 +394,13 @@ fn retries_then_dead_letters_then_dead_retry_runs_it_again() {
             f = flag.display()
         ),
     );
-    let _w = Worker::start(dir.path(), "w", "executor: { kind: local }\ninstances: [ { name: fast } ]\n", &redis.url(), &ns);
+    let _w = Worker::start(
+        dir.path(),
+        "w",
+        "executor: { kind: local }\nagent: { mode: simulate }\ninstances: [ { name: fast } ]\n",
+        &redis.url(),
+        &ns,
+    );
     let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--json", "--no-save", "--no-report"], LIMIT);
     assert_eq!(out.code, 1);
     let doc = doc_of(&out);
@@ -491,7 +500,7 @@ fn a_killed_remote_helper_fails_its_tasks_as_network_errors_and_a_new_one_takes_
         yaml.push_str(&format!("  - {{ name: t{i}, ccr_instance: fast, command: \"sleep 1; echo {i}\" }}\n"));
     }
     write(dir.path(), "t.yaml", &yaml);
-    let cfg = format!("{}instances: [ {{ name: fast, concurrency: 4 }} ]\n", sshd.executor_yaml());
+    let cfg = format!("{}agent: {{ mode: simulate }}\ninstances: [ {{ name: fast, concurrency: 4 }} ]\n", sshd.executor_yaml());
     let w = Worker::start(dir.path(), "w", &cfg, &redis.url(), &ns);
     let url = redis.url();
     let d = dir.path().to_path_buf();

@@ -168,3 +168,37 @@ fn the_live_view_shows_running_tasks_asks_cleanly_and_reattaches() {
         assert!(l.chars().count() <= COLS, "wider than the terminal: `{l}`");
     }
 }
+
+/// `scripts/demo.sh` (into a temporary directory, against a test Redis): long enough for the
+/// live view, one retry and one failure with its reason, the HTML report's path, next steps.
+#[test]
+fn the_demo_shows_the_live_view_and_says_what_to_do_next() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/demo.sh");
+    let started = Instant::now();
+    let out = Command::new("bash")
+        .arg(&script)
+        .env("ZO_REDIS_URL", redis.url())
+        .env("ZO_NAMESPACE", namespace("demo"))
+        .env("ZO_DEMO_DIR", dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("bash runs the demo");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the demo ends as designed: {stdout}\n{stderr}");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(8), "long enough to watch: {took:?}");
+    assert!(stderr.contains("↻ Package mirror [fast] attempt 1 failed: command — command exited with code 1"), "{stderr}");
+    assert!(
+        stderr.contains("✗ Security audit [code-review] failed") && stderr.contains("2 packages with known vulnerabilities"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("progress: "), "without a terminal, progress lines: {stderr}");
+    let html = stdout.lines().skip_while(|l| !l.contains("The HTML report")).nth(1).map(str::trim).unwrap_or_default().to_string();
+    assert!(html.ends_with(".html") && std::path::Path::new(&html).is_file(), "the report's path is printed: {stdout}");
+    assert!(html.starts_with(dir.path().to_str().unwrap()), "written where asked: {html}");
+    for step in ["zo-submit runs", "zo-submit show RUN", "zo-worker --config configs/worker.local.yaml", "executor.host", "secrets check"] {
+        assert!(stdout.contains(step), "next steps name `{step}`: {stdout}");
+    }
+}

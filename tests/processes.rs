@@ -50,7 +50,13 @@ fn nothing_a_task_started_outlives_it_on_any_executor() {
     for (n, (path, executor, logged)) in paths.iter().enumerate() {
         let ns = namespace(&format!("procs-{path}"));
         let dir = tempfile::tempdir().unwrap();
-        let w = Worker::start(dir.path(), "w", &format!("{executor}instances: [ {{ name: fast, concurrency: 4 }} ]\n"), &redis.url(), &ns);
+        let w = Worker::start(
+            dir.path(),
+            "w",
+            &format!("{executor}agent: {{ mode: simulate }}\ninstances: [ {{ name: fast, concurrency: 4 }} ]\n"),
+            &redis.url(),
+            &ns,
+        );
         // Distinct sleep lengths mark each case's processes.
         let bg = format!("sleep 71{n}{pid}");
         let escaped = format!("sleep 72{n}{pid}");
@@ -81,7 +87,13 @@ fn a_killed_worker_takes_its_local_tasks_with_it() {
     let redis = Redis::start();
     let ns = namespace("procs-kill");
     let dir = tempfile::tempdir().unwrap();
-    let mut w = Worker::start(dir.path(), "w", "executor: { kind: local }\nlease: 2s\ninstances: [ { name: fast } ]\n", &redis.url(), &ns);
+    let mut w = Worker::start(
+        dir.path(),
+        "w",
+        "executor: { kind: local }\nagent: { mode: simulate }\nlease: 2s\ninstances: [ { name: fast } ]\n",
+        &redis.url(),
+        &ns,
+    );
     let marker = format!("sleep 74{}", std::process::id() % 100_000);
     write(dir.path(), "t.yaml", &format!("tasks:\n  - {{ name: Long, ccr_instance: fast, command: \"{marker}\" }}\n"));
     let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--detach"], LIMIT);

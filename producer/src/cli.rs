@@ -203,14 +203,23 @@ impl Args {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Validate a task file and print its execution plan (no Redis needed).
+    #[command(
+        after_help = "Examples:\n  zo-submit plan tasks/example.yaml\n  zo-submit plan tasks/big.yaml --catalog configs/instances.yaml"
+    )]
     Plan {
         file: PathBuf,
         #[command(flatten)]
         input: InputOpts,
     },
     /// Submit a task file (the same as `zo-submit FILE`).
+    #[command(
+        after_help = "Examples:\n  zo-submit execute tasks/example.yaml\n  zo-submit execute tasks/example.yaml --detach --retention 30d"
+    )]
     Execute(SubmitArgs),
     /// Re-attach to a run: show its progress, then the dashboard and reports.
+    #[command(
+        after_help = "Examples:\n  zo-submit watch RUN\n  zo-submit watch RUN --json --no-save > results.json\n  zo-submit watch RUN --quiet; echo \"exit $?\""
+    )]
     Watch {
         run_id: String,
         #[command(flatten)]
@@ -223,6 +232,7 @@ pub enum Command {
     /// Cancel a run, or one task of it (it counts as failed for its dependents' trigger
     /// rules). Queued tasks stop at once; running ones within about a second, their
     /// processes killed.
+    #[command(after_help = "Examples:\n  zo-submit cancel RUN\n  zo-submit cancel RUN --task \"Deploy\"")]
     Cancel {
         run_id: String,
         /// Cancel only this task.
@@ -235,6 +245,7 @@ pub enum Command {
     },
     /// Run again every task of a finished run that failed, timed out or was cancelled (and
     /// what they skipped), reusing the results of those that succeeded; then follow it.
+    #[command(after_help = "Examples:\n  zo-submit resume RUN\n  zo-submit resume RUN --task \"Run Tests\" --detach")]
     Resume {
         run_id: String,
         /// Resume only this task (and what depends on it).
@@ -251,6 +262,7 @@ pub enum Command {
         output: OutputOpts,
     },
     /// Approve a `pipeline:` stage that waits for approval: its tasks start.
+    #[command(after_help = "Examples:\n  zo-submit approve RUN Production")]
     Approve {
         run_id: String,
         stage: String,
@@ -261,6 +273,7 @@ pub enum Command {
     },
     /// Reject a stage that waits for approval: its tasks are skipped (class `rejected`),
     /// which is no failure of the run.
+    #[command(after_help = "Examples:\n  zo-submit reject RUN Production --reason \"not during the freeze\"")]
     Reject {
         run_id: String,
         stage: String,
@@ -302,6 +315,7 @@ pub enum Command {
     },
     /// Each instance's job streams by priority: length, pending (running), waiting, oldest
     /// entry's age, consumers.
+    #[command(after_help = "Examples:\n  zo-submit queues\n  zo-submit queues --json | jq '.[] | select(.waiting > 0)'")]
     Queues {
         #[command(flatten)]
         json: JsonOpt,
@@ -311,6 +325,7 @@ pub enum Command {
         catalog: CatalogOpts,
     },
     /// Live workers: id, host, instances, jobs in flight, heartbeat age, version.
+    #[command(after_help = "Examples:\n  zo-submit workers\n  zo-submit workers --json | jq '.[] | {id, in_flight, heartbeat_age}'")]
     Workers {
         #[command(flatten)]
         json: JsonOpt,

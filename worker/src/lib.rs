@@ -13,6 +13,7 @@
 //! - [`batch`] — group commit of the hot path's Redis steps (mark, record, ack).
 //! - [`cli`] — the `ccr` and `secrets` commands.
 //! - [`metrics`] — Prometheus metrics at `--metrics-addr`.
+//! - [`preflight`] — start-up checks of what tasks will need (`ccr`, the host, bash, the agent).
 //!
 //! The worker speaks to Redis only through `zo_common::store`.
 
@@ -28,6 +29,7 @@ pub mod exec;
 pub mod job;
 pub mod limits;
 pub mod metrics;
+pub mod preflight;
 pub mod quotas;
 pub mod secrets;
 pub mod service;

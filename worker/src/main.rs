@@ -17,15 +17,22 @@ mod logging;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Shown after `--help`.
+const EXAMPLES: &str = "\
+Examples:
+  zo-worker --config configs/worker.yaml                       serve the instances it lists
+  zo-worker --config configs/worker.yaml --metrics-addr 127.0.0.1:9464
+  zo-worker --config configs/worker.yaml --log-format json --log-file worker.jsonl
+  zo-worker --config configs/worker.yaml ccr status            its CCR instances
+  zo-worker --config configs/worker.yaml secrets check         which keys were found where
+  zo-worker completions bash > /etc/bash_completion.d/zo-worker
+
+Exit codes: 0 clean shutdown; 1 a `ccr` or `secrets` command failed; 2 invalid config or
+usage, or a start-up check failed; 3 Redis unreachable.";
+
 /// Take jobs from Redis and run them on the execution host.
-///
-/// Examples: `zo-worker --config configs/worker.yaml` (serve the instances it lists),
-/// `zo-worker --config configs/worker.yaml ccr status`, `zo-worker completions bash`.
-///
-/// Exit codes: 0 clean shutdown; 1 a `ccr` command failed; 2 invalid config or usage; 3 Redis
-/// unreachable.
 #[derive(Parser, Debug)]
-#[command(name = "zo-worker", version = zo_worker::VERSION, about)]
+#[command(name = "zo-worker", version = zo_worker::VERSION, about, after_help = EXAMPLES)]
 struct Args {
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -62,11 +69,15 @@ fn color_on(choice: clap::ColorChoice) -> bool {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Manage the Claude Code Router instances of this worker's config.
+    #[command(
+        after_help = "Examples:\n  zo-worker --config configs/worker.yaml ccr start\n  zo-worker --config configs/worker.yaml ccr status --json\n  zo-worker --config configs/worker.yaml ccr stop --instance fast"
+    )]
     Ccr {
         #[command(subcommand)]
         action: CcrAction,
     },
     /// Say which API keys the CCR configs need and where each was found (never the values).
+    #[command(after_help = "Examples:\n  zo-worker --config configs/worker.yaml secrets check")]
     Secrets {
         #[command(subcommand)]
         action: SecretsAction,

@@ -24,11 +24,11 @@ use zo_common::catalog::Catalog;
 use zo_common::store::{Store, StoreError};
 
 use crate::batch::{Batcher, ClaimInfo};
-use crate::ccr;
 use crate::config::{ExecutorConfig, Reach, WorkerConfig};
 use crate::exec::{local::LocalExecutor, ssh::SshExecutor, Executor};
 use crate::secrets::Secrets;
 use crate::task::TaskContext;
+use crate::{ccr, preflight};
 
 /// Where and how this worker runs.
 pub struct WorkerOptions {
@@ -81,12 +81,21 @@ pub(crate) struct Shared {
     pub shared_slots: Mutex<HashMap<(String, u32), crate::limits::SharedSlot>>,
     /// What the catalog says of each served instance's limits (worked out once).
     pub limits: HashMap<String, crate::limits::InstanceLimits>,
+    /// The execution host passed the start-up checks (false while it does not answer).
+    pub host_ready: watch::Receiver<bool>,
 }
 
 impl Shared {
-    /// Waits until the instance's CCR is ready (at once when this worker runs no CCR).
-    /// False when shutdown came first.
+    /// Waits until the execution host answers and the instance's CCR is ready (at once when
+    /// this worker runs no CCR). False when shutdown came first.
     pub async fn wait_ready(&self, instance: &str, shutdown: &CancellationToken) -> bool {
+        let mut host = self.host_ready.clone();
+        if !*host.borrow() {
+            tokio::select! {
+                r = host.wait_for(|v| *v) => if r.is_err() { return false },
+                _ = shutdown.cancelled() => return false,
+            }
+        }
         let Some((rx, _)) = self.ready.get(instance) else { return true };
         let mut rx = rx.clone();
         if *rx.borrow() {
@@ -192,6 +201,29 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
         ExecutorConfig::Local(l) => Some(Arc::new(LocalExecutor::new(l.helper))),
         ExecutorConfig::Simulate {} => None,
     };
+    // What tasks will need, checked before any is taken: a config problem stops the worker here
+    // (every one named at once); a host that does not answer yet keeps it idle until it does.
+    let mut problems = preflight::local_checks(cfg);
+    if let Some(ex) = &executor {
+        problems.extend(preflight::host_checks(cfg, ex.as_ref()).await);
+    }
+    let config_problems: Vec<String> =
+        problems.iter().filter_map(|p| if let preflight::Problem::Config(m) = p { Some(m.clone()) } else { None }).collect();
+    if !config_problems.is_empty() {
+        if let Some(ex) = &executor {
+            ex.close().await;
+        }
+        return Err(WorkerError::Config(config_problems.join("\n")));
+    }
+    let (host_tx, host_ready) = watch::channel(problems.is_empty());
+    for p in &problems {
+        if let preflight::Problem::Unreachable(m) = p {
+            warn!(
+                "the execution host does not answer ({m}); taking no jobs until it does (checking every {}s)",
+                preflight::RECHECK.as_secs()
+            );
+        }
+    }
     {
         let mut conn = store.conn().await?;
         for i in &cfg.instances {
@@ -255,12 +287,17 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
         backoffs: Mutex::new(HashMap::new()),
         shared_slots: Mutex::new(HashMap::new()),
         limits: cfg.instances.iter().map(|i| (i.name.clone(), crate::limits::InstanceLimits::of(&opts.catalog, &i.name))).collect(),
+        host_ready,
     });
     let instances: Vec<String> = cfg.instances.iter().map(|i| i.name.clone()).collect();
     let executor_name = executor.as_ref().map(|e| e.host().to_string()).unwrap_or_else(|| "simulate".into());
     info!(worker = %id, instances = %instances.join(","), executor = %executor_name, lease = %humantime::format_duration(cfg.lease), "worker started");
 
     let mut loops = tokio::task::JoinSet::new();
+    let host_up = *host_tx.borrow();
+    if let (false, Some(ex)) = (host_up, &executor) {
+        loops.spawn(preflight::wait_for_host(Arc::new(cfg.clone()), ex.clone(), host_tx, shutdown.clone()));
+    }
     for inst in &instances {
         loops.spawn(read::read_loop(shared.clone(), inst.clone(), shutdown.clone()));
         loops.spawn(reclaim::reclaim_loop(shared.clone(), inst.clone(), shutdown.clone()));
