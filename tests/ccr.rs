@@ -58,14 +58,6 @@ fn pid_alive(pid: u64) -> bool {
         && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
 }
 
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn ccr_start_status_stop_agree_with_reality() {
     let s = setup(&["fast", "general"], "${ZO_TEST_PROVIDER_KEY}");

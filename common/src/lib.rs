@@ -16,12 +16,15 @@
 //!   creation, outbox, state transitions, the stream-entry codec, dead letters, read models.
 //! - [`report`] — the results document, the dashboard and the Markdown report.
 //! - [`text`] — untrusted text made safe for terminals and reports.
+//! - [`files`] — atomic file writes; [`archive`] — finished runs' documents kept as files.
 //!
 //! `common` knows nothing of SSH, processes or terminals; only [`store`] knows Redis.
 
+pub mod archive;
 pub mod catalog;
 pub mod checks;
 pub mod estimate;
+pub mod files;
 pub mod graph;
 pub mod model;
 pub mod plan;

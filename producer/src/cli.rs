@@ -186,6 +186,17 @@ pub struct OutputOpts {
     /// `never`.
     #[arg(long, value_enum, default_value = "auto")]
     pub color: ColorChoice,
+    #[command(flatten)]
+    pub archive: ArchiveOpt,
+}
+
+/// The run archive.
+#[derive(ClapArgs, Debug, Clone, Default)]
+pub struct ArchiveOpt {
+    /// Keep each finished run's results document as DIR/RUN.json (once per run, whoever sees
+    /// it finish first), and read from there the runs Redis no longer holds.
+    #[arg(long, env = "ZO_ARCHIVE", value_name = "DIR")]
+    pub archive: Option<PathBuf>,
 }
 
 impl Args {
@@ -298,6 +309,8 @@ pub enum Command {
         json: JsonOpt,
         #[command(flatten)]
         conn: ConnOpts,
+        #[command(flatten)]
+        archive: ArchiveOpt,
     },
     /// A run's summary and tasks (running or finished), or one task's full record with every
     /// attempt. Writes no files.
@@ -312,6 +325,8 @@ pub enum Command {
         conn: ConnOpts,
         #[command(flatten)]
         catalog: CatalogOpts,
+        #[command(flatten)]
+        archive: ArchiveOpt,
     },
     /// Each instance's job streams by priority: length, pending (running), waiting, oldest
     /// entry's age, consumers.
@@ -362,6 +377,75 @@ pub enum Command {
         conn: ConnOpts,
         #[command(flatten)]
         catalog: CatalogOpts,
+        #[command(flatten)]
+        archive: ArchiveOpt,
+    },
+    /// Two runs task by task: status, duration, tokens and cost of each same-named task, and a
+    /// unified diff of their outputs.
+    #[command(
+        after_help = "Examples:\n  zo-submit diff RUN1 RUN2\n  zo-submit diff RUN1 RUN2 --changed\n  zo-submit diff RUN1 RUN2 --json --archive runs/"
+    )]
+    Diff {
+        run_a: String,
+        run_b: String,
+        /// Only the tasks whose status or output differs.
+        #[arg(long)]
+        changed: bool,
+        #[command(flatten)]
+        json: JsonOpt,
+        #[command(flatten)]
+        conn: ConnOpts,
+        #[command(flatten)]
+        catalog: CatalogOpts,
+        #[command(flatten)]
+        archive: ArchiveOpt,
+    },
+    /// Find text (case-insensitive) in the tasks of stored runs: names, descriptions, outputs,
+    /// errors, command output.
+    #[command(
+        after_help = "Examples:\n  zo-submit search \"rate limit\"\n  zo-submit search vulnerab --tag security --instance code-review\n  zo-submit search timeout --json --archive runs/"
+    )]
+    Search {
+        text: String,
+        /// Only tasks with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        /// Only tasks of this instance.
+        #[arg(long)]
+        instance: Option<String>,
+        /// Look at most at this many runs, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        json: JsonOpt,
+        #[command(flatten)]
+        conn: ConnOpts,
+        #[command(flatten)]
+        catalog: CatalogOpts,
+        #[command(flatten)]
+        archive: ArchiveOpt,
+    },
+    /// Success metrics and a comparison of the instances over the finished runs of a period:
+    /// completion and timeout rates, median and p95 durations and queue waits, tokens, cost,
+    /// retries by error class.
+    #[command(
+        after_help = "Examples:\n  zo-submit stats\n  zo-submit stats --since 30d --archive runs/\n  zo-submit stats --json | jq .by_instance"
+    )]
+    Stats {
+        /// Runs that finished within this long.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "7d")]
+        since: Duration,
+        /// At most this many runs, newest first.
+        #[arg(long, default_value_t = 500)]
+        limit: usize,
+        #[command(flatten)]
+        json: JsonOpt,
+        #[command(flatten)]
+        conn: ConnOpts,
+        #[command(flatten)]
+        catalog: CatalogOpts,
+        #[command(flatten)]
+        archive: ArchiveOpt,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(

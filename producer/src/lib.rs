@@ -139,9 +139,24 @@ pub async fn run(args: Args) -> u8 {
         Some(Command::Reject { run_id, stage, reason, conn, quiet }) => {
             approve::decide(conn, quiet.quiet, run_id, stage, Some(reason)).await
         }
-        Some(Command::Runs { status, limit, json, conn }) => inspect::runs(conn, *status, *limit, json.json).await,
-        Some(Command::Show { run_id, task, json, conn, catalog: cat }) => match catalog(cat) {
-            Ok(c) => inspect::show(conn, run_id, task.as_deref(), json.json, &c).await,
+        Some(Command::Runs { status, limit, json, conn, archive }) => inspect::runs(conn, *status, *limit, json.json, archive).await,
+        Some(Command::Show { run_id, task, json, conn, catalog: cat, archive }) => match catalog(cat) {
+            Ok(c) => inspect::show(conn, run_id, task.as_deref(), json.json, &c, archive).await,
+            Err(code) => code,
+        },
+        Some(Command::Diff { run_a, run_b, changed, json, conn, catalog: cat, archive }) => match catalog(cat) {
+            Ok(c) => inspect::diff(conn, [run_a, run_b], *changed, json.json, &c, archive).await,
+            Err(code) => code,
+        },
+        Some(Command::Search { text, tag, instance, limit, json, conn, catalog: cat, archive }) => match catalog(cat) {
+            Ok(c) => {
+                let q = zo_common::report::history::Query { text, tag: tag.as_deref(), instance: instance.as_deref() };
+                inspect::search(conn, &q, *limit, json.json, &c, archive).await
+            }
+            Err(code) => code,
+        },
+        Some(Command::Stats { since, limit, json, conn, catalog: cat, archive }) => match catalog(cat) {
+            Ok(c) => inspect::stats(conn, *since, *limit, json.json, &c, archive).await,
             Err(code) => code,
         },
         Some(Command::Queues { json, conn, catalog: cat }) => match catalog(cat) {
@@ -150,8 +165,8 @@ pub async fn run(args: Args) -> u8 {
         },
         Some(Command::Workers { json, conn }) => inspect::workers(conn, json.json).await,
         Some(Command::Dead { action, filter, json, conn }) => inspect::dead(conn, action.as_ref(), filter, json.json).await,
-        Some(Command::Export { run_id, format, output, conn, catalog: cat }) => match catalog(cat) {
-            Ok(c) => inspect::export(conn, run_id, *format, output.as_deref(), &c).await,
+        Some(Command::Export { run_id, format, output, conn, catalog: cat, archive }) => match catalog(cat) {
+            Ok(c) => inspect::export(conn, run_id, *format, output.as_deref(), &c, archive).await,
             Err(code) => code,
         },
         Some(Command::Completions { shell }) => {

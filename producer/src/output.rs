@@ -2,29 +2,12 @@
 //! `output_file`.
 //! Files are written to a temporary name and renamed, so none is ever left half-written.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use zo_common::model::TaskState;
 use zo_common::report::{self, ResultsDocument};
 
-/// Writes `bytes` to `path` atomically: a temp file beside it, created exclusively and never
-/// through a symlink (`O_EXCL|O_NOFOLLOW`: a link planted at the temp name is refused, not
-/// followed), then renamed over the target (a rename replaces a link at the target, it never
-/// writes through it).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.{}.{:08x}.tmp", std::process::id(), rand::random::<u32>()));
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_NOFOLLOW).mode(0o644).open(&tmp)?;
-    let written = f.write_all(bytes).and_then(|()| f.sync_all());
-    drop(f);
-    written.and_then(|()| std::fs::rename(&tmp, path)).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
-}
+pub use zo_common::files::write_atomic;
 
 /// Where `rel` (an `output_file`, already relative and free of `..`) lands inside `base`:
 /// directories inside `base` are created as needed, and every directory on the way, symlinks
@@ -165,18 +148,5 @@ mod tests {
         assert_eq!(confined(base.path(), "inner/b/d.txt").unwrap(), root.join("a/b/d.txt"));
         assert!(confined(base.path(), "../x").is_err());
         assert!(confined(base.path(), "/etc/x").is_err());
-    }
-
-    #[test]
-    fn atomic_writes_replace_a_planted_link_instead_of_writing_through_it() {
-        let base = tempfile::tempdir().unwrap();
-        let victim = base.path().join("victim");
-        std::fs::write(&victim, "keep").unwrap();
-        let target = base.path().join("out.txt");
-        std::os::unix::fs::symlink(&victim, &target).unwrap();
-        write_atomic(&target, b"new").unwrap();
-        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
-        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
-        assert!(!std::fs::symlink_metadata(&target).unwrap().file_type().is_symlink());
     }
 }

@@ -6,6 +6,8 @@
 //! uses its own namespace.
 
 mod specs;
+mod wait;
+pub use wait::{process_alive, wait_until};
 pub mod stub_provider;
 
 pub use specs::{script_result, true_task};
@@ -492,12 +494,6 @@ pub fn json_doc(out: &Outcome) -> serde_json::Value {
 
 pub fn tasks_by_name(doc: &serde_json::Value) -> std::collections::HashMap<String, serde_json::Value> {
     doc["tasks"].as_array().expect("tasks").iter().map(|t| (t["task_name"].as_str().expect("name").to_string(), t.clone())).collect()
-}
-
-/// Whether any process's command line contains `needle`.
-pub fn process_alive(needle: &str) -> bool {
-    let out = Command::new("pgrep").args(["-f", needle]).output().expect("pgrep");
-    out.status.success()
 }
 
 /// Unix milliseconds of an RFC 3339 UTC timestamp as the reports write them.

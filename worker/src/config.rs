@@ -27,6 +27,10 @@ pub struct WorkerConfig {
     /// Where to serve Prometheus metrics (`/metrics`); `--metrics-addr` wins over it.
     #[serde(default)]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Keep the results document of each run this worker finishes as `DIR/RUN.json`
+    /// (relative to this file); once per run over every process (claimed in Redis).
+    #[serde(default)]
+    pub archive: Option<PathBuf>,
     pub executor: ExecutorConfig,
     #[serde(default)]
     pub agent: AgentConfig,
@@ -318,6 +322,7 @@ impl WorkerConfig {
         let catalog_path =
             cfg.catalog.as_ref().map(|p| if p.is_relative() { path.parent().unwrap_or(Path::new(".")).join(p) } else { p.clone() });
         let catalog = Catalog::load(catalog_path.as_deref())?;
+        cfg.archive = cfg.archive.take().map(|a| if a.is_relative() { cfg.base_dir.join(a) } else { a });
         cfg.check(&file, &catalog)?;
         Ok((cfg, catalog))
     }

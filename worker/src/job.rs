@@ -262,6 +262,9 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
         (Some(e), None) => warn!(status = o.status.as_str(), class, ms = result.duration_ms(), "finished: {e}"),
     }
     let recorded = record(shared, job, &result, retry_in).await;
+    if let (Some(Recorded::Ok { finished: true }), Some(dir)) = (&recorded, &shared.archive) {
+        archive_finished(shared, &job.run_id, dir.clone());
+    }
     let exhausted = retry_in.is_none()
         && o.status != Status::Success
         && o.error_class.is_some_and(|c| c == ErrorClass::Poison || retry.retry_on.contains(&c));
@@ -282,6 +285,20 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
         crate::metrics::task_done(instance, &result, retry_in.is_some());
         ack(shared, d).await;
     }
+}
+
+/// This worker recorded a run's last result: its document goes to the archive (in the
+/// background, tracked, unless another process claimed it first).
+fn archive_finished(shared: &Shared, run_id: &str, dir: std::path::PathBuf) {
+    let (store, who, run) = (shared.store.clone(), shared.id.clone(), run_id.to_string());
+    let catalog = shared.ctx.catalog.clone();
+    shared.tracker.spawn(async move {
+        match zo_common::archive::archive_run(&store, &run, &who, &dir, &catalog).await {
+            Ok(Some(path)) => info!(run = %run, path = %path.display(), "archived the finished run"),
+            Ok(None) => {}
+            Err(e) => warn!(run = %run, "could not archive the finished run: {e}"),
+        }
+    });
 }
 
 /// Shutdown: give a running task back to the queue at once (not after its lease).

@@ -1,10 +1,13 @@
 //! Reports of a run, as pure functions of its snapshot: the results document
 //! ([`document`]), the terminal dashboard ([`dashboard()`]), the Markdown report
-//! ([`markdown()`]) and the HTML report ([`html()`], with its timeline from [`gantt`]).
+//! ([`markdown()`]) and the HTML report ([`html()`], with its timeline from [`gantt`]); two
+//! runs compared ([`diff`]); searches and stats over many ([`history`]).
 
 mod dashboard;
+pub mod diff;
 mod document;
 pub mod gantt;
+pub mod history;
 mod html;
 mod markdown;
 

@@ -1,6 +1,6 @@
 //! Keeping runs moving and the index tidy: due retries and outboxes of every unfinished run
 //! (workers and watchers call it every second or so), finished runs out of the active set,
-//! expired runs out of the run index.
+//! expired runs out of the run index; the claim of archiving a finished run.
 
 use std::time::Duration;
 
@@ -40,6 +40,31 @@ impl Store {
     pub async fn prune_run_index(&self, conn: &mut Conn, retention: Duration) -> Result<(), StoreError> {
         let cutoff = now_ms().saturating_sub(retention.as_millis() as u64);
         let _: i64 = redis::cmd("ZREMRANGEBYSCORE").arg(self.keys.runs()).arg("-inf").arg(cutoff).query_async(conn).await?;
+        Ok(())
+    }
+
+    /// Claims the archiving of a finished run for `who`, for a minute: false when another
+    /// process holds the claim or archived it already. Whoever sees the run finish first
+    /// archives it; a claimer that dies lets the claim lapse for the next one.
+    pub async fn claim_archive(&self, conn: &mut Conn, run_id: &str, who: &str) -> Result<bool, StoreError> {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.keys.run(run_id, "archive"))
+            .arg(format!("claim|{who}"))
+            .arg("NX")
+            .arg("PX")
+            .arg(60_000)
+            .query_async(conn)
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// Records that the run is archived, for as long as the run's own keys live.
+    pub async fn archive_done(&self, conn: &mut Conn, run_id: &str, path: &str) -> Result<(), StoreError> {
+        let keys = &self.keys;
+        let ttl: i64 = redis::cmd("PTTL").arg(keys.run(run_id, "meta")).query_async(conn).await?;
+        let ttl = if ttl > 0 { ttl as u64 } else { super::DEFAULT_RETENTION.as_millis() as u64 };
+        let _: () =
+            redis::cmd("SET").arg(keys.run(run_id, "archive")).arg(format!("done|{path}")).arg("PX").arg(ttl).query_async(conn).await?;
         Ok(())
     }
 }

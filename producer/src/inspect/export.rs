@@ -1,28 +1,23 @@
-//! `zo-submit export RUN --format json|md|html [-o FILE]`: a run's report, finished or not,
-//! on stdout or written atomically to a file.
+//! `zo-submit export RUN --format json|md|html [-o FILE]`: a run's report, finished or not
+//! (from Redis, else from the archive), on stdout or written atomically to a file.
 
 use std::path::Path;
 
 use zo_common::catalog::Catalog;
 use zo_common::report;
 
-use crate::cli::{ConnOpts, ExportFormat};
+use crate::cli::{ArchiveOpt, ConnOpts, ExportFormat};
 use crate::output::write_atomic;
-use crate::{connect, exit, fail_queue, stdout};
+use crate::{connect, exit, stdout};
 
-pub async fn export(conn: &ConnOpts, run_id: &str, format: ExportFormat, to: Option<&Path>, catalog: &Catalog) -> u8 {
+pub async fn export(conn: &ConnOpts, run_id: &str, format: ExportFormat, to: Option<&Path>, catalog: &Catalog, archive: &ArchiveOpt) -> u8 {
     let store = match connect(conn, 1).await {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let snap = async {
-        let mut c = store.conn().await?;
-        store.snapshot(&mut c, run_id).await
-    }
-    .await;
-    let doc = match snap {
-        Ok(s) => report::build(&s, catalog),
-        Err(e) => return fail_queue(&e),
+    let doc = match super::history::document(&store, run_id, catalog, archive.archive.as_deref()).await {
+        Ok(d) => d,
+        Err(code) => return code,
     };
     let body = match format {
         ExportFormat::Json => format!("{}\n", serde_json::to_string_pretty(&doc).expect("document serializes")),

@@ -1,4 +1,5 @@
-//! The read commands: `runs`, `show`, `queues`, `workers`, `dead`, `export`. Each prints a
+//! The read commands: `runs`, `show`, `queues`, `workers`, `dead`, `export`, `diff`,
+//! `search`, `stats`; the last three and `runs`, `show`, `export` read the archive too. Each prints a
 //! table for people, or with `--json` one JSON value on stdout with the fields documented in
 //! the README ("Inspecting runs and queues"); nothing else goes to stdout then. Names, errors
 //! and outputs come from task files and models: tables show them on one line, control
@@ -6,10 +7,12 @@
 
 mod dead;
 mod export;
+mod history;
 mod show;
 
 pub use dead::dead;
 pub use export::export;
+pub use history::{diff, search, stats};
 pub use show::show;
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
@@ -19,7 +22,7 @@ use zo_common::model::{format_dollars, now_ms, rfc3339, RunMeta};
 use zo_common::store::{RunFilter, StoreError};
 use zo_common::text::escape_line;
 
-use crate::cli::{ConnOpts, RunStatusFilter};
+use crate::cli::{ArchiveOpt, ConnOpts, RunStatusFilter};
 use crate::{connect, exit, fail_queue, stdout, watch};
 
 /// Prints `value` as pretty JSON on stdout.
@@ -109,6 +112,33 @@ impl RunRow {
         }
     }
 
+    /// An archived run's row, from its document.
+    pub fn of_doc(d: &zo_common::report::ResultsDocument) -> RunRow {
+        let s = &d.summary;
+        let end = zo_common::model::parse_rfc3339(&s.timestamp).unwrap_or(0);
+        let created = end.saturating_sub((s.wall_time * 1000.0) as u64);
+        RunRow {
+            run_id: d.run_id.clone(),
+            name: String::new(),
+            task_file: d.task_file.clone(),
+            status: "finished",
+            created_at: rfc3339(created),
+            started_at: None,
+            finished_at: Some(s.timestamp.clone()),
+            elapsed: s.wall_time,
+            total_tasks: s.total_tasks,
+            done: s.total_tasks,
+            running: 0,
+            successful: s.counts.successful,
+            failed: s.counts.failed,
+            timeout: s.counts.timeout,
+            skipped: s.counts.skipped,
+            cancelled: s.counts.cancelled,
+            cost: s.cost,
+            stopped: s.budget.as_ref().and_then(|b| b.stopped_at.as_ref()).map(|_| "budget"),
+        }
+    }
+
     /// `running 12/40` or `finished ✓ 38 ✗ 2`.
     fn progress(&self) -> String {
         let bad = self.failed + self.timeout + self.cancelled;
@@ -127,7 +157,7 @@ impl RunRow {
 }
 
 /// `zo-submit runs`.
-pub async fn runs(conn: &ConnOpts, status: Option<RunStatusFilter>, limit: usize, json: bool) -> u8 {
+pub async fn runs(conn: &ConnOpts, status: Option<RunStatusFilter>, limit: usize, json: bool, archive: &ArchiveOpt) -> u8 {
     let store = match connect(conn, 1).await {
         Ok(s) => s,
         Err(code) => return code,
@@ -142,10 +172,31 @@ pub async fn runs(conn: &ConnOpts, status: Option<RunStatusFilter>, limit: usize
         store.list_runs(&mut c, limit, filter).await
     }
     .await;
-    let rows: Vec<RunRow> = match metas {
+    let mut rows: Vec<RunRow> = match metas {
         Ok(m) => m.iter().map(RunRow::of).collect(),
         Err(e) => return fail_queue(&e),
     };
+    // Archived runs Redis no longer holds fill the list up (finished ones only).
+    if let (Some(dir), false) = (&archive.archive, filter == RunFilter::Running) {
+        let ids = match zo_common::archive::list(dir) {
+            Ok(ids) => ids,
+            Err(e) => {
+                eprintln!("zo-submit: {e}");
+                return exit::INFRA;
+            }
+        };
+        let mut from_archive = Vec::new();
+        for id in ids.iter().filter(|id| !rows.iter().any(|r| &r.run_id == *id)).take(limit) {
+            match zo_common::archive::load(dir, id) {
+                Ok(Some(d)) => from_archive.push(RunRow::of_doc(&d)),
+                Ok(None) => {}
+                Err(e) => eprintln!("zo-submit: skipping {e}"),
+            }
+        }
+        rows.extend(from_archive);
+        rows.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        rows.truncate(limit);
+    }
     if json {
         print_json(&rows);
         return exit::OK;

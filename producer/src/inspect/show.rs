@@ -12,7 +12,7 @@ use zo_common::store::{RunningTask, StoreError};
 use zo_common::text::{escape_controls, escape_line};
 
 use super::{age, print_json, right, table, RunRow};
-use crate::cli::ConnOpts;
+use crate::cli::{ArchiveOpt, ConnOpts};
 use crate::{connect, exit, fail_queue, stdout};
 
 /// A task running now, as `show --json` lists it.
@@ -68,7 +68,7 @@ pub(crate) fn running_rows(doc: &ResultsDocument, running: &[RunningTask]) -> Ve
     rows
 }
 
-pub async fn show(conn: &ConnOpts, run_id: &str, task: Option<&str>, json: bool, catalog: &Catalog) -> u8 {
+pub async fn show(conn: &ConnOpts, run_id: &str, task: Option<&str>, json: bool, catalog: &Catalog, archive: &ArchiveOpt) -> u8 {
     let store = match connect(conn, 1).await {
         Ok(s) => s,
         Err(code) => return code,
@@ -80,13 +80,25 @@ pub async fn show(conn: &ConnOpts, run_id: &str, task: Option<&str>, json: bool,
         Ok::<_, StoreError>((snap, running))
     }
     .await;
-    let (snap, running) = match r {
-        Ok(x) => x,
-        Err(e) => return fail_queue(&e),
+    let (doc, running, run) = match (r, &archive.archive) {
+        (Ok((snap, running)), _) => {
+            let doc = report::build(&snap, catalog);
+            let run = RunRow::of(&snap.meta);
+            (doc, running, run)
+        }
+        // Gone from Redis: the archive may have it.
+        (Err(StoreError::NoSuchRun(_)), Some(_)) => {
+            match super::history::document(&store, run_id, catalog, archive.archive.as_deref()).await {
+                Ok(doc) => {
+                    let run = RunRow::of_doc(&doc);
+                    (doc, Vec::new(), run)
+                }
+                Err(code) => return code,
+            }
+        }
+        (Err(e), _) => return fail_queue(&e),
     };
-    let doc = report::build(&snap, catalog);
     let rows = running_rows(&doc, &running);
-    let run = RunRow::of(&snap.meta);
     match task {
         None if json => print_json(&ShowRun { run, running: rows, results: &doc }),
         None => stdout(&render_run(&run, &rows, &doc)),

@@ -434,9 +434,40 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
     }
     .await;
     match snap {
-        Ok(s) => finish(&report::build(&s, catalog), out),
+        Ok(s) => {
+            let doc = report::build(&s, catalog);
+            let kept = match &out.archive.archive {
+                Some(dir) => keep(store, dir, &doc, out.quiet).await,
+                None => true,
+            };
+            let code = finish(&doc, out);
+            if kept {
+                code
+            } else {
+                code.max(exit::TASKS_FAILED)
+            }
+        }
         Err(StoreError::NoSuchRun(_)) => state_lost(run_id),
         Err(e) => fail_queue(&e),
+    }
+}
+
+/// Archives the finished run's document unless another process did (or does); false when it
+/// could not be written.
+async fn keep(store: &Store, dir: &std::path::Path, doc: &report::ResultsDocument, quiet: bool) -> bool {
+    let who = format!("zo-submit pid {}", std::process::id());
+    match zo_common::archive::archive_doc(store, &who, dir, doc).await {
+        Ok(Some(path)) => {
+            if !quiet {
+                eprintln!("archived {}", path.display());
+            }
+            true
+        }
+        Ok(None) => true,
+        Err(e) => {
+            eprintln!("zo-submit: could not archive run {}: {e}", doc.run_id);
+            false
+        }
     }
 }
 

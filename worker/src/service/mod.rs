@@ -83,6 +83,8 @@ pub(crate) struct Shared {
     pub limits: HashMap<String, crate::limits::InstanceLimits>,
     /// The execution host passed the start-up checks (false while it does not answer).
     pub host_ready: watch::Receiver<bool>,
+    /// Where the runs this worker finishes are archived (`archive:` in its config).
+    pub archive: Option<std::path::PathBuf>,
 }
 
 impl Shared {
@@ -288,6 +290,7 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
         shared_slots: Mutex::new(HashMap::new()),
         limits: cfg.instances.iter().map(|i| (i.name.clone(), crate::limits::InstanceLimits::of(&opts.catalog, &i.name))).collect(),
         host_ready,
+        archive: cfg.archive.clone(),
     });
     let instances: Vec<String> = cfg.instances.iter().map(|i| i.name.clone()).collect();
     let executor_name = executor.as_ref().map(|e| e.host().to_string()).unwrap_or_else(|| "simulate".into());
