@@ -76,7 +76,8 @@ fn main() {
     let mut rows: Vec<(String, Vec<f64>)> = Vec::new();
     for (label, exec) in [("zo (local executor)", "executor: { kind: local }\n".to_string()), ("zo (ssh executor)", sshd.executor_yaml())] {
         let ns = namespace("ssh-bench");
-        let cfg = format!("{exec}max_output_bytes: 65536\ninstances: [ {{ name: fast, concurrency: {conc} }} ]\n");
+        let cfg =
+            format!("{exec}agent: {{ mode: simulate }}\nmax_output_bytes: 65536\ninstances: [ {{ name: fast, concurrency: {conc} }} ]\n");
         let _w = Worker::start(dir.path(), "w", &cfg, &redis.url(), &ns);
         let mut rates = Vec::new();
         for _ in 0..repeats {
