@@ -3,7 +3,7 @@
 //! `--log-format text|json`, `--log-file PATH`, `--log-level LEVEL` (else `RUST_LOG`, else the
 //! binary's default). JSON is one object per line: `timestamp`, `level`, `message` and the
 //! event's fields at the top, the fields of the span it happened in (a worker's task: `run`,
-//! `task`, `attempt`, `worker`, `instance`) under `span`.
+//! `task`, `attempt`, `worker`, `instance`) under `span`. Also what `--color` means.
 
 use std::path::PathBuf;
 
@@ -28,6 +28,18 @@ pub struct LogOpts {
     /// filter); default `RUST_LOG`, else the binary's own default.
     #[arg(long, global = true)]
     pub log_level: Option<String>,
+}
+
+/// Whether stderr gets colour: `always`; `never`; `auto` on a terminal unless `NO_COLOR` is
+/// set to anything but the empty string (no-color.org).
+pub fn color_on(choice: clap::ColorChoice) -> bool {
+    match choice {
+        clap::ColorChoice::Always => true,
+        clap::ColorChoice::Never => false,
+        clap::ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        }
+    }
 }
 
 /// Installs the global subscriber; `Err` says what is wrong with the options (exit 2).

@@ -45,17 +45,7 @@ pub mod exit {
     pub const INTERRUPTED: u8 = 130;
 }
 
-/// Whether stderr gets colour: `always`; `never`; `auto` on a terminal unless `NO_COLOR` is
-/// set to anything but the empty string (no-color.org).
-pub fn color_on(choice: cli::ColorChoice) -> bool {
-    match choice {
-        cli::ColorChoice::Always => true,
-        cli::ColorChoice::Never => false,
-        cli::ColorChoice::Auto => {
-            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::IsTerminal::is_terminal(&std::io::stderr())
-        }
-    }
-}
+pub use logging::color_on;
 
 /// The terminal's width when stdout is one (tables are fitted to it), else none.
 pub(crate) fn stdout_width() -> Option<u16> {

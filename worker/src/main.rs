@@ -55,17 +55,6 @@ struct Args {
     metrics_addr: Option<std::net::SocketAddr>,
 }
 
-/// Whether stderr gets colour (`auto`: a terminal and no `NO_COLOR`, no-color.org).
-fn color_on(choice: clap::ColorChoice) -> bool {
-    match choice {
-        clap::ColorChoice::Always => true,
-        clap::ColorChoice::Never => false,
-        clap::ColorChoice::Auto => {
-            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::IsTerminal::is_terminal(&std::io::stderr())
-        }
-    }
-}
-
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Manage the Claude Code Router instances of this worker's config.
@@ -130,7 +119,7 @@ fn main() -> ExitCode {
         clap_complete::generate(*shell, &mut Args::command(), "zo-worker", &mut std::io::stdout());
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = logging::init(&args.log, "info", color_on(args.color)) {
+    if let Err(e) = logging::init(&args.log, "info", logging::color_on(args.color)) {
         eprintln!("zo-worker: {e}");
         return ExitCode::from(cli::exit::INVALID);
     }

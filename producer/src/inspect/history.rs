@@ -1,6 +1,7 @@
 //! Runs as stored: in Redis while their retention lasts, in the archive (`--archive DIR`)
 //! after; and the commands that look across them — `diff`, `search`, `stats`.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
@@ -50,6 +51,28 @@ pub(crate) async fn document(store: &Store, run_id: &str, catalog: &Catalog, arc
     }
 }
 
+/// Archived documents of runs not in `known` that `keep` accepts, newest first, at most
+/// `limit`. A damaged file is named and skipped: it does not hide the others.
+pub(crate) fn archived(
+    dir: &Path,
+    known: &HashSet<String>,
+    limit: usize,
+    keep: impl Fn(&ResultsDocument) -> bool,
+) -> Result<Vec<ResultsDocument>, u8> {
+    let mut out = Vec::new();
+    for id in archive::list(dir).map_err(|e| archive_failed(&e))?.iter().filter(|id| !known.contains(*id)) {
+        if out.len() >= limit {
+            break;
+        }
+        match archive::load(dir, id) {
+            Ok(Some(d)) if keep(&d) => out.push(d),
+            Ok(_) => {}
+            Err(e) => eprintln!("zo-submit: skipping {e}"),
+        }
+    }
+    Ok(out)
+}
+
 /// Finished runs that ended at or after `since_ms`, newest first, at most `limit`: those in
 /// Redis, then archived ones Redis no longer holds.
 pub(crate) async fn documents(
@@ -76,19 +99,9 @@ pub(crate) async fn documents(
     .await;
     let mut docs = r.map_err(|e| fail_queue(&e))?;
     if let Some(dir) = archive_dir {
-        let in_redis: std::collections::HashSet<String> = docs.iter().map(|d| d.run_id.clone()).collect();
-        let ids = archive::list(dir).map_err(|e| archive_failed(&e))?;
-        for id in ids.iter().filter(|id| !in_redis.contains(*id)) {
-            if docs.len() >= limit {
-                break;
-            }
-            match archive::load(dir, id) {
-                Ok(Some(d)) if parse_rfc3339(&d.summary.timestamp).unwrap_or(0) >= since_ms => docs.push(d),
-                Ok(_) => {}
-                // One damaged file does not hide the others.
-                Err(e) => eprintln!("zo-submit: skipping {e}"),
-            }
-        }
+        let in_redis: HashSet<String> = docs.iter().map(|d| d.run_id.clone()).collect();
+        let more = limit.saturating_sub(docs.len());
+        docs.extend(archived(dir, &in_redis, more, |d| parse_rfc3339(&d.summary.timestamp).unwrap_or(0) >= since_ms)?);
     }
     docs.sort_by(|a, b| b.run_id.cmp(&a.run_id));
     docs.truncate(limit);

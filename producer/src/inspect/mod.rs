@@ -178,22 +178,11 @@ pub async fn runs(conn: &ConnOpts, status: Option<RunStatusFilter>, limit: usize
     };
     // Archived runs Redis no longer holds fill the list up (finished ones only).
     if let (Some(dir), false) = (&archive.archive, filter == RunFilter::Running) {
-        let ids = match zo_common::archive::list(dir) {
-            Ok(ids) => ids,
-            Err(e) => {
-                eprintln!("zo-submit: {e}");
-                return exit::INFRA;
-            }
-        };
-        let mut from_archive = Vec::new();
-        for id in ids.iter().filter(|id| !rows.iter().any(|r| &r.run_id == *id)).take(limit) {
-            match zo_common::archive::load(dir, id) {
-                Ok(Some(d)) => from_archive.push(RunRow::of_doc(&d)),
-                Ok(None) => {}
-                Err(e) => eprintln!("zo-submit: skipping {e}"),
-            }
+        let in_redis = rows.iter().map(|r| r.run_id.clone()).collect();
+        match history::archived(dir, &in_redis, limit, |_| true) {
+            Ok(docs) => rows.extend(docs.iter().map(RunRow::of_doc)),
+            Err(code) => return code,
         }
-        rows.extend(from_archive);
         rows.sort_by(|a, b| b.created_at.cmp(&a.created_at));
         rows.truncate(limit);
     }

@@ -71,11 +71,6 @@ impl View {
         m.iter().map(|(k, (d, t))| format!("{k} {d}/{t}")).collect::<Vec<_>>().join(" · ")
     }
 
-    /// The state the events give task `i` last (what it ended as).
-    fn final_state(&self, events: &[Event], i: u32) -> Option<TaskState> {
-        events.iter().rev().find(|e| e.tasks.contains(&i) && e.state.is_some_and(TaskState::is_final)).and_then(|e| e.state)
-    }
-
     /// The running tasks as the live view shows them (names escaped).
     fn running_rows(&self, leases: &[RunningTask]) -> Vec<Running> {
         let now = now_ms();
@@ -187,9 +182,11 @@ fn reason(r: &TaskResult) -> String {
 /// results of the tasks that ended and the attempts that were retried (one round trip each).
 async fn describe(store: &Store, run_id: &str, view: &View, events: &[Event], paint: Paint) -> Result<Vec<String>, StoreError> {
     let n = view.states.len();
+    // The tasks that ended, in the order they did, and the state each ended in (the last an
+    // event gives it): one pass over the events, however many tasks one event names.
     let mut finals: Vec<u32> = Vec::new();
+    let mut ended: HashMap<u32, TaskState> = HashMap::new();
     let mut retries: Vec<(u32, u32)> = Vec::new();
-    let mut seen = HashSet::new();
     for e in events {
         match (e.state, e.retry_of) {
             // Past retries of a task that ended since (a re-attach replays the events) stay quiet.
@@ -197,14 +194,18 @@ async fn describe(store: &Store, run_id: &str, view: &View, events: &[Event], pa
                 retries.extend(e.tasks.iter().filter(|&&i| (i as usize) < n && !view.states[i as usize].is_final()).map(|&i| (i, att)))
             }
             (Some(st), None) if st.is_final() => {
-                finals.extend(e.tasks.iter().filter(|&&i| (i as usize) < n && !view.states[i as usize].is_final() && seen.insert(i)))
+                for &i in e.tasks.iter().filter(|&&i| (i as usize) < n && !view.states[i as usize].is_final()) {
+                    if ended.insert(i, st).is_none() {
+                        finals.push(i);
+                    }
+                }
             }
             _ => {}
         }
     }
     let mut conn = store.conn().await?;
     // Skipped tasks have no result; the others' results say how long and why.
-    let with_result: Vec<u32> = finals.iter().copied().filter(|&i| view.final_state(events, i) != Some(TaskState::Skipped)).collect();
+    let with_result: Vec<u32> = finals.iter().copied().filter(|i| ended[i] != TaskState::Skipped).collect();
     let results = store.task_results(&mut conn, run_id, &with_result).await?;
     let by_idx: HashMap<u32, Option<TaskResult>> = with_result.iter().copied().zip(results.into_iter().map(|(_, r)| r)).collect();
     let tried = store.attempt_results(&mut conn, run_id, &retries).await?;
@@ -221,7 +222,7 @@ async fn describe(store: &Store, run_id: &str, view: &View, events: &[Event], pa
         ));
     }
     for i in finals {
-        let st = view.final_state(events, i).unwrap_or(TaskState::Failed);
+        let st = ended[&i];
         let (name, inst) = (&view.names[i as usize], &view.instances[i as usize]);
         lines.push(finished_line(paint, name, inst, st, by_idx.get(&i).and_then(Option::as_ref)));
     }
