@@ -109,3 +109,38 @@ fn runs_are_archived_once_and_outlive_redis() {
     let html = submit(d, &redis.url(), &ns, &["export", &one, "--format", "html", "--archive", arch_arg], LIMIT);
     assert!(html.code == 0 && html.stdout.contains("<svg"), "{}", html.stderr);
 }
+
+/// Runs that end without a worker recording their last result — cancelled from the command
+/// line before any worker ran, or while their tasks wait for an instance no worker serves — are
+/// archived by a worker's sweep, once.
+#[test]
+fn runs_ended_from_the_command_line_are_archived_by_a_worker() {
+    let redis = Redis::start();
+    let ns = namespace("history-sweep");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let arch = d.join("arch");
+    write(d, "idle.yaml", "tasks:\n  - { name: Waits, ccr_instance: reasoning, prompt: p }\n  - { name: After, ccr_instance: reasoning, prompt: p, dependencies: [Waits] }\n");
+    let detach = |what: &str| {
+        let sub = submit(d, &redis.url(), &ns, &["idle.yaml", "--detach"], LIMIT);
+        assert_eq!(sub.code, 0, "{what}: {}", sub.stderr);
+        let run = sub.stdout.trim().to_string();
+        let out = submit(d, &redis.url(), &ns, &["cancel", &run], LIMIT);
+        assert_eq!(out.code, 0, "cancel {what}: {}", out.stderr);
+        run
+    };
+    let before = detach("the run cancelled before any worker");
+    let w = Worker::start(d, "w", "executor: { kind: simulate }\narchive: arch\ninstances: [ { name: fast } ]\n", &redis.url(), &ns);
+    let during = detach("the run cancelled while a worker runs");
+    for run in [&before, &during] {
+        let path = arch.join(format!("{run}.json"));
+        wait_until("the worker's sweep archived the cancelled run", Duration::from_secs(20), || path.is_file());
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let states: Vec<&str> = doc["tasks"].as_array().unwrap().iter().map(|t| t["status"].as_str().unwrap()).collect();
+        assert_eq!(states, ["cancelled", "cancelled"], "{doc}");
+    }
+    // Settled runs are not archived again on later sweeps.
+    std::thread::sleep(Duration::from_secs(6));
+    let lines = w.log_text().lines().filter(|l| l.contains("archived the finished run")).count();
+    assert_eq!(lines, 2, "each run archived once:\n{}", w.log_text());
+}

@@ -46,6 +46,7 @@ pub use outbox::LocalSpecs;
 pub use read::{Event, EventBatch, RunningTask};
 pub use scripts::COMMIT_RUN;
 pub use transitions::{Batch, Cancelled, Cascaded, Claim, Decided, Decision, Deferred, MarkRunning, Recorded, Renewed, ToMark, ToRecord};
+pub use upkeep::ArchiveState;
 pub use workers::{LiveWorker, WorkerInfo};
 
 /// Lowest Redis version with everything we use (XAUTOCLAIM).

@@ -67,4 +67,53 @@ impl Store {
             redis::cmd("SET").arg(keys.run(run_id, "archive")).arg(format!("done|{path}")).arg("PX").arg(ttl).query_async(conn).await?;
         Ok(())
     }
+
+    /// Every run id of the namespace's index (runs still in Redis and a little longer).
+    pub async fn run_ids(&self, conn: &mut Conn) -> Result<Vec<String>, StoreError> {
+        Ok(redis::cmd("ZRANGE").arg(self.keys.runs()).arg(0).arg(-1).query_async(conn).await?)
+    }
+
+    /// Where each of `runs` stands for the archive, in order (one pipelined round trip per
+    /// hundred runs: they live in different Cluster slots).
+    pub async fn archive_states(&self, conn: &mut Conn, runs: &[String]) -> Result<Vec<ArchiveState>, StoreError> {
+        let mut out = Vec::with_capacity(runs.len());
+        for page in runs.chunks(100) {
+            let mut p = redis::pipe();
+            for id in page {
+                p.hget(self.keys.run(id, "meta"), "status").get(self.keys.run(id, "archive"));
+            }
+            let got: Vec<Option<String>> = p.query_async(conn).await?;
+            for pair in got.chunks(2) {
+                out.push(ArchiveState::of(pair[0].as_deref(), pair[1].as_deref()));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Where a run stands for the archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveState {
+    /// Its keys are gone (expired or deleted): nothing to archive any more.
+    Gone,
+    /// Not finished yet.
+    Running,
+    /// Finished, and nobody has claimed its archiving.
+    Unarchived,
+    /// Finished; a process is archiving it (its claim lapses if it dies).
+    Claimed,
+    /// Finished and archived.
+    Archived,
+}
+
+impl ArchiveState {
+    fn of(status: Option<&str>, archive: Option<&str>) -> Self {
+        match (status, archive) {
+            (None, _) => ArchiveState::Gone,
+            (_, Some(a)) if a.starts_with("done|") => ArchiveState::Archived,
+            (Some("finished"), Some(_)) => ArchiveState::Claimed,
+            (Some("finished"), None) => ArchiveState::Unarchived,
+            _ => ArchiveState::Running,
+        }
+    }
 }

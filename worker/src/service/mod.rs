@@ -1,10 +1,11 @@
 //! The worker service: per served instance a read loop ([`read`]) takes jobs from that
 //! instance's streams as slots free up and a reclaim loop ([`reclaim`]) takes over jobs whose
 //! lease lapsed; per worker a lease loop ([`lease`]), an upkeep loop ([`upkeep`]) and a
-//! heartbeat ([`heartbeat`]). Each job runs in its own tracked task ([`crate::job`]); results
-//! are recorded atomically before the job is acknowledged. `run` wires them together and
-//! drains on shutdown.
+//! heartbeat ([`heartbeat`]); with `archive:`, an archive sweep ([`archive`]). Each job runs
+//! in its own tracked task ([`crate::job`]); results are recorded atomically before the job is
+//! acknowledged. `run` wires them together and drains on shutdown.
 
+mod archive;
 mod heartbeat;
 mod lease;
 mod read;
@@ -306,6 +307,9 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
         loops.spawn(reclaim::reclaim_loop(shared.clone(), inst.clone(), shutdown.clone()));
     }
     loops.spawn(upkeep::upkeep_loop(shared.clone(), instances.clone(), shutdown.clone()));
+    if let Some(dir) = &shared.archive {
+        loops.spawn(archive::archive_loop(shared.clone(), dir.clone(), shutdown.clone()));
+    }
     if let Some(ep) = metrics {
         let ssh_host = matches!(cfg.executor, ExecutorConfig::Ssh(_)).then(|| executor_name.clone());
         keepers.spawn(crate::metrics::serve(ep, shared.clone(), ssh_host, finished.clone()));
