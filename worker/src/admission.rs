@@ -44,9 +44,9 @@ impl Asked {
     }
 
     /// The task will not run after all (its mark failed): gives back what it took.
-    pub(crate) async fn give_back(self, shared: &Shared) {
+    pub(crate) fn give_back(self, shared: &Shared) {
         if let Some((slot, true)) = self.slot {
-            limits::give_back(&shared.store, &shared.batch, &slot).await;
+            limits::give_back(&shared.batch, &slot);
         }
     }
 }
@@ -119,9 +119,9 @@ pub(crate) async fn pass(
         }
         None => None,
     };
-    let give_up = |gate: Gate| async {
+    let give_up = |gate: Gate| {
         if let Some(s) = &shared_slot {
-            limits::give_back(&shared.store, &shared.batch, s).await;
+            limits::give_back(&shared.batch, s);
         }
         gate
     };
@@ -133,17 +133,16 @@ pub(crate) async fn pass(
             Admission::Go { waited } => rate_wait = waited,
             Admission::Later(wait) => {
                 defer(shared, job, d, now_ms() + wait.as_millis() as u64, Duration::ZERO, "rate_limit").await;
-                return give_up(Gate::HandedBack).await;
+                return give_up(Gate::HandedBack);
             }
             Admission::Stopped => {
                 return give_up(Gate::Failed(Outcome::fail(ErrorClass::Cancelled, "cancelled while it waited for its rate limit".into())))
-                    .await
             }
         }
     }
     if let Some(q) = &job.spec.quotas {
         if let Err(o) = quotas::wait_under(shared, job, q, stop).await {
-            return give_up(Gate::Failed(o)).await;
+            return give_up(Gate::Failed(o));
         }
     }
     Gate::Go { rate_wait, shared_slot }

@@ -62,12 +62,11 @@ impl<'a> Held<'a> {
         self.shared_slot = Some(key);
     }
 
-    /// Gives the shared slot back (in its own tracked task: this runs in `drop` too).
+    /// Gives the shared slot back (sent to the batch, nothing awaited: this runs in `drop` too).
     fn give_shared_slot(&mut self) {
         let Some(key) = self.shared_slot.take() else { return };
         let Some(slot) = self.shared.shared_slots.lock().expect("slots lock").remove(&key) else { return };
-        let (store, batch) = (self.shared.store.clone(), self.shared.batch.clone());
-        self.shared.tracker.spawn(async move { limits::give_back(&store, &batch, &slot).await });
+        limits::give_back(&self.shared.batch, &slot);
     }
 }
 
@@ -110,7 +109,8 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
     let asks = limits::shared_cap(shared, instance).is_some() || !limiters.is_empty();
     let mark_it = shared.batch.mark(&job.run_id, ToMark { idx: job.idx, attempt: job.attempt, takeover });
     let (mark, asked) = if asks {
-        let (m, a) = tokio::join!(mark_it, admission::ask(shared, instance, job, &limiters));
+        // Boxed: most jobs ask nothing, and the job's future is moved on every spawn.
+        let (m, a) = tokio::join!(mark_it, Box::pin(admission::ask(shared, instance, job, &limiters)));
         (m, Some(a))
     } else {
         (mark_it.await, None)
@@ -118,7 +118,7 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
     let mut asked = match (&mark, asked) {
         (Ok(MarkRunning::Ok), a) => a,
         (_, Some(a)) => {
-            a.give_back(shared).await;
+            a.give_back(shared);
             None
         }
         (_, None) => None,

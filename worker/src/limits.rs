@@ -188,16 +188,9 @@ pub(crate) struct SharedSlot {
     pub member: String,
 }
 
-/// Gives a shared slot back and brings forward the tasks waiting for it.
-pub(crate) async fn give_back(store: &Store, batch: &Batcher, slot: &SharedSlot) {
-    match batch.give_shared_slot(&slot.limiter, slot.cap, slot.member.clone()).await {
-        Ok(waiters) if waiters.is_empty() => {}
-        Ok(waiters) => match store.conn().await {
-            Ok(mut c) => wake(store, &mut c, &waiters).await,
-            Err(e) => warn!(limiter = %slot.limiter, "could not bring waiting tasks forward ({e}); they come back on their own"),
-        },
-        Err(e) => warn!(limiter = %slot.limiter, "could not give the shared slot back ({e}); it frees itself when its lease lapses"),
-    }
+/// Gives a shared slot back; the batch brings forward the tasks waiting for it.
+pub(crate) fn give_back(batch: &Batcher, slot: &SharedSlot) {
+    batch.give_shared_slot(&slot.limiter, slot.cap, slot.member.clone());
 }
 
 /// Brings waiting tasks (`RUN|IDX|ATTEMPT`) forward in their runs.

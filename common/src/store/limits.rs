@@ -26,36 +26,58 @@ impl Limiter {
     }
 }
 
-impl Store {
-    /// Whether tasks (`jobs`: `RUN|IDX|ATTEMPT` each) may start now, in order: per job
-    /// `Duration::ZERO`, or how long to wait before asking again (after a reservation's wait
-    /// the start is ours). One script call for the lot.
-    pub async fn admit(&self, conn: &mut Conn, lim: &Limiter, jobs: &[&str]) -> Result<Vec<Duration>, StoreError> {
-        let (hash, resv) = self.keys.limiter(&lim.name);
-        let mut inv = scripts::ADMIT.prepare_invoke();
-        inv.key(hash).key(resv).arg(now_ms()).arg(lim.rate.rpm.unwrap_or(0)).arg(lim.rate.tpm.unwrap_or(0)).arg(LIMITER_TTL_S);
-        for j in jobs {
-            inv.arg(*j);
-        }
-        let waits: Vec<i64> = inv.invoke_async(conn).await?;
-        if waits.len() != jobs.len() {
-            return Err(StoreError::Corrupt(format!("admit answered {} of {} jobs", waits.len(), jobs.len())));
-        }
-        Ok(waits.into_iter().map(|w| Duration::from_millis(w.max(0) as u64)).collect())
-    }
+/// What one [`Store::limit_step`] answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitStep {
+    /// Per job admitted, in order: how long it waits (zero: start now).
+    pub waits: Vec<Duration>,
+    /// Per member taking a slot, in order: whether it got one.
+    pub taken: Vec<bool>,
+    /// The waiting jobs the slots given back are for.
+    pub waiters: Vec<String>,
+}
 
-    /// Takes one of an instance's shared concurrency slots for each member (`RUN|IDX|WORKER`) until
-    /// `until_ms`, in order; false for those that find all `cap` held.
-    pub async fn take_shared_slots(
+impl Store {
+    /// Everything a batch asks of one limiter in one script call: `gives` (members
+    /// `RUN|IDX|WORKER` giving their shared slot back), `takes` (members taking one until
+    /// `until_ms`, of `cap`), `admits` (jobs `RUN|IDX|ATTEMPT` asking the rate limits). Returns
+    /// per job admitted its wait, per member taking whether it got a slot, and the waiting
+    /// jobs the freed slots are for (to bring forward).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn limit_step(
         &self,
         conn: &mut Conn,
-        name: &str,
+        lim: &Limiter,
         cap: u32,
-        members: &[&str],
         until_ms: u64,
-    ) -> Result<Vec<bool>, StoreError> {
-        let r: Vec<i64> = self.ns_slots(name, "take", cap, until_ms, members).invoke_async(conn).await?;
-        Ok(r.into_iter().map(|x| x == 1).collect())
+        gives: &[&str],
+        takes: &[&str],
+        admits: &[&str],
+    ) -> Result<LimitStep, StoreError> {
+        let (hash, resv) = self.keys.limiter(&lim.name);
+        let (slots, waiting) = self.keys.limiter_slots(&lim.name);
+        let mut inv = scripts::LIMIT_STEP.prepare_invoke();
+        inv.key(hash).key(resv).key(slots).key(waiting);
+        inv.arg(now_ms()).arg(lim.rate.rpm.unwrap_or(0)).arg(lim.rate.tpm.unwrap_or(0)).arg(LIMITER_TTL_S);
+        inv.arg(cap).arg(until_ms).arg(gives.len()).arg(takes.len());
+        for m in gives.iter().chain(takes).chain(admits) {
+            inv.arg(*m);
+        }
+        let (waits, taken, waiters): (Vec<i64>, Vec<i64>, Vec<String>) = inv.invoke_async(conn).await?;
+        if waits.len() != admits.len() || taken.len() != takes.len() {
+            return Err(StoreError::Corrupt(format!(
+                "limit step answered {} of {} admissions and {} of {} slots",
+                waits.len(),
+                admits.len(),
+                taken.len(),
+                takes.len()
+            )));
+        }
+        Ok(LimitStep {
+            waits: waits.into_iter().map(|w| Duration::from_millis(w.max(0) as u64)).collect(),
+            taken: taken.into_iter().map(|t| t == 1).collect(),
+            waiters,
+        })
     }
 
     /// Extends held shared slots; false for those that lapsed meanwhile.

@@ -30,8 +30,15 @@ pub(crate) static CASCADE: LazyLock<Script> = LazyLock::new(|| run_script(includ
 pub(crate) static CANCEL: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/cancel.lua")));
 pub(crate) static APPROVE: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/approve.lua")));
 
-pub(crate) static ADMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/admit.lua")));
-pub(crate) static NS_SLOTS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/ns_slots.lua")));
+/// A limiter's rate and shared slots, at the head of every limiter script.
+const LIMITER_LIB: &str = include_str!("lua/limiter_lib.lua");
+
+fn limiter_script(body: &str) -> Script {
+    Script::new(&format!("{LIMITER_LIB}\n{body}"))
+}
+
+pub(crate) static NS_SLOTS: LazyLock<Script> = LazyLock::new(|| limiter_script(include_str!("lua/ns_slots.lua")));
+pub(crate) static LIMIT_STEP: LazyLock<Script> = LazyLock::new(|| limiter_script(include_str!("lua/limit_step.lua")));
 pub(crate) static DEBIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/debit.lua")));
 pub(crate) static UNLOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/unlock.lua")));
 pub(crate) static TRIM_HELD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/trim_held.lua")));
@@ -55,9 +62,9 @@ mod tests {
             include_str!("lua/approve.lua"),
             include_str!("lua/cascade.lua"),
             include_str!("lua/unlock.lua"),
-            include_str!("lua/admit.lua"),
             include_str!("lua/debit.lua"),
             include_str!("lua/ns_slots.lua"),
+            include_str!("lua/limit_step.lua"),
             include_str!("lua/trim_held.lua"),
             include_str!("lua/commit_run.lua"),
         ];

@@ -1,15 +1,16 @@
 //! The limiter steps of the hot path, batched like the others: admissions by a rate limiter
-//! and the shared slots of an instance's `max_concurrent`, gathered per limiter into one
-//! script call each (`ADMIT`, `NS_SLOTS`). With limits set but not binding, a task costs no
-//! extra round trip of its own.
+//! and the shared slots of an instance's `max_concurrent` (taken and given back), gathered
+//! per limiter into one script call (`LIMIT_STEP`) per batch. With limits set but not
+//! binding, a task costs no extra round trip of its own.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
-use zo_common::store::{Conn, Limiter, Store};
+use tracing::{debug, warn};
+use zo_common::store::{Conn, LimitStep, Limiter, Store};
 
-use super::{answer_error, BatchError, Batcher, Op, Reply};
+use super::{BatchError, Batcher, Op, Reply};
 
 pub(crate) enum LimitOp {
     Admit {
@@ -24,12 +25,12 @@ pub(crate) enum LimitOp {
         until_ms: u64,
         reply: Reply<bool>,
     },
-    /// The waiters the freed slots are for go to the first give of a batch.
+    /// Nobody waits for a give: the batch brings the tasks waiting for the freed slots
+    /// forward itself.
     Give {
         limiter: String,
         cap: u32,
         member: String,
-        reply: Reply<Vec<String>>,
     },
 }
 
@@ -38,7 +39,9 @@ impl LimitOp {
         match self {
             LimitOp::Admit { reply, .. } => drop(reply.send(Err(why))),
             LimitOp::Take { reply, .. } => drop(reply.send(Err(why))),
-            LimitOp::Give { reply, .. } => drop(reply.send(Err(why))),
+            LimitOp::Give { limiter, .. } => {
+                debug!(limiter = %limiter, "could not give a shared slot back ({why}); it frees itself when its lease lapses")
+            }
         }
     }
 }
@@ -68,84 +71,97 @@ impl Batcher {
         out
     }
 
-    /// See [`Store::take_shared_slots`].
+    /// Takes one of the limiter's `cap` shared slots for `member` (`RUN|IDX|WORKER`) until
+    /// `until_ms` in the next batch's [`Store::limit_step`]; false when all are held.
     pub async fn take_shared_slot(&self, limiter: &str, cap: u32, member: String, until_ms: u64) -> Result<bool, BatchError> {
         self.ask(|reply| Op::Limit(LimitOp::Take { limiter: limiter.to_string(), cap, member, until_ms, reply })).await
     }
 
-    /// See [`Store::free_shared_slots`]: the waiters to bring forward.
-    pub async fn give_shared_slot(&self, limiter: &str, cap: u32, member: String) -> Result<Vec<String>, BatchError> {
-        self.ask(|reply| Op::Limit(LimitOp::Give { limiter: limiter.to_string(), cap, member, reply })).await
+    /// Gives a shared slot back in the next batch (see [`Store::free_shared_slots`]), which
+    /// then brings the tasks waiting for it forward; nothing to wait for. Should the batch
+    /// be gone, the slot frees itself when its lease lapses.
+    pub fn give_shared_slot(&self, limiter: &str, cap: u32, member: String) {
+        if self.tx.send(Op::Limit(LimitOp::Give { limiter: limiter.to_string(), cap, member })).is_err() {
+            debug!(limiter, "the worker is shutting down: a shared slot frees itself when its lease lapses");
+        }
     }
 }
 
-/// Spawns one part per limiter and kind.
+/// What one batch asks of one limiter.
+#[derive(Default)]
+struct Step {
+    /// The limiter with its rates (from an admission; slots alone need only its name).
+    limiter: Option<Limiter>,
+    cap: u32,
+    until_ms: u64,
+    gives: Vec<String>,
+    takes: Vec<(String, Reply<bool>)>,
+    admits: Vec<(String, Reply<Duration>)>,
+}
+
+/// Spawns one part per limiter: its gives, takes and admissions in one script call.
 pub(super) fn spawn(ops: Vec<LimitOp>, conn: &Conn, store: &Store, parts: &mut JoinSet<bool>) {
-    type Admits = (Limiter, Vec<(String, Reply<Duration>)>);
-    type Takes = (u64, Vec<(String, Reply<bool>)>);
-    type Gives = Vec<(String, Reply<Vec<String>>)>;
-    let mut admits: HashMap<String, Admits> = HashMap::new();
-    let mut takes: HashMap<(String, u32), Takes> = HashMap::new();
-    let mut gives: HashMap<(String, u32), Gives> = HashMap::new();
+    let mut steps: HashMap<String, Step> = HashMap::new();
     for op in ops {
         match op {
             LimitOp::Admit { limiter, job, reply } => {
-                admits.entry(limiter.name.clone()).or_insert_with(|| (limiter, Vec::new())).1.push((job, reply))
+                let step = steps.entry(limiter.name.clone()).or_default();
+                step.admits.push((job, reply));
+                step.limiter.get_or_insert(limiter);
             }
             LimitOp::Take { limiter, cap, member, until_ms, reply } => {
-                let e = takes.entry((limiter, cap)).or_insert((until_ms, Vec::new()));
-                e.0 = e.0.max(until_ms);
-                e.1.push((member, reply));
+                let step = steps.entry(limiter).or_default();
+                step.cap = step.cap.max(cap);
+                step.until_ms = step.until_ms.max(until_ms);
+                step.takes.push((member, reply));
             }
-            LimitOp::Give { limiter, cap, member, reply } => gives.entry((limiter, cap)).or_default().push((member, reply)),
+            LimitOp::Give { limiter, cap, member } => {
+                let step = steps.entry(limiter).or_default();
+                step.cap = step.cap.max(cap);
+                step.gives.push(member);
+            }
         }
     }
-    for (_, (limiter, list)) in admits {
+    for (name, step) in steps {
         let (mut c, store) = (conn.fork(), store.clone());
         parts.spawn(async move {
-            let (jobs, replies): (Vec<String>, Vec<_>) = list.into_iter().unzip();
-            let refs: Vec<&str> = jobs.iter().map(String::as_str).collect();
-            match store.admit(&mut c, &limiter, &refs).await {
-                Ok(waits) => {
-                    for (reply, w) in replies.into_iter().zip(waits) {
+            let Step { limiter, cap, until_ms, gives, takes, admits } = step;
+            let limiter = limiter.unwrap_or(Limiter { name, rate: Default::default() });
+            let (members, take_replies): (Vec<String>, Vec<_>) = takes.into_iter().unzip();
+            let (jobs, admit_replies): (Vec<String>, Vec<_>) = admits.into_iter().unzip();
+            let (g, m, j) = (refs(&gives), refs(&members), refs(&jobs));
+            match store.limit_step(&mut c, &limiter, cap, until_ms, &g, &m, &j).await {
+                Ok(LimitStep { waits, taken, waiters }) => {
+                    for (reply, w) in admit_replies.into_iter().zip(waits) {
                         let _ = reply.send(Ok(w));
                     }
-                    false
-                }
-                Err(e) => answer_error(replies, e),
-            }
-        });
-    }
-    for ((limiter, cap), (until_ms, list)) in takes {
-        let (mut c, store) = (conn.fork(), store.clone());
-        parts.spawn(async move {
-            let (members, replies): (Vec<String>, Vec<_>) = list.into_iter().unzip();
-            let refs: Vec<&str> = members.iter().map(String::as_str).collect();
-            match store.take_shared_slots(&mut c, &limiter, cap, &refs, until_ms).await {
-                Ok(taken) => {
-                    for (reply, t) in replies.into_iter().zip(taken) {
+                    for (reply, t) in take_replies.into_iter().zip(taken) {
                         let _ = reply.send(Ok(t));
                     }
-                    false
-                }
-                Err(e) => answer_error(replies, e),
-            }
-        });
-    }
-    for ((limiter, cap), list) in gives {
-        let (mut c, store) = (conn.fork(), store.clone());
-        parts.spawn(async move {
-            let (members, replies): (Vec<String>, Vec<_>) = list.into_iter().unzip();
-            let refs: Vec<&str> = members.iter().map(String::as_str).collect();
-            match store.free_shared_slots(&mut c, &limiter, cap, &refs).await {
-                Ok(mut waiters) => {
-                    for reply in replies {
-                        let _ = reply.send(Ok(std::mem::take(&mut waiters)));
+                    if !waiters.is_empty() {
+                        crate::limits::wake(&store, &mut c, &waiters).await;
                     }
                     false
                 }
-                Err(e) => answer_error(replies, e),
+                Err(e) => {
+                    if !gives.is_empty() {
+                        warn!(limiter = %limiter.name, "could not give shared slots back ({e}); they free themselves when their leases lapse");
+                    }
+                    let broken = e.is_infrastructure();
+                    let why = BatchError::Store(std::sync::Arc::new(e));
+                    for reply in admit_replies {
+                        let _ = reply.send(Err(why.clone()));
+                    }
+                    for reply in take_replies {
+                        let _ = reply.send(Err(why.clone()));
+                    }
+                    broken
+                }
             }
         });
     }
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }

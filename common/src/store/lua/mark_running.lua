@@ -19,7 +19,10 @@ local atts = redis.call('HMGET', attempt, unpack(idxs))
 local dels = redis.call('HMGET', deliveries, unpack(idxs))
 local until_ms = worker .. '|' .. (now + lease_ms) .. '|' .. now
 local caps = capped()
-if caps then expire_slots(now) end
+if caps then
+  expire_slots(now)
+  begin_takes(idxs)
+end
 local out, started, marked, st_set, lease_set, del_set, delta = {}, {}, {}, {}, {}, {}, 0
 for k = 1, #idxs do
   local idx, att, takeover = idxs[k], tonumber(ARGV[3 + 3 * k]), ARGV[4 + 3 * k]
@@ -54,6 +57,7 @@ for k = 1, #idxs do
   end
   out[k] = tag
 end
+if caps then end_takes() end
 if #started > 0 then
   redis.call('HSET', state, unpack(st_set))
   redis.call('HSET', lease, unpack(lease_set))

@@ -6,37 +6,19 @@
 -- answered, and their workers bring them forward in their runs. Several members per call (a
 -- worker's batch).
 -- KEYS: the limiter's slots (zset), its waiting list
--- ARGV: op (take | renew | give | wait | tick) now_ms cap until_ms, then the members
---   take: each member takes a slot until until_ms (or keeps its own) → 1, or 0 when none is free
+-- (Slots are taken in LIMIT_STEP, with the batch's other asks of the limiter.)
+-- ARGV: op (renew | give | wait | tick) now_ms cap until_ms, then the members
 --   renew: extends each member's slot → 1, or 0 when it has none (it lapsed)
 --   give: the members' slots are free again; then as tick
 --   wait: each member (`RUN|IDX|ATTEMPT`) waits for a slot
 --   tick: lapsed slots are freed
--- Returns: take/renew: one 0/1 per member; wait: {}; give/tick: the waiters to bring forward
+-- Returns: renew: one 0/1 per member; wait: {}; give/tick: the waiters to bring forward
 -- (as many as slots are free), oldest first.
 local slots, waiting = KEYS[1], KEYS[2]
 local op, now, cap, until_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local ttl = 86400
 redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
-local out = {}
-if op == 'take' then
-  local held = redis.call('ZCARD', slots)
-  for k = 5, #ARGV do
-    local m = ARGV[k]
-    if redis.call('ZSCORE', slots, m) then
-      redis.call('ZADD', slots, until_ms, m)
-      out[#out + 1] = 1
-    elseif held < cap then
-      redis.call('ZADD', slots, until_ms, m)
-      held = held + 1
-      out[#out + 1] = 1
-    else
-      out[#out + 1] = 0
-    end
-  end
-  redis.call('EXPIRE', slots, ttl)
-  return out
-elseif op == 'renew' then
+if op == 'renew' then
+  local out = {}
   for k = 5, #ARGV do
     if redis.call('ZSCORE', slots, ARGV[k]) then
       redis.call('ZADD', slots, until_ms, ARGV[k])
@@ -48,12 +30,8 @@ elseif op == 'renew' then
   return out
 elseif op == 'wait' then
   for k = 5, #ARGV do redis.call('RPUSH', waiting, ARGV[k]) end
-  redis.call('EXPIRE', waiting, ttl)
-  return out
+  redis.call('EXPIRE', waiting, SLOTS_TTL)
+  return {}
 end
-if op == 'give' then
-  for k = 5, #ARGV do redis.call('ZREM', slots, ARGV[k]) end
-end
-local free = cap - redis.call('ZCARD', slots)
-if free <= 0 then return out end
-return redis.call('LPOP', waiting, free) or out
+if op == 'give' then redis.call('ZREM', slots, unpack(ARGV, 5)) end
+return waiters_for_free(slots, waiting, cap)

@@ -60,7 +60,7 @@ if #lease_del > 0 then
   redis.call('HDEL', lease, unpack(lease_del))
   -- A finished or retried attempt gives its slot to the oldest parked task (slots.lua).
   if capped() then
-    for _, idx in ipairs(lease_del) do free_slot(idx) end
+    free_slots(lease_del)
     expire_slots(tonumber(now))
     unpark(tonumber(now))
   end

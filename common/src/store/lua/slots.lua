@@ -35,9 +35,51 @@ local function expire_slots(now)
     drop_slot(idx)
   end
 end
+-- A batch of takes (a mark call's) reads what it needs once and writes once: `pf` holds
+-- the slots held among the batch's tasks, their instances, the counts, and the writes
+-- (`begin_takes` … `end_takes`); outside a batch each take reads and writes on its own.
+local pf = nil
+local function begin_takes(idxs)
+  pf = { held = {}, inst = {}, n_all = 0, n_inst = {}, d_inst = {}, add = {} }
+  pf.any_parked = redis.call('EXISTS', parked) == 1
+  local scores = redis.call('ZMSCORE', slots, unpack(idxs))
+  for k, idx in ipairs(idxs) do
+    if scores[k] then pf.held[idx] = true end
+  end
+  if cap_all > 0 then pf.n_all = redis.call('ZCARD', slots) end
+  if cap_inst > 0 then
+    local keys = {}
+    for k, idx in ipairs(idxs) do keys[k] = 'i:' .. idx end
+    local insts = redis.call('HMGET', slotinfo, unpack(keys))
+    for k, idx in ipairs(idxs) do pf.inst[idx] = insts[k] or '' end
+  end
+end
+local function end_takes()
+  if #pf.add > 0 then redis.call('ZADD', slots, unpack(pf.add)) end
+  for inst, d in pairs(pf.d_inst) do redis.call('HINCRBY', slotinfo, 'n:' .. inst, d) end
+  pf = nil
+end
 -- Task idx takes (or keeps, extending it) a slot until `until_ms`; false when its run or its
 -- instance is at the cap.
 local function take_slot(idx, until_ms)
+  if pf then
+    if not pf.held[idx] then
+      if cap_all > 0 and pf.n_all >= cap_all then return false end
+      local inst = pf.inst[idx] or ''
+      if inst ~= '' then
+        local n = pf.n_inst[inst] or tonumber(redis.call('HGET', slotinfo, 'n:' .. inst) or '0')
+        pf.n_inst[inst] = n
+        if n >= cap_inst then return false end
+        pf.n_inst[inst] = n + 1
+        pf.d_inst[inst] = (pf.d_inst[inst] or 0) + 1
+      end
+      pf.held[idx] = true
+      pf.n_all = pf.n_all + 1
+    end
+    pf.add[#pf.add + 1] = until_ms
+    pf.add[#pf.add + 1] = idx
+    return true
+  end
   if redis.call('ZSCORE', slots, idx) then
     redis.call('ZADD', slots, until_ms, idx)
     return true
@@ -57,12 +99,32 @@ end
 local function free_slot(idx)
   if redis.call('ZREM', slots, idx) == 1 then drop_slot(idx) end
 end
+-- Frees the slots of several tasks (a record call's) in a few calls.
+local function free_slots(idxs)
+  local scores = redis.call('ZMSCORE', slots, unpack(idxs))
+  local held, keys = {}, {}
+  for k, idx in ipairs(idxs) do
+    if scores[k] then
+      held[#held + 1] = idx
+      keys[#keys + 1] = 'i:' .. idx
+    end
+  end
+  if #held == 0 then return end
+  redis.call('ZREM', slots, unpack(held))
+  if cap_inst <= 0 then return end
+  local by_inst = {}
+  for _, inst in ipairs(redis.call('HMGET', slotinfo, unpack(keys))) do
+    if inst then by_inst[inst] = (by_inst[inst] or 0) + 1 end
+  end
+  for inst, n in pairs(by_inst) do redis.call('HINCRBY', slotinfo, 'n:' .. inst, -n) end
+end
 -- Parks a queued task (attempt att) until a slot frees.
 local function park(idx, att, now)
   redis.call('ZADD', parked, now, idx .. ':' .. att)
   event('idx', idx, 'state', 'queued', 'parked', 'limit')
 end
 local function is_parked(idx, att)
+  if pf and not pf.any_parked then return false end
   return redis.call('ZSCORE', parked, idx .. ':' .. att) ~= false
 end
 -- Gives free slots to parked tasks, oldest first (looking at most at 200 of them: a parked
