@@ -11,12 +11,9 @@ local now, rpm, tpm, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3
 local cap, until_ms, n_give, n_take = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local g0, t0, a0 = 9, 9 + n_give, 9 + n_give + n_take
 local taken, waiters = {}, {}
-if n_give + n_take > 0 then
-  redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
-  if n_give > 0 then redis.call('ZREM', slots, unpack(ARGV, g0, t0 - 1)) end
-  taken = take_slots(slots, cap, until_ms, ARGV, t0, a0 - 1)
-  if n_give > 0 then waiters = waiters_for_free(slots, waiting, cap) end
-end
+if n_give > 0 then redis.call('ZREM', slots, unpack(ARGV, g0, t0 - 1)) end
+if n_take > 0 then taken = take_slots(slots, cap, until_ms, ARGV, t0, a0 - 1, now) end
+if n_give > 0 then waiters = waiters_for_free(slots, waiting, cap, now) end
 local waits = {}
 if a0 <= #ARGV then waits = admit_jobs(lim, resv, now, rpm, tpm, ttl, ARGV, a0) end
 return {waits, taken, waiters}

@@ -58,11 +58,16 @@ local SLOTS_TTL = 86400
 
 -- Shared slots (zset `slots`: member `RUN|IDX|WORKER` scored by its lease's expiry): each of
 -- `members[first..last]` takes a slot until `until_ms` (or keeps its own) → 1, or 0 when all
--- `cap` are held. Lapsed slots must have been freed first.
-local function take_slots(slots, cap, until_ms, members, first, last)
+-- `cap` are held. Lapsed slots (a dead worker's) are swept first only when the takes could
+-- find every slot held: a cap that does not bind costs no sweep.
+local function take_slots(slots, cap, until_ms, members, first, last, now)
   local out = {}
   if last < first then return out end
   local held = redis.call('ZCARD', slots)
+  if held + (last - first + 1) > cap then
+    redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
+    held = redis.call('ZCARD', slots)
+  end
   local scores = redis.call('ZMSCORE', slots, unpack(members, first, last))
   local add, seen = {}, {}
   for k = first, last do
@@ -86,8 +91,10 @@ local function take_slots(slots, cap, until_ms, members, first, last)
 end
 
 -- The waiters (`RUN|IDX|ATTEMPT`, oldest first) that the free slots are for, taken off the
--- waiting list.
-local function waiters_for_free(slots, waiting, cap)
+-- waiting list (lapsed slots swept first, when anyone waits).
+local function waiters_for_free(slots, waiting, cap, now)
+  if redis.call('LLEN', waiting) == 0 then return {} end
+  redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
   local free = cap - redis.call('ZCARD', slots)
   if free <= 0 then return {} end
   return redis.call('LPOP', waiting, free) or {}

@@ -19,10 +19,7 @@ local atts = redis.call('HMGET', attempt, unpack(idxs))
 local dels = redis.call('HMGET', deliveries, unpack(idxs))
 local until_ms = worker .. '|' .. (now + lease_ms) .. '|' .. now
 local caps = capped()
-if caps then
-  expire_slots(now)
-  begin_takes(idxs)
-end
+if caps then begin_takes(idxs, now) end
 local out, started, marked, st_set, lease_set, del_set, delta = {}, {}, {}, {}, {}, {}, 0
 for k = 1, #idxs do
   local idx, att, takeover = idxs[k], tonumber(ARGV[3 + 3 * k]), ARGV[4 + 3 * k]

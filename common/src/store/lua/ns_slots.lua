@@ -34,4 +34,4 @@ elseif op == 'wait' then
   return {}
 end
 if op == 'give' then redis.call('ZREM', slots, unpack(ARGV, 5)) end
-return waiters_for_free(slots, waiting, cap)
+return waiters_for_free(slots, waiting, cap, now)

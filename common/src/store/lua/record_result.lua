@@ -58,11 +58,14 @@ for k = 1, #idxs do
 end
 if #lease_del > 0 then
   redis.call('HDEL', lease, unpack(lease_del))
-  -- A finished or retried attempt gives its slot to the oldest parked task (slots.lua).
+  -- A finished or retried attempt gives its slot to the oldest parked task (slots.lua);
+  -- with none parked, lapsed slots can wait for a take that needs them.
   if capped() then
     free_slots(lease_del)
-    expire_slots(tonumber(now))
-    unpark(tonumber(now))
+    if redis.call('EXISTS', parked) == 1 then
+      expire_slots(tonumber(now))
+      unpark(tonumber(now))
+    end
   end
 end
 if #st_set > 0 then

@@ -38,20 +38,47 @@ end
 -- A batch of takes (a mark call's) reads what it needs once and writes once: `pf` holds
 -- the slots held among the batch's tasks, their instances, the counts, and the writes
 -- (`begin_takes` … `end_takes`); outside a batch each take reads and writes on its own.
+-- Lapsed slots are swept only when the batch could find a cap full (a cap that does not
+-- bind costs no sweep); whoever frees slots for parked tasks sweeps too.
 local pf = nil
-local function begin_takes(idxs)
+local function begin_takes(idxs, now)
   pf = { held = {}, inst = {}, n_all = 0, n_inst = {}, d_inst = {}, add = {} }
-  pf.any_parked = redis.call('EXISTS', parked) == 1
-  local scores = redis.call('ZMSCORE', slots, unpack(idxs))
-  for k, idx in ipairs(idxs) do
-    if scores[k] then pf.held[idx] = true end
-  end
-  if cap_all > 0 then pf.n_all = redis.call('ZCARD', slots) end
+  local want, names = {}, {}
   if cap_inst > 0 then
     local keys = {}
     for k, idx in ipairs(idxs) do keys[k] = 'i:' .. idx end
     local insts = redis.call('HMGET', slotinfo, unpack(keys))
-    for k, idx in ipairs(idxs) do pf.inst[idx] = insts[k] or '' end
+    for k, idx in ipairs(idxs) do
+      local inst = insts[k] or ''
+      pf.inst[idx] = inst
+      if inst ~= '' then
+        if not want[inst] then names[#names + 1] = inst end
+        want[inst] = (want[inst] or 0) + 1
+      end
+    end
+  end
+  local function counts()
+    if cap_all > 0 then pf.n_all = redis.call('ZCARD', slots) end
+    if #names > 0 then
+      local keys = {}
+      for k, inst in ipairs(names) do keys[k] = 'n:' .. inst end
+      local ns = redis.call('HMGET', slotinfo, unpack(keys))
+      for k, inst in ipairs(names) do pf.n_inst[inst] = tonumber(ns[k] or '0') or 0 end
+    end
+  end
+  counts()
+  local full = cap_all > 0 and pf.n_all + #idxs > cap_all
+  for inst, w in pairs(want) do
+    if pf.n_inst[inst] + w > cap_inst then full = true end
+  end
+  if full then
+    expire_slots(now)
+    counts()
+  end
+  pf.any_parked = redis.call('EXISTS', parked) == 1
+  local scores = redis.call('ZMSCORE', slots, unpack(idxs))
+  for k, idx in ipairs(idxs) do
+    if scores[k] then pf.held[idx] = true end
   end
 end
 local function end_takes()
@@ -67,8 +94,7 @@ local function take_slot(idx, until_ms)
       if cap_all > 0 and pf.n_all >= cap_all then return false end
       local inst = pf.inst[idx] or ''
       if inst ~= '' then
-        local n = pf.n_inst[inst] or tonumber(redis.call('HGET', slotinfo, 'n:' .. inst) or '0')
-        pf.n_inst[inst] = n
+        local n = pf.n_inst[inst]
         if n >= cap_inst then return false end
         pf.n_inst[inst] = n + 1
         pf.d_inst[inst] = (pf.d_inst[inst] or 0) + 1
