@@ -2,6 +2,7 @@
 //! is first), read back by `runs`, `show`, `diff`, `search` and `stats` after Redis forgot the
 //! run; `diff` of two runs and `stats` over them.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -9,10 +10,8 @@ use zo_e2e::*;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-fn json(dir: &std::path::Path, redis: &Redis, ns: &str, args: &[&str]) -> Value {
-    let out = submit(dir, &redis.url(), ns, args, LIMIT);
-    assert_eq!(out.code, 0, "zo-submit {args:?} exited {}:\n{}", out.code, out.stderr);
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("zo-submit {args:?}: not JSON ({e}):\n{}", out.stdout))
+fn json(dir: &Path, redis: &Redis, ns: &str, args: &[&str]) -> Value {
+    submit_json(dir, &redis.url(), ns, args, LIMIT)
 }
 
 fn file(a_output: &str, b_fails: bool, extra: &str) -> String {

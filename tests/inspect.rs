@@ -11,11 +11,8 @@ use zo_e2e::*;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-/// `zo-submit ARGS --json` (the arguments include `--json` where wanted): stdout as JSON.
 fn json(dir: &Path, redis: &Redis, ns: &str, args: &[&str]) -> Value {
-    let out = submit(dir, &redis.url(), ns, args, LIMIT);
-    assert_eq!(out.code, 0, "zo-submit {args:?} exited {}:\n{}", out.code, out.stderr);
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("zo-submit {args:?}: not JSON ({e}):\n{}", out.stdout))
+    submit_json(dir, &redis.url(), ns, args, LIMIT)
 }
 
 /// A name that would run script in a page that did not escape it.
