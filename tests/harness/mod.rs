@@ -421,7 +421,23 @@ pub struct Outcome {
 /// Runs `zo-submit ARGS` in `dir` against `redis_url`/`ns`, at most `limit`.
 pub fn submit(dir: &Path, redis_url: &str, ns: &str, args: &[&str], limit: Duration) -> Outcome {
     run_submit(dir, redis_url, ns, args, limit)
-        .unwrap_or_else(|err| panic!("zo-submit {args:?} did not finish within {limit:?}; stderr:\n{err}"))
+        .unwrap_or_else(|err| panic!("zo-submit {args:?} did not finish within {limit:?}; stderr:\n{err}\n{}", log_tails(dir)))
+}
+
+/// The last lines of every log in `dir` (the workers'), for a test that waited in vain: a
+/// worker that exited says why there.
+fn log_tails(dir: &Path) -> String {
+    let mut logs: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "log")).collect())
+        .unwrap_or_default();
+    logs.sort();
+    let mut out = String::new();
+    for p in logs {
+        let text = fs::read_to_string(&p).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        out += &format!("--- last lines of {}:\n{}\n", p.display(), lines[lines.len().saturating_sub(15)..].join("\n"));
+    }
+    out
 }
 
 /// Runs `zo-submit ARGS` for `time` and stops it, for one that waits (it must still be
