@@ -316,11 +316,29 @@ class Bench:
         limited.write_text("resource_limits:\n  max_concurrent_tasks: 100000\n  max_tasks_per_instance: 100000\n  models:\n    - name: fast\n      max_rpm: 100000000\n" + plain.read_text())
         catalog = self.tmp / "catalog-limits.yaml"
         catalog.write_text("instances:\n  - { name: fast, port: 3457, model: m, max_concurrent: 100000, max_rpm: 100000000 }\n")
+        # 7c–7e. One kind of limit at a time (same sizes), to see what each costs.
+        run_caps = "resource_limits:\n  max_concurrent_tasks: 100000\n  max_tasks_per_instance: 100000\n"
+        run_rpm = "resource_limits:\n  models:\n    - name: fast\n      max_rpm: 100000000\n"
+        singles = [
+            ("7c. run caps only (`max_concurrent_tasks`, `max_tasks_per_instance`)", run_caps, None),
+            ("7d. a run rate limit only (`models: max_rpm`)", run_rpm, None),
+            ("7e. catalog limits only (`max_concurrent`, `max_rpm`)", "", catalog),
+        ]
+        files = []
+        for k, (_, head, _) in enumerate(singles):
+            f = self.tmp / f"single-{k}.yaml"
+            f.write_text(head + plain.read_text())
+            files.append(f)
         with_limits, without = [], []
+        single = [[] for _ in singles]
         for _ in range(self.args.repeats):
             without.append(self.noop_rate(plain, n))
             with_limits.append(self.noop_rate(limited, n, f"catalog: {catalog}\n"))
+            for k, (_, _, cat) in enumerate(singles):
+                single[k].append(self.noop_rate(files[k], n, f"catalog: {cat}\n" if cat else ""))
         self.row(f"7b. scenario 1 with every limit set high (peer: the same without limits)", with_limits, without, "tasks/s", "≥ 0.90× (≤ 10% slower)")
+        for (name, _, _), rates in zip(singles, single):
+            self.row(f"{name}, set high (peer: without limits)", rates, without, "tasks/s", "report")
 
     def write(self, path):
         cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
@@ -358,6 +376,15 @@ def rss_mb(pid):
     return 0.0
 
 
+def gnu_parallel():
+    """Whether `parallel` is GNU parallel (moreutils has a different program of that name)."""
+    try:
+        r = subprocess.run(["parallel", "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0 and "GNU parallel" in r.stdout
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--smoke", action="store_true")
@@ -373,7 +400,8 @@ def main():
     if unknown or not chosen:
         ap.error(f"--only takes some of: {', '.join(groups)} (got {args.only!r})")
     args.repeats = args.repeats or (1 if args.smoke else 5)
-    if shutil.which("parallel") is None and os.geteuid() == 0:
+    if not gnu_parallel() and os.geteuid() == 0:
+        # moreutils ships a `parallel` of its own; Debian's GNU parallel package diverts it.
         subprocess.run("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq parallel", shell=True)
     if not (ROOT / "bench/node_modules/bullmq").exists():
         subprocess.run(["npm", "install", "--no-package-lock", "--no-audit", "--no-fund", "--loglevel=error"], cwd=ROOT / "bench", check=True)

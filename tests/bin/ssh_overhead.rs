@@ -91,7 +91,8 @@ fn main() {
     }
     let login = format!("{SSH_USER}@127.0.0.1");
     let opts = ssh_opts(&sshd).join(" ");
-    if Command::new("parallel").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success()) {
+    let gnu = Command::new("parallel").arg("--version").stderr(Stdio::null()).output();
+    if gnu.is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("GNU parallel")) {
         let mut best = Vec::new();
         for _ in 0..repeats {
             let plain = timed(&format!("seq {par_n} | parallel --will-cite -j {conc} -S {login} --ssh 'ssh {opts}' echo {{}}"), par_n);
@@ -100,7 +101,9 @@ fn main() {
         }
         rows.push(("GNU parallel -S (best of default and -M)".into(), best));
     } else {
-        eprintln!("GNU parallel is not installed (apt-get install parallel); its row is left out");
+        eprintln!(
+            "GNU parallel is not installed (apt-get install parallel; moreutils' `parallel` is another program); its row is left out"
+        );
     }
     let ctl = dir.path().join("ctl");
     let st = Command::new("ssh")
