@@ -105,15 +105,17 @@ pub(crate) async fn pass(
     let shared_slot = match slot {
         Some((s, true)) => Some(s),
         Some((s, false)) => {
-            // Every slot of the instance is held: handed back to the run (due in 30 s should
-            // the wake-up be lost), then queued for the next free slot.
-            defer(shared, job, d, now_ms() + 30_000, Duration::ZERO, "max_concurrent").await;
+            // Every slot of the instance is held: handed back to the run, then queued for the
+            // next free slot. Should the wake-up be lost (this worker dies between the two, or
+            // the queueing fails), the task comes back by itself after the fallback.
+            let fallback = shared_slot_fallback(shared.lease);
+            defer(shared, job, d, now_ms() + fallback.as_millis() as u64, Duration::ZERO, "max_concurrent").await;
             let queued = match shared.store.conn().await {
                 Ok(mut c) => shared.store.wait_for_shared_slot(&mut c, &s.limiter, &limits::job_key(job)).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = queued {
-                warn!("could not queue for a shared slot ({e}); the task comes back in 30 s");
+                warn!("could not queue for a shared slot ({e}); the task comes back in {}", humantime::format_duration(fallback));
             }
             return Gate::HandedBack;
         }
@@ -176,5 +178,25 @@ pub(crate) async fn defer(shared: &Shared, job: &Job, d: &Delivery, due_ms: u64,
             warn!("handing the task back to wait failed ({e}); it will be reclaimed after its lease");
             true
         }
+    }
+}
+
+/// How long a task handed back for a shared slot waits at most when its wake-up is lost: two
+/// leases (a dead worker's slots lapse after one), from 2 s to 30 s.
+fn shared_slot_fallback(lease: Duration) -> Duration {
+    (lease * 2).clamp(Duration::from_secs(2), Duration::from_secs(30))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_wake_up_costs_two_leases_within_bounds() {
+        let s = Duration::from_secs;
+        assert_eq!(shared_slot_fallback(s(3)), s(6));
+        assert_eq!(shared_slot_fallback(Duration::from_millis(500)), s(2));
+        assert_eq!(shared_slot_fallback(s(30)), s(30));
+        assert_eq!(shared_slot_fallback(s(600)), s(30));
     }
 }
