@@ -29,14 +29,42 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// RFC 3339 UTC timestamp of a Unix-milliseconds instant.
+/// RFC 3339 UTC timestamp of a Unix-milliseconds instant, always with milliseconds
+/// (`2026-12-03T08:43:44.380Z`: one width, so times line up and sort as text).
 pub fn rfc3339(ms: u64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
 }
 
 /// The Unix-milliseconds instant of an RFC 3339 timestamp (as [`rfc3339`] writes them).
 pub fn parse_rfc3339(s: &str) -> Option<u64> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
     u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_keep_their_milliseconds_and_round_trip() {
+        for (ms, text) in [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (1_796_287_424_380, "2026-12-03T08:43:44.380Z"),
+            (1_796_287_424_000, "2026-12-03T08:43:44.000Z"),
+            (1_796_287_424_007, "2026-12-03T08:43:44.007Z"),
+        ] {
+            assert_eq!(rfc3339(ms), text);
+            assert_eq!(parse_rfc3339(text), Some(ms));
+        }
+    }
 }

@@ -229,7 +229,8 @@ fn tasks(h: &mut String, doc: &ResultsDocument) {
 
 /// `12:16:19.316` (the full timestamp on hover): a run's times share their date.
 fn clock(ts: &str) -> String {
-    let time = ts.get(11..23).unwrap_or(ts);
+    let time = ts.split_once('T').map_or(ts, |(_, t)| t).trim_end_matches('Z');
+    let time = time.get(..12).unwrap_or(time);
     format!("<span title=\"{}\">{}</span>", esc(ts), esc(time))
 }
 

@@ -153,3 +153,18 @@ fn markdown_lists_failures_first_with_times() {
     assert!(m[failures..m.find("## Tasks").unwrap()].contains("never ran"), "a skip caused by a failure counts as one");
     assert!(m.contains("- Started: 2026-05-28T") && m.contains("- Ended: "), "{m}");
 }
+
+#[test]
+fn task_times_show_to_the_millisecond_even_on_a_whole_second() {
+    let d = doc(&ran());
+    let h = html(&d);
+    // T0 is a whole second: its times must still read HH:MM:SS.000.
+    assert!(d.tasks.iter().any(|t| t.started_at.as_deref().is_some_and(|s| s.ends_with(".000Z"))), "a start on a whole second");
+    for t in &d.tasks {
+        for ts in [t.started_at.as_deref(), Some(t.timestamp.as_str())].into_iter().flatten() {
+            let clock = &ts[11..23];
+            assert!(clock.as_bytes()[8] == b'.' && !clock.ends_with('Z'), "{ts}");
+            assert!(h.contains(&format!(">{clock}</span>")), "{clock} of {ts} in the tasks table");
+        }
+    }
+}
