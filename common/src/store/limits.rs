@@ -92,11 +92,11 @@ impl Store {
         Ok(())
     }
 
-    /// Gives shared slots back (`members`; none: frees lapsed ones only); returns the waiting
-    /// jobs (`RUN|IDX|ATTEMPT`) the free slots are for, to bring forward.
-    pub async fn free_shared_slots(&self, conn: &mut Conn, name: &str, cap: u32, members: &[&str]) -> Result<Vec<String>, StoreError> {
-        let op = if members.is_empty() { "tick" } else { "give" };
-        Ok(self.ns_slots(name, op, cap, 0, members).invoke_async(conn).await?)
+    /// Frees the shared slots whose lease lapsed (a dead worker's); returns the waiting jobs
+    /// (`RUN|IDX|ATTEMPT`) the free slots are for, to bring forward. (Slots given back go
+    /// through [`Store::limit_step`].)
+    pub async fn free_lapsed_shared_slots(&self, conn: &mut Conn, name: &str, cap: u32) -> Result<Vec<String>, StoreError> {
+        Ok(self.ns_slots(name, "tick", cap, 0, &[]).invoke_async(conn).await?)
     }
 
     fn ns_slots(&self, name: &str, op: &str, cap: u32, until_ms: u64, members: &[&str]) -> redis::ScriptInvocation<'static> {

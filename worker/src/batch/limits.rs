@@ -77,7 +77,7 @@ impl Batcher {
         self.ask(|reply| Op::Limit(LimitOp::Take { limiter: limiter.to_string(), cap, member, until_ms, reply })).await
     }
 
-    /// Gives a shared slot back in the next batch (see [`Store::free_shared_slots`]), which
+    /// Gives a shared slot back in the next batch's [`Store::limit_step`], which
     /// then brings the tasks waiting for it forward; nothing to wait for. Should the batch
     /// be gone, the slot frees itself when its lease lapses.
     pub fn give_shared_slot(&self, limiter: &str, cap: u32, member: String) {

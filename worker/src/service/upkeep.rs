@@ -30,7 +30,7 @@ pub(super) async fn upkeep_loop(shared: Arc<Shared>, instances: Vec<String>, shu
             }
             // Shared slots whose lease lapsed (a dead worker's) go to the tasks waiting.
             if let Some((limiter, cap)) = crate::limits::shared_cap(&shared, inst) {
-                if let Ok(waiters) = store.free_shared_slots(&mut conn, limiter, cap, &[]).await {
+                if let Ok(waiters) = store.free_lapsed_shared_slots(&mut conn, limiter, cap).await {
                     crate::limits::wake(store, &mut conn, &waiters).await;
                 }
             }

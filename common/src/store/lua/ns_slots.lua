@@ -6,14 +6,13 @@
 -- answered, and their workers bring them forward in their runs. Several members per call (a
 -- worker's batch).
 -- KEYS: the limiter's slots (zset), its waiting list
--- (Slots are taken in LIMIT_STEP, with the batch's other asks of the limiter.)
--- ARGV: op (renew | give | wait | tick) now_ms cap until_ms, then the members
+-- (Slots are taken and given back in LIMIT_STEP, with the batch's other asks of the limiter.)
+-- ARGV: op (renew | wait | tick) now_ms cap until_ms, then the members
 --   renew: extends each member's slot → 1, or 0 when it has none (it lapsed)
---   give: the members' slots are free again; then as tick
 --   wait: each member (`RUN|IDX|ATTEMPT`) waits for a slot
 --   tick: lapsed slots are freed
--- Returns: renew: one 0/1 per member; wait: {}; give/tick: the waiters to bring forward
--- (as many as slots are free), oldest first.
+-- Returns: renew: one 0/1 per member; wait: {}; tick: the waiters to bring forward (as
+-- many as slots are free), oldest first.
 local slots, waiting = KEYS[1], KEYS[2]
 local op, now, cap, until_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
@@ -33,5 +32,4 @@ elseif op == 'wait' then
   redis.call('EXPIRE', waiting, SLOTS_TTL)
   return {}
 end
-if op == 'give' then redis.call('ZREM', slots, unpack(ARGV, 5)) end
 return waiters_for_free(slots, waiting, cap, now)
