@@ -46,7 +46,7 @@ impl Asked {
     /// The task will not run after all (its mark failed): gives back what it took.
     pub(crate) fn give_back(self, shared: &Shared) {
         if let Some((slot, true)) = self.slot {
-            limits::give_back(&shared.batch, &slot);
+            limits::give_back(&shared.batch, slot);
         }
     }
 }
@@ -55,15 +55,11 @@ impl Asked {
 /// go (a limiter is a courtesy to the provider, and Redis being down stops more than this).
 pub(crate) async fn ask(shared: &Shared, instance: &str, job: &Job, limiters: &[Limiter]) -> Asked {
     let key = limits::job_key(job);
-    let slot = limits::shared_cap(shared, instance).map(|(limiter, cap)| SharedSlot {
-        limiter: limiter.to_string(),
-        cap,
-        member: format!("{}|{}|{}", job.run_id, job.idx, shared.id),
-    });
+    let slot = limits::shared_cap(shared, instance).map(|(limiter, cap)| SharedSlot { limiter: limiter.to_string(), cap });
     let until = now_ms() + shared.lease.as_millis() as u64;
     let take = async {
         match &slot {
-            Some(s) => Some(shared.batch.take_shared_slot(&s.limiter, s.cap, s.member.clone(), until).await),
+            Some(s) => Some(shared.batch.take_shared_slot(&s.limiter, s.cap, until).await),
             None => None,
         }
     };
@@ -102,7 +98,7 @@ pub(crate) async fn pass(
     stop: &CancellationToken,
 ) -> Gate {
     let Asked { waits, slot } = asked;
-    let shared_slot = match slot {
+    let mut shared_slot = match slot {
         Some((s, true)) => Some(s),
         Some((s, false)) => {
             // Every slot of the instance is held: handed back to the run, then queued for the
@@ -121,8 +117,8 @@ pub(crate) async fn pass(
         }
         None => None,
     };
-    let give_up = |gate: Gate| {
-        if let Some(s) = &shared_slot {
+    let mut give_up = |gate: Gate| {
+        if let Some(s) = shared_slot.take() {
             limits::give_back(&shared.batch, s);
         }
         gate

@@ -66,7 +66,7 @@ impl<'a> Held<'a> {
     fn give_shared_slot(&mut self) {
         let Some(key) = self.shared_slot.take() else { return };
         let Some(slot) = self.shared.shared_slots.lock().expect("slots lock").remove(&key) else { return };
-        limits::give_back(&self.shared.batch, &slot);
+        limits::give_back(&self.shared.batch, slot);
     }
 }
 

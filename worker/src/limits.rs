@@ -180,17 +180,17 @@ pub(crate) fn job_key(job: &Job) -> String {
     format!("{}|{}|{}", job.run_id, job.idx, job.attempt)
 }
 
-/// A shared slot a running task holds: where, and under which member.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A shared slot a running task holds (counted in Redis among its worker's): of which
+/// limiter, and its cap. Given back once: [`give_back`] takes it.
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) struct SharedSlot {
     pub limiter: String,
     pub cap: u32,
-    pub member: String,
 }
 
 /// Gives a shared slot back; the batch brings forward the tasks waiting for it.
-pub(crate) fn give_back(batch: &Batcher, slot: &SharedSlot) {
-    batch.give_shared_slot(&slot.limiter, slot.cap, slot.member.clone());
+pub(crate) fn give_back(batch: &Batcher, slot: SharedSlot) {
+    batch.give_shared_slot(&slot.limiter, slot.cap);
 }
 
 /// Brings waiting tasks (`RUN|IDX|ATTEMPT`) forward in their runs.

@@ -35,11 +35,11 @@
 //! | `NS:run:{R}:cancel` | hash | idx → when cancelling a running task was requested |
 //! | `NS:run:{R}:deliveries` | hash | idx → deliveries of the current attempt (poison detection) |
 //! | `NS:run:{R}:cascade` | list | `idx:offset` of final tasks whose dependents still need settling (a long cascade goes on in chunks) |
-//! | `NS:run:{R}:slots` | zset | idx of each task holding one of the run's concurrency slots (`resource_limits`), scored by its lease's expiry (ms) |
+//! | `NS:run:{R}:slots` | zset | idx of each parked task granted one of the run's concurrency slots (`resource_limits`) until it is marked, scored by the grant's expiry (ms); a running task's slot is its running state |
 //! | `NS:run:{R}:parked` | zset | `idx:attempt` of queued tasks waiting for a slot, oldest first (scored by when they parked) |
 //! | `NS:run:{R}:slotinfo` | hash | `i:IDX` → the task's instance (capped runs); `n:INSTANCE` → slots held on it |
 //! | `NS:limit:{NAME}` | hash | a rate limiter (an instance, a `rate_group`, or `run:RUN:INSTANCE`): `tat` (next start, ms), `level`/`at` (tokens left and when), `backoff_until`, `strikes` (rate-limit answers in a row); expires after a day idle |
-//! | `NS:limit:{NAME}:slots` | zset | `RUN\|IDX\|WORKER` of tasks holding one of the instance's `max_concurrent` slots (the catalog's), scored by their lease's expiry |
+//! | `NS:limit:{NAME}:held` | hash | the instance's `max_concurrent` slots (the catalog's) held per worker: `n:WORKER` how many, `e:WORKER` until when (its leases' expiry, ms), `total` |
 //! | `NS:limit:{NAME}:waiting` | list | `RUN\|IDX\|ATTEMPT` of tasks waiting for one, oldest first |
 //! | `NS:limit:{NAME}:resv` | hash | `run\|idx\|attempt` → the start (ms) reserved for that job |
 //! | `NS:active` | set | runs not yet finished (for promoting due retries) |
@@ -138,11 +138,11 @@ impl Keys {
         (hash, resv)
     }
 
-    /// An instance's concurrency slots shared by every run and the tasks waiting for one
-    /// (`NS:limit:{NAME}:slots`, `…:waiting`), beside its rate limiter.
+    /// An instance's concurrency slots shared by every run, counted per worker, and the
+    /// tasks waiting for one (`NS:limit:{NAME}:held`, `…:waiting`), beside its rate limiter.
     pub fn limiter_slots(&self, name: &str) -> (String, String) {
         let base = format!("{}:limit:{{{name}}}", self.ns);
-        (format!("{base}:slots"), format!("{base}:waiting"))
+        (format!("{base}:held"), format!("{base}:waiting"))
     }
 
     /// One of the run's keys (`suffix` from [`RUN_KEY_SUFFIXES`], or `flushing`).

@@ -29,61 +29,98 @@ impl Limiter {
 /// What one [`Store::limit_step`] answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitStep {
-    /// Per job admitted, in order: how long it waits (zero: start now).
-    pub waits: Vec<Duration>,
-    /// Per member taking a slot, in order: whether it got one.
-    pub taken: Vec<bool>,
+    /// Per job admitted, in order: how long it waits (zero: start now). `None` when the
+    /// jobs were counted, not named, and some would wait: ask again naming them.
+    pub waits: Option<Vec<Duration>>,
+    /// How many of the slots asked for were taken (the first ones asking get them).
+    pub taken: u32,
     /// The waiting jobs the slots given back are for.
     pub waiters: Vec<String>,
+    /// Whether tasks still wait for one of the limiter's shared slots.
+    pub waiting: bool,
+}
+
+/// What one batch asks of one limiter's shared slots and rate limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitAsk<'a> {
+    /// The limiter's `max_concurrent` (0 when only its rates are asked).
+    pub cap: u32,
+    /// Until when slots taken are held (Unix ms), unless renewed.
+    pub until_ms: u64,
+    /// Slots given back.
+    pub gives: u32,
+    /// Slots wanted.
+    pub takes: u32,
+    /// Jobs asking the rate limits: a count (admitted only if every one starts now) or the
+    /// jobs by name (`RUN|IDX|ATTEMPT`, each answered).
+    pub admits: Admits<'a>,
+}
+
+/// Jobs asking a limiter's rates, counted or named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admits<'a> {
+    Count(u32),
+    Named(&'a [&'a str]),
 }
 
 impl Store {
-    /// Everything a batch asks of one limiter in one script call: `gives` (members
-    /// `RUN|IDX|WORKER` giving their shared slot back), `takes` (members taking one until
-    /// `until_ms`, of `cap`), `admits` (jobs `RUN|IDX|ATTEMPT` asking the rate limits). Returns
-    /// per job admitted its wait, per member taking whether it got a slot, and the waiting
-    /// jobs the freed slots are for (to bring forward).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn limit_step(
-        &self,
-        conn: &mut Conn,
-        lim: &Limiter,
-        cap: u32,
-        until_ms: u64,
-        gives: &[&str],
-        takes: &[&str],
-        admits: &[&str],
-    ) -> Result<LimitStep, StoreError> {
-        let (hash, resv) = self.keys.limiter(&lim.name);
-        let (slots, waiting) = self.keys.limiter_slots(&lim.name);
+    /// Everything a batch of `worker`'s asks of its limiters in one script call: per
+    /// limiter, shared slots given back and taken, and jobs asking the rate limits; the
+    /// answers in the same order. A limit that does not bind costs the same for a batch as
+    /// for one task: slots are counted per worker, and counted jobs are admitted at once when
+    /// all of them start now. (Each limiter's keys have their own hash tag: on a Cluster,
+    /// one call per limiter.)
+    pub async fn limit_step(&self, conn: &mut Conn, worker: &str, asks: &[(&Limiter, LimitAsk<'_>)]) -> Result<Vec<LimitStep>, StoreError> {
         let mut inv = scripts::LIMIT_STEP.prepare_invoke();
-        inv.key(hash).key(resv).key(slots).key(waiting);
-        inv.arg(now_ms()).arg(lim.rate.rpm.unwrap_or(0)).arg(lim.rate.tpm.unwrap_or(0)).arg(LIMITER_TTL_S);
-        inv.arg(cap).arg(until_ms).arg(gives.len()).arg(takes.len());
-        for m in gives.iter().chain(takes).chain(admits) {
-            inv.arg(*m);
+        inv.arg(now_ms()).arg(LIMITER_TTL_S).arg(worker).arg(asks.len());
+        for (lim, ask) in asks {
+            let (hash, resv) = self.keys.limiter(&lim.name);
+            let (held, waiting) = self.keys.limiter_slots(&lim.name);
+            inv.key(hash).key(resv).key(held).key(waiting);
+            inv.arg(lim.rate.rpm.unwrap_or(0)).arg(lim.rate.tpm.unwrap_or(0)).arg(ask.cap).arg(ask.until_ms);
+            inv.arg(ask.gives).arg(ask.takes);
+            match ask.admits {
+                Admits::Count(n) => inv.arg(n).arg(0),
+                Admits::Named(jobs) => jobs.iter().fold(inv.arg(jobs.len()).arg(jobs.len()), |inv, j| inv.arg(*j)),
+            };
         }
-        let (waits, taken, waiters): (Vec<i64>, Vec<i64>, Vec<String>) = inv.invoke_async(conn).await?;
-        if waits.len() != admits.len() || taken.len() != takes.len() {
-            return Err(StoreError::Corrupt(format!(
-                "limit step answered {} of {} admissions and {} of {} slots",
-                waits.len(),
-                admits.len(),
-                taken.len(),
-                takes.len()
-            )));
+        type Answer = (i64, Vec<i64>, i64, Vec<String>, i64);
+        let answers: Vec<Answer> = inv.invoke_async(conn).await?;
+        if answers.len() != asks.len() {
+            return Err(StoreError::Corrupt(format!("limit step answered {} of {} limiters", answers.len(), asks.len())));
         }
-        Ok(LimitStep {
-            waits: waits.into_iter().map(|w| Duration::from_millis(w.max(0) as u64)).collect(),
-            taken: taken.into_iter().map(|t| t == 1).collect(),
-            waiters,
-        })
+        asks.iter()
+            .zip(answers)
+            .map(|((_, ask), (admitted, waits, taken, waiters, waiting))| {
+                let waits = match ask.admits {
+                    Admits::Named(jobs) if waits.len() != jobs.len() => {
+                        return Err(StoreError::Corrupt(format!("limit step answered {} of {} admissions", waits.len(), jobs.len())));
+                    }
+                    Admits::Named(_) => Some(waits.into_iter().map(|w| Duration::from_millis(w.max(0) as u64)).collect()),
+                    Admits::Count(n) => (admitted == 1).then(|| vec![Duration::ZERO; n as usize]),
+                };
+                let taken = u32::try_from(taken)
+                    .ok()
+                    .filter(|t| *t <= ask.takes)
+                    .ok_or_else(|| StoreError::Corrupt(format!("limit step took {taken} slots of the {} asked for", ask.takes)))?;
+                Ok(LimitStep { waits, taken, waiters, waiting: waiting == 1 })
+            })
+            .collect()
     }
 
-    /// Extends held shared slots; false for those that lapsed meanwhile.
-    pub async fn renew_shared_slots(&self, conn: &mut Conn, name: &str, members: &[&str], until_ms: u64) -> Result<Vec<bool>, StoreError> {
-        let r: Vec<i64> = self.ns_slots(name, "renew", 0, until_ms, members).invoke_async(conn).await?;
-        Ok(r.into_iter().map(|x| x == 1).collect())
+    /// Extends the shared slots `worker` holds (`count` of them, its running tasks'); false
+    /// when they had lapsed meanwhile (they are held again).
+    pub async fn renew_shared_slots(
+        &self,
+        conn: &mut Conn,
+        name: &str,
+        worker: &str,
+        count: u32,
+        until_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let count = count.to_string();
+        let r: Vec<i64> = self.ns_slots(name, "renew", 0, until_ms, &[worker, &count]).invoke_async(conn).await?;
+        Ok(r.first() == Some(&1))
     }
 
     /// Queues `job` (`RUN|IDX|ATTEMPT`) for the next free shared slot.
@@ -100,9 +137,9 @@ impl Store {
     }
 
     fn ns_slots(&self, name: &str, op: &str, cap: u32, until_ms: u64, members: &[&str]) -> redis::ScriptInvocation<'static> {
-        let (slots, waiting) = self.keys.limiter_slots(name);
+        let (held, waiting) = self.keys.limiter_slots(name);
         let mut inv = scripts::NS_SLOTS.prepare_invoke();
-        inv.key(slots).key(waiting).arg(op).arg(now_ms()).arg(cap).arg(until_ms);
+        inv.key(held).key(waiting).arg(op).arg(now_ms()).arg(cap).arg(until_ms);
         for m in members {
             inv.arg(*m);
         }

@@ -41,7 +41,7 @@ pub use dead::DeadLetter;
 pub use entry::{Delivery, Job};
 pub use inspect::{QueueStats, RunFilter};
 pub use keys::Keys;
-pub use limits::{LimitStep, Limiter};
+pub use limits::{Admits, LimitAsk, LimitStep, Limiter};
 pub use outbox::LocalSpecs;
 pub use read::{Event, EventBatch, RunningTask};
 pub use scripts::COMMIT_RUN;

@@ -1,14 +1,19 @@
 //! The limiter steps of the hot path, batched like the others: admissions by a rate limiter
 //! and the shared slots of an instance's `max_concurrent` (taken and given back), gathered
-//! per limiter into one script call (`LIMIT_STEP`) per batch. With limits set but not
-//! binding, a task costs no extra round trip of its own.
+//! into one script call (`LIMIT_STEP`) per batch for all its limiters. With limits set but not
+//! binding, a task costs no round trip of its own, and a batch costs about what one task
+//! does: slots are counted per worker, admissions counted (named only when one would wait),
+//! and slots given back ride with the next call to their limiter.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
-use zo_common::store::{Conn, LimitStep, Limiter, Store};
+use zo_common::store::{Admits, Conn, LimitAsk, LimitStep, Limiter, Store};
 
 use super::{BatchError, Batcher, Op, Reply};
 
@@ -21,7 +26,6 @@ pub(crate) enum LimitOp {
     Take {
         limiter: String,
         cap: u32,
-        member: String,
         until_ms: u64,
         reply: Reply<bool>,
     },
@@ -30,7 +34,6 @@ pub(crate) enum LimitOp {
     Give {
         limiter: String,
         cap: u32,
-        member: String,
     },
 }
 
@@ -40,14 +43,14 @@ impl LimitOp {
             LimitOp::Admit { reply, .. } => drop(reply.send(Err(why))),
             LimitOp::Take { reply, .. } => drop(reply.send(Err(why))),
             LimitOp::Give { limiter, .. } => {
-                debug!(limiter = %limiter, "could not give a shared slot back ({why}); it frees itself when its lease lapses")
+                debug!(limiter = %limiter, "could not give a shared slot back ({why}); it frees itself when this worker's leases lapse")
             }
         }
     }
 }
 
 impl Batcher {
-    /// See [`Store::admit`]: how long `job` (`RUN|IDX|ATTEMPT`) waits for `limiter`.
+    /// See [`Store::limit_step`]: how long `job` (`RUN|IDX|ATTEMPT`) waits for `limiter`.
     pub async fn admit(&self, limiter: &Limiter, job: String) -> Result<Duration, BatchError> {
         self.ask(|reply| Op::Limit(LimitOp::Admit { limiter: limiter.clone(), job, reply })).await
     }
@@ -71,17 +74,17 @@ impl Batcher {
         out
     }
 
-    /// Takes one of the limiter's `cap` shared slots for `member` (`RUN|IDX|WORKER`) until
+    /// Takes one of the limiter's `cap` shared slots for one of this worker's tasks until
     /// `until_ms` in the next batch's [`Store::limit_step`]; false when all are held.
-    pub async fn take_shared_slot(&self, limiter: &str, cap: u32, member: String, until_ms: u64) -> Result<bool, BatchError> {
-        self.ask(|reply| Op::Limit(LimitOp::Take { limiter: limiter.to_string(), cap, member, until_ms, reply })).await
+    pub async fn take_shared_slot(&self, limiter: &str, cap: u32, until_ms: u64) -> Result<bool, BatchError> {
+        self.ask(|reply| Op::Limit(LimitOp::Take { limiter: limiter.to_string(), cap, until_ms, reply })).await
     }
 
-    /// Gives a shared slot back in the next batch's [`Store::limit_step`], which
-    /// then brings the tasks waiting for it forward; nothing to wait for. Should the batch
-    /// be gone, the slot frees itself when its lease lapses.
-    pub fn give_shared_slot(&self, limiter: &str, cap: u32, member: String) {
-        if self.tx.send(Op::Limit(LimitOp::Give { limiter: limiter.to_string(), cap, member })).is_err() {
+    /// Gives a shared slot back in the next batch's [`Store::limit_step`], which then brings
+    /// the tasks waiting for it forward; nothing to wait for. Should the batch be gone, the
+    /// slot frees itself when this worker's leases lapse.
+    pub fn give_shared_slot(&self, limiter: &str, cap: u32) {
+        if self.tx.send(Op::Limit(LimitOp::Give { limiter: limiter.to_string(), cap })).is_err() {
             debug!(limiter, "the worker is shutting down: a shared slot frees itself when its lease lapses");
         }
     }
@@ -94,13 +97,45 @@ struct Step {
     limiter: Option<Limiter>,
     cap: u32,
     until_ms: u64,
-    gives: Vec<String>,
-    takes: Vec<(String, Reply<bool>)>,
+    gives: u32,
+    takes: Vec<Reply<bool>>,
     admits: Vec<(String, Reply<Duration>)>,
 }
 
-/// Spawns one part per limiter: its gives, takes and admissions in one script call.
-pub(super) fn spawn(ops: Vec<LimitOp>, conn: &Conn, store: &Store, parts: &mut JoinSet<bool>) {
+/// How long shared slots given back may wait to ride with the batch's next call to their
+/// limiter (a take or an admission) before they go on their own. While tasks wait for that
+/// limiter's slots they go at once.
+const HOLD_GIVES: Duration = Duration::from_millis(50);
+
+/// Shared slots given back and not sent yet, per limiter (with its cap and since when), and
+/// the limiters whose last answer said tasks wait for a slot. Nothing but counts: a worker
+/// killed meanwhile loses nothing its leases' lapse does not give back.
+#[derive(Default)]
+pub(super) struct HeldGives {
+    held: HashMap<String, (u32, u32, Instant)>,
+    contended: Arc<Mutex<HashSet<String>>>,
+}
+
+impl HeldGives {
+    /// When the oldest held give must go.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        self.held.values().map(|(_, _, since)| *since + HOLD_GIVES).min()
+    }
+}
+
+/// Spawns one part for the batch's limiters: their gives, takes and admissions in one
+/// script call (two when some admission would wait: the jobs are then named, each answered).
+/// Gives alone wait in `held` for the next call to their limiter (at most [`HOLD_GIVES`]);
+/// `flush` sends every held give now (shutdown).
+pub(super) fn spawn(
+    ops: Vec<LimitOp>,
+    held: &mut HeldGives,
+    flush: bool,
+    conn: &Conn,
+    store: &Store,
+    worker: &str,
+    parts: &mut JoinSet<bool>,
+) {
     let mut steps: HashMap<String, Step> = HashMap::new();
     for op in ops {
         match op {
@@ -109,59 +144,161 @@ pub(super) fn spawn(ops: Vec<LimitOp>, conn: &Conn, store: &Store, parts: &mut J
                 step.admits.push((job, reply));
                 step.limiter.get_or_insert(limiter);
             }
-            LimitOp::Take { limiter, cap, member, until_ms, reply } => {
+            LimitOp::Take { limiter, cap, until_ms, reply } => {
                 let step = steps.entry(limiter).or_default();
                 step.cap = step.cap.max(cap);
                 step.until_ms = step.until_ms.max(until_ms);
-                step.takes.push((member, reply));
+                step.takes.push(reply);
             }
-            LimitOp::Give { limiter, cap, member } => {
+            LimitOp::Give { limiter, cap } => {
                 let step = steps.entry(limiter).or_default();
                 step.cap = step.cap.max(cap);
-                step.gives.push(member);
+                step.gives += 1;
             }
         }
     }
-    for (name, step) in steps {
-        let (mut c, store) = (conn.fork(), store.clone());
-        parts.spawn(async move {
-            let Step { limiter, cap, until_ms, gives, takes, admits } = step;
-            let limiter = limiter.unwrap_or(Limiter { name, rate: Default::default() });
-            let (members, take_replies): (Vec<String>, Vec<_>) = takes.into_iter().unzip();
-            let (jobs, admit_replies): (Vec<String>, Vec<_>) = admits.into_iter().unzip();
-            let (g, m, j) = (refs(&gives), refs(&members), refs(&jobs));
-            match store.limit_step(&mut c, &limiter, cap, until_ms, &g, &m, &j).await {
-                Ok(LimitStep { waits, taken, waiters }) => {
-                    for (reply, w) in admit_replies.into_iter().zip(waits) {
-                        let _ = reply.send(Ok(w));
-                    }
-                    for (reply, t) in take_replies.into_iter().zip(taken) {
-                        let _ = reply.send(Ok(t));
-                    }
-                    if !waiters.is_empty() {
-                        crate::limits::wake(&store, &mut c, &waiters).await;
-                    }
-                    false
+    let now = Instant::now();
+    let contended = held.contended.lock().expect("contended lock").clone();
+    // Gives alone are held unless tasks wait for their slots.
+    steps.retain(|name, step| {
+        if flush || !step.takes.is_empty() || !step.admits.is_empty() || contended.contains(name) {
+            return true;
+        }
+        let h = held.held.entry(name.clone()).or_insert((step.cap, 0, now));
+        h.0 = h.0.max(step.cap);
+        h.1 += step.gives;
+        false
+    });
+    // Held gives ride with this batch's call to their limiter, or go once due.
+    let due: Vec<String> = held
+        .held
+        .iter()
+        .filter(|(name, (_, _, since))| flush || steps.contains_key(*name) || contended.contains(*name) || now >= *since + HOLD_GIVES)
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in due {
+        if let Some((cap, n, _)) = held.held.remove(&name) {
+            let step = steps.entry(name).or_default();
+            step.cap = step.cap.max(cap);
+            step.gives += n;
+        }
+    }
+    if steps.is_empty() {
+        return;
+    }
+    let (mut c, store, worker, contended) = (conn.fork(), store.clone(), worker.to_string(), held.contended.clone());
+    parts.spawn(async move {
+        let steps: Vec<(Limiter, Step)> = steps
+            .into_iter()
+            .map(|(name, mut step)| (step.limiter.take().unwrap_or(Limiter { name, rate: Default::default() }), step))
+            .collect();
+        let asks: Vec<(&Limiter, LimitAsk)> = steps
+            .iter()
+            .map(|(l, s)| {
+                let ask = LimitAsk {
+                    cap: s.cap,
+                    until_ms: s.until_ms,
+                    gives: s.gives,
+                    takes: s.takes.len() as u32,
+                    admits: Admits::Count(s.admits.len() as u32),
+                };
+                (l, ask)
+            })
+            .collect();
+        let answers = match store.limit_step(&mut c, &worker, &asks).await {
+            Ok(a) => a,
+            Err(e) => {
+                drop(asks);
+                if steps.iter().any(|(_, s)| s.gives > 0) {
+                    warn!("could not give shared slots back ({e}); they free themselves when this worker's leases lapse");
                 }
-                Err(e) => {
-                    if !gives.is_empty() {
-                        warn!(limiter = %limiter.name, "could not give shared slots back ({e}); they free themselves when their leases lapse");
-                    }
-                    let broken = e.is_infrastructure();
-                    let why = BatchError::Store(std::sync::Arc::new(e));
-                    for reply in admit_replies {
-                        let _ = reply.send(Err(why.clone()));
-                    }
-                    for reply in take_replies {
-                        let _ = reply.send(Err(why.clone()));
-                    }
-                    broken
+                let broken = e.is_infrastructure();
+                let why = BatchError::Store(std::sync::Arc::new(e));
+                for (_, step) in steps {
+                    step.fail(&why);
+                }
+                return broken;
+            }
+        };
+        drop(asks);
+        // Limiters where some job would wait: asked again, naming the jobs (slots are settled).
+        let mut waiters = Vec::new();
+        let mut again = Vec::new();
+        for ((limiter, step), answer) in steps.into_iter().zip(answers) {
+            let LimitStep { waits, taken, waiters: w, waiting } = answer;
+            {
+                let mut set = contended.lock().expect("contended lock");
+                if waiting || (taken as usize) < step.takes.len() {
+                    set.insert(limiter.name.clone());
+                } else {
+                    set.remove(&limiter.name);
                 }
             }
-        });
+            waiters.extend(w);
+            let Step { takes, admits, .. } = step;
+            for (k, reply) in takes.into_iter().enumerate() {
+                let _ = reply.send(Ok((k as u32) < taken));
+            }
+            match waits {
+                Some(waits) => answer_admits(admits, Ok(waits)),
+                None => again.push((limiter, admits)),
+            }
+        }
+        let mut broken = false;
+        if !again.is_empty() {
+            let names: Vec<Vec<&str>> = again.iter().map(|(_, admits)| admits.iter().map(|(j, _)| j.as_str()).collect()).collect();
+            let asks: Vec<(&Limiter, LimitAsk)> = again
+                .iter()
+                .zip(&names)
+                .map(|((l, _), n)| (l, LimitAsk { cap: 0, until_ms: 0, gives: 0, takes: 0, admits: Admits::Named(n) }))
+                .collect();
+            let answers = store.limit_step(&mut c, &worker, &asks).await;
+            drop(asks);
+            drop(names);
+            match answers {
+                Ok(answers) => {
+                    for ((_, admits), a) in again.into_iter().zip(answers) {
+                        answer_admits(admits, Ok(a.waits.unwrap_or_default()));
+                    }
+                }
+                Err(e) => {
+                    broken = e.is_infrastructure();
+                    let why = BatchError::Store(std::sync::Arc::new(e));
+                    for (_, admits) in again {
+                        answer_admits(admits, Err(why.clone()));
+                    }
+                }
+            }
+        }
+        if !waiters.is_empty() {
+            crate::limits::wake(&store, &mut c, &waiters).await;
+        }
+        broken
+    });
+}
+
+impl Step {
+    fn fail(self, why: &BatchError) {
+        for (_, reply) in self.admits {
+            let _ = reply.send(Err(why.clone()));
+        }
+        for reply in self.takes {
+            let _ = reply.send(Err(why.clone()));
+        }
     }
 }
 
-fn refs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
+fn answer_admits(admits: Vec<(String, Reply<Duration>)>, waits: Result<Vec<Duration>, BatchError>) {
+    match waits {
+        Ok(waits) => {
+            for ((_, reply), w) in admits.into_iter().zip(waits) {
+                let _ = reply.send(Ok(w));
+            }
+        }
+        Err(why) => {
+            for (_, reply) in admits {
+                let _ = reply.send(Err(why.clone()));
+            }
+        }
+    }
 }

@@ -5,8 +5,8 @@
 //! multiplexed connection: N jobs cost a few round trips instead of 3N pool checkouts and 3N
 //! calls. Order per job is unchanged: a job asks for its ack only after its result is stored.
 //! Released dependents are moved from the run's outbox right after the batch that freed them.
-//! Rate-limit admissions and shared slots go the same way, one script call per limiter
-//! ([`limits`]).
+//! Rate-limit admissions and shared slots go the same way, one script call for a batch's
+//! limiters ([`limits`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -112,12 +112,16 @@ impl Batcher {
 async fn run(mut rx: mpsc::UnboundedReceiver<Op>, store: Store, claim: ClaimInfo, stop: CancellationToken) {
     let mut conn: Option<Conn> = None;
     let mut closed = false;
+    let mut held = limits::HeldGives::default();
     loop {
-        let first = tokio::select! {
+        let deadline = held.deadline();
+        // `None`: held gives are due (or, with `ended`, every step is done: send what is held).
+        let (first, ended) = tokio::select! {
             biased;
             op = rx.recv() => match op {
-                Some(op) => op,
-                None => return,
+                Some(op) => (Some(op), false),
+                None if held.deadline().is_none() => return,
+                None => (None, true),
             },
             _ = stop.cancelled(), if !closed => {
                 // No new steps; those already sent are still carried out.
@@ -125,8 +129,9 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Op>, store: Store, claim: ClaimInfo
                 closed = true;
                 continue;
             }
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => (None, false),
         };
-        let mut ops = vec![first];
+        let mut ops: Vec<Op> = first.into_iter().collect();
         while ops.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(op) => ops.push(op),
@@ -144,11 +149,15 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Op>, store: Store, claim: ClaimInfo
                 }
                 Err(e) => {
                     fail_all(ops, BatchError::Store(Arc::new(e)));
+                    if ended {
+                        // Redis is gone: the held slots lapse with this worker's leases.
+                        return;
+                    }
                     continue;
                 }
             },
         };
-        if execute(ops, c, &store, &claim).await {
+        if execute(ops, c, &store, &claim, &mut held, ended).await {
             // The connection broke: the next batch opens a new one.
             conn = None;
         }
@@ -166,8 +175,9 @@ fn fail_all(ops: Vec<Op>, why: BatchError) {
     }
 }
 
-/// Runs one batch; true when the connection failed.
-async fn execute(ops: Vec<Op>, conn: Conn, store: &Store, claim: &ClaimInfo) -> bool {
+/// Runs one batch (with the shared slots given back that are due, all of them on `flush`);
+/// true when the connection failed.
+async fn execute(ops: Vec<Op>, conn: Conn, store: &Store, claim: &ClaimInfo, held: &mut limits::HeldGives, flush: bool) -> bool {
     let mut marks: HashMap<String, Vec<(ToMark, Reply<MarkRunning>)>> = HashMap::new();
     let mut records: HashMap<String, Vec<(ToRecord, Reply<Recorded>)>> = HashMap::new();
     let mut acks: HashMap<String, Vec<(String, Reply<()>)>> = HashMap::new();
@@ -181,7 +191,7 @@ async fn execute(ops: Vec<Op>, conn: Conn, store: &Store, claim: &ClaimInfo) -> 
         }
     }
     let mut parts = tokio::task::JoinSet::new();
-    limits::spawn(limit_ops, &conn, store, &mut parts);
+    limits::spawn(limit_ops, held, flush, &conn, store, &claim.worker, &mut parts);
     for (run, list) in marks {
         let (mut c, store, claim) = (conn.fork(), store.clone(), claim.clone());
         parts.spawn(async move {

@@ -43,21 +43,17 @@ pub(super) async fn lease_loop(shared: Arc<Shared>, finished: CancellationToken)
                     Err(e) => debug!("lease renewal failed: {e}"),
                 }
             }
-            // Shared slots, one call per limiter.
-            let mut slots: HashMap<String, Vec<String>> = HashMap::new();
+            // Shared slots: how many this worker holds, one call per limiter.
+            let mut slots: HashMap<String, u32> = HashMap::new();
             for s in shared.shared_slots.lock().expect("slots lock").values() {
-                slots.entry(s.limiter.clone()).or_default().push(s.member.clone());
+                *slots.entry(s.limiter.clone()).or_default() += 1;
             }
             let until = zo_common::model::now_ms() + shared.lease.as_millis() as u64;
-            for (limiter, members) in slots {
-                let refs: Vec<&str> = members.iter().map(String::as_str).collect();
-                match store.renew_shared_slots(&mut conn, &limiter, &refs, until).await {
-                    Ok(kept) => {
-                        for (m, k) in members.iter().zip(kept) {
-                            if !k {
-                                warn!(limiter = %limiter, member = %m, "a shared slot lapsed while its task ran (Redis or this worker stalled)");
-                            }
-                        }
+            for (limiter, count) in slots {
+                match store.renew_shared_slots(&mut conn, &limiter, &shared.id, count, until).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        warn!(limiter = %limiter, count, "this worker's shared slots lapsed while its tasks ran (Redis or this worker stalled); held again")
                     }
                     Err(e) => debug!("renewing shared slots failed: {e}"),
                 }

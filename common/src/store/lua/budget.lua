@@ -17,7 +17,7 @@ local function cancel_task(i, one, now, flag_running)
     redis.call('ZREM', delayed, i .. ':' .. att)
     if capped() then
       redis.call('ZREM', parked, i .. ':' .. att)
-      free_slot(i)
+      drop_grant(i)
     end
     redis.call('HSET', state, i, 'cancelled')
     redis.call('HINCRBY', meta, 'cancelled', 1)

@@ -25,7 +25,7 @@ redis.call('HDEL', lease, idx)
 redis.call('HINCRBY', deliveries, idx, -1)
 redis.call('ZADD', delayed, due, idx .. ':' .. att)
 if capped() then
-  free_slot(idx)
+  free_running_slot(idx)
   unpark(now)
 end
 event('idx', idx, 'state', 'queued', 'wait', reason, 'until', due)

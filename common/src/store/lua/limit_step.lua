@@ -1,19 +1,35 @@
--- LIMIT_STEP: everything a worker's batch asks of one limiter, in one call: shared slots
--- given back (then the waiters the free slots are for), slots taken, and rate admissions
--- (limiter_lib.lua). Gives come first, so a slot freed in this batch may be taken in it.
--- KEYS: the limiter's hash, its reservations, its slots, its waiting list
--- ARGV: now_ms rpm tpm ttl_s cap until_ms n_give n_take, then n_give members given back,
--- n_take members taking a slot (`RUN|IDX|WORKER`), then the jobs to admit (`RUN|IDX|ATTEMPT`)
--- Returns: {per job admitted: 0 or ms to wait, per member taking: 1 or 0 (none free),
--- the waiters to bring forward (after gives only)}
-local lim, resv, slots, waiting = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local now, rpm, tpm, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local cap, until_ms, n_give, n_take = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local g0, t0, a0 = 9, 9 + n_give, 9 + n_give + n_take
-local taken, waiters = {}, {}
-if n_give > 0 then redis.call('ZREM', slots, unpack(ARGV, g0, t0 - 1)) end
-if n_take > 0 then taken = take_slots(slots, cap, until_ms, ARGV, t0, a0 - 1, now) end
-if n_give > 0 then waiters = waiters_for_free(slots, waiting, cap, now) end
-local waits = {}
-if a0 <= #ARGV then waits = admit_jobs(lim, resv, now, rpm, tpm, ttl, ARGV, a0) end
-return {waits, taken, waiters}
+-- LIMIT_STEP: everything a worker's batch asks of its limiters, in one call: per limiter,
+-- shared slots given back (then the waiters the free slots are for), slots taken, and rate
+-- admissions (limiter_lib.lua). Gives come first, so a slot freed in this batch may be taken
+-- in it. Each limiter's keys carry its own hash tag: on one Redis server a call serves
+-- several limiters; split per limiter, the same script serves a Cluster.
+-- KEYS: per limiter: its hash, its reservations, its shared slots (`held`), its waiting list
+-- ARGV: now_ms ttl_s worker n_limiters, then per limiter: rpm tpm cap until_ms n_give n_take
+-- n_admit n_named, then n_named jobs (`RUN|IDX|ATTEMPT`): 0 named means the n_admit jobs are
+-- admitted only if every one starts now
+-- Returns: per limiter {admitted (1, or 0: the jobs were not admitted, ask again naming
+-- them), per job named: 0 or ms to wait, slots taken (of n_take), the waiters to bring
+-- forward (after gives), whether tasks still wait for a slot (1/0)}
+local now, ttl, worker, n_lim = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local out, a = {}, 5
+for g = 1, n_lim do
+  local lim, resv, held, waiting = KEYS[4 * g - 3], KEYS[4 * g - 2], KEYS[4 * g - 1], KEYS[4 * g]
+  local rpm, tpm, cap, until_ms = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local n_give, n_take, n_admit, n_named = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7])
+  local first = a + 8
+  a = first + n_named
+  local waiters = {}
+  if n_give > 0 then give_slots(held, worker, n_give) end
+  local taken = take_slots(held, cap, until_ms, worker, n_take, now)
+  if n_give > 0 then waiters = waiters_for_free(held, waiting, cap, now) end
+  local admitted, waits = 1, {}
+  if n_named > 0 then
+    waits = admit_jobs(lim, resv, now, rpm, tpm, ttl, ARGV, first, nil, a - 1)
+  elseif n_admit > 0 and not admit_jobs(lim, resv, now, rpm, tpm, ttl, nil, 0, n_admit) then
+    admitted = 0
+  end
+  local still = 0
+  if (cap > 0 or n_give > 0) and redis.call('LLEN', waiting) > 0 then still = 1 end
+  out[g] = {admitted, waits, taken, waiters, still}
+end
+return out

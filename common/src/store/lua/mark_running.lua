@@ -32,7 +32,7 @@ for k = 1, #idxs do
   elseif tonumber(atts[k] or '0') ~= att then tag = 'stale'
   elseif st == 'running' and (takeover ~= '1' or select(2, lease_owner(idx)) > now) then tag = 'running'
   elseif caps and is_parked(idx, att) then tag = 'parked' -- an older entry of a parked task
-  elseif caps and not take_slot(idx, now + lease_ms) then
+  elseif caps and not take_slot(idx, st) then
     -- No slot: the task waits in `parked` (a lapsed takeover goes back to queued first).
     if st == 'running' then
       redis.call('HSET', state, idx, 'queued')

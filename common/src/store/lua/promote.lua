@@ -1,5 +1,5 @@
 -- PROMOTE: moves retries that are due from the delayed set to the outbox; in a capped run,
--- frees the slots of lapsed leases and gives free slots to parked tasks (slots.lua).
+-- gives free slots (lapsed leases' too) to parked tasks (slots.lua).
 -- KEYS: the run's keys (prelude.lua)
 -- Errors: NORUN when the run has no `meta` (it expired or Redis lost it): nothing is written.
 -- ARGV: now_ms
@@ -10,8 +10,5 @@ for _, m in ipairs(due) do
   redis.call('ZREM', delayed, m)
   redis.call('RPUSH', outbox, m)
 end
-if capped() then
-  expire_slots(tonumber(ARGV[1]))
-  unpark(tonumber(ARGV[1]))
-end
+if capped() then unpark(tonumber(ARGV[1])) end
 return #due + queued_n

@@ -17,7 +17,7 @@ local sts = redis.call('HMGET', state, unpack(idxs))
 local atts = redis.call('HMGET', attempt, unpack(idxs))
 -- `now_st`/`now_att`: state and attempt after earlier items of this batch (same task twice).
 local out, now_st, now_att, by_status, counts = {}, {}, {}, {}, {}
-local finals, st_set, res_set, lease_del = {}, {}, {}, {}
+local finals, st_set, res_set, lease_del, ran_idxs, queued_idxs = {}, {}, {}, {}, {}, {}
 local ran, done, cost = 0, 0, 0
 -- A run stopped by its budget retries nothing.
 local halted = stopped()
@@ -28,7 +28,12 @@ for k = 1, #idxs do
   if st ~= 'running' and st ~= 'queued' then out[k] = 'dup'
   elseif (now_att[idx] or tonumber(atts[k] or '0')) ~= att then out[k] = 'stale'
   else
-    if st == 'running' then ran = ran + 1 end
+    if st == 'running' then
+      ran = ran + 1
+      ran_idxs[#ran_idxs + 1] = idx
+    else
+      queued_idxs[#queued_idxs + 1] = idx
+    end
     lease_del[#lease_del + 1] = idx
     cost = cost + (tonumber(ARGV[i + 5]) or 0)
     if delay >= 0 and not halted and status ~= 'success' and status ~= 'cancelled' and redis.call('HEXISTS', cancel, idx) == 0 then
@@ -58,21 +63,18 @@ for k = 1, #idxs do
 end
 if #lease_del > 0 then
   redis.call('HDEL', lease, unpack(lease_del))
-  -- A finished or retried attempt gives its slot to the oldest parked task (slots.lua);
-  -- with none parked, lapsed slots can wait for a take that needs them.
+  if ran > 0 then redis.call('HINCRBY', meta, 'running', -ran) end
+  -- A finished or retried attempt gives its slot to the oldest parked task (slots.lua).
   if capped() then
-    free_slots(lease_del)
-    if redis.call('EXISTS', parked) == 1 then
-      expire_slots(tonumber(now))
-      unpark(tonumber(now))
-    end
+    free_running_slots(ran_idxs)
+    for _, idx in ipairs(queued_idxs) do drop_grant(idx) end
+    unpark(tonumber(now))
   end
 end
 if #st_set > 0 then
   redis.call('HSET', state, unpack(st_set))
   redis.call('HSET', result, unpack(res_set))
 end
-if ran > 0 then redis.call('HINCRBY', meta, 'running', -ran) end
 for st, n in pairs(counts) do redis.call('HINCRBY', meta, st, n) end
 if done > 0 then redis.call('HINCRBY', meta, 'done', done) end
 for st, l in pairs(by_status) do event('idxs', table.concat(l, ','), 'state', st) end

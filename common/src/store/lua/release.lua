@@ -13,7 +13,7 @@ redis.call('HDEL', lease, idx)
 redis.call('HINCRBY', deliveries, idx, -1)
 redis.call('RPUSH', outbox, idx .. ':' .. att)
 if capped() then
-  free_slot(idx)
+  free_running_slot(idx)
   unpark(tonumber(ARGV[4]))
 end
 event('idx', idx, 'state', 'queued', 'released_by', worker)

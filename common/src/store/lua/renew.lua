@@ -10,7 +10,5 @@ local owner, _, started = lease_owner(idx)
 if owner ~= worker then return 0 end
 if not started or started == '' then started = now end
 redis.call('HSET', lease, idx, worker .. '|' .. (now + lease_ms) .. '|' .. started)
--- Its slot lives as long as its lease (taken again if it lapsed and there is room).
-if capped() then take_slot(idx, now + lease_ms) end
 if redis.call('HEXISTS', cancel, idx) == 1 then return 2 end
 return 1

@@ -1,20 +1,26 @@
 -- Slots: a run's concurrency caps (`resource_limits`: `max_concurrent_tasks` over the run,
 -- `max_tasks_per_instance` per instance), appended to prelude.lua for every run script. A
--- running task holds a slot in `slots` (idx scored by its lease's expiry, renewed with the
--- lease), so a dead worker's slot frees itself when its lease lapses. A task that finds no
--- slot when it is marked leaves its stream and waits in `parked` (`idx:attempt`, oldest
--- first); whoever frees a slot (a result, a hand-back, an upkeep tick that finds a lapsed
--- one) gives it to the oldest parked task that fits and puts that task in the outbox, its
--- slot granted for GRANT_MS until it is marked. `slotinfo` holds `i:IDX` → the task's
--- instance (written at creation, capped runs only) and `n:INSTANCE` → slots held there.
--- Meta `cap_all` / `cap_inst` hold the caps (absent: no cap, and none of this runs).
+-- task holds a slot while it runs (its lease, renewed by its worker, says until when) or
+-- while it is granted one: the slots held over the run are meta `running` plus the grants
+-- in `slots` (idx scored by the grant's expiry), and `slotinfo` counts them per instance
+-- (`n:INSTANCE`; `i:IDX` → the task's instance, written at creation under a per-instance
+-- cap). Nothing is written per task beyond what running already writes, so a cap that does
+-- not bind costs a few reads per call. A running task whose lease lapsed (its worker died)
+-- holds none: when a cap could be full, the lapsed leases are subtracted (read once per
+-- call), and its takeover needs a slot again. A task that finds no slot when it is marked
+-- leaves its stream and waits in `parked` (`idx:attempt`, oldest first); whoever frees a
+-- slot (a result, a hand-back, an upkeep tick that finds a lapsed lease) gives it to the
+-- oldest parked task that fits and puts that task in the outbox, its slot granted for
+-- GRANT_MS until it is marked. Meta `cap_all` / `cap_inst` hold the caps (absent: no cap,
+-- and none of this runs).
 local GRANT_MS = 60000
-local cap_all, cap_inst = nil, nil
--- Whether the run has a cap (read once per call).
+local cap_all, cap_inst, running_at_start = nil, nil, 0
+-- Whether the run has a cap (read once per call, with meta `running` as the call found it).
 local function capped()
   if cap_all == nil then
-    local c = redis.call('HMGET', meta, 'cap_all', 'cap_inst')
+    local c = redis.call('HMGET', meta, 'cap_all', 'cap_inst', 'running')
     cap_all, cap_inst = tonumber(c[1] or '0') or 0, tonumber(c[2] or '0') or 0
+    running_at_start = tonumber(c[3] or '0') or 0
   end
   return cap_all > 0 or cap_inst > 0
 end
@@ -23,26 +29,53 @@ local function instance_of(idx)
   if cap_inst <= 0 then return '' end
   return redis.call('HGET', slotinfo, 'i:' .. idx) or ''
 end
-local function drop_slot(idx)
+local function count_instance(idx, d)
   local inst = instance_of(idx)
-  if inst ~= '' then redis.call('HINCRBY', slotinfo, 'n:' .. inst, -1) end
+  if inst ~= '' then redis.call('HINCRBY', slotinfo, 'n:' .. inst, d) end
 end
--- Slots whose lease lapsed (their worker died) are free again.
-local function expire_slots(now)
+-- Slots held over the run now: running tasks and grants.
+local function held_all()
+  return (tonumber(redis.call('HGET', meta, 'running') or '0') or 0) + redis.call('ZCARD', slots)
+end
+-- Grants that lapsed (the task was never marked: cancelled, or its entry lost) are taken back.
+local function expire_grants(now)
   local gone = redis.call('ZRANGEBYSCORE', slots, '-inf', now)
-  for _, idx in ipairs(gone) do
-    redis.call('ZREM', slots, idx)
-    drop_slot(idx)
-  end
+  if #gone == 0 then return end
+  redis.call('ZREM', slots, unpack(gone))
+  for _, idx in ipairs(gone) do count_instance(idx, -1) end
 end
--- A batch of takes (a mark call's) reads what it needs once and writes once: `pf` holds
--- the slots held among the batch's tasks, their instances, the counts, and the writes
--- (`begin_takes` … `end_takes`); outside a batch each take reads and writes on its own.
--- Lapsed slots are swept only when the batch could find a cap full (a cap that does not
--- bind costs no sweep); whoever frees slots for parked tasks sweeps too.
+-- The running tasks whose lease lapsed (a dead worker's), which hold no slot: how many, how
+-- many per instance, and which. Read once per call, only when a cap could be full.
+local lapsed = nil
+local function lapsed_leases(now)
+  if lapsed then return lapsed end
+  lapsed = { n = 0, inst = {}, idx = {} }
+  local l = redis.call('HGETALL', lease)
+  local gone = {}
+  for k = 1, #l, 2 do
+    local exp = tonumber(string.match(l[k + 1], '^[^|]*|(%d+)') or '')
+    if exp and exp <= now then
+      gone[#gone + 1] = l[k]
+      lapsed.idx[l[k]] = true
+    end
+  end
+  lapsed.n = #gone
+  if cap_inst > 0 and #gone > 0 then
+    local keys = {}
+    for k, idx in ipairs(gone) do keys[k] = 'i:' .. idx end
+    for _, inst in ipairs(redis.call('HMGET', slotinfo, unpack(keys))) do
+      if inst then lapsed.inst[inst] = (lapsed.inst[inst] or 0) + 1 end
+    end
+  end
+  return lapsed
+end
+-- A batch of takes (a mark call's, before it changes `running`) reads what it needs once and
+-- writes once (`begin_takes` … `end_takes`, state in `pf`). Grants and parked tasks exist
+-- only while a cap binds (one call says there are none); lapsed grants and leases are
+-- looked at only when the batch could find a cap full.
 local pf = nil
 local function begin_takes(idxs, now)
-  pf = { held = {}, inst = {}, n_all = 0, n_inst = {}, d_inst = {}, add = {} }
+  pf = { inst = {}, n_all = 0, n_inst = {}, d_inst = {}, granted = {}, ungrant = {}, slow = false }
   local want, names = {}, {}
   if cap_inst > 0 then
     local keys = {}
@@ -57,92 +90,92 @@ local function begin_takes(idxs, now)
       end
     end
   end
-  local function counts()
-    if cap_all > 0 then pf.n_all = redis.call('ZCARD', slots) end
+  local grants_or_parked = redis.call('EXISTS', slots, parked) > 0
+  local function counts(fresh)
+    if cap_all > 0 then
+      if fresh or grants_or_parked then pf.n_all = held_all() else pf.n_all = running_at_start end
+    end
     if #names > 0 then
       local keys = {}
       for k, inst in ipairs(names) do keys[k] = 'n:' .. inst end
       local ns = redis.call('HMGET', slotinfo, unpack(keys))
       for k, inst in ipairs(names) do pf.n_inst[inst] = tonumber(ns[k] or '0') or 0 end
     end
+    pf.granted = {}
+    if grants_or_parked and redis.call('EXISTS', slots) == 1 then
+      local scores = redis.call('ZMSCORE', slots, unpack(idxs))
+      for k, idx in ipairs(idxs) do
+        if scores[k] then pf.granted[idx] = true end
+      end
+    end
   end
-  counts()
+  counts(false)
   local full = cap_all > 0 and pf.n_all + #idxs > cap_all
   for inst, w in pairs(want) do
     if pf.n_inst[inst] + w > cap_inst then full = true end
   end
   if full then
-    expire_slots(now)
-    counts()
+    pf.slow = true
+    expire_grants(now)
+    counts(true)
+    local lp = lapsed_leases(now)
+    pf.n_all = pf.n_all - lp.n
+    for inst, n in pairs(pf.n_inst) do pf.n_inst[inst] = n - (lp.inst[inst] or 0) end
   end
-  pf.any_parked = redis.call('EXISTS', parked) == 1
-  local scores = redis.call('ZMSCORE', slots, unpack(idxs))
-  for k, idx in ipairs(idxs) do
-    if scores[k] then pf.held[idx] = true end
-  end
+  pf.any_parked = grants_or_parked and redis.call('EXISTS', parked) == 1
 end
 local function end_takes()
-  if #pf.add > 0 then redis.call('ZADD', slots, unpack(pf.add)) end
-  for inst, d in pairs(pf.d_inst) do redis.call('HINCRBY', slotinfo, 'n:' .. inst, d) end
+  if #pf.ungrant > 0 then redis.call('ZREM', slots, unpack(pf.ungrant)) end
+  for inst, d in pairs(pf.d_inst) do
+    if d ~= 0 then redis.call('HINCRBY', slotinfo, 'n:' .. inst, d) end
+  end
   pf = nil
 end
--- Task idx takes (or keeps, extending it) a slot until `until_ms`; false when its run or its
--- instance is at the cap.
-local function take_slot(idx, until_ms)
-  if pf then
-    if not pf.held[idx] then
-      if cap_all > 0 and pf.n_all >= cap_all then return false end
-      local inst = pf.inst[idx] or ''
-      if inst ~= '' then
-        local n = pf.n_inst[inst]
-        if n >= cap_inst then return false end
-        pf.n_inst[inst] = n + 1
-        pf.d_inst[inst] = (pf.d_inst[inst] or 0) + 1
-      end
-      pf.held[idx] = true
-      pf.n_all = pf.n_all + 1
-    end
-    pf.add[#pf.add + 1] = until_ms
-    pf.add[#pf.add + 1] = idx
+-- Whether task idx (state `st`: queued, or running for a takeover) may run, within a batch:
+-- a grant becomes its running slot, a takeover whose lease has not lapsed keeps the slot its
+-- running state holds, anything else takes a free one; false when its run or instance is at
+-- the cap (a lapsed takeover then no longer counts as running on its instance).
+local function take_slot(idx, st)
+  if pf.granted[idx] then
+    pf.granted[idx] = nil
+    pf.ungrant[#pf.ungrant + 1] = idx
     return true
   end
-  if redis.call('ZSCORE', slots, idx) then
-    redis.call('ZADD', slots, until_ms, idx)
-    return true
+  local lapsed_takeover = st == 'running' and pf.slow and lapsed.idx[idx]
+  if st == 'running' and not lapsed_takeover then return true end
+  local inst = pf.inst[idx] or ''
+  if (cap_all > 0 and pf.n_all >= cap_all) or (inst ~= '' and pf.n_inst[inst] >= cap_inst) then
+    if lapsed_takeover and inst ~= '' then pf.d_inst[inst] = (pf.d_inst[inst] or 0) - 1 end
+    return false
   end
-  if cap_all > 0 and redis.call('ZCARD', slots) >= cap_all then return false end
-  local inst = instance_of(idx)
+  pf.n_all = pf.n_all + 1
   if inst ~= '' then
-    -- One call counts the slot and tells whether the instance had room.
-    if redis.call('HINCRBY', slotinfo, 'n:' .. inst, 1) > cap_inst then
-      redis.call('HINCRBY', slotinfo, 'n:' .. inst, -1)
-      return false
-    end
+    pf.n_inst[inst] = pf.n_inst[inst] + 1
+    -- A lapsed takeover is still counted on its instance: only a new runner adds one.
+    if not lapsed_takeover then pf.d_inst[inst] = (pf.d_inst[inst] or 0) + 1 end
   end
-  redis.call('ZADD', slots, until_ms, idx)
   return true
 end
-local function free_slot(idx)
-  if redis.call('ZREM', slots, idx) == 1 then drop_slot(idx) end
+-- A running task stops running (its result, or handed back): its instance counts one less
+-- (the run's count is meta `running`, which the caller lowers).
+local function free_running_slot(idx)
+  count_instance(idx, -1)
 end
--- Frees the slots of several tasks (a record call's) in a few calls.
-local function free_slots(idxs)
-  local scores = redis.call('ZMSCORE', slots, unpack(idxs))
-  local held, keys = {}, {}
-  for k, idx in ipairs(idxs) do
-    if scores[k] then
-      held[#held + 1] = idx
-      keys[#keys + 1] = 'i:' .. idx
-    end
-  end
-  if #held == 0 then return end
-  redis.call('ZREM', slots, unpack(held))
-  if cap_inst <= 0 then return end
+-- Several tasks stop running (a record call's), in a few calls.
+local function free_running_slots(idxs)
+  if cap_inst <= 0 or #idxs == 0 then return end
+  local keys = {}
+  for k, idx in ipairs(idxs) do keys[k] = 'i:' .. idx end
   local by_inst = {}
   for _, inst in ipairs(redis.call('HMGET', slotinfo, unpack(keys))) do
     if inst then by_inst[inst] = (by_inst[inst] or 0) + 1 end
   end
   for inst, n in pairs(by_inst) do redis.call('HINCRBY', slotinfo, 'n:' .. inst, -n) end
+end
+-- A task that will not be marked after all (cancelled, recorded while queued) gives back
+-- the slot it was granted, if any.
+local function drop_grant(idx)
+  if redis.call('ZREM', slots, idx) == 1 then count_instance(idx, -1) end
 end
 -- Parks a queued task (attempt att) until a slot frees.
 local function park(idx, att, now)
@@ -154,21 +187,42 @@ local function is_parked(idx, att)
   return redis.call('ZSCORE', parked, idx .. ':' .. att) ~= false
 end
 -- Gives free slots to parked tasks, oldest first (looking at most at 200 of them: a parked
--- task of a full instance does not hold up the others); each goes to the outbox. Parked
--- entries of tasks no longer queued at that attempt (cancelled, revived) are dropped.
+-- task of a full instance does not hold up the others); each is granted its slot and goes
+-- to the outbox. Parked entries of tasks no longer queued at that attempt (cancelled,
+-- revived) are dropped. Callers lower meta `running` first.
 local function unpark(now)
-  if cap_all > 0 and redis.call('ZCARD', slots) >= cap_all then return end
-  local members = redis.call('ZRANGE', parked, 0, 199)
-  for _, m in ipairs(members) do
+  if redis.call('EXISTS', parked) == 0 then return end
+  expire_grants(now)
+  local lp = lapsed_leases(now)
+  local n_all = held_all() - lp.n
+  if cap_all > 0 and n_all >= cap_all then return end
+  local n_inst = {}
+  local function room(inst)
+    if inst == '' then return true end
+    if not n_inst[inst] then
+      n_inst[inst] = (tonumber(redis.call('HGET', slotinfo, 'n:' .. inst) or '0') or 0) - (lp.inst[inst] or 0)
+    end
+    return n_inst[inst] < cap_inst
+  end
+  for _, m in ipairs(redis.call('ZRANGE', parked, 0, 199)) do
     local idx, att = string.match(m, '^(%d+):(%d+)$')
     if redis.call('HGET', state, idx) ~= 'queued' or redis.call('HGET', attempt, idx) ~= att then
       redis.call('ZREM', parked, m)
-    elseif take_slot(idx, now + GRANT_MS) then
-      redis.call('ZREM', parked, m)
-      redis.call('RPUSH', outbox, m)
-      event('idx', idx, 'state', 'queued', 'slot', 'granted')
-      queued_n = queued_n + 1
-      if cap_all > 0 and redis.call('ZCARD', slots) >= cap_all then return end
+    else
+      local inst = instance_of(idx)
+      if room(inst) then
+        redis.call('ZADD', slots, now + GRANT_MS, idx)
+        if inst ~= '' then
+          redis.call('HINCRBY', slotinfo, 'n:' .. inst, 1)
+          n_inst[inst] = n_inst[inst] + 1
+        end
+        n_all = n_all + 1
+        redis.call('ZREM', parked, m)
+        redis.call('RPUSH', outbox, m)
+        event('idx', idx, 'state', 'queued', 'slot', 'granted')
+        queued_n = queued_n + 1
+        if cap_all > 0 and n_all >= cap_all then return end
+      end
     end
   end
 end

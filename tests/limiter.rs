@@ -1,0 +1,113 @@
+//! The limiter scripts on a real Redis, below the worker: shared slots counted per worker
+//! (take, give, a dead worker's slots swept, a stalled worker's held again on renewal) and
+//! admissions counted or named (a limit that does not bind answers a whole batch at once;
+//! one that binds says to ask again naming the jobs, and then reserves each its start).
+
+use std::time::Duration;
+
+use zo_common::model::{now_ms, RateLimit};
+use zo_common::store::{Admits, LimitAsk, LimitStep, Limiter, Store};
+use zo_e2e::{namespace, Redis};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+fn slots_only(cap: u32, until_ms: u64, gives: u32, takes: u32) -> LimitAsk<'static> {
+    LimitAsk { cap, until_ms, gives, takes, admits: Admits::Count(0) }
+}
+
+/// One step of a shared-slot case: which worker, what it gives back and asks for, and how
+/// many it must get.
+struct SlotStep {
+    worker: &'static str,
+    gives: u32,
+    takes: u32,
+    /// Its slots' lease: lapsed already (a dead worker) or a minute ahead.
+    lapsed: bool,
+    got: u32,
+}
+
+const fn step(worker: &'static str, gives: u32, takes: u32, got: u32) -> SlotStep {
+    SlotStep { worker, gives, takes, lapsed: false, got }
+}
+
+#[test]
+fn shared_slots_are_counted_per_worker() {
+    // (what, cap, steps in order, slots held at the end)
+    let cases: &[(&str, u32, &[SlotStep], u64)] = &[
+        ("the first askers get them, the rest none", 4, &[step("a", 0, 3, 3), step("b", 0, 2, 1), step("c", 0, 1, 0)], 4),
+        ("a slot given back is taken in the same call", 2, &[step("a", 0, 2, 2), step("a", 1, 1, 1), step("b", 0, 1, 0)], 2),
+        ("gives past what a worker holds change nothing", 2, &[step("a", 0, 1, 1), step("a", 5, 0, 0), step("b", 0, 2, 2)], 2),
+        (
+            "a dead worker's slots are swept when a take needs them",
+            3,
+            &[SlotStep { worker: "dead", gives: 0, takes: 3, lapsed: true, got: 3 }, step("b", 0, 3, 3)],
+            3,
+        ),
+    ];
+    let redis = Redis::start();
+    rt().block_on(async {
+        for (k, (what, cap, steps, total)) in cases.iter().enumerate() {
+            let ns = namespace(&format!("slots{k}"));
+            let store = Store::connect(&redis.url(), &ns, 2).await.unwrap();
+            let mut c = store.conn().await.unwrap();
+            let lim = Limiter { name: "fast".into(), rate: RateLimit::default() };
+            for s in *steps {
+                let until = if s.lapsed { now_ms() - 1 } else { now_ms() + 60_000 };
+                let answer = store.limit_step(&mut c, s.worker, &[(&lim, slots_only(*cap, until, s.gives, s.takes))]).await.unwrap();
+                assert_eq!(answer[0].taken, s.got, "{what}: {} asking {} (cap {cap})", s.worker, s.takes);
+            }
+            let t: u64 = redis::cmd("HGET").arg(format!("{ns}:limit:{{fast}}:held")).arg("total").query_async(&mut c).await.unwrap();
+            assert_eq!(t, *total, "{what}: slots held at the end");
+        }
+    });
+}
+
+#[test]
+fn a_stalled_workers_slots_are_held_again_when_it_renews() {
+    let redis = Redis::start();
+    rt().block_on(async {
+        let store = Store::connect(&redis.url(), &namespace("renew"), 2).await.unwrap();
+        let mut c = store.conn().await.unwrap();
+        let lim = Limiter { name: "fast".into(), rate: RateLimit::default() };
+        // `slow` holds 2 slots whose lease lapses; `b` takes them over while `slow` stalls.
+        store.limit_step(&mut c, "slow", &[(&lim, slots_only(2, now_ms() - 1, 0, 2))]).await.unwrap();
+        assert!(!store.renew_shared_slots(&mut c, "fast", "slow", 2, now_ms() + 60_000).await.unwrap(), "its slots had lapsed");
+        let b = store.limit_step(&mut c, "b", &[(&lim, slots_only(2, now_ms() + 60_000, 0, 1))]).await.unwrap();
+        assert_eq!(b[0].taken, 0, "slow's two tasks still run: held again, the cap is full");
+        assert!(store.renew_shared_slots(&mut c, "fast", "slow", 2, now_ms() + 60_000).await.unwrap(), "held, renewed");
+        store.limit_step(&mut c, "slow", &[(&lim, slots_only(2, 0, 2, 0))]).await.unwrap();
+        let b = store.limit_step(&mut c, "b", &[(&lim, slots_only(2, now_ms() + 60_000, 0, 2))]).await.unwrap();
+        assert_eq!(b[0].taken, 2, "given back, free for others");
+    });
+}
+
+#[test]
+fn admissions_are_counted_while_the_limit_does_not_bind() {
+    let redis = Redis::start();
+    rt().block_on(async {
+        let store = Store::connect(&redis.url(), &namespace("admit"), 2).await.unwrap();
+        let mut c = store.conn().await.unwrap();
+        let high = Limiter { name: "high".into(), rate: RateLimit { rpm: Some(100_000_000), tpm: None } };
+        let low = Limiter { name: "low".into(), rate: RateLimit { rpm: Some(60), tpm: None } };
+        let count = |n| LimitAsk { cap: 0, until_ms: 0, gives: 0, takes: 0, admits: Admits::Count(n) };
+        // Both limiters in one call, answered in order: 1,000 starts fit in a millisecond at
+        // 100 million a minute; two starts a second apart do not.
+        let answers = store.limit_step(&mut c, "w", &[(&high, count(1000)), (&low, count(2))]).await.unwrap();
+        assert_eq!(answers[0].waits.as_deref(), Some(&[Duration::ZERO; 1000][..]), "the high limit admits the batch");
+        assert_eq!(answers[1].waits, None, "the low limit asks for the jobs by name");
+        let jobs = ["r|1|1", "r|2|1"];
+        let named = LimitAsk { admits: Admits::Named(&jobs), ..count(0) };
+        let answer = store.limit_step(&mut c, "w", &[(&low, named)]).await.unwrap();
+        let waits = answer[0].waits.clone().expect("named jobs are answered");
+        assert_eq!(waits[0], Duration::ZERO, "the first starts now");
+        assert!(waits[1] > Duration::from_millis(900) && waits[1] <= Duration::from_millis(1000), "the second a second later: {waits:?}");
+        // A reservation is held: counted asks go by name until it is used.
+        assert_eq!(store.limit_step(&mut c, "w", &[(&low, count(1))]).await.unwrap()[0].waits, None);
+        // A backoff after a rate-limit answer stops counted admissions of the high limit too.
+        store.debit(&mut c, &high, 0, true, Some(Duration::from_secs(5))).await.unwrap();
+        let LimitStep { waits, .. } = store.limit_step(&mut c, "w", &[(&high, count(3))]).await.unwrap().remove(0);
+        assert_eq!(waits, None, "backed off: ask by name");
+    });
+}
