@@ -14,7 +14,7 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 fn slots_only(cap: u32, until_ms: u64, gives: u32, takes: u32) -> LimitAsk<'static> {
-    LimitAsk { cap, until_ms, gives, takes, admits: Admits::Count(0) }
+    LimitAsk { cap, until_ms, gives, takes, admits: Admits::Count(0), spare: 0 }
 }
 
 /// One step of a shared-slot case: which worker, what it gives back and asks for, and how
@@ -91,7 +91,7 @@ fn admissions_are_counted_while_the_limit_does_not_bind() {
         let mut c = store.conn().await.unwrap();
         let high = Limiter { name: "high".into(), rate: RateLimit { rpm: Some(100_000_000), tpm: None } };
         let low = Limiter { name: "low".into(), rate: RateLimit { rpm: Some(60), tpm: None } };
-        let count = |n| LimitAsk { cap: 0, until_ms: 0, gives: 0, takes: 0, admits: Admits::Count(n) };
+        let count = |n| LimitAsk { cap: 0, until_ms: 0, gives: 0, takes: 0, admits: Admits::Count(n), spare: 0 };
         // Both limiters in one call, answered in order: 1,000 starts fit in a millisecond at
         // 100 million a minute; two starts a second apart do not.
         let answers = store.limit_step(&mut c, "w", &[(&high, count(1000)), (&low, count(2))]).await.unwrap();
@@ -109,5 +109,33 @@ fn admissions_are_counted_while_the_limit_does_not_bind() {
         store.debit(&mut c, &high, 0, true, Some(Duration::from_secs(5))).await.unwrap();
         let LimitStep { waits, .. } = store.limit_step(&mut c, "w", &[(&high, count(3))]).await.unwrap().remove(0);
         assert_eq!(waits, None, "backed off: ask by name");
+    });
+}
+
+#[test]
+fn starts_are_banked_only_when_they_start_within_the_millisecond() {
+    let redis = Redis::start();
+    rt().block_on(async {
+        let store = Store::connect(&redis.url(), &namespace("bank"), 2).await.unwrap();
+        let mut c = store.conn().await.unwrap();
+        let ask = |n, spare| LimitAsk { cap: 0, until_ms: 0, gives: 0, takes: 0, admits: Admits::Count(n), spare };
+        let lim = |name: &str, rpm, tpm| Limiter { name: name.into(), rate: RateLimit { rpm: Some(rpm), tpm } };
+        // (what, limiter, jobs, spare asked, banked)
+        let cases = [
+            ("100 million a minute: 1,666 starts a millisecond", lim("high", 100_000_000, None), 10, 256, 256),
+            ("600,000 a minute: 10 a millisecond, 4 of them this batch's", lim("mid", 600_000, None), 4, 256, 6),
+            ("1,200 a minute: one start every 50 ms", lim("low", 1200, None), 1, 256, 0),
+            ("a token limit: tokens are debited after the tasks", lim("tokens", 100_000_000, Some(1_000_000)), 10, 256, 0),
+            ("nothing asked", lim("none", 100_000_000, None), 10, 0, 0),
+        ];
+        for (what, l, n, spare, banked) in cases {
+            let a = store.limit_step(&mut c, "w", &[(&l, ask(n, spare))]).await.unwrap().remove(0);
+            assert_eq!(a.waits.map(|w| w.len()), Some(n as usize), "{what}: the batch is admitted");
+            assert_eq!(a.banked, banked, "{what}");
+        }
+        // What was banked is spent: the limiter's next start is after the banked ones.
+        let mid = lim("mid", 600_000, None);
+        let a = store.limit_step(&mut c, "w", &[(&mid, ask(20, 0))]).await.unwrap().remove(0);
+        assert_eq!(a.waits, None, "the millisecond's 10 starts are gone: 20 more would wait");
     });
 }

@@ -38,6 +38,8 @@ pub struct LimitStep {
     pub waiters: Vec<String>,
     /// Whether tasks still wait for one of the limiter's shared slots.
     pub waiting: bool,
+    /// Starts granted beyond the counted jobs, to bank (see [`LimitAsk::spare`]).
+    pub banked: u32,
 }
 
 /// What one batch asks of one limiter's shared slots and rate limits.
@@ -54,6 +56,9 @@ pub struct LimitAsk<'a> {
     /// Jobs asking the rate limits: a count (admitted only if every one starts now) or the
     /// jobs by name (`RUN|IDX|ATTEMPT`, each answered).
     pub admits: Admits<'a>,
+    /// With counted jobs admitted, how many more starts to grant for the worker to bank, if
+    /// they too start now (a start limit without a token limit only).
+    pub spare: u32,
 }
 
 /// Jobs asking a limiter's rates, counted or named.
@@ -80,18 +85,18 @@ impl Store {
             inv.arg(lim.rate.rpm.unwrap_or(0)).arg(lim.rate.tpm.unwrap_or(0)).arg(ask.cap).arg(ask.until_ms);
             inv.arg(ask.gives).arg(ask.takes);
             match ask.admits {
-                Admits::Count(n) => inv.arg(n).arg(0),
-                Admits::Named(jobs) => jobs.iter().fold(inv.arg(jobs.len()).arg(jobs.len()), |inv, j| inv.arg(*j)),
+                Admits::Count(n) => inv.arg(n).arg(0).arg(ask.spare),
+                Admits::Named(jobs) => jobs.iter().fold(inv.arg(jobs.len()).arg(jobs.len()).arg(0), |inv, j| inv.arg(*j)),
             };
         }
-        type Answer = (i64, Vec<i64>, i64, Vec<String>, i64);
+        type Answer = (i64, Vec<i64>, i64, Vec<String>, i64, i64);
         let answers: Vec<Answer> = inv.invoke_async(conn).await?;
         if answers.len() != asks.len() {
             return Err(StoreError::Corrupt(format!("limit step answered {} of {} limiters", answers.len(), asks.len())));
         }
         asks.iter()
             .zip(answers)
-            .map(|((_, ask), (admitted, waits, taken, waiters, waiting))| {
+            .map(|((_, ask), (admitted, waits, taken, waiters, waiting, banked))| {
                 let waits = match ask.admits {
                     Admits::Named(jobs) if waits.len() != jobs.len() => {
                         return Err(StoreError::Corrupt(format!("limit step answered {} of {} admissions", waits.len(), jobs.len())));
@@ -103,7 +108,11 @@ impl Store {
                     .ok()
                     .filter(|t| *t <= ask.takes)
                     .ok_or_else(|| StoreError::Corrupt(format!("limit step took {taken} slots of the {} asked for", ask.takes)))?;
-                Ok(LimitStep { waits, taken, waiters, waiting: waiting == 1 })
+                let banked = u32::try_from(banked)
+                    .ok()
+                    .filter(|b| *b <= ask.spare)
+                    .ok_or_else(|| StoreError::Corrupt(format!("limit step banked {banked} starts of the {} asked for", ask.spare)))?;
+                Ok(LimitStep { waits, taken, waiters, waiting: waiting == 1, banked })
             })
             .collect()
     }

@@ -58,8 +58,9 @@ pub const MIN_REDIS: (u32, u32) = (6, 2);
 /// run id or index, results nest their outcome. 3: trigger rules and conditions (the run's
 /// `rules` key, `skip` values `CLASS:CAUSE`). 4: specs carry `inputs`, the `${{ … }}` templates
 /// a worker renders (an older one would run them as written). 5: leases carry when the task
-/// started (`WORKER|EXPIRY|STARTED`).
-pub const PROTOCOL: u32 = 5;
+/// started (`WORKER|EXPIRY|STARTED`). 6: the catalog's shared slots are counted per worker
+/// (`NS:limit:{NAME}:held`) and a capped run's slots are its running tasks plus grants.
+pub const PROTOCOL: u32 = 6;
 
 /// How long finished runs stay in Redis by default.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);

@@ -107,13 +107,28 @@ struct Step {
 /// limiter's slots they go at once.
 const HOLD_GIVES: Duration = Duration::from_millis(50);
 
-/// Shared slots given back and not sent yet, per limiter (with its cap and since when), and
-/// the limiters whose last answer said tasks wait for a slot. Nothing but counts: a worker
-/// killed meanwhile loses nothing its leases' lapse does not give back.
+/// How many starts a batch asks for besides its own, to bank (granted only when they start
+/// within the same millisecond: a limit of at least 60,000 a minute), and how long a bank
+/// lives: starts over any minute pass the limit by at most that share of it (50 ms of 60 s).
+const BANK: u32 = 256;
+const BANK_TTL: Duration = Duration::from_millis(50);
+
+/// Shared slots given back and not sent yet, per limiter (with its cap and since when): a
+/// task of this worker that asks for a slot meanwhile takes one of them, with no call. What
+/// the limiters' answers said, for the next batches ([`Answers`]). Nothing but counts: a
+/// worker killed meanwhile loses nothing its leases' lapse does not give back.
 #[derive(Default)]
 pub(super) struct HeldGives {
     held: HashMap<String, (u32, u32, Instant)>,
-    contended: Arc<Mutex<HashSet<String>>>,
+    answers: Arc<Mutex<Answers>>,
+}
+
+/// What the limiters' last answers said: where tasks wait for a slot (gives go at once and
+/// are not taken again here), and the starts banked per limiter, until when.
+#[derive(Default)]
+struct Answers {
+    contended: HashSet<String>,
+    banks: HashMap<String, (u32, Instant)>,
 }
 
 impl HeldGives {
@@ -158,7 +173,42 @@ pub(super) fn spawn(
         }
     }
     let now = Instant::now();
-    let contended = held.contended.lock().expect("contended lock").clone();
+    let contended = {
+        let mut answers = held.answers.lock().expect("limiter answers lock");
+        let contended = answers.contended.clone();
+        for (name, step) in steps.iter_mut() {
+            // A slot given back (in this batch, or held) goes to a task asking for one: it
+            // stays counted, now for the task that holds it. Not while tasks wait for it.
+            if !step.takes.is_empty() && !contended.contains(name) {
+                let held_n = held.held.get(name).map_or(0, |h| h.1);
+                let m = (step.gives + held_n).min(step.takes.len() as u32);
+                let from_batch = m.min(step.gives);
+                step.gives -= from_batch;
+                if m > from_batch {
+                    if let Some(h) = held.held.get_mut(name) {
+                        h.1 -= m - from_batch;
+                        if h.1 == 0 {
+                            held.held.remove(name);
+                        }
+                    }
+                }
+                for reply in step.takes.drain(..m as usize) {
+                    let _ = reply.send(Ok(true));
+                }
+            }
+            // Starts banked by an earlier answer admit the batch's jobs, with no call.
+            if let Some((n, until)) = answers.banks.get_mut(name) {
+                if *until > now && !step.admits.is_empty() && *n as usize >= step.admits.len() {
+                    *n -= step.admits.len() as u32;
+                    for (_, reply) in step.admits.drain(..) {
+                        let _ = reply.send(Ok(Duration::ZERO));
+                    }
+                }
+            }
+        }
+        contended
+    };
+    steps.retain(|_, s| s.gives > 0 || !s.takes.is_empty() || !s.admits.is_empty());
     // Gives alone are held unless tasks wait for their slots.
     steps.retain(|name, step| {
         if flush || !step.takes.is_empty() || !step.admits.is_empty() || contended.contains(name) {
@@ -186,7 +236,7 @@ pub(super) fn spawn(
     if steps.is_empty() {
         return;
     }
-    let (mut c, store, worker, contended) = (conn.fork(), store.clone(), worker.to_string(), held.contended.clone());
+    let (mut c, store, worker, said) = (conn.fork(), store.clone(), worker.to_string(), held.answers.clone());
     parts.spawn(async move {
         let steps: Vec<(Limiter, Step)> = steps
             .into_iter()
@@ -195,12 +245,14 @@ pub(super) fn spawn(
         let asks: Vec<(&Limiter, LimitAsk)> = steps
             .iter()
             .map(|(l, s)| {
+                let bank = !s.admits.is_empty() && l.rate.rpm.is_some() && l.rate.tpm.is_none();
                 let ask = LimitAsk {
                     cap: s.cap,
                     until_ms: s.until_ms,
                     gives: s.gives,
                     takes: s.takes.len() as u32,
                     admits: Admits::Count(s.admits.len() as u32),
+                    spare: if bank { BANK } else { 0 },
                 };
                 (l, ask)
             })
@@ -225,13 +277,19 @@ pub(super) fn spawn(
         let mut waiters = Vec::new();
         let mut again = Vec::new();
         for ((limiter, step), answer) in steps.into_iter().zip(answers) {
-            let LimitStep { waits, taken, waiters: w, waiting } = answer;
+            let LimitStep { waits, taken, waiters: w, waiting, banked } = answer;
             {
-                let mut set = contended.lock().expect("contended lock");
+                let mut a = said.lock().expect("limiter answers lock");
                 if waiting || (taken as usize) < step.takes.len() {
-                    set.insert(limiter.name.clone());
+                    a.contended.insert(limiter.name.clone());
                 } else {
-                    set.remove(&limiter.name);
+                    a.contended.remove(&limiter.name);
+                }
+                if banked > 0 {
+                    let now = Instant::now();
+                    let bank = a.banks.entry(limiter.name.clone()).or_insert((0, now));
+                    let left = if bank.1 > now { bank.0 } else { 0 };
+                    *bank = (left + banked, now + BANK_TTL);
                 }
             }
             waiters.extend(w);
@@ -250,7 +308,7 @@ pub(super) fn spawn(
             let asks: Vec<(&Limiter, LimitAsk)> = again
                 .iter()
                 .zip(&names)
-                .map(|((l, _), n)| (l, LimitAsk { cap: 0, until_ms: 0, gives: 0, takes: 0, admits: Admits::Named(n) }))
+                .map(|((l, _), n)| (l, LimitAsk { cap: 0, until_ms: 0, gives: 0, takes: 0, admits: Admits::Named(n), spare: 0 }))
                 .collect();
             let answers = store.limit_step(&mut c, &worker, &asks).await;
             drop(asks);
