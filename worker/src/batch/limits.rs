@@ -124,10 +124,13 @@ pub(super) struct HeldGives {
 }
 
 /// What the limiters' last answers said: where tasks wait for a slot (gives go at once and
-/// are not taken again here), and the starts banked per limiter, until when.
+/// are not taken again here), when each limiter last answered (a slot is taken again here
+/// only within [`HOLD_GIVES`] of that, so tasks of other workers that came to wait meanwhile
+/// are heard of soon), and the starts banked per limiter, until when.
 #[derive(Default)]
 struct Answers {
     contended: HashSet<String>,
+    answered: HashMap<String, Instant>,
     banks: HashMap<String, (u32, Instant)>,
 }
 
@@ -178,8 +181,10 @@ pub(super) fn spawn(
         let contended = answers.contended.clone();
         for (name, step) in steps.iter_mut() {
             // A slot given back (in this batch, or held) goes to a task asking for one: it
-            // stays counted, now for the task that holds it. Not while tasks wait for it.
-            if !step.takes.is_empty() && !contended.contains(name) {
+            // stays counted, now for the task that holds it. Not while tasks wait for the
+            // limiter's slots, nor when it has not answered lately (some may have come to).
+            let heard = answers.answered.get(name).is_some_and(|t| now.saturating_duration_since(*t) <= HOLD_GIVES);
+            if !step.takes.is_empty() && heard && !contended.contains(name) {
                 let held_n = held.held.get(name).map_or(0, |h| h.1);
                 let m = (step.gives + held_n).min(step.takes.len() as u32);
                 let from_batch = m.min(step.gives);
@@ -280,6 +285,7 @@ pub(super) fn spawn(
             let LimitStep { waits, taken, waiters: w, waiting, banked } = answer;
             {
                 let mut a = said.lock().expect("limiter answers lock");
+                a.answered.insert(limiter.name.clone(), Instant::now());
                 if waiting || (taken as usize) < step.takes.len() {
                     a.contended.insert(limiter.name.clone());
                 } else {

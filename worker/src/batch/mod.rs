@@ -191,7 +191,9 @@ async fn execute(ops: Vec<Op>, conn: Conn, store: &Store, claim: &ClaimInfo, hel
         }
     }
     let mut parts = tokio::task::JoinSet::new();
-    limits::spawn(limit_ops, held, flush, &conn, store, &claim.worker, &mut parts);
+    if !limit_ops.is_empty() || held.deadline().is_some() {
+        limits::spawn(limit_ops, held, flush, &conn, store, &claim.worker, &mut parts);
+    }
     for (run, list) in marks {
         let (mut c, store, claim) = (conn.fork(), store.clone(), claim.clone());
         parts.spawn(async move {

@@ -21,6 +21,7 @@ local finals, st_set, res_set, lease_del, ran_idxs, queued_idxs = {}, {}, {}, {}
 local ran, done, cost = 0, 0, 0
 -- A run stopped by its budget retries nothing.
 local halted = stopped()
+local caps = capped()
 for k = 1, #idxs do
   local i = 6 * k - 4
   local idx, att, status, blob, delay = idxs[k], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
@@ -28,11 +29,9 @@ for k = 1, #idxs do
   if st ~= 'running' and st ~= 'queued' then out[k] = 'dup'
   elseif (now_att[idx] or tonumber(atts[k] or '0')) ~= att then out[k] = 'stale'
   else
-    if st == 'running' then
-      ran = ran + 1
-      ran_idxs[#ran_idxs + 1] = idx
-    else
-      queued_idxs[#queued_idxs + 1] = idx
+    if st == 'running' then ran = ran + 1 end
+    if caps then
+      if st == 'running' then ran_idxs[#ran_idxs + 1] = idx else queued_idxs[#queued_idxs + 1] = idx end
     end
     lease_del[#lease_del + 1] = idx
     cost = cost + (tonumber(ARGV[i + 5]) or 0)
@@ -65,7 +64,7 @@ if #lease_del > 0 then
   redis.call('HDEL', lease, unpack(lease_del))
   if ran > 0 then redis.call('HINCRBY', meta, 'running', -ran) end
   -- A finished or retried attempt gives its slot to the oldest parked task (slots.lua).
-  if capped() then
+  if caps then
     free_running_slots(ran_idxs)
     for _, idx in ipairs(queued_idxs) do drop_grant(idx) end
     unpark(tonumber(now))

@@ -14,13 +14,12 @@
 -- GRANT_MS until it is marked. Meta `cap_all` / `cap_inst` hold the caps (absent: no cap,
 -- and none of this runs).
 local GRANT_MS = 60000
-local cap_all, cap_inst, running_at_start = nil, nil, 0
--- Whether the run has a cap (read once per call, with meta `running` as the call found it).
+local cap_all, cap_inst = nil, nil
+-- Whether the run has a cap (read once per call).
 local function capped()
   if cap_all == nil then
-    local c = redis.call('HMGET', meta, 'cap_all', 'cap_inst', 'running')
+    local c = redis.call('HMGET', meta, 'cap_all', 'cap_inst')
     cap_all, cap_inst = tonumber(c[1] or '0') or 0, tonumber(c[2] or '0') or 0
-    running_at_start = tonumber(c[3] or '0') or 0
   end
   return cap_all > 0 or cap_inst > 0
 end
@@ -69,7 +68,7 @@ local function lapsed_leases(now)
   end
   return lapsed
 end
--- A batch of takes (a mark call's, before it changes `running`) reads what it needs once and
+-- A batch of takes (a mark call's) reads what it needs once and
 -- writes once (`begin_takes` … `end_takes`, state in `pf`). Grants and parked tasks exist
 -- only while a cap binds (one call says there are none); lapsed grants and leases are
 -- looked at only when the batch could find a cap full.
@@ -93,7 +92,11 @@ local function begin_takes(idxs, now)
   local grants_or_parked = redis.call('EXISTS', slots, parked) > 0
   local function counts(fresh)
     if cap_all > 0 then
-      if fresh or grants_or_parked then pf.n_all = held_all() else pf.n_all = running_at_start end
+      if fresh or grants_or_parked then
+        pf.n_all = held_all()
+      else
+        pf.n_all = tonumber(redis.call('HGET', meta, 'running') or '0') or 0
+      end
     end
     if #names > 0 then
       local keys = {}
