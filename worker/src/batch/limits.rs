@@ -119,8 +119,15 @@ const BANK_TTL: Duration = Duration::from_millis(50);
 /// worker killed meanwhile loses nothing its leases' lapse does not give back.
 #[derive(Default)]
 pub(super) struct HeldGives {
-    held: HashMap<String, (u32, u32, Instant)>,
+    held: HashMap<String, Held>,
     answers: Arc<Mutex<Answers>>,
+}
+
+/// Slots given back to one limiter and not sent yet.
+struct Held {
+    cap: u32,
+    n: u32,
+    since: Instant,
 }
 
 /// What the limiters' last answers said: where tasks wait for a slot (gives go at once and
@@ -137,7 +144,7 @@ struct Answers {
 impl HeldGives {
     /// When the oldest held give must go.
     pub(super) fn deadline(&self) -> Option<Instant> {
-        self.held.values().map(|(_, _, since)| *since + HOLD_GIVES).min()
+        self.held.values().map(|h| h.since + HOLD_GIVES).min()
     }
 }
 
@@ -176,23 +183,24 @@ pub(super) fn spawn(
         }
     }
     let now = Instant::now();
-    let contended = {
+    {
+        // Nothing below awaits: the answers stay locked only while the batch is sorted out.
         let mut answers = held.answers.lock().expect("limiter answers lock");
-        let contended = answers.contended.clone();
+        let Answers { contended, answered, banks } = &mut *answers;
         for (name, step) in steps.iter_mut() {
             // A slot given back (in this batch, or held) goes to a task asking for one: it
             // stays counted, now for the task that holds it. Not while tasks wait for the
             // limiter's slots, nor when it has not answered lately (some may have come to).
-            let heard = answers.answered.get(name).is_some_and(|t| now.saturating_duration_since(*t) <= HOLD_GIVES);
+            let heard = answered.get(name).is_some_and(|t| now.saturating_duration_since(*t) <= HOLD_GIVES);
             if !step.takes.is_empty() && heard && !contended.contains(name) {
-                let held_n = held.held.get(name).map_or(0, |h| h.1);
+                let held_n = held.held.get(name).map_or(0, |h| h.n);
                 let m = (step.gives + held_n).min(step.takes.len() as u32);
                 let from_batch = m.min(step.gives);
                 step.gives -= from_batch;
                 if m > from_batch {
                     if let Some(h) = held.held.get_mut(name) {
-                        h.1 -= m - from_batch;
-                        if h.1 == 0 {
+                        h.n -= m - from_batch;
+                        if h.n == 0 {
                             held.held.remove(name);
                         }
                     }
@@ -202,7 +210,7 @@ pub(super) fn spawn(
                 }
             }
             // Starts banked by an earlier answer admit the batch's jobs, with no call.
-            if let Some((n, until)) = answers.banks.get_mut(name) {
+            if let Some((n, until)) = banks.get_mut(name) {
                 if *until > now && !step.admits.is_empty() && *n as usize >= step.admits.len() {
                     *n -= step.admits.len() as u32;
                     for (_, reply) in step.admits.drain(..) {
@@ -211,31 +219,35 @@ pub(super) fn spawn(
                 }
             }
         }
-        contended
-    };
-    steps.retain(|_, s| s.gives > 0 || !s.takes.is_empty() || !s.admits.is_empty());
-    // Gives alone are held unless tasks wait for their slots.
-    steps.retain(|name, step| {
-        if flush || !step.takes.is_empty() || !step.admits.is_empty() || contended.contains(name) {
-            return true;
-        }
-        let h = held.held.entry(name.clone()).or_insert((step.cap, 0, now));
-        h.0 = h.0.max(step.cap);
-        h.1 += step.gives;
-        false
-    });
-    // Held gives ride with this batch's call to their limiter, or go once due.
-    let due: Vec<String> = held
-        .held
-        .iter()
-        .filter(|(name, (_, _, since))| flush || steps.contains_key(*name) || contended.contains(*name) || now >= *since + HOLD_GIVES)
-        .map(|(name, _)| name.clone())
-        .collect();
-    for name in due {
-        if let Some((cap, n, _)) = held.held.remove(&name) {
-            let step = steps.entry(name).or_default();
-            step.cap = step.cap.max(cap);
-            step.gives += n;
+        // What is left to ask; gives alone are held unless tasks wait for their slots.
+        steps.retain(|name, step| {
+            if !step.takes.is_empty() || !step.admits.is_empty() {
+                return true;
+            }
+            if step.gives == 0 {
+                return false;
+            }
+            if flush || contended.contains(name) {
+                return true;
+            }
+            let h = held.held.entry(name.clone()).or_insert(Held { cap: step.cap, n: 0, since: now });
+            h.cap = h.cap.max(step.cap);
+            h.n += step.gives;
+            false
+        });
+        // Held gives ride with this batch's call to their limiter, or go once due.
+        let due: Vec<String> = held
+            .held
+            .iter()
+            .filter(|(name, h)| flush || steps.contains_key(*name) || contended.contains(*name) || now >= h.since + HOLD_GIVES)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in due {
+            if let Some(h) = held.held.remove(&name) {
+                let step = steps.entry(name).or_default();
+                step.cap = step.cap.max(h.cap);
+                step.gives += h.n;
+            }
         }
     }
     if steps.is_empty() {

@@ -120,7 +120,7 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Op>, store: Store, claim: ClaimInfo
             biased;
             op = rx.recv() => match op {
                 Some(op) => (Some(op), false),
-                None if held.deadline().is_none() => return,
+                None if deadline.is_none() => return,
                 None => (None, true),
             },
             _ = stop.cancelled(), if !closed => {

@@ -2,7 +2,7 @@
 -- promote, cancel and revive).
 -- KEYS: all keys of one run, in RUN_KEY_SUFFIXES order (common/src/store/keys.rs), named here.
 -- Helpers: event, for_each_child, walk_dependents, outcome_of, rule_verdict, settle,
--- reevaluate, run_cascade, settle_dependents, maybe_finish, lease_owner.
+-- reevaluate, run_cascade, settle_dependents, maybe_finish, parse_lease, lease_owner.
 local meta, spec, state, attempt, pending, children, result, skip, outbox, events, lease, delayed, history, cancel, deliveries, cascade, rules, stages, slots, parked, slotinfo = unpack(KEYS)
 local function event(...)
   redis.call('XADD', events, 'MAXLEN', '~', 10000, '*', ...)
@@ -291,10 +291,14 @@ local function maybe_finish(now)
   return 0
 end
 -- A lease is `WORKER|EXPIRY_MS|STARTED_MS` (worker ids hold no `|`): who runs the task, until
--- when, and since when (what `zo-submit show` and the live view show).
+-- when, and since when (what `zo-submit show` and the live view show). `parse_lease` reads
+-- one (STARTED is absent in a lease from before protocol 5); `lease_owner` a task's.
+local function parse_lease(l)
+  local owner, exp, started = string.match(l, '^([^|]*)|(%d+)|?(%d*)$')
+  return owner, tonumber(exp or '0'), started
+end
 local function lease_owner(idx)
   local l = redis.call('HGET', lease, idx)
   if not l then return nil, 0, nil end
-  local owner, exp, started = string.match(l, '^([^|]*)|(%d+)|?(%d*)$')
-  return owner, tonumber(exp or '0'), started
+  return parse_lease(l)
 end

@@ -52,8 +52,8 @@ local function lapsed_leases(now)
   local l = redis.call('HGETALL', lease)
   local gone = {}
   for k = 1, #l, 2 do
-    local exp = tonumber(string.match(l[k + 1], '^[^|]*|(%d+)') or '')
-    if exp and exp <= now then
+    local _, exp = parse_lease(l[k + 1])
+    if exp <= now then
       gone[#gone + 1] = l[k]
       lapsed.idx[l[k]] = true
     end
