@@ -1,7 +1,8 @@
 //! The limiter scripts on a real Redis, below the worker: shared slots counted per worker
 //! (take, give, a dead worker's slots swept, a stalled worker's held again on renewal) and
 //! admissions counted or named (a limit that does not bind answers a whole batch at once;
-//! one that binds says to ask again naming the jobs, and then reserves each its start).
+//! one that binds says to ask again naming the jobs, and then reserves each its start), and a
+//! capped run's slots counted from its mark and record calls.
 
 use std::time::Duration;
 
@@ -137,5 +138,69 @@ fn starts_are_banked_only_when_they_start_within_the_millisecond() {
         let mid = lim("mid", 600_000, None);
         let a = store.limit_step(&mut c, "w", &[(&mid, ask(20, 0))]).await.unwrap().remove(0);
         assert_eq!(a.waits, None, "the millisecond's 10 starts are gone: 20 more would wait");
+    });
+}
+
+async fn hfield(c: &mut zo_common::store::Conn, key: &str, field: &str) -> Option<String> {
+    redis::cmd("HGET").arg(key).arg(field).query_async(c).await.unwrap()
+}
+
+/// A run capped per instance counts its slots from the instances its mark and record calls
+/// name, parks what does not fit (setting `slotwait`), grants the freed slot to the parked
+/// task, and stops looking for parked tasks once none are left (`slotwait` cleared).
+#[test]
+fn a_capped_runs_slots_follow_its_calls_and_slotwait() {
+    use zo_common::model::{RunLimits, Status};
+    use zo_common::store::{Claim, MarkRunning, NewRun, Recorded, ToMark, ToRecord};
+    let redis = Redis::start();
+    rt().block_on(async {
+        let ns = namespace("runcap");
+        let store = Store::connect(&redis.url(), &ns, 2).await.unwrap();
+        let keys = store.keys().clone();
+        let mut c = store.conn().await.unwrap();
+        let specs: Vec<_> = (0..4).map(|i| zo_e2e::true_task(format!("t{i}"), vec![])).collect();
+        let limits = RunLimits { max_tasks_per_instance: Some(1), ..RunLimits::default() };
+        let new_run =
+            NewRun { run_id: "R", file: "r.yaml", name: None, specs: &specs, retention: Duration::from_secs(60), limits: &limits };
+        store.create_run(&mut c, &new_run).await.unwrap();
+        let claim = Claim { worker: "w", lease: Duration::from_secs(60), max_deliveries: 5 };
+        let mark = |idx| ToMark { idx, attempt: 1, takeover: false, instance: "fast".into() };
+        let done = |idx| ToRecord {
+            idx,
+            attempt: 1,
+            status: Status::Success,
+            blob: zo_e2e::script_result(1, Status::Success).encode(),
+            retry_in: None,
+            cost: 0,
+            instance: "fast".into(),
+        };
+        let (meta, slotinfo, slots) = (keys.run("R", "meta"), keys.run("R", "slotinfo"), keys.run("R", "slots"));
+        assert!(hfield(&mut c, &meta, "slotwait").await.is_none(), "nothing parked yet");
+        let tags = store.mark_running(&mut c, "R", &claim, &[mark(0), mark(1)]).await.unwrap();
+        assert_eq!(tags, vec![MarkRunning::Ok, MarkRunning::Parked], "one slot on fast");
+        assert_eq!(hfield(&mut c, &slotinfo, "n:fast").await.map_or(0, |n| n.parse::<i64>().unwrap()), 1);
+        assert!(hfield(&mut c, &meta, "slotwait").await.is_some(), "a task was parked");
+        let rec = store.record_results(&mut c, "R", &[done(0)]).await.unwrap();
+        assert!(matches!(rec.outcomes[..], [Recorded::Ok { .. }]));
+        assert_eq!(rec.queued, 1, "the freed slot is granted to the parked task");
+        let grants: u64 = redis::cmd("ZCARD").arg(&slots).query_async(&mut c).await.unwrap();
+        assert_eq!(
+            (grants, hfield(&mut c, &slotinfo, "n:fast").await.map_or(0, |n| n.parse::<i64>().unwrap())),
+            (1, 1),
+            "a grant holds the slot"
+        );
+        let tags = store.mark_running(&mut c, "R", &claim, &[mark(1), mark(2)]).await.unwrap();
+        assert_eq!(tags, vec![MarkRunning::Ok, MarkRunning::Parked], "the grant is used, not a second slot");
+        assert_eq!(hfield(&mut c, &slotinfo, "n:fast").await.map_or(0, |n| n.parse::<i64>().unwrap()), 1);
+        assert_eq!(store.record_results(&mut c, "R", &[done(1)]).await.unwrap().queued, 1, "granted to t2");
+        let tags = store.mark_running(&mut c, "R", &claim, &[mark(2)]).await.unwrap();
+        assert_eq!(tags, vec![MarkRunning::Ok]);
+        assert!(hfield(&mut c, &meta, "slotwait").await.is_some(), "the grant was there when the call began");
+        assert_eq!(store.record_results(&mut c, "R", &[done(2)]).await.unwrap().queued, 0, "nobody is parked");
+        let tags = store.mark_running(&mut c, "R", &claim, &[mark(3)]).await.unwrap();
+        assert_eq!(tags, vec![MarkRunning::Ok]);
+        assert!(hfield(&mut c, &meta, "slotwait").await.is_none(), "nothing parked or granted any more: cleared");
+        store.record_results(&mut c, "R", &[done(3)]).await.unwrap();
+        assert_eq!(hfield(&mut c, &slotinfo, "n:fast").await.map_or(0, |n| n.parse::<i64>().unwrap()), 0, "every slot given back");
     });
 }

@@ -49,9 +49,9 @@ fn task(name: String, deps: Vec<u32>) -> TaskSpec {
 /// Runs task `idx` (queued) to `status`.
 async fn finish(store: &Store, c: &mut Conn, run: &str, idx: u32, status: Status) {
     let claim = Claim { worker: "w", lease: Duration::from_secs(60), max_deliveries: 5 };
-    let tags = store.mark_running(c, run, &claim, &[ToMark { idx, attempt: 1, takeover: false }]).await.unwrap();
+    let tags = store.mark_running(c, run, &claim, &[ToMark { idx, attempt: 1, takeover: false, instance: "fast".into() }]).await.unwrap();
     assert_eq!(tags, vec![MarkRunning::Ok], "task {idx} could be started");
-    let rec = ToRecord { idx, attempt: 1, status, blob: result(1, status), retry_in: None, cost: 0 };
+    let rec = ToRecord { idx, attempt: 1, status, blob: result(1, status), retry_in: None, cost: 0, instance: "fast".into() };
     let batch = store.record_results(c, run, &[rec]).await.unwrap();
     if batch.cascade_left > 0 {
         store.finish_cascade(c, run).await.unwrap();
@@ -337,9 +337,20 @@ fn revived_parents_re_evaluate_what_they_skipped() {
         assert_eq!(snap.states[3], TaskState::Waiting, "D waits for A's new attempt");
         assert_eq!(snap.states[4], TaskState::Success, "what already ran keeps its result");
         let claim = Claim { worker: "w", lease: Duration::from_secs(60), max_deliveries: 5 };
-        let tags = store.mark_running(&mut c, run, &claim, &[ToMark { idx: 0, attempt: 2, takeover: false }]).await.unwrap();
+        let tags = store
+            .mark_running(&mut c, run, &claim, &[ToMark { idx: 0, attempt: 2, takeover: false, instance: "fast".into() }])
+            .await
+            .unwrap();
         assert_eq!(tags, vec![MarkRunning::Ok]);
-        let rec = ToRecord { idx: 0, attempt: 2, status: Status::Success, blob: result(2, Status::Success), retry_in: None, cost: 0 };
+        let rec = ToRecord {
+            idx: 0,
+            attempt: 2,
+            status: Status::Success,
+            blob: result(2, Status::Success),
+            retry_in: None,
+            cost: 0,
+            instance: "fast".into(),
+        };
         store.record_results(&mut c, run, &[rec]).await.unwrap();
         assert_eq!(state_of(&mut c, &store, run, 3).await, TaskState::Queued, "D runs after A succeeded");
         finish(&store, &mut c, run, 3, Status::Success).await;

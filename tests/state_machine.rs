@@ -136,7 +136,8 @@ async fn drive(url: &str, ns: &str, plan: &Plan) -> Result<(), TestCaseError> {
                 batch.push((e.get("idx").unwrap(), e.get("attempt").unwrap(), Some(e.id.clone())));
             }
         }
-        let items: Vec<ToMark> = batch.iter().map(|&(idx, attempt, _)| ToMark { idx, attempt, takeover: false }).collect();
+        let items: Vec<ToMark> =
+            batch.iter().map(|&(idx, attempt, _)| ToMark { idx, attempt, takeover: false, instance: "fast".into() }).collect();
         let tags = store.mark_running(&mut c, run, &claim, &items).await.unwrap();
         if let Some((cap, _)) = plan.cap {
             // Every task here runs on `fast`: both caps bound the tasks running at once.
@@ -175,6 +176,7 @@ async fn drive(url: &str, ns: &str, plan: &Plan) -> Result<(), TestCaseError> {
                 blob: r.encode(),
                 retry_in: retry.then_some(Duration::ZERO),
                 cost: 0,
+                instance: "fast".into(),
             });
         }
         // Sometimes the same result arrives twice in one batch: the second is a duplicate.
@@ -496,7 +498,10 @@ fn a_huge_skip_cascade_goes_in_chunks_and_survives_its_recorder() {
         };
         store.create_run(&mut c, &new_run).await.unwrap();
         let claim = Claim { worker: "w", lease: Duration::from_secs(60), max_deliveries: 5 };
-        let tags = store.mark_running(&mut c, "C", &claim, &[ToMark { idx: 0, attempt: 1, takeover: false }]).await.unwrap();
+        let tags = store
+            .mark_running(&mut c, "C", &claim, &[ToMark { idx: 0, attempt: 1, takeover: false, instance: "fast".into() }])
+            .await
+            .unwrap();
         assert_eq!(tags, vec![MarkRunning::Ok]);
         let _: () = redis::cmd("CONFIG").arg("SET").arg("slowlog-log-slower-than").arg(100_000).query_async(&mut c).await.unwrap();
         let _: () = redis::cmd("SLOWLOG").arg("RESET").query_async(&mut c).await.unwrap();
@@ -507,6 +512,7 @@ fn a_huge_skip_cascade_goes_in_chunks_and_survives_its_recorder() {
             blob: script_result(1, Status::Failed).encode(),
             retry_in: None,
             cost: 0,
+            instance: "fast".into(),
         };
         let batch = store.record_results(&mut c, "C", &[failed]).await.unwrap();
         assert!(batch.cascade_left > 0 && !batch.finished, "{batch:?}");

@@ -51,10 +51,20 @@ impl Asked {
     }
 }
 
+/// What the limiters' last answers allow, spent here with no call (starts banked, a slot
+/// given back by one of this worker's tasks): all of them or `None` ([`ask`] then).
+pub(crate) fn ask_local(shared: &Shared, instance: &str, limiters: &[Limiter]) -> Option<Asked> {
+    let slot = limits::shared_cap(shared, instance);
+    if !shared.batch.try_local(limiters, slot.map(|(l, _)| l)) {
+        return None;
+    }
+    let slot = slot.map(|(limiter, cap)| (SharedSlot { limiter: limiter.to_string(), cap }, true));
+    Some(Asked { waits: vec![Duration::ZERO; limiters.len()], slot })
+}
+
 /// Asks every limiter that applies, and for a shared slot, in one batch. Errors let the task
 /// go (a limiter is a courtesy to the provider, and Redis being down stops more than this).
 pub(crate) async fn ask(shared: &Shared, instance: &str, job: &Job, limiters: &[Limiter]) -> Asked {
-    let key = limits::job_key(job);
     let slot = limits::shared_cap(shared, instance).map(|(limiter, cap)| SharedSlot { limiter: limiter.to_string(), cap });
     let until = now_ms() + shared.lease.as_millis() as u64;
     let take = async {
@@ -63,7 +73,7 @@ pub(crate) async fn ask(shared: &Shared, instance: &str, job: &Job, limiters: &[
             None => None,
         }
     };
-    let (waits, taken) = tokio::join!(shared.batch.admit_all(limiters, &key), take);
+    let (waits, taken) = tokio::join!(shared.batch.admit_all(limiters, || limits::job_key(job)), take);
     let waits = waits
         .into_iter()
         .zip(limiters)
@@ -125,7 +135,7 @@ pub(crate) async fn pass(
     };
     let mut rate_wait = Duration::ZERO;
     let backoff = shared.backoff_until(&own.name);
-    let bound: Vec<(Limiter, Duration)> = limiters.iter().cloned().zip(waits).filter(|(_, w)| !w.is_zero()).collect();
+    let bound: Vec<(Limiter, Duration)> = limiters.iter().zip(waits).filter(|(_, w)| !w.is_zero()).map(|(l, w)| (l.clone(), w)).collect();
     if !bound.is_empty() || backoff.is_some() {
         match limits::wait_out(&shared.batch, backoff, &bound, &limits::job_key(job), stop).await {
             Admission::Go { waited } => rate_wait = waited,

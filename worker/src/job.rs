@@ -28,8 +28,8 @@ struct Held<'a> {
     shared: &'a Shared,
     slot: Option<OwnedSemaphorePermit>,
     running: Option<(String, u32)>,
-    /// A slot of the instance's `max_concurrent` (shared by every worker), under this key.
-    shared_slot: Option<(String, u32)>,
+    /// A slot of the instance's `max_concurrent` (shared by every worker).
+    shared_slot: Option<SharedSlot>,
 }
 
 impl<'a> Held<'a> {
@@ -56,16 +56,16 @@ impl<'a> Held<'a> {
         self.give_shared_slot();
     }
 
-    /// Holds a shared slot (renewed by the lease loop until given back).
-    fn hold_shared_slot(&mut self, key: (String, u32), slot: SharedSlot) {
-        self.shared.shared_slots.lock().expect("slots lock").insert(key.clone(), slot);
-        self.shared_slot = Some(key);
+    /// Holds a shared slot (counted for the lease loop, which renews it, until given back).
+    fn hold_shared_slot(&mut self, slot: SharedSlot) {
+        self.shared.hold_shared_slot(&slot.limiter, 1);
+        self.shared_slot = Some(slot);
     }
 
     /// Gives the shared slot back (sent to the batch, nothing awaited: this runs in `drop` too).
     fn give_shared_slot(&mut self) {
-        let Some(key) = self.shared_slot.take() else { return };
-        let Some(slot) = self.shared.shared_slots.lock().expect("slots lock").remove(&key) else { return };
+        let Some(slot) = self.shared_slot.take() else { return };
+        self.shared.hold_shared_slot(&slot.limiter, -1);
         limits::give_back(&self.shared.batch, slot);
     }
 }
@@ -107,13 +107,14 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
     let own = limits::instance_limiter(shared, instance);
     let limiters = limits::limiters(own, job, instance);
     let asks = limits::shared_cap(shared, instance).is_some() || !limiters.is_empty();
-    let mark_it = shared.batch.mark(&job.run_id, ToMark { idx: job.idx, attempt: job.attempt, takeover });
-    let (mark, asked) = if asks {
+    let mark_it = shared.batch.mark(&job.run_id, ToMark { idx: job.idx, attempt: job.attempt, takeover, instance: instance.to_string() });
+    let local = if asks { admission::ask_local(shared, instance, &limiters) } else { None };
+    let (mark, asked) = if asks && local.is_none() {
         // Boxed: most jobs ask nothing, and the job's future is moved on every spawn.
         let (m, a) = tokio::join!(mark_it, Box::pin(admission::ask(shared, instance, job, &limiters)));
         (m, Some(a))
     } else {
-        (mark_it.await, None)
+        (mark_it.await, local)
     };
     let mut asked = match (&mark, asked) {
         (Ok(MarkRunning::Ok), a) => a,
@@ -171,7 +172,7 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
                     rate_wait = waited;
                     started_ms = now_ms();
                     if let Some(slot) = shared_slot {
-                        held.hold_shared_slot((job.run_id.clone(), job.idx), slot);
+                        held.hold_shared_slot(slot);
                     }
                 }
                 Gate::HandedBack => {
@@ -329,6 +330,7 @@ async fn record(shared: &Shared, job: &Job, result: &TaskResult, retry_in: Optio
         blob: result.encode(),
         retry_in,
         cost: result.cost_nanos.unwrap_or(0),
+        instance: job.spec.instance.clone(),
     };
     for attempt in 0..RECORD_TRIES {
         match shared.batch.record(&job.run_id, item.clone()).await {

@@ -60,7 +60,7 @@ pub const MIN_REDIS: (u32, u32) = (6, 2);
 /// a worker renders (an older one would run them as written). 5: leases carry when the task
 /// started (`WORKER|EXPIRY|STARTED`). 6: the catalog's shared slots are counted per worker
 /// (`NS:limit:{NAME}:held`) and a capped run's slots are its running tasks plus grants.
-pub const PROTOCOL: u32 = 6;
+pub const PROTOCOL: u32 = 7;
 
 /// How long finished runs stay in Redis by default.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);

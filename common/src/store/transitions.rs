@@ -53,12 +53,14 @@ pub struct Claim<'a> {
 }
 
 /// One task of a batch to mark running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToMark {
     pub idx: u32,
     pub attempt: u32,
     /// The job was reclaimed from another consumer: take over if that lease lapsed.
     pub takeover: bool,
+    /// The task's instance, as its entry says (a per-instance cap counts it there).
+    pub instance: String,
 }
 
 /// Outcome of a lease renewal.
@@ -156,6 +158,8 @@ pub struct ToRecord {
     pub retry_in: Option<Duration>,
     /// What the attempt's tokens cost (0 without a price): added to the run's spending.
     pub cost: Nanos,
+    /// The task's instance, as its entry says (a per-instance cap counts it there).
+    pub instance: String,
 }
 
 /// What handing a task back to wait for a rate limit did.
@@ -214,7 +218,7 @@ impl Store {
         let mut inv = invoke(&scripts::MARK_RUNNING, &self.keys, run_id);
         inv.arg(claim.worker).arg(now_ms()).arg(claim.lease.as_millis() as u64).arg(claim.max_deliveries);
         for it in items {
-            inv.arg(it.idx).arg(it.attempt).arg(if it.takeover { "1" } else { "0" });
+            inv.arg(it.idx).arg(it.attempt).arg(if it.takeover { "1" } else { "0" }).arg(&it.instance);
         }
         let tags: Vec<String> = inv.invoke_async(conn).await?;
         if tags.len() != items.len() {
@@ -263,7 +267,8 @@ impl Store {
                 .arg(it.status.as_str())
                 .arg(&it.blob)
                 .arg(it.retry_in.map_or(-1i64, |d| d.as_millis() as i64))
-                .arg(it.cost);
+                .arg(it.cost)
+                .arg(&it.instance);
         }
         let (tags, finished, cascade_left, queued, news): (Vec<String>, u32, u64, u32, String) =
             inv.invoke_async(conn).await.map_err(|e| gone(e, run_id))?;

@@ -3,7 +3,9 @@
 //! into one script call (`LIMIT_STEP`) per batch for all its limiters. With limits set but not
 //! binding, a task costs no round trip of its own, and a batch costs about what one task
 //! does: slots are counted per worker, admissions counted (named only when one would wait),
-//! and slots given back ride with the next call to their limiter.
+//! and slots given back ride with the next call to their limiter. What the limiters' last
+//! answers allow ([`Local`]: starts banked, slots given back and not sent yet) is spent by
+//! the task that asks, before anything is sent to the batch: such a task costs a lock.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -35,6 +37,8 @@ pub(crate) enum LimitOp {
         limiter: String,
         cap: u32,
     },
+    /// A give is held in [`Local`] where there was none: the batch looks at when it is due.
+    Wake,
 }
 
 impl LimitOp {
@@ -45,6 +49,7 @@ impl LimitOp {
             LimitOp::Give { limiter, .. } => {
                 debug!(limiter = %limiter, "could not give a shared slot back ({why}); it frees itself when this worker's leases lapse")
             }
+            LimitOp::Wake => {}
         }
     }
 }
@@ -56,38 +61,90 @@ impl Batcher {
     }
 
     /// [`Batcher::admit`] by several limiters at once (all in the same batch): per limiter,
-    /// in order.
-    pub async fn admit_all(&self, limiters: &[Limiter], job: &str) -> Vec<Result<Duration, BatchError>> {
+    /// in order. A start banked by an earlier answer admits at once; `job` names the job for
+    /// the others.
+    pub async fn admit_all(&self, limiters: &[Limiter], job: impl Fn() -> String) -> Vec<Result<Duration, BatchError>> {
+        let now = Instant::now();
+        let banked: Vec<bool> = {
+            let mut local = self.local.lock().expect("limiter state lock");
+            limiters.iter().map(|l| local.spend_bank(&l.name, now)).collect()
+        };
         let mut waiting = Vec::with_capacity(limiters.len());
-        for l in limiters {
+        for (l, banked) in limiters.iter().zip(banked) {
+            if banked {
+                waiting.push(None);
+                continue;
+            }
             let (reply, rx) = tokio::sync::oneshot::channel();
-            let sent = self.tx.send(Op::Limit(LimitOp::Admit { limiter: l.clone(), job: job.to_string(), reply }));
-            waiting.push(sent.ok().map(|_| rx));
+            let sent = self.tx.send(Op::Limit(LimitOp::Admit { limiter: l.clone(), job: job(), reply }));
+            waiting.push(Some(sent.ok().map(|_| rx)));
         }
         let mut out = Vec::with_capacity(waiting.len());
         for w in waiting {
             out.push(match w {
-                Some(rx) => rx.await.map_err(|_| BatchError::ShuttingDown).and_then(|r| r),
-                None => Err(BatchError::ShuttingDown),
+                None => Ok(Duration::ZERO),
+                Some(Some(rx)) => rx.await.map_err(|_| BatchError::ShuttingDown).and_then(|r| r),
+                Some(None) => Err(BatchError::ShuttingDown),
             });
         }
         out
     }
 
+    /// Admits a job by every one of `limiters` from the starts banked here and takes a slot
+    /// given back and held here for `slot`'s limiter (if asked), all or nothing: true when
+    /// they did (nothing is sent), false when something must be asked of Redis (nothing was
+    /// spent).
+    pub fn try_local(&self, limiters: &[Limiter], slot: Option<&str>) -> bool {
+        let now = Instant::now();
+        let mut local = self.local.lock().expect("limiter state lock");
+        let banked = limiters.iter().all(|l| local.banked(&l.name, now) > 0);
+        if !banked || slot.is_some_and(|s| !local.may_take_held(s, now)) {
+            return false;
+        }
+        for l in limiters {
+            local.spend_bank(&l.name, now);
+        }
+        if let Some(s) = slot {
+            local.take_held(s, now);
+        }
+        true
+    }
+
     /// Takes one of the limiter's `cap` shared slots for one of this worker's tasks until
-    /// `until_ms` in the next batch's [`Store::limit_step`]; false when all are held.
+    /// `until_ms`: one given back and held here when [`Local`] allows, else in the next
+    /// batch's [`Store::limit_step`]; false when all are held.
     pub async fn take_shared_slot(&self, limiter: &str, cap: u32, until_ms: u64) -> Result<bool, BatchError> {
+        if self.local.lock().expect("limiter state lock").take_held(limiter, Instant::now()) {
+            return Ok(true);
+        }
         self.ask(|reply| Op::Limit(LimitOp::Take { limiter: limiter.to_string(), cap, until_ms, reply })).await
     }
 
-    /// Gives a shared slot back in the next batch's [`Store::limit_step`], which then brings
-    /// the tasks waiting for it forward; nothing to wait for. Should the batch be gone, the
-    /// slot frees itself when this worker's leases lapse.
+    /// Gives a shared slot back: held here for this worker's next task that asks, and sent
+    /// with the next call to its limiter (within [`HOLD_GIVES`]); at once while tasks wait
+    /// for the limiter's slots (the batch then brings them forward). Nothing to wait for.
+    /// Should the batch be gone, the slot frees itself when this worker's leases lapse.
     pub fn give_shared_slot(&self, limiter: &str, cap: u32) {
-        if self.tx.send(Op::Limit(LimitOp::Give { limiter: limiter.to_string(), cap })).is_err() {
+        let held = self.local.lock().expect("limiter state lock").hold_give(limiter, cap, Instant::now());
+        let op = match held {
+            Held::Already => return,
+            Held::First => LimitOp::Wake,
+            Held::No => LimitOp::Give { limiter: limiter.to_string(), cap },
+        };
+        if self.tx.send(Op::Limit(op)).is_err() {
             debug!(limiter, "the worker is shutting down: a shared slot frees itself when its lease lapses");
         }
     }
+}
+
+/// Whether [`Local::hold_give`] held a give.
+enum Held {
+    /// Held, beside others already due at the same time or earlier.
+    Already,
+    /// Held, the first for its limiter: the batch must learn when it is due.
+    First,
+    /// Not held: tasks wait for the limiter's slots.
+    No,
 }
 
 /// What one batch asks of one limiter.
@@ -113,48 +170,100 @@ const HOLD_GIVES: Duration = Duration::from_millis(50);
 const BANK: u32 = 256;
 const BANK_TTL: Duration = Duration::from_millis(50);
 
-/// Shared slots given back and not sent yet, per limiter (with its cap and since when): a
-/// task of this worker that asks for a slot meanwhile takes one of them, with no call. What
-/// the limiters' answers said, for the next batches ([`Answers`]). Nothing but counts: a
-/// worker killed meanwhile loses nothing its leases' lapse does not give back.
+/// What this worker's limiters allow between calls, shared by its jobs and its batch
+/// (locked briefly, never across an await). Shared slots given back and not sent yet, per
+/// limiter (with its cap and since when): a task of this worker that asks for a slot
+/// meanwhile takes one of them, with no call. What the limiters' last answers said: where
+/// tasks wait for a slot (gives go at once and are not taken again here), when each limiter
+/// last answered (a slot is taken again here only within [`HOLD_GIVES`] of that, so tasks of
+/// other workers that came to wait meanwhile are heard of soon), and the starts banked per
+/// limiter, until when. Nothing but counts: a worker killed meanwhile loses nothing its
+/// leases' lapse does not give back.
 #[derive(Default)]
-pub(super) struct HeldGives {
-    held: HashMap<String, Held>,
-    answers: Arc<Mutex<Answers>>,
-}
-
-/// Slots given back to one limiter and not sent yet.
-struct Held {
-    cap: u32,
-    n: u32,
-    since: Instant,
-}
-
-/// What the limiters' last answers said: where tasks wait for a slot (gives go at once and
-/// are not taken again here), when each limiter last answered (a slot is taken again here
-/// only within [`HOLD_GIVES`] of that, so tasks of other workers that came to wait meanwhile
-/// are heard of soon), and the starts banked per limiter, until when.
-#[derive(Default)]
-struct Answers {
+pub(crate) struct Local {
+    held: HashMap<String, HeldGives>,
     contended: HashSet<String>,
     answered: HashMap<String, Instant>,
     banks: HashMap<String, (u32, Instant)>,
 }
 
-impl HeldGives {
+pub(crate) type SharedLocal = Arc<Mutex<Local>>;
+
+/// Slots given back to one limiter and not sent yet.
+struct HeldGives {
+    cap: u32,
+    n: u32,
+    since: Instant,
+}
+
+impl Local {
     /// When the oldest held give must go.
     pub(super) fn deadline(&self) -> Option<Instant> {
         self.held.values().map(|h| h.since + HOLD_GIVES).min()
+    }
+
+    /// Whether a slot given back is held here and may be taken: nobody waits for the
+    /// limiter's slots and it answered lately.
+    fn may_take_held(&self, name: &str, now: Instant) -> bool {
+        let heard = self.answered.get(name).is_some_and(|t| now.saturating_duration_since(*t) <= HOLD_GIVES);
+        heard && !self.contended.contains(name) && self.held.contains_key(name)
+    }
+
+    /// Takes a slot given back and held here, when [`Local::may_take_held`].
+    fn take_held(&mut self, name: &str, now: Instant) -> bool {
+        if !self.may_take_held(name, now) {
+            return false;
+        }
+        let Some(h) = self.held.get_mut(name) else { return false };
+        h.n -= 1;
+        if h.n == 0 {
+            self.held.remove(name);
+        }
+        true
+    }
+
+    /// How many starts are banked for the limiter now.
+    fn banked(&self, name: &str, now: Instant) -> u32 {
+        self.banks.get(name).map_or(0, |&(n, until)| if until > now { n } else { 0 })
+    }
+
+    /// Spends a start banked for the limiter, if one is left.
+    fn spend_bank(&mut self, name: &str, now: Instant) -> bool {
+        match self.banks.get_mut(name) {
+            Some((n, until)) if *until > now && *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Holds a slot given back, unless tasks wait for the limiter's slots.
+    fn hold_give(&mut self, name: &str, cap: u32, now: Instant) -> Held {
+        if self.contended.contains(name) {
+            return Held::No;
+        }
+        match self.held.get_mut(name) {
+            Some(h) => {
+                h.cap = h.cap.max(cap);
+                h.n += 1;
+                Held::Already
+            }
+            None => {
+                self.held.insert(name.to_string(), HeldGives { cap, n: 1, since: now });
+                Held::First
+            }
+        }
     }
 }
 
 /// Spawns one part for the batch's limiters: their gives, takes and admissions in one
 /// script call (two when some admission would wait: the jobs are then named, each answered).
-/// Gives alone wait in `held` for the next call to their limiter (at most [`HOLD_GIVES`]);
-/// `flush` sends every held give now (shutdown).
+/// Gives held in `local` ride with the next call to their limiter, or go on their own once
+/// [`HOLD_GIVES`] old; `flush` sends every held give now (shutdown).
 pub(super) fn spawn(
     ops: Vec<LimitOp>,
-    held: &mut HeldGives,
+    local: &SharedLocal,
     flush: bool,
     conn: &Conn,
     store: &Store,
@@ -180,70 +289,32 @@ pub(super) fn spawn(
                 step.cap = step.cap.max(cap);
                 step.gives += 1;
             }
+            LimitOp::Wake => {}
         }
     }
     let now = Instant::now();
     {
-        // Nothing below awaits: the answers stay locked only while the batch is sorted out.
-        let mut answers = held.answers.lock().expect("limiter answers lock");
-        let Answers { contended, answered, banks } = &mut *answers;
+        // Nothing below awaits: the state stays locked only while the batch is sorted out.
+        let mut local = local.lock().expect("limiter state lock");
         for (name, step) in steps.iter_mut() {
-            // A slot given back (in this batch, or held) goes to a task asking for one: it
-            // stays counted, now for the task that holds it. Not while tasks wait for the
-            // limiter's slots, nor when it has not answered lately (some may have come to).
-            let heard = answered.get(name).is_some_and(|t| now.saturating_duration_since(*t) <= HOLD_GIVES);
-            if !step.takes.is_empty() && heard && !contended.contains(name) {
-                let held_n = held.held.get(name).map_or(0, |h| h.n);
-                let m = (step.gives + held_n).min(step.takes.len() as u32);
-                let from_batch = m.min(step.gives);
-                step.gives -= from_batch;
-                if m > from_batch {
-                    if let Some(h) = held.held.get_mut(name) {
-                        h.n -= m - from_batch;
-                        if h.n == 0 {
-                            held.held.remove(name);
-                        }
-                    }
-                }
-                for reply in step.takes.drain(..m as usize) {
-                    let _ = reply.send(Ok(true));
-                }
+            // What was given back or banked since these tasks asked serves them, with no call.
+            while !step.takes.is_empty() && local.take_held(name, now) {
+                let _ = step.takes.pop().map(|reply| reply.send(Ok(true)));
             }
-            // Starts banked by an earlier answer admit the batch's jobs, with no call.
-            if let Some((n, until)) = banks.get_mut(name) {
-                if *until > now && !step.admits.is_empty() && *n as usize >= step.admits.len() {
-                    *n -= step.admits.len() as u32;
-                    for (_, reply) in step.admits.drain(..) {
-                        let _ = reply.send(Ok(Duration::ZERO));
-                    }
-                }
+            while !step.admits.is_empty() && local.spend_bank(name, now) {
+                let _ = step.admits.pop().map(|(_, reply)| reply.send(Ok(Duration::ZERO)));
             }
         }
-        // What is left to ask; gives alone are held unless tasks wait for their slots.
-        steps.retain(|name, step| {
-            if !step.takes.is_empty() || !step.admits.is_empty() {
-                return true;
-            }
-            if step.gives == 0 {
-                return false;
-            }
-            if flush || contended.contains(name) {
-                return true;
-            }
-            let h = held.held.entry(name.clone()).or_insert(Held { cap: step.cap, n: 0, since: now });
-            h.cap = h.cap.max(step.cap);
-            h.n += step.gives;
-            false
-        });
+        steps.retain(|_, step| !step.takes.is_empty() || !step.admits.is_empty() || step.gives > 0);
         // Held gives ride with this batch's call to their limiter, or go once due.
+        let Local { held, contended, .. } = &mut *local;
         let due: Vec<String> = held
-            .held
             .iter()
             .filter(|(name, h)| flush || steps.contains_key(*name) || contended.contains(*name) || now >= h.since + HOLD_GIVES)
             .map(|(name, _)| name.clone())
             .collect();
         for name in due {
-            if let Some(h) = held.held.remove(&name) {
+            if let Some(h) = held.remove(&name) {
                 let step = steps.entry(name).or_default();
                 step.cap = step.cap.max(h.cap);
                 step.gives += h.n;
@@ -253,7 +324,7 @@ pub(super) fn spawn(
     if steps.is_empty() {
         return;
     }
-    let (mut c, store, worker, said) = (conn.fork(), store.clone(), worker.to_string(), held.answers.clone());
+    let (mut c, store, worker, said) = (conn.fork(), store.clone(), worker.to_string(), local.clone());
     parts.spawn(async move {
         let steps: Vec<(Limiter, Step)> = steps
             .into_iter()
@@ -296,7 +367,7 @@ pub(super) fn spawn(
         for ((limiter, step), answer) in steps.into_iter().zip(answers) {
             let LimitStep { waits, taken, waiters: w, waiting, banked } = answer;
             {
-                let mut a = said.lock().expect("limiter answers lock");
+                let mut a = said.lock().expect("limiter state lock");
                 a.answered.insert(limiter.name.clone(), Instant::now());
                 if waiting || (taken as usize) < step.takes.len() {
                     a.contended.insert(limiter.name.clone());

@@ -77,6 +77,7 @@ pub struct ClaimInfo {
 #[derive(Clone)]
 pub struct Batcher {
     tx: mpsc::UnboundedSender<Op>,
+    local: limits::SharedLocal,
 }
 
 impl Batcher {
@@ -84,7 +85,8 @@ impl Batcher {
     /// has, and returns.
     pub fn start(store: Store, claim: ClaimInfo, stop: CancellationToken) -> (Batcher, impl std::future::Future<Output = ()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Batcher { tx }, run(rx, store, claim, stop))
+        let local = limits::SharedLocal::default();
+        (Batcher { tx, local: local.clone() }, run(rx, store, claim, local, stop))
     }
 
     async fn ask<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, BatchError> {
@@ -109,12 +111,11 @@ impl Batcher {
     }
 }
 
-async fn run(mut rx: mpsc::UnboundedReceiver<Op>, store: Store, claim: ClaimInfo, stop: CancellationToken) {
+async fn run(mut rx: mpsc::UnboundedReceiver<Op>, store: Store, claim: ClaimInfo, local: limits::SharedLocal, stop: CancellationToken) {
     let mut conn: Option<Conn> = None;
     let mut closed = false;
-    let mut held = limits::HeldGives::default();
     loop {
-        let deadline = held.deadline();
+        let deadline = local.lock().expect("limiter state lock").deadline();
         // `None`: held gives are due (or, with `ended`, every step is done: send what is held).
         let (first, ended) = tokio::select! {
             biased;
@@ -157,7 +158,7 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Op>, store: Store, claim: ClaimInfo
                 }
             },
         };
-        if execute(ops, c, &store, &claim, &mut held, ended).await {
+        if execute(ops, c, &store, &claim, &local, deadline.is_some(), ended).await {
             // The connection broke: the next batch opens a new one.
             conn = None;
         }
@@ -175,9 +176,17 @@ fn fail_all(ops: Vec<Op>, why: BatchError) {
     }
 }
 
-/// Runs one batch (with the shared slots given back that are due, all of them on `flush`);
-/// true when the connection failed.
-async fn execute(ops: Vec<Op>, conn: Conn, store: &Store, claim: &ClaimInfo, held: &mut limits::HeldGives, flush: bool) -> bool {
+/// Runs one batch (with the shared slots given back that are due, all of them on `flush`;
+/// `holding`: some were held when the batch began); true when the connection failed.
+async fn execute(
+    ops: Vec<Op>,
+    conn: Conn,
+    store: &Store,
+    claim: &ClaimInfo,
+    local: &limits::SharedLocal,
+    holding: bool,
+    flush: bool,
+) -> bool {
     let mut marks: HashMap<String, Vec<(ToMark, Reply<MarkRunning>)>> = HashMap::new();
     let mut records: HashMap<String, Vec<(ToRecord, Reply<Recorded>)>> = HashMap::new();
     let mut acks: HashMap<String, Vec<(String, Reply<()>)>> = HashMap::new();
@@ -191,8 +200,8 @@ async fn execute(ops: Vec<Op>, conn: Conn, store: &Store, claim: &ClaimInfo, hel
         }
     }
     let mut parts = tokio::task::JoinSet::new();
-    if !limit_ops.is_empty() || held.deadline().is_some() {
-        limits::spawn(limit_ops, held, flush, &conn, store, &claim.worker, &mut parts);
+    if !limit_ops.is_empty() || holding {
+        limits::spawn(limit_ops, local, flush, &conn, store, &claim.worker, &mut parts);
     }
     for (run, list) in marks {
         let (mut c, store, claim) = (conn.fork(), store.clone(), claim.clone());

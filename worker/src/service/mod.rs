@@ -77,9 +77,9 @@ pub(crate) struct Shared {
     /// Backoffs after rate-limit answers, by limiter name (Unix ms they end): what this
     /// worker's own tasks saw, and what upkeep reads from Redis for every served instance.
     pub backoffs: Mutex<HashMap<String, u64>>,
-    /// Shared concurrency slots (the catalog's `max_concurrent`) held by running jobs, renewed
-    /// with their leases.
-    pub shared_slots: Mutex<HashMap<(String, u32), crate::limits::SharedSlot>>,
+    /// How many shared concurrency slots (the catalog's `max_concurrent`) running jobs hold,
+    /// per limiter, renewed with their leases.
+    pub shared_slots: Mutex<HashMap<String, u32>>,
     /// What the catalog says of each served instance's limits (worked out once).
     pub limits: HashMap<String, crate::limits::InstanceLimits>,
     /// The execution host passed the start-up checks (false while it does not answer).
@@ -114,6 +114,17 @@ impl Shared {
     /// holds while it waits.
     pub fn idle_slots(&self, instance: &str) -> usize {
         self.slots[instance].available_permits() + self.reading[instance].load(Ordering::SeqCst)
+    }
+
+    /// Counts `d` (1 or -1) more shared slots of `limiter` held by running jobs.
+    pub fn hold_shared_slot(&self, limiter: &str, d: i32) {
+        let mut slots = self.shared_slots.lock().expect("slots lock");
+        match slots.get_mut(limiter) {
+            Some(n) => *n = n.saturating_add_signed(d),
+            None => {
+                slots.insert(limiter.to_string(), 0u32.saturating_add_signed(d));
+            }
+        }
     }
 
     /// The end of a backoff known for limiter `name`, if it has not passed.

@@ -1,12 +1,16 @@
 -- MARK_RUNNING: marks a batch of one run's tasks running under a lease.
 -- KEYS: the run's keys (prelude.lua); every task of a run without `meta` is `unknown`.
 -- ARGV: worker now_ms lease_ms max_deliveries, then per task: idx attempt takeover(0|1)
+-- instance (its entry's: counted under a per-instance cap, slots.lua)
 -- Returns: one tag per task: ok | poison | running | final | stale | unknown | parked
 -- (its run is at a concurrency cap: the task waits in `parked` for a slot, slots.lua, and
 -- the entry is done with). One `running` event names every task it started.
 local worker, now, lease_ms, maxd = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local idxs = {}
-for i = 5, #ARGV, 3 do idxs[#idxs + 1] = ARGV[i] end
+local idxs, insts = {}, {}
+for i = 5, #ARGV, 4 do
+  idxs[#idxs + 1] = ARGV[i]
+  insts[#insts + 1] = ARGV[i + 3]
+end
 -- A run without `meta` (expired, or lost by Redis) runs nothing and creates nothing.
 if redis.call('EXISTS', meta) == 0 then
   local out = {}
@@ -19,10 +23,10 @@ local atts = redis.call('HMGET', attempt, unpack(idxs))
 local dels = redis.call('HMGET', deliveries, unpack(idxs))
 local until_ms = worker .. '|' .. (now + lease_ms) .. '|' .. now
 local caps = capped()
-if caps then begin_takes(idxs, now) end
+if caps then begin_takes(idxs, insts, now) end
 local out, started, marked, st_set, lease_set, del_set, delta = {}, {}, {}, {}, {}, {}, 0
 for k = 1, #idxs do
-  local idx, att, takeover = idxs[k], tonumber(ARGV[3 + 3 * k]), ARGV[4 + 3 * k]
+  local idx, att, takeover = idxs[k], tonumber(ARGV[2 + 4 * k]), ARGV[3 + 4 * k]
   local st = sts[k]
   local tag
   if marked[idx] then tag = 'running' -- the same task twice in one batch

@@ -4,6 +4,7 @@
 -- Errors: NORUN when the run has no `meta` (it expired or Redis lost it): nothing is written.
 -- ARGV: now_ms, then per task: idx attempt status result_blob retry_delay_ms (-1: final)
 -- cost_nanos (what the attempt's tokens cost; counted once per stored attempt, budget.lua)
+-- instance (its entry's: counted under a per-instance cap, slots.lua)
 -- Returns: {tag per task, finished(0|1), cascade entries left, tasks queued (started
 -- dependents, in the outbox), what its spending did (`budget_alert`, `budget_reached`,
 -- comma-separated, or '')}; tag ok | retry | dup | stale. A final
@@ -12,18 +13,18 @@
 if redis.call('EXISTS', meta) == 0 then return redis.error_reply('NORUN the run has no state in Redis') end
 local now = ARGV[1]
 local idxs = {}
-for i = 2, #ARGV, 6 do idxs[#idxs + 1] = ARGV[i] end
+for i = 2, #ARGV, 7 do idxs[#idxs + 1] = ARGV[i] end
 local sts = redis.call('HMGET', state, unpack(idxs))
 local atts = redis.call('HMGET', attempt, unpack(idxs))
 -- `now_st`/`now_att`: state and attempt after earlier items of this batch (same task twice).
 local out, now_st, now_att, by_status, counts = {}, {}, {}, {}, {}
-local finals, st_set, res_set, lease_del, ran_idxs, queued_idxs = {}, {}, {}, {}, {}, {}
+local finals, st_set, res_set, lease_del, ran_insts, queued_idxs = {}, {}, {}, {}, {}, {}
 local ran, done, cost = 0, 0, 0
 -- A run stopped by its budget retries nothing.
 local halted = stopped()
 local caps = capped()
 for k = 1, #idxs do
-  local i = 6 * k - 4
+  local i = 7 * k - 5
   local idx, att, status, blob, delay = idxs[k], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
   local st = now_st[idx] or sts[k]
   if st ~= 'running' and st ~= 'queued' then out[k] = 'dup'
@@ -31,7 +32,7 @@ for k = 1, #idxs do
   else
     if st == 'running' then ran = ran + 1 end
     if caps then
-      if st == 'running' then ran_idxs[#ran_idxs + 1] = idx else queued_idxs[#queued_idxs + 1] = idx end
+      if st == 'running' then ran_insts[#ran_insts + 1] = ARGV[i + 6] else queued_idxs[#queued_idxs + 1] = idx end
     end
     lease_del[#lease_del + 1] = idx
     cost = cost + (tonumber(ARGV[i + 5]) or 0)
@@ -65,7 +66,7 @@ if #lease_del > 0 then
   if ran > 0 then redis.call('HINCRBY', meta, 'running', -ran) end
   -- A finished or retried attempt gives its slot to the oldest parked task (slots.lua).
   if caps then
-    free_running_slots(ran_idxs)
+    free_running_slots(ran_insts)
     for _, idx in ipairs(queued_idxs) do drop_grant(idx) end
     unpark(tonumber(now))
   end
@@ -83,7 +84,7 @@ spend(cost, tonumber(now))
 -- a failure may skip a whole subtree).
 for _, k in ipairs(finals) do
   local idx = idxs[k]
-  if ARGV[6 * k - 2] == 'success' then
+  if ARGV[7 * k - 3] == 'success' then
     for_each_child(idx, function(c) settle(c, idx, 's') end)
   else
     settle_dependents(idx)

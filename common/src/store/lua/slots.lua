@@ -12,16 +12,27 @@
 -- slot (a result, a hand-back, an upkeep tick that finds a lapsed lease) gives it to the
 -- oldest parked task that fits and puts that task in the outbox, its slot granted for
 -- GRANT_MS until it is marked. Meta `cap_all` / `cap_inst` hold the caps (absent: no cap,
--- and none of this runs).
+-- and none of this runs). Meta `slotwait` is set whenever a task is parked (grants exist
+-- only for parked tasks), and cleared once `parked` and `slots` are both found empty: while
+-- it is unset, neither is looked at. The mark and record calls bring each task's instance
+-- (its entry's, the one `i:IDX` says), so counting per instance reads nothing per task.
 local GRANT_MS = 60000
-local cap_all, cap_inst = nil, nil
+local cap_all, cap_inst, slotwait = nil, nil, false
 -- Whether the run has a cap (read once per call).
 local function capped()
   if cap_all == nil then
-    local c = redis.call('HMGET', meta, 'cap_all', 'cap_inst')
-    cap_all, cap_inst = tonumber(c[1] or '0') or 0, tonumber(c[2] or '0') or 0
+    local c = redis.call('HMGET', meta, 'cap_all', 'cap_inst', 'slotwait')
+    cap_all, cap_inst, slotwait = tonumber(c[1] or '0') or 0, tonumber(c[2] or '0') or 0, c[3] ~= false
   end
   return cap_all > 0 or cap_inst > 0
+end
+-- Whether tasks may be parked or granted slots; when neither is, `slotwait` is cleared.
+local function any_waiting()
+  if not slotwait then return false end
+  if redis.call('EXISTS', slots, parked) > 0 then return true end
+  redis.call('HDEL', meta, 'slotwait')
+  slotwait = false
+  return false
 end
 -- A task's instance, counted only under a per-instance cap ('' otherwise: nothing to read).
 local function instance_of(idx)
@@ -38,6 +49,7 @@ local function held_all()
 end
 -- Grants that lapsed (the task was never marked: cancelled, or its entry lost) are taken back.
 local function expire_grants(now)
+  if not slotwait then return end
   local gone = redis.call('ZRANGEBYSCORE', slots, '-inf', now)
   if #gone == 0 then return end
   redis.call('ZREM', slots, unpack(gone))
@@ -73,23 +85,19 @@ end
 -- only while a cap binds (one call says there are none); lapsed grants and leases are
 -- looked at only when the batch could find a cap full.
 local pf = nil
-local function begin_takes(idxs, now)
+-- `insts[k]`: the instance of task `idxs[k]`.
+local function begin_takes(idxs, insts, now)
   pf = { inst = {}, n_all = 0, n_inst = {}, d_inst = {}, granted = {}, ungrant = {}, slow = false }
   local want, names = {}, {}
   if cap_inst > 0 then
-    local keys = {}
-    for k, idx in ipairs(idxs) do keys[k] = 'i:' .. idx end
-    local insts = redis.call('HMGET', slotinfo, unpack(keys))
     for k, idx in ipairs(idxs) do
-      local inst = insts[k] or ''
+      local inst = insts[k]
       pf.inst[idx] = inst
-      if inst ~= '' then
-        if not want[inst] then names[#names + 1] = inst end
-        want[inst] = (want[inst] or 0) + 1
-      end
+      if not want[inst] then names[#names + 1] = inst end
+      want[inst] = (want[inst] or 0) + 1
     end
   end
-  local grants_or_parked = redis.call('EXISTS', slots, parked) > 0
+  local grants_or_parked = any_waiting()
   local function counts(fresh)
     if cap_all > 0 then
       if fresh or grants_or_parked then
@@ -164,25 +172,26 @@ end
 local function free_running_slot(idx)
   count_instance(idx, -1)
 end
--- Several tasks stop running (a record call's), in a few calls.
-local function free_running_slots(idxs)
-  if cap_inst <= 0 or #idxs == 0 then return end
-  local keys = {}
-  for k, idx in ipairs(idxs) do keys[k] = 'i:' .. idx end
+-- Several tasks stop running (a record call's: `insts`, their instances), one call per
+-- instance.
+local function free_running_slots(insts)
+  if cap_inst <= 0 or #insts == 0 then return end
   local by_inst = {}
-  for _, inst in ipairs(redis.call('HMGET', slotinfo, unpack(keys))) do
-    if inst then by_inst[inst] = (by_inst[inst] or 0) + 1 end
-  end
+  for _, inst in ipairs(insts) do by_inst[inst] = (by_inst[inst] or 0) + 1 end
   for inst, n in pairs(by_inst) do redis.call('HINCRBY', slotinfo, 'n:' .. inst, -n) end
 end
 -- A task that will not be marked after all (cancelled, recorded while queued) gives back
 -- the slot it was granted, if any.
 local function drop_grant(idx)
-  if redis.call('ZREM', slots, idx) == 1 then count_instance(idx, -1) end
+  if slotwait and redis.call('ZREM', slots, idx) == 1 then count_instance(idx, -1) end
 end
 -- Parks a queued task (attempt att) until a slot frees.
 local function park(idx, att, now)
   redis.call('ZADD', parked, now, idx .. ':' .. att)
+  if not slotwait then
+    redis.call('HSET', meta, 'slotwait', 1)
+    slotwait = true
+  end
   event('idx', idx, 'state', 'queued', 'parked', 'limit')
 end
 local function is_parked(idx, att)
@@ -194,7 +203,7 @@ end
 -- to the outbox. Parked entries of tasks no longer queued at that attempt (cancelled,
 -- revived) are dropped. Callers lower meta `running` first.
 local function unpark(now)
-  if redis.call('EXISTS', parked) == 0 then return end
+  if not slotwait or redis.call('EXISTS', parked) == 0 then return end
   expire_grants(now)
   local lp = lapsed_leases(now)
   local n_all = held_all() - lp.n
