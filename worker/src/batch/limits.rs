@@ -159,15 +159,15 @@ struct Step {
     admits: Vec<(String, Reply<Duration>)>,
 }
 
-/// How long shared slots given back may wait to ride with the batch's next call to their
-/// limiter (a take or an admission) before they go on their own. While tasks wait for that
-/// limiter's slots they go at once.
+/// How long shared slots given back may be kept for this worker's next tasks, or wait to ride
+/// with the batch's next take from their limiter, before they go on their own. While tasks
+/// wait for that limiter's slots they go at once.
 const HOLD_GIVES: Duration = Duration::from_millis(50);
 
 /// How many starts a batch asks for besides its own, to bank (granted only when they start
 /// within the same millisecond: a limit of at least 60,000 a minute), and how long a bank
 /// lives: starts over any minute pass the limit by at most that share of it (50 ms of 60 s).
-const BANK: u32 = 256;
+const BANK: u32 = 1024;
 const BANK_TTL: Duration = Duration::from_millis(50);
 
 /// What this worker's limiters allow between calls, shared by its jobs and its batch
@@ -306,11 +306,15 @@ pub(super) fn spawn(
             }
         }
         steps.retain(|_, step| !step.takes.is_empty() || !step.admits.is_empty() || step.gives > 0);
-        // Held gives ride with this batch's call to their limiter, or go once due.
+        // Held gives go once due, at once while tasks wait for their slots, and with this
+        // batch's takes from their limiter (counted against this worker's own). Not with an
+        // admission alone: kept here, they serve this worker's next tasks with no call.
         let Local { held, contended, .. } = &mut *local;
         let due: Vec<String> = held
             .iter()
-            .filter(|(name, h)| flush || steps.contains_key(*name) || contended.contains(*name) || now >= h.since + HOLD_GIVES)
+            .filter(|(name, h)| {
+                flush || now >= h.since + HOLD_GIVES || contended.contains(*name) || steps.get(*name).is_some_and(|s| !s.takes.is_empty())
+            })
             .map(|(name, _)| name.clone())
             .collect();
         for name in due {
