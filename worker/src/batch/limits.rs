@@ -121,7 +121,7 @@ impl Batcher {
     }
 
     /// Gives a shared slot back: held here for this worker's next task that asks, and sent
-    /// with the next call to its limiter (within [`HOLD_GIVES`]); at once while tasks wait
+    /// with the next take from its limiter or after [`HOLD_GIVES`]; at once while tasks wait
     /// for the limiter's slots (the batch then brings them forward). Nothing to wait for.
     /// Should the batch be gone, the slot frees itself when this worker's leases lapse.
     pub fn give_shared_slot(&self, limiter: &str, cap: u32) {
@@ -185,7 +185,14 @@ pub(crate) struct Local {
     contended: HashSet<String>,
     answered: HashMap<String, Instant>,
     banks: HashMap<String, (u32, Instant)>,
+    /// When limiters not heard of lately were last forgotten.
+    pruned: Option<Instant>,
 }
+
+/// Past how many limiters [`Local::note_answer`] forgets those not heard of for
+/// [`FORGET_AFTER`] (a run's own limiter lives as long as the run).
+const FORGET_PAST: usize = 256;
+const FORGET_AFTER: Duration = Duration::from_secs(60);
 
 pub(crate) type SharedLocal = Arc<Mutex<Local>>;
 
@@ -235,6 +242,30 @@ impl Local {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Notes a limiter's answer: whether tasks wait for its slots, and the starts it banked.
+    /// Limiters that have not answered for a minute (a finished run's) are forgotten, at most
+    /// once a second: the state stays as small as the limiters in use.
+    fn note_answer(&mut self, name: &str, contended: bool, banked: u32, now: Instant) {
+        self.answered.insert(name.to_string(), now);
+        if contended {
+            self.contended.insert(name.to_string());
+        } else {
+            self.contended.remove(name);
+        }
+        if banked > 0 {
+            let bank = self.banks.entry(name.to_string()).or_insert((0, now));
+            let left = if bank.1 > now { bank.0 } else { 0 };
+            *bank = (left + banked, now + BANK_TTL);
+        }
+        if self.answered.len() > FORGET_PAST && self.pruned.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1)) {
+            self.pruned = Some(now);
+            self.answered.retain(|_, t| now.saturating_duration_since(*t) < FORGET_AFTER);
+            let answered = &self.answered;
+            self.contended.retain(|n| answered.contains_key(n));
+            self.banks.retain(|_, (_, until)| *until > now);
         }
     }
 
@@ -370,21 +401,8 @@ pub(super) fn spawn(
         let mut again = Vec::new();
         for ((limiter, step), answer) in steps.into_iter().zip(answers) {
             let LimitStep { waits, taken, waiters: w, waiting, banked } = answer;
-            {
-                let mut a = said.lock().expect("limiter state lock");
-                a.answered.insert(limiter.name.clone(), Instant::now());
-                if waiting || (taken as usize) < step.takes.len() {
-                    a.contended.insert(limiter.name.clone());
-                } else {
-                    a.contended.remove(&limiter.name);
-                }
-                if banked > 0 {
-                    let now = Instant::now();
-                    let bank = a.banks.entry(limiter.name.clone()).or_insert((0, now));
-                    let left = if bank.1 > now { bank.0 } else { 0 };
-                    *bank = (left + banked, now + BANK_TTL);
-                }
-            }
+            let contended = waiting || (taken as usize) < step.takes.len();
+            said.lock().expect("limiter state lock").note_answer(&limiter.name, contended, banked, Instant::now());
             waiters.extend(w);
             let Step { takes, admits, .. } = step;
             for (k, reply) in takes.into_iter().enumerate() {
@@ -451,5 +469,44 @@ fn answer_admits(admits: Vec<(String, Reply<Duration>)>, waits: Result<Vec<Durat
                 let _ = reply.send(Err(why.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiters_not_heard_of_for_a_minute_are_forgotten() {
+        let now = Instant::now();
+        let Some(old) = now.checked_sub(FORGET_AFTER + Duration::from_secs(1)) else { return };
+        let mut local = Local::default();
+        for k in 0..=FORGET_PAST {
+            local.note_answer(&format!("run-{k}"), true, 5, old);
+        }
+        assert_eq!(local.answered.len(), FORGET_PAST + 1, "pruning looks only at what is old by then");
+        local.note_answer("live", true, 3, now);
+        assert_eq!(local.answered.keys().collect::<Vec<_>>(), vec!["live"]);
+        assert_eq!(local.contended.iter().collect::<Vec<_>>(), vec!["live"]);
+        assert_eq!(local.banks.keys().collect::<Vec<_>>(), vec!["live"], "expired banks go too");
+        assert_eq!(local.banked("live", now), 3);
+        // A live limiter answered without contention stops being contended.
+        local.note_answer("live", false, 0, now);
+        assert!(local.contended.is_empty());
+    }
+
+    #[test]
+    fn a_held_give_is_taken_only_while_heard_and_uncontended() {
+        let now = Instant::now();
+        let mut local = Local::default();
+        assert!(matches!(local.hold_give("fast", 2, now), Held::First));
+        assert!(matches!(local.hold_give("fast", 2, now), Held::Already));
+        assert!(!local.take_held("fast", now), "never answered: other workers' waiters are unknown");
+        local.note_answer("fast", false, 0, now);
+        assert!(local.take_held("fast", now) && local.take_held("fast", now));
+        assert!(!local.take_held("fast", now), "both taken");
+        assert!(local.held.is_empty());
+        local.note_answer("fast", true, 0, now);
+        assert!(matches!(local.hold_give("fast", 2, now), Held::No), "tasks wait: the give goes at once");
     }
 }
