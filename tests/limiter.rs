@@ -14,6 +14,13 @@ fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
+/// A store on `redis` under its own namespace `ns`, and a connection.
+async fn store_in(redis: &Redis, ns: &str) -> (Store, zo_common::store::Conn) {
+    let store = Store::connect(&redis.url(), ns, 2).await.unwrap();
+    let c = store.conn().await.unwrap();
+    (store, c)
+}
+
 fn slots_only(cap: u32, until_ms: u64, gives: u32, takes: u32) -> LimitAsk<'static> {
     LimitAsk { cap, until_ms, gives, takes, admits: Admits::Count(0), spare: 0 }
 }
@@ -51,8 +58,7 @@ fn shared_slots_are_counted_per_worker() {
     rt().block_on(async {
         for (k, (what, cap, steps, total)) in cases.iter().enumerate() {
             let ns = namespace(&format!("slots{k}"));
-            let store = Store::connect(&redis.url(), &ns, 2).await.unwrap();
-            let mut c = store.conn().await.unwrap();
+            let (store, mut c) = store_in(&redis, &ns).await;
             let lim = Limiter { name: "fast".into(), rate: RateLimit::default() };
             for s in *steps {
                 let until = if s.lapsed { now_ms() - 1 } else { now_ms() + 60_000 };
@@ -69,8 +75,7 @@ fn shared_slots_are_counted_per_worker() {
 fn a_stalled_workers_slots_are_held_again_when_it_renews() {
     let redis = Redis::start();
     rt().block_on(async {
-        let store = Store::connect(&redis.url(), &namespace("renew"), 2).await.unwrap();
-        let mut c = store.conn().await.unwrap();
+        let (store, mut c) = store_in(&redis, &namespace("renew")).await;
         let lim = Limiter { name: "fast".into(), rate: RateLimit::default() };
         // `slow` holds 2 slots whose lease lapses; `b` takes them over while `slow` stalls.
         store.limit_step(&mut c, "slow", &[(&lim, slots_only(2, now_ms() - 1, 0, 2))]).await.unwrap();
@@ -88,8 +93,7 @@ fn a_stalled_workers_slots_are_held_again_when_it_renews() {
 fn admissions_are_counted_while_the_limit_does_not_bind() {
     let redis = Redis::start();
     rt().block_on(async {
-        let store = Store::connect(&redis.url(), &namespace("admit"), 2).await.unwrap();
-        let mut c = store.conn().await.unwrap();
+        let (store, mut c) = store_in(&redis, &namespace("admit")).await;
         let high = Limiter { name: "high".into(), rate: RateLimit { rpm: Some(100_000_000), tpm: None } };
         let low = Limiter { name: "low".into(), rate: RateLimit { rpm: Some(60), tpm: None } };
         let count = |n| LimitAsk { cap: 0, until_ms: 0, gives: 0, takes: 0, admits: Admits::Count(n), spare: 0 };
@@ -117,8 +121,7 @@ fn admissions_are_counted_while_the_limit_does_not_bind() {
 fn starts_are_banked_only_when_they_start_within_the_millisecond() {
     let redis = Redis::start();
     rt().block_on(async {
-        let store = Store::connect(&redis.url(), &namespace("bank"), 2).await.unwrap();
-        let mut c = store.conn().await.unwrap();
+        let (store, mut c) = store_in(&redis, &namespace("bank")).await;
         let ask = |n, spare| LimitAsk { cap: 0, until_ms: 0, gives: 0, takes: 0, admits: Admits::Count(n), spare };
         let lim = |name: &str, rpm, tpm| Limiter { name: name.into(), rate: RateLimit { rpm: Some(rpm), tpm } };
         // (what, limiter, jobs, spare asked, banked)
@@ -154,10 +157,8 @@ fn a_capped_runs_slots_follow_its_calls_and_slotwait() {
     use zo_common::store::{Claim, MarkRunning, NewRun, Recorded, ToMark, ToRecord};
     let redis = Redis::start();
     rt().block_on(async {
-        let ns = namespace("runcap");
-        let store = Store::connect(&redis.url(), &ns, 2).await.unwrap();
+        let (store, mut c) = store_in(&redis, &namespace("runcap")).await;
         let keys = store.keys().clone();
-        let mut c = store.conn().await.unwrap();
         let specs: Vec<_> = (0..4).map(|i| zo_e2e::true_task(format!("t{i}"), vec![])).collect();
         let limits = RunLimits { max_tasks_per_instance: Some(1), ..RunLimits::default() };
         let new_run =

@@ -59,7 +59,9 @@ pub const MIN_REDIS: (u32, u32) = (6, 2);
 /// `rules` key, `skip` values `CLASS:CAUSE`). 4: specs carry `inputs`, the `${{ … }}` templates
 /// a worker renders (an older one would run them as written). 5: leases carry when the task
 /// started (`WORKER|EXPIRY|STARTED`). 6: the catalog's shared slots are counted per worker
-/// (`NS:limit:{NAME}:held`) and a capped run's slots are its running tasks plus grants.
+/// (`NS:limit:{NAME}:held`) and a capped run's slots are its running tasks plus grants. 7:
+/// mark and record calls name each task's instance, and a capped run's `meta` says whether
+/// tasks may be parked (`slotwait`).
 pub const PROTOCOL: u32 = 7;
 
 /// How long finished runs stay in Redis by default.
