@@ -31,7 +31,7 @@ use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 use crate::model::TaskSpec;
 
 pub use refs::{Reads, Scope};
-pub use shell::Quoting;
+pub use shell::{Place, Quoting};
 pub use values::{DepInput, Inputs};
 
 /// Where a template expression starts.
@@ -42,6 +42,14 @@ const OFF: char = '\u{FFFF}';
 
 /// Largest rendered prompt or command (the dependencies' outputs it takes in included).
 pub const MAX_RENDERED: usize = 64 << 20;
+
+/// The engine's budget for one render: minijinja charges one fuel per instruction and per
+/// 64 bytes it creates or reads into a filter (strings built by `~`, `*`, `join`, …, and
+/// output), checking sizes it knows before it allocates. One and a half times what
+/// writing [`MAX_RENDERED`] bytes costs: every template that fits renders, while one that
+/// builds gigabytes (`range(100000) | join("y" * 100000)`) stops within a second, having
+/// allocated at most about 100 MB.
+pub const RENDER_FUEL: u64 = MAX_RENDERED as u64 / 64 * 3 / 2;
 
 /// Whether `text` is a template (holds `${{`). Anything else passes through untouched.
 pub fn is_template(text: &str) -> bool {
@@ -107,6 +115,8 @@ fn engine(format: impl Fn(&Value) -> Result<String, minijinja::Error> + Send + S
     let mut env = Environment::new();
     env.set_syntax(syntax());
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(RENDER_FUEL));
+    env.add_filter("int", int_filter);
     env.set_formatter(move |out, _state, v| {
         let s = format(v)?;
         out.write_str(&s).map_err(|e| minijinja::Error::new(ErrorKind::WriteFailure, e.to_string()))
@@ -200,9 +210,9 @@ pub fn check(text: &str, field: Field, scope: &Scope<'_>) -> Result<Reads, Vec<T
         }
     }
     if field == Field::Command {
-        for (k, q) in shell::quoting(&segs).into_iter().enumerate() {
-            if let Err(why) = q {
-                let at = segs.iter().filter_map(|s| if let Segment::Expr { at, .. } = s { Some(*at) } else { None }).nth(k).unwrap_or(0);
+        let exprs = segs.iter().filter_map(|s| if let Segment::Expr { at, expr } = s { Some((*at, *expr)) } else { None });
+        for (place, (at, expr)) in shell::places(&segs).into_iter().zip(exprs) {
+            if let Err(why) = place.accepts(is_number(expr)) {
                 errs.push(TemplateError::new(at, why.message()));
             }
         }
@@ -215,10 +225,64 @@ pub fn check(text: &str, field: Field, scope: &Scope<'_>) -> Result<Reads, Vec<T
     }
 }
 
+/// Whether an expression's value is an integer by construction: its last filter is `int`
+/// (with no default, or a literal integer one) or `length`.
+pub fn is_number(expr: &ast::Expr<'_>) -> bool {
+    let ast::Expr::Filter(f) = expr else { return false };
+    let int_const = |e: &ast::Expr<'_>| matches!(e, ast::Expr::Const(c) if c.value.is_integer());
+    match f.name {
+        "int" => f.args.iter().all(|a| match a {
+            ast::CallArg::Pos(e) | ast::CallArg::Kwarg("default" | "base", e) => int_const(e),
+            _ => false,
+        }),
+        "length" | "count" => f.args.is_empty(),
+        _ => false,
+    }
+}
+
+/// minijinja's `int`, failing with what the value was when it is not a number (the
+/// builtin says only "invalid float literal").
+fn int_filter(
+    state: &minijinja::State,
+    value: &Value,
+    default: Option<Value>,
+    base: Option<u32>,
+    kwargs: minijinja::value::Kwargs,
+) -> Result<Value, minijinja::Error> {
+    minijinja::filters::int(state, value, default, base, kwargs)
+        .map_err(|_| minijinja::Error::new(ErrorKind::InvalidOperation, format!("{NOT_A_NUMBER}{}", shown(&text_of(value)))))
+}
+
+const NOT_A_NUMBER: &str = "is not a number: ";
+
+/// A value in a message: its first 80 characters, control characters escaped.
+fn shown(s: &str) -> String {
+    let mut out: String = s.chars().take(80).flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect();
+    if s.chars().count() > 80 {
+        out.push('…');
+    }
+    out
+}
+
 /// Why rendering failed, for the task's error.
 fn render_error(field: Field, text: &str, e: &minijinja::Error, inputs: &Inputs) -> String {
+    if e.kind() == ErrorKind::OutOfFuel {
+        return format!(
+            "template in `{}`: rendering stopped at its limit (fuel {RENDER_FUEL}: about {} MiB of text built or written); read large outputs from files instead",
+            field.as_str(),
+            (RENDER_FUEL * 64) >> 20
+        );
+    }
     let line = e.range().map(|r| text[..r.start.min(text.len())].matches('\n').count() + 1);
-    let what = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
+    let mut what = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
+    if let (Some(value), Some(r)) = (what.strip_prefix(NOT_A_NUMBER), e.range()) {
+        // Name the reference whose value is no number: the expression before its `| int`.
+        let open = text[..r.start.min(text.len())].rfind(OPEN).map(|o| o + OPEN.len()).unwrap_or(0);
+        let close = text[open..].find("}}").map(|c| open + c).unwrap_or(text.len());
+        let expr = text[open..close].trim();
+        let expr = expr.rsplit_once('|').map(|(e, _)| e.trim()).unwrap_or(expr);
+        what = format!("{expr} {NOT_A_NUMBER}{value}");
+    }
     let mut msg = format!("template in `{}`{}: {what}", field.as_str(), line.map(|l| format!(" (line {l})")).unwrap_or_default());
     if let Some(note) = inputs.notes() {
         msg.push_str(&format!(" ({note})"));
@@ -265,22 +329,32 @@ pub fn render_command(text: &str, inputs: &Inputs) -> Result<String, String> {
     }
     let parsed = Parsed::new(text).map_err(|e| format!("template in `command`: {}", e.message))?;
     let segs = parsed.segments();
-    let quoting: Vec<Quoting> =
-        shell::quoting(&segs).into_iter().collect::<Result<_, _>>().map_err(|why| format!("template in `command`: {}", why.message()))?;
-    let quoting = Arc::new(quoting);
+    let exprs = segs.iter().filter_map(|s| if let Segment::Expr { expr, .. } = s { Some(*expr) } else { None });
+    let places: Vec<(Quoting, bool)> = shell::places(&segs)
+        .into_iter()
+        .zip(exprs)
+        .map(|(place, expr)| place.accepts(is_number(expr)).map(|q| (q, place.numeric())))
+        .collect::<Result<_, _>>()
+        .map_err(|why| format!("template in `command`: {}", why.message()))?;
+    let places = Arc::new(places);
     let collected = Arc::new(Mutex::new(Collected::default()));
     let env = {
-        let (quoting, collected) = (quoting.clone(), collected.clone());
+        let (places, collected) = (places.clone(), collected.clone());
         engine(move |v| {
             let value = text_of(v).replace('\0', "");
             let mut c = collected.lock().expect("collector lock");
             let k = c.values.len();
+            let (quoting, numeric) = places.get(k).copied().unwrap_or((Quoting::Bare, true));
+            // Where bash evaluates the value, only an integer may arrive (`| int` makes one).
+            if numeric && !is_integer_text(&value) {
+                return Err(minijinja::Error::new(ErrorKind::InvalidOperation, format!("a value bash evaluates {NOT_A_NUMBER}{}", shown(&value))));
+            }
             c.bytes += value.len();
             if c.bytes > MAX_RENDERED {
                 return Err(minijinja::Error::new(ErrorKind::InvalidOperation, too_long(Field::Command)));
             }
             c.values.push(value);
-            Ok(match quoting.get(k).copied().unwrap_or(Quoting::Bare) {
+            Ok(match quoting {
                 Quoting::Bare => format!("\"${{{}}}\"", var_name(k)),
                 Quoting::Expanding => format!("${{{}}}", var_name(k)),
             })
@@ -294,6 +368,12 @@ pub fn render_command(text: &str, inputs: &Inputs) -> Result<String, String> {
     let mut script = prelude(&values);
     script.push_str(&body);
     Ok(script)
+}
+
+/// `-?[0-9]+`: what bash reads as a decimal number and nothing else.
+fn is_integer_text(s: &str) -> bool {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The shell variable holding the value of the `k`-th reference.

@@ -9,10 +9,6 @@ fn scope_check(text: &str, field: Field) -> Result<Reads, Vec<String>> {
     check(text, field, &scope).map_err(|es| es.into_iter().map(|e| format!("{}: {}", e.offset, e.message)).collect())
 }
 
-fn quoting_of(cmd: &str) -> Vec<Result<Quoting, shell::Refusal>> {
-    shell::quoting(&Parsed::new(cmd).expect("parses").segments())
-}
-
 #[test]
 fn plain_text_and_other_template_syntaxes_pass_through() {
     for text in [
@@ -91,21 +87,26 @@ fn shell_contexts_of_references() {
         ("cat <<'EOF'\nline ${{ run.id }}\nEOF\necho \"${{ run.id }}\"", &[Err(QuotedHeredoc), Ok(Expanding)]),
         ("cat <<-\"E\"\n\t${{ run.id }}\n\tE\n", &[Err(QuotedHeredoc)]),
         ("cat <<\\E\n${{ run.id }}\nE\n", &[Err(QuotedHeredoc)]),
-        ("cat <<A <<'B'\n${{ run.id }}\nA\n${{ run.id }}\nB\n${{ run.id }}", &[Ok(Expanding), Err(QuotedHeredoc), Ok(Bare)]),
+        ("cat <<A <<'B'\n${{ run.id }}\nA\n${{ run.id }}\nB\necho ${{ run.id }}", &[Ok(Expanding), Err(QuotedHeredoc), Ok(Bare)]),
         ("cat <<< ${{ run.id }}", &[Ok(Bare)]),
         ("echo $(( ${{ run.id }} + 1 ))", &[Err(Arithmetic)]),
+        ("echo $(( ${{ run.id | length }} + 1 )) $(( \"${{ run.id | int }}\" ))", &[Ok(Bare), Ok(Expanding)]),
         ("(( ${{ run.id }} > 1 ))", &[Err(Arithmetic)]),
         ("echo $(( $(echo ${{ run.id }}) ))", &[Err(Arithmetic)]),
+        ("echo $(( $(echo ${{ run.id | int }}) ))", &[Err(Arithmetic)]),
         ("echo $(( a[1] + (2) )) ${{ run.id }} $[ ${{ run.id }} ] \"${{ run.id }}\"", &[Ok(Bare), Err(Arithmetic), Ok(Expanding)]),
         ("echo ${a[1]} ${x:-a\\}b} ${{ run.id }}", &[Ok(Bare)]),
         ("let x=${{ run.id }}", &[Err(Arithmetic)]),
-        ("declare -i n=${{ run.id }}", &[Err(Arithmetic)]),
-        ("declare -i n; n=${{ run.id }}", &[Err(Arithmetic)]),
-        ("a[${{ run.id }}]=1", &[Err(Arithmetic)]),
+        ("let x=${{ run.id | int }}", &[Ok(Bare)]),
+        ("declare -i n=${{ run.id }}", &[Err(DeclareOption)]),
+        ("declare -i n; n=${{ run.id }}", &[Err(Attributed)]),
+        ("n=${{ run.id }}; declare -i n", &[Err(Attributed)]),
+        ("a[${{ run.id }}]=1", &[Err(Subscript)]),
         ("a[1]=${{ run.id }}", &[Ok(Bare)]),
         ("x=${{ run.id }} y=\"${{ run.id }}\"", &[Ok(Bare), Ok(Expanding)]),
         ("[[ ${{ run.id }} -eq 1 ]]", &[Err(Arithmetic)]),
         ("[[ ${{ run.id }} == ok ]] && echo ${{ run.id }}", &[Ok(Bare), Ok(Bare)]),
+        ("[[ (${{ run.id }} == a) || x < y ]]", &[Ok(Bare)]),
         ("[ ${{ run.id }} -eq 1 ]", &[Ok(Bare)]),
         ("echo ${x:-${{ run.id }}}", &[Err(ParamExpansion)]),
         ("echo \"${x:-${{ run.id }}}\"", &[Err(ParamExpansion)]),
@@ -121,15 +122,130 @@ fn shell_contexts_of_references() {
         ("diff <(echo ${{ run.id }}) <(echo \"${{ run.id }}\")", &[Ok(Bare), Ok(Expanding)]),
         ("for i in 1 2; do echo \"$i ${{ run.id }}\"; done", &[Ok(Expanding)]),
         ("echo \"it's ${{ run.id }}\"", &[Ok(Expanding)]),
+        ("\"ec\"ho ${{ run.id }}; \\eval ${{ run.id }}", &[Ok(Bare), Err(Builtin(2))]),
+        ("echo a | bash; echo ${{ run.id }}", &[Ok(Bare)]),
+        ("echo ${{ run.id }} | bash -c 'cat'", &[Ok(Bare)]),
+        ("echo ${{ run.id }} | bash", &[Err(IntoShell)]),
+        ("case x in (a) echo ${{ run.id }} | bash ;; esac; echo ${{ run.id }}", &[Err(IntoShell), Ok(Bare)]),
+        ("x=$(case a in a) echo ;; esac) ${{ run.id }}", &[Err(CommandName)]),
+        ("echo ${{ run.id }} 2>&1 >out", &[Ok(Bare)]),
+        ("echo &> ${{ run.id }}", &[Ok(Bare)]),
+        ("declare x=(a b) ; x=${{ run.id }}", &[Err(Attributed)]),
+        ("env X=${{ run.id }} bash -c 'echo $X'", &[Ok(Bare)]),
+        ("time -p echo ${{ run.id }}", &[Ok(Bare)]),
+        ("echo ${{ run.id }} ${{ run.id", &[Ok(Bare)]),
     ];
     for (cmd, want) in cases {
-        assert_eq!(quoting_of(cmd), want.to_vec(), "{cmd:?}");
+        let parsed = Parsed::new(cmd);
+        let Ok(parsed) = parsed else { continue };
+        assert_eq!(places_of(&parsed), want.to_vec(), "{cmd:?}");
     }
     // The plan refuses them with file positions at each reference.
     let e = scope_check("echo '${{ deps.a.output }}'", Field::Command).unwrap_err();
     assert!(e[0].starts_with("6: ") && e[0].contains("single quotes"), "{e:?}");
     // Prompts have no shell context.
     assert!(scope_check("echo '${{ deps.a.output }}'", Field::Prompt).is_ok());
+}
+
+fn places_of(parsed: &Parsed<'_>) -> Vec<Result<Quoting, shell::Refusal>> {
+    let segs = parsed.segments();
+    let exprs = segs.iter().filter_map(|s| if let Segment::Expr { expr, .. } = s { Some(*expr) } else { None });
+    shell::places(&segs).into_iter().zip(exprs).map(|(p, e)| p.accepts(is_number(e))).collect()
+}
+
+/// The cases of `tests/data/shell-places.txt`: (command, `None` to accept or the fragment
+/// of the refusal).
+fn place_cases() -> Vec<(String, Option<String>)> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/shell-places.txt")).expect("the cases file");
+    let mut cases: Vec<(String, Option<String>)> = Vec::new();
+    for line in text.lines() {
+        if let Some(head) = line.strip_prefix("=== ") {
+            let want = head.strip_prefix("refuse ").map(str::to_string);
+            assert!(want.is_some() || head == "accept", "bad case header {line:?}");
+            cases.push((String::new(), want));
+        } else if let Some((cmd, _)) = cases.last_mut() {
+            cmd.push_str(line);
+            cmd.push('\n');
+        }
+    }
+    for (cmd, _) in &mut cases {
+        *cmd = cmd.trim_end().to_string();
+        cmd.push('\n');
+    }
+    cases
+}
+
+#[test]
+fn every_place_of_the_cases_file_is_judged_as_it_says() {
+    let cases = place_cases();
+    assert!(cases.len() > 100, "{} cases", cases.len());
+    for (cmd, want) in &cases {
+        match (scope_check(cmd, Field::Command), want) {
+            (Ok(_), None) => {}
+            (Ok(_), Some(w)) => panic!("{cmd:?}: expected a refusal with {w:?}, it passed"),
+            (Err(e), None) => panic!("{cmd:?}: expected to pass, got {e:?}"),
+            (Err(e), Some(w)) => assert!(e.iter().any(|m| m.contains(w.as_str())), "{cmd:?}: {e:?} lacks {w:?}"),
+        }
+    }
+}
+
+/// Every accepted form, rendered with a value that runs code wherever bash would evaluate
+/// it, runs in real bash and creates nothing; an accepted `| int` form fails to render.
+#[test]
+fn accepted_places_run_hostile_values_as_data_in_bash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mark = dir.path().join("pwned");
+    let hostile = format!("a[$(touch {m})]\n$(touch {m}) `touch {m}`; touch {m}\nEOF\ntouch {m}", m = mark.display());
+    let mut ran = 0;
+    for (cmd, want) in place_cases() {
+        if want.is_some() {
+            continue;
+        }
+        let script = match render_command(&cmd, &inputs(&hostile)) {
+            Ok(s) => s,
+            Err(e) => {
+                assert!(cmd.contains("| int") && e.contains("is not a number"), "{cmd:?}: {e}");
+                continue;
+            }
+        };
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("bash runs");
+        ran += 1;
+        assert!(!mark.exists(), "{cmd:?} ran the value as code: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(ran > 30, "{ran} forms ran");
+}
+
+#[test]
+fn numbers_reach_arithmetic_only_as_integers() {
+    let i = inputs("{\"score\": \"a[$(touch /tmp/x)]\", \"n\": 9, \"f\": 2.5}");
+    let e = render_command("[[ ${{ deps.a.json.score | int }} -gt 7 ]]", &i).unwrap_err();
+    assert!(e.contains("deps.a.json.score is not a number: a[$(touch /tmp/x)]"), "{e}");
+    let s = render_command("[[ ${{ deps.a.json.n | int }} -gt 7 ]] && (( ${{ deps.a.json.f | int }} < 3 ))", &i).unwrap();
+    assert!(s.contains("\n9\nZO_VALUE_END_") && s.contains("\n2\nZO_VALUE_END_"), "{s}");
+    assert_eq!(render_command("(( ${{ deps.a.json.score | int(default=0) }} ))", &i).map(|s| s.contains("\n0\nZO_")), Ok(true));
+    // `length` counts; plain text places take any value.
+    assert!(render_command("echo $(( ${{ deps.a.output | length }} ))", &i).is_ok());
+    assert!(render_command("echo ${{ deps.a.json.score }}", &i).is_ok());
+}
+
+#[test]
+fn rendering_stops_at_its_fuel_before_it_allocates() {
+    let i = inputs("x");
+    for t in ["${{ range(100000) | join(\"y\" * 100000) | length }}", "${{ \"y\" * 200000000 }}", "${{ range(100000) | join(range(100000) | join) | length }}"] {
+        let e = render_prompt(t, &i).unwrap_err();
+        assert!(e.contains("rendering stopped at its limit"), "{t}: {e}");
+        let e = render_command(&format!("echo {t}"), &i).unwrap_err();
+        assert!(e.contains("rendering stopped at its limit"), "{t}: {e}");
+    }
+    // What fits renders: 32 MiB built from a 32 MiB output.
+    let big = "z".repeat(32 << 20);
+    assert_eq!(render_prompt("${{ deps.a.output }}", &inputs(&big)).unwrap().len(), 32 << 20);
 }
 
 fn inputs(output: &str) -> Inputs {

@@ -1,28 +1,79 @@
-//! Where in bash each `${{ … }}` of a command stands, which says how its variable is
-//! expanded: unquoted it becomes `"${__zo_vK}"` (one word, never split or globbed), inside
-//! double quotes or an unquoted heredoc `${__zo_vK}`.
+//! Where in bash each `${{ … }}` of a command stands, which says whether its value may stand
+//! there and how its variable is expanded: unquoted it becomes `"${__zo_vK}"` (one word,
+//! never split or globbed), inside double quotes or an unquoted heredoc `${__zo_vK}`.
 //!
 //! A value reaches bash only as a variable's content, and bash never parses a variable's
-//! content as code when it expands it — except in arithmetic, where it evaluates it
-//! (`a[$(cmd)]` runs `cmd`). So references are refused where bash would evaluate them
-//! (`$(( ))`, `(( ))`, `let`, `declare -i`, integer variables, array subscripts, `[[ ]]` with
-//! `-eq`…`-ge` or `-v`, `${…}`) and where they could not expand at all (single quotes,
-//! `$'…'`, a quoted heredoc, right after `\` or `$`, backticks, a heredoc delimiter). A
-//! misjudged context elsewhere could only quote a value wrongly, never run it.
+//! content as code when it expands it — except where it evaluates it: arithmetic
+//! (`a[$(cmd)]` runs `cmd`), subscripts, the names `read`/`unset`/`printf -v` set, the code of
+//! `eval`/`trap`/`bash -c`, special variables (`PS4`, `RANDOM`), a shell's standard input.
+//! So the check is an allow-list: a reference is accepted only where bash uses the value
+//! as plain text —
+//! - an argument of a simple command whose name is a literal word and neither a keyword
+//!   nor a builtin that declares, evaluates or names variables ([`tables::BUILTINS`]);
+//!   `[`/`test` except the operand of `-v`/`-R`; a shell's arguments after its code or script;
+//! - the body of an unquoted heredoc, a here-string, a redirection's file name (not for a
+//!   shell reading code from its standard input);
+//! - the value of `NAME=…` (alone, before a command, or a word of `declare`/`local`/
+//!   `export`/`readonly`/`typeset` without options) where NAME is not special
+//!   ([`tables::SPECIAL_VARS`]) and has no attribute anywhere in the command;
+//! - `case WORD in`, `for NAME in WORDS`, a `case` pattern, `[[ ]]` without arithmetic.
+//!
+//! Places bash evaluates as arithmetic (`(( ))`, `$(( ))`, `[[ -gt ]]`, `let`, subscripts,
+//! declarers with options, integer and special variables) take numbers only: a reference
+//! ending in `| int` or `| length` ([`Place::accepts`]). Everything else is refused, and
+//! so is a command substitution whose output lands in a refused place. A place the scan
+//! does not understand is refused.
 
-use std::collections::HashSet;
+mod command;
+mod quoted;
+mod scan;
+mod tables;
 
 use super::Segment;
-
-mod quoted;
+use command::Attributes;
 
 /// How a reference is expanded where it stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Quoting {
-    /// Unquoted (a command word, an assignment, a comment): `"${v}"`.
+    /// Unquoted (a command word, an assignment, a comment, arithmetic): `"${v}"`.
     Bare,
     /// Inside double quotes or an unquoted heredoc: `${v}`.
     Expanding,
+}
+
+/// What a place takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Any value: bash uses it as text.
+    Text,
+    /// A number only (bash evaluates the value); anything else is refused for this reason.
+    Number(Refusal),
+    /// Nothing, for this reason.
+    Refused(Refusal),
+}
+
+/// Where one reference stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    pub quoting: Quoting,
+    pub need: Need,
+}
+
+impl Place {
+    /// How the reference expands here, or why it cannot stand here; `number` when its value
+    /// is an integer by construction (its last filter is `int` or `length`).
+    pub fn accepts(self, number: bool) -> Result<Quoting, Refusal> {
+        match self.need {
+            Need::Text => Ok(self.quoting),
+            Need::Number(_) if number => Ok(self.quoting),
+            Need::Number(r) | Need::Refused(r) => Err(r),
+        }
+    }
+
+    /// Whether bash evaluates what stands here (so the rendered value must be a number).
+    pub fn numeric(self) -> bool {
+        matches!(self.need, Need::Number(_))
+    }
 }
 
 /// Why a reference cannot stand where it is.
@@ -37,11 +88,31 @@ pub enum Refusal {
     AfterBackslash,
     AfterDollar,
     HeredocWord,
+    CommandName,
+    ComputedCommand,
+    /// An argument of the builtin at this index of [`tables::BUILTINS`].
+    Builtin(usize),
+    Keyword,
+    Subscript,
+    ArrayAssign,
+    DeclareOption,
+    DeclareWord,
+    SpecialVar,
+    Attributed,
+    TestName,
+    ShellCode,
+    ShellScript,
+    ShellOption,
+    IntoShell,
+    FdDup,
+    Unknown,
 }
 
+const NUMBER_HINT: &str = "pass a number with `| int` (`${{ deps.NAME.json.score | int }}`), which fails the task when the value is not one";
+
 impl Refusal {
-    pub fn message(self) -> &'static str {
-        match self {
+    pub fn message(self) -> String {
+        let s = match self {
             Refusal::SingleQuotes => {
                 "a `${{ … }}` inside single quotes cannot expand there; end the quotes around it ('text '${{ … }}' more') or use double quotes"
             }
@@ -50,15 +121,92 @@ impl Refusal {
                 "a `${{ … }}` inside a quoted heredoc (<<'EOF') cannot expand there; unquote its delimiter (<<EOF) and escape the body's other `$`"
             }
             Refusal::Arithmetic => {
-                "bash would evaluate a value here as arithmetic, which runs code it holds ($(( )), (( )), let, declare -i, array subscripts, [[ -eq ]]); assign it first and check it is a number: n=${{ … }}; [[ $n =~ ^-?[0-9]+$ ]] && (( n > 0 ))"
+                return format!(
+                    "bash evaluates a value here as arithmetic, which runs code it holds ($(( )), (( )), let, [[ -eq ]] and the other numeric tests); {NUMBER_HINT}"
+                )
             }
             Refusal::ParamExpansion => "a `${{ … }}` cannot stand inside ${…}; assign it to a variable first (v=${{ … }}) and expand that",
             Refusal::Backticks => "a `${{ … }}` cannot stand inside backticks; use $(…) instead",
             Refusal::AfterBackslash => "a backslash right before `${{ … }}` would escape its expansion; remove the backslash",
             Refusal::AfterDollar => "a `$` right before `${{ … }}` would change its meaning; remove the `$` (the reference stands for its value)",
             Refusal::HeredocWord => "a `${{ … }}` cannot be a heredoc's delimiter; write the delimiter out",
-        }
+            Refusal::CommandName => "a value cannot name the command to run (or be part of its name); write the command out and pass the value as an argument",
+            Refusal::ComputedCommand => {
+                "the command's name is computed ($cmd, $(…)), so bash could run a builtin that evaluates its arguments; write the command's name out"
+            }
+            Refusal::Builtin(i) => {
+                let (name, why) = tables::BUILTINS.get(i).copied().unwrap_or(("?", tables::Verdict::Text));
+                let why = match why {
+                    tables::Verdict::Refuse(w) => w,
+                    _ => "names a variable to set (`-v`, `-p`), whose subscript bash evaluates",
+                };
+                return format!("bash's `{name}` {why}, so a value cannot be its argument; pass it to a command that uses it as text");
+            }
+            Refusal::Keyword => "a value cannot stand in a keyword's place (a `for` variable, a function's name, after `fi`/`done`/`}`/`esac`)",
+            Refusal::Subscript => return format!("bash evaluates an array subscript as arithmetic, which runs code it holds; {NUMBER_HINT}"),
+            Refusal::ArrayAssign => {
+                "bash evaluates the `[…]=` of a compound assignment a=(…), which runs code a value holds; assign elements one by one (a[0]=${{ … }})"
+            }
+            Refusal::DeclareOption => {
+                return format!(
+                    "declare, local, export, readonly and typeset with an option (-i, -n, -a, -A, …) may evaluate the value or make it a name; assign it without options, or {NUMBER_HINT}"
+                )
+            }
+            Refusal::DeclareWord => {
+                "a word of declare/local/export/readonly/typeset holding a value must be NAME=${{ … }} with the name written out; bash re-reads other words as assignments"
+            }
+            Refusal::SpecialVar => {
+                return format!(
+                    "this is one of bash's special variables (RANDOM, SECONDS, OPTIND, PS4, BASH_ENV, ENV, IFS, PATH, PROMPT_COMMAND, LD_…), which bash evaluates or which change what it runs; assign the value to an ordinary name, or {NUMBER_HINT}"
+                )
+            }
+            Refusal::Attributed => {
+                return format!(
+                    "this variable is declared -i, -n, -a or -A in the command, so bash evaluates what is assigned to it (or re-reads it as a name); use a variable without attributes, or {NUMBER_HINT}"
+                )
+            }
+            Refusal::TestName => return format!("the operand of `-v`/`-R` is a variable's name, whose subscript bash evaluates; {NUMBER_HINT}"),
+            Refusal::ShellCode => "a value cannot be the code a shell runs (`bash -c`); pass it as an argument after the code: bash -c 'f \"$1\"' _ \"${{ … }}\"",
+            Refusal::ShellScript => "a value cannot name the script a shell runs; write the script's path out",
+            Refusal::ShellOption => "a value cannot be a shell's option or an option's argument",
+            Refusal::IntoShell => {
+                "this shell reads its standard input as code (a pipe, a heredoc, a here-string or `<` into `bash`/`sh` without a script), so a value cannot flow into it; pass it as an argument (bash -c '…' _ \"${{ … }}\")"
+            }
+            Refusal::FdDup => return format!("bash may evaluate the target of `>&`/`<&` as a number; write a file name with `>`, or {NUMBER_HINT}"),
+            Refusal::Unknown => "the template check does not understand this place in the shell command, so a value may not stand here; move it to an argument or a NAME=… assignment",
+        };
+        s.to_string()
     }
+}
+
+/// Where a reference was found, before the words around it were all read.
+#[derive(Debug, Clone, Copy)]
+struct Hole {
+    node: Option<usize>,
+    quoting: Quoting,
+    /// Refused by where it stands (single quotes, after `\`, …) whatever its node says.
+    own: Option<Refusal>,
+}
+
+/// A place values can stand in: a word, an arithmetic expression, a heredoc body, … The
+/// role is known once the command around it ends; a reference inside a command
+/// substitution is accepted only if every node around it takes text.
+#[derive(Debug, Clone)]
+struct Node {
+    parent: Option<usize>,
+    role: Option<Role>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Role {
+    Text,
+    Number(Refusal),
+    Refused(Refusal),
+    /// The value of an assignment to `name` (`name[…]=` when `subscript`).
+    Assign {
+        name: String,
+        subscript: bool,
+    },
 }
 
 /// The text of a command, with its references as holes.
@@ -68,479 +216,71 @@ enum Item {
     Hole(usize),
 }
 
-enum CmdKind {
-    Top,
-    Subst,
-    Backtick,
-}
-
-/// The simple command being read in a command frame: its words, to recognise `let`,
-/// `declare -i`, `[[ … ]]` and assignments.
-#[derive(Default)]
-struct Words {
-    words: Vec<String>,
-    cur: String,
-    in_word: bool,
-    int_flag: bool,
-    /// Inside `[[ … ]]`: whether it compares arithmetically, and its references.
-    dbracket: Option<(bool, Vec<usize>)>,
-}
-
-enum Frame {
-    Cmd {
-        kind: CmdKind,
-        depth: u32,
-        w: Box<Words>,
-    },
-    Dq,
-    Sq,
-    AnsiC,
-    /// `bracket`: `$[ … ]` (closed by `]`), else closed by `))`.
-    Arith {
-        depth: u32,
-        bracket: bool,
-    },
-    Param {
-        depth: u32,
-    },
-    Here {
-        delim: String,
-        strip_tabs: bool,
-        quoted: bool,
-        line_start: bool,
-    },
-}
-
+/// A reference inside a word's text.
 const HOLE_MARK: char = '\u{0}';
-const ARITH_TESTS: [&str; 7] = ["-eq", "-ne", "-lt", "-le", "-gt", "-ge", "-v"];
-const DECLARERS: [&str; 5] = ["declare", "typeset", "local", "export", "readonly"];
+/// A closed expansion (`$(…)`, `$((…))`, `${…}`) inside a word's text.
+const EXPANSION_MARK: char = '\u{1}';
 
-struct Scan {
-    items: Vec<Item>,
-    i: usize,
-    stack: Vec<Frame>,
-    out: Vec<Option<Result<Quoting, Refusal>>>,
-    pending: Vec<Frame>,
-    int_vars: HashSet<String>,
-}
-
-/// How each reference of a parsed command is expanded, or why it cannot be, in order.
-pub fn quoting(segs: &[Segment<'_, '_>]) -> Vec<Result<Quoting, Refusal>> {
+/// Where each reference of a parsed command stands, in order.
+pub fn places(segs: &[Segment<'_, '_>]) -> Vec<Place> {
     let mut items = Vec::new();
-    let mut holes = 0;
+    let mut n = 0;
     for s in segs {
         match s {
             Segment::Raw(t) => items.extend(t.chars().map(Item::C)),
             Segment::Expr { .. } => {
-                items.push(Item::Hole(holes));
-                holes += 1;
+                items.push(Item::Hole(n));
+                n += 1;
             }
         }
     }
-    let mut s = Scan {
-        items,
-        i: 0,
-        stack: vec![Frame::Cmd { kind: CmdKind::Top, depth: 0, w: Box::default() }],
-        out: vec![None; holes],
-        pending: Vec::new(),
-        int_vars: HashSet::new(),
-    };
-    s.run();
-    // The text ended: so does the innermost command (a closing `]]` decides its references).
-    while !matches!(s.stack.last(), Some(Frame::Cmd { .. }) | None) {
-        s.stack.pop();
-    }
-    s.end_command();
-    s.out.into_iter().map(|r| r.unwrap_or(Ok(Quoting::Bare))).collect()
-}
-
-impl Scan {
-    fn at(&self, k: usize) -> Option<Item> {
-        self.items.get(self.i + k).copied()
-    }
-
-    fn ch(&self, k: usize) -> Option<char> {
-        match self.at(k) {
-            Some(Item::C(c)) => Some(c),
-            _ => None,
-        }
-    }
-
-    /// Records how hole `k` expands, refusing it inside arithmetic, `${…}` or backticks
-    /// however deep.
-    fn set(&mut self, k: usize, q: Result<Quoting, Refusal>) {
-        let enclosing = self.stack.iter().find_map(|f| match f {
-            Frame::Arith { .. } => Some(Refusal::Arithmetic),
-            Frame::Param { .. } => Some(Refusal::ParamExpansion),
-            Frame::Cmd { kind: CmdKind::Backtick, .. } => Some(Refusal::Backticks),
-            _ => None,
-        });
-        let q = match (q, enclosing) {
-            (Err(r), _) => Err(r),
-            (Ok(_), Some(r)) => Err(r),
-            (ok, None) => ok,
-        };
-        if let Some(slot) = self.out.get_mut(k) {
-            if slot.is_none() {
-                *slot = Some(q);
-            }
-        }
-    }
-
-    fn run(&mut self) {
-        while self.i < self.items.len() {
-            match self.stack.last() {
-                None => return,
-                Some(Frame::Cmd { .. }) => self.cmd(),
-                Some(Frame::Dq) => self.dq(),
-                Some(Frame::Sq) => self.quoted_until('\'', Refusal::SingleQuotes, false),
-                Some(Frame::AnsiC) => self.quoted_until('\'', Refusal::AnsiC, true),
-                Some(Frame::Arith { .. } | Frame::Param { .. }) => self.nested(),
-                Some(Frame::Here { .. }) => self.here(),
-            }
-        }
-    }
-
-    fn words(&mut self) -> &mut Words {
-        for f in self.stack.iter_mut().rev() {
-            if let Frame::Cmd { w, .. } = f {
-                return w;
-            }
-        }
-        unreachable!("the bottom frame is a command frame")
-    }
-
-    /// The current word ends (a blank, an operator, a newline).
-    fn end_word(&mut self) {
-        let int_vars = &mut self.int_vars;
-        let mut resolved: Vec<(usize, Result<Quoting, Refusal>)> = Vec::new();
-        {
-            let w = match self.stack.last_mut() {
-                Some(Frame::Cmd { w, .. }) => w,
-                _ => return,
+    let scan::Scanned { holes, nodes, attrs, forced } = scan::scan(items, n);
+    holes
+        .iter()
+        .enumerate()
+        .map(|(k, h)| {
+            let need = match (h.own, forced[k]) {
+                (Some(r), _) | (None, Some(r)) => Need::Refused(r),
+                (None, None) => need_of(h.node, &nodes, &attrs),
             };
-            if !w.in_word {
-                return;
-            }
-            let word = std::mem::take(&mut w.cur);
-            w.in_word = false;
-            if w.words.is_empty() && word == "[[" {
-                w.dbracket = Some((false, Vec::new()));
-            } else if let Some((arith, holes)) = &mut w.dbracket {
-                if word == "]]" {
-                    let q = if *arith { Err(Refusal::Arithmetic) } else { Ok(Quoting::Bare) };
-                    resolved.extend(holes.drain(..).map(|k| (k, q)));
-                    w.dbracket = None;
-                } else if ARITH_TESTS.contains(&word.as_str()) {
-                    *arith = true;
-                }
-            }
-            if w.words.first().is_some_and(|c| DECLARERS.contains(&c.as_str())) {
-                if word.starts_with('-') && !word.starts_with("--") && word.contains('i') {
-                    w.int_flag = true;
-                } else if w.int_flag {
-                    let name: String = word.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-                    if !name.is_empty() {
-                        int_vars.insert(name);
-                    }
-                }
-            }
-            w.words.push(word);
-        }
-        for (k, q) in resolved {
-            self.set(k, q);
-        }
-    }
-
-    /// A simple command ends (`;`, `&`, `|`, a newline, a parenthesis).
-    fn end_command(&mut self) {
-        self.end_word();
-        let w = self.words();
-        // An unfinished `[[` keeps its references: they expand as plain words.
-        let open: Vec<usize> = w.dbracket.take().map(|(_, h)| h).unwrap_or_default();
-        w.words.clear();
-        w.int_flag = false;
-        for k in open {
-            self.set(k, Ok(Quoting::Bare));
-        }
-    }
-
-    /// A reference standing in a command frame.
-    fn cmd_hole(&mut self, k: usize) {
-        let int_vars = &self.int_vars;
-        let w = match self.stack.last_mut() {
-            Some(Frame::Cmd { w, .. }) => w,
-            _ => unreachable!("called in a command frame"),
-        };
-        let first = w.words.first().map(String::as_str);
-        let arith = first == Some("let")
-            || (w.int_flag && first.is_some_and(|c| DECLARERS.contains(&c)))
-            || assignment_evaluates(&w.cur, w.words.is_empty() || w.words.iter().all(|x| is_assignment(x)), int_vars);
-        w.cur.push(HOLE_MARK);
-        w.in_word = true;
-        if arith {
-            self.set(k, Err(Refusal::Arithmetic));
-        } else if let Some((_, holes)) = &mut w.dbracket {
-            holes.push(k);
-        } else {
-            self.set(k, Ok(Quoting::Bare));
-        }
-    }
-
-    fn push_char(&mut self, c: char) {
-        let w = self.words();
-        w.cur.push(c);
-        w.in_word = true;
-    }
-
-    fn cmd(&mut self) {
-        let item = self.at(0).expect("in bounds");
-        let c = match item {
-            Item::Hole(k) => {
-                self.i += 1;
-                self.cmd_hole(k);
-                return;
-            }
-            Item::C(c) => c,
-        };
-        let in_word = self.words().in_word;
-        match c {
-            ' ' | '\t' => {
-                self.end_word();
-                self.i += 1;
-            }
-            '\n' => {
-                self.end_command();
-                self.i += 1;
-                // Heredocs begin on the line after their operator, the first one first.
-                while let Some(f) = self.pending.pop() {
-                    self.stack.push(f);
-                }
-            }
-            ';' | '&' | '|' => {
-                self.end_command();
-                self.i += 1;
-            }
-            '(' if !in_word && self.ch(1) == Some('(') => {
-                self.end_command();
-                self.stack.push(Frame::Arith { depth: 0, bracket: false });
-                self.i += 2;
-            }
-            '(' => {
-                self.end_command();
-                if let Some(Frame::Cmd { depth, .. }) = self.stack.last_mut() {
-                    *depth += 1;
-                }
-                self.i += 1;
-            }
-            ')' => {
-                self.end_command();
-                self.i += 1;
-                let close = match self.stack.last_mut() {
-                    Some(Frame::Cmd { kind: CmdKind::Subst, depth: 0, .. }) => true,
-                    Some(Frame::Cmd { depth, .. }) => {
-                        *depth = depth.saturating_sub(1);
-                        false
-                    }
-                    _ => false,
-                };
-                if close {
-                    self.stack.pop();
-                    self.mark_in_word();
-                }
-            }
-            '`' => {
-                self.i += 1;
-                if matches!(self.stack.last(), Some(Frame::Cmd { kind: CmdKind::Backtick, .. })) {
-                    self.end_command();
-                    self.stack.pop();
-                    self.mark_in_word();
-                } else {
-                    self.push_char('`');
-                    self.stack.push(Frame::Cmd { kind: CmdKind::Backtick, depth: 0, w: Box::default() });
-                }
-            }
-            '\'' => {
-                self.push_char('\'');
-                self.i += 1;
-                self.stack.push(Frame::Sq);
-            }
-            '"' => {
-                self.push_char('"');
-                self.i += 1;
-                self.stack.push(Frame::Dq);
-            }
-            '\\' => self.backslash(true),
-            '$' => {
-                self.push_char('$');
-                self.dollar(true);
-            }
-            '#' if !in_word => {
-                // A comment, to the end of the line: a reference there expands to nothing useful.
-                while let Some(item) = self.at(0) {
-                    match item {
-                        Item::C('\n') => break,
-                        Item::Hole(k) => self.set(k, Ok(Quoting::Bare)),
-                        Item::C(_) => {}
-                    }
-                    self.i += 1;
-                }
-            }
-            '<' if self.ch(1) == Some('<') && self.ch(2) == Some('<') => {
-                self.end_word();
-                self.i += 3;
-            }
-            '<' if self.ch(1) == Some('<') => {
-                self.end_word();
-                self.i += 2;
-                let strip_tabs = self.ch(0) == Some('-');
-                if strip_tabs {
-                    self.i += 1;
-                }
-                self.heredoc_word(strip_tabs);
-            }
-            '<' | '>' if self.ch(1) == Some('(') => {
-                self.end_command();
-                self.i += 2;
-                self.stack.push(Frame::Cmd { kind: CmdKind::Subst, depth: 0, w: Box::default() });
-            }
-            '<' | '>' => {
-                self.end_word();
-                self.i += 1;
-            }
-            _ => {
-                self.push_char(c);
-                self.i += 1;
-            }
-        }
-    }
-
-    /// After a nested construct closed, the word it stood in goes on.
-    fn mark_in_word(&mut self) {
-        if let Some(Frame::Cmd { w, .. }) = self.stack.last_mut() {
-            w.in_word = true;
-            w.cur.push('x');
-        }
-    }
-
-    /// `\` and what it escapes; `word` when in a command frame (the pair is part of a word).
-    fn backslash(&mut self, word: bool) {
-        match self.at(1) {
-            Some(Item::Hole(k)) => {
-                self.set(k, Err(Refusal::AfterBackslash));
-                self.i += 2;
-            }
-            Some(Item::C('\n')) => self.i += 2,
-            Some(Item::C(c)) => {
-                if word {
-                    self.push_char(c);
-                }
-                self.i += 2;
-            }
-            None => self.i += 1,
-        }
-    }
-
-    /// `$` at `i`: what it starts. `unquoted`: in a command frame (`$'…'` and `$"…"` exist).
-    fn dollar(&mut self, unquoted: bool) {
-        match (self.at(1), self.ch(2)) {
-            (Some(Item::Hole(k)), _) => {
-                self.set(k, Err(Refusal::AfterDollar));
-                self.i += 2;
-            }
-            (Some(Item::C('(')), Some('(')) => {
-                self.stack.push(Frame::Arith { depth: 0, bracket: false });
-                self.i += 3;
-            }
-            (Some(Item::C('(')), _) => {
-                self.stack.push(Frame::Cmd { kind: CmdKind::Subst, depth: 0, w: Box::default() });
-                self.i += 2;
-            }
-            (Some(Item::C('[')), _) => {
-                // `$[ … ]`, bash's old arithmetic.
-                self.stack.push(Frame::Arith { depth: 0, bracket: true });
-                self.i += 2;
-            }
-            (Some(Item::C('{')), _) => {
-                self.stack.push(Frame::Param { depth: 0 });
-                self.i += 2;
-            }
-            (Some(Item::C('\'')), _) if unquoted => {
-                self.stack.push(Frame::AnsiC);
-                self.i += 2;
-            }
-            (Some(Item::C('"')), _) if unquoted => {
-                self.stack.push(Frame::Dq);
-                self.i += 2;
-            }
-            _ => self.i += 1,
-        }
-    }
-
-    /// The delimiter after `<<` / `<<-`: quoted if any part of it is.
-    fn heredoc_word(&mut self, strip_tabs: bool) {
-        while matches!(self.ch(0), Some(' ' | '\t')) {
-            self.i += 1;
-        }
-        let (mut delim, mut quoted, mut q) = (String::new(), false, None::<char>);
-        while let Some(item) = self.at(0) {
-            match item {
-                Item::Hole(k) => {
-                    self.set(k, Err(Refusal::HeredocWord));
-                    quoted = true;
-                }
-                Item::C(c) => match q {
-                    Some(open) if c == open => q = None,
-                    Some(_) => delim.push(c),
-                    None if c == '\'' || c == '"' => {
-                        quoted = true;
-                        q = Some(c);
-                    }
-                    None if c == '\\' => {
-                        quoted = true;
-                        if let Some(n) = self.ch(1) {
-                            delim.push(n);
-                            self.i += 1;
-                        }
-                    }
-                    None if c.is_whitespace() || ";|&<>()".contains(c) => break,
-                    None => delim.push(c),
-                },
-            }
-            self.i += 1;
-        }
-        self.words().in_word = false;
-        // Pushed onto the stack at the end of the line, the first one on top (pushed last).
-        self.pending.push(Frame::Here { delim, strip_tabs, quoted, line_start: true });
-    }
+            Place { quoting: h.quoting, need }
+        })
+        .collect()
 }
 
-fn is_name(s: &str) -> bool {
-    let mut cs = s.chars();
-    cs.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && cs.all(|c| c.is_ascii_alphanumeric() || c == '_')
+/// What node `n` takes, given every node around it.
+fn need_of(n: Option<usize>, nodes: &[Node], attrs: &Attributes) -> Need {
+    let Some(n) = n else { return Need::Text };
+    let own = role_need(nodes[n].role.as_ref(), attrs);
+    if let Need::Refused(_) = own {
+        return own;
+    }
+    let mut up = nodes[n].parent;
+    while let Some(p) = up {
+        match role_need(nodes[p].role.as_ref(), attrs) {
+            Need::Text => {}
+            // The output of a command substitution is no number: refused even as one.
+            Need::Number(r) | Need::Refused(r) => return Need::Refused(r),
+        }
+        up = nodes[p].parent;
+    }
+    own
 }
 
-/// `NAME=…`, `NAME+=…` or `NAME[…]=…`.
-fn is_assignment(word: &str) -> bool {
-    let Some(eq) = word.find('=') else { return false };
-    let lhs = word[..eq].strip_suffix('+').unwrap_or(&word[..eq]);
-    let name = lhs.split('[').next().unwrap_or("");
-    is_name(name)
-}
-
-/// Whether a reference added to `cur` (a word so far) would be evaluated: inside the
-/// subscript of an assignment (`a[…]=`), or assigned to a variable declared `-i`.
-fn assignment_evaluates(cur: &str, assignment_position: bool, int_vars: &HashSet<String>) -> bool {
-    if !assignment_position {
-        return false;
+fn role_need(role: Option<&Role>, attrs: &Attributes) -> Need {
+    match role {
+        None => Need::Refused(Refusal::Unknown),
+        Some(Role::Text) => Need::Text,
+        Some(Role::Number(r)) => Need::Number(*r),
+        Some(Role::Refused(r)) => Need::Refused(*r),
+        Some(Role::Assign { name, subscript }) => {
+            if tables::is_special(name) {
+                Need::Number(Refusal::SpecialVar)
+            } else if attrs.evaluating.contains(name) || (!subscript && attrs.arrays.contains(name)) {
+                Need::Number(Refusal::Attributed)
+            } else {
+                Need::Text
+            }
+        }
     }
-    let name_len = cur.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').count();
-    if name_len == 0 || !is_name(&cur[..name_len]) {
-        return false;
-    }
-    let rest = &cur[name_len..];
-    if rest.starts_with('[') && !rest.contains("]=") && !rest.contains("]+=") {
-        return true;
-    }
-    (rest.starts_with('=') || rest.starts_with("+=") || rest.starts_with('[')) && int_vars.contains(&cur[..name_len])
 }

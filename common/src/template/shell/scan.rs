@@ -1,0 +1,723 @@
+//! The scan over a command's text: command frames (words, separators, pipelines,
+//! redirections, keywords, `[[ ]]`, `case`), building the nodes each reference hangs in.
+//! The quoted contexts are in `quoted.rs`; what a finished command's words are, in
+//! `command.rs`.
+
+use super::command::{self, Attributes, Redir, Word};
+use super::tables::{ARITH_TESTS, CLOSERS, DECLARERS, PREFIX_KEYWORDS};
+use super::{Hole, Item, Node, Quoting, Refusal, Role, EXPANSION_MARK, HOLE_MARK};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum CmdKind {
+    Top,
+    Subst,
+    Backtick,
+}
+
+/// What closes an arithmetic frame.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Close {
+    /// `))` of `$((` or `((`.
+    Parens,
+    /// `]` of `$[`.
+    Bracket,
+    /// `]` of an assignment's subscript `a[…]=`.
+    Subscript,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CaseMode {
+    Pattern,
+    Body,
+}
+
+/// The simple command being read.
+#[derive(Default)]
+pub(super) struct Simple {
+    words: Vec<Word>,
+    cur: Option<Word>,
+    redirect_next: Option<Redir>,
+    heredocs: Vec<usize>,
+    /// The first reference that may belong to this command.
+    start_hole: usize,
+    /// Inside `[[ … ]]`: the index of its first operand word.
+    dbracket: Option<usize>,
+    after_closer: bool,
+    function_next: bool,
+    after_time: bool,
+}
+
+pub(super) struct Cmd {
+    pub kind: CmdKind,
+    /// Open subshell parentheses.
+    pub depth: u32,
+    /// Open compound commands (`if`, `{`, loops, `case`).
+    group: i32,
+    /// The node this command's output lands in (a substitution's word), if any.
+    pub parent: Option<usize>,
+    pub s: Simple,
+    /// The first reference of the current pipeline.
+    pipe_start: usize,
+    /// The current command reads the previous one's output.
+    piped: bool,
+    cases: Vec<CaseMode>,
+}
+
+impl Cmd {
+    pub(super) fn new(kind: CmdKind, parent: Option<usize>, at: usize) -> Box<Cmd> {
+        Box::new(Cmd {
+            kind,
+            depth: 0,
+            group: 0,
+            parent,
+            s: Simple { start_hole: at, ..Default::default() },
+            pipe_start: at,
+            piped: false,
+            cases: Vec::new(),
+        })
+    }
+}
+
+pub(super) enum Frame {
+    Cmd(Box<Cmd>),
+    /// `word`: directly inside a command's word, whose text it is part of.
+    Dq {
+        node: Option<usize>,
+        word: bool,
+    },
+    Sq,
+    AnsiC,
+    Arith {
+        depth: u32,
+        close: Close,
+        node: usize,
+        in_word: bool,
+    },
+    Param {
+        depth: u32,
+        node: usize,
+    },
+    /// `NAME=( … )`.
+    Compound {
+        depth: u32,
+        node: usize,
+    },
+    Here {
+        delim: String,
+        strip_tabs: bool,
+        quoted: bool,
+        line_start: bool,
+        node: usize,
+    },
+}
+
+pub(super) struct Scan {
+    pub items: Vec<Item>,
+    pub i: usize,
+    pub stack: Vec<Frame>,
+    holes: Vec<Option<Hole>>,
+    pub nodes: Vec<Node>,
+    attrs: Attributes,
+    forced: Vec<Option<Refusal>>,
+    pub pending: Vec<Frame>,
+    /// References met so far.
+    pub seen: usize,
+}
+
+/// What the scan found.
+pub(super) struct Scanned {
+    pub holes: Vec<Hole>,
+    pub nodes: Vec<Node>,
+    pub attrs: Attributes,
+    pub forced: Vec<Option<Refusal>>,
+}
+
+pub(super) fn scan(items: Vec<Item>, holes: usize) -> Scanned {
+    let mut s = Scan {
+        items,
+        i: 0,
+        stack: vec![Frame::Cmd(Cmd::new(CmdKind::Top, None, 0))],
+        holes: vec![None; holes],
+        nodes: Vec::new(),
+        attrs: Attributes::default(),
+        forced: vec![None; holes],
+        pending: Vec::new(),
+        seen: 0,
+    };
+    s.run();
+    // The text ended: so does every open command, innermost first.
+    while let Some(f) = s.stack.last() {
+        if matches!(f, Frame::Cmd(_)) {
+            s.end_command();
+        }
+        s.stack.pop();
+    }
+    let unknown = Hole { node: None, quoting: Quoting::Bare, own: Some(Refusal::Unknown) };
+    Scanned { holes: s.holes.into_iter().map(|h| h.unwrap_or(unknown)).collect(), nodes: s.nodes, attrs: s.attrs, forced: s.forced }
+}
+
+impl Scan {
+    fn run(&mut self) {
+        while self.i < self.items.len() {
+            match self.stack.last() {
+                None => return,
+                Some(Frame::Cmd(_)) => self.cmd(),
+                Some(Frame::Dq { .. }) => self.dq(),
+                Some(Frame::Sq) => self.quoted_until(Refusal::SingleQuotes, false),
+                Some(Frame::AnsiC) => self.quoted_until(Refusal::AnsiC, true),
+                Some(Frame::Arith { .. } | Frame::Param { .. } | Frame::Compound { .. }) => self.nested(),
+                Some(Frame::Here { .. }) => self.here(),
+            }
+        }
+    }
+
+    pub(super) fn at(&self, k: usize) -> Option<Item> {
+        self.items.get(self.i + k).copied()
+    }
+
+    pub(super) fn ch(&self, k: usize) -> Option<char> {
+        match self.at(k) {
+            Some(Item::C(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Records where reference `k` stands.
+    pub(super) fn hole(&mut self, k: usize, node: Option<usize>, quoting: Quoting, own: Option<Refusal>) {
+        self.seen = self.seen.max(k + 1);
+        if let Some(slot) = self.holes.get_mut(k) {
+            slot.get_or_insert(Hole { node, quoting, own });
+        }
+    }
+
+    pub(super) fn node(&mut self, parent: Option<usize>, role: Option<Role>) -> usize {
+        self.nodes.push(Node { parent, role });
+        self.nodes.len() - 1
+    }
+
+    fn top(&mut self) -> &mut Cmd {
+        match self.stack.last_mut() {
+            Some(Frame::Cmd(c)) => c,
+            _ => unreachable!("in a command frame"),
+        }
+    }
+
+    /// The innermost command frame (the one whose word a double-quoted part belongs to).
+    fn nearest(&mut self) -> &mut Cmd {
+        self.stack
+            .iter_mut()
+            .rev()
+            .find_map(|f| match f {
+                Frame::Cmd(c) => Some(c.as_mut()),
+                _ => None,
+            })
+            .expect("the bottom frame is a command frame")
+    }
+
+    /// The word being read in the innermost command frame, begun if need be.
+    pub(super) fn word(&mut self) -> &mut Word {
+        let nodes = &mut self.nodes;
+        let c = self
+            .stack
+            .iter_mut()
+            .rev()
+            .find_map(|f| match f {
+                Frame::Cmd(c) => Some(c.as_mut()),
+                _ => None,
+            })
+            .expect("the bottom frame is a command frame");
+        if c.s.cur.is_none() {
+            nodes.push(Node { parent: c.parent, role: None });
+            c.s.cur = Some(Word { node: nodes.len() - 1, redirect: c.s.redirect_next.take(), ..Default::default() });
+        }
+        c.s.cur.as_mut().expect("just begun")
+    }
+
+    /// The node a construct opened here hangs in.
+    pub(super) fn context(&mut self) -> Option<usize> {
+        match self.stack.last() {
+            Some(Frame::Cmd(_)) => Some(self.word().node),
+            Some(Frame::Dq { node, .. }) => *node,
+            Some(Frame::Arith { node, .. } | Frame::Param { node, .. } | Frame::Compound { node, .. } | Frame::Here { node, .. }) => {
+                Some(*node)
+            }
+            _ => None,
+        }
+    }
+
+    /// A character of the current word: `raw` as written, `lit` when it is part of its value.
+    pub(super) fn push(&mut self, raw: Option<char>, lit: Option<char>, quoted: bool) {
+        let w = self.word();
+        w.raw.extend(raw);
+        w.lit.extend(lit);
+        w.quoted |= quoted;
+    }
+
+    /// An expansion closed (or began) inside the current word, if a word is being read.
+    pub(super) fn mark_expansion(&mut self) {
+        if let Some(w) = self.nearest().s.cur.as_mut() {
+            w.raw.push(EXPANSION_MARK);
+            w.lit.push(EXPANSION_MARK);
+            w.expands = true;
+        }
+    }
+
+    fn in_word(&mut self) -> bool {
+        self.nearest().s.cur.is_some()
+    }
+
+    fn cmd(&mut self) {
+        let c = match self.at(0).expect("in bounds") {
+            Item::Hole(k) => {
+                self.i += 1;
+                let w = self.word();
+                w.raw.push(HOLE_MARK);
+                w.lit.push(HOLE_MARK);
+                w.expands = true;
+                let node = w.node;
+                self.hole(k, Some(node), Quoting::Bare, None);
+                return;
+            }
+            Item::C(c) => c,
+        };
+        let pattern = self.top().cases.last() == Some(&CaseMode::Pattern);
+        if pattern && self.pattern_char(c) {
+            return;
+        }
+        // `]]` ends `[[ … ]]` when an operator follows it directly (`]];`, `]]&&`).
+        if self.top().s.cur.as_ref().is_some_and(|w| w.lit == "]]" && !w.quoted && !w.expands) && !c.is_alphanumeric() {
+            self.end_word();
+        }
+        let dbracket = self.top().s.dbracket.is_some();
+        if dbracket && "&|()<>\n".contains(c) {
+            if c == '\n' {
+                self.end_word();
+            } else {
+                self.push(Some(c), Some(c), false);
+            }
+            self.i += 1;
+            return;
+        }
+        let in_word = self.in_word();
+        match c {
+            ' ' | '\t' => {
+                self.end_word();
+                self.i += 1;
+            }
+            '\n' => {
+                self.separator();
+                self.i += 1;
+                // Heredocs begin on the line after their operator, the first one first.
+                while let Some(f) = self.pending.pop() {
+                    self.stack.push(f);
+                }
+            }
+            ';' if self.top().cases.last() == Some(&CaseMode::Body) && matches!(self.ch(1), Some(';' | '&')) => {
+                self.separator();
+                self.i += 2;
+                if self.ch(0) == Some('&') {
+                    self.i += 1;
+                }
+                if let Some(m) = self.top().cases.last_mut() {
+                    *m = CaseMode::Pattern;
+                }
+            }
+            ';' => {
+                self.separator();
+                self.i += 1;
+            }
+            '&' if self.ch(1) == Some('>') => {
+                self.end_word();
+                self.i += if self.ch(2) == Some('>') { 3 } else { 2 };
+                self.top().s.redirect_next = Some(Redir::Out);
+            }
+            '&' => {
+                self.separator();
+                self.i += if self.ch(1) == Some('&') { 2 } else { 1 };
+            }
+            '|' if self.ch(1) == Some('|') => {
+                self.separator();
+                self.i += 2;
+            }
+            '|' => {
+                self.end_command();
+                self.top().piped = true;
+                self.i += if self.ch(1) == Some('&') { 2 } else { 1 };
+            }
+            '(' if !in_word && self.ch(1) == Some('(') => {
+                // `(( … ))`, an arithmetic command.
+                self.end_word();
+                let parent = self.top().parent;
+                let node = self.node(parent, Some(Role::Number(Refusal::Arithmetic)));
+                self.stack.push(Frame::Arith { depth: 0, close: Close::Parens, node, in_word: false });
+                self.i += 2;
+            }
+            '(' if in_word && self.assignment_word().as_deref().and_then(compound_name).is_some() => {
+                let name = self.assignment_word().as_deref().and_then(compound_name).unwrap_or_default();
+                self.attrs.arrays.insert(name);
+                self.push(Some('('), None, false);
+                let parent = self.context();
+                let node = self.node(parent, Some(Role::Refused(Refusal::ArrayAssign)));
+                self.stack.push(Frame::Compound { depth: 0, node });
+                self.i += 1;
+            }
+            '(' => {
+                self.end_command();
+                self.top().depth += 1;
+                self.i += 1;
+            }
+            ')' => {
+                self.end_command();
+                self.i += 1;
+                let top = self.top();
+                if top.kind == CmdKind::Subst && top.depth == 0 {
+                    self.stack.pop();
+                    self.mark_expansion();
+                } else {
+                    top.depth = top.depth.saturating_sub(1);
+                }
+            }
+            '[' if in_word && self.assignment_word().is_some_and(|w| command::is_name(&w)) => {
+                self.push(Some('['), Some('['), false);
+                let parent = self.context();
+                let node = self.node(parent, Some(Role::Number(Refusal::Subscript)));
+                self.stack.push(Frame::Arith { depth: 0, close: Close::Subscript, node, in_word: true });
+                self.i += 1;
+            }
+            '#' if !in_word => {
+                // A comment, to the end of the line: a reference there expands to nothing useful.
+                while let Some(item) = self.at(0) {
+                    match item {
+                        Item::C('\n') => break,
+                        Item::Hole(k) => self.hole(k, None, Quoting::Bare, None),
+                        Item::C(_) => {}
+                    }
+                    self.i += 1;
+                }
+            }
+            '<' | '>' => self.redirect(c),
+            _ => self.word_char(c),
+        }
+    }
+
+    /// A character that begins or continues a word: quotes, `\`, `$`, backticks, text.
+    fn word_char(&mut self, c: char) {
+        match c {
+            '`' => {
+                self.i += 1;
+                if self.top().kind == CmdKind::Backtick {
+                    self.end_command();
+                    self.stack.pop();
+                    self.mark_expansion();
+                } else {
+                    self.push(Some('`'), None, false);
+                    self.mark_expansion();
+                    self.backtick();
+                }
+            }
+            '\'' => {
+                self.push(Some('\''), None, true);
+                self.i += 1;
+                self.stack.push(Frame::Sq);
+            }
+            '"' => {
+                self.push(Some('"'), None, true);
+                let node = self.context();
+                self.i += 1;
+                self.stack.push(Frame::Dq { node, word: true });
+            }
+            '\\' => match self.at(1) {
+                Some(Item::Hole(k)) => {
+                    self.hole(k, None, Quoting::Bare, Some(Refusal::AfterBackslash));
+                    self.i += 2;
+                }
+                Some(Item::C('\n')) => self.i += 2,
+                Some(Item::C(n)) => {
+                    self.push(Some('\\'), None, true);
+                    self.push(Some(n), Some(n), true);
+                    self.i += 2;
+                }
+                None => self.i += 1,
+            },
+            '$' => {
+                self.push(Some('$'), Some('$'), false);
+                self.word().expands = true;
+                self.dollar(true);
+            }
+            _ => {
+                self.push(Some(c), Some(c), false);
+                self.i += 1;
+            }
+        }
+    }
+
+    /// Backticks open: a command whose every reference is refused.
+    pub(super) fn backtick(&mut self) {
+        let parent = self.context();
+        let node = self.node(parent, Some(Role::Refused(Refusal::Backticks)));
+        let at = self.seen;
+        self.stack.push(Frame::Cmd(Cmd::new(CmdKind::Backtick, Some(node), at)));
+    }
+
+    /// A character in a `case` pattern list; false when it is read as in any word.
+    fn pattern_char(&mut self, c: char) -> bool {
+        match c {
+            ' ' | '\t' | '\n' | '|' => self.end_pattern_word(),
+            '(' if self.top().s.words.is_empty() && self.top().s.cur.is_none() => {}
+            ')' => {
+                self.end_pattern_word();
+                if self.top().cases.last() != Some(&CaseMode::Pattern) {
+                    // `esac)`: the case ended, the parenthesis is the enclosing one's.
+                    return false;
+                }
+                let nodes: Vec<usize> = self.top().s.words.drain(..).map(|w| w.node).collect();
+                for n in nodes {
+                    self.nodes[n].role = Some(Role::Text);
+                }
+                let at = self.seen;
+                let top = self.top();
+                top.s.start_hole = at;
+                if let Some(m) = top.cases.last_mut() {
+                    *m = CaseMode::Body;
+                }
+            }
+            _ => return false,
+        }
+        self.i += 1;
+        true
+    }
+
+    fn end_pattern_word(&mut self) {
+        let Some(w) = self.top().s.cur.take() else { return };
+        self.nodes[w.node].role = Some(Role::Text);
+        let top = self.top();
+        if top.s.words.is_empty() && !w.quoted && !w.expands && w.lit == "esac" {
+            top.cases.pop();
+            top.group -= 1;
+            top.s.after_closer = true;
+        } else {
+            top.s.words.push(w);
+        }
+    }
+
+    /// The current word so far, when it stands where bash reads assignments (every word
+    /// before it is one, or the command declares) and nothing in it is quoted.
+    fn assignment_word(&mut self) -> Option<String> {
+        let top = self.top();
+        if top.s.dbracket.is_some() || top.cases.last() == Some(&CaseMode::Pattern) {
+            return None;
+        }
+        let w = top.s.cur.as_ref()?;
+        if w.quoted || w.expands || w.redirect.is_some() {
+            return None;
+        }
+        let mut args = top.s.words.iter().filter(|w| w.redirect.is_none());
+        let position = match args.find(|w| command::assignment(&w.raw).is_none()) {
+            None => true,
+            Some(name) => !name.expands && DECLARERS.contains(&name.lit.as_str()),
+        };
+        position.then(|| w.raw.clone())
+    }
+
+    /// `<`, `>` and what follows them.
+    fn redirect(&mut self, c: char) {
+        if self.ch(1) == Some('(') {
+            // `<( … )`, `>( … )`: a process substitution, part of a word.
+            self.push(Some(c), None, false);
+            self.mark_expansion();
+            let parent = self.context();
+            let at = self.seen;
+            self.stack.push(Frame::Cmd(Cmd::new(CmdKind::Subst, parent, at)));
+            self.i += 2;
+            return;
+        }
+        // A descriptor right before the operator (`2>`) is not an argument.
+        let fd = self.top().s.cur.as_ref().is_some_and(|w| !w.raw.is_empty() && w.raw.chars().all(|c| c.is_ascii_digit()));
+        if fd {
+            if let Some(w) = self.top().s.cur.take() {
+                self.nodes[w.node].role = Some(Role::Text);
+            }
+        } else {
+            self.end_word();
+        }
+        let (width, kind) = match (c, self.ch(1), self.ch(2)) {
+            ('<', Some('<'), Some('<')) => (3, Some(Redir::HereString)),
+            ('<', Some('<'), _) => (2, None),
+            (_, Some('&'), _) => (2, Some(Redir::Dup)),
+            ('<', Some('>'), _) => (2, Some(Redir::In)),
+            ('>', Some('>' | '|'), _) => (2, Some(Redir::Out)),
+            ('<', _, _) => (1, Some(Redir::In)),
+            _ => (1, Some(Redir::Out)),
+        };
+        self.i += width;
+        match kind {
+            Some(k) => self.top().s.redirect_next = Some(k),
+            None => {
+                let strip_tabs = self.ch(0) == Some('-');
+                if strip_tabs {
+                    self.i += 1;
+                }
+                self.heredoc_word(strip_tabs);
+            }
+        }
+    }
+
+    /// The delimiter after `<<` / `<<-`: quoted if any part of it is.
+    fn heredoc_word(&mut self, strip_tabs: bool) {
+        while matches!(self.ch(0), Some(' ' | '\t')) {
+            self.i += 1;
+        }
+        let (mut delim, mut quoted, mut q) = (String::new(), false, None::<char>);
+        while let Some(item) = self.at(0) {
+            match item {
+                Item::Hole(k) => {
+                    self.hole(k, None, Quoting::Bare, Some(Refusal::HeredocWord));
+                    quoted = true;
+                }
+                Item::C(c) => match q {
+                    Some(open) if c == open => q = None,
+                    Some(_) => delim.push(c),
+                    None if c == '\'' || c == '"' => {
+                        quoted = true;
+                        q = Some(c);
+                    }
+                    None if c == '\\' => {
+                        quoted = true;
+                        if let Some(n) = self.ch(1) {
+                            delim.push(n);
+                            self.i += 1;
+                        }
+                    }
+                    None if c.is_whitespace() || ";|&<>()".contains(c) => break,
+                    None => delim.push(c),
+                },
+            }
+            self.i += 1;
+        }
+        let parent = self.top().parent;
+        let node = self.node(parent, None);
+        self.top().s.heredocs.push(node);
+        // Pushed onto the stack at the end of the line, the first one on top (pushed last).
+        self.pending.push(Frame::Here { delim, strip_tabs, quoted, line_start: true, node });
+    }
+
+    /// The current word ends (a blank, an operator, a newline): keywords act here.
+    fn end_word(&mut self) {
+        let Some(w) = self.top().s.cur.take() else { return };
+        let keyword = (!w.quoted && !w.expands).then(|| w.lit.clone());
+        let kw = keyword.as_deref();
+        let top = self.top();
+        if w.redirect.is_some() {
+            top.s.words.push(w);
+            return;
+        }
+        if let Some(start) = top.s.dbracket {
+            let closes = kw == Some("]]");
+            top.s.words.push(w);
+            if closes {
+                let operands = &top.s.words[start..];
+                let arith = operands.iter().any(|o| !o.quoted && !o.expands && ARITH_TESTS.contains(&o.lit.as_str()));
+                let role = if arith { Role::Number(Refusal::Arithmetic) } else { Role::Text };
+                let nodes: Vec<usize> = operands.iter().map(|o| o.node).collect();
+                top.s.dbracket = None;
+                for n in nodes {
+                    self.nodes[n].role = Some(role.clone());
+                }
+            }
+            return;
+        }
+        let node = w.node;
+        if top.s.function_next {
+            // `function NAME`: a body (a new command) follows.
+            top.s = Simple { start_hole: top.s.start_hole, ..Default::default() };
+            self.nodes[node].role = Some(Role::Refused(Refusal::Keyword));
+            return;
+        }
+        let first = !top.s.after_closer && top.s.words.iter().all(|x| x.redirect.is_some());
+        if first {
+            if let Some(kw) = kw {
+                let mut keyword = true;
+                if let Some((_, d)) = PREFIX_KEYWORDS.iter().find(|(k, _)| *k == kw) {
+                    top.group += d;
+                    top.s.after_time = kw == "time";
+                } else if top.s.after_time && kw == "-p" {
+                    top.s.after_time = false;
+                } else if CLOSERS.contains(&kw) {
+                    top.group -= 1;
+                    top.s.after_closer = true;
+                    if kw == "esac" {
+                        top.cases.pop();
+                    }
+                } else if kw == "function" {
+                    top.s.function_next = true;
+                } else {
+                    keyword = false;
+                    if matches!(kw, "for" | "select" | "case") {
+                        top.group += 1;
+                    }
+                    if kw == "[[" {
+                        top.s.dbracket = Some(top.s.words.len() + 1);
+                    }
+                }
+                if keyword {
+                    self.nodes[node].role = Some(Role::Text);
+                    return;
+                }
+            }
+        }
+        let case_in = kw == Some("in")
+            && top.s.words.len() == 2
+            && top.s.words[0].lit == "case"
+            && !top.s.words[0].quoted
+            && !top.s.words[0].expands;
+        top.s.words.push(w);
+        if case_in {
+            self.end_command();
+            self.top().cases.push(CaseMode::Pattern);
+        }
+    }
+
+    /// `;`, `&`, `&&`, `||` or a newline: the command ends, and with it the pipeline when no
+    /// compound command is open.
+    fn separator(&mut self) {
+        self.end_command();
+        let at = self.seen;
+        let top = self.top();
+        top.piped = false;
+        if top.group <= 0 && top.depth == 0 {
+            top.pipe_start = at;
+        }
+    }
+
+    /// The simple command ends: its words get their roles.
+    pub(super) fn end_command(&mut self) {
+        self.end_word();
+        let at = self.seen;
+        let top = self.top();
+        let s = std::mem::replace(&mut top.s, Simple { start_hole: at, ..Default::default() });
+        let (piped, pipe_start) = (top.piped, top.pipe_start);
+        let preset: Vec<Option<Role>> = s.words.iter().map(|w| self.nodes[w.node].role.clone()).collect();
+        let c = command::classify(&s.words, preset, s.after_closer, &mut self.attrs);
+        for (w, role) in s.words.iter().zip(c.roles) {
+            if self.nodes[w.node].role.is_none() {
+                self.nodes[w.node].role = role;
+            }
+        }
+        let body = if c.stdin_code { Role::Refused(Refusal::IntoShell) } else { Role::Text };
+        for n in s.heredocs {
+            self.nodes[n].role = Some(body.clone());
+        }
+        if c.stdin_code && piped {
+            for f in &mut self.forced[pipe_start.min(s.start_hole)..s.start_hole] {
+                f.get_or_insert(Refusal::IntoShell);
+            }
+        }
+    }
+}
+
+/// `NAME=` or `NAME+=` (a compound assignment follows): the name.
+fn compound_name(raw: &str) -> Option<String> {
+    let name = raw.strip_suffix('=')?;
+    let name = name.strip_suffix('+').unwrap_or(name);
+    command::is_name(name).then(|| name.to_string())
+}
