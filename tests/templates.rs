@@ -153,3 +153,79 @@ tasks:
     assert_eq!(t["after"]["status"], "skipped");
     assert_eq!(t["after"]["error_class"], "dependency");
 }
+
+/// The cases of `tests/data/shell-places.txt`: (command, the refusal's fragment or `None`).
+fn place_cases() -> Vec<(String, Option<String>)> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/shell-places.txt")).unwrap();
+    let mut cases: Vec<(String, Option<String>)> = Vec::new();
+    for line in text.lines() {
+        match line.strip_prefix("=== ") {
+            Some(head) => cases.push((String::new(), head.strip_prefix("refuse ").map(str::to_string))),
+            None if !cases.is_empty() => cases.last_mut().unwrap().0.push_str(&format!("{line}\n")),
+            None => {}
+        }
+    }
+    cases.into_iter().map(|(c, w)| (format!("{}\n", c.trim_end()), w)).collect()
+}
+
+/// A task file with one task per command, each reading the output of task `a`.
+fn place_tasks(a_command: &str, cases: &[(usize, &String)]) -> String {
+    let mut y = format!("tasks:\n  - name: a\n    ccr_instance: fast\n    command: \"{a_command}\"\n");
+    for (i, cmd) in cases {
+        let body: String = cmd.lines().map(|l| format!("      {l}\n")).collect();
+        y.push_str(&format!("  - name: place-{i}\n    ccr_instance: fast\n    dependencies: [a]\n    command: |\n{body}"));
+    }
+    y
+}
+
+/// Every refused place of the cases file is refused by `plan` (exit 2, each with its own
+/// line); every accepted one runs over SSH with a value that runs code wherever bash would
+/// evaluate it, and nothing is created; `| int` forms fail with class `template` instead.
+#[test]
+fn every_shell_place_is_refused_at_plan_time_or_runs_a_hostile_value_as_data() {
+    let cases = place_cases();
+    let refused: Vec<(usize, &String)> = cases.iter().enumerate().filter(|(_, (_, w))| w.is_some()).map(|(i, (c, _))| (i, c)).collect();
+    let accepted: Vec<(usize, &String)> = cases.iter().enumerate().filter(|(_, (_, w))| w.is_none()).map(|(i, (c, _))| (i, c)).collect();
+    assert!(refused.len() > 60 && accepted.len() > 30, "{} refused, {} accepted", refused.len(), accepted.len());
+    let dir = tempfile::tempdir().unwrap();
+
+    write(dir.path(), "refused.yaml", &place_tasks("echo x", &refused));
+    let out = submit(dir.path(), "redis://127.0.0.1:1", "zo", &["plan", "refused.yaml"], LIMIT);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    for (i, _) in &refused {
+        let fragment = cases[*i].1.as_deref().unwrap();
+        let name = format!("task `place-{i}`");
+        assert!(
+            out.stderr.lines().any(|l| l.contains(&name) && l.contains(fragment)),
+            "{:?} not refused with {fragment:?}:\n{}",
+            cases[*i].0,
+            out.stderr
+        );
+    }
+
+    let redis = Redis::start();
+    let sshd = Sshd::start();
+    let ns = namespace("templates-places");
+    let rec = sshd.path("rec");
+    let mark = format!("/tmp/zo-pwn-{ns}");
+    let _ = std::fs::remove_file(&mark);
+    let hostile = format!("a[$(touch {mark})]\n$(touch {mark}) `touch {mark}`; touch {mark}\nEOF\ntouch {mark}");
+    std::fs::write(rec.join("hostile"), &hostile).unwrap();
+    write(dir.path(), "accepted.yaml", &place_tasks(&format!("cat {}/hostile", rec.display()), &accepted));
+    let cfg = format!("{}{}instances:\n  - {{ name: fast, concurrency: 4 }}\n", sshd.executor_yaml(), sshd.agent_yaml());
+    let _w = Worker::start(dir.path(), "w", &cfg, &redis.url(), &ns);
+    let out = submit(dir.path(), &redis.url(), &ns, &["accepted.yaml", "--json", "--no-save", "--no-report"], LIMIT);
+    assert!(out.code <= 1, "{}", out.stderr);
+    let doc = json_doc(&out);
+    let t = tasks_by_name(&doc);
+    assert_eq!(t["a"]["output"].as_str(), Some(hostile.as_str()));
+    for (i, cmd) in &accepted {
+        let r = &t[format!("place-{i}").as_str()];
+        let template_failure = r["error_class"] == "template";
+        assert_eq!(template_failure, cmd.contains("| int") && !cmd.contains("default="), "{cmd:?}: {r}");
+        if template_failure {
+            assert!(r["error"].as_str().unwrap().contains("is not a number: a[$(touch"), "{r}");
+        }
+    }
+    assert!(!std::path::Path::new(&mark).exists(), "an accepted place ran the value as code");
+}

@@ -453,3 +453,126 @@ fn resume_runs_what_did_not_succeed_and_reuses_the_rest() {
     assert_eq!(again.code, 0);
     assert!(again.stderr.contains("nothing to resume"), "{}", again.stderr);
 }
+
+/// Wait until the run's task `idx` is in state `want`.
+fn wait_state(redis: &Redis, ns: &str, run: &str, idx: u32, want: &str) {
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
+        let v: Option<String> = redis::cmd("HGET").arg(format!("{ns}:run:{{{run}}}:state")).arg(idx).query(&mut redis.client()).unwrap();
+        if v.as_deref() == Some(want) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "task {idx} never became {want}: {v:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Approval belongs to the stage, not an attempt: a run cancelled while its gated stage
+/// waited and then resumed (whole, or `--task` of the gated task) waits for the approval
+/// again, the watcher naming the command, and runs the stage only once approved (the
+/// approver in the results); a stage approved before the cancel stays approved; `dead retry`
+/// of the task that feeds the stage brings it to the approval, not past it; a rejected stage
+/// is not run by `resume`.
+#[test]
+fn resume_and_dead_retry_wait_for_the_approval_again() {
+    let Local { redis, ns, dir, work, _worker } = Local::start("wf-approval-resume");
+    write(
+        dir.path(),
+        "p.yaml",
+        r#"
+pipeline:
+  name: gated
+  stages:
+    - name: Dev
+      tasks:
+        - { name: Check, ccr_instance: fast, command: "[ -f ok ]", retry_policy: { max_retries: 0, retry_on: [command] } }
+    - name: Prod
+      requires: Dev
+      approval_required: true
+      tasks:
+        - name: Deploy
+          ccr_instance: fast
+          command: "echo x >> deploys; if [ -f hold ]; then rm hold; sleep 60; fi"
+"#,
+    );
+    let deploys = || std::fs::read_to_string(work.join("deploys")).map(|s| s.lines().count()).unwrap_or(0);
+    let detach = |args: &[&str]| {
+        let out = submit(dir.path(), &redis.url(), &ns, args, LIMIT);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        out.stdout.trim().to_string()
+    };
+    let finished = |run: &str| {
+        let deadline = std::time::Instant::now() + LIMIT;
+        loop {
+            let s: Option<String> =
+                redis::cmd("HGET").arg(format!("{ns}:run:{{{run}}}:meta")).arg("status").query(&mut redis.client()).unwrap();
+            if s.as_deref() == Some("finished") {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "run {run} never finished");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    std::fs::write(work.join("ok"), "").unwrap();
+
+    // Cancelled while waiting, resumed whole or by `--task Deploy`: waits again.
+    for resume in [vec!["resume"], vec!["resume", "--task", "Deploy"]] {
+        let run = detach(&["p.yaml", "--detach"]);
+        wait_stage(&redis, &ns, &run, "Prod", "awaiting");
+        detach(&["cancel", &run]);
+        finished(&run);
+        let mut args = resume.clone();
+        args.insert(1, &run);
+        args.push("--detach");
+        detach(&args);
+        wait_state(&redis, &ns, &run, 1, "awaiting_approval");
+        let waiting = submit_for(dir.path(), &redis.url(), &ns, &["watch", &run, "--no-save", "--no-report"], Duration::from_secs(2));
+        assert!(waiting.contains(&format!("stage `Prod` awaits approval: run `zo-submit approve {run} Prod`")), "{waiting}");
+        assert_eq!(deploys(), 0, "Deploy ran without its approval after {resume:?}");
+        detach(&["approve", &run, "Prod"]);
+        let out = submit(dir.path(), &redis.url(), &ns, &["watch", &run, "--json", "--no-save", "--no-report"], LIMIT);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let doc = json_doc(&out);
+        let t = tasks_by_name(&doc);
+        // Its first attempt: cancelled while it waited, it had never run.
+        assert_eq!((t["Deploy"]["status"].as_str(), t["Deploy"]["attempts"].as_u64()), (Some("success"), Some(1)), "{}", t["Deploy"]);
+        let stage = &doc["stages"][0];
+        assert_eq!(stage["status"], "approved", "{stage}");
+        assert!(stage["by"].as_str().unwrap().contains('@'), "{stage}");
+        assert_eq!(deploys(), 1);
+        std::fs::remove_file(work.join("deploys")).unwrap();
+    }
+
+    // Approved, then cancelled while the stage runs: resumed, it runs without a new approval.
+    std::fs::write(work.join("hold"), "").unwrap();
+    let run = detach(&["p.yaml", "--detach"]);
+    wait_stage(&redis, &ns, &run, "Prod", "awaiting");
+    detach(&["approve", &run, "Prod"]);
+    wait_state(&redis, &ns, &run, 1, "running");
+    detach(&["cancel", &run]);
+    finished(&run);
+    let out = submit(dir.path(), &redis.url(), &ns, &["resume", &run, "--json", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc = json_doc(&out);
+    assert_eq!(tasks_by_name(&doc)["Deploy"]["status"], "success");
+    assert_eq!(doc["stages"][0]["status"], "approved");
+    assert_eq!(deploys(), 2, "the cancelled attempt and the resumed one");
+    std::fs::remove_file(work.join("deploys")).unwrap();
+
+    // The task feeding the stage fails; `dead retry` runs it and the stage waits; rejected,
+    // `resume` does not run it.
+    std::fs::remove_file(work.join("ok")).unwrap();
+    let run = detach(&["p.yaml", "--detach"]);
+    finished(&run);
+    std::fs::write(work.join("ok"), "").unwrap();
+    detach(&["dead", "retry", "--all", "--run", &run]);
+    wait_state(&redis, &ns, &run, 1, "awaiting_approval");
+    assert_eq!(deploys(), 0);
+    detach(&["reject", &run, "Prod", "--reason", "no"]);
+    finished(&run);
+    let again = submit(dir.path(), &redis.url(), &ns, &["resume", &run, "--task", "Deploy"], LIMIT);
+    assert_eq!(again.code, 2, "{}", again.stderr);
+    let again = submit(dir.path(), &redis.url(), &ns, &["resume", &run], LIMIT);
+    assert!(again.stderr.contains("nothing to resume"), "{}", again.stderr);
+    assert_eq!(deploys(), 0, "a rejected stage never runs");
+}

@@ -61,8 +61,9 @@ pub const MIN_REDIS: (u32, u32) = (6, 2);
 /// started (`WORKER|EXPIRY|STARTED`). 6: the catalog's shared slots are counted per worker
 /// (`NS:limit:{NAME}:held`) and a capped run's slots are its running tasks plus grants. 7:
 /// mark and record calls name each task's instance, and a capped run's `meta` says whether
-/// tasks may be parked (`slotwait`).
-pub const PROTOCOL: u32 = 7;
+/// tasks may be parked (`slotwait`). 8: a revived task of a stage never approved waits for the
+/// approval again (`REVIVE` and `APPROVE`).
+pub const PROTOCOL: u32 = 8;
 
 /// How long finished runs stay in Redis by default.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);

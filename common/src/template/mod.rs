@@ -257,7 +257,8 @@ const NOT_A_NUMBER: &str = "is not a number: ";
 
 /// A value in a message: its first 80 characters, control characters escaped.
 fn shown(s: &str) -> String {
-    let mut out: String = s.chars().take(80).flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect();
+    let mut out: String =
+        s.chars().take(80).flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect();
     if s.chars().count() > 80 {
         out.push('…');
     }
@@ -347,7 +348,10 @@ pub fn render_command(text: &str, inputs: &Inputs) -> Result<String, String> {
             let (quoting, numeric) = places.get(k).copied().unwrap_or((Quoting::Bare, true));
             // Where bash evaluates the value, only an integer may arrive (`| int` makes one).
             if numeric && !is_integer_text(&value) {
-                return Err(minijinja::Error::new(ErrorKind::InvalidOperation, format!("a value bash evaluates {NOT_A_NUMBER}{}", shown(&value))));
+                return Err(minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("a value bash evaluates {NOT_A_NUMBER}{}", shown(&value)),
+                ));
             }
             c.bytes += value.len();
             if c.bytes > MAX_RENDERED {

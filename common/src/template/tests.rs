@@ -196,6 +196,16 @@ fn accepted_places_run_hostile_values_as_data_in_bash() {
     let dir = tempfile::tempdir().unwrap();
     let mark = dir.path().join("pwned");
     let hostile = format!("a[$(touch {m})]\n$(touch {m}) `touch {m}`; touch {m}\nEOF\ntouch {m}", m = mark.display());
+    // The value does run code where bash evaluates it, and the mark shows it.
+    let control = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("x=${1%%$'\\n'*}; (( x )) 2>/dev/null; :")
+        .arg("_")
+        .arg(&hostile)
+        .current_dir(dir.path())
+        .status();
+    assert!(control.is_ok() && mark.exists(), "the control did not run the value");
+    std::fs::remove_file(&mark).unwrap();
     let mut ran = 0;
     for (cmd, want) in place_cases() {
         if want.is_some() {
@@ -237,7 +247,11 @@ fn numbers_reach_arithmetic_only_as_integers() {
 #[test]
 fn rendering_stops_at_its_fuel_before_it_allocates() {
     let i = inputs("x");
-    for t in ["${{ range(100000) | join(\"y\" * 100000) | length }}", "${{ \"y\" * 200000000 }}", "${{ range(100000) | join(range(100000) | join) | length }}"] {
+    for t in [
+        "${{ range(100000) | join(\"y\" * 100000) | length }}",
+        "${{ \"y\" * 200000000 }}",
+        "${{ range(100000) | join(range(100000) | join) | length }}",
+    ] {
         let e = render_prompt(t, &i).unwrap_err();
         assert!(e.contains("rendering stopped at its limit"), "{t}: {e}");
         let e = render_command(&format!("echo {t}"), &i).unwrap_err();

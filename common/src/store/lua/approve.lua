@@ -26,7 +26,8 @@ for k = 1, #fields, 2 do
     local c = string.sub(f, 3)
     local cs = redis.call('HGET', state, c)
     if approve and cs == 'awaiting_approval' then
-      queue_task(c)
+      -- A task resumed while its stage waited keeps its new attempt.
+      queue_task(c, tonumber(redis.call('HGET', attempt, c) or '1'))
       n = n + 1
     elseif not approve and (cs == 'awaiting_approval' or cs == 'waiting') then
       skip_task(c, '', 'r')

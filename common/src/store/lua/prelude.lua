@@ -110,11 +110,12 @@ local skipped_ids = {}
 local cascaded = false
 -- Tasks a rule or a success started in this script call (the caller flushes the outbox).
 local queued_n = 0
-local function queue_task(c)
+local function queue_task(c, a)
+  a = a or 1
   queued_n = queued_n + 1
   redis.call('HSET', state, c, 'queued')
-  redis.call('HSET', attempt, c, 1)
-  redis.call('RPUSH', outbox, c .. ':1')
+  redis.call('HSET', attempt, c, a)
+  redis.call('RPUSH', outbox, c .. ':' .. a)
   event('idx', c, 'state', 'queued')
 end
 -- Skips a waiting task (class 'd' or 'c', decided by task p) and queues its own dependents
@@ -133,9 +134,20 @@ local function stage_of(c)
   if not any_rules() then return nil end
   return redis.call('HGET', rules, 'a:' .. c)
 end
+-- Task c, whose stage st waits for an approval, waits in `awaiting_approval` (the stage is
+-- marked `awaiting` in `stages`, announced when `announce` or when it was never reached).
+local function await_approval(c, st, s, announce)
+  redis.call('HSET', state, c, 'awaiting_approval')
+  if s == '' then
+    redis.call('HSET', stages, st, 'awaiting')
+  end
+  if s == '' or announce then
+    event('stage', st, 'state', 'awaiting_approval')
+  end
+  event('idx', c, 'state', 'awaiting_approval')
+end
 -- A task whose rule holds starts (returns 1) — unless its stage waits for an approval: then
--- it waits in `awaiting_approval` (the stage is marked `awaiting` in `stages`), or is skipped
--- (class rejected) when the stage was rejected.
+-- it waits (`await_approval`), or is skipped (class rejected) when the stage was rejected.
 local function start_task(c)
   local st = stage_of(c)
   if st then
@@ -145,12 +157,7 @@ local function start_task(c)
       return 0
     end
     if string.sub(s, 1, 8) ~= 'approved' then
-      redis.call('HSET', state, c, 'awaiting_approval')
-      if s == '' then
-        redis.call('HSET', stages, st, 'awaiting')
-        event('stage', st, 'state', 'awaiting_approval')
-      end
-      event('idx', c, 'state', 'awaiting_approval')
+      await_approval(c, st, s, false)
       return 0
     end
   end

@@ -1,18 +1,25 @@
--- REVIVE: runs a task that ended failed/timeout/cancelled again (a new attempt) and
+-- REVIVE: runs a task that ended failed/timeout/cancelled again (a new attempt; it waits for
+-- its stage's approval again when the stage was never approved, and is not run when the
+-- stage was rejected) and
 -- evaluates the dependents it had skipped again (reading their dependencies from the spec's
 -- `deps` field, pinned by a test in common/src/model/spec.rs). Re-opens a finished run.
 -- KEYS: the run's keys (prelude.lua)
 -- Errors: NORUN when the run has no `meta` (it expired or Redis lost it): nothing is written.
 -- ARGV: idx now_ms
--- Returns: the new attempt, or 0 when the task is not in such a state.
+-- Returns: the new attempt, or 0 when the task is not in such a state (or its stage was
+-- rejected).
 if redis.call('EXISTS', meta) == 0 then return redis.error_reply('NORUN the run has no state in Redis') end
 local idx, now = ARGV[1], ARGV[2]
 local st = redis.call('HGET', state, idx)
 if st ~= 'failed' and st ~= 'timeout' and st ~= 'cancelled' then return 0 end
+-- Approval belongs to the stage, not an attempt: a task of a stage never approved waits for
+-- it again; one of a rejected stage is not run.
+local stage = stage_of(idx)
+local gate = stage and (redis.call('HGET', stages, stage) or '') or 'approved'
+if string.sub(gate, 1, 8) == 'rejected' then return 0 end
 redis.call('HINCRBY', meta, st, -1)
 redis.call('HINCRBY', meta, 'done', -1)
 local nxt = tonumber(redis.call('HGET', attempt, idx) or '0') + 1
-redis.call('HSET', state, idx, 'queued')
 redis.call('HSET', attempt, idx, nxt)
 local last = redis.call('HGET', result, idx)
 if last then redis.call('HSET', history, idx .. ':' .. (nxt - 1), last) end
@@ -20,8 +27,13 @@ redis.call('HDEL', result, idx)
 redis.call('HDEL', deliveries, idx)
 redis.call('HDEL', cancel, idx)
 redis.call('HDEL', skip, idx)
-redis.call('RPUSH', outbox, idx .. ':' .. nxt)
-event('idx', idx, 'state', 'queued', 'revived', nxt)
+if string.sub(gate, 1, 8) == 'approved' then
+  redis.call('HSET', state, idx, 'queued')
+  redis.call('RPUSH', outbox, idx .. ':' .. nxt)
+  event('idx', idx, 'state', 'queued', 'revived', nxt)
+else
+  await_approval(idx, stage, gate, true)
+end
 -- Its skipped dependents (by a failure or a condition; a rejected stage stays rejected) are
 -- evaluated again from their parents' states: waiting again, started, or still skipped (by
 -- another parent).

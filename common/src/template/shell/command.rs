@@ -156,7 +156,9 @@ fn arguments(name: &str, rest: &[usize], words: &[Word], c: &mut Classified, att
                 set(&mut c.roles, i, if names { Role::Number(Refusal::TestName) } else { Role::Text });
             }
         }
-        ("printf", _) if rest.iter().any(|&i| words[i].plain() == Some("-v")) => all(c, Role::Refused(Refusal::Builtin(builtin.unwrap_or(0)))),
+        ("printf", _) if rest.iter().any(|&i| words[i].plain() == Some("-v")) => {
+            all(c, Role::Refused(Refusal::Builtin(builtin.unwrap_or(0))))
+        }
         ("wait", _) if rest.iter().any(|&i| words[i].option().is_some_and(|o| o.starts_with('-') && o.contains('p'))) => {
             all(c, Role::Refused(Refusal::Builtin(builtin.unwrap_or(0))))
         }

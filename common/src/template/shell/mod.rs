@@ -108,7 +108,8 @@ pub enum Refusal {
     Unknown,
 }
 
-const NUMBER_HINT: &str = "pass a number with `| int` (`${{ deps.NAME.json.score | int }}`), which fails the task when the value is not one";
+const NUMBER_HINT: &str =
+    "pass a number with `| int` (`${{ deps.NAME.json.score | int }}`), which fails the task when the value is not one";
 
 impl Refusal {
     pub fn message(self) -> String {

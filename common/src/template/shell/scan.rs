@@ -665,11 +665,8 @@ impl Scan {
                 }
             }
         }
-        let case_in = kw == Some("in")
-            && top.s.words.len() == 2
-            && top.s.words[0].lit == "case"
-            && !top.s.words[0].quoted
-            && !top.s.words[0].expands;
+        let case_in =
+            kw == Some("in") && top.s.words.len() == 2 && top.s.words[0].lit == "case" && !top.s.words[0].quoted && !top.s.words[0].expands;
         top.s.words.push(w);
         if case_in {
             self.end_command();
