@@ -229,3 +229,53 @@ fn every_shell_place_is_refused_at_plan_time_or_runs_a_hostile_value_as_data() {
     }
     assert!(!std::path::Path::new(&mark).exists(), "an accepted place ran the value as code");
 }
+
+/// The worker's peak resident memory so far (`VmHWM`), in MiB.
+fn peak_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() / 1024
+}
+
+/// A template that would build gigabytes passes `plan` but stops at its fuel on the worker:
+/// the task fails with class `template`, the worker lives on (no redelivery), and its peak
+/// memory grows by about 100 MB at most for one such render, and for four at once (each on
+/// a fresh worker, whose peak says what the renders cost).
+#[test]
+fn a_template_bomb_fails_its_task_and_leaves_the_worker_standing() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = r#"${{ range(100000) | join("y" * 100000) | length }}"#;
+    let file = |n: usize| -> String {
+        std::iter::once("tasks:\n".to_string())
+            .chain((0..n).map(|i| format!("  - {{ name: bomb{i}, ccr_instance: fast, prompt: '{bomb}' }}\n")))
+            .collect()
+    };
+    write(dir.path(), "one.yaml", &file(1));
+    write(dir.path(), "four.yaml", &file(4));
+    write(dir.path(), "warm.yaml", "tasks:\n  - { name: warm, ccr_instance: fast, prompt: '${{ run.id }}' }\n");
+    let plan = submit(dir.path(), &redis.url(), "zo", &["plan", "one.yaml"], LIMIT);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    for (name, n) in [("one.yaml", 1), ("four.yaml", 4)] {
+        let ns = namespace("templates-bomb");
+        let mut w = Worker::start(dir.path(), &format!("w{n}"), SIMULATE, &redis.url(), &ns);
+        // Warm: the worker has run a task, so its peak is what any task costs.
+        assert_eq!(submit(dir.path(), &redis.url(), &ns, &["warm.yaml", "--no-save", "--no-report"], LIMIT).code, 0);
+        let pid = w.pid().unwrap();
+        let base = peak_mib(pid);
+        let out = submit(dir.path(), &redis.url(), &ns, &[name, "--json", "--no-save", "--no-report"], LIMIT);
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        let doc = json_doc(&out);
+        let tasks = doc["tasks"].as_array().unwrap();
+        assert_eq!(tasks.len(), n);
+        for t in tasks {
+            assert_eq!((t["error_class"].as_str(), t["attempts"].as_u64()), (Some("template"), Some(1)), "{t}");
+            assert!(t["error"].as_str().unwrap().contains("rendering stopped at its limit"), "{t}");
+        }
+        let grew = peak_mib(pid).saturating_sub(base);
+        eprintln!("{n} render(s) at once: the worker's peak grew by {grew} MiB");
+        let bound = n as u64 * 170;
+        assert!(grew <= bound, "{n} render(s) at once raised the worker's peak by {grew} MiB (at most {bound})");
+        assert!(w.is_running(), "the worker died");
+    }
+}

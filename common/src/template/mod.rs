@@ -45,11 +45,12 @@ pub const MAX_RENDERED: usize = 64 << 20;
 
 /// The engine's budget for one render: minijinja charges one fuel per instruction and per
 /// 64 bytes it creates or reads into a filter (strings built by `~`, `*`, `join`, …, and
-/// output), checking sizes it knows before it allocates. One and a half times what
-/// writing [`MAX_RENDERED`] bytes costs: every template that fits renders, while one that
-/// builds gigabytes (`range(100000) | join("y" * 100000)`) stops within a second, having
-/// allocated at most about 100 MB.
-pub const RENDER_FUEL: u64 = MAX_RENDERED as u64 / 64 * 3 / 2;
+/// output), checking sizes it knows before it allocates. What writing [`MAX_RENDERED`]
+/// bytes costs: every template whose work fits renders, while one that builds gigabytes
+/// (`range(100000) | join("y" * 100000)`) stops within a second. A string grown to the
+/// budget is at most 64 MiB, so with the copy its last growth makes, a render adds at most
+/// about 100 MB.
+pub const RENDER_FUEL: u64 = MAX_RENDERED as u64 / 64;
 
 /// Whether `text` is a template (holds `${{`). Anything else passes through untouched.
 pub fn is_template(text: &str) -> bool {
