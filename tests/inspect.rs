@@ -117,6 +117,7 @@ fn inspection_commands_describe_running_and_finished_runs() {
     let ex = submit(d, &redis.url(), &ns, &["export", &run, "--format", "html", "-o", html.to_str().unwrap()], LIMIT);
     assert_eq!(ex.code, 0, "{}", ex.stderr);
     render_in_chromium(&html);
+    export_writes_as_a_redirect_does(d, &redis, &ns, &run);
     let missing = submit(d, &redis.url(), &ns, &["export", "20000101-000000-0000"], LIMIT);
     assert_eq!(missing.code, 2);
     json_logs_name_each_task(&log, &run, &worker_id);
@@ -192,4 +193,41 @@ fn render_in_chromium(html: &Path) {
     let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot ({e}): {}", String::from_utf8_lossy(&out.stderr)));
     assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "a real picture, {} bytes", png.len());
     eprintln!("screenshot of the HTML report: {}", shot.display());
+}
+
+/// `export -o PATH` writes as the shell's `>` would: into `/dev/null` (it stays a device),
+/// through a symlink (the link stays), into a FIFO, over a file keeping its mode; a missing
+/// directory is an error and nothing is created; `-o -` is stdout.
+fn export_writes_as_a_redirect_does(d: &Path, redis: &Redis, ns: &str, run: &str) {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    let export_to = |p: &Path| submit(d, &redis.url(), ns, &["export", run, "--format", "md", "-o", p.to_str().unwrap()], LIMIT);
+    let dev_null = Path::new("/dev/null");
+    assert_eq!(export_to(dev_null).code, 0);
+    assert!(std::fs::metadata(dev_null).unwrap().file_type().is_char_device(), "/dev/null was replaced");
+    let (target, link) = (d.join("real.md"), d.join("link.md"));
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    assert_eq!(export_to(&link).code, 0);
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link was replaced");
+    assert!(std::fs::read_to_string(&target).unwrap().starts_with("# "));
+    let kept = d.join("kept.md");
+    std::fs::write(&kept, "old").unwrap();
+    std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(export_to(&kept).code, 0);
+    assert_eq!(std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(std::fs::read_to_string(&kept).unwrap().starts_with("# "));
+    let fifo = d.join("fifo.md");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    assert_eq!(export_to(&fifo).code, 0);
+    assert!(reader.join().unwrap().starts_with("# "));
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    let missing = d.join("no/such/dir/r.md");
+    let out = export_to(&missing);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("cannot write") && !d.join("no").exists(), "{}", out.stderr);
+    let out = export_to(Path::new("-"));
+    assert!(out.code == 0 && out.stdout.starts_with("# "), "{}", out.stderr);
 }

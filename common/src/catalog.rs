@@ -87,6 +87,9 @@ impl RawInstance {
         let usd = |key: &str, v: Option<f64>| -> Result<Option<Nanos>, YamlError> {
             match v {
                 None => Ok(None),
+                Some(x) if x > 0.0 && usd_to_nanos(x) == Some(0) => {
+                    Err(YamlError::plain(file, crate::taskfile::too_small(&format!("instance `{name}`: `{key}`"), x)))
+                }
                 Some(x) => usd_to_nanos(x).map(Some).ok_or_else(|| {
                     YamlError::plain(file, format!("instance `{name}`: `{key}` must be a price in dollars of 0 or more, not {x}"))
                 }),
@@ -193,6 +196,16 @@ mod tests {
         let text = "instances:\n  - {name: a, port: 1, model: m}\n  - {name: a, port: 2, model: m}\n";
         let err = Catalog::parse(text, "c.yaml").unwrap_err();
         assert_eq!(err.to_string(), "c.yaml: instance `a` is listed twice; give each instance a unique name");
+    }
+
+    #[test]
+    fn a_price_below_a_nano_dollar_is_refused_not_rounded_to_free() {
+        let err = Catalog::parse("instances:\n  - {name: a, port: 1, model: m, cost_per_1k_tokens: 1e-12}\n", "c.yaml").unwrap_err();
+        assert!(
+            err.to_string().contains("instance `a`: `cost_per_1k_tokens` is 0.000000000001, below the smallest amount counted"),
+            "{err}"
+        );
+        assert!(Catalog::parse("instances:\n  - {name: a, port: 1, model: m, cost_per_1k_tokens: 0}\n", "c.yaml").is_ok());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Untrusted text made safe to show: task output, model answers, names and titles from task
 //! files and from Redis reach terminals and Markdown reports, where an escape sequence could
 //! retitle the window, clear the screen or fake output. Every control character but newline
-//! and tab is written out as its escape (`\u{1b}`), so it is visible and inert.
+//! and tab is written out as its escape (`\u{1b}`), so it is visible and inert; so are the
+//! bidirectional embedding, override and isolate characters (U+202A–U+202E, U+2066–U+2069),
+//! which reorder what a line shows (a name that reads `txt.exe` but is `exe.txt`).
 
 use std::borrow::Cow;
 
@@ -23,14 +25,20 @@ pub fn escape_controls(s: &str) -> Cow<'_, str> {
 
 /// `s` on one line: as [`escape_controls`], newlines and tabs escaped too.
 pub fn escape_line(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
+    let unsafe_here = |c: char| c.is_control() || is_bidi(c);
+    if !s.chars().any(unsafe_here) {
         return Cow::Borrowed(s);
     }
-    Cow::Owned(s.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect())
+    Cow::Owned(s.chars().flat_map(|c| if unsafe_here(c) { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect())
 }
 
 fn is_unsafe(c: char) -> bool {
-    c.is_control() && c != '\n' && c != '\t'
+    (c.is_control() && c != '\n' && c != '\t') || is_bidi(c)
+}
+
+/// The bidirectional formatting characters that change the order a line is shown in.
+fn is_bidi(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]
@@ -44,5 +52,9 @@ mod tests {
         assert_eq!(escape_controls("\u{1b}]0;owned\u{7}x\u{1b}[2J"), "\\u{1b}]0;owned\\u{7}x\\u{1b}[2J");
         assert_eq!(escape_controls("a\u{9b}b"), "a\\u{9b}b");
         assert_eq!(escape_line("a\nb\u{1b}"), "a\\nb\\u{1b}");
+        // Bidi overrides and isolates, which reorder a line, are written out too.
+        assert_eq!(escape_controls("report\u{202E}fdp.exe"), "report\\u{202e}fdp.exe");
+        assert_eq!(escape_line("a\u{2066}b\u{2069}"), "a\\u{2066}b\\u{2069}");
+        assert_eq!(escape_controls("\u{200F} stays"), "\u{200F} stays");
     }
 }

@@ -370,7 +370,8 @@ pub enum Command {
         run_id: String,
         #[arg(long, value_enum, default_value = "json")]
         format: ExportFormat,
-        /// Write here instead of stdout.
+        /// Write here instead of stdout, as the shell's `>` would (through a link, into a FIFO
+        /// or device, over a file keeping its mode; `-` is stdout).
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
         #[command(flatten)]

@@ -145,6 +145,22 @@ fn html_escapes_untrusted_text_and_allows_no_script() {
     assert_eq!(h.matches("class=\"bar\"").count(), 8, "four bars in each of the two timelines");
 }
 
+/// A Markdown renderer gets no live HTML from names, workers or errors: outside code blocks
+/// it is escaped as in the HTML report, inside inline code and fences it is shown as written;
+/// a bidi override in a name is written out.
+#[test]
+fn markdown_passes_no_raw_html_or_bidi_controls() {
+    let mut r = ran();
+    r[0].name = "report\u{202E}fdp.exe";
+    let m = markdown(&doc(&r));
+    assert!(m.contains("### ✗ &lt;img src=x onerror=alert(1)&gt;"), "{m}");
+    assert!(!m.lines().any(|l| !l.starts_with("- Worker:") && l.contains("<img")), "raw HTML outside code: {m}");
+    assert!(m.contains("- Worker: `w1\"><script>alert(2)</script>`"), "inline code shows it as written: {m}");
+    assert!(m.contains("report\\u{202e}fdp.exe") && !m.contains('\u{202E}'), "{m}");
+    let fenced = m.find("```text\n<svg onload=alert(4)>").expect("the error in a fence");
+    assert!(m[..fenced].ends_with("**Error** (model):\n\n"), "{m}");
+}
+
 #[test]
 fn markdown_lists_failures_first_with_times() {
     let m = markdown(&doc(&ran()));

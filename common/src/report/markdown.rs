@@ -20,8 +20,24 @@ fn fence(s: &str) -> String {
     "`".repeat((longest + 1).max(3))
 }
 
+/// Untrusted text in Markdown outside a code block: HTML written as text (a renderer would
+/// otherwise run `<img onerror=…>`), on one line, `|` escaped for tables.
 fn md_cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
+    super::html::esc(s).replace('|', "\\|").replace('\n', " ")
+}
+
+/// Untrusted text as inline code: a backtick run longer than any inside it, so nothing
+/// closes it early (HTML inside code is shown as written).
+fn md_code(s: &str) -> String {
+    let longest = s.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let ticks = longest + 1;
+    let t = "`".repeat(ticks);
+    let s = s.replace('\n', " ");
+    if ticks > 1 || s.starts_with('`') || s.ends_with('`') {
+        format!("{t} {s} {t}")
+    } else {
+        format!("{t}{s}{t}")
+    }
 }
 
 /// The Markdown report: summary, per instance, then every task with its output and errors.
@@ -29,7 +45,7 @@ pub fn markdown(doc: &ResultsDocument) -> String {
     let s = &doc.summary;
     let mut m = String::new();
     let _ = writeln!(m, "# Zo Worker Swarm report\n");
-    let _ = writeln!(m, "- Run: `{}`\n- Task file: `{}`\n- Finished: {}\n", doc.run_id, doc.task_file, s.timestamp);
+    let _ = writeln!(m, "- Run: {}\n- Task file: {}\n- Finished: {}\n", md_code(&doc.run_id), md_code(&doc.task_file), s.timestamp);
     let _ = writeln!(m, "## Summary\n");
     let _ = writeln!(m, "| Metric | Value |\n|---|---|");
     let _ = writeln!(m, "| Total tasks | {} |", s.total_tasks);
@@ -97,8 +113,8 @@ fn task(m: &mut String, t: &TaskReport) {
     let _ = writeln!(m, "### {} {}\n", status_mark(t.status), md_cell(&t.task_name));
     let _ = writeln!(
         m,
-        "- Instance: `{}`\n- Status: **{}**\n- Duration: {:.2}s (queued {:.2}s)",
-        t.ccr_instance,
+        "- Instance: {}\n- Status: **{}**\n- Duration: {:.2}s (queued {:.2}s)",
+        md_code(&t.ccr_instance),
         t.status.as_str(),
         t.duration,
         t.queue_wait
@@ -110,13 +126,13 @@ fn task(m: &mut String, t: &TaskReport) {
         let _ = writeln!(m, "- Attempts: {}", t.attempts);
     }
     if let Some(w) = &t.worker {
-        let _ = writeln!(m, "- Worker: `{w}`");
+        let _ = writeln!(m, "- Worker: {}", md_code(w));
     }
     if let Some(c) = t.exit_code {
         let _ = writeln!(m, "- Exit code: {c}");
     }
     if !t.dependencies.is_empty() {
-        let _ = writeln!(m, "- After: {}", t.dependencies.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", "));
+        let _ = writeln!(m, "- After: {}", t.dependencies.iter().map(|d| md_code(d)).collect::<Vec<_>>().join(", "));
     }
     if t.input_tokens + t.output_tokens > 0 {
         let _ = writeln!(m, "- Tokens in / out: {} / {}", t.input_tokens, t.output_tokens);
@@ -153,5 +169,13 @@ mod tests {
     fn fence_outgrows_content() {
         assert_eq!(fence("plain"), "```");
         assert_eq!(fence("has ``` inside"), "````");
+    }
+
+    #[test]
+    fn untrusted_names_carry_no_live_html() {
+        assert_eq!(md_cell("<img src=x onerror=alert(1)> | a"), "&lt;img src=x onerror=alert(1)&gt; \\| a");
+        assert_eq!(md_code("plain"), "`plain`");
+        assert_eq!(md_code("a`b"), "`` a`b ``");
+        assert_eq!(md_code("<b>"), "`<b>`");
     }
 }

@@ -72,6 +72,10 @@ pub(super) fn limits(raw: Option<Sp<RawLimits>>, file: &str, catalog: &Catalog, 
                 ));
                 None
             }
+            Some(v) if usd_to_nanos(v.value) == Some(0) => {
+                errs.push(YamlError::at(file, v.referenced, too_small("resource_limits: budget: `max_cost_per_workflow`", v.value)));
+                None
+            }
             Some(v) => usd_to_nanos(v.value),
         };
         let alert_ppm = match &b.alert_threshold {
@@ -127,6 +131,13 @@ pub(super) fn price_tasks(
     }
 }
 
+/// Why an amount above zero that rounds to no nano-dollar is refused (it would count as 0
+/// and a budget of it would be dropped).
+pub(crate) fn too_small(what: &str, usd: f64) -> String {
+    let fix = if what.contains("max_cost") { "write at least 0.000000001" } else { "write 0 (free) or at least 0.000000001" };
+    format!("{what} is {usd}, below the smallest amount counted (one nano-dollar, $0.000000001); {fix}")
+}
+
 /// A positive whole number that fits a `u32`.
 fn count(v: &Option<Sp<f64>>, what: &str, file: &str, errs: &mut Vec<YamlError>) -> Option<u32> {
     whole(v, what, file, errs).map(|n| n.min(u32::MAX as u64) as u32)
@@ -170,6 +181,9 @@ fn price(
                 v.referenced,
                 format!("{what}: `{key}` must be a price in dollars of 0 or more, not {}", v.value),
             ));
+        } else if n == Some(0) && v.value > 0.0 {
+            errs.push(YamlError::at(file, v.referenced, too_small(&format!("{what}: `{key}`"), v.value)));
+            return None;
         }
         n
     };

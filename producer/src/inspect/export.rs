@@ -1,5 +1,8 @@
 //! `zo-submit export RUN --format json|md|html [-o FILE]`: a run's report, finished or not
-//! (from Redis, else from the archive), on stdout or written atomically to a file.
+//! (from Redis, else from the archive), on stdout or written to a file as the shell's `>`
+//! would: through a symlink, into a FIFO or device, over a regular file keeping its mode; a
+//! missing directory is an error; `-o -` is stdout. (The results and reports `zo-submit FILE`
+//! writes itself go through `write_atomic` instead: those paths are the tool's, not typed.)
 
 use std::path::Path;
 
@@ -7,7 +10,6 @@ use zo_common::catalog::Catalog;
 use zo_common::report;
 
 use crate::cli::{ArchiveOpt, ConnOpts, ExportFormat};
-use crate::output::write_atomic;
 use crate::{connect, exit, stdout};
 
 pub async fn export(conn: &ConnOpts, run_id: &str, format: ExportFormat, to: Option<&Path>, catalog: &Catalog, archive: &ArchiveOpt) -> u8 {
@@ -26,8 +28,9 @@ pub async fn export(conn: &ConnOpts, run_id: &str, format: ExportFormat, to: Opt
     };
     match to {
         None => stdout(&body),
+        Some(path) if path == Path::new("-") => stdout(&body),
         Some(path) => {
-            if let Err(e) = write_atomic(path, body.as_bytes()) {
+            if let Err(e) = write_like_redirect(path, body.as_bytes()) {
                 eprintln!("zo-submit: cannot write {}: {e}", path.display());
                 return exit::TASKS_FAILED;
             }
@@ -35,4 +38,13 @@ pub async fn export(conn: &ConnOpts, run_id: &str, format: ExportFormat, to: Opt
         }
     }
     exit::OK
+}
+
+/// Opens `path` for writing as `>` does (created 0666 less the umask, or truncated in place)
+/// and writes `bytes`.
+fn write_like_redirect(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
+    f.write_all(bytes)?;
+    f.flush()
 }
