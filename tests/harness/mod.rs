@@ -154,7 +154,7 @@ fn run_ok(cmd: &mut Command) {
 }
 
 /// Creates the login user once per test process.
-fn ensure_user() {
+pub fn ensure_user() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         let exists =

@@ -173,6 +173,12 @@ impl Prepared {
 
     fn command(&self, command_line: &str) -> tokio::process::Command {
         let mut c = tokio::process::Command::new("sh");
+        // A cleared environment: CCR reads its keys from its config (substituted there), so
+        // none of the worker's variables — provider keys, `BWS_ACCESS_TOKEN` — reach it.
+        c.env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            c.env("PATH", path);
+        }
         c.arg("-c")
             .arg(format!("exec {command_line}"))
             .env("HOME", &self.home)

@@ -57,6 +57,9 @@ pub struct WorkerConfig {
     /// Directory of the config file; relative paths in it are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// The config file itself (checked unreadable to `executor.run_as`).
+    #[serde(skip)]
+    pub source: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -164,6 +167,10 @@ pub struct LocalConfig {
     /// every task when the worker dies; `false` (or no Perl) starts them directly.
     #[serde(default = "yes")]
     pub helper: bool,
+    /// Run every task as this account (its groups and `HOME`) instead of the worker's user,
+    /// so tasks cannot read the worker's secrets; needs root or CAP_SETUID, CAP_SETGID, CAP_KILL.
+    #[serde(default)]
+    pub run_as: Option<String>,
 }
 
 impl ExecutorConfig {
@@ -319,6 +326,7 @@ impl WorkerConfig {
         let text = yaml::read_file(path, yaml::DEFAULT_MAX_FILE_BYTES)?;
         let mut cfg: WorkerConfig = yaml::from_str(&text, &file)?;
         cfg.base_dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        cfg.source = path.to_path_buf();
         let catalog_path =
             cfg.catalog.as_ref().map(|p| if p.is_relative() { path.parent().unwrap_or(Path::new(".")).join(p) } else { p.clone() });
         let catalog = Catalog::load(catalog_path.as_deref())?;

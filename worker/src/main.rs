@@ -105,7 +105,21 @@ enum SecretsAction {
     Check,
 }
 
+/// Makes this process non-dumpable: processes of the same user that lack `CAP_SYS_PTRACE`
+/// (a task run as the worker's user) can no longer read its `/proc/PID/environ` — the
+/// provider keys — or its memory. Programs it starts are dumpable again (exec resets it), so
+/// CCRs get a cleared environment instead (`ccr.rs`).
+#[allow(unsafe_code)]
+fn not_dumpable() {
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0) changes one flag of this process and takes no pointers.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc != 0 {
+        eprintln!("zo-worker: warning: could not make the process non-dumpable: {}", std::io::Error::last_os_error());
+    }
+}
+
 fn main() -> ExitCode {
+    not_dumpable();
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) => {

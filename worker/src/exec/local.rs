@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::process::Command;
 
 use super::helper::{Helper, HelperSlot, OpenError, HELPER};
+use super::run_as::RunAs;
 use super::{BoxFuture, ExecError, Executor, Group, Spawned, RUN_FROM_ENV, SPILL_OVER};
 
 /// The worker's variables a local task gets as they are (when set).
@@ -27,22 +28,26 @@ pub struct LocalExecutor {
     use_helper: bool,
     /// Private directory (0700) for long scripts and prompts of directly started tasks.
     spill_dir: std::sync::OnceLock<std::path::PathBuf>,
+    /// The account tasks run as (`executor.run_as`), when not the worker's.
+    run_as: Option<RunAs>,
 }
 
 impl LocalExecutor {
-    /// `use_helper`: start tasks through the helper (when Perl is there).
-    pub fn new(use_helper: bool) -> Self {
+    /// `use_helper`: start tasks through the helper (when Perl is there); `run_as`: the
+    /// account tasks run as.
+    pub fn new(use_helper: bool, run_as: Option<RunAs>) -> Self {
         let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".into());
         let helper = HelperSlot::new(
             host.clone(),
             "local helper",
             "each task starts directly; what it leaves in its process group is killed when it ends, but not what leaves the group, nor its tasks when the worker is killed",
         );
-        LocalExecutor { host, helper, use_helper, spill_dir: std::sync::OnceLock::new() }
+        LocalExecutor { host, helper, use_helper, spill_dir: std::sync::OnceLock::new(), run_as }
     }
 
-    /// A command with the clean environment every local task starts from.
-    fn clean(program: &str) -> Command {
+    /// A command with the clean environment every local task starts from, as the account
+    /// tasks run as.
+    fn clean(&self, program: &str) -> Command {
         let mut cmd = Command::new(program);
         cmd.env_clear();
         for name in BASIC_ENV {
@@ -50,12 +55,16 @@ impl LocalExecutor {
                 cmd.env(name, v);
             }
         }
+        if let Some(r) = &self.run_as {
+            r.apply(&mut cmd);
+        }
         cmd
     }
 
     /// Starts `perl -e HELPER` here (its tasks inherit its clean environment).
     async fn open_helper(&self) -> Result<Helper, OpenError> {
-        let mut child = Self::clean("perl")
+        let mut child = self
+            .clean("perl")
             .arg("-e")
             .arg(HELPER)
             .stdin(Stdio::piped())
@@ -81,19 +90,26 @@ impl LocalExecutor {
             None => {
                 let d = std::env::temp_dir().join(format!("zo-worker-{}-{:08x}", std::process::id(), rand::random::<u32>()));
                 std::fs::DirBuilder::new().mode(0o700).create(&d).map_err(fail)?;
+                if let Some(r) = &self.run_as {
+                    // The task removes the file once read: the directory is its user's.
+                    r.own(&d).map_err(fail)?;
+                }
                 self.spill_dir.get_or_init(|| d).clone()
             }
         };
         let path = dir.join(format!("{kind}-{token}"));
         let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(fail)?;
         f.write_all(text.as_bytes()).map_err(fail)?;
+        if let Some(r) = &self.run_as {
+            r.own(&path).map_err(fail)?;
+        }
         Ok(path)
     }
 
     /// Without the helper: `bash` as the leader of its own process group.
     fn spawn_direct(&self, script: &str, prompt: Option<&str>) -> Result<Spawned, ExecError> {
         let token = format!("{}-{:016x}", std::process::id(), rand::random::<u64>());
-        let mut cmd = Self::clean("bash");
+        let mut cmd = self.clean("bash");
         cmd.arg("-c").arg(RUN_FROM_ENV).env("ZO_TASK_TOKEN", &token);
         let mut files = Vec::new();
         if script.len() > SPILL_OVER {

@@ -20,6 +20,7 @@
 
 pub mod helper;
 pub mod local;
+pub mod run_as;
 pub mod ssh;
 
 use std::future::Future;

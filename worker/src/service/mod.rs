@@ -26,7 +26,7 @@ use zo_common::store::{Store, StoreError};
 
 use crate::batch::{Batcher, ClaimInfo};
 use crate::config::{ExecutorConfig, Reach, WorkerConfig};
-use crate::exec::{local::LocalExecutor, ssh::SshExecutor, Executor};
+use crate::exec::{local::LocalExecutor, run_as::RunAs, ssh::SshExecutor, Executor};
 use crate::secrets::Secrets;
 use crate::task::TaskContext;
 use crate::{ccr, preflight};
@@ -212,7 +212,27 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
             };
             Some(Arc::new(SshExecutor::new(s.clone()).with_tunnels(tunnels)))
         }
-        ExecutorConfig::Local(l) => Some(Arc::new(LocalExecutor::new(l.helper))),
+        ExecutorConfig::Local(l) => {
+            let run_as = match l.run_as.as_deref().map(RunAs::resolve) {
+                None => None,
+                Some(Ok(r)) => {
+                    r.check_privileges().map_err(WorkerError::Config)?;
+                    let secret_files = std::iter::once(cfg.source.as_path()).chain(cfg.ccr.as_ref().map(|c| c.env_file.as_path()));
+                    let open: Vec<String> = r.readable(secret_files).iter().map(|p| p.display().to_string()).collect();
+                    if !open.is_empty() {
+                        return Err(WorkerError::Config(format!(
+                            "executor.run_as `{}` could read {}: tasks would see what the worker reads; make them readable by the worker's user only (chmod 600 {})",
+                            r.name,
+                            open.join(" and "),
+                            open.join(" ")
+                        )));
+                    }
+                    Some(r)
+                }
+                Some(Err(e)) => return Err(WorkerError::Config(e)),
+            };
+            Some(Arc::new(LocalExecutor::new(l.helper, run_as)))
+        }
         ExecutorConfig::Simulate {} => None,
     };
     // What tasks will need, checked before any is taken: a config problem stops the worker here
