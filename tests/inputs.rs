@@ -144,10 +144,7 @@ fn malformed_stream_entries_are_dead_lettered_and_valid_work_goes_on() {
     assert!(reasons.contains(&"missing field `run`".to_string()), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.starts_with("payload is not a task spec")), "{reasons:?}");
     assert!(reasons.contains(&"field `idx` is not a number".to_string()), "{reasons:?}");
-    assert!(
-        dead.iter().all(|(_, m)| m.values().all(|v| v.len() <= 4096 || v.len() < 1 << 20)),
-        "dead letters keep at most 4 KiB per field"
-    );
+    assert!(dead.iter().all(|(_, m)| m.values().all(|v| v.len() <= 4096)), "dead letters keep at most 4 KiB per field");
     let len: usize = redis::cmd("XLEN").arg(&stream).query(&mut conn).unwrap();
     assert_eq!(len, 0, "handled entries leave the stream");
 }
@@ -357,18 +354,37 @@ fn watch_writes_only_what_it_is_asked_to() {
 }
 
 /// A task with 100,000 dependencies validates in linear time (it took 27 s when repeats were
-/// looked for in a list); the plan shows two layers.
+/// looked for in a list); the plan shows two layers. Linear, not a fixed time: twice the
+/// dependencies take at most about twice as long (the best of two runs each; quadratic
+/// validation took four times as long, and more than 20 s).
 #[test]
 fn a_task_with_a_hundred_thousand_dependencies_validates() {
     let dir = tempfile::tempdir().unwrap();
-    let mut yaml = String::from("tasks:\n");
-    for i in 0..100_000 {
-        yaml.push_str(&format!("  - {{ name: t{i}, ccr_instance: fast, command: ls }}\n"));
-    }
-    let deps: Vec<String> = (0..100_000).map(|i| format!("t{i}")).collect();
-    yaml.push_str(&format!("  - {{ name: last, ccr_instance: fast, command: ls, dependencies: [{}] }}\n", deps.join(", ")));
-    write(dir.path(), "deps.yaml", &yaml);
-    let out = submit(dir.path(), "redis://127.0.0.1:1", "zo", &["plan", "deps.yaml"], Duration::from_secs(60));
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stdout.contains("Total tasks: 100001   Batches: 2"), "{}", &out.stdout[..200.min(out.stdout.len())]);
+    let file = |n: usize| -> String {
+        let mut yaml = String::from("tasks:\n");
+        for i in 0..n {
+            yaml.push_str(&format!("  - {{ name: t{i}, ccr_instance: fast, command: ls }}\n"));
+        }
+        let deps: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
+        yaml.push_str(&format!("  - {{ name: last, ccr_instance: fast, command: ls, dependencies: [{}] }}\n", deps.join(", ")));
+        yaml
+    };
+    write(dir.path(), "half.yaml", &file(50_000));
+    write(dir.path(), "deps.yaml", &file(100_000));
+    let best = |name: &str| -> f64 {
+        (0..2)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                let out = submit(dir.path(), "redis://127.0.0.1:1", "zo", &["plan", name], Duration::from_secs(120));
+                assert_eq!(out.code, 0, "{}", out.stderr);
+                if name == "deps.yaml" {
+                    assert!(out.stdout.contains("Total tasks: 100001   Batches: 2"), "{}", &out.stdout[..200.min(out.stdout.len())]);
+                }
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let (half, full) = (best("half.yaml"), best("deps.yaml"));
+    println!("validation: 50,000 dependencies {half:.2}s, 100,000 {full:.2}s");
+    assert!(full <= 3.0 * half + 0.5, "not linear: 50,000 dependencies took {half:.2}s, 100,000 took {full:.2}s");
 }

@@ -164,7 +164,9 @@ fn the_live_view_shows_running_tasks_asks_cleanly_and_reattaches() {
 
     // The dashboard at the end fits the 80 columns too.
     let s = tmux.wait_for_in("watch", true, "the dashboard", |s| s.contains("EXECUTION SUMMARY") && s.contains("TASKS"));
-    for l in s.lines().map(str::trim).filter(|l| l.starts_with(['│', '┌', '└', '╞', '├'])) {
+    let table: Vec<&str> = s.lines().map(str::trim).filter(|l| l.starts_with(['│', '┌', '└', '╞', '├'])).collect();
+    assert!(table.len() >= 6, "the dashboard's table rows are on screen:\n{s}");
+    for l in table {
         assert!(l.chars().count() <= COLS, "wider than the terminal: `{l}`");
     }
 }

@@ -88,7 +88,7 @@ impl RawInstance {
             match v {
                 None => Ok(None),
                 Some(x) if x > 0.0 && usd_to_nanos(x) == Some(0) => {
-                    Err(YamlError::plain(file, crate::taskfile::too_small(&format!("instance `{name}`: `{key}`"), x)))
+                    Err(YamlError::plain(file, crate::model::too_small(&format!("instance `{name}`: `{key}`"), x)))
                 }
                 Some(x) => usd_to_nanos(x).map(Some).ok_or_else(|| {
                     YamlError::plain(file, format!("instance `{name}`: `{key}` must be a price in dollars of 0 or more, not {x}"))

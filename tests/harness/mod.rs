@@ -6,13 +6,16 @@
 //! uses its own namespace.
 
 mod docs;
+mod runs;
 mod specs;
 mod wait;
 pub use docs::{json_doc, rfc3339_ms, submit_json, tasks_by_name};
-pub use wait::{process_alive, wait_until};
+pub use wait::{adopt_orphans, process_alive, wait_until};
+pub mod ccr_setup;
 pub mod stub_provider;
 
-pub use specs::{script_result, true_task};
+pub use runs::Recorded;
+pub use specs::{script_result, simulated_tasks, true_task};
 
 use std::fs;
 use std::io::Write as _;
@@ -182,6 +185,7 @@ impl Sshd {
 
     /// Starts with `extra` appended to the generated `sshd_config`.
     pub fn start_with(extra: &str) -> Sshd {
+        adopt_orphans();
         ensure_user();
         let dir = tempfile::Builder::new().prefix("zo-sshd").tempdir().expect("tempdir");
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -354,6 +358,7 @@ impl Worker {
         let cfg = dir.join(format!("{name}.yaml"));
         fs::write(&cfg, config_yaml).expect("worker config");
         let log = dir.join(format!("{name}.log"));
+        adopt_orphans();
         let child = Command::new(bin("zo-worker"))
             .arg("--config")
             .arg(&cfg)
@@ -392,6 +397,9 @@ impl Worker {
     /// SIGTERM, then wait (at most 20 s) and return the exit status.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         let mut c = self.child.take()?;
+        if let Ok(Some(st)) = c.try_wait() {
+            return Some(st);
+        }
         let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(20) {

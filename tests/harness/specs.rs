@@ -1,4 +1,5 @@
-//! Specs and results for tests that drive the run scripts directly.
+//! Task files and specs for tests: simulated tasks, and specs and results for tests that
+//! drive the run scripts directly.
 
 /// A result of `status` for `attempt`, as a worker records it (for tests that drive the
 /// scripts directly).
@@ -27,4 +28,13 @@ pub fn script_result(attempt: u32, status: zo_common::model::Status) -> zo_commo
 /// Task `name` on instance `fast` (command `true`, 1 s timeout), depending on `deps`.
 pub fn true_task(name: impl Into<String>, deps: Vec<u32>) -> zo_common::model::TaskSpec {
     zo_common::model::TaskSpec { command: Some("true".into()), timeout_ms: 1000, deps, ..zo_common::model::TaskSpec::new(name, "fast") }
+}
+
+/// A task file of `n` simulated tasks (`t0`, `t1`, …) of `duration` each on instance `fast`.
+pub fn simulated_tasks(n: usize, duration: &str) -> String {
+    let mut yaml = String::from("tasks:\n");
+    for i in 0..n {
+        yaml.push_str(&format!("  - {{ name: t{i}, ccr_instance: fast, prompt: \"p\", simulate: {{ duration: {duration} }} }}\n"));
+    }
+    yaml
 }

@@ -448,6 +448,11 @@ pub fn valid_env_name(k: &str) -> bool {
 
 /// Replaces `${VAR}` and `$VAR` with the environment's value; an unset variable is an error.
 pub fn expand_env(s: &str) -> Result<String, String> {
+    expand_with(s, |name| std::env::var(name).ok())
+}
+
+/// [`expand_env`] with the values from `lookup`.
+fn expand_with(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.char_indices().peekable();
     while let Some((_, c)) = chars.next() {
@@ -478,9 +483,9 @@ pub fn expand_env(s: &str) -> Result<String, String> {
             out.push('$');
             continue;
         }
-        match std::env::var(&name) {
-            Ok(v) => out.push_str(&v),
-            Err(_) => return Err(format!("environment variable `{name}` is not set")),
+        match lookup(&name) {
+            Some(v) => out.push_str(&v),
+            None => return Err(format!("environment variable `{name}` is not set")),
         }
     }
     Ok(out)
@@ -535,8 +540,10 @@ mod tests {
 
     #[test]
     fn env_expansion() {
-        std::env::set_var("ZO_TEST_EXPAND", "v");
-        assert_eq!(expand_env("a${ZO_TEST_EXPAND}b$ZO_TEST_EXPAND").unwrap(), "avbv");
-        assert_eq!(expand_env("${ZO_TEST_UNSET_XYZ}").unwrap_err(), "environment variable `ZO_TEST_UNSET_XYZ` is not set");
+        // Values come from a lookup, not the process environment other tests share.
+        let env = |n: &str| (n == "ZO_TEST_EXPAND").then(|| "v".to_string());
+        assert_eq!(expand_with("a${ZO_TEST_EXPAND}b$ZO_TEST_EXPAND $", env).unwrap(), "avbv $");
+        assert_eq!(expand_with("${ZO_TEST_UNSET_XYZ}", env).unwrap_err(), "environment variable `ZO_TEST_UNSET_XYZ` is not set");
+        assert_eq!(expand_env("${ZO_TEST_SURELY_UNSET_XYZ}").unwrap_err(), "environment variable `ZO_TEST_SURELY_UNSET_XYZ` is not set");
     }
 }

@@ -27,6 +27,13 @@ pub fn usd_to_nanos(usd: f64) -> Option<Nanos> {
     Some((usd * NANOS_PER_USD).round() as Nanos)
 }
 
+/// Why an amount above zero that rounds to no nano-dollar is refused (it would count as 0
+/// and a budget of it would be dropped).
+pub fn too_small(what: &str, usd: f64) -> String {
+    let fix = if what.contains("max_cost") { "write at least 0.000000001" } else { "write 0 (free) or at least 0.000000001" };
+    format!("{what} is {usd}, below the smallest amount counted (one nano-dollar, $0.000000001); {fix}")
+}
+
 /// Nano-dollars → dollars, for documents and display.
 pub fn nanos_to_usd(n: Nanos) -> f64 {
     n as f64 / NANOS_PER_USD

@@ -6,7 +6,9 @@
 use super::raw::{RawLimits, RawQuotas, Sp};
 use super::validate::duration_of;
 use crate::catalog::Catalog;
-use crate::model::{usd_to_nanos, Budget, ModelLimits, Nanos, Price, Quotas, RateLimit, RunLimits, TaskSpec, DEFAULT_QUOTA_WAIT};
+use crate::model::{
+    too_small, usd_to_nanos, Budget, ModelLimits, Nanos, Price, Quotas, RateLimit, RunLimits, TaskSpec, DEFAULT_QUOTA_WAIT,
+};
 use crate::yaml::{closest, Pos, YamlError};
 
 /// Bytes in one GB as the seed's `max_memory_gb` / `max_disk_gb` mean it (GiB, as `free -g`).
@@ -129,13 +131,6 @@ pub(super) fn price_tasks(
             ));
         }
     }
-}
-
-/// Why an amount above zero that rounds to no nano-dollar is refused (it would count as 0
-/// and a budget of it would be dropped).
-pub(crate) fn too_small(what: &str, usd: f64) -> String {
-    let fix = if what.contains("max_cost") { "write at least 0.000000001" } else { "write 0 (free) or at least 0.000000001" };
-    format!("{what} is {usd}, below the smallest amount counted (one nano-dollar, $0.000000001); {fix}")
 }
 
 /// A positive whole number that fits a `u32`.

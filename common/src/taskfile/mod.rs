@@ -15,7 +15,6 @@ use crate::yaml::{self, YamlError};
 
 mod lenient;
 mod limits;
-pub(crate) use limits::too_small;
 mod pipeline;
 mod raw;
 mod split;

@@ -136,13 +136,8 @@ while (1) {
 "#;
 
 #[cfg(test)]
-mod tests {
-    /// The helper runs a task's script exactly as the other start paths do.
-    #[test]
-    fn the_helper_runs_scripts_as_every_executor_does() {
-        assert!(super::HELPER.contains(&format!("'{}'", super::super::RUN_FROM_ENV)));
-    }
-}
+#[path = "helper_tests.rs"]
+mod tests;
 
 /// How the helper's stderr for a task starts when bash could not be run.
 pub const NO_BASH: &str = "zo helper: cannot run bash";

@@ -27,6 +27,7 @@
 mod command;
 mod quoted;
 mod scan;
+mod simple;
 mod tables;
 
 use super::Segment;

@@ -1,10 +1,10 @@
-//! The scan over a command's text: command frames (words, separators, pipelines,
-//! redirections, keywords, `[[ ]]`, `case`), building the nodes each reference hangs in.
-//! The quoted contexts are in `quoted.rs`; what a finished command's words are, in
-//! `command.rs`.
+//! The scan over a command's text: command frames (characters, separators, pipelines,
+//! redirections, heredocs), building the nodes each reference hangs in. Keywords, `[[ ]]`,
+//! `case` patterns and the end of a simple command are in `simple.rs`; the quoted contexts in
+//! `quoted.rs`; what a finished command's words are, in `command.rs`.
 
 use super::command::{self, Attributes, Redir, Word};
-use super::tables::{ARITH_TESTS, CLOSERS, DECLARERS, PREFIX_KEYWORDS};
+use super::simple::compound_name;
 use super::{Hole, Item, Node, Quoting, Refusal, Role, EXPANSION_MARK, HOLE_MARK};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub(super) enum Close {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum CaseMode {
+pub(super) enum CaseMode {
     Pattern,
     Body,
 }
@@ -34,33 +34,33 @@ enum CaseMode {
 /// The simple command being read.
 #[derive(Default)]
 pub(super) struct Simple {
-    words: Vec<Word>,
-    cur: Option<Word>,
-    redirect_next: Option<Redir>,
-    heredocs: Vec<usize>,
+    pub(super) words: Vec<Word>,
+    pub(super) cur: Option<Word>,
+    pub(super) redirect_next: Option<Redir>,
+    pub(super) heredocs: Vec<usize>,
     /// The first reference that may belong to this command.
-    start_hole: usize,
+    pub(super) start_hole: usize,
     /// Inside `[[ … ]]`: the index of its first operand word.
-    dbracket: Option<usize>,
-    after_closer: bool,
-    function_next: bool,
-    after_time: bool,
+    pub(super) dbracket: Option<usize>,
+    pub(super) after_closer: bool,
+    pub(super) function_next: bool,
+    pub(super) after_time: bool,
 }
 
 pub(super) struct Cmd {
-    pub kind: CmdKind,
+    pub(super) kind: CmdKind,
     /// Open subshell parentheses.
-    pub depth: u32,
+    pub(super) depth: u32,
     /// Open compound commands (`if`, `{`, loops, `case`).
-    group: i32,
+    pub(super) group: i32,
     /// The node this command's output lands in (a substitution's word), if any.
-    pub parent: Option<usize>,
-    pub s: Simple,
+    pub(super) parent: Option<usize>,
+    pub(super) s: Simple,
     /// The first reference of the current pipeline.
-    pipe_start: usize,
+    pub(super) pipe_start: usize,
     /// The current command reads the previous one's output.
-    piped: bool,
-    cases: Vec<CaseMode>,
+    pub(super) piped: bool,
+    pub(super) cases: Vec<CaseMode>,
 }
 
 impl Cmd {
@@ -112,16 +112,16 @@ pub(super) enum Frame {
 }
 
 pub(super) struct Scan {
-    pub items: Vec<Item>,
-    pub i: usize,
-    pub stack: Vec<Frame>,
-    holes: Vec<Option<Hole>>,
-    pub nodes: Vec<Node>,
-    attrs: Attributes,
-    forced: Vec<Option<Refusal>>,
-    pub pending: Vec<Frame>,
+    pub(super) items: Vec<Item>,
+    pub(super) i: usize,
+    pub(super) stack: Vec<Frame>,
+    pub(super) holes: Vec<Option<Hole>>,
+    pub(super) nodes: Vec<Node>,
+    pub(super) attrs: Attributes,
+    pub(super) forced: Vec<Option<Refusal>>,
+    pub(super) pending: Vec<Frame>,
     /// References met so far.
-    pub seen: usize,
+    pub(super) seen: usize,
 }
 
 /// What the scan found.
@@ -195,7 +195,7 @@ impl Scan {
         self.nodes.len() - 1
     }
 
-    fn top(&mut self) -> &mut Cmd {
+    pub(super) fn top(&mut self) -> &mut Cmd {
         match self.stack.last_mut() {
             Some(Frame::Cmd(c)) => c,
             _ => unreachable!("in a command frame"),
@@ -459,66 +459,6 @@ impl Scan {
         self.stack.push(Frame::Cmd(Cmd::new(CmdKind::Backtick, Some(node), at)));
     }
 
-    /// A character in a `case` pattern list; false when it is read as in any word.
-    fn pattern_char(&mut self, c: char) -> bool {
-        match c {
-            ' ' | '\t' | '\n' | '|' => self.end_pattern_word(),
-            '(' if self.top().s.words.is_empty() && self.top().s.cur.is_none() => {}
-            ')' => {
-                self.end_pattern_word();
-                if self.top().cases.last() != Some(&CaseMode::Pattern) {
-                    // `esac)`: the case ended, the parenthesis is the enclosing one's.
-                    return false;
-                }
-                let nodes: Vec<usize> = self.top().s.words.drain(..).map(|w| w.node).collect();
-                for n in nodes {
-                    self.nodes[n].role = Some(Role::Text);
-                }
-                let at = self.seen;
-                let top = self.top();
-                top.s.start_hole = at;
-                if let Some(m) = top.cases.last_mut() {
-                    *m = CaseMode::Body;
-                }
-            }
-            _ => return false,
-        }
-        self.i += 1;
-        true
-    }
-
-    fn end_pattern_word(&mut self) {
-        let Some(w) = self.top().s.cur.take() else { return };
-        self.nodes[w.node].role = Some(Role::Text);
-        let top = self.top();
-        if top.s.words.is_empty() && !w.quoted && !w.expands && w.lit == "esac" {
-            top.cases.pop();
-            top.group -= 1;
-            top.s.after_closer = true;
-        } else {
-            top.s.words.push(w);
-        }
-    }
-
-    /// The current word so far, when it stands where bash reads assignments (every word
-    /// before it is one, or the command declares) and nothing in it is quoted.
-    fn assignment_word(&mut self) -> Option<String> {
-        let top = self.top();
-        if top.s.dbracket.is_some() || top.cases.last() == Some(&CaseMode::Pattern) {
-            return None;
-        }
-        let w = top.s.cur.as_ref()?;
-        if w.quoted || w.expands || w.redirect.is_some() {
-            return None;
-        }
-        let mut args = top.s.words.iter().filter(|w| w.redirect.is_none());
-        let position = match args.find(|w| command::assignment(&w.raw).is_none()) {
-            None => true,
-            Some(name) => !name.expands && DECLARERS.contains(&name.lit.as_str()),
-        };
-        position.then(|| w.raw.clone())
-    }
-
     /// `<`, `>` and what follows them.
     fn redirect(&mut self, c: char) {
         if self.ch(1) == Some('(') {
@@ -600,121 +540,4 @@ impl Scan {
         // Pushed onto the stack at the end of the line, the first one on top (pushed last).
         self.pending.push(Frame::Here { delim, strip_tabs, quoted, line_start: true, node });
     }
-
-    /// The current word ends (a blank, an operator, a newline): keywords act here.
-    fn end_word(&mut self) {
-        let Some(w) = self.top().s.cur.take() else { return };
-        let keyword = (!w.quoted && !w.expands).then(|| w.lit.clone());
-        let kw = keyword.as_deref();
-        let top = self.top();
-        if w.redirect.is_some() {
-            top.s.words.push(w);
-            return;
-        }
-        if let Some(start) = top.s.dbracket {
-            let closes = kw == Some("]]");
-            top.s.words.push(w);
-            if closes {
-                let operands = &top.s.words[start..];
-                let arith = operands.iter().any(|o| !o.quoted && !o.expands && ARITH_TESTS.contains(&o.lit.as_str()));
-                let role = if arith { Role::Number(Refusal::Arithmetic) } else { Role::Text };
-                let nodes: Vec<usize> = operands.iter().map(|o| o.node).collect();
-                top.s.dbracket = None;
-                for n in nodes {
-                    self.nodes[n].role = Some(role.clone());
-                }
-            }
-            return;
-        }
-        let node = w.node;
-        if top.s.function_next {
-            // `function NAME`: a body (a new command) follows.
-            top.s = Simple { start_hole: top.s.start_hole, ..Default::default() };
-            self.nodes[node].role = Some(Role::Refused(Refusal::Keyword));
-            return;
-        }
-        let first = !top.s.after_closer && top.s.words.iter().all(|x| x.redirect.is_some());
-        if first {
-            if let Some(kw) = kw {
-                let mut keyword = true;
-                if let Some((_, d)) = PREFIX_KEYWORDS.iter().find(|(k, _)| *k == kw) {
-                    top.group += d;
-                    top.s.after_time = kw == "time";
-                } else if top.s.after_time && kw == "-p" {
-                    top.s.after_time = false;
-                } else if CLOSERS.contains(&kw) {
-                    top.group -= 1;
-                    top.s.after_closer = true;
-                    if kw == "esac" {
-                        top.cases.pop();
-                    }
-                } else if kw == "function" {
-                    top.s.function_next = true;
-                } else {
-                    keyword = false;
-                    if matches!(kw, "for" | "select" | "case") {
-                        top.group += 1;
-                    }
-                    if kw == "[[" {
-                        top.s.dbracket = Some(top.s.words.len() + 1);
-                    }
-                }
-                if keyword {
-                    self.nodes[node].role = Some(Role::Text);
-                    return;
-                }
-            }
-        }
-        let case_in =
-            kw == Some("in") && top.s.words.len() == 2 && top.s.words[0].lit == "case" && !top.s.words[0].quoted && !top.s.words[0].expands;
-        top.s.words.push(w);
-        if case_in {
-            self.end_command();
-            self.top().cases.push(CaseMode::Pattern);
-        }
-    }
-
-    /// `;`, `&`, `&&`, `||` or a newline: the command ends, and with it the pipeline when no
-    /// compound command is open.
-    fn separator(&mut self) {
-        self.end_command();
-        let at = self.seen;
-        let top = self.top();
-        top.piped = false;
-        if top.group <= 0 && top.depth == 0 {
-            top.pipe_start = at;
-        }
-    }
-
-    /// The simple command ends: its words get their roles.
-    pub(super) fn end_command(&mut self) {
-        self.end_word();
-        let at = self.seen;
-        let top = self.top();
-        let s = std::mem::replace(&mut top.s, Simple { start_hole: at, ..Default::default() });
-        let (piped, pipe_start) = (top.piped, top.pipe_start);
-        let preset: Vec<Option<Role>> = s.words.iter().map(|w| self.nodes[w.node].role.clone()).collect();
-        let c = command::classify(&s.words, preset, s.after_closer, &mut self.attrs);
-        for (w, role) in s.words.iter().zip(c.roles) {
-            if self.nodes[w.node].role.is_none() {
-                self.nodes[w.node].role = role;
-            }
-        }
-        let body = if c.stdin_code { Role::Refused(Refusal::IntoShell) } else { Role::Text };
-        for n in s.heredocs {
-            self.nodes[n].role = Some(body.clone());
-        }
-        if c.stdin_code && piped {
-            for f in &mut self.forced[pipe_start.min(s.start_hole)..s.start_hole] {
-                f.get_or_insert(Refusal::IntoShell);
-            }
-        }
-    }
-}
-
-/// `NAME=` or `NAME+=` (a compound assignment follows): the name.
-fn compound_name(raw: &str) -> Option<String> {
-    let name = raw.strip_suffix('=')?;
-    let name = name.strip_suffix('+').unwrap_or(name);
-    command::is_name(name).then(|| name.to_string())
 }

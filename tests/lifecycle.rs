@@ -1,0 +1,113 @@
+//! A worker's life around its tasks: a long task keeps its lease while its worker lives, a
+//! job whose workers keep dying is dead-lettered, and shutdown drains on the first signal and
+//! stops at once on the second.
+
+use std::time::{Duration, Instant};
+
+use zo_e2e::*;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// The lease promise: a task running for several lease periods (lease 1 s, task 5 s) is
+/// never handed to a second, idle worker while the first is alive — its lease is renewed —
+/// and it is delivered, started and recorded once.
+#[test]
+fn a_long_task_is_never_taken_over_while_its_worker_lives() {
+    let redis = Redis::start();
+    let ns = namespace("longlease");
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "t.yaml", &simulated_tasks(1, "5s"));
+    let cfg = "executor: { kind: simulate }\nlease: 1s\ninstances: [ { name: fast } ]\n";
+    let _w1 = Worker::start(dir.path(), "w1", cfg, &redis.url(), &ns);
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--detach", "--quiet"], LIMIT);
+    let run = out.stdout.trim().to_string();
+    let mut c = redis.client();
+    wait_until("the task to run", Duration::from_secs(20), || {
+        redis::cmd("HGET").arg(format!("{ns}:run:{{{run}}}:state")).arg(0).query::<Option<String>>(&mut c).unwrap().as_deref()
+            == Some("running")
+    });
+    // An idle worker watches the task's lease lapse four times over, were it not renewed.
+    let _w2 = Worker::start(dir.path(), "w2", cfg, &redis.url(), &ns);
+    let out = submit(dir.path(), &redis.url(), &ns, &["watch", &run, "--json", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let t = &tasks_by_name(&json_doc(&out))["t0"];
+    assert_eq!((t["attempts"].as_u64(), t["reclaimed"].as_bool()), (Some(1), Some(false)), "{t}");
+    let deliveries: Option<u32> = redis::cmd("HGET").arg(format!("{ns}:run:{{{run}}}:deliveries")).arg(0).query(&mut c).unwrap();
+    assert_eq!(deliveries, Some(1), "delivered once");
+    let events: redis::streams::StreamRangeReply =
+        redis::cmd("XRANGE").arg(format!("{ns}:run:{{{run}}}:events")).arg("-").arg("+").query(&mut c).unwrap();
+    let started = events.ids.iter().filter(|e| e.get::<String>("state").as_deref() == Some("running")).count();
+    assert_eq!(started, 1, "started once");
+    assert_eq!(redis.recorded(&ns, &run), Recorded { done: 1, success: 1, failed: 0, skipped: 0, results: 1 });
+}
+
+/// Shutdown: a SIGTERM drains (the running task may finish, within `drain_timeout`); a
+/// second signal skips the drain, so the worker exits at once and hands the task back. And
+/// the start-up warnings for a Redis without AOF and with an evicting policy are printed.
+#[test]
+fn a_second_signal_skips_the_drain_and_risky_redis_settings_are_warned_about() {
+    let redis = Redis::start();
+    let ns = namespace("twosignals");
+    let dir = tempfile::tempdir().unwrap();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory-policy").arg("allkeys-lru").query(&mut redis.client()).unwrap();
+    write(dir.path(), "t.yaml", &simulated_tasks(1, "60s"));
+    let cfg = "executor: { kind: simulate }\ndrain_timeout: 60s\ninstances: [ { name: fast } ]\n";
+    let mut w = Worker::start(dir.path(), "w", cfg, &redis.url(), &ns);
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--detach", "--quiet"], LIMIT);
+    let run = out.stdout.trim().to_string();
+    let mut c = redis.client();
+    wait_until("the task to run", Duration::from_secs(20), || {
+        redis::cmd("HGET").arg(format!("{ns}:run:{{{run}}}:state")).arg(0).query::<Option<String>>(&mut c).unwrap().as_deref()
+            == Some("running")
+    });
+    let log = w.log_text();
+    assert!(log.contains("Redis runs without AOF (appendonly no)"), "{log}");
+    assert!(log.contains("Redis maxmemory-policy is `allkeys-lru`"), "{log}");
+    let pid = w.pid().unwrap().to_string();
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(w.is_running(), "the first signal drains: the worker waits for its task");
+    let second = Instant::now();
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    wait_until("the worker to exit after the second signal", Duration::from_secs(10), || !w.is_running());
+    println!("second SIGTERM: the worker exited {:.2}s later", second.elapsed().as_secs_f64());
+    let state: Option<String> = redis::cmd("HGET").arg(format!("{ns}:run:{{{run}}}:state")).arg(0).query(&mut c).unwrap();
+    assert_ne!(state.as_deref(), Some("success"), "the 60 s task did not finish: it was handed back");
+}
+
+/// A job that kills every worker that takes it (here: each killed with -9 while it runs)
+/// becomes poison after `max_deliveries` and is dead-lettered instead of taking the next
+/// worker down.
+#[test]
+fn a_job_whose_workers_keep_dying_becomes_poison_and_is_dead_lettered() {
+    let redis = Redis::start();
+    let ns = namespace("poison");
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "t.yaml", "tasks:\n  - { name: Doomed, ccr_instance: fast, prompt: p, simulate: { duration: 30s } }\n");
+    let cfg = "executor: { kind: simulate }\nlease: 1s\nmax_deliveries: 2\ninstances: [ { name: fast } ]\n";
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--detach"], LIMIT);
+    let run = out.stdout.trim().to_string();
+    // Two deliveries, each ended by kill -9 while the task runs.
+    for round in 0..2 {
+        let mut w = Worker::start(dir.path(), &format!("w{round}"), cfg, &redis.url(), &ns);
+        let mut c = redis.client();
+        let start = Instant::now();
+        loop {
+            let d: Option<u32> = redis::cmd("HGET").arg(format!("{ns}:run:{{{run}}}:deliveries")).arg(0).query(&mut c).unwrap();
+            if d == Some(round + 1) {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "delivery {} never happened", round + 1);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        w.kill9();
+    }
+    let _w = Worker::start(dir.path(), "w-last", cfg, &redis.url(), &ns);
+    let out = submit(dir.path(), &redis.url(), &ns, &["watch", &run, "--json", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let t = tasks_by_name(&json_doc(&out));
+    assert_eq!(t["Doomed"]["status"], "failed");
+    assert_eq!(t["Doomed"]["error_class"], "poison", "{}", t["Doomed"]);
+    let dead = submit(dir.path(), &redis.url(), &ns, &["dead"], LIMIT);
+    assert!(dead.stdout.contains("`Doomed`: poison: delivered more than 2 times without a result"), "{}", dead.stdout);
+}
