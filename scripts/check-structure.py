@@ -6,6 +6,11 @@
    anywhere else in the libraries and binaries (the tests may inspect Redis directly).
 3. `common` has no SSH, process or terminal code.
 4. No source file over 600 lines.
+5. Tests and scripts read only what the repository holds or the test command installs: no path
+   in `tests/`, `scripts/`, `bench/` or `.ci/` climbs above the repository root (`..` past it,
+   counted from the crate or script's own directory), names a sibling `shared/` directory, or
+   is an absolute path into a home or work directory (`/work`, `/home`, `/root`, `/mnt`, `/srv`,
+   `/Users`) — temporary directories and system tools (`/tmp`, `/usr/…`, `/proc`) are fine.
 
 Prints every violation and exits 1 when there is one; prints a one-line summary otherwise.
 """
@@ -21,6 +26,9 @@ SOURCES = ["common/src", "producer/src", "worker/src", "tests"]
 RAW_REDIS = re.compile(r"\bredis::(cmd|pipe|Cmd|Pipeline|Script|aio|Value|streams|Client|RedisResult)\b|\bdeadpool_redis\b|\.query_async\(")
 NOT_IN_COMMON = re.compile(r"\bopenssh\b|\bstd::process\b|\btokio::process\b|\bindicatif\b|\bIsTerminal\b")
 CRATE_EDGE = re.compile(r"\bcrate::([a-z_]+)")
+CLIMB = re.compile(r"(?:\.\./)+")
+OUTSIDE = re.compile(r"""(?<![\w.$}])/(?:work|home|root|mnt|srv|Users)/|(?<![\w])shared/data\b""")
+SELF_CONTAINED = ["tests", "scripts", "bench", ".ci"]
 
 
 def rust_files(rel):
@@ -74,8 +82,44 @@ def import_cycles():
     return problems, graph
 
 
+def base_dir(path):
+    """Where a relative path in `path` starts: its crate's directory for Rust
+    (CARGO_MANIFEST_DIR), its own directory for a script."""
+    if path.suffix == ".rs":
+        for parent in path.parents:
+            if (parent / "Cargo.toml").exists():
+                return parent
+    return path.parent
+
+
+def outside_paths():
+    problems = []
+    for rel in SELF_CONTAINED:
+        base = ROOT / rel
+        if not base.exists():
+            continue
+        for f in sorted(p for p in base.rglob("*") if p.is_file() and "node_modules" not in p.parts and "data" not in p.relative_to(base).parts[:1]):
+            if f.suffix not in (".rs", ".py", ".sh", ".js", "") or f.name == "README.md" or f == Path(__file__).resolve():
+                continue
+            depth = len(base_dir(f).relative_to(ROOT).parts)
+            try:
+                text = f.read_text()
+            except UnicodeDecodeError:
+                continue
+            for n, line in enumerate(text.splitlines(), 1):
+                if line.strip().startswith(("//", "#")):
+                    continue
+                climbs = max((m.group(0).count("../") for m in CLIMB.finditer(line)), default=0)
+                if climbs > depth:
+                    problems.append(f"{f.relative_to(ROOT)}:{n}: climbs above the repository root ({climbs} × `..` from {depth} deep): {line.strip()}")
+                if OUTSIDE.search(line):
+                    problems.append(f"{f.relative_to(ROOT)}:{n}: reads outside the repository: {line.strip()}")
+    return problems
+
+
 def main():
     problems, graph = import_cycles()
+    problems += outside_paths()
     store = ROOT / "common/src/store"
     checked = 0
     for rel in SOURCES:
@@ -100,7 +144,7 @@ def main():
         print(f"check-structure: {len(problems)} problem(s)")
         return 1
     edges = sum(len(v) for v in graph.values())
-    print(f"check-structure: ok ({checked} files; common's {len(graph)} modules, {edges} import edges, no cycle; Redis only in common/src/store)")
+    print(f"check-structure: ok ({checked} files; common's {len(graph)} modules, {edges} import edges, no cycle; Redis only in common/src/store; tests and scripts self-contained)")
     return 0
 
 

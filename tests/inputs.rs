@@ -262,12 +262,12 @@ fn a_closed_stdout_is_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
-/// The 333 inputs of the public YAML conformance suite (shared/data/yaml-test-suite beside the
-/// repository): none is a task file, so each must end in exit 2 with a message that says what
+/// The 333 inputs of the public YAML conformance suite (`tests/data/yaml-test-suite`, with
+/// its MIT licence): none is a task file, so each must end in exit 2 with a message that says what
 /// to change — never a crash, a hang or the parser's or serde's own words.
 #[test]
 fn every_yaml_conformance_input_gets_a_clear_refusal() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/yaml-test-suite");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/yaml-test-suite");
     let mut inputs: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("the YAML conformance inputs are expected in {} ({e})", dir.display()))
         .flatten()

@@ -22,10 +22,7 @@ fn a_long_task_is_never_taken_over_while_its_worker_lives() {
     let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--detach", "--quiet"], LIMIT);
     let run = out.stdout.trim().to_string();
     let mut c = redis.client();
-    wait_until("the task to run", Duration::from_secs(20), || {
-        redis::cmd("HGET").arg(format!("{ns}:run:{{{run}}}:state")).arg(0).query::<Option<String>>(&mut c).unwrap().as_deref()
-            == Some("running")
-    });
+    redis.wait_run_field(&ns, &run, "state", "0", "running", Duration::from_secs(20));
     // An idle worker watches the task's lease lapse four times over, were it not renewed.
     let _w2 = Worker::start(dir.path(), "w2", cfg, &redis.url(), &ns);
     let out = submit(dir.path(), &redis.url(), &ns, &["watch", &run, "--json", "--no-save", "--no-report"], LIMIT);
@@ -56,10 +53,7 @@ fn a_second_signal_skips_the_drain_and_risky_redis_settings_are_warned_about() {
     let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--detach", "--quiet"], LIMIT);
     let run = out.stdout.trim().to_string();
     let mut c = redis.client();
-    wait_until("the task to run", Duration::from_secs(20), || {
-        redis::cmd("HGET").arg(format!("{ns}:run:{{{run}}}:state")).arg(0).query::<Option<String>>(&mut c).unwrap().as_deref()
-            == Some("running")
-    });
+    redis.wait_run_field(&ns, &run, "state", "0", "running", Duration::from_secs(20));
     let log = w.log_text();
     assert!(log.contains("Redis runs without AOF (appendonly no)"), "{log}");
     assert!(log.contains("Redis maxmemory-policy is `allkeys-lru`"), "{log}");

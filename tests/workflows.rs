@@ -216,17 +216,9 @@ fn checks_and_gates_pass_fail_and_retry() {
     assert_eq!(std::fs::read_to_string(work.join("runs")).unwrap().trim(), "2", "ran twice, no more");
 }
 
-/// Wait until `field` of the run's `stages` hash says `want` (the producer is detached).
+/// Wait until stage `stage` of the run says `want` (the producer is detached).
 fn wait_stage(redis: &Redis, ns: &str, run: &str, stage: &str, want: &str) {
-    let deadline = std::time::Instant::now() + LIMIT;
-    loop {
-        let v: Option<String> = redis::cmd("HGET").arg(format!("{ns}:run:{{{run}}}:stages")).arg(stage).query(&mut redis.client()).unwrap();
-        if v.as_deref() == Some(want) {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "stage {stage} never became {want}: {v:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    redis.wait_run_field(ns, run, "stages", stage, want, LIMIT);
 }
 
 /// The seed's pipeline example as shipped, detached: both gates pass, Production waits in
@@ -461,15 +453,7 @@ fn resume_runs_what_did_not_succeed_and_reuses_the_rest() {
 
 /// Wait until the run's task `idx` is in state `want`.
 fn wait_state(redis: &Redis, ns: &str, run: &str, idx: u32, want: &str) {
-    let deadline = std::time::Instant::now() + LIMIT;
-    loop {
-        let v: Option<String> = redis::cmd("HGET").arg(format!("{ns}:run:{{{run}}}:state")).arg(idx).query(&mut redis.client()).unwrap();
-        if v.as_deref() == Some(want) {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "task {idx} never became {want}: {v:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    redis.wait_run_field(ns, run, "state", &idx.to_string(), want, LIMIT);
 }
 
 /// Approval belongs to the stage, not an attempt: a run cancelled while its gated stage
@@ -506,18 +490,7 @@ pipeline:
         assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
         out.stdout.trim().to_string()
     };
-    let finished = |run: &str| {
-        let deadline = std::time::Instant::now() + LIMIT;
-        loop {
-            let s: Option<String> =
-                redis::cmd("HGET").arg(format!("{ns}:run:{{{run}}}:meta")).arg("status").query(&mut redis.client()).unwrap();
-            if s.as_deref() == Some("finished") {
-                return;
-            }
-            assert!(std::time::Instant::now() < deadline, "run {run} never finished");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
+    let finished = |run: &str| redis.wait_run_field(&ns, run, "meta", "status", "finished", LIMIT);
     std::fs::write(work.join("ok"), "").unwrap();
 
     // Cancelled while waiting, resumed whole or by `--task Deploy`: waits again.

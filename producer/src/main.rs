@@ -6,29 +6,11 @@ use clap::Parser;
 use zo_producer::cli::Args;
 use zo_producer::exit;
 
-// mimalloc: parsing and enqueueing allocate many small, short-lived buffers; glibc malloc was
-// ~15% of a submit's CPU (BENCHMARKS.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Has mimalloc give freed memory back to the system after 1 ms instead of its default 1 s.
-/// A submit frees its parse tree while it builds the job specs, and its parse threads' freed
-/// pages are not reused by the main thread: with the default delay all of it stays resident
-/// until exit (peak RSS of a 100,000-task submit: 169 MB; with 1 ms: 106–119 MB, equally fast).
-#[allow(unsafe_code)]
-fn purge_freed_memory_promptly() {
-    extern "C" {
-        /// mimalloc's option setter, linked in with the allocator above.
-        fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
-    }
-    /// `mi_option_purge_delay`: 15 in mimalloc 2 and 3 (the option enum keeps its values).
-    const PURGE_DELAY: std::ffi::c_int = 15;
-    // SAFETY: sets one integer option of the allocator, which mimalloc allows at any time.
-    unsafe { mi_option_set(PURGE_DELAY, 1) };
-}
+#[path = "../../common/binshared/alloc.rs"]
+mod alloc;
 
 fn main() -> ExitCode {
-    purge_freed_memory_promptly();
+    alloc::purge_freed_memory_promptly();
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) => {

@@ -12,10 +12,8 @@ use zo_worker::service::{self, WorkerError, WorkerOptions};
 #[path = "../../common/binshared/logging.rs"]
 mod logging;
 
-// mimalloc: the hot path allocates many small, short-lived buffers; glibc malloc was ~15% of a
-// worker's CPU in the throughput benchmark (BENCHMARKS.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[path = "../../common/binshared/alloc.rs"]
+mod alloc;
 
 /// Shown after `--help`.
 const EXAMPLES: &str = "\
@@ -118,25 +116,9 @@ fn not_dumpable() {
     }
 }
 
-/// Has mimalloc give freed memory back to the system after 1 ms instead of its default 1 s,
-/// as zo-submit does: a template render that stops at its fuel frees up to 64 MiB at once,
-/// and with the default delay that memory (and what growing it copied) stays resident while
-/// the next render allocates again.
-#[allow(unsafe_code)]
-fn purge_freed_memory_promptly() {
-    extern "C" {
-        /// mimalloc's option setter, linked in with the allocator above.
-        fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
-    }
-    /// `mi_option_purge_delay`: 15 in mimalloc 2 and 3 (the option enum keeps its values).
-    const PURGE_DELAY: std::ffi::c_int = 15;
-    // SAFETY: sets one integer option of the allocator, which mimalloc allows at any time.
-    unsafe { mi_option_set(PURGE_DELAY, 1) };
-}
-
 fn main() -> ExitCode {
     not_dumpable();
-    purge_freed_memory_promptly();
+    alloc::purge_freed_memory_promptly();
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) => {

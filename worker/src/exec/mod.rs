@@ -50,10 +50,12 @@ IFS= read -r zo_p || exit 97
 zo_s="$(printf %s "$zo_s" | base64 -d; printf x)" || exit 97
 zo_p="$(printf %s "$zo_p" | base64 -d; printf x)" || exit 97
 zo_tok="w$$-$RANDOM$RANDOM$RANDOM"
-zo_s="${zo_s%x}"; zo_p="${zo_p%x}"; zo_sf=; zo_pf=
-# Long text goes through private files: one environment string is limited to 128 KiB.
-if [ "${#zo_s}" -gt 30000 ]; then zo_sf=$(umask 077; mktemp) && printf %s "$zo_s" > "$zo_sf" && zo_s= || exit 97; fi
-if [ "${#zo_p}" -gt 30000 ]; then zo_pf=$(umask 077; mktemp) && printf %s "$zo_p" > "$zo_pf" && zo_p= || exit 97; fi
+zo_s="${zo_s%x}"; zo_p="${zo_p%x}"; zo_sf=; zo_pf=; zo_d=
+# Long text goes through private files (0600 in a 0700 directory): one environment string is
+# limited to 128 KiB.
+if [ "${#zo_s}" -gt 30000 ] || [ "${#zo_p}" -gt 30000 ]; then zo_d=$(umask 077; mktemp -d) || exit 97; fi
+if [ "${#zo_s}" -gt 30000 ]; then zo_sf="$zo_d/script" && (umask 077; printf %s "$zo_s" > "$zo_sf") && zo_s= || exit 97; fi
+if [ "${#zo_p}" -gt 30000 ]; then zo_pf="$zo_d/prompt" && (umask 077; printf %s "$zo_p" > "$zo_pf") && zo_p= || exit 97; fi
 ZO_PROMPT="$zo_p" ZO_PROMPT_FILE="$zo_pf" ZO_SCRIPT="$zo_s" ZO_SCRIPT_FILE="$zo_sf" ZO_TASK_TOKEN="$zo_tok" bash -c 'printf "ZO-PGID %s\n" "$$" >&2; if [ -n "${ZO_SCRIPT_FILE:-}" ]; then IFS= read -r -d "" zo_s < "$ZO_SCRIPT_FILE"; rm -f -- "$ZO_SCRIPT_FILE"; else zo_s=$ZO_SCRIPT; fi; unset ZO_SCRIPT ZO_SCRIPT_FILE; eval "$zo_s"' &
 zo_pid=$!
 set +m
@@ -61,7 +63,7 @@ wait "$zo_pid"
 zo_rc=$?
 kill -KILL -- -"$zo_pid" 2>/dev/null
 for zo_f in $(grep -lzx "ZO_TASK_TOKEN=$zo_tok" /proc/[0-9]*/environ 2>/dev/null); do zo_f=${zo_f#/proc/}; kill -KILL "${zo_f%/environ}" 2>/dev/null; done
-rm -f -- $zo_sf $zo_pf
+[ -z "$zo_d" ] || rm -rf -- "$zo_d"
 exit "$zo_rc"
 "#;
 
