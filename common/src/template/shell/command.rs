@@ -82,9 +82,11 @@ pub(super) fn is_name(s: &str) -> bool {
     cs.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && cs.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// The roles of `words`; `after_closer` when they follow `fi`, `done`, `}` or `esac`.
-pub(super) fn classify(words: &[Word], preset: Vec<Option<Role>>, after_closer: bool, attrs: &mut Attributes) -> Classified {
-    let mut c = Classified { roles: preset, stdin_code: false };
+/// The roles of `words`; `closer` when they follow `fi`, `done`, `}`, `esac` or `)`: whether
+/// the compound command that closed reads its standard input as code.
+pub(super) fn classify(words: &[Word], preset: Vec<Option<Role>>, closer: Option<bool>, attrs: &mut Attributes) -> Classified {
+    let after_closer = closer.is_some();
+    let mut c = Classified { roles: preset, stdin_code: closer.unwrap_or(false) };
     let args: Vec<usize> = (0..words.len()).filter(|&i| words[i].redirect.is_none()).collect();
     let mut k = 0;
     if !after_closer {

@@ -25,6 +25,16 @@ pub(super) enum Close {
     Subscript,
 }
 
+/// An open compound command: whether a shell in it reads the compound's standard input as
+/// code, and the pipeline it stands in.
+#[derive(Clone, Copy)]
+pub(super) struct Group {
+    pub(super) reads_code: bool,
+    pub(super) piped: bool,
+    pub(super) pipe_start: usize,
+    pub(super) start_hole: usize,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum CaseMode {
     Pattern,
@@ -43,6 +53,8 @@ pub(super) struct Simple {
     /// Inside `[[ … ]]`: the index of its first operand word.
     pub(super) dbracket: Option<usize>,
     pub(super) after_closer: bool,
+    /// The compound command just closed has a shell reading its standard input as code.
+    pub(super) closer_reads_code: bool,
     pub(super) function_next: bool,
     pub(super) after_time: bool,
 }
@@ -51,8 +63,12 @@ pub(super) struct Cmd {
     pub(super) kind: CmdKind,
     /// Open subshell parentheses.
     pub(super) depth: u32,
-    /// Open compound commands (`if`, `{`, loops, `case`).
-    pub(super) group: i32,
+    /// Open compound commands (`if`, `{`, loops, `case`, subshells), innermost last.
+    pub(super) groups: Vec<Group>,
+    /// The heredoc bodies of the current pipeline (refused when it ends in a shell).
+    pub(super) pipe_heredocs: Vec<usize>,
+    /// Between the parentheses of `NAME()`.
+    pub(super) function_parens: bool,
     /// The node this command's output lands in (a substitution's word), if any.
     pub(super) parent: Option<usize>,
     pub(super) s: Simple,
@@ -68,7 +84,9 @@ impl Cmd {
         Box::new(Cmd {
             kind,
             depth: 0,
-            group: 0,
+            groups: Vec::new(),
+            pipe_heredocs: Vec::new(),
+            function_parens: false,
             parent,
             s: Simple { start_hole: at, ..Default::default() },
             pipe_start: at,
@@ -362,8 +380,19 @@ impl Scan {
                 self.i += 1;
             }
             '(' => {
+                // `NAME()` defines a function; anywhere else `(` opens a subshell.
+                let definition = in_word || !self.top().s.words.is_empty();
                 self.end_command();
-                self.top().depth += 1;
+                if definition {
+                    self.top().function_parens = true;
+                } else {
+                    self.open_group();
+                    self.top().depth += 1;
+                }
+                self.i += 1;
+            }
+            ')' if self.top().function_parens => {
+                self.top().function_parens = false;
                 self.i += 1;
             }
             ')' => {
@@ -375,6 +404,7 @@ impl Scan {
                     self.mark_expansion();
                 } else {
                     top.depth = top.depth.saturating_sub(1);
+                    self.close_group();
                 }
             }
             '[' if in_word && self.assignment_word().is_some_and(|w| command::is_name(&w)) => {

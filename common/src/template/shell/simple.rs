@@ -2,8 +2,8 @@
 //! compound commands, `[[ … ]]` and its numeric tests, `case` patterns, the position where
 //! bash reads assignments, and the end of a command, where its words get their roles.
 
-use super::command;
-use super::scan::{CaseMode, Scan, Simple};
+use super::command::{self, Redir};
+use super::scan::{CaseMode, Group, Scan, Simple};
 use super::tables::{ARITH_TESTS, CLOSERS, DECLARERS, PREFIX_KEYWORDS};
 use super::{Refusal, Role};
 
@@ -42,8 +42,7 @@ impl Scan {
         let top = self.top();
         if top.s.words.is_empty() && !w.quoted && !w.expands && w.lit == "esac" {
             top.cases.pop();
-            top.group -= 1;
-            top.s.after_closer = true;
+            self.close_group();
         } else {
             top.s.words.push(w);
         }
@@ -104,32 +103,38 @@ impl Scan {
         if first {
             if let Some(kw) = kw {
                 let mut keyword = true;
+                let mut opens = false;
                 if let Some((_, d)) = PREFIX_KEYWORDS.iter().find(|(k, _)| *k == kw) {
-                    top.group += d;
+                    opens = *d > 0;
                     top.s.after_time = kw == "time";
                 } else if top.s.after_time && kw == "-p" {
                     top.s.after_time = false;
                 } else if CLOSERS.contains(&kw) {
-                    top.group -= 1;
-                    top.s.after_closer = true;
                     if kw == "esac" {
                         top.cases.pop();
                     }
+                    self.nodes[node].role = Some(Role::Text);
+                    self.close_group();
+                    return;
                 } else if kw == "function" {
                     top.s.function_next = true;
                 } else {
                     keyword = false;
-                    if matches!(kw, "for" | "select" | "case") {
-                        top.group += 1;
-                    }
+                    opens = matches!(kw, "for" | "select" | "case");
                     if kw == "[[" {
                         top.s.dbracket = Some(top.s.words.len() + 1);
                     }
+                }
+                if opens {
+                    self.open_group();
                 }
                 if keyword {
                     self.nodes[node].role = Some(Role::Text);
                     return;
                 }
+                let top = self.top();
+                top.s.words.push(w);
+                return;
             }
         }
         let case_in =
@@ -148,8 +153,46 @@ impl Scan {
         let at = self.seen;
         let top = self.top();
         top.piped = false;
-        if top.group <= 0 && top.depth == 0 {
+        if top.groups.is_empty() && top.depth == 0 {
             top.pipe_start = at;
+            top.pipe_heredocs.clear();
+        }
+    }
+
+    /// A compound command opens (`if`, `while`, `until`, `for`, `select`, `case`, `{`, `(`).
+    pub(super) fn open_group(&mut self) {
+        let top = self.top();
+        let g = Group { reads_code: false, piped: top.piped, pipe_start: top.pipe_start, start_hole: top.s.start_hole };
+        top.groups.push(g);
+    }
+
+    /// A compound command closes: what follows are its redirections. When a shell in it read
+    /// its standard input as code, that input is code: its redirections and heredocs are
+    /// refused (`done <<< …`), and so is what a pipe feeds it.
+    pub(super) fn close_group(&mut self) {
+        let top = self.top();
+        top.s.after_closer = true;
+        let Some(g) = top.groups.pop() else { return };
+        top.s.closer_reads_code = g.reads_code;
+        if g.reads_code {
+            if let Some(outer) = top.groups.last_mut() {
+                outer.reads_code = true;
+            }
+            if g.piped {
+                self.refuse_pipeline(g.pipe_start, g.start_hole);
+            }
+        }
+    }
+
+    /// What a pipeline feeds a shell reading code: the references from `from` to `to` and the
+    /// heredocs of its commands.
+    fn refuse_pipeline(&mut self, from: usize, to: usize) {
+        for f in &mut self.forced[from.min(to)..to] {
+            f.get_or_insert(Refusal::IntoShell);
+        }
+        let heredocs = std::mem::take(&mut self.top().pipe_heredocs);
+        for n in heredocs {
+            self.nodes[n].role = Some(Role::Refused(Refusal::IntoShell));
         }
     }
 
@@ -161,19 +204,25 @@ impl Scan {
         let s = std::mem::replace(&mut top.s, Simple { start_hole: at, ..Default::default() });
         let (piped, pipe_start) = (top.piped, top.pipe_start);
         let preset: Vec<Option<Role>> = s.words.iter().map(|w| self.nodes[w.node].role.clone()).collect();
-        let c = command::classify(&s.words, preset, s.after_closer, &mut self.attrs);
+        let closer = s.after_closer.then_some(s.closer_reads_code);
+        let c = command::classify(&s.words, preset, closer, &mut self.attrs);
         for (w, role) in s.words.iter().zip(c.roles) {
             if self.nodes[w.node].role.is_none() {
                 self.nodes[w.node].role = role;
             }
         }
         let body = if c.stdin_code { Role::Refused(Refusal::IntoShell) } else { Role::Text };
-        for n in s.heredocs {
+        for &n in &s.heredocs {
             self.nodes[n].role = Some(body.clone());
         }
+        let own_stdin = !s.heredocs.is_empty() || s.words.iter().any(|w| matches!(w.redirect, Some(Redir::In | Redir::HereString)));
+        self.top().pipe_heredocs.extend(s.heredocs);
         if c.stdin_code && piped {
-            for f in &mut self.forced[pipe_start.min(s.start_hole)..s.start_hole] {
-                f.get_or_insert(Refusal::IntoShell);
+            self.refuse_pipeline(pipe_start, s.start_hole);
+        } else if c.stdin_code && !own_stdin && !s.after_closer {
+            // A shell reading the standard input of the compound commands around it.
+            if let Some(g) = self.top().groups.last_mut() {
+                g.reads_code = true;
             }
         }
     }
