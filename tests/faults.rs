@@ -259,6 +259,10 @@ fn a_run_lost_with_redis_data_is_not_reported_as_success() {
     let mut c = redis.client();
     let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{ns}:run:*")).query(&mut c).unwrap();
     assert!(keys.is_empty(), "keys of the lost run were recreated: {keys:?}");
+    // The consumer group went with the data: the worker recreates it and serves a new run.
+    write(dir.path(), "again.yaml", &simulated_tasks(2, "10ms"));
+    let again = submit(dir.path(), &redis.url(), &ns, &["again.yaml", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(again.code, 0, "{}", again.stderr);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! A worker's life around its tasks: a long task keeps its lease while its worker lives, a
-//! job whose workers keep dying is dead-lettered, and shutdown drains on the first signal and
-//! stops at once on the second.
+//! job whose workers keep dying is dead-lettered, a worker waits out a Redis outage without a
+//! busy loop, and shutdown drains on the first signal and stops at once on the second.
 
 use std::time::{Duration, Instant};
 
@@ -104,4 +104,42 @@ fn a_job_whose_workers_keep_dying_becomes_poison_and_is_dead_lettered() {
     assert_eq!(t["Doomed"]["error_class"], "poison", "{}", t["Doomed"]);
     let dead = submit(dir.path(), &redis.url(), &ns, &["dead"], LIMIT);
     assert!(dead.stdout.contains("`Doomed`: poison: delivered more than 2 times without a result"), "{}", dead.stdout);
+}
+
+/// CPU seconds (user + system) process `pid` has used.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat, 11 and 12 after the command's name.
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Redis down for 6 s: the worker backs off instead of spinning (a busy loop would burn a
+/// core, about 6 s of CPU), stays up, and serves a run once Redis is back.
+#[test]
+fn a_worker_waits_out_a_redis_outage_without_a_busy_loop() {
+    let mut redis = Redis::start();
+    let ns = namespace("outage");
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Worker::start(
+        dir.path(),
+        "w",
+        "executor: { kind: simulate }\ninstances: [ { name: fast }, { name: general } ]\n",
+        &redis.url(),
+        &ns,
+    );
+    write(dir.path(), "t.yaml", &simulated_tasks(2, "10ms"));
+    assert_eq!(submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--no-save", "--no-report"], LIMIT).code, 0);
+    let pid = w.pid().unwrap();
+    redis.kill();
+    let before = cpu_secs(pid);
+    std::thread::sleep(Duration::from_secs(6));
+    let spent = cpu_secs(pid) - before;
+    println!("Redis down 6 s: the worker used {spent:.2} s of CPU");
+    assert!(spent < 1.0, "the worker spun while Redis was down: {spent:.2} s of CPU in 6 s");
+    assert!(w.is_running(), "the worker gave up");
+    redis.restart();
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
 }
