@@ -136,9 +136,9 @@ fn the_live_view_shows_running_tasks_asks_cleanly_and_reattaches() {
 
     // Ctrl-C: the bar leaves the screen and the question stands alone; `d` detaches.
     tmux.keys("submit", &["C-c"]);
-    let s = tmux.wait_for("submit", "the question", |s| s.contains("[d/c]"));
-    let question = s.lines().find(|l| l.contains("[d/c]")).unwrap();
-    assert_eq!(question.trim_end(), format!("[d]etach (run {run} continues) or [c]ancel the run? [d/c]"));
+    let s = tmux.wait_for("submit", "the question", |s| s.contains("[d/c + Enter]"));
+    let question = s.lines().find(|l| l.contains("[d/c + Enter]")).unwrap();
+    assert_eq!(question.trim_end(), format!("[d]etach (run {run} continues) or [c]ancel it? [d/c + Enter]"));
     assert!(!s.contains("▸ Long one") && !s.contains("] ████") && elapsed_secs(&s).is_none(), "the bar is still drawn:\n{s}");
     tmux.keys("submit", &["d", "Enter"]);
     tmux.wait_for_in("submit", true, "the detach", |s| {

@@ -282,7 +282,7 @@ fn on_success_and_on_failure_edges() {
             assert!(snap.meta.finished);
             let doc = zo_common::report::build(&snap, &zo_common::catalog::Catalog::builtin());
             let why = doc.tasks[skipped].error.clone().unwrap();
-            assert!(why.starts_with("skipped: condition not met: it runs on on_"), "{why}");
+            assert!(why.starts_with("skipped: condition not met: it runs when `"), "{why}");
             let _: () = redis::cmd("DEL").arg(store.keys().run_keys(run)).query_async(&mut c).await.unwrap();
         }
     });

@@ -67,7 +67,7 @@ fn the_conditional_example_takes_the_branch_its_check_decides() {
     assert_eq!(deploy["error_class"], "condition");
     assert_eq!(
         deploy["error"],
-        "skipped: condition not met: it runs on on_success of `Check Code Quality`, which ended with status failed"
+        "skipped: condition not met: it runs when `Check Code Quality` succeeds (`on_success`), and `Check Code Quality` ended with status failed"
     );
     assert_eq!(deploy["conditions"], serde_json::json!([{ "task": "Check Code Quality", "when": "succeeded" }]));
     assert_eq!(t["Summary"]["trigger_rule"], "all_done");
@@ -262,12 +262,19 @@ fn the_pipeline_example_waits_for_approval_then_runs_or_is_rejected() {
         };
         let d = submit(dir.path(), &redis.url(), &ns, &args, LIMIT);
         assert_eq!(d.code, 0, "{}", d.stderr);
+        assert!(
+            d.stderr.starts_with(&format!("{decision}{} stage `Production`", if decision == "approve" { "d" } else { "ed" })),
+            "{}",
+            d.stderr
+        );
         let again = submit(dir.path(), &redis.url(), &ns, &args, LIMIT);
         assert_eq!(again.code, 2, "a decided stage: {}", again.stderr);
         assert!(again.stderr.contains("is not awaiting approval: it was"), "{}", again.stderr);
         let out = submit(dir.path(), &redis.url(), &ns, &["watch", &run, "--json", "--no-save", "--no-report"], LIMIT);
         assert_eq!(out.code, 0, "{decision}: {}", out.stderr);
         let doc = json_doc(&out);
+        let late = submit(dir.path(), &redis.url(), &ns, &["cancel", &run], LIMIT);
+        assert_eq!((late.code, late.stderr.trim()), (0, format!("run {run} had already finished; nothing was cancelled").as_str()));
         let t = tasks_by_name(&doc);
         assert_eq!(t["Lint Code"]["status"], "success");
         assert_eq!(t["Run Tests"]["status"], "success");

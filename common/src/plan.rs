@@ -26,7 +26,7 @@ pub fn render(file: &TaskFile, catalog: &Catalog) -> String {
 fn duration_range(e: &TaskEstimate) -> String {
     let s = |ms: u64| format!("{}s", (ms as f64 / 1000.0).round() as u64);
     match e.source {
-        Source::Timeout => format!("≤{}", humantime::format_duration(std::time::Duration::from_secs(e.high_ms / 1000))),
+        Source::Timeout => format!("≤{}", crate::text::duration(std::time::Duration::from_secs(e.high_ms / 1000))),
         _ if (e.high_ms as f64 / 1000.0).round() == (e.low_ms as f64 / 1000.0).round() => format!("~{}", s(e.high_ms)),
         _ => format!("~{}-{}", (e.low_ms as f64 / 1000.0).round() as u64, s(e.high_ms)),
     }
@@ -115,7 +115,7 @@ pub fn render_with(file: &TaskFile, catalog: &Catalog, est: Option<&Estimate>) -
                 (Some(_), None) => "command",
                 _ => "agent",
             };
-            let _ = write!(s, "  - {} [{} · {}] timeout {} · {}", t.name, t.instance, model, humantime::format_duration(t.timeout()), kind);
+            let _ = write!(s, "  - {} [{} · {}] timeout {} · {}", t.name, t.instance, model, crate::text::duration(t.timeout()), kind);
             if !t.deps.is_empty() {
                 let deps: Vec<&str> = t.deps.iter().map(|&d| file.tasks[d as usize].name.as_str()).collect();
                 let _ = write!(s, " · after {}", deps.join(", "));

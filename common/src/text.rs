@@ -36,6 +36,22 @@ fn is_unsafe(c: char) -> bool {
     (c.is_control() && c != '\n' && c != '\t') || is_bidi(c)
 }
 
+/// A duration as a person writes it: `90s`, `5m`, `48h`, `7 days`, else humantime's form
+/// (`1h 30m`) — never `2days`.
+pub fn duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if d.subsec_nanos() != 0 || s == 0 {
+        return humantime::format_duration(d).to_string();
+    }
+    match s {
+        s if s < 120 => format!("{s}s"),
+        s if s % 86_400 == 0 && s >= 7 * 86_400 => format!("{} days", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 && s < 3600 * 2 => format!("{}m", s / 60),
+        _ => humantime::format_duration(d).to_string(),
+    }
+}
+
 /// The bidirectional formatting characters that change the order a line is shown in.
 fn is_bidi(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
@@ -44,6 +60,17 @@ fn is_bidi(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_written() {
+        let d = |s: u64| duration(std::time::Duration::from_secs(s));
+        assert_eq!(
+            (d(90), d(300), d(5400), d(172_800), d(604_800), d(86_400)),
+            ("90s".into(), "5m".into(), "90m".into(), "48h".into(), "7 days".into(), "24h".into())
+        );
+        assert_eq!(d(3 * 3600 + 60), "3h 1m");
+        assert_eq!(duration(std::time::Duration::from_millis(1500)), "1s 500ms");
+    }
 
     #[test]
     fn escape_sequences_become_visible_text() {

@@ -9,9 +9,10 @@ use zo_common::text::escape_line;
 use crate::cli::ConnOpts;
 use crate::{exit, fail_queue};
 
-/// Who decides: `user@host` of this process (the login from `USER`/`LOGNAME`).
+/// Who decides: `user@host` of this process (the login from `USER`/`LOGNAME`, else the name of
+/// its uid in `/etc/passwd`, else the uid).
 fn who() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).ok().filter(|u| !u.is_empty()).unwrap_or_else(uid_name);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|h| h.trim().to_string())
@@ -20,13 +21,28 @@ fn who() -> String {
     escape_line(&format!("{user}@{host}")).replace('|', "/")
 }
 
+/// The name of this process's uid (the owner of `/proc/self`), from `/etc/passwd`.
+fn uid_name() -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX);
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+        })
+        .unwrap_or_else(|| format!("uid{uid}"))
+}
+
 /// Approves (`reason: None`) or rejects a stage; returns the exit code.
 pub async fn decide(conn_opts: &ConnOpts, quiet: bool, run_id: &str, stage: &str, reject: Option<&str>) -> u8 {
     let decision = match reject {
         None => Decision::Approve,
         Some(reason) => Decision::Reject { reason },
     };
-    let verb = if reject.is_some() { "reject" } else { "approve" };
+    let done = if reject.is_some() { "rejected" } else { "approved" };
     let r = async {
         let store = Store::connect(&conn_opts.redis, &conn_opts.namespace, 2).await?;
         let mut conn = store.conn().await?;
@@ -66,7 +82,7 @@ pub async fn decide(conn_opts: &ConnOpts, quiet: bool, run_id: &str, stage: &str
             if !quiet {
                 let what = if reject.is_some() { "skipped" } else { "started" };
                 eprintln!(
-                    "{verb}d stage `{}` of run {run_id}: {tasks} task{} {what}{}",
+                    "{done} stage `{}` of run {run_id}: {tasks} task{} {what}{}",
                     escape_line(stage),
                     if tasks == 1 { "" } else { "s" },
                     if finished { "; the run finished" } else { "" }
@@ -89,5 +105,17 @@ pub async fn decide(conn_opts: &ConnOpts, quiet: bool, run_id: &str, stage: &str
             exit::INVALID
         }
         Err(e) => fail_queue(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Without `USER`, the decider is named by its uid's account, never `unknown`.
+    #[test]
+    fn the_uid_names_the_decider() {
+        let name = super::uid_name();
+        assert!(!name.is_empty() && !name.starts_with("uid"), "{name}");
+        let id = std::process::Command::new("id").arg("-un").output().unwrap();
+        assert_eq!(name, String::from_utf8_lossy(&id.stdout).trim());
     }
 }

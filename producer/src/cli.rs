@@ -19,8 +19,9 @@ Examples:
   zo-submit queues; zo-submit workers        what waits where, who works on it
   zo-submit export RUN --format html -o r.html
 
-Exit codes: 0 every task succeeded; 1 a task failed, timed out, was skipped or cancelled;
-2 invalid input or usage; 3 Redis or other infrastructure unreachable; 130 interrupted.";
+Exit codes: 0 every task succeeded (or was skipped because its condition did not hold or its
+stage was rejected); 1 a task failed, timed out or was cancelled, or was skipped because of a
+failure; 2 invalid input or usage; 3 Redis or other infrastructure unreachable; 130 interrupted.";
 
 /// Submit a task file to the Zo Worker Swarm queue, watch it run, and write the reports.
 #[derive(Parser, Debug)]

@@ -200,24 +200,39 @@ async fn cancel(conn_opts: &ConnOpts, run_id: &str, task: Option<&str>, quiet: b
                 }
             }
         };
+        if store.run_meta(&mut conn, run_id).await?.finished {
+            return Ok(Ok(None));
+        }
         let c = store.cancel(&mut conn, run_id, idx).await?;
         if c.queued > 0 {
             // Dependents its cancellation started (`all_done`, `one_failed`): into the streams
             // now (any worker's upkeep would do it otherwise).
             store.flush_outbox(&mut conn, run_id).await?;
         }
-        Ok::<_, StoreError>(Ok(c))
+        Ok::<_, StoreError>(Ok(Some(c)))
     }
     .await;
     match r {
-        Ok(Ok(c)) => {
+        Ok(Ok(None)) => {
+            if !quiet {
+                eprintln!("run {run_id} had already finished; nothing was cancelled");
+            }
+            exit::OK
+        }
+        Ok(Ok(Some(c))) => {
             if !quiet {
                 eprintln!(
                     "cancelled {} task{} that had not started; asked workers to stop {} running; run {}",
                     c.cancelled,
                     if c.cancelled == 1 { "" } else { "s" },
                     c.flagged,
-                    if c.finished { "finished" } else { "ends when those stop" }
+                    if c.finished {
+                        "finished"
+                    } else if c.flagged > 0 {
+                        "ends when those stop"
+                    } else {
+                        "ends with what is running"
+                    }
                 );
             }
             exit::OK

@@ -210,11 +210,11 @@ fn skip_reason(snap: &RunSnapshot, i: usize, skip: &Skip) -> String {
         st => format!("ended with status {}", st.as_str()),
     };
     if let Some(c) = spec.conditions.iter().find(|c| c.on == cause && skip.class == ErrorClass::Condition) {
-        let list = match c.when {
-            When::Succeeded => "on_success",
-            When::Failed => "on_failure",
+        let (list, when) = match c.when {
+            When::Succeeded => ("on_success", "succeeds"),
+            When::Failed => ("on_failure", "fails"),
         };
-        return format!("skipped: condition not met: it runs on {list} of `{name}`, which {how}");
+        return format!("skipped: condition not met: it runs when `{name}` {when} (`{list}`), and `{name}` {how}");
     }
     if spec.trigger_rule.is_default() && skip.class == ErrorClass::Dependency {
         return format!("skipped: dependency `{name}` {how}");

@@ -310,9 +310,7 @@ fn check_duration(v: &Value, what: &str, file: &str, pos: Pos, errs: &mut Vec<Ya
     };
     match duration_of(&raw) {
         Ok(d) if (MIN_TIMEOUT..=MAX_TIMEOUT).contains(&d) => {}
-        Ok(d) => {
-            errs.push(YamlError::at(file, pos, format!("{what}timeout {} is out of range; use 1s to 24h", humantime::format_duration(d))))
-        }
+        Ok(d) => errs.push(YamlError::at(file, pos, format!("{what}timeout {} is out of range; use 1s to 24h", crate::text::duration(d)))),
         Err(m) => errs.push(YamlError::at(file, pos, format!("{what}{m}"))),
     }
 }

@@ -234,7 +234,7 @@ fn quotas(q: RawQuotas, at: Pos, file: &str, errs: &mut Vec<YamlError>) -> Optio
                 errs.push(YamlError::at(
                     file,
                     w.referenced,
-                    format!("resource_limits: quotas: `quota_wait` {} is out of range; use 1s to 24h", humantime::format_duration(d)),
+                    format!("resource_limits: quotas: `quota_wait` {} is out of range; use 1s to 24h", crate::text::duration(d)),
                 ));
                 ok = false;
                 DEFAULT_QUOTA_WAIT

@@ -153,7 +153,7 @@ pub(super) fn validate(raw: RawFile, src: &str, file: &str, catalog: &Catalog) -
                     errs.push(YamlError::at(
                         file,
                         sp.referenced,
-                        format!("task `{name}`: timeout {} is out of range; use 1s to 24h", humantime::format_duration(d)),
+                        format!("task `{name}`: timeout {} is out of range; use 1s to 24h", crate::text::duration(d)),
                     ));
                     DEFAULT_TIMEOUT
                 }

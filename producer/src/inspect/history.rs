@@ -219,7 +219,7 @@ pub async fn stats(conn: &ConnOpts, since: Duration, limit: usize, json: bool, c
     let mut out = format!(
         "{} finished run(s) in the last {}: {} succeeded ({})\n",
         s.runs,
-        humantime::format_duration(since),
+        zo_common::text::duration(since),
         s.runs_succeeded,
         pct(s.run_success_rate)
     );

@@ -237,7 +237,7 @@ async fn ask_cancel(run_id: &str, live: &mut Live) -> bool {
         return false;
     }
     live.pause();
-    eprint!("\n[d]etach (run {run_id} continues) or [c]ancel the run? [d/c] ");
+    eprint!("\n[d]etach (run {run_id} continues) or [c]ancel it? [d/c + Enter] ");
     let answer = tokio::task::spawn_blocking(|| {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).map(|_| line)
