@@ -561,3 +561,31 @@ pipeline:
     assert!(again.stderr.contains("nothing to resume"), "{}", again.stderr);
     assert_eq!(deploys(), 0, "a rejected stage never runs");
 }
+
+/// Four `resume`s of one failed run at once: exactly one resumes it (exit 0, the failed task
+/// runs once more); the others exit 2 saying the run is already running.
+#[test]
+fn concurrent_resumes_resume_once() {
+    let Local { redis, ns, dir, work, _worker } = Local::start("wf-resume-race");
+    // Once it succeeds it takes 2 s, so the resumed run is still going while the others look.
+    write(dir.path(), "t.yaml", "tasks:\n  - { name: Flaky, ccr_instance: fast, command: \"echo x >> runs; [ -f ok ] && sleep 2\" }\n");
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--json", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let run = json_doc(&out)["run_id"].as_str().unwrap().to_string();
+    std::fs::write(work.join("ok"), "").unwrap();
+    let outs: Vec<Outcome> = std::thread::scope(|s| {
+        let handles: Vec<_> =
+            (0..4).map(|_| s.spawn(|| submit(dir.path(), &redis.url(), &ns, &["resume", &run, "--detach"], LIMIT))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let won: Vec<&Outcome> = outs.iter().filter(|o| o.code == 0).collect();
+    assert_eq!(won.len(), 1, "{:?}", outs.iter().map(|o| (o.code, o.stderr.trim())).collect::<Vec<_>>());
+    for lost in outs.iter().filter(|o| o.code != 0) {
+        assert_eq!(lost.code, 2, "{}", lost.stderr);
+        assert!(lost.stderr.contains("is already running") || lost.stderr.contains("is still running"), "{}", lost.stderr);
+    }
+    let out = submit(dir.path(), &redis.url(), &ns, &["watch", &run, "--json", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(tasks_by_name(&json_doc(&out))["Flaky"]["attempts"], 2);
+    assert_eq!(std::fs::read_to_string(work.join("runs")).unwrap().lines().count(), 2, "ran twice: the first time and one resume");
+}

@@ -51,8 +51,16 @@ pub async fn resume(conn_opts: &ConnOpts, output: &OutputOpts, run_id: &str, tas
                 vec![i as u32]
             }
         };
-        for &i in &chosen {
-            store.revive(&mut conn, run_id, i).await?;
+        // The first revival is the claim: concurrent `resume`s read the same snapshot and
+        // choose the same first task, which only one of them can revive (`REVIVE` is atomic).
+        for (k, &i) in chosen.iter().enumerate() {
+            if store.revive(&mut conn, run_id, i).await?.is_none() && k == 0 {
+                // Not revived: another resume took it, unless it stays as it was (its stage
+                // was rejected meanwhile).
+                if !again(store.snapshot(&mut conn, run_id).await?.states[i as usize]) {
+                    return Ok(Err(format!("run {run_id} is already running: another `zo-submit resume` resumed it just now")));
+                }
+            }
         }
         if !chosen.is_empty() {
             store.flush_outbox(&mut conn, run_id).await?;
