@@ -55,7 +55,13 @@ pub fn dashboard(doc: &ResultsDocument, width: Option<u16>) -> String {
 
     let mut t = table(width);
     let priced = doc.results_by_instance.values().any(|e| e.cost.is_some());
-    let mut header = vec!["Instance", "Model", "Tasks", "OK", "Failed", "Timeout", "Skipped", "Rate", "Avg", "Tokens in/out"];
+    // Cancelled only when a task was: the table stays within 80 columns otherwise.
+    let cancelled = doc.results_by_instance.values().any(|e| e.counts.cancelled > 0);
+    let mut header = vec!["Instance", "Model", "Tasks", "OK", "Failed", "Timeout", "Skipped"];
+    if cancelled {
+        header.push("Cancelled");
+    }
+    header.extend(["Rate", "Avg", "Tokens in/out"]);
     if priced {
         header.push("Cost");
     }
@@ -69,10 +75,15 @@ pub fn dashboard(doc: &ResultsDocument, width: Option<u16>) -> String {
             Cell::new(e.counts.failed).set_alignment(CellAlignment::Right),
             Cell::new(e.counts.timeout).set_alignment(CellAlignment::Right),
             Cell::new(e.counts.skipped).set_alignment(CellAlignment::Right),
+        ];
+        if cancelled {
+            row.push(Cell::new(e.counts.cancelled).set_alignment(CellAlignment::Right));
+        }
+        row.extend([
             Cell::new(format!("{:.0}%", e.success_rate)).set_alignment(CellAlignment::Right),
             Cell::new(format!("{:.1}s", e.average_duration)).set_alignment(CellAlignment::Right),
             Cell::new(format!("{}/{}", e.input_tokens, e.output_tokens)).set_alignment(CellAlignment::Right),
-        ];
+        ]);
         if priced {
             row.push(Cell::new(e.cost.map_or_else(|| "-".to_string(), usd)).set_alignment(CellAlignment::Right));
         }

@@ -168,6 +168,7 @@ fn markdown_lists_failures_first_with_times() {
     assert!(failures < m.find("## Tasks").unwrap());
     assert!(m[failures..m.find("## Tasks").unwrap()].contains("never ran"), "a skip caused by a failure counts as one");
     assert!(m.contains("- Started: 2026-05-28T") && m.contains("- Ended: "), "{m}");
+    assert!(m.contains("| Skipped | Cancelled | Rate |"), "the instance table counts cancelled tasks: {m}");
 }
 
 #[test]

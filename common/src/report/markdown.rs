@@ -66,7 +66,7 @@ pub fn markdown(doc: &ResultsDocument) -> String {
     }
     m.push('\n');
     let _ = writeln!(m, "## Results by instance\n");
-    let _ = writeln!(m, "| {} |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|", INSTANCE_COLUMNS.join(" | "));
+    let _ = writeln!(m, "| {} |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|", INSTANCE_COLUMNS.join(" | "));
     for (name, e) in &doc.results_by_instance {
         let cells: Vec<String> = instance_cells(name, e).iter().map(|c| md_cell(c)).collect();
         let _ = writeln!(m, "| {} |", cells.join(" | "));

@@ -49,11 +49,11 @@ pub(crate) fn budget_line(b: &BudgetReport) -> String {
 }
 
 /// The columns of the results-by-instance table, as every report shows them.
-pub(crate) const INSTANCE_COLUMNS: [&str; 10] =
-    ["Instance", "Model", "Tasks", "Success", "Failed", "Timeout", "Skipped", "Rate", "Avg", "Tokens in/out"];
+pub(crate) const INSTANCE_COLUMNS: [&str; 11] =
+    ["Instance", "Model", "Tasks", "Success", "Failed", "Timeout", "Skipped", "Cancelled", "Rate", "Avg", "Tokens in/out"];
 
 /// One instance's row of that table (text as is: each report escapes it its own way).
-pub(crate) fn instance_cells(name: &str, e: &InstanceSummary) -> [String; 10] {
+pub(crate) fn instance_cells(name: &str, e: &InstanceSummary) -> [String; 11] {
     [
         name.to_string(),
         e.model.clone(),
@@ -62,6 +62,7 @@ pub(crate) fn instance_cells(name: &str, e: &InstanceSummary) -> [String; 10] {
         e.counts.failed.to_string(),
         e.counts.timeout.to_string(),
         e.counts.skipped.to_string(),
+        e.counts.cancelled.to_string(),
         format!("{:.0}%", e.success_rate),
         format!("{:.1}s", e.average_duration),
         format!("{}/{}", e.input_tokens, e.output_tokens),

@@ -139,15 +139,19 @@ impl RunRow {
         }
     }
 
-    /// `running 12/40` or `finished ✓ 38 ✗ 2`.
+    /// `running 12/40`, `✓ 40/40`, or what did not succeed by kind: `✗ 2 failed, 6 cancelled of 8`.
     fn progress(&self) -> String {
-        let bad = self.failed + self.timeout + self.cancelled;
+        let bad: Vec<String> = [(self.failed, "failed"), (self.timeout, "timed out"), (self.cancelled, "cancelled")]
+            .into_iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}"))
+            .collect();
         let mut s = if self.status == "running" {
             format!("running {}/{}", self.done, self.total_tasks)
-        } else if bad == 0 {
+        } else if bad.is_empty() {
             format!("✓ {}/{}", self.successful, self.total_tasks)
         } else {
-            format!("✗ {} of {} failed", bad, self.total_tasks)
+            format!("✗ {} of {}", bad.join(", "), self.total_tasks)
         };
         if let Some(why) = self.stopped {
             s.push_str(&format!(" ({why})"));
@@ -373,7 +377,38 @@ pub async fn workers(conn: &ConnOpts, json: bool) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    use super::age;
+    use super::{age, RunRow};
+
+    fn row(failed: u64, timeout: u64, cancelled: u64, successful: u64) -> RunRow {
+        RunRow {
+            run_id: "r".into(),
+            name: String::new(),
+            task_file: "t.yaml".into(),
+            status: "finished",
+            created_at: String::new(),
+            started_at: None,
+            finished_at: None,
+            elapsed: 0.0,
+            total_tasks: 8,
+            done: 8,
+            running: 0,
+            successful,
+            failed,
+            timeout,
+            skipped: 8 - successful - failed - timeout - cancelled,
+            cancelled,
+            cost: None,
+            stopped: None,
+        }
+    }
+
+    /// A cancelled run reads as cancelled, not as failed.
+    #[test]
+    fn progress_names_what_did_not_succeed() {
+        assert_eq!(row(0, 0, 8, 0).progress(), "✗ 8 cancelled of 8");
+        assert_eq!(row(2, 1, 3, 2).progress(), "✗ 2 failed, 1 timed out, 3 cancelled of 8");
+        assert_eq!(row(0, 0, 0, 8).progress(), "✓ 8/8");
+    }
 
     #[test]
     fn ages_read_naturally() {
