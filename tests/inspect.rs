@@ -231,3 +231,34 @@ fn export_writes_as_a_redirect_does(d: &Path, redis: &Redis, ns: &str, run: &str
     let out = export_to(Path::new("-"));
     assert!(out.code == 0 && out.stdout.starts_with("# "), "{}", out.stderr);
 }
+
+/// Run ids as typed: `latest` is the newest run, a unique prefix is its run, an ambiguous one
+/// lists the runs it starts (exit 2), and `latest` of an empty namespace says so (exit 2).
+#[test]
+fn run_ids_by_prefix_and_latest() {
+    let redis = Redis::start();
+    let ns = namespace("runref");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let _w = Worker::start(d, "w", "executor: { kind: simulate }\ninstances: [ { name: fast } ]\n", &redis.url(), &ns);
+    write(d, "t.yaml", &simulated_tasks(1, "10ms"));
+    let run = |_: u8| {
+        submit_json(d, &redis.url(), &ns, &["t.yaml", "--json", "--no-save", "--no-report"], LIMIT)["run_id"].as_str().unwrap().to_string()
+    };
+    let (first, second) = (run(0), run(1));
+    let shown = |id: &str| submit_json(d, &redis.url(), &ns, &["show", id, "--json"], LIMIT)["run"]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(shown("latest"), second);
+    let unique = (8..first.len()).map(|n| &first[..n]).find(|p| !second.starts_with(p)).expect("the ids differ");
+    assert_eq!(shown(unique), first, "prefix {unique}");
+    let common: String = first.chars().zip(second.chars()).take_while(|(a, b)| a == b).map(|(a, _)| a).collect();
+    let out = submit(d, &redis.url(), &ns, &["show", &common], LIMIT);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is the start of several runs") && out.stderr.contains(&first) && out.stderr.contains(&second),
+        "{}",
+        out.stderr
+    );
+    let out = submit(d, &redis.url(), &format!("{ns}-empty"), &["show", "latest"], LIMIT);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("holds no run"), "{}", out.stderr);
+}

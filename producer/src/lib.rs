@@ -88,23 +88,56 @@ fn load_tasks(path: &Path, catalog: &Catalog, max_bytes: u64) -> Result<taskfile
     })
 }
 
-/// Runs the command line; returns the process exit code.
-pub async fn run(args: Args) -> u8 {
-    let run_id = match &args.command {
+/// Run ids as typed — `latest`, or a unique prefix of one — made whole before any command
+/// reads them. Best effort: without Redis the ids stay as typed (each command then says why
+/// it cannot go on), and an id no run has stays too (the command says it does not exist).
+async fn resolve_run_ids(args: &mut Args) -> Result<(), u8> {
+    let (ids, conn): (Vec<&mut String>, &ConnOpts) = match &mut args.command {
         Some(
-            Command::Watch { run_id, .. }
-            | Command::Cancel { run_id, .. }
-            | Command::Approve { run_id, .. }
-            | Command::Reject { run_id, .. }
-            | Command::Resume { run_id, .. }
-            | Command::Show { run_id, .. }
-            | Command::Export { run_id, .. },
-        ) => Some(run_id),
-        _ => None,
+            Command::Watch { run_id, conn, .. }
+            | Command::Cancel { run_id, conn, .. }
+            | Command::Approve { run_id, conn, .. }
+            | Command::Reject { run_id, conn, .. }
+            | Command::Resume { run_id, conn, .. }
+            | Command::Show { run_id, conn, .. }
+            | Command::Export { run_id, conn, .. },
+        ) => (vec![run_id], conn),
+        Some(Command::Diff { run_a, run_b, conn, .. }) => (vec![run_a, run_b], conn),
+        _ => return Ok(()),
     };
-    if let Some(Err(e)) = run_id.map(|r| store::check_run_id(r)) {
-        eprintln!("zo-submit: {e}");
-        return exit::INVALID;
+    for id in &ids {
+        if let Err(e) = store::check_run_id(id) {
+            eprintln!("zo-submit: {e}");
+            return Err(exit::INVALID);
+        }
+    }
+    let Ok(store) = Store::connect(&conn.redis, &conn.namespace, 1).await else { return Ok(()) };
+    let Ok(mut c) = store.conn().await else { return Ok(()) };
+    for id in ids {
+        match store.resolve_run(&mut c, id).await {
+            Ok(store::RunRef::Run(whole)) => *id = whole,
+            Ok(store::RunRef::Ambiguous(runs)) => {
+                eprintln!(
+                    "zo-submit: `{}` is the start of several runs: {}; give more of the id",
+                    zo_common::text::escape_line(id),
+                    runs.join(", ")
+                );
+                return Err(exit::INVALID);
+            }
+            Ok(store::RunRef::NoRuns) => {
+                eprintln!("zo-submit: `latest`: namespace `{}` holds no run", zo_common::text::escape_line(&conn.namespace));
+                return Err(exit::INVALID);
+            }
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
+/// Runs the command line; returns the process exit code.
+pub async fn run(mut args: Args) -> u8 {
+    if let Err(code) = resolve_run_ids(&mut args).await {
+        return code;
     }
     let catalog = |opts: &CatalogOpts| load_catalog(opts);
     match &args.command {

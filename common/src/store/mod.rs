@@ -43,7 +43,7 @@ pub use inspect::{QueueStats, RunFilter};
 pub use keys::Keys;
 pub use limits::{Admits, LimitAsk, LimitStep, Limiter};
 pub use outbox::LocalSpecs;
-pub use read::{Event, EventBatch, RunningTask};
+pub use read::{Event, EventBatch, RunRef, RunningTask};
 pub use scripts::COMMIT_RUN;
 pub use transitions::{Batch, Cancelled, Cascaded, Claim, Decided, Decision, Deferred, MarkRunning, Recorded, Renewed, ToMark, ToRecord};
 pub use upkeep::ArchiveState;

@@ -86,7 +86,43 @@ fn stored_state(run_id: &str, idx: u32, s: &str) -> Result<TaskState, StoreError
     TaskState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("run {run_id}: task {idx} is in unknown state `{s}`")))
 }
 
+/// What a run id typed by a user stands for ([`Store::resolve_run`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunRef {
+    /// A run of that id, or the one run whose id starts with it, or the newest (`latest`);
+    /// an id no run has comes back as it was (the caller says it does not exist).
+    Run(String),
+    /// Several runs start with it (the newest first, at most 10 named).
+    Ambiguous(Vec<String>),
+    /// `latest`, but the namespace holds no run.
+    NoRuns,
+}
+
 impl Store {
+    /// Resolves a run id as a user may type it: a whole id, a unique prefix of one, or
+    /// `latest` (the newest run of the namespace).
+    pub async fn resolve_run(&self, conn: &mut Conn, given: &str) -> Result<RunRef, StoreError> {
+        let keys = &self.keys;
+        if given == "latest" {
+            let newest: Vec<String> = redis::cmd("ZREVRANGE").arg(keys.runs()).arg(0).arg(0).query_async(conn).await?;
+            return Ok(newest.into_iter().next().map_or(RunRef::NoRuns, RunRef::Run));
+        }
+        let exists: bool = redis::cmd("EXISTS").arg(keys.run(given, "meta")).query_async(conn).await?;
+        if exists {
+            return Ok(RunRef::Run(given.to_string()));
+        }
+        let all: Vec<String> = redis::cmd("ZREVRANGE").arg(keys.runs()).arg(0).arg(-1).query_async(conn).await?;
+        let mut matches: Vec<String> = all.into_iter().filter(|r| r.starts_with(given)).collect();
+        Ok(match matches.len() {
+            0 => RunRef::Run(given.to_string()),
+            1 => RunRef::Run(matches.remove(0)),
+            _ => {
+                matches.truncate(10);
+                RunRef::Ambiguous(matches)
+            }
+        })
+    }
+
     /// The counters and status of a run.
     pub async fn run_meta(&self, conn: &mut Conn, run_id: &str) -> Result<RunMeta, StoreError> {
         let keys = &self.keys;
