@@ -261,4 +261,11 @@ fn run_ids_by_prefix_and_latest() {
     let out = submit(d, &redis.url(), &format!("{ns}-empty"), &["show", "latest"], LIMIT);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("holds no run"), "{}", out.stderr);
+    // `runs` in an empty namespace says where the runs are.
+    let out = submit(d, &redis.url(), &format!("{ns}-empty"), &["runs"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout.trim(),
+        format!("no runs in namespace `{ns}-empty`; runs are in namespace `{ns}` (--namespace NS or ZO_NAMESPACE)")
+    );
 }

@@ -49,6 +49,31 @@ pub struct QueueStats {
 }
 
 impl Store {
+    /// Namespaces of this Redis that hold runs (their `NS:runs` index), for telling a user
+    /// who looked in an empty one where the runs are. Scans at most 100,000 keys.
+    pub async fn namespaces_with_runs(&self, conn: &mut Conn) -> Result<Vec<String>, StoreError> {
+        let mut found = std::collections::BTreeSet::new();
+        let mut cursor: u64 = 0;
+        for _ in 0..100 {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg("*:runs")
+                .arg("COUNT")
+                .arg(1000)
+                .arg("TYPE")
+                .arg("zset")
+                .query_async(conn)
+                .await?;
+            found.extend(keys.into_iter().filter_map(|k| k.strip_suffix(":runs").map(str::to_string)));
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        Ok(found.into_iter().collect())
+    }
+
     /// Up to `limit` runs still in Redis, newest first, that `filter` keeps. Runs whose keys
     /// expired (retention) are left out.
     pub async fn list_runs(&self, conn: &mut Conn, limit: usize, filter: RunFilter) -> Result<Vec<RunMeta>, StoreError> {

@@ -195,7 +195,22 @@ pub async fn runs(conn: &ConnOpts, status: Option<RunStatusFilter>, limit: usize
         return exit::OK;
     }
     if rows.is_empty() {
-        stdout(&format!("no runs in namespace `{}`; submit one with: zo-submit FILE\n", conn.namespace));
+        let mut elsewhere = match store.conn().await {
+            Ok(mut c) => store.namespaces_with_runs(&mut c).await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        elsewhere.retain(|n| *n != conn.namespace);
+        let hint = if elsewhere.is_empty() {
+            "submit one with: zo-submit FILE".to_string()
+        } else {
+            let names: Vec<String> = elsewhere.iter().take(10).map(|n| format!("`{}`", escape_line(n))).collect();
+            format!(
+                "runs are in namespace{} {} (--namespace NS or ZO_NAMESPACE)",
+                if names.len() == 1 { "" } else { "s" },
+                names.join(", ")
+            )
+        };
+        stdout(&format!("no runs in namespace `{}`; {hint}\n", escape_line(&conn.namespace)));
         return exit::OK;
     }
     let mut t = table(vec!["Run", "Status", "Elapsed", "Created", "Cost", "File"]);
