@@ -87,8 +87,8 @@ impl RawInstance {
         let usd = |key: &str, v: Option<f64>| -> Result<Option<Nanos>, YamlError> {
             match v {
                 None => Ok(None),
-                Some(x) if x > 0.0 && usd_to_nanos(x) == Some(0) => {
-                    Err(YamlError::plain(file, crate::model::too_small(&format!("instance `{name}`: `{key}`"), x)))
+                Some(x) if crate::model::below_a_nano(x) => {
+                    Err(YamlError::plain(file, crate::model::too_small(&format!("instance `{name}`: `{key}`"), x, true)))
                 }
                 Some(x) => usd_to_nanos(x).map(Some).ok_or_else(|| {
                     YamlError::plain(file, format!("instance `{name}`: `{key}` must be a price in dollars of 0 or more, not {x}"))

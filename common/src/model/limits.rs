@@ -27,10 +27,15 @@ pub fn usd_to_nanos(usd: f64) -> Option<Nanos> {
     Some((usd * NANOS_PER_USD).round() as Nanos)
 }
 
-/// Why an amount above zero that rounds to no nano-dollar is refused (it would count as 0
-/// and a budget of it would be dropped).
-pub fn too_small(what: &str, usd: f64) -> String {
-    let fix = if what.contains("max_cost") { "write at least 0.000000001" } else { "write 0 (free) or at least 0.000000001" };
+/// Whether `usd` is above zero yet rounds to no nano-dollar: it would count as 0 (a budget of
+/// it would be dropped, a price of it would be free).
+pub fn below_a_nano(usd: f64) -> bool {
+    usd > 0.0 && usd_to_nanos(usd) == Some(0)
+}
+
+/// Why such an amount is refused; `zero_allowed` when 0 is a valid value there (a price).
+pub fn too_small(what: &str, usd: f64, zero_allowed: bool) -> String {
+    let fix = if zero_allowed { "write 0 (free) or at least 0.000000001" } else { "write at least 0.000000001" };
     format!("{what} is {usd}, below the smallest amount counted (one nano-dollar, $0.000000001); {fix}")
 }
 

@@ -16,8 +16,8 @@ mod vocab;
 pub use counts::Counts;
 pub use expect::Expect;
 pub use limits::{
-    format_dollars, format_usd, nanos_to_usd, too_small, usd_to_nanos, Budget, HostUsage, ModelLimits, Nanos, Price, Quotas, RateLimit,
-    RunLimits, DEFAULT_QUOTA_WAIT,
+    below_a_nano, format_dollars, format_usd, nanos_to_usd, too_small, usd_to_nanos, Budget, HostUsage, ModelLimits, Nanos, Price, Quotas,
+    RateLimit, RunLimits, DEFAULT_QUOTA_WAIT,
 };
 pub use result::{AgentOutcome, CommandOutcome, Outcome, TaskResult};
 pub use run::{RunMeta, RunSnapshot, Skip, StageState, StageStatus, StopReason, TaskSample};

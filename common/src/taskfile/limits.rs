@@ -7,7 +7,7 @@ use super::raw::{RawLimits, RawQuotas, Sp};
 use super::validate::duration_of;
 use crate::catalog::Catalog;
 use crate::model::{
-    too_small, usd_to_nanos, Budget, ModelLimits, Nanos, Price, Quotas, RateLimit, RunLimits, TaskSpec, DEFAULT_QUOTA_WAIT,
+    below_a_nano, too_small, usd_to_nanos, Budget, ModelLimits, Nanos, Price, Quotas, RateLimit, RunLimits, TaskSpec, DEFAULT_QUOTA_WAIT,
 };
 use crate::yaml::{closest, Pos, YamlError};
 
@@ -74,8 +74,8 @@ pub(super) fn limits(raw: Option<Sp<RawLimits>>, file: &str, catalog: &Catalog, 
                 ));
                 None
             }
-            Some(v) if usd_to_nanos(v.value) == Some(0) => {
-                errs.push(YamlError::at(file, v.referenced, too_small("resource_limits: budget: `max_cost_per_workflow`", v.value)));
+            Some(v) if below_a_nano(v.value) => {
+                errs.push(YamlError::at(file, v.referenced, too_small("resource_limits: budget: `max_cost_per_workflow`", v.value, false)));
                 None
             }
             Some(v) => usd_to_nanos(v.value),
@@ -176,8 +176,8 @@ fn price(
                 v.referenced,
                 format!("{what}: `{key}` must be a price in dollars of 0 or more, not {}", v.value),
             ));
-        } else if n == Some(0) && v.value > 0.0 {
-            errs.push(YamlError::at(file, v.referenced, too_small(&format!("{what}: `{key}`"), v.value)));
+        } else if below_a_nano(v.value) {
+            errs.push(YamlError::at(file, v.referenced, too_small(&format!("{what}: `{key}`"), v.value, true)));
             return None;
         }
         n

@@ -211,9 +211,8 @@ pub fn check(text: &str, field: Field, scope: &Scope<'_>) -> Result<Reads, Vec<T
         }
     }
     if field == Field::Command {
-        let exprs = segs.iter().filter_map(|s| if let Segment::Expr { at, expr } = s { Some((*at, *expr)) } else { None });
-        for (place, (at, expr)) in shell::places(&segs).into_iter().zip(exprs) {
-            if let Err(why) = place.accepts(is_number(expr)) {
+        for (at, judged) in judge_command(&segs) {
+            if let Err(why) = judged {
                 errs.push(TemplateError::new(at, why.message()));
             }
         }
@@ -224,6 +223,18 @@ pub fn check(text: &str, field: Field, scope: &Scope<'_>) -> Result<Reads, Vec<T
         errs.sort_by_key(|e| e.offset);
         Err(errs)
     }
+}
+
+/// How a reference expands where it stands and whether bash evaluates it there, or why it
+/// cannot stand there.
+type Judged = Result<(Quoting, bool), shell::Refusal>;
+
+/// Each reference of a parsed command: the offset of its `${{`, and how it expands where it
+/// stands with whether bash evaluates it there (a number is then required), or why it cannot
+/// stand there.
+fn judge_command(segs: &[Segment<'_, '_>]) -> Vec<(usize, Judged)> {
+    let exprs = segs.iter().filter_map(|s| if let Segment::Expr { at, expr } = s { Some((*at, *expr)) } else { None });
+    shell::places(segs).into_iter().zip(exprs).map(|(p, (at, e))| (at, p.accepts(is_number(e)).map(|q| (q, p.numeric())))).collect()
 }
 
 /// Whether an expression's value is an integer by construction: its last filter is `int`
@@ -331,11 +342,9 @@ pub fn render_command(text: &str, inputs: &Inputs) -> Result<String, String> {
     }
     let parsed = Parsed::new(text).map_err(|e| format!("template in `command`: {}", e.message))?;
     let segs = parsed.segments();
-    let exprs = segs.iter().filter_map(|s| if let Segment::Expr { expr, .. } = s { Some(*expr) } else { None });
-    let places: Vec<(Quoting, bool)> = shell::places(&segs)
+    let places: Vec<(Quoting, bool)> = judge_command(&segs)
         .into_iter()
-        .zip(exprs)
-        .map(|(place, expr)| place.accepts(is_number(expr)).map(|q| (q, place.numeric())))
+        .map(|(_, judged)| judged)
         .collect::<Result<_, _>>()
         .map_err(|why| format!("template in `command`: {}", why.message()))?;
     let places = Arc::new(places);

@@ -148,9 +148,7 @@ fn shell_contexts_of_references() {
 }
 
 fn places_of(parsed: &Parsed<'_>) -> Vec<Result<Quoting, shell::Refusal>> {
-    let segs = parsed.segments();
-    let exprs = segs.iter().filter_map(|s| if let Segment::Expr { expr, .. } = s { Some(*expr) } else { None });
-    shell::places(&segs).into_iter().zip(exprs).map(|(p, e)| p.accepts(is_number(e))).collect()
+    judge_command(&parsed.segments()).into_iter().map(|(_, judged)| judged.map(|(q, _)| q)).collect()
 }
 
 /// The cases of `tests/data/shell-places.txt`: (command, `None` to accept or the fragment

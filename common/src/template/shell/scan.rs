@@ -222,28 +222,13 @@ impl Scan {
 
     /// The innermost command frame (the one whose word a double-quoted part belongs to).
     fn nearest(&mut self) -> &mut Cmd {
-        self.stack
-            .iter_mut()
-            .rev()
-            .find_map(|f| match f {
-                Frame::Cmd(c) => Some(c.as_mut()),
-                _ => None,
-            })
-            .expect("the bottom frame is a command frame")
+        innermost(&mut self.stack)
     }
 
     /// The word being read in the innermost command frame, begun if need be.
     pub(super) fn word(&mut self) -> &mut Word {
         let nodes = &mut self.nodes;
-        let c = self
-            .stack
-            .iter_mut()
-            .rev()
-            .find_map(|f| match f {
-                Frame::Cmd(c) => Some(c.as_mut()),
-                _ => None,
-            })
-            .expect("the bottom frame is a command frame");
+        let c = innermost(&mut self.stack);
         if c.s.cur.is_none() {
             nodes.push(Node { parent: c.parent, role: None });
             c.s.cur = Some(Word { node: nodes.len() - 1, redirect: c.s.redirect_next.take(), ..Default::default() });
@@ -570,4 +555,16 @@ impl Scan {
         // Pushed onto the stack at the end of the line, the first one on top (pushed last).
         self.pending.push(Frame::Here { delim, strip_tabs, quoted, line_start: true, node });
     }
+}
+
+/// The innermost command frame of `stack`.
+fn innermost(stack: &mut [Frame]) -> &mut Cmd {
+    stack
+        .iter_mut()
+        .rev()
+        .find_map(|f| match f {
+            Frame::Cmd(c) => Some(c.as_mut()),
+            _ => None,
+        })
+        .expect("the bottom frame is a command frame")
 }
