@@ -338,7 +338,20 @@ fn watch_writes_only_what_it_is_asked_to() {
     write(dir.path(), "t.yaml", "tasks:\n  - { name: A, ccr_instance: fast, command: \"echo a\", output_file: out/a.txt }\n");
     let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--detach"], LIMIT);
     assert!(out.stderr.contains("submitted 1 task as run"), "1 task, not 1 tasks: {}", out.stderr);
+    // The plan comes first, as the original tool printed it; `--quiet` leaves it out.
+    assert!(out.stderr.starts_with("Execution plan: t.yaml\nTotal tasks: 1   Batches: 1\n\nBatch 1 (1 task):\n  - A [fast"), "{}", out.stderr);
+    let quiet = submit(dir.path(), &redis.url(), &ns, &["execute", "t.yaml", "--detach", "--quiet"], LIMIT);
+    assert!(quiet.code == 0 && quiet.stderr.is_empty(), "{}", quiet.stderr);
     let run = out.stdout.trim().to_string();
+    // Connection options before the subcommand are the subcommand's.
+    let before = std::process::Command::new(bin("zo-submit"))
+        .args(["--redis", &redis.url(), "--namespace", &ns, "show", &run, "--json"])
+        .env_remove("ZO_REDIS_URL")
+        .env_remove("ZO_NAMESPACE")
+        .output()
+        .unwrap();
+    assert!(before.status.success(), "{}", String::from_utf8_lossy(&before.stderr));
+    assert!(String::from_utf8_lossy(&before.stdout).contains(&run), "{}", String::from_utf8_lossy(&before.stdout));
     let out = submit(dir.path(), &redis.url(), &ns, &["watch", &run, "--no-save", "--no-report", "--results-dir", "res"], LIMIT);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!dir.path().join("res").exists() && !dir.path().join("out").exists(), "nothing written: {}", out.stderr);

@@ -43,6 +43,17 @@ fn cost_range((low, high): (Nanos, Nanos)) -> String {
 /// The plan with dry-run estimates: the run's duration and cost ranges, and each task's and
 /// batch's.
 pub fn render_with(file: &TaskFile, catalog: &Catalog, est: Option<&Estimate>) -> String {
+    render_at_most(file, catalog, est, usize::MAX)
+}
+
+/// The plan as a submission prints it before its live view: every batch, at most
+/// `per_batch` tasks of each (then how many more), so a file of thousands of tasks does not
+/// flood the terminal.
+pub fn render_brief(file: &TaskFile, catalog: &Catalog, per_batch: usize) -> String {
+    render_at_most(file, catalog, None, per_batch)
+}
+
+fn render_at_most(file: &TaskFile, catalog: &Catalog, est: Option<&Estimate>, per_batch: usize) -> String {
     let b = batches(file);
     let mut s = String::new();
     let title = file.name.as_deref().unwrap_or(&file.path);
@@ -107,7 +118,7 @@ pub fn render_with(file: &TaskFile, catalog: &Catalog, est: Option<&Estimate>) -
             if batch.len() > 1 { " in parallel" } else { "" },
             span.unwrap_or_default()
         );
-        for &i in batch {
+        for &i in batch.iter().take(per_batch) {
             let t = &file.tasks[i];
             let model = catalog.get(&t.instance).map(|c| c.model.as_str()).unwrap_or("?");
             let kind = match (&t.command, &t.prompt) {
@@ -142,6 +153,9 @@ pub fn render_with(file: &TaskFile, catalog: &Catalog, est: Option<&Estimate>) -
             }
             s.push('\n');
         }
+        if batch.len() > per_batch {
+            let _ = writeln!(s, "  … and {} more (zo-submit plan FILE lists them all)", batch.len() - per_batch);
+        }
     }
     let _ = writeln!(s, "\nValidation: PASSED");
     // The title and descriptions come from the file: no live control character.
@@ -158,6 +172,8 @@ mod tests {
         assert_eq!(batches(&f), vec![vec![0], vec![1, 2], vec![3]]);
         let text = render(&f, &Catalog::builtin());
         assert!(text.contains("Batch 2 (2 tasks in parallel):"), "{text}");
+        let brief = render_brief(&f, &Catalog::builtin(), 1);
+        assert!(brief.contains("  - B [") && !brief.contains("  - C [") && brief.contains("  … and 1 more"), "{brief}");
         assert!(text.contains("  - D [fast · Grok (xAI)] timeout 5m · command · after B, C"), "{text}");
     }
 

@@ -203,6 +203,9 @@ pub async fn run(mut args: Args) -> u8 {
     }
 }
 
+/// Tasks of each batch a submission's plan names (`zo-submit plan` names all).
+const PLAN_TASKS_PER_BATCH: usize = 12;
+
 /// `zo-submit FILE` (or `execute FILE`): validate, then dry-run or submit.
 async fn submit_file(args: &SubmitArgs) -> u8 {
     let catalog = match load_catalog(&args.input.catalog) {
@@ -297,6 +300,10 @@ async fn submit(args: &SubmitArgs, file: &Path, catalog: &Catalog) -> u8 {
         Ok(s) => s,
         Err(code) => return code,
     };
+    if !args.output.quiet {
+        // As the original tool did: what will run, batch by batch, before it runs.
+        eprint!("{}\n", plan::render_brief(&tf, catalog, PLAN_TASKS_PER_BATCH));
+    }
     let run_id = store::new_run_id();
     let taskfile::TaskFile { path, name, tasks: specs, limits, .. } = tf;
     let created = async {

@@ -38,10 +38,10 @@ struct Args {
     #[arg(long, short = 'c', env = "ZO_WORKER_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Redis URL.
-    #[arg(long = "redis", env = "ZO_REDIS_URL")]
+    #[arg(long = "redis", env = "ZO_REDIS_URL", global = true)]
     redis: Option<String>,
     /// Key namespace.
-    #[arg(long, env = "ZO_NAMESPACE")]
+    #[arg(long, env = "ZO_NAMESPACE", global = true)]
     namespace: Option<String>,
     /// Colour in the log: `auto` (on a terminal, unless NO_COLOR is set), `always`, `never`.
     #[arg(long, value_enum, default_value = "auto", global = true)]
