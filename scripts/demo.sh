@@ -30,20 +30,16 @@ if ! (command -v redis-cli >/dev/null && redis-cli -u "$ZO_REDIS_URL" ping 2>/de
   fi
 fi
 
-echo "==> starting a worker (local executor, simulated agent); log: $out/results/demo-worker.log"
+echo "==> running tasks/demo.yaml with a worker of its own (local executor, simulated agent;"
+echo "    about 15 s; one task is retried, one fails on purpose)"
 mkdir -p "$out/results"
-./target/debug/zo-worker --config configs/worker.local.yaml 2>"$out/results/demo-worker.log" &
-worker=$!
-trap 'kill -TERM $worker 2>/dev/null; wait $worker 2>/dev/null || true' EXIT
-
-echo "==> submitting tasks/demo.yaml (about 15 s; one task is retried, one fails on purpose)"
 set +e
-./target/debug/zo-submit tasks/demo.yaml --results-dir "$out/results" --output-dir "$out" "$@"
+./target/debug/zo-submit tasks/demo.yaml --with-worker configs/worker.local.yaml --results-dir "$out/results" --output-dir "$out" "$@"
 code=$?
 set -e
 # 1: the run finished with the failure it has on purpose; anything else is a real problem.
 if [ "$code" -gt 1 ]; then
-  echo "zo-submit exited $code; the worker's log is $out/results/demo-worker.log" >&2
+  echo "zo-submit exited $code; the worker's log is in $out/results/ (worker_*.log)" >&2
   exit $code
 fi
 html=$(ls -t "$out"/results/report_*.html 2>/dev/null | head -n 1 || true)
@@ -52,13 +48,15 @@ cat <<EOF
 ==> done. The HTML report (timeline, failures with their reasons, every output):
       ${html:-$out/results/report_*.html}
 
-Next steps (the demo used namespace \`$ZO_NAMESPACE\`; its worker stops now):
+Next steps (the demo used namespace \`$ZO_NAMESPACE\`; its worker has stopped):
   - Look around:       ZO_NAMESPACE=$ZO_NAMESPACE ./target/debug/zo-submit runs
-                       ZO_NAMESPACE=$ZO_NAMESPACE ./target/debug/zo-submit show RUN ["Security audit"]
-  - Run your own file: a worker and a submit in the same namespace, e.g.
-                       ZO_NAMESPACE=$ZO_NAMESPACE ./target/debug/zo-worker --config configs/worker.local.yaml &
-                       ZO_NAMESPACE=$ZO_NAMESPACE ./target/debug/zo-submit tasks/example.yaml
-                       (without ZO_NAMESPACE both use \`zo\`)
+                       ZO_NAMESPACE=$ZO_NAMESPACE ./target/debug/zo-submit show latest ["Security audit"]
+  - Try a workflow:    ./target/debug/zo-submit tasks/example.yaml --with-worker configs/worker.simulate.yaml
+                       (everything simulated: the plan, the live view and the reports of it)
+  - Your own file:     ./target/debug/zo-submit my-tasks.yaml --with-worker configs/worker.local.yaml
+                       (commands on this machine, simulated agent), or keep a worker running
+                       with ./target/debug/zo-worker --config configs/worker.local.yaml
+                       and submit without --with-worker
   - A real Zo: copy configs/worker.yaml, set executor.host (your SSH alias), the instances and
     their CCR configs (configs/README.md), check the keys with
                        ./target/debug/zo-worker --config my-worker.yaml secrets check

@@ -440,3 +440,65 @@ fn callback_mode_binds_ccr_to_the_callback_host_and_points_the_agent_there() {
     let key = v["APIKEY"].as_str().unwrap();
     assert!(env.lines().any(|l| l == format!("ANTHROPIC_API_KEY={key}")), "the agent authenticates with the instance's CCR key");
 }
+
+/// `zo-submit --with-worker`: by default the worker starts its CCRs for the run and stops
+/// them after; `--no-start-ccr` uses those `zo-worker ccr start` left running (exit 3 naming
+/// that command when there are none) and leaves them; `--stop-after` stops them too.
+#[test]
+fn with_worker_starts_its_ccrs_or_uses_the_running_ones() {
+    let s = setup(&["fast"], "sk-stub");
+    let redis = Redis::start();
+    let ns = namespace("withccr");
+    write(s.dir.path(), "t.yaml", "tasks:\n  - { name: A, ccr_instance: fast, prompt: p }\n");
+    let cfg = s.config.to_str().unwrap();
+    let port = s.ports["fast"];
+    let run = |extra: &[&str]| {
+        let mut args = vec!["t.yaml", "--with-worker", cfg, "--no-save", "--no-report"];
+        args.extend_from_slice(extra);
+        submit(s.dir.path(), &redis.url(), &ns, &args, Duration::from_secs(120))
+    };
+    let out = run(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!health(port) && status(&s, &[])[0]["pid"].is_null(), "the run's CCR stopped with its worker");
+
+    let out = run(&["--no-start-ccr"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains(&format!("start them with `zo-worker --config {cfg} ccr start`")), "{}", out.stderr);
+
+    assert_eq!(worker_cmd(&["ccr", "start", "--config", cfg], &[]).code, 0);
+    let pid = status(&s, &[])[0]["pid"].as_u64().unwrap();
+    let out = run(&["--no-start-ccr"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let row = status(&s, &[])[0].clone();
+    assert!(row["pid"] == pid && row["healthy"] == true && row["owner"] == "cli", "used and left running: {row}");
+
+    let out = run(&["--no-start-ccr", "--stop-after"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains(&format!("ccr: fast: stopped (pid {pid})")), "{}", out.stderr);
+    assert!(!pid_alive(pid) && !health(port), "--stop-after stops them");
+}
+
+/// `--ssh-host` replaces the config's SSH host; `--windows-host ADDR` makes CCR listen on
+/// ADDR and the agent call it there (`reach: callback`).
+#[test]
+fn with_worker_takes_the_ssh_host_and_the_windows_host_from_the_command_line() {
+    let redis = Redis::start();
+    let sshd = Sshd::start();
+    let ns = namespace("withhosts");
+    let s = setup(&["fast"], "sk-stub");
+    let executor = sshd.executor_yaml().replace("host: 127.0.0.1", "host: zo-nowhere.invalid");
+    let cfg = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace("executor: { kind: local }\nagent: { mode: simulate }\n", &format!("{executor}{}", sshd.agent_yaml()));
+    let path = write(s.dir.path(), "hosts.yaml", &cfg);
+    write(s.dir.path(), "t.yaml", "tasks:\n  - { name: cb, ccr_instance: fast, prompt: p }\n");
+    let args = ["t.yaml", "--with-worker", path.to_str().unwrap(), "--ssh-host", "127.0.0.1", "--windows-host", "127.0.0.2"];
+    let out = submit(s.dir.path(), &redis.url(), &ns, &[&args[..], &["--no-save", "--no-report"]].concat(), Duration::from_secs(120));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let port = s.ports["fast"];
+    let (_, _, env) = sshd.recorded("cb");
+    assert!(env.lines().any(|l| l == format!("ANTHROPIC_BASE_URL=http://127.0.0.2:{port}")), "{env}");
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(s.dir.path().join("state/fast/.claude-code-router/config.json")).unwrap()).unwrap();
+    assert_eq!(v["HOST"], "127.0.0.2", "CCR listened on the callback address");
+}

@@ -339,7 +339,11 @@ fn watch_writes_only_what_it_is_asked_to() {
     let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--detach"], LIMIT);
     assert!(out.stderr.contains("submitted 1 task as run"), "1 task, not 1 tasks: {}", out.stderr);
     // The plan comes first, as the original tool printed it; `--quiet` leaves it out.
-    assert!(out.stderr.starts_with("Execution plan: t.yaml\nTotal tasks: 1   Batches: 1\n\nBatch 1 (1 task):\n  - A [fast"), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("Execution plan: t.yaml\nTotal tasks: 1   Batches: 1\n\nBatch 1 (1 task):\n  - A [fast"),
+        "{}",
+        out.stderr
+    );
     let quiet = submit(dir.path(), &redis.url(), &ns, &["execute", "t.yaml", "--detach", "--quiet"], LIMIT);
     assert!(quiet.code == 0 && quiet.stderr.is_empty(), "{}", quiet.stderr);
     let run = out.stdout.trim().to_string();

@@ -200,7 +200,31 @@ fn the_demo_shows_the_live_view_and_says_what_to_do_next() {
     let html = stdout.lines().skip_while(|l| !l.contains("The HTML report")).nth(1).map(str::trim).unwrap_or_default().to_string();
     assert!(html.ends_with(".html") && std::path::Path::new(&html).is_file(), "the report's path is printed: {stdout}");
     assert!(html.starts_with(dir.path().to_str().unwrap()), "written where asked: {html}");
-    for step in ["zo-submit runs", "zo-submit show RUN", "zo-worker --config configs/worker.local.yaml", "executor.host", "secrets check"] {
+    for step in
+        ["zo-submit runs", "zo-submit show latest", "zo-worker --config configs/worker.local.yaml", "executor.host", "secrets check"]
+    {
         assert!(stdout.contains(step), "next steps name `{step}`: {stdout}");
     }
+    assert!(std::fs::read_dir(dir.path().join("results"))
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("worker_")));
+    // The workflow it suggests trying runs as printed (the repository's files, simulated).
+    let suggested = "./target/debug/zo-submit tasks/example.yaml --with-worker configs/worker.simulate.yaml";
+    assert!(stdout.contains(suggested), "{stdout}");
+    let repo = script.parent().unwrap().parent().unwrap();
+    let out = Command::new(bin("zo-submit"))
+        .args(["tasks/example.yaml", "--with-worker", "configs/worker.simulate.yaml", "--quiet", "--no-report", "--json", "--results-dir"])
+        .arg(dir.path().join("try"))
+        .arg("--output-dir")
+        .arg(dir.path().join("try"))
+        .current_dir(repo)
+        .env("ZO_REDIS_URL", redis.url())
+        .env("ZO_NAMESPACE", namespace("demonext"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(doc["summary"]["successful"], doc["summary"]["total_tasks"], "every task of the example succeeds: {}", doc["summary"]);
 }

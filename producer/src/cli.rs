@@ -66,13 +66,42 @@ pub struct SubmitArgs {
     pub input: InputOpts,
     #[command(flatten)]
     pub output: OutputOpts,
+    #[command(flatten)]
+    pub worker: WithWorkerOpts,
+}
+
+/// `--with-worker` and the original tool's options for the worker it starts.
+#[derive(ClapArgs, Debug, Clone, Default)]
+pub struct WithWorkerOpts {
+    /// Start `zo-worker --config CONFIG` for this run (same Redis and namespace), wait until it
+    /// heartbeats, run the file, then stop it and wait for its drain. It serves the whole
+    /// namespace meanwhile, and never outlives zo-submit. Its log goes to the results directory.
+    #[arg(long, value_name = "CONFIG", conflicts_with_all = ["dry_run", "detach"])]
+    pub with_worker: Option<PathBuf>,
+    /// With --with-worker: run tasks on this SSH host instead of the config's `executor.host`
+    /// (an ssh executor only).
+    #[arg(long, value_name = "HOST")]
+    pub ssh_host: Option<String>,
+    /// With --with-worker: the execution host reaches CCR at ADDR, this machine's address as
+    /// that host sees it (`ccr.reach: callback`, `callback_host: ADDR`). CCR then listens on
+    /// ADDR, not on loopback: anyone on that network can reach it (its APIKEY guards it).
+    #[arg(long, value_name = "ADDR")]
+    pub windows_host: Option<String>,
+    /// With --with-worker: use the CCR instances `zo-worker ccr start` left running instead of
+    /// starting them for the run, and leave them running (exit 3 when one is not running).
+    #[arg(long)]
+    pub no_start_ccr: bool,
+    /// With --with-worker: stop the CCR instances after the run too (as `zo-worker ccr stop`),
+    /// also those --no-start-ccr used.
+    #[arg(long)]
+    pub stop_after: bool,
 }
 
 /// Where the queue is.
 #[derive(ClapArgs, Debug, Clone)]
 pub struct ConnOpts {
     /// Redis URL.
-    #[arg(long = "redis", env = "ZO_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(long = "redis", env = "ZO_REDIS_URL", default_value = crate::DEFAULT_REDIS)]
     pub redis: String,
     /// Key namespace.
     #[arg(long, env = "ZO_NAMESPACE", default_value = "zo")]
@@ -122,52 +151,6 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{s}` is not a size; use bytes or a number with K, M or G (e.g. 256M)"))
 }
 
-/// Options that may stand before the subcommand as well as after it.
-const LEADING: [&str; 3] = ["--redis", "--namespace", "--color"];
-
-/// `zo-submit --namespace x runs` means `zo-submit runs --namespace x`: options of
-/// [`LEADING`] written before a subcommand's name are moved to the end of the command line
-/// (before a `--`), where the subcommand reads them. `--color` is dropped for a subcommand
-/// that draws no colour. Without a subcommand name after them nothing moves, so
-/// `zo-submit --redis URL FILE` stays as it is; a task file named like a subcommand is run
-/// as `./runs`.
-pub fn hoist_leading_options(argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    use clap::CommandFactory;
-    let cmd = Args::command();
-    let mut lead = Vec::new();
-    let mut i = 1;
-    while let Some(a) = argv.get(i).and_then(|a| a.to_str()) {
-        let Some(opt) = LEADING.iter().find(|o| a == **o || a.strip_prefix(**o).is_some_and(|r| r.starts_with('='))) else {
-            break;
-        };
-        let with_value = if a == *opt { 2 } else { 1 };
-        if i + with_value > argv.len() {
-            break;
-        }
-        lead.push((*opt, argv[i..i + with_value].to_vec()));
-        i += with_value;
-    }
-    let Some(sub) = argv.get(i).and_then(|a| a.to_str()).and_then(|name| cmd.find_subcommand(name)) else {
-        return argv;
-    };
-    if lead.is_empty() {
-        return argv;
-    }
-    let takes = |c: &clap::Command, long: &str| -> bool {
-        fn walk(c: &clap::Command, long: &str) -> bool {
-            c.get_arguments().any(|a| a.get_long() == Some(long)) || c.get_subcommands().any(|s| walk(s, long))
-        }
-        walk(c, long)
-    };
-    let mut rest: Vec<_> = argv[i..].to_vec();
-    let at = rest.iter().position(|a| a == "--").unwrap_or(rest.len());
-    let moved: Vec<_> = lead.into_iter().filter(|(opt, _)| *opt != "--color" || takes(sub, "color")).flat_map(|(_, words)| words).collect();
-    rest.splice(at..at, moved);
-    let mut out = argv[..1].to_vec();
-    out.extend(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,26 +162,6 @@ mod tests {
         assert_eq!(parse_size("256m"), Ok(256 << 20));
         assert_eq!(parse_size("1G"), Ok(1 << 30));
         assert!(parse_size("x").is_err() && parse_size("0").is_err() && parse_size("-1M").is_err());
-    }
-
-    #[test]
-    fn leading_options_move_behind_the_subcommand() {
-        let hoist = |a: &str| {
-            let v = hoist_leading_options(a.split(' ').map(Into::into).collect());
-            v.iter().map(|s| s.to_str().unwrap()).collect::<Vec<_>>().join(" ")
-        };
-        assert_eq!(hoist("zo-submit --namespace x runs"), "zo-submit runs --namespace x");
-        assert_eq!(hoist("zo-submit --redis=redis://h --namespace x show R T"), "zo-submit show R T --redis=redis://h --namespace x");
-        assert_eq!(hoist("zo-submit --color never runs --json"), "zo-submit runs --json");
-        assert_eq!(hoist("zo-submit --color never watch R"), "zo-submit watch R --color never");
-        assert_eq!(hoist("zo-submit --namespace x dead retry ID"), "zo-submit dead retry ID --namespace x");
-        assert_eq!(hoist("zo-submit --namespace x search -- --odd"), "zo-submit search --namespace x -- --odd");
-        // No subcommand after them: a task file, read as before.
-        assert_eq!(hoist("zo-submit --namespace x t.yaml"), "zo-submit --namespace x t.yaml");
-        assert_eq!(hoist("zo-submit --namespace x ./runs"), "zo-submit --namespace x ./runs");
-        assert_eq!(hoist("zo-submit --namespace"), "zo-submit --namespace");
-        let parsed = Args::try_parse_from(hoist_leading_options("zo-submit --namespace x runs".split(' ').map(Into::into).collect())).unwrap();
-        assert!(matches!(parsed.command, Some(Command::Runs { ref conn, .. }) if conn.namespace == "x"));
     }
 
     #[test]
@@ -255,6 +218,10 @@ pub struct OutputOpts {
     pub color: ColorChoice,
     #[command(flatten)]
     pub archive: ArchiveOpt,
+    /// The config of the worker `--with-worker` started, which stops with this process (the
+    /// Ctrl-C question and the detach message say so).
+    #[arg(skip)]
+    pub own_worker: Option<PathBuf>,
 }
 
 /// The run archive.

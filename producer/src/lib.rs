@@ -8,6 +8,7 @@
 //! - `inspect` — the read commands: `runs`, `show`, `queues`, `workers`, `dead`, `export`.
 
 mod approve;
+pub mod argv;
 pub mod cli;
 mod dryrun;
 mod inspect;
@@ -16,6 +17,7 @@ pub mod logging;
 pub mod output;
 mod resume;
 pub mod watch;
+mod with_worker;
 
 /// `--version`: the package version and the git commit built.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ZO_GIT_COMMIT"), ")");
@@ -74,10 +76,22 @@ fn load_catalog(opts: &CatalogOpts) -> Result<Catalog, u8> {
     })
 }
 
-/// Connects to the queue, or says why not (the exit code).
+/// Connects to the queue, or says why not (the exit code). When nothing answers at the
+/// default URL, the message says how to start a Redis there.
 async fn connect(conn: &ConnOpts, pool: usize) -> Result<Store, u8> {
-    Store::connect(&conn.redis, &conn.namespace, pool).await.map_err(|e| fail_queue(&e))
+    Store::connect(&conn.redis, &conn.namespace, pool).await.map_err(|e| {
+        if matches!(e, StoreError::Unreachable { .. }) && conn.redis == DEFAULT_REDIS {
+            eprintln!(
+                "zo-submit: {e}; start one with `redis-server --daemonize yes --appendonly yes --maxmemory-policy noeviction` (Debian/Ubuntu: `sudo apt-get install redis-server`; scripts/demo.sh does both), or point --redis / ZO_REDIS_URL at yours"
+            );
+            return exit::INFRA;
+        }
+        fail_queue(&e)
+    })
 }
+
+/// `--redis` when none is given.
+pub const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379";
 
 fn load_tasks(path: &Path, catalog: &Catalog, max_bytes: u64) -> Result<taskfile::TaskFile, u8> {
     taskfile::load(path, catalog, max_bytes).map_err(|e| {
@@ -216,6 +230,10 @@ async fn submit_file(args: &SubmitArgs) -> u8 {
         eprintln!("zo-submit: no task file given; usage: zo-submit FILE (see --help)");
         return exit::INVALID;
     };
+    if let Some(msg) = with_worker::misplaced(&args.worker) {
+        eprintln!("zo-submit: {msg}");
+        return exit::INVALID;
+    }
     if args.dry_run {
         return dryrun::dry_run(args, file, &catalog).await;
     }
@@ -302,8 +320,23 @@ async fn submit(args: &SubmitArgs, file: &Path, catalog: &Catalog) -> u8 {
     };
     if !args.output.quiet {
         // As the original tool did: what will run, batch by batch, before it runs.
-        eprint!("{}\n", plan::render_brief(&tf, catalog, PLAN_TASKS_PER_BATCH));
+        eprintln!("{}", plan::render_brief(&tf, catalog, PLAN_TASKS_PER_BATCH));
     }
+    if args.worker.with_worker.is_none() {
+        return create_and_follow(args, tf, catalog, &store, &args.output).await;
+    }
+    let worker = match with_worker::start(&args.worker, &args.conn, &args.output.results_dir, &store, args.output.quiet).await {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
+    let out = cli::OutputOpts { own_worker: args.worker.with_worker.clone(), ..args.output.clone() };
+    let code = create_and_follow(args, tf, catalog, &store, &out).await;
+    worker.stop(args.output.quiet).await;
+    code
+}
+
+/// Creates the run, enqueues its first jobs, and follows it (or prints its id, detached).
+async fn create_and_follow(args: &SubmitArgs, tf: taskfile::TaskFile, catalog: &Catalog, store: &Store, out: &cli::OutputOpts) -> u8 {
     let run_id = store::new_run_id();
     let taskfile::TaskFile { path, name, tasks: specs, limits, .. } = tf;
     let created = async {
@@ -346,7 +379,7 @@ async fn submit(args: &SubmitArgs, file: &Path, catalog: &Catalog) -> u8 {
     if !args.output.quiet {
         eprintln!("submitted {} from {} as run {run_id} (Ctrl-C detaches; the run continues)", tasks_word(specs.len()), path);
     }
-    watch::follow_and_report(&store, &run_id, catalog, &args.output, Some(&specs)).await
+    watch::follow_and_report(store, &run_id, catalog, out, Some(&specs)).await
 }
 
 /// Writes the document and reports, prints the dashboard, returns the exit code.

@@ -11,7 +11,7 @@ mod alloc;
 
 fn main() -> ExitCode {
     alloc::purge_freed_memory_promptly();
-    let args = match Args::try_parse_from(zo_producer::cli::hoist_leading_options(std::env::args_os().collect())) {
+    let args = match Args::try_parse_from(zo_producer::argv::hoist_leading_options(std::env::args_os().collect())) {
         Ok(a) => a,
         Err(e) => {
             let code = if e.use_stderr() { exit::INVALID } else { exit::OK };

@@ -53,11 +53,15 @@ pub fn confined(base: &Path, rel: &str) -> Result<PathBuf, String> {
     Ok(file)
 }
 
+/// Now as `YYYYMMDD_HHMMSS` (UTC), the stamp of the files a run writes.
+pub(crate) fn utc_stamp() -> String {
+    let fmt = time::macros::format_description!("[year][month][day]_[hour][minute][second]");
+    time::OffsetDateTime::now_utc().format(&fmt).unwrap_or_default()
+}
+
 /// `results_YYYYMMDD_HHMMSS.json`, `report_….md`, `report_….html` (UTC), made unique in `dir`.
 fn stamp_paths(dir: &Path) -> [PathBuf; 3] {
-    let t = time::OffsetDateTime::now_utc();
-    let fmt = time::macros::format_description!("[year][month][day]_[hour][minute][second]");
-    let stamp = t.format(&fmt).unwrap_or_default();
+    let stamp = utc_stamp();
     for n in 1.. {
         let suffix = if n == 1 { String::new() } else { format!("_{n}") };
         let paths = [

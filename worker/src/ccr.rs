@@ -31,6 +31,8 @@ pub struct Located {
     pub name: String,
     pub model: String,
     pub port: u16,
+    /// The address it listens on: loopback, or `callback_host` with `reach: callback`.
+    pub host: String,
     /// The instance's home: config, state, logs.
     pub home: PathBuf,
 }
@@ -94,7 +96,11 @@ pub fn locate(cfg: &WorkerConfig, catalog: &Catalog, only: Option<&str>) -> Resu
     let mut out = Vec::new();
     for inst in cfg.instances.iter().filter(|i| only.is_none_or(|o| o == i.name)) {
         let entry = catalog.get(&inst.name).ok_or_else(|| format!("instance `{}` is not in the catalog", inst.name))?;
-        out.push(Located { name: inst.name.clone(), model: entry.model.clone(), port: entry.port, home: dir.join(&inst.name) });
+        let host = match (ccr.reach, &ccr.callback_host) {
+            (crate::config::Reach::Callback, Some(h)) => h.clone(),
+            _ => "127.0.0.1".to_string(),
+        };
+        out.push(Located { name: inst.name.clone(), model: entry.model.clone(), port: entry.port, host, home: dir.join(&inst.name) });
     }
     if let Some(o) = only {
         if out.is_empty() {
@@ -131,11 +137,7 @@ pub fn prepare(cfg: &WorkerConfig, catalog: &Catalog, secrets: &Secrets, only: O
         let apikey = obj.get("APIKEY").and_then(|v| v.as_str()).filter(|k| !k.is_empty()).map(str::to_string).unwrap_or_else(random_key);
         obj.insert("APIKEY".into(), apikey.clone().into());
         obj.insert("PORT".into(), at.port.into());
-        let host = match (ccr.reach, &ccr.callback_host) {
-            (crate::config::Reach::Callback, Some(h)) => h.clone(),
-            _ => "127.0.0.1".to_string(),
-        };
-        obj.insert("HOST".into(), host.into());
+        obj.insert("HOST".into(), at.host.clone().into());
         obj.insert("LOG".into(), ccr.log.into());
         obj.insert("NON_INTERACTIVE_MODE".into(), true.into());
         out.push(Prepared { at, config: serde_json::to_string_pretty(&json).expect("json"), apikey });
@@ -191,11 +193,11 @@ impl Prepared {
     }
 }
 
-/// `GET /health` answers `{"status":"ok"}`.
-pub async fn healthy(port: u16) -> bool {
+/// `GET /health` on the address the instance listens on answers `{"status":"ok"}`.
+pub async fn healthy(at: &Located) -> bool {
     let probe = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-        s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await.ok()?;
+        let mut s = tokio::net::TcpStream::connect((at.host.as_str(), at.port)).await.ok()?;
+        s.write_all(format!("GET /health HTTP/1.0\r\nHost: {}\r\n\r\n", at.host).as_bytes()).await.ok()?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.ok()?;
         let text = String::from_utf8_lossy(&buf);
@@ -284,7 +286,7 @@ pub async fn supervise(
                 st = child.wait() => break Some(st),
                 _ = shutdown.cancelled() => break None,
                 _ = tokio::time::sleep(Duration::from_millis(if was_ready { 2000 } else { 150 })) => {
-                    let ok = healthy(p.port).await;
+                    let ok = healthy(&p).await;
                     if ok && !was_ready {
                         info!(instance = %p.name, port = p.port, "CCR ready");
                         let _ = ready.send(true);
@@ -340,16 +342,78 @@ pub async fn supervise(
     }
 }
 
+/// The instances `zo-worker ccr start` left running, for a worker that uses them instead of
+/// starting its own (`--use-running-ccr`): each one's key, read from the config it was
+/// started with. An instance not running or not answering `/health` is an error that says how
+/// to start them.
+pub async fn running(list: &[Located], config: &Path) -> Result<Vec<(Located, String)>, String> {
+    let mut out = Vec::new();
+    let start = format!("zo-worker --config {} ccr start", config.display());
+    for at in list {
+        let st = at.read_state();
+        if !st.pid.is_some_and(alive) {
+            return Err(format!("instance `{}`: no CCR started by `zo-worker ccr start` is running; start them with `{start}`", at.name));
+        }
+        if !healthy(at).await {
+            return Err(format!(
+                "instance `{}`: the CCR on port {} (pid {}) does not answer /health; restart it with `{start}` after `ccr stop`",
+                at.name,
+                at.port,
+                st.pid.unwrap_or(0)
+            ));
+        }
+        let path = at.home.join(".claude-code-router/config.json");
+        let key = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("APIKEY").and_then(|k| k.as_str()).map(str::to_string))
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                format!("instance `{}`: {} holds no APIKEY; restart it with `{start}` after `ccr stop`", at.name, path.display())
+            })?;
+        out.push((at.clone(), key));
+    }
+    Ok(out)
+}
+
+/// Follows an instance this worker did not start: ready while it answers `/health`; never
+/// started, restarted or stopped from here.
+pub async fn follow_running(
+    at: Located,
+    ready: watch::Sender<bool>,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    shutdown: CancellationToken,
+) {
+    generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let mut was_ready = None;
+    loop {
+        let ok = healthy(&at).await;
+        if was_ready != Some(ok) {
+            if ok {
+                info!(instance = %at.name, port = at.port, "using the running CCR");
+            } else {
+                warn!(instance = %at.name, port = at.port, "the running CCR stopped answering /health; its jobs wait (this worker did not start it and does not restart it)");
+            }
+            let _ = ready.send(ok);
+            was_ready = Some(ok);
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
 /// `zo-worker ccr start`: starts instances that outlive the command.
 pub async fn cli_start(list: &[Prepared], ccr: &CcrConfig) -> Result<Vec<String>, String> {
     let mut report = Vec::new();
     for p in list {
         let st = p.read_state();
-        if st.pid.is_some_and(alive) && healthy(p.port).await {
+        if st.pid.is_some_and(alive) && healthy(p).await {
             report.push(format!("{}: already running (pid {}, port {})", p.name, st.pid.unwrap_or(0), p.port));
             continue;
         }
-        if healthy(p.port).await {
+        if healthy(p).await {
             return Err(format!(
                 "{}: port {} already answers /health but no instance of ours runs there; stop that process first",
                 p.name, p.port
@@ -369,7 +433,7 @@ pub async fn cli_start(list: &[Prepared], ccr: &CcrConfig) -> Result<Vec<String>
         p.write_state(&State { pid, port: p.port, started_ms: now_ms(), restarts: 0, owner: "cli".into() });
         let deadline = tokio::time::Instant::now() + ccr.ready_timeout;
         loop {
-            if healthy(p.port).await {
+            if healthy(p).await {
                 report.push(format!("{}: started (pid {}, port {})", p.name, pid.unwrap_or(0), p.port));
                 break;
             }
@@ -430,7 +494,7 @@ pub async fn cli_status(list: &[Located]) -> Vec<StatusRow> {
             model: p.model.clone(),
             port: p.port,
             pid,
-            healthy: healthy(p.port).await,
+            healthy: healthy(p).await,
             uptime_s: pid.map(|_| now_ms().saturating_sub(st.started_ms) / 1000),
             restarts: st.restarts,
             owner: if pid.is_some() { st.owner } else { String::new() },

@@ -408,6 +408,40 @@ impl WorkerConfig {
         Ok(())
     }
 
+    /// The command line's overrides: `--ssh-host` replaces the SSH executor's host (refused
+    /// for any other executor), `--ccr-callback-host` makes CCR listen on that address for the
+    /// execution host to call (`ccr.reach: callback`; refused without a `ccr:` section).
+    pub fn override_with(&mut self, ssh_host: Option<&str>, callback_host: Option<&str>) -> Result<(), String> {
+        let file = self.source.display().to_string();
+        if let Some(h) = ssh_host {
+            match &mut self.executor {
+                ExecutorConfig::Ssh(s) if !h.trim().is_empty() => s.host = h.trim().to_string(),
+                ExecutorConfig::Ssh(_) => return Err("--ssh-host is empty; name the SSH host or ~/.ssh/config alias".into()),
+                _ => {
+                    return Err(format!(
+                        "--ssh-host applies to an `executor: {{ kind: ssh }}` config; {file} runs tasks {}",
+                        if matches!(self.executor, ExecutorConfig::Local(_)) {
+                            "on this machine (kind: local)"
+                        } else {
+                            "simulated (kind: simulate)"
+                        }
+                    ))
+                }
+            }
+        }
+        if let Some(h) = callback_host {
+            let Some(c) = &mut self.ccr else {
+                return Err(format!("--ccr-callback-host applies to a config with a `ccr:` section; {file} has none"));
+            };
+            if h.trim().is_empty() {
+                return Err("--ccr-callback-host is empty; give this machine's address as the execution host sees it".into());
+            }
+            c.reach = Reach::Callback;
+            c.callback_host = Some(h.trim().to_string());
+        }
+        Ok(())
+    }
+
     /// A path from this config, resolved against its directory.
     pub fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {
@@ -503,7 +537,7 @@ mod tests {
 
     #[test]
     fn shipped_configs_are_valid() {
-        for f in ["worker.yaml", "worker.local.yaml"] {
+        for f in ["worker.yaml", "worker.local.yaml", "worker.simulate.yaml"] {
             let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs").join(f);
             WorkerConfig::load(&p).unwrap_or_else(|e| panic!("{e}"));
         }
@@ -536,6 +570,23 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(parse(text).err().as_deref(), Some(want), "for {text}");
         }
+    }
+
+    #[test]
+    fn command_line_overrides() {
+        let mut c = parse("executor: {kind: ssh, host: zo}\ninstances: [{name: fast}]\nccr: {}\n").unwrap();
+        c.override_with(Some("box-2"), Some("192.0.2.7")).unwrap();
+        let ExecutorConfig::Ssh(s) = &c.executor else { panic!() };
+        let ccr = c.ccr.as_ref().unwrap();
+        assert_eq!((s.host.as_str(), ccr.reach, ccr.callback_host.as_deref()), ("box-2", Reach::Callback, Some("192.0.2.7")));
+        let mut local = parse("executor: {kind: local}\ninstances: [{name: fast}]\n").unwrap();
+        let e = local.override_with(Some("box-2"), None).unwrap_err();
+        assert!(
+            e.starts_with("--ssh-host applies to an `executor: { kind: ssh }` config;") && e.ends_with("on this machine (kind: local)"),
+            "{e}"
+        );
+        let e = local.override_with(None, Some("192.0.2.7")).unwrap_err();
+        assert!(e.starts_with("--ccr-callback-host applies to a config with a `ccr:` section"), "{e}");
     }
 
     #[test]

@@ -26,7 +26,8 @@ Examples:
   zo-worker completions bash > /etc/bash_completion.d/zo-worker
 
 Exit codes: 0 clean shutdown; 1 a `ccr` or `secrets` command failed; 2 invalid config or
-usage, or a start-up check failed; 3 Redis unreachable.";
+usage, or a start-up check failed; 3 Redis unreachable, or a CCR that --use-running-ccr
+needs is not running.";
 
 /// Take jobs from Redis and run them on the execution host.
 #[derive(Parser, Debug)]
@@ -51,6 +52,20 @@ struct Args {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464); off by default.
     #[arg(long, env = "ZO_METRICS_ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// Run tasks on this SSH host instead of the config's `executor.host` (ssh executor only).
+    #[arg(long, value_name = "HOST")]
+    ssh_host: Option<String>,
+    /// Make CCR listen on ADDR instead of loopback, for an execution host that calls this
+    /// machine there (`ccr.reach: callback` with `callback_host: ADDR`). ADDR must be this
+    /// machine's address as the execution host sees it; CCR is then reachable there by
+    /// anyone on that network (its APIKEY still guards it).
+    #[arg(long, value_name = "ADDR")]
+    ccr_callback_host: Option<String>,
+    /// Use the CCR instances `zo-worker ccr start` left running (their state files give
+    /// port and key) instead of starting them; they keep running after the worker stops.
+    /// Exit 3 when one is not running or does not answer.
+    #[arg(long)]
+    use_running_ccr: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -140,13 +155,21 @@ fn main() -> ExitCode {
         eprintln!("zo-worker: no config given; pass --config FILE (or set ZO_WORKER_CONFIG)");
         return ExitCode::from(2);
     };
-    let (config, catalog) = match WorkerConfig::load(&config_path) {
+    let (mut config, catalog) = match WorkerConfig::load(&config_path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("zo-worker: {e}");
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = config.override_with(args.ssh_host.as_deref(), args.ccr_callback_host.as_deref()) {
+        eprintln!("zo-worker: {e}");
+        return ExitCode::from(cli::exit::INVALID);
+    }
+    if args.use_running_ccr && config.ccr.is_none() {
+        eprintln!("zo-worker: --use-running-ccr applies to a config with a `ccr:` section; {} has none", config_path.display());
+        return ExitCode::from(cli::exit::INVALID);
+    }
     let redis_url = args.redis.or_else(|| config.redis.clone()).unwrap_or_else(|| "redis://127.0.0.1:6379".into());
     let namespace = args.namespace.or_else(|| config.namespace.clone()).unwrap_or_else(|| "zo".into());
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -164,7 +187,8 @@ fn main() -> ExitCode {
         let force = CancellationToken::new();
         let signals = tokio::spawn(watch_signals(shutdown.clone(), force.clone()));
         let metrics_addr = args.metrics_addr.or(config.metrics_addr);
-        let r = service::run(WorkerOptions { redis_url, namespace, config, catalog, metrics_addr }, shutdown, force).await;
+        let use_running_ccr = args.use_running_ccr;
+        let r = service::run(WorkerOptions { redis_url, namespace, config, catalog, metrics_addr, use_running_ccr }, shutdown, force).await;
         signals.abort();
         let _ = signals.await;
         match r {
@@ -180,6 +204,10 @@ fn main() -> ExitCode {
             Err(WorkerError::Config(e)) => {
                 eprintln!("zo-worker: {e}");
                 ExitCode::from(cli::exit::INVALID)
+            }
+            Err(WorkerError::Missing(e)) => {
+                eprintln!("zo-worker: {e}");
+                ExitCode::from(cli::exit::INFRA)
             }
             Err(e) => {
                 eprintln!("zo-worker: {e}");

@@ -48,10 +48,10 @@ fn on_this_machine(prog: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| runnable(&dir.join(prog))))
 }
 
-/// Checks made on this machine: the `ccr` command.
-pub fn local_checks(cfg: &WorkerConfig) -> Vec<Problem> {
+/// Checks made on this machine: the `ccr` command, when this worker starts its CCRs.
+pub fn local_checks(cfg: &WorkerConfig, starts_ccr: bool) -> Vec<Problem> {
     let mut out = Vec::new();
-    if let Some(ccr) = &cfg.ccr {
+    if let (Some(ccr), true) = (&cfg.ccr, starts_ccr) {
         match program(&ccr.command) {
             Some(p) if on_this_machine(p) => {}
             p => out.push(Problem::Config(format!(

@@ -231,13 +231,14 @@ async fn describe(store: &Store, run_id: &str, view: &View, events: &[Event], pa
 
 /// After Ctrl-C: on a terminal, ask whether to cancel the run or detach from it (the bar is
 /// off the screen meanwhile). Anything but `c` (or no terminal, or a second Ctrl-C) detaches.
-async fn ask_cancel(run_id: &str, live: &mut Live) -> bool {
+async fn ask_cancel(run_id: &str, live: &mut Live, own_worker: bool) -> bool {
     use std::io::IsTerminal;
     if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
         return false;
     }
     live.pause();
-    eprint!("\n[d]etach (run {run_id} continues) or [c]ancel it? [d/c + Enter] ");
+    let continues = if own_worker { "continues; the worker started here stops" } else { "continues" };
+    eprint!("\n[d]etach (run {run_id} {continues}) or [c]ancel it? [d/c + Enter] ");
     let answer = tokio::task::spawn_blocking(|| {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).map(|_| line)
@@ -312,7 +313,7 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
         let r = tokio::select! {
             r = step => r,
             _ = &mut interrupted => {
-                if !cancelled && ask_cancel(run_id, &mut live).await {
+                if !cancelled && ask_cancel(run_id, &mut live, out.own_worker.is_some()).await {
                     cancelled = true;
                     match async { let mut c = store.conn().await?; store.cancel(&mut c, run_id, None).await }.await {
                         Ok(c) => live.say(&format!("⊘ cancelling run {run_id}: {} not started, {} running being stopped", c.cancelled, c.flagged)),
@@ -323,6 +324,12 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
                 }
                 live.abandon();
                 eprintln!("\ndetached; run {run_id} continues. Re-attach with: zo-submit watch {run_id}");
+                if let Some(config) = &out.own_worker {
+                    eprintln!(
+                        "no worker stays: the one started here stops now; to go on, start one with: zo-worker --config {}",
+                        config.display()
+                    );
+                }
                 return exit::INTERRUPTED;
             }
         };

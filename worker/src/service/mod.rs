@@ -39,6 +39,8 @@ pub struct WorkerOptions {
     pub catalog: Catalog,
     /// Serve Prometheus metrics here.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Use the CCR instances `zo-worker ccr start` left running instead of starting them.
+    pub use_running_ccr: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +49,9 @@ pub enum WorkerError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Config(String),
+    /// Something the worker needs outside it is missing (a CCR it was told to use).
+    #[error("{0}")]
+    Missing(String),
 }
 
 /// What every loop and job of the worker shares.
@@ -237,7 +242,7 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
     };
     // What tasks will need, checked before any is taken: a config problem stops the worker here
     // (every one named at once); a host that does not answer yet keeps it idle until it does.
-    let mut problems = preflight::local_checks(cfg);
+    let mut problems = preflight::local_checks(cfg, !opts.use_running_ccr);
     if let Some(ex) = &executor {
         problems.extend(preflight::host_checks(cfg, ex.as_ref()).await);
     }
@@ -283,7 +288,19 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
     let ccr_stop = CancellationToken::new();
     let mut supervisors = tokio::task::JoinSet::new();
     let mut ready: HashMap<String, (watch::Receiver<bool>, Arc<AtomicU32>)> = HashMap::new();
-    if let Some(ccr_cfg) = &cfg.ccr {
+    if let (Some(ccr_cfg), true) = (&cfg.ccr, opts.use_running_ccr) {
+        let located = ccr::locate(cfg, &opts.catalog, None).map_err(WorkerError::Config)?;
+        if let (Reach::Callback, Some(host)) = (ccr_cfg.reach, &ccr_cfg.callback_host) {
+            ctx.base_url = format!("http://{host}:{{port}}");
+        }
+        for (at, key) in ccr::running(&located, &cfg.source).await.map_err(WorkerError::Missing)? {
+            let (tx, rx) = watch::channel(false);
+            let gen = Arc::new(AtomicU32::new(0));
+            ready.insert(at.name.clone(), (rx, gen.clone()));
+            ctx.instance_keys.insert(at.name.clone(), key);
+            supervisors.spawn(ccr::follow_running(at, tx, gen, ccr_stop.clone()));
+        }
+    } else if let Some(ccr_cfg) = &cfg.ccr {
         let secrets = Secrets::load(&ccr_cfg.bws, &ccr_cfg.env_file);
         let prepared = ccr::prepare(cfg, &opts.catalog, &secrets, None).map_err(WorkerError::Config)?;
         if let (Reach::Callback, Some(host)) = (ccr_cfg.reach, &ccr_cfg.callback_host) {
