@@ -158,7 +158,10 @@ fn main() -> ExitCode {
     let (mut config, catalog) = match WorkerConfig::load(&config_path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("zo-worker: {e}");
+            // Every problem at once, one line each.
+            for line in e.to_string().lines() {
+                eprintln!("zo-worker: {line}");
+            }
             return ExitCode::from(2);
         }
     };

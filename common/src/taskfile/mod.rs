@@ -15,6 +15,7 @@ use crate::yaml::{self, YamlError};
 
 mod lenient;
 mod limits;
+mod partial;
 mod pipeline;
 mod raw;
 mod split;
@@ -111,8 +112,21 @@ pub fn parse(text: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, Task
             Ok(raw) => raw,
             // serde stops at the first structural problem: look again for all of them.
             Err(first) => {
-                let all = lenient::problems(text, file);
-                return Err(TaskFileError(if all.is_empty() { vec![first] } else { all }));
+                let mut all = lenient::problems(text, file);
+                if all.is_empty() {
+                    return Err(TaskFileError(vec![first]));
+                }
+                // The rest of the problems in the same report, when the structural ones can
+                // be set aside (see `partial`).
+                let rest = partial::without_unknown_keys(text, &all)
+                    .and_then(|set| yaml::from_str::<RawFile>(&set.text, file).ok().map(|raw| (raw, set)));
+                if let Some((raw, set)) = rest {
+                    if let Err(more) = validate::validate(raw, &set.text, file, catalog) {
+                        all.extend(more.0.into_iter().filter(|e| !set.echoes(e)));
+                        all.sort_by_key(|e| e.pos);
+                    }
+                }
+                return Err(TaskFileError(all));
             }
         },
     };

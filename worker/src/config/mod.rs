@@ -319,9 +319,31 @@ fn default_concurrency() -> usize {
     2
 }
 
+/// Every problem of a worker config, one per line.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<YamlError>);
+
+impl From<YamlError> for ConfigErrors {
+    fn from(e: YamlError) -> Self {
+        ConfigErrors(vec![e])
+    }
+}
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
 impl WorkerConfig {
     /// Reads and checks a worker config against the catalog.
-    pub fn load(path: &Path) -> Result<(WorkerConfig, Catalog), YamlError> {
+    pub fn load(path: &Path) -> Result<(WorkerConfig, Catalog), ConfigErrors> {
         let file = path.display().to_string();
         let text = yaml::read_file(path, yaml::DEFAULT_MAX_FILE_BYTES)?;
         let mut cfg: WorkerConfig = yaml::from_str(&text, &file)?;
@@ -335,9 +357,10 @@ impl WorkerConfig {
         Ok((cfg, catalog))
     }
 
-    fn check(&self, file: &str, catalog: &Catalog) -> Result<(), YamlError> {
+    fn check(&self, file: &str, catalog: &Catalog) -> Result<(), ConfigErrors> {
+        let mut errs = Vec::new();
         if self.instances.is_empty() {
-            return Err(YamlError::plain(file, "`instances` is empty; list the instances this worker serves"));
+            errs.push(YamlError::plain(file, "`instances` is empty; list the instances this worker serves"));
         }
         let mut seen = std::collections::HashSet::new();
         for i in &self.instances {
@@ -346,13 +369,13 @@ impl WorkerConfig {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => format!("use one of: {}", catalog.names().collect::<Vec<_>>().join(", ")),
                 };
-                return Err(YamlError::plain(file, format!("instance `{}` is not in the catalog; {hint}", i.name)));
+                errs.push(YamlError::plain(file, format!("instance `{}` is not in the catalog; {hint}", i.name)));
             }
             if !seen.insert(i.name.as_str()) {
-                return Err(YamlError::plain(file, format!("instance `{}` is listed twice; list each instance once", i.name)));
+                errs.push(YamlError::plain(file, format!("instance `{}` is listed twice; list each instance once", i.name)));
             }
             if i.concurrency == 0 || i.concurrency > 1000 {
-                return Err(YamlError::plain(
+                errs.push(YamlError::plain(
                     file,
                     format!("instance `{}`: concurrency {} is out of range; use 1 to 1000", i.name, i.concurrency),
                 ));
@@ -360,14 +383,14 @@ impl WorkerConfig {
         }
         if let ExecutorConfig::Ssh(s) = &self.executor {
             if s.max_channels == 0 || s.max_masters == 0 {
-                return Err(YamlError::plain(file, "executor: `max_channels` and `max_masters` must be at least 1"));
+                errs.push(YamlError::plain(file, "executor: `max_channels` and `max_masters` must be at least 1"));
             }
             if s.host.trim().is_empty() {
-                return Err(YamlError::plain(file, "executor: `host` is empty; name the SSH host or ~/.ssh/config alias"));
+                errs.push(YamlError::plain(file, "executor: `host` is empty; name the SSH host or ~/.ssh/config alias"));
             }
         }
         if self.agent.mode == AgentMode::Command && self.agent.command.trim().is_empty() {
-            return Err(YamlError::plain(
+            errs.push(YamlError::plain(
                 file,
                 "agent: `command` is empty; give the agent command (default: claude -p --output-format json)",
             ));
@@ -382,30 +405,34 @@ impl WorkerConfig {
             .chain(pass.iter().map(|k| ("executor.pass_env", k)));
         for (what, k) in names {
             if !valid_env_name(k) {
-                return Err(YamlError::plain(
+                errs.push(YamlError::plain(
                     file,
                     format!("{what}: `{k}` is not a valid environment variable name; use letters, digits and _"),
                 ));
             }
         }
         if self.lease < Duration::from_millis(500) || self.lease > Duration::from_secs(3600) {
-            return Err(YamlError::plain(file, "`lease` is out of range; use 500ms to 1h"));
+            errs.push(YamlError::plain(file, "`lease` is out of range; use 500ms to 1h"));
         }
         if self.max_deliveries == 0 {
-            return Err(YamlError::plain(file, "`max_deliveries` must be at least 1"));
+            errs.push(YamlError::plain(file, "`max_deliveries` must be at least 1"));
         }
         if let Some(c) = &self.ccr {
             if c.reach == Reach::Callback && c.callback_host.as_deref().is_none_or(|h| h.trim().is_empty()) {
-                return Err(YamlError::plain(
+                errs.push(YamlError::plain(
                     file,
                     "ccr: `reach: callback` needs `callback_host` (this machine's address as the execution host sees it)",
                 ));
             }
         }
         if self.max_output_bytes < 1024 {
-            return Err(YamlError::plain(file, "`max_output_bytes` is below 1024; raise it"));
+            errs.push(YamlError::plain(file, "`max_output_bytes` is below 1024; raise it"));
         }
-        Ok(())
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errs))
+        }
     }
 
     /// The command line's overrides: `--ssh-host` replaces the SSH executor's host (refused
@@ -526,75 +553,4 @@ fn expand_with(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Strin
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(text: &str) -> Result<WorkerConfig, String> {
-        let cfg: WorkerConfig = yaml::from_str(text, "w.yaml").map_err(|e| e.to_string())?;
-        cfg.check("w.yaml", &Catalog::builtin()).map_err(|e| e.to_string())?;
-        Ok(cfg)
-    }
-
-    #[test]
-    fn shipped_configs_are_valid() {
-        for f in ["worker.yaml", "worker.local.yaml", "worker.simulate.yaml"] {
-            let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs").join(f);
-            WorkerConfig::load(&p).unwrap_or_else(|e| panic!("{e}"));
-        }
-    }
-
-    #[test]
-    fn ssh_defaults() {
-        let c = parse("executor: {kind: ssh}\ninstances: [{name: fast}]\n").unwrap();
-        let ExecutorConfig::Ssh(s) = c.executor else { panic!() };
-        assert_eq!((s.host.as_str(), s.max_channels, s.known_hosts), ("zo", 8, KnownHostsPolicy::Strict));
-        assert_eq!(c.agent.command, DEFAULT_AGENT);
-    }
-
-    #[test]
-    fn bad_configs_say_what_to_change() {
-        let cases = [
-            ("executor: {kind: ssh}\ninstances: [{name: fats}]\n", "w.yaml: instance `fats` is not in the catalog; did you mean `fast`?"),
-            ("executor: {kind: ssh}\ninstances: []\n", "w.yaml: `instances` is empty; list the instances this worker serves"),
-            (
-                "executor: {kind: ssh}\ninstances: [{name: fast, concurrency: 0}]\n",
-                "w.yaml: instance `fast`: concurrency 0 is out of range; use 1 to 1000",
-            ),
-            ("executor: {kind: ssh, hots: x}\ninstances: [{name: fast}]\n", "w.yaml:1:23: unknown key `hots`; did you mean `host`?"),
-            ("executor: {kind: tcp}\ninstances: [{name: fast}]\n", "w.yaml:1:12: unknown value `tcp`; use one of: ssh, local, simulate"),
-            (
-                "executor: {kind: local}\ninstances: [{name: fast}, {name: fast}]\n",
-                "w.yaml: instance `fast` is listed twice; list each instance once",
-            ),
-        ];
-        for (text, want) in cases {
-            assert_eq!(parse(text).err().as_deref(), Some(want), "for {text}");
-        }
-    }
-
-    #[test]
-    fn command_line_overrides() {
-        let mut c = parse("executor: {kind: ssh, host: zo}\ninstances: [{name: fast}]\nccr: {}\n").unwrap();
-        c.override_with(Some("box-2"), Some("192.0.2.7")).unwrap();
-        let ExecutorConfig::Ssh(s) = &c.executor else { panic!() };
-        let ccr = c.ccr.as_ref().unwrap();
-        assert_eq!((s.host.as_str(), ccr.reach, ccr.callback_host.as_deref()), ("box-2", Reach::Callback, Some("192.0.2.7")));
-        let mut local = parse("executor: {kind: local}\ninstances: [{name: fast}]\n").unwrap();
-        let e = local.override_with(Some("box-2"), None).unwrap_err();
-        assert!(
-            e.starts_with("--ssh-host applies to an `executor: { kind: ssh }` config;") && e.ends_with("on this machine (kind: local)"),
-            "{e}"
-        );
-        let e = local.override_with(None, Some("192.0.2.7")).unwrap_err();
-        assert!(e.starts_with("--ccr-callback-host applies to a config with a `ccr:` section"), "{e}");
-    }
-
-    #[test]
-    fn env_expansion() {
-        // Values come from a lookup, not the process environment other tests share.
-        let env = |n: &str| (n == "ZO_TEST_EXPAND").then(|| "v".to_string());
-        assert_eq!(expand_with("a${ZO_TEST_EXPAND}b$ZO_TEST_EXPAND $", env).unwrap(), "avbv $");
-        assert_eq!(expand_with("${ZO_TEST_UNSET_XYZ}", env).unwrap_err(), "environment variable `ZO_TEST_UNSET_XYZ` is not set");
-        assert_eq!(expand_env("${ZO_TEST_SURELY_UNSET_XYZ}").unwrap_err(), "environment variable `ZO_TEST_SURELY_UNSET_XYZ` is not set");
-    }
-}
+mod tests;
