@@ -142,4 +142,27 @@ fn runs_ended_from_the_command_line_are_archived_by_a_worker() {
     std::thread::sleep(Duration::from_secs(6));
     let lines = w.log_text().lines().filter(|l| l.contains("archived the finished run")).count();
     assert_eq!(lines, 2, "each run archived once:\n{}", w.log_text());
+
+    // A run reopened by `resume` is archived again, once, with its new outcome.
+    write(d, "slow.yaml", "tasks:\n  - { name: Slow, ccr_instance: fast, prompt: p, simulate: { duration: 2s } }\n");
+    let sub = submit(d, &redis.url(), &ns, &["slow.yaml", "--detach"], LIMIT);
+    let run = sub.stdout.trim().to_string();
+    wait_until("the task to start", LIMIT, || {
+        json(d, &redis, &ns, &["show", &run, "--json"])["running"].as_array().is_some_and(|r| !r.is_empty())
+    });
+    assert_eq!(submit(d, &redis.url(), &ns, &["cancel", &run], LIMIT).code, 0);
+    let path = arch.join(format!("{run}.json"));
+    let status = || -> Option<String> {
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).ok()?).ok()?;
+        doc["tasks"][0]["status"].as_str().map(str::to_string)
+    };
+    wait_until("the cancelled run archived", Duration::from_secs(20), || status().as_deref() == Some("cancelled"));
+    let out = submit(d, &redis.url(), &ns, &["resume", &run, "--quiet", "--no-save", "--no-report"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    wait_until("the archive rewritten with the new outcome", Duration::from_secs(20), || status().as_deref() == Some("success"));
+    std::thread::sleep(Duration::from_secs(6));
+    let times = w.log_text().lines().filter(|l| l.contains("archived the finished run") && l.contains(&run)).count();
+    assert_eq!(times, 2, "once per outcome:\n{}", w.log_text());
+    let runs = json(d, &redis, &ns, &["runs", "--json"]);
+    assert!(runs.as_array().unwrap().iter().any(|r| r["run_id"] == run.as_str() && r["failed"] == 0), "{runs}");
 }

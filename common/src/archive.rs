@@ -1,6 +1,7 @@
 //! The run archive: each finished run's results document kept as `DIR/RUN.json`, so run
-//! history outlives Redis's retention. Written once per run (whoever sees the run finish first
-//! claims it in Redis, `Store::claim_archive`), read by `runs`, `show`, `search`, `diff`,
+//! history outlives Redis's retention. Written once per outcome (whoever sees the run finish
+//! first claims it in Redis, `Store::claim_archive`; a run reopened by `resume` or `dead
+//! retry` loses its mark and is written again when it finishes again), read by `runs`, `show`, `search`, `diff`,
 //! `stats` and `export` for runs Redis no longer holds.
 
 use std::path::{Path, PathBuf};
@@ -89,7 +90,10 @@ pub async fn archive_run(
         return Err(format!("run {run_id} has not finished; nothing archived"));
     }
     let path = save(dir, &crate::report::build(&snap, catalog)).map_err(|e| e.to_string())?;
-    store.archive_done(&mut conn, run_id, &path.display().to_string()).await.map_err(|e| e.to_string())?;
+    if !store.archive_done(&mut conn, run_id, who, &path.display().to_string()).await.map_err(|e| e.to_string())? {
+        // Reopened while we wrote: the file is rewritten when the run finishes again.
+        return Ok(None);
+    }
     Ok(Some(path))
 }
 
@@ -100,7 +104,9 @@ pub async fn archive_doc(store: &crate::store::Store, who: &str, dir: &Path, doc
         return Ok(None);
     }
     let path = save(dir, doc).map_err(|e| e.to_string())?;
-    store.archive_done(&mut conn, &doc.run_id, &path.display().to_string()).await.map_err(|e| e.to_string())?;
+    if !store.archive_done(&mut conn, &doc.run_id, who, &path.display().to_string()).await.map_err(|e| e.to_string())? {
+        return Ok(None);
+    }
     Ok(Some(path))
 }
 

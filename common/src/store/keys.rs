@@ -29,7 +29,7 @@
 //! | `NS:run:{R}:lease` | hash | idx → `worker\|expiry_ms\|started_ms` of the running attempt |
 //! | `NS:run:{R}:delayed` | zset | `idx:attempt` of retries, scored by when they are due |
 //! | `NS:run:{R}:history` | hash | `idx:attempt` → result of an attempt that was retried or revived (MessagePack; the final one is in `result`) |
-//! | `NS:run:{R}:archive` | string | `claim\|WHO` while a process writes the finished run's archive file (a minute), then `done\|PATH` (not a script key) |
+//! | `NS:run:{R}:archive` | string | `claim\|WHO` while a process writes the finished run's archive file (a minute), then `done\|PATH`; `REVIVE` deletes it when it reopens the finished run |
 //! | `NS:run:{R}:flushing` | string | who is moving the outbox into the streams (expires after 5 s; not a script key) |
 //! | `NS:run:{R}:new:SUFFIX` | as `SUFFIX` | a run being created, renamed into place by its commit (expires after an hour) |
 //! | `NS:run:{R}:cancel` | hash | idx → when cancelling a running task was requested |
@@ -53,7 +53,7 @@ pub struct Keys {
 }
 
 /// The per-run keys, in the order the Lua scripts take them.
-pub const RUN_KEY_SUFFIXES: [&str; 21] = [
+pub const RUN_KEY_SUFFIXES: [&str; 22] = [
     "meta",
     "spec",
     "state",
@@ -75,6 +75,7 @@ pub const RUN_KEY_SUFFIXES: [&str; 21] = [
     "slots",
     "parked",
     "slotinfo",
+    "archive",
 ];
 
 impl Keys {

@@ -62,8 +62,10 @@ pub const MIN_REDIS: (u32, u32) = (6, 2);
 /// (`NS:limit:{NAME}:held`) and a capped run's slots are its running tasks plus grants. 7:
 /// mark and record calls name each task's instance, and a capped run's `meta` says whether
 /// tasks may be parked (`slotwait`). 8: a revived task of a stage never approved waits for the
-/// approval again (`REVIVE` and `APPROVE`).
-pub const PROTOCOL: u32 = 8;
+/// approval again (`REVIVE` and `APPROVE`). 9: the run's `archive` key is a run-script key
+/// (`REVIVE` deletes it when it reopens a finished run) and is claimed and marked done by
+/// scripts that check the run is finished and the claim still held.
+pub const PROTOCOL: u32 = 9;
 
 /// How long finished runs stay in Redis by default.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);

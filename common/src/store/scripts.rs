@@ -42,6 +42,8 @@ pub(crate) static LIMIT_STEP: LazyLock<Script> = LazyLock::new(|| limiter_script
 pub(crate) static DEBIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/debit.lua")));
 pub(crate) static UNLOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/unlock.lua")));
 pub(crate) static TRIM_HELD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/trim_held.lua")));
+pub(crate) static ARCHIVE_CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/archive_claim.lua")));
+pub(crate) static ARCHIVE_DONE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/archive_done.lua")));
 /// Public for the test that commits a run whose staging key is gone.
 pub static COMMIT_RUN: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/commit_run.lua")));
 
@@ -67,6 +69,8 @@ mod tests {
             include_str!("lua/limit_step.lua"),
             include_str!("lua/trim_held.lua"),
             include_str!("lua/commit_run.lua"),
+            include_str!("lua/archive_claim.lua"),
+            include_str!("lua/archive_done.lua"),
         ];
         for f in files {
             let head: Vec<&str> = f.lines().take_while(|l| l.starts_with("--")).collect();

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Conn, Store, StoreError};
+use super::{scripts, Conn, Store, StoreError};
 use crate::model::now_ms;
 
 impl Store {
@@ -43,29 +43,33 @@ impl Store {
         Ok(())
     }
 
-    /// Claims the archiving of a finished run for `who`, for a minute: false when another
-    /// process holds the claim or archived it already. Whoever sees the run finish first
-    /// archives it; a claimer that dies lets the claim lapse for the next one.
+    /// Claims the archiving of a finished run for `who`, for a minute (`ARCHIVE_CLAIM`):
+    /// false when the run is not finished, or another process holds the claim or archived
+    /// it already. Whoever sees the run finish first archives it; a claimer that dies lets
+    /// the claim lapse for the next one.
     pub async fn claim_archive(&self, conn: &mut Conn, run_id: &str, who: &str) -> Result<bool, StoreError> {
-        let set: Option<String> = redis::cmd("SET")
-            .arg(self.keys.run(run_id, "archive"))
-            .arg(format!("claim|{who}"))
-            .arg("NX")
-            .arg("PX")
-            .arg(60_000)
-            .query_async(conn)
+        let got: i64 = scripts::ARCHIVE_CLAIM
+            .key(self.keys.run(run_id, "archive"))
+            .key(self.keys.run(run_id, "meta"))
+            .arg(who)
+            .invoke_async(conn)
             .await?;
-        Ok(set.is_some())
+        Ok(got == 1)
     }
 
-    /// Records that the run is archived, for as long as the run's own keys live.
-    pub async fn archive_done(&self, conn: &mut Conn, run_id: &str, path: &str) -> Result<(), StoreError> {
-        let keys = &self.keys;
-        let ttl: i64 = redis::cmd("PTTL").arg(keys.run(run_id, "meta")).query_async(conn).await?;
-        let ttl = if ttl > 0 { ttl as u64 } else { super::DEFAULT_RETENTION.as_millis() as u64 };
-        let _: () =
-            redis::cmd("SET").arg(keys.run(run_id, "archive")).arg(format!("done|{path}")).arg("PX").arg(ttl).query_async(conn).await?;
-        Ok(())
+    /// Records that the run is archived at `path`, for as long as the run's own keys live,
+    /// if `who` still holds the claim (`ARCHIVE_DONE`): false when the run was reopened
+    /// meanwhile — it is archived again, with its new outcome, when it finishes again.
+    pub async fn archive_done(&self, conn: &mut Conn, run_id: &str, who: &str, path: &str) -> Result<bool, StoreError> {
+        let got: i64 = scripts::ARCHIVE_DONE
+            .key(self.keys.run(run_id, "archive"))
+            .key(self.keys.run(run_id, "meta"))
+            .arg(who)
+            .arg(path)
+            .arg(super::DEFAULT_RETENTION.as_millis() as u64)
+            .invoke_async(conn)
+            .await?;
+        Ok(got == 1)
     }
 
     /// Every run id of the namespace's index (runs still in Redis and a little longer).

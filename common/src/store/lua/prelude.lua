@@ -3,7 +3,7 @@
 -- KEYS: all keys of one run, in RUN_KEY_SUFFIXES order (common/src/store/keys.rs), named here.
 -- Helpers: event, for_each_child, walk_dependents, outcome_of, rule_verdict, settle,
 -- reevaluate, run_cascade, settle_dependents, maybe_finish, parse_lease, lease_owner.
-local meta, spec, state, attempt, pending, children, result, skip, outbox, events, lease, delayed, history, cancel, deliveries, cascade, rules, stages, slots, parked, slotinfo = unpack(KEYS)
+local meta, spec, state, attempt, pending, children, result, skip, outbox, events, lease, delayed, history, cancel, deliveries, cascade, rules, stages, slots, parked, slotinfo, archive = unpack(KEYS)
 local function event(...)
   redis.call('XADD', events, 'MAXLEN', '~', 10000, '*', ...)
 end

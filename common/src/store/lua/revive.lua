@@ -2,7 +2,8 @@
 -- its stage's approval again when the stage was never approved, and is not run when the
 -- stage was rejected) and
 -- evaluates the dependents it had skipped again (reading their dependencies from the spec's
--- `deps` field, pinned by a test in common/src/model/spec.rs). Re-opens a finished run.
+-- `deps` field, pinned by a test in common/src/model/spec.rs). Re-opens a finished run (and
+-- drops its archive mark).
 -- KEYS: the run's keys (prelude.lua)
 -- Errors: NORUN when the run has no `meta` (it expired or Redis lost it): nothing is written.
 -- ARGV: idx now_ms
@@ -58,6 +59,9 @@ run_cascade()
 if redis.call('HGET', meta, 'status') == 'finished' then
   redis.call('HSET', meta, 'status', 'running')
   redis.call('HDEL', meta, 'finished_ms')
+  -- Its archive mark (or a claim being written) goes: the run is archived again, with its
+  -- new outcome, when it finishes again (ARCHIVE_CLAIM, ARCHIVE_DONE).
+  redis.call('DEL', archive)
   for i = 1, #KEYS do redis.call('PERSIST', KEYS[i]) end
 end
 return nxt
