@@ -142,4 +142,68 @@ fn a_worker_waits_out_a_redis_outage_without_a_busy_loop() {
     redis.restart();
     let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--no-save", "--no-report"], LIMIT);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    // One line when the outage began and one when it ended, not one per retry and instance.
+    let log = w.log_text();
+    let count = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!((count("Redis is unreachable"), count("Redis is reachable again")), (1, 1), "{log}");
+}
+
+/// Redis reaching `maxmemory` mid-run: the attached zo-submit says so within 10 s (the run
+/// cannot move), says when Redis takes writes again, and the run finishes; the worker logs
+/// one line each way. A watcher still waiting after a minute exits 3, and the run can be
+/// watched to its end once memory is freed.
+#[test]
+fn a_full_redis_is_said_once_and_a_watcher_gives_up_after_a_minute() {
+    let redis = Redis::start();
+    let ns = namespace("oom");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let w = Worker::start(d, "w", "executor: { kind: simulate }\ninstances: [ { name: fast } ]\n", &redis.url(), &ns);
+    let chain = "tasks:\n  - { name: A, ccr_instance: fast, prompt: p, simulate: { duration: 1s } }\n  - { name: B, ccr_instance: fast, prompt: p, simulate: { duration: 1s }, dependencies: [A] }\n  - { name: C, ccr_instance: fast, prompt: p, simulate: { duration: 1s }, dependencies: [B] }\n";
+    write(d, "t.yaml", chain);
+    let mut c = redis.client();
+    let maxmemory = |c: &mut redis::Connection, v: &str| {
+        let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(v).query(c).unwrap();
+    };
+    let err = d.join("submit.err");
+    let attached = |args: &[&str]| {
+        std::process::Command::new(bin("zo-submit"))
+            .args(args)
+            .current_dir(d)
+            .env("ZO_REDIS_URL", redis.url())
+            .env("ZO_NAMESPACE", &ns)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let said = |needle: &str| std::fs::read_to_string(&err).unwrap_or_default().contains(needle);
+
+    let mut sub = attached(&["t.yaml", "--no-save", "--no-report"]);
+    wait_until("A to finish", LIMIT, || said("✓ A [fast]"));
+    maxmemory(&mut c, "1");
+    let full = Instant::now();
+    wait_until("zo-submit to say Redis is full", Duration::from_secs(10), || said("Redis is out of memory"));
+    println!("said {:.1}s after Redis filled up", full.elapsed().as_secs_f64());
+    std::thread::sleep(Duration::from_secs(3));
+    maxmemory(&mut c, "0");
+    wait_until("zo-submit to say Redis takes writes", Duration::from_secs(15), || said("Redis accepts writes again"));
+    assert_eq!(sub.wait().unwrap().code(), Some(0), "{}", std::fs::read_to_string(&err).unwrap());
+    let log = w.log_text();
+    let count = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!((count("Redis is out of memory"), count("Redis accepts writes again")), (1, 1), "{log}");
+
+    // Full for more than a minute: the watcher exits 3; the run is kept.
+    let mut sub = attached(&["t.yaml", "--no-save", "--no-report"]);
+    wait_until("A to finish", LIMIT, || said("✓ A [fast]"));
+    maxmemory(&mut c, "1");
+    let code = sub.wait().unwrap().code();
+    let text = std::fs::read_to_string(&err).unwrap();
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("Redis has refused writes for 60s") && text.contains("zo-submit watch "), "{text}");
+    maxmemory(&mut c, "0");
+    let run = text.split("zo-submit watch ").last().unwrap().trim().to_string();
+    let out = submit(d, &redis.url(), &ns, &["watch", &run, "--no-save", "--no-report"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
 }

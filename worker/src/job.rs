@@ -154,7 +154,9 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
         Err(e) => {
             // Left pending: it will be delivered again.
             crate::metrics::redis_error("mark_running");
-            warn!("could not mark the task running: {e}");
+            if !e.store().is_some_and(|s| shared.redis.failed(s, "marking a task running")) {
+                warn!("could not mark the task running: {e}");
+            }
             return;
         }
     };
@@ -316,6 +318,7 @@ async fn hand_back(shared: &Shared, job: &Job, d: &Delivery) {
             info!("handed back to the queue");
         }
         Ok(false) => debug!("not ours to hand back"),
+        Err(e) if shared.redis.failed(&e, "handing a task back") => {}
         Err(e) => warn!("handing the task back failed ({e}); it will be reclaimed after its lease"),
     }
 }
@@ -342,7 +345,9 @@ async fn record(shared: &Shared, job: &Job, result: &TaskResult, retry_in: Optio
             }
             Err(e) if e.is_transient() => {
                 crate::metrics::redis_error("record_result");
-                warn!("recording the result failed: {e}; retrying in {:?}", backoff(attempt));
+                if !e.store().is_some_and(|s| shared.redis.failed(s, "recording a result")) {
+                    warn!("recording the result failed: {e}; retrying in {:?}", backoff(attempt));
+                }
                 if sleep_or_shutdown(backoff(attempt), &shared.finished).await {
                     break;
                 }
@@ -381,6 +386,7 @@ async fn dead_letter_entry(shared: &Shared, d: &Delivery, reason: &str) {
     };
     match stored {
         Ok(()) => ack(shared, d).await,
+        Err(e) if shared.redis.failed(&e, "dead-lettering an entry") => {}
         Err(e) => warn!("could not dead-letter {}: {e}; leaving it pending", d.id),
     }
 }
@@ -392,6 +398,8 @@ async fn dead_letter_task(shared: &Shared, job: &Job, result: &TaskResult, reaso
         Err(e) => Err(e),
     };
     if let Err(e) = stored {
-        warn!("could not dead-letter the task: {e}");
+        if !shared.redis.failed(&e, "dead-lettering a task") {
+            warn!("could not dead-letter the task: {e}");
+        }
     }
 }

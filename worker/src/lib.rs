@@ -31,6 +31,7 @@ pub mod limits;
 pub mod metrics;
 pub mod preflight;
 pub mod quotas;
+pub mod redis_health;
 pub mod secrets;
 pub mod service;
 pub mod task;

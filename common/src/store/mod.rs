@@ -286,6 +286,26 @@ impl Store {
         }
         out
     }
+
+    /// Whether Redis refuses writes for lack of memory now (`maxmemory` reached under
+    /// `noeviction`): the memory used and allowed, in words; `None` while it takes writes.
+    pub async fn out_of_memory(&self, conn: &mut Conn) -> Result<Option<String>, StoreError> {
+        let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
+        Ok(memory_full(&info))
+    }
+}
+
+/// From `INFO memory`: "used X of maxmemory Y" when memory is full under `noeviction`.
+fn memory_full(info: &str) -> Option<String> {
+    let field = |name: &str| info.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')).map(str::trim);
+    let used: u64 = field("used_memory")?.parse().ok()?;
+    let max: u64 = field("maxmemory")?.parse().ok()?;
+    let evicts = field("maxmemory_policy").is_some_and(|p| p != "noeviction");
+    (max > 0 && used >= max && !evicts).then(|| format!("used {} of maxmemory {}", mib(used), mib(max)))
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
 }
 
 /// What is wrong with a URL the redis crate would not take, in words.
@@ -354,5 +374,16 @@ mod tests {
         assert!(version_at_least("6.2.0", MIN_REDIS));
         assert!(!version_at_least("6.0.9", MIN_REDIS));
         assert!(!version_at_least("5.0.7", MIN_REDIS));
+    }
+
+    #[test]
+    fn memory_is_full_only_at_maxmemory_under_noeviction() {
+        let info = |used: u64, max: u64, policy: &str| {
+            format!("# Memory\r\nused_memory:{used}\r\nused_memory_human:x\r\nmaxmemory:{max}\r\nmaxmemory_human:y\r\nmaxmemory_policy:{policy}\r\n")
+        };
+        assert_eq!(memory_full(&info(3 << 20, 2 << 20, "noeviction")).as_deref(), Some("used 3.0 MiB of maxmemory 2.0 MiB"));
+        assert_eq!(memory_full(&info(1 << 20, 2 << 20, "noeviction")), None);
+        assert_eq!(memory_full(&info(3 << 20, 0, "noeviction")), None, "no maxmemory: no limit");
+        assert_eq!(memory_full(&info(3 << 20, 2 << 20, "allkeys-lru")), None, "it evicts instead");
     }
 }

@@ -5,6 +5,7 @@
 //! enqueued always moves on.
 
 pub mod live;
+mod memory;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -229,6 +230,33 @@ async fn describe(store: &Store, run_id: &str, view: &View, events: &[Event], pa
     Ok(lines)
 }
 
+/// Says what changed about Redis's memory; the exit code when the watcher gives up.
+fn say_memory(m: memory::Memory, run_id: &str, live: &Live, paint: Paint) -> Option<u8> {
+    match m {
+        memory::Memory::Unchanged => None,
+        memory::Memory::Full(why) => {
+            live.say(&paint.red(&escape_line(&format!(
+                "⚠ Redis is out of memory ({why}) and refuses writes: the run cannot move (workers keep their results and retry). Free memory in Redis or raise its maxmemory (keep noeviction); this watcher gives up after {}s, the run goes on once Redis has room",
+                memory::GIVE_UP.as_secs()
+            ))));
+            None
+        }
+        memory::Memory::Freed => {
+            live.say("Redis accepts writes again; the run goes on");
+            None
+        }
+        memory::Memory::GiveUp(why) => {
+            live.abandon();
+            eprintln!(
+                "zo-submit: Redis has refused writes for {}s ({}); the run is kept and goes on once Redis has room. Re-attach with: zo-submit watch {run_id}",
+                memory::GIVE_UP.as_secs(),
+                escape_line(&why)
+            );
+            Some(exit::INFRA)
+        }
+    }
+}
+
 /// After Ctrl-C: on a terminal, ask whether to cancel the run or detach from it (the bar is
 /// off the screen meanwhile). Anything but `c` (or no terminal, or a second Ctrl-C) detaches.
 async fn ask_cancel(run_id: &str, live: &mut Live, own_worker: bool) -> bool {
@@ -280,6 +308,7 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
     let mut last_running = Instant::now() - RUNNING_EVERY;
     let mut running: Vec<Running> = Vec::new();
     let mut failing_since: Option<Instant> = None;
+    let mut memory = memory::MemoryWatch::new();
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     let mut cancelled = false;
@@ -339,6 +368,15 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
                 live.abandon();
                 return state_lost(run_id);
             }
+            Err(StoreError::OutOfMemory(why)) => {
+                // Its own upkeep was refused: Redis reads still work, the run cannot move.
+                let said = memory.refused(&why);
+                if let Some(code) = say_memory(said, run_id, &live, paint) {
+                    return code;
+                }
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+                continue;
+            }
             Err(e) => {
                 let since = *failing_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > GIVE_UP_AFTER {
@@ -379,6 +417,12 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
         }
         last_id = step.events.last_id;
         let events = step.events.events;
+        if !events.is_empty() {
+            memory.progressed();
+        }
+        if let Some(code) = say_memory(memory.check(store).await, run_id, &live, paint) {
+            return code;
+        }
         if show && !events.is_empty() {
             match describe(store, run_id, &view, &events, paint).await {
                 Ok(lines) => lines.iter().for_each(|l| live.say(l)),

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use crate::redis_health::RedisHealth;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -34,6 +35,14 @@ pub enum BatchError {
 }
 
 impl BatchError {
+    /// The Redis error behind it, if any.
+    pub fn store(&self) -> Option<&StoreError> {
+        match self {
+            BatchError::Store(e) => Some(e),
+            BatchError::ShuttingDown => None,
+        }
+    }
+
     /// True when trying again may succeed (Redis was unreachable or the connection broke).
     pub fn is_transient(&self) -> bool {
         match self {
@@ -83,10 +92,15 @@ pub struct Batcher {
 impl Batcher {
     /// Starts the batching task. It stops taking steps when `stop` fires, finishes those it
     /// has, and returns.
-    pub fn start(store: Store, claim: ClaimInfo, stop: CancellationToken) -> (Batcher, impl std::future::Future<Output = ()>) {
+    pub fn start(
+        store: Store,
+        claim: ClaimInfo,
+        health: Arc<RedisHealth>,
+        stop: CancellationToken,
+    ) -> (Batcher, impl std::future::Future<Output = ()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let local = limits::SharedLocal::default();
-        (Batcher { tx, local: local.clone() }, run(rx, store, claim, local, stop))
+        (Batcher { tx, local: local.clone() }, run(rx, store, claim, local, health, stop))
     }
 
     async fn ask<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, BatchError> {
@@ -111,7 +125,14 @@ impl Batcher {
     }
 }
 
-async fn run(mut rx: mpsc::UnboundedReceiver<Op>, store: Store, claim: ClaimInfo, local: limits::SharedLocal, stop: CancellationToken) {
+async fn run(
+    mut rx: mpsc::UnboundedReceiver<Op>,
+    store: Store,
+    claim: ClaimInfo,
+    local: limits::SharedLocal,
+    health: Arc<RedisHealth>,
+    stop: CancellationToken,
+) {
     let mut conn: Option<Conn> = None;
     let mut closed = false;
     loop {
@@ -158,7 +179,7 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Op>, store: Store, claim: ClaimInfo
                 }
             },
         };
-        if execute(ops, c, &store, &claim, &local, deadline.is_some(), ended).await {
+        if execute(ops, c, (&store, &claim, &health), &local, deadline.is_some(), ended).await {
             // The connection broke: the next batch opens a new one.
             conn = None;
         }
@@ -181,8 +202,7 @@ fn fail_all(ops: Vec<Op>, why: BatchError) {
 async fn execute(
     ops: Vec<Op>,
     conn: Conn,
-    store: &Store,
-    claim: &ClaimInfo,
+    (store, claim, health): (&Store, &ClaimInfo, &Arc<RedisHealth>),
     local: &limits::SharedLocal,
     holding: bool,
     flush: bool,
@@ -220,11 +240,12 @@ async fn execute(
         });
     }
     for (run, list) in records {
-        let (mut c, store) = (conn.fork(), store.clone());
+        let (mut c, store, health) = (conn.fork(), store.clone(), health.clone());
         parts.spawn(async move {
             let (items, replies): (Vec<ToRecord>, Vec<_>) = list.into_iter().unzip();
             match store.record_results(&mut c, &run, &items).await {
                 Ok(zo_common::store::Batch { outcomes, mut finished, cascade_left, mut queued, budget_alert, budget_reached }) => {
+                    health.wrote();
                     if budget_alert {
                         warn!(run = %run, "budget_alert: the run's spending reached its alert threshold");
                     }
@@ -238,6 +259,7 @@ async fn execute(
                                 finished |= done.finished;
                                 queued += done.queued;
                             }
+                            Err(e) if health.failed(&e, "settling dependents") => {}
                             Err(e) => warn!(run = %run, "settling dependents paused ({e}); upkeep goes on with it"),
                         }
                     }
@@ -252,7 +274,9 @@ async fn execute(
                     }
                     if queued > 0 {
                         if let Err(e) = store.flush_outbox(&mut c, &run).await {
-                            warn!(run = %run, "could not enqueue released tasks now ({e}); they stay in the run's outbox");
+                            if !health.failed(&e, "enqueuing released tasks") {
+                                warn!(run = %run, "could not enqueue released tasks now ({e}); they stay in the run's outbox");
+                            }
                         }
                     }
                     false

@@ -40,15 +40,20 @@ pub(super) async fn heartbeat_loop(shared: Arc<Shared>, instances: Vec<String>, 
     loop {
         info.in_flight = in_flight(&shared, &info.instances);
         match shared.store.conn().await {
-            Ok(mut conn) => {
-                if let Err(e) = shared.store.heartbeat(&mut conn, &info).await {
+            Ok(mut conn) => match shared.store.heartbeat(&mut conn, &info).await {
+                Ok(()) => shared.redis.wrote(),
+                Err(e) => {
                     crate::metrics::redis_error("heartbeat");
-                    debug!("heartbeat failed: {e}");
+                    if !shared.redis.failed(&e, "heartbeat") {
+                        debug!("heartbeat failed: {e}");
+                    }
                 }
-            }
+            },
             Err(e) => {
                 crate::metrics::redis_error("heartbeat");
-                debug!("heartbeat failed: {e}");
+                if !shared.redis.failed(&e, "heartbeat") {
+                    debug!("heartbeat failed: {e}");
+                }
             }
         }
         if sleep_or_shutdown(EVERY, &shutdown).await {

@@ -91,6 +91,8 @@ pub(crate) struct Shared {
     pub host_ready: watch::Receiver<bool>,
     /// Where the runs this worker finishes are archived (`archive:` in its config).
     pub archive: Option<std::path::PathBuf>,
+    /// Says once when Redis fails the worker and once when it is back.
+    pub redis: Arc<crate::redis_health::RedisHealth>,
 }
 
 impl Shared {
@@ -319,7 +321,8 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
     let finished = CancellationToken::new();
     let mut keepers = tokio::task::JoinSet::new();
     let claim = ClaimInfo { worker: id.clone(), lease: cfg.lease, max_deliveries: cfg.max_deliveries };
-    let (batch, batching) = Batcher::start(store.clone(), claim, finished.clone());
+    let redis_health = Arc::new(crate::redis_health::RedisHealth::default());
+    let (batch, batching) = Batcher::start(store.clone(), claim, redis_health.clone(), finished.clone());
     keepers.spawn(batching);
     let shared = Arc::new(Shared {
         store: store.clone(),
@@ -340,6 +343,7 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
         limits: cfg.instances.iter().map(|i| (i.name.clone(), crate::limits::InstanceLimits::of(&opts.catalog, &i.name))).collect(),
         host_ready,
         archive: cfg.archive.clone(),
+        redis: redis_health,
     });
     let instances: Vec<String> = cfg.instances.iter().map(|i| i.name.clone()).collect();
     let executor_name = executor.as_ref().map(|e| e.host().to_string()).unwrap_or_else(|| "simulate".into());

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::{backoff, sleep_or_shutdown, Shared};
 use crate::job;
@@ -36,7 +36,9 @@ pub(super) async fn read_loop(shared: Arc<Shared>, instance: String, shutdown: C
             Ok(c) => c,
             Err(e) => {
                 crate::metrics::redis_error("read");
-                warn!(instance = %instance, "Redis unavailable: {e}; retrying in {:?}", backoff(failures));
+                if !shared.redis.failed(&e, "reading jobs") {
+                    warn!(instance = %instance, "Redis unavailable: {e}; retrying in {:?}", backoff(failures));
+                }
                 if sleep_or_shutdown(backoff(failures), &shutdown).await {
                     return;
                 }
@@ -59,9 +61,7 @@ pub(super) async fn read_loop(shared: Arc<Shared>, instance: String, shutdown: C
         drop(conn);
         let deliveries = match result {
             Ok(r) => {
-                if failures > 0 {
-                    info!(instance = %instance, "Redis reachable again");
-                }
+                shared.redis.read();
                 failures = 0;
                 r
             }
@@ -73,7 +73,9 @@ pub(super) async fn read_loop(shared: Arc<Shared>, instance: String, shutdown: C
                     }
                 } else {
                     crate::metrics::redis_error("read");
-                    warn!(instance = %instance, "reading jobs failed: {e}; retrying in {:?}", backoff(failures));
+                    if !shared.redis.failed(&e, "reading jobs") {
+                        warn!(instance = %instance, "reading jobs failed: {e}; retrying in {:?}", backoff(failures));
+                    }
                 }
                 if sleep_or_shutdown(backoff(failures), &shutdown).await {
                     return;
