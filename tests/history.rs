@@ -165,4 +165,11 @@ fn runs_ended_from_the_command_line_are_archived_by_a_worker() {
     assert_eq!(times, 2, "once per outcome:\n{}", w.log_text());
     let runs = json(d, &redis, &ns, &["runs", "--json"]);
     assert!(runs.as_array().unwrap().iter().any(|r| r["run_id"] == run.as_str() && r["failed"] == 0), "{runs}");
+
+    // stats counts the cancelled tasks as cancelled (the two cancelled runs), not as failures.
+    let st = json(d, &redis, &ns, &["stats", "--json"]);
+    assert_eq!((st["cancelled"].as_u64(), st["by_instance"]["reasoning"]["cancelled"].as_u64()), (Some(4), Some(4)), "{st}");
+    assert_eq!(st["by_instance"]["reasoning"]["failed"], 0, "{st}");
+    let text = submit(d, &redis.url(), &ns, &["stats"], LIMIT).stdout;
+    assert!(text.contains("not run to the end: 4 cancelled · 0 skipped because of a failure") && text.contains("Cancelled"), "{text}");
 }

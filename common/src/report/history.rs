@@ -96,6 +96,10 @@ pub struct InstanceStats {
     pub successful: u64,
     pub failed: u64,
     pub timeout: u64,
+    /// Cancelled (from the command line, or by a budget reached), and skipped because of a
+    /// failure: not run to the end, though nothing of theirs failed.
+    pub cancelled: u64,
+    pub skipped: u64,
     /// Successful ÷ tasks that were to run (a skip because a condition did not hold is left out).
     pub completion_rate: f64,
     pub timeout_rate: f64,
@@ -120,6 +124,9 @@ pub struct Stats {
     pub runs_succeeded: u64,
     pub run_success_rate: f64,
     pub tasks: u64,
+    /// Tasks cancelled, and skipped because of a failure.
+    pub cancelled: u64,
+    pub skipped: u64,
     /// The seed's targets: completion ≥ 99%, timeouts < 5%.
     pub completion_rate: f64,
     pub timeout_rate: f64,
@@ -176,6 +183,14 @@ pub fn stats(docs: &[ResultsDocument]) -> Stats {
                     timeouts += 1;
                 }
                 TaskState::Failed => e.failed += 1,
+                TaskState::Cancelled => {
+                    e.cancelled += 1;
+                    s.cancelled += 1;
+                }
+                TaskState::Skipped => {
+                    e.skipped += 1;
+                    s.skipped += 1;
+                }
                 _ => {}
             }
             e.input_tokens += t.input_tokens;

@@ -232,17 +232,27 @@ pub async fn stats(conn: &ConnOpts, since: Duration, limit: usize, json: bool, c
         pct(s.timeout_rate),
         mark(s.timeout_rate < 0.05)
     );
+    if s.cancelled + s.skipped > 0 {
+        let _ = writeln!(out, "not run to the end: {} cancelled · {} skipped because of a failure", s.cancelled, s.skipped);
+    }
     if s.runs_with_budget > 0 {
         let _ = writeln!(out, "budgets: {} of {} run(s) spent more than their budget", s.budget_overruns, s.runs_with_budget);
     }
-    let mut t = table(vec!["Instance", "Tasks", "Completed", "Timeouts", "Median", "p95", "Wait p95", "Tokens in/out", "Cost", "Retries"]);
+    // A Cancelled column when anything was cancelled, as the reports have.
+    let with_cancelled = s.cancelled > 0;
+    let mut head = vec!["Instance", "Tasks", "Completed", "Timeouts"];
+    if with_cancelled {
+        head.push("Cancelled");
+    }
+    head.extend(["Median", "p95", "Wait p95", "Tokens in/out", "Cost", "Retries"]);
+    let mut t = table(head);
     for (name, e) in &s.by_instance {
         let retries = e.retries.iter().map(|(c, n)| format!("{c} {n}")).collect::<Vec<_>>().join(", ");
-        t.add_row(vec![
-            Cell::new(escape_line(name)),
-            right(e.tasks),
-            right(pct(e.completion_rate)),
-            right(pct(e.timeout_rate)),
+        let mut row = vec![Cell::new(escape_line(name)), right(e.tasks), right(pct(e.completion_rate)), right(pct(e.timeout_rate))];
+        if with_cancelled {
+            row.push(right(e.cancelled));
+        }
+        row.extend([
             right(format!("{:.1}s", e.duration_median)),
             right(format!("{:.1}s", e.duration_p95)),
             right(format!("{:.1}s", e.queue_wait_p95)),
@@ -250,6 +260,7 @@ pub async fn stats(conn: &ConnOpts, since: Duration, limit: usize, json: bool, c
             right(e.cost.map_or_else(|| "-".into(), format_dollars)),
             Cell::new(if retries.is_empty() { "-".into() } else { retries }),
         ]);
+        t.add_row(row);
     }
     let _ = writeln!(out, "{t}");
     stdout(&out);
