@@ -116,6 +116,12 @@ fn the_live_view_shows_running_tasks_asks_cleanly_and_reattaches() {
     let started = Instant::now();
     tmux.start("submit", &format!("{env} t.yaml --no-save --no-report; sleep 60"));
 
+    // A failed task leaves the running list with its ✗ line (not at the next read of leases).
+    tmux.wait_for("submit", "Flaky's failure", |s| s.contains("✗ Flaky [general] failed"));
+    std::thread::sleep(Duration::from_millis(300));
+    let s = tmux.screen_of("submit", false);
+    assert!(!s.contains("▸ Flaky"), "a failed task still listed as running:\n{s}");
+
     // Mid-run: Long one runs on the worker with its elapsed time; the retry and the failure
     // scrolled by with their reason; every line of the view fits the terminal.
     let s = tmux.wait_for("submit", "Long one running alone, with its elapsed time", |s| {

@@ -58,6 +58,8 @@ impl Paint {
 /// A task running now, for the live view.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Running {
+    /// The task's index in the run.
+    pub idx: u32,
     pub name: String,
     pub instance: String,
     pub worker: String,
@@ -279,7 +281,7 @@ mod tests {
     use super::*;
 
     fn running(name: &str, for_ms: u64, attempt: u32) -> Running {
-        Running { name: name.into(), instance: "fast".into(), worker: "w1".into(), attempt, for_ms: Some(for_ms) }
+        Running { idx: 0, name: name.into(), instance: "fast".into(), worker: "w1".into(), attempt, for_ms: Some(for_ms) }
     }
 
     #[test]

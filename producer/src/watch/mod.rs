@@ -79,6 +79,7 @@ impl View {
             .iter()
             .filter(|l| (l.idx as usize) < self.names.len())
             .map(|l| Running {
+                idx: l.idx,
                 name: escape_line(&self.names[l.idx as usize]).into_owned(),
                 instance: escape_line(&self.instances[l.idx as usize]).into_owned(),
                 worker: escape_line(&l.worker).into_owned(),
@@ -477,6 +478,9 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
             last_running = Instant::now();
             running = view.running_rows(&r);
         }
+        // A task whose end just scrolled by leaves the running list at once, not at the next
+        // read of the leases.
+        running.retain(|r| view.states.get(r.idx as usize).is_none_or(|st| !st.is_final()));
         live.update(&meta, &view.per_instance(), &running);
     }
     live.finish();
