@@ -184,11 +184,12 @@ fn the_demo_shows_the_live_view_and_says_what_to_do_next() {
     let redis = Redis::start();
     let dir = tempfile::tempdir().unwrap();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/demo.sh");
+    let demo_ns = namespace("demo");
     let started = Instant::now();
     let out = Command::new("bash")
         .arg(&script)
         .env("ZO_REDIS_URL", redis.url())
-        .env("ZO_NAMESPACE", namespace("demo"))
+        .env("ZO_NAMESPACE", &demo_ns)
         .env("ZO_DEMO_DIR", dir.path())
         .stdin(std::process::Stdio::null())
         .output()
@@ -215,6 +216,31 @@ fn the_demo_shows_the_live_view_and_says_what_to_do_next() {
         .unwrap()
         .flatten()
         .any(|e| e.file_name().to_string_lossy().starts_with("worker_")));
+
+    // `show` of the demo run at 80 columns: one line per task, no name or number broken.
+    let shown = Command::new(bin("zo-submit"))
+        .args(["show", "latest"])
+        .env("ZO_REDIS_URL", redis.url())
+        .env("ZO_NAMESPACE", &demo_ns)
+        .env("COLUMNS", "80")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{}", String::from_utf8_lossy(&shown.stderr));
+    for l in text.lines() {
+        assert!(l.chars().count() <= 80, "wider than 80 columns: `{l}`");
+    }
+    let demo = std::fs::read_to_string(script.parent().unwrap().join("../tasks/demo.yaml")).unwrap();
+    let names: Vec<&str> = demo.lines().filter_map(|l| l.trim().strip_prefix("- name: ")).map(|n| n.trim_matches('"')).collect();
+    assert_eq!(names.len(), 22, "{names:?}");
+    for n in &names {
+        let rows = text.lines().filter(|l| l.contains(&format!("┆ {n} "))).count();
+        assert_eq!(rows, 1, "task `{n}` on one row:\n{text}");
+    }
+    for inst in ["code-review", "general", "reasoning"] {
+        assert!(text.lines().any(|l| l.starts_with(&format!("│ {inst} "))), "instance names whole:\n{text}");
+    }
+    assert!(text.lines().count() < 60, "{} lines:\n{text}", text.lines().count());
     // The workflow it suggests trying runs as printed (the repository's files, simulated).
     let suggested = "./target/debug/zo-submit tasks/example.yaml --with-worker configs/worker.simulate.yaml";
     assert!(stdout.contains(suggested), "{stdout}");

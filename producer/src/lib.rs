@@ -49,10 +49,14 @@ pub mod exit {
 
 pub use logging::color_on;
 
-/// The terminal's width when stdout is one (tables are fitted to it), else none.
+/// The width tables are fitted to: the terminal's when stdout is one, else `COLUMNS` when set
+/// (`COLUMNS=80 zo-submit show RUN | less`), else none (as wide as the content).
 pub(crate) fn stdout_width() -> Option<u16> {
     let term = console::Term::stdout();
-    term.is_term().then(|| term.size().1.max(40))
+    if term.is_term() {
+        return Some(term.size().1.max(40));
+    }
+    std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse::<u16>().ok()).filter(|&c| c > 0).map(|c| c.max(40))
 }
 
 /// "1 task", "2 tasks".

@@ -2,8 +2,9 @@
 
 use std::fmt::Write as _;
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, ContentArrangement, Table};
 
+use super::fit::{fitted, Col};
 use super::{budget_line, one_line, pct, status_mark, usd, ResultsDocument, TaskReport};
 use crate::model::TaskState;
 use crate::text::escape_line;
@@ -53,63 +54,84 @@ pub fn dashboard(doc: &ResultsDocument, width: Option<u16>) -> String {
     }
     let _ = writeln!(out, "{t}");
 
-    let mut t = table(width);
     let priced = doc.results_by_instance.values().any(|e| e.cost.is_some());
     // Cancelled only when a task was: the table stays within 80 columns otherwise.
     let cancelled = doc.results_by_instance.values().any(|e| e.counts.cancelled > 0);
-    let mut header = vec!["Instance", "Model", "Tasks", "OK", "Failed", "Timeout", "Skipped"];
+    // Narrow terminals lose the model first, then tokens, average, skipped, rate, timeouts.
+    let mut cols = vec![
+        Col::keep("Instance"),
+        Col::keep("Model").droppable(0),
+        Col::num("Tasks"),
+        Col::num("OK"),
+        Col::num("Failed"),
+        Col::num("Timeout").droppable(5),
+        Col::num("Skipped").droppable(3),
+    ];
     if cancelled {
-        header.push("Cancelled");
+        cols.push(Col::num("Cancelled"));
     }
-    header.extend(["Rate", "Avg", "Tokens in/out"]);
+    cols.extend([Col::num("Rate").droppable(4), Col::num("Avg").droppable(2), Col::num("Tokens in/out").droppable(1)]);
     if priced {
-        header.push("Cost");
+        cols.push(Col::num("Cost"));
     }
-    t.set_header(header);
+    let mut rows = Vec::new();
     for (name, e) in &doc.results_by_instance {
         let mut row = vec![
-            Cell::new(name),
-            Cell::new(&e.model),
-            Cell::new(e.total).set_alignment(CellAlignment::Right),
-            Cell::new(e.counts.successful).set_alignment(CellAlignment::Right),
-            Cell::new(e.counts.failed).set_alignment(CellAlignment::Right),
-            Cell::new(e.counts.timeout).set_alignment(CellAlignment::Right),
-            Cell::new(e.counts.skipped).set_alignment(CellAlignment::Right),
+            escape_line(name).into_owned(),
+            escape_line(&e.model).into_owned(),
+            e.total.to_string(),
+            e.counts.successful.to_string(),
+            e.counts.failed.to_string(),
+            e.counts.timeout.to_string(),
+            e.counts.skipped.to_string(),
         ];
         if cancelled {
-            row.push(Cell::new(e.counts.cancelled).set_alignment(CellAlignment::Right));
+            row.push(e.counts.cancelled.to_string());
         }
         row.extend([
-            Cell::new(format!("{:.0}%", e.success_rate)).set_alignment(CellAlignment::Right),
-            Cell::new(format!("{:.1}s", e.average_duration)).set_alignment(CellAlignment::Right),
-            Cell::new(format!("{}/{}", e.input_tokens, e.output_tokens)).set_alignment(CellAlignment::Right),
+            format!("{:.0}%", e.success_rate),
+            format!("{:.1}s", e.average_duration),
+            format!("{}/{}", e.input_tokens, e.output_tokens),
         ]);
         if priced {
-            row.push(Cell::new(e.cost.map_or_else(|| "-".to_string(), usd)).set_alignment(CellAlignment::Right));
+            row.push(e.cost.map_or_else(|| "-".to_string(), usd));
         }
-        t.add_row(row);
+        rows.push(row);
     }
+    let t = fitted(cols, rows, width);
     let _ = writeln!(out, "RESULTS BY INSTANCE\n{t}");
 
     let all = doc.tasks.len() <= DASHBOARD_TASK_ROWS;
     let shown: Vec<&TaskReport> = doc.tasks.iter().filter(|t| all || t.status != TaskState::Success).take(DASHBOARD_TASK_ROWS).collect();
     if !shown.is_empty() {
-        let mut t = table(width);
-        t.set_header(vec!["", "Task", "Instance", "Status", "Duration", "Attempts", "Detail"]);
-        for r in &shown {
-            // Names, errors and outputs are untrusted: one line each, control characters escaped.
-            let detail =
-                r.error.as_deref().map(|e| one_line(e.lines().next().unwrap_or(""), 70)).unwrap_or_else(|| one_line(&r.output, 60));
-            t.add_row(vec![
-                Cell::new(status_mark(r.status)),
-                Cell::new(escape_line(&r.task_name)),
-                Cell::new(escape_line(&r.ccr_instance)),
-                Cell::new(r.status.as_str()),
-                Cell::new(format!("{:.1}s", r.duration)).set_alignment(CellAlignment::Right),
-                Cell::new(r.attempts).set_alignment(CellAlignment::Right),
-                Cell::new(one_line(&detail, 70)),
-            ]);
-        }
+        let cols = vec![
+            Col::keep(""),
+            Col::keep("Task"),
+            // The mark says the status: the word goes before the instance.
+            Col::keep("Instance").droppable(2),
+            Col::keep("Status").droppable(1),
+            Col::num("Duration"),
+            Col::num("Attempts").droppable(0),
+            Col::free("Detail"),
+        ];
+        let rows = shown
+            .iter()
+            .map(|r| {
+                // Names, errors and outputs are untrusted: one line each, control characters escaped.
+                let detail =
+                    r.error.as_deref().map(|e| one_line(e.lines().next().unwrap_or(""), 70)).unwrap_or_else(|| one_line(&r.output, 60));
+                vec![
+                    status_mark(r.status).to_string(),
+                    escape_line(&r.task_name).into_owned(),
+                    escape_line(&r.ccr_instance).into_owned(),
+                    r.status.as_str().to_string(),
+                    format!("{:.1}s", r.duration),
+                    r.attempts.to_string(),
+                    detail,
+                ]
+            })
+            .collect();
+        let t = fitted(cols, rows, width);
         let title = if all {
             "TASKS".to_string()
         } else {

@@ -6,6 +6,7 @@
 mod dashboard;
 pub mod diff;
 mod document;
+pub mod fit;
 pub mod gantt;
 pub mod history;
 mod html;

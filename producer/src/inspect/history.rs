@@ -6,7 +6,6 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use comfy_table::Cell;
 use serde::Serialize;
 use zo_common::archive;
 use zo_common::catalog::Catalog;
@@ -16,9 +15,10 @@ use zo_common::report::{self, diff as rdiff, ResultsDocument};
 use zo_common::store::{check_run_id, RunFilter, Store, StoreError};
 use zo_common::text::{escape_controls, escape_line};
 
-use super::{print_json, right, table};
+use super::print_json;
 use crate::cli::{ArchiveOpt, ConnOpts};
 use crate::{connect, exit, fail_queue, stdout};
+use zo_common::report::fit::Col;
 
 /// Says why an archive could not be read; the exit code.
 fn archive_failed(e: &archive::ArchiveError) -> u8 {
@@ -137,16 +137,20 @@ pub async fn diff(conn: &ConnOpts, runs: [&String; 2], changed_only: bool, json:
             s.cost.map_or_else(String::new, |c| format!(" {}", format_dollars(c)))
         ),
     };
-    let mut t = table(vec!["Task", &d.run_a, &d.run_b, "Output"]);
-    for x in &d.tasks {
-        t.add_row(vec![
-            Cell::new(escape_line(&x.task_name)),
-            Cell::new(side(&x.a)),
-            Cell::new(side(&x.b)),
-            Cell::new(if x.output_diff.is_some() { "differs" } else { "same" }),
-        ]);
-    }
-    let mut out = format!("{t}\n");
+    let cols = vec![Col::keep("Task"), Col::free(d.run_a.as_str()), Col::free(d.run_b.as_str()), Col::keep("Output")];
+    let rows = d
+        .tasks
+        .iter()
+        .map(|x| {
+            vec![
+                escape_line(&x.task_name).into_owned(),
+                side(&x.a),
+                side(&x.b),
+                if x.output_diff.is_some() { "differs" } else { "same" }.to_string(),
+            ]
+        })
+        .collect();
+    let mut out = format!("{}\n", super::fit(cols, rows));
     for x in d.tasks.iter().filter_map(|x| x.output_diff.as_ref()) {
         // Model text: control characters written out, not run.
         let _ = writeln!(out, "{}", escape_controls(x));
@@ -184,18 +188,33 @@ pub async fn search(conn: &ConnOpts, q: &Query<'_>, limit: usize, json: bool, ca
         stdout(&format!("no task matches `{}` in {} run(s)\n", escape_line(q.text), docs.len()));
         return exit::OK;
     }
-    let mut t = table(vec!["Run", "Task", "Instance", "Status", "In", "Match"]);
-    for h in &hits {
-        t.add_row(vec![
-            Cell::new(&h.run_id),
-            Cell::new(escape_line(&h.task_name)),
-            Cell::new(escape_line(&h.ccr_instance)),
-            Cell::new(h.status.as_str()),
-            Cell::new(h.field),
-            Cell::new(&h.snippet),
-        ]);
-    }
-    stdout(&format!("{t}\n{} match(es) in {} run(s); one task in full: zo-submit show RUN TASK\n", hits.len(), docs.len()));
+    let cols = vec![
+        Col::keep("Run"),
+        Col::keep("Task"),
+        Col::keep("Instance").droppable(1),
+        Col::keep("Status").droppable(0),
+        Col::keep("In"),
+        Col::free("Match"),
+    ];
+    let rows = hits
+        .iter()
+        .map(|h| {
+            vec![
+                h.run_id.clone(),
+                escape_line(&h.task_name).into_owned(),
+                escape_line(&h.ccr_instance).into_owned(),
+                h.status.as_str().to_string(),
+                h.field.to_string(),
+                h.snippet.clone(),
+            ]
+        })
+        .collect();
+    stdout(&format!(
+        "{}\n{} match(es) in {} run(s); one task in full: zo-submit show RUN TASK\n",
+        super::fit(cols, rows),
+        hits.len(),
+        docs.len()
+    ));
     exit::OK
 }
 
@@ -238,30 +257,42 @@ pub async fn stats(conn: &ConnOpts, since: Duration, limit: usize, json: bool, c
     if s.runs_with_budget > 0 {
         let _ = writeln!(out, "budgets: {} of {} run(s) spent more than their budget", s.budget_overruns, s.runs_with_budget);
     }
-    // A Cancelled column when anything was cancelled, as the reports have.
+    // A Cancelled column when anything was cancelled, as the reports have. Narrow terminals
+    // lose the queue waits, tokens, cost, p95 and retries first.
     let with_cancelled = s.cancelled > 0;
-    let mut head = vec!["Instance", "Tasks", "Completed", "Timeouts"];
+    let mut cols = vec![Col::keep("Instance"), Col::num("Tasks"), Col::num("Completed"), Col::num("Timeouts")];
     if with_cancelled {
-        head.push("Cancelled");
+        cols.push(Col::num("Cancelled"));
     }
-    head.extend(["Median", "p95", "Wait p95", "Tokens in/out", "Cost", "Retries"]);
-    let mut t = table(head);
-    for (name, e) in &s.by_instance {
-        let retries = e.retries.iter().map(|(c, n)| format!("{c} {n}")).collect::<Vec<_>>().join(", ");
-        let mut row = vec![Cell::new(escape_line(name)), right(e.tasks), right(pct(e.completion_rate)), right(pct(e.timeout_rate))];
-        if with_cancelled {
-            row.push(right(e.cancelled));
-        }
-        row.extend([
-            right(format!("{:.1}s", e.duration_median)),
-            right(format!("{:.1}s", e.duration_p95)),
-            right(format!("{:.1}s", e.queue_wait_p95)),
-            right(format!("{}/{}", e.input_tokens, e.output_tokens)),
-            right(e.cost.map_or_else(|| "-".into(), format_dollars)),
-            Cell::new(if retries.is_empty() { "-".into() } else { retries }),
-        ]);
-        t.add_row(row);
-    }
+    cols.extend([
+        Col::num("Median"),
+        Col::num("p95").droppable(3),
+        Col::num("Wait p95").droppable(0),
+        Col::num("Tokens in/out").droppable(1),
+        Col::num("Cost").droppable(2),
+        Col::free("Retries"),
+    ]);
+    let rows = s
+        .by_instance
+        .iter()
+        .map(|(name, e)| {
+            let retries = e.retries.iter().map(|(c, n)| format!("{c} {n}")).collect::<Vec<_>>().join(", ");
+            let mut row = vec![escape_line(name).into_owned(), e.tasks.to_string(), pct(e.completion_rate), pct(e.timeout_rate)];
+            if with_cancelled {
+                row.push(e.cancelled.to_string());
+            }
+            row.extend([
+                format!("{:.1}s", e.duration_median),
+                format!("{:.1}s", e.duration_p95),
+                format!("{:.1}s", e.queue_wait_p95),
+                format!("{}/{}", e.input_tokens, e.output_tokens),
+                e.cost.map_or_else(|| "-".into(), format_dollars),
+                if retries.is_empty() { "-".into() } else { retries },
+            ]);
+            row
+        })
+        .collect();
+    let t = super::fit(cols, rows);
     let _ = writeln!(out, "{t}");
     stdout(&out);
     exit::OK

@@ -15,10 +15,11 @@ pub use export::export;
 pub use history::{diff, search, stats};
 pub use show::show;
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
+use comfy_table::Table;
 use serde::Serialize;
 use zo_common::catalog::Catalog;
 use zo_common::model::{format_dollars, now_ms, rfc3339, RunMeta};
+use zo_common::report::fit::Col;
 use zo_common::store::{RunFilter, StoreError};
 use zo_common::text::escape_line;
 
@@ -30,19 +31,10 @@ fn print_json<T: Serialize>(value: &T) {
     stdout(&format!("{}\n", serde_json::to_string_pretty(value).expect("serializes")));
 }
 
-/// A table that fits the terminal (as wide as its content when stdout is no terminal).
-fn table(header: Vec<&str>) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
-    if let Some(w) = crate::stdout_width() {
-        t.set_content_arrangement(ContentArrangement::Dynamic).set_width(w);
-    }
-    t.set_header(header);
-    t
-}
-
-fn right<T: ToString>(v: T) -> Cell {
-    Cell::new(v.to_string()).set_alignment(CellAlignment::Right)
+/// A table fitted to the terminal without wrapping a name or a number (see
+/// [`zo_common::report::fit`]): the free-text column is cut, the least useful columns go.
+pub(super) fn fit(cols: Vec<Col>, rows: Vec<Vec<String>>) -> Table {
+    zo_common::report::fit::fitted(cols, rows, crate::stdout_width())
 }
 
 /// A duration in ms as people read it: `850ms`, `12.3s`, `4m05s`, `2h10m`, `3d4h`.
@@ -213,19 +205,29 @@ pub async fn runs(conn: &ConnOpts, status: Option<RunStatusFilter>, limit: usize
         stdout(&format!("no runs in namespace `{}`; {hint}\n", escape_line(&conn.namespace)));
         return exit::OK;
     }
-    let mut t = table(vec!["Run", "Status", "Elapsed", "Created", "Cost", "File"]);
-    for r in &rows {
-        let file = if r.name.is_empty() { r.task_file.clone() } else { format!("{} ({})", r.name, r.task_file) };
-        t.add_row(vec![
-            Cell::new(&r.run_id),
-            Cell::new(r.progress()),
-            right(age((r.elapsed * 1000.0) as u64)),
-            Cell::new(r.created_at.get(..19).unwrap_or(&r.created_at).replace('T', " ")),
-            right(r.cost.map_or_else(|| "-".into(), format_dollars)),
-            Cell::new(escape_line(&file)),
-        ]);
-    }
-    stdout(&format!("{t}\n"));
+    let cols = vec![
+        Col::keep("Run"),
+        Col::keep("Status"),
+        Col::num("Elapsed").droppable(2),
+        Col::keep("Created").droppable(1),
+        Col::num("Cost").droppable(0),
+        Col::free("File"),
+    ];
+    let cells = rows
+        .iter()
+        .map(|r| {
+            let file = if r.name.is_empty() { r.task_file.clone() } else { format!("{} ({})", r.name, r.task_file) };
+            vec![
+                r.run_id.clone(),
+                r.progress(),
+                age((r.elapsed * 1000.0) as u64),
+                r.created_at.get(..19).unwrap_or(&r.created_at).replace('T', " "),
+                r.cost.map_or_else(|| "-".into(), format_dollars),
+                escape_line(&file).into_owned(),
+            ]
+        })
+        .collect();
+    stdout(&format!("{}\n", fit(cols, cells)));
     exit::OK
 }
 
@@ -292,20 +294,33 @@ pub async fn queues(conn: &ConnOpts, catalog: &Catalog, json: bool) -> u8 {
         print_json(&rows);
         return exit::OK;
     }
-    let mut t = table(vec!["Instance", "Priority", "Length", "Pending", "Waiting", "Oldest", "Consumers", "Live workers"]);
-    for q in rows.iter().filter(|q| q.length > 0 || q.priority == "medium") {
-        t.add_row(vec![
-            Cell::new(escape_line(&q.instance)),
-            Cell::new(q.priority),
-            right(q.length),
-            right(q.pending),
-            right(q.waiting),
-            right(q.oldest_age.map_or_else(|| "-".into(), |s| age((s * 1000.0) as u64))),
-            right(q.consumers),
-            right(if q.live_workers == 0 && q.waiting > 0 { "0 ⚠".to_string() } else { q.live_workers.to_string() }),
-        ]);
-    }
-    stdout(&format!("{t}\n(empty high and low priority streams are not shown; --json lists every stream)\n"));
+    let cols = vec![
+        Col::keep("Instance"),
+        Col::keep("Priority"),
+        Col::num("Length").droppable(1),
+        Col::num("Pending"),
+        Col::num("Waiting"),
+        Col::num("Oldest").droppable(2),
+        Col::num("Consumers").droppable(0),
+        Col::num("Live workers"),
+    ];
+    let cells = rows
+        .iter()
+        .filter(|q| q.length > 0 || q.priority == "medium")
+        .map(|q| {
+            vec![
+                escape_line(&q.instance).into_owned(),
+                q.priority.to_string(),
+                q.length.to_string(),
+                q.pending.to_string(),
+                q.waiting.to_string(),
+                q.oldest_age.map_or_else(|| "-".into(), |s| age((s * 1000.0) as u64)),
+                q.consumers.to_string(),
+                if q.live_workers == 0 && q.waiting > 0 { "0 ⚠".to_string() } else { q.live_workers.to_string() },
+            ]
+        })
+        .collect();
+    stdout(&format!("{}\n(empty high and low priority streams are not shown; --json lists every stream)\n", fit(cols, cells)));
     exit::OK
 }
 
@@ -373,20 +388,30 @@ pub async fn workers(conn: &ConnOpts, json: bool) -> u8 {
         stdout(&format!("no live workers in namespace `{}`; start one with: zo-worker --config configs/worker.yaml\n", conn.namespace));
         return exit::OK;
     }
-    let mut t = table(vec!["Worker", "Host", "Instances (in flight)", "Heartbeat", "Up", "Version"]);
-    for w in &rows {
-        let inst = w.in_flight_by_instance.iter().map(|(i, n)| format!("{i} {n}")).collect::<Vec<_>>().join(", ");
-        let version = if w.compatible { w.version.clone() } else { format!("{} ⚠ protocol {}", w.version, w.protocol) };
-        t.add_row(vec![
-            Cell::new(escape_line(&w.id)),
-            Cell::new(escape_line(&w.host)),
-            Cell::new(escape_line(if inst.is_empty() { w.instances.join(", ") } else { inst }.as_str())),
-            right(format!("{} ago", age((w.heartbeat_age * 1000.0) as u64))),
-            right(age((w.uptime * 1000.0) as u64)),
-            Cell::new(escape_line(&version)),
-        ]);
-    }
-    stdout(&format!("{t}\n"));
+    let cols = vec![
+        Col::keep("Worker"),
+        Col::keep("Host").droppable(0),
+        Col::free("Instances (in flight)"),
+        Col::num("Heartbeat"),
+        Col::num("Up").droppable(1),
+        Col::keep("Version").droppable(2),
+    ];
+    let cells = rows
+        .iter()
+        .map(|w| {
+            let inst = w.in_flight_by_instance.iter().map(|(i, n)| format!("{i} {n}")).collect::<Vec<_>>().join(", ");
+            let version = if w.compatible { w.version.clone() } else { format!("{} ⚠ protocol {}", w.version, w.protocol) };
+            vec![
+                escape_line(&w.id).into_owned(),
+                escape_line(&w.host).into_owned(),
+                escape_line(if inst.is_empty() { w.instances.join(", ") } else { inst }.as_str()).into_owned(),
+                format!("{} ago", age((w.heartbeat_age * 1000.0) as u64)),
+                age((w.uptime * 1000.0) as u64),
+                escape_line(&version).into_owned(),
+            ]
+        })
+        .collect();
+    stdout(&format!("{}\n", fit(cols, cells)));
     exit::OK
 }
 

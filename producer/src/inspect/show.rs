@@ -3,7 +3,6 @@
 
 use std::fmt::Write as _;
 
-use comfy_table::Cell;
 use serde::Serialize;
 use zo_common::catalog::Catalog;
 use zo_common::model::{now_ms, rfc3339};
@@ -11,9 +10,10 @@ use zo_common::report::{self, ResultsDocument, TaskReport};
 use zo_common::store::{RunningTask, StoreError};
 use zo_common::text::{escape_controls, escape_line};
 
-use super::{age, print_json, right, table, RunRow};
+use super::{age, print_json, RunRow};
 use crate::cli::{ArchiveOpt, ConnOpts};
 use crate::{connect, exit, fail_queue, stdout};
+use zo_common::report::fit::Col;
 
 /// A task running now, as `show --json` lists it.
 #[derive(Debug, Serialize)]
@@ -128,17 +128,21 @@ fn render_run(run: &RunRow, running: &[RunningRow], doc: &ResultsDocument) -> St
     let _ = writeln!(out, "run {}{title}\n  file     {}", run.run_id, escape_line(&run.task_file));
     let _ = writeln!(out, "  status   {} · {} elapsed · created {}", run.progress(), age((run.elapsed * 1000.0) as u64), run.created_at);
     if !running.is_empty() {
-        let mut t = table(vec!["Running task", "Instance", "Worker", "Attempt", "For"]);
-        for r in running {
-            t.add_row(vec![
-                Cell::new(escape_line(&r.task_name)),
-                Cell::new(escape_line(&r.ccr_instance)),
-                Cell::new(escape_line(&r.worker)),
-                right(r.attempt),
-                right(r.elapsed.map_or_else(|| "?".into(), |s| age((s * 1000.0) as u64))),
-            ]);
-        }
-        let _ = writeln!(out, "{t}");
+        let cols =
+            vec![Col::keep("Running task"), Col::keep("Instance"), Col::free("Worker"), Col::num("Attempt").droppable(0), Col::num("For")];
+        let rows = running
+            .iter()
+            .map(|r| {
+                vec![
+                    escape_line(&r.task_name).into_owned(),
+                    escape_line(&r.ccr_instance).into_owned(),
+                    escape_line(&r.worker).into_owned(),
+                    r.attempt.to_string(),
+                    r.elapsed.map_or_else(|| "?".into(), |s| age((s * 1000.0) as u64)),
+                ]
+            })
+            .collect();
+        let _ = writeln!(out, "{}", super::fit(cols, rows));
     }
     out.push_str(&report::dashboard(doc, crate::stdout_width()));
     let _ = writeln!(out, "One task in full: zo-submit show {} TASK_NAME", run.run_id);
@@ -188,20 +192,31 @@ fn render_task(run_id: &str, t: &TaskReport, running: Option<&RunningRow>) -> St
         line(&mut out, "error", &format!("{e}{class}"));
     }
     if !t.attempt_history.is_empty() {
-        let mut tab = table(vec!["Attempt", "Status", "Worker", "Duration", "Ended", "Error"]);
-        for a in &t.attempt_history {
-            let err = a.error.as_deref().map(|e| report_line(e, 60)).unwrap_or_default();
-            let class = a.error_class.map(|c| format!("[{}] ", c.as_str())).unwrap_or_default();
-            tab.add_row(vec![
-                right(a.attempt),
-                Cell::new(a.status.as_str()),
-                Cell::new(escape_line(&a.worker)),
-                right(format!("{:.1}s", a.duration)),
-                Cell::new(&a.timestamp),
-                Cell::new(format!("{class}{err}")),
-            ]);
-        }
-        let _ = writeln!(out, "{tab}");
+        let cols = vec![
+            Col::num("Attempt"),
+            Col::keep("Status"),
+            Col::keep("Worker").droppable(1),
+            Col::num("Duration"),
+            Col::keep("Ended").droppable(0),
+            Col::free("Error"),
+        ];
+        let rows = t
+            .attempt_history
+            .iter()
+            .map(|a| {
+                let err = a.error.as_deref().map(|e| report_line(e, 60)).unwrap_or_default();
+                let class = a.error_class.map(|c| format!("[{}] ", c.as_str())).unwrap_or_default();
+                vec![
+                    a.attempt.to_string(),
+                    a.status.as_str().to_string(),
+                    escape_line(&a.worker).into_owned(),
+                    format!("{:.1}s", a.duration),
+                    a.timestamp.clone(),
+                    format!("{class}{err}"),
+                ]
+            })
+            .collect();
+        let _ = writeln!(out, "{}", super::fit(cols, rows));
     }
     if let Some(c) = &t.command {
         let _ = writeln!(out, "── command (exit {}, {:.1}s) ──", c.exit_code.map_or_else(|| "-".into(), |c| c.to_string()), c.duration);
