@@ -250,9 +250,13 @@ struct Chain {
 }
 
 fn chain(name: &str, concurrency: usize, provider_delay: Duration) -> Chain {
+    chain_with(name, concurrency, zo_e2e::stub_provider::StubProvider::start_with_delay(provider_delay), "")
+}
+
+/// [`chain`] with a given provider, and more lines for the worker's `agent:` section.
+fn chain_with(name: &str, concurrency: usize, stub: zo_e2e::stub_provider::StubProvider, agent_extra: &str) -> Chain {
     let redis = Redis::start();
     let sshd = Sshd::start();
-    let stub = zo_e2e::stub_provider::StubProvider::start_with_delay(provider_delay);
     let ns = namespace(name);
     let s = setup(&["fast", "general"], "unused");
     let keys = [format!("sk-fast-{:x}", rand_u64()), format!("sk-general-{:x}", rand_u64())];
@@ -266,7 +270,7 @@ fn chain(name: &str, concurrency: usize, provider_delay: Duration) -> Chain {
     std::fs::write(s.dir.path().join(".env"), format!("ZO_CHAIN_FAST_KEY={}\nZO_CHAIN_GENERAL_KEY={}\n", keys[0], keys[1])).unwrap();
     let cfg = std::fs::read_to_string(&s.config).unwrap().replace(
         "executor: { kind: local }\nagent: { mode: simulate }\n",
-        &format!("{}agent:\n  command: \"{} -p --output-format json\"\n", sshd.executor_yaml(), claude_bin().display()),
+        &format!("{}agent:\n  command: \"{} -p --output-format json\"\n{agent_extra}", sshd.executor_yaml(), claude_bin().display()),
     );
     let cfg = cfg.replace("  - { name: fast }\n", &format!("  - {{ name: fast, concurrency: {concurrency} }}\n"));
     let worker = Worker::start(s.dir.path(), "w", &cfg, &redis.url(), &ns);
@@ -501,4 +505,34 @@ fn with_worker_takes_the_ssh_host_and_the_windows_host_from_the_command_line() {
     let v: Value =
         serde_json::from_str(&std::fs::read_to_string(s.dir.path().join("state/fast/.claude-code-router/config.json")).unwrap()).unwrap();
     assert_eq!(v["HOST"], "127.0.0.2", "CCR listened on the callback address");
+}
+
+/// A provider over its rate limit, through the real chain (CLI → CCR → provider): the answer
+/// the CLI prints is recognised as a rate limit, the instance's shared backoff starts, and the
+/// task, handed back at the same attempt, waits it out and succeeds. The CLI's own retries are off (`CLAUDE_CODE_MAX_RETRIES=0`), so the 429
+/// reaches the worker.
+#[test]
+fn a_rate_limit_through_the_real_chain_waits_out_the_shared_backoff() {
+    let stub = zo_e2e::stub_provider::StubProvider::start_rate_limited(1, 4);
+    let c = chain_with("chain429", 1, stub, "  env:\n    CLAUDE_CODE_MAX_RETRIES: \"0\"\n");
+    let dir = c.s.dir.path();
+    write(
+        dir,
+        "t.yaml",
+        "tasks:\n  - name: r1\n    ccr_instance: fast\n    prompt: p\n    timeout: 2m\n    retry_policy: { max_retries: 2, retry_on: [rate_limit], backoff: fixed, base_delay: 100ms }\n",
+    );
+    let out = submit(dir, &c.redis.url(), &c.ns, &["t.yaml", "--json", "--no-save", "--no-report"], Duration::from_secs(240));
+    assert_eq!(out.code, 0, "{}\n{}\nworker log:\n{}", out.stdout, out.stderr, c.worker.log_text());
+    let t = tasks_by_name(&serde_json::from_str::<Value>(&out.stdout).unwrap())["r1"].clone();
+    // The answer the CLI printed was taken for a rate limit: the task was handed back at the
+    // same attempt until the instance's backoff passed, then succeeded.
+    let log = c.worker.log_text();
+    let said = log.lines().find(|l| l.contains("the model answered with a rate limit")).unwrap_or_else(|| panic!("{log}"));
+    println!("the CLI's answer to a 429: {said}");
+    assert!(said.contains("429"), "{said}");
+    assert!(log.contains("waiting for the rate limit: handed back until its turn"), "{log}");
+    assert_eq!((t["status"].as_str(), t["attempts"].as_u64()), (Some("success"), Some(1)), "{t}");
+    assert_eq!(t["output"], "stub answer from model-fast");
+    assert!(t["rate_limit_wait"].as_f64().unwrap() >= 3.0, "waited out the backoff: {t}");
+    assert_eq!(c.stub.seen().len(), 2, "one limited request, one answered: no hammering");
 }

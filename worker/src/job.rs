@@ -222,6 +222,8 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
             if o.error_class == Some(ErrorClass::RateLimit) && o.status != Status::Success {
                 // A rate-limit answer is not the task's fault: it waits out the backoff at the
                 // same attempt, until it has waited MAX_RATE_LIMIT_WAIT in all.
+                let said = o.error.as_deref().unwrap_or("").lines().next().unwrap_or("");
+                info!(answer = %zo_common::text::escape_line(&said.chars().take(200).collect::<String>()), "the model answered with a rate limit");
                 let due = shared.backoff_until(&own.name).unwrap_or_else(|| now_ms() + 10_000);
                 let wait = Duration::from_millis(due.saturating_sub(now_ms()));
                 if Box::pin(defer(shared, job, d, due, wait.max(Duration::from_millis(1)), "rate_limit")).await {

@@ -303,7 +303,7 @@ pub fn judge_agent(run: &RunOutput, timeout: Duration) -> Outcome {
             agent: Some(agent),
         };
     }
-    let rate_limited = agent.api_error_status == Some(429) || answer.to_lowercase().contains("rate limit");
+    let rate_limited = agent.api_error_status == Some(429) || says_rate_limited(&answer) || says_rate_limited(&stderr);
     let class = if rate_limited { ErrorClass::RateLimit } else { ErrorClass::Model };
     let detail = if !answer.trim().is_empty() { answer.trim().to_string() } else { last_lines(&stderr, 5) };
     let how = match (run.exit_code, agent.api_error_status) {
@@ -317,6 +317,33 @@ pub fn judge_agent(run: &RunOutput, timeout: Duration) -> Outcome {
     o.exit_code = run.exit_code;
     o.agent = Some(agent);
     o
+}
+
+/// Whether an agent's words say the model refused for its rate limit: "rate limit", "Too Many
+/// Requests", or a 429 in an API error as Claude Code prints them (`API Error: 429 …`,
+/// `API Error: Request rejected (429)`, `(status 429)`), whatever the JSON's fields say.
+fn says_rate_limited(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    if t.contains("rate limit") || t.contains("rate-limit") || t.contains("too many requests") {
+        return true;
+    }
+    // A 429 standing alone (not part of a longer number), soon after "api error".
+    let lone_429 = |s: &str| {
+        s.match_indices("429").any(|(i, _)| {
+            let b = s.as_bytes();
+            let digit_before = i > 0 && b[i - 1].is_ascii_digit();
+            let digit_after = b.get(i + 3).is_some_and(u8::is_ascii_digit);
+            !digit_before && !digit_after
+        })
+    };
+    let window = |at: usize| {
+        let mut end = t.len().min(at + 80);
+        while !t.is_char_boundary(end) {
+            end -= 1;
+        }
+        &t[at..end]
+    };
+    t.match_indices("api error").any(|(at, _)| lone_429(window(at))) || t.contains("status 429")
 }
 
 /// The agent prints one JSON object; tolerate log lines around it.
@@ -428,6 +455,22 @@ mod tests {
         let err = judge_agent(&out(r#"{"subtype":"success","is_error":true,"result":"API Error: 500"}"#, 1), t);
         assert_eq!((err.status, err.error_class), (Status::Failed, Some(ErrorClass::Model)));
         assert_eq!(err.error.as_deref(), Some("agent exited with code 1: API Error: 500"));
+        // What Claude Code prints for a provider's 429, with and without `api_error_status`.
+        for answer in [
+            r#"{"is_error":true,"api_error_status":429,"result":"Too many requests"}"#,
+            r#"{"is_error":true,"result":"API Error: 429 Too Many Requests · Please slow down"}"#,
+            r#"{"is_error":true,"result":"API Error: Request rejected (429) · Error from provider(stub,model-fast: 429): {\"error\":{\"code\":\"1302\"}}"}"#,
+            r#"{"is_error":true,"result":"API Error: 429 {\"type\":\"error\",\"error\":{\"type\":\"overloaded\"}}"}"#,
+        ] {
+            assert_eq!(judge_agent(&out(answer, 1), t).error_class, Some(ErrorClass::RateLimit), "{answer}");
+        }
+        for not_limited in [
+            r#"{"is_error":true,"result":"API Error: 500 upstream 4290 bytes"}"#,
+            r#"{"is_error":true,"result":"wrote 429 files"}"#,
+            r#"{"is_error":true,"result":"API Error: 500 ééééééééééééééééééééééééééééééééééééééééééé"}"#,
+        ] {
+            assert_eq!(judge_agent(&out(not_limited, 1), t).error_class, Some(ErrorClass::Model), "{not_limited}");
+        }
         let rl = judge_agent(&out(r#"{"is_error":true,"api_error_status":429,"result":"Too many requests"}"#, 1), t);
         assert_eq!(rl.error_class, Some(ErrorClass::RateLimit));
         let plain = judge_agent(&out("just text\n", 0), t);
