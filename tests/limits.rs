@@ -266,6 +266,12 @@ fn dry_run_estimates_from_history_and_says_whether_it_is_ready() {
     assert!(out.stdout.contains("DRY RUN: Estimates") && out.stdout.contains("Validation: PASSED"), "{}", out.stdout);
     assert!(out.stdout.contains("Ready to execute: NO\n  - no live worker serves instance `fast`"), "{}", out.stdout);
     assert!(out.stdout.contains("(timeout)"), "{}", out.stdout);
+    // Priced by the file: a first-run estimate from the prompts, said to be one.
+    assert!(
+        out.stdout.contains("Estimated Cost: $0.2020 - $2.00 (4 tasks of it a first-run estimate: tokens from the prompt's length"),
+        "{}",
+        out.stdout
+    );
     let out = submit(dir.path(), &redis.url(), &ns, &["e.yaml", "--dry-run", "--require-ready"], LIMIT);
     assert_eq!(out.code, 3, "not ready exits 3 with --require-ready");
 
@@ -282,7 +288,11 @@ fn dry_run_estimates_from_history_and_says_whether_it_is_ready() {
         "{text}"
     );
     assert!(text.contains("· after A · ~2s, $0.0"), "B's estimate, priced: {text}");
-    assert!(text.contains("Estimated Cost: $0.0"), "{text}");
+    assert!(text.contains("Estimated Cost: $0.0") && !text.contains("first-run"), "{text}");
+    // The same tasks in a file that sets no price: no cost, never the earlier run's prices.
+    write(dir.path(), "u.yaml", &yaml.replace("resource_limits:\n  models:\n    - name: fast\n      cost_per_1k_tokens: 0.50\n", ""));
+    let unpriced = submit(dir.path(), &redis.url(), &ns, &["u.yaml", "--dry-run"], LIMIT).stdout;
+    assert!(unpriced.contains("Estimated Cost: unknown (no task has a price;") && !unpriced.contains(", $0"), "{unpriced}");
     let line = text.lines().find(|l| l.starts_with("Estimated Duration: ")).unwrap();
     let range: Vec<f64> =
         line.trim_start_matches("Estimated Duration: ").trim_end_matches(" seconds").split('-').map(|x| x.parse().unwrap()).collect();

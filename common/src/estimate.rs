@@ -2,7 +2,10 @@
 //! (the same task name on the same instance first, then the instance's typical task, then
 //! the timeout as the upper bound), and the run's duration range as the makespan of its graph
 //! over the low and the high durations, with the run's concurrency caps and rate limits taken
-//! into account.
+//! into account. Costs are the file's own prices (the task's `price`, from its
+//! `resource_limits.models` or the catalog) applied to token counts: those of earlier runs of
+//! the same task, else a first-run estimate from the length of its prompt; a task without a
+//! price has no cost estimate, whatever earlier runs were charged.
 
 use std::collections::HashMap;
 
@@ -40,6 +43,8 @@ pub struct TaskEstimate {
     pub high_ms: u64,
     pub cost: Option<(Nanos, Nanos)>,
     pub source: Source,
+    /// The cost is a first-run estimate (tokens from the prompt's length), not history.
+    pub first_run_cost: bool,
 }
 
 /// The whole run's estimate.
@@ -51,6 +56,27 @@ pub struct Estimate {
     pub high_ms: u64,
     /// Sum over tasks, when any task's cost is known.
     pub cost: Option<(Nanos, Nanos)>,
+    /// Tasks whose cost is a first-run estimate.
+    pub first_run_costs: usize,
+}
+
+/// A first run's tokens besides its prompt's: what a command's output may add to what the
+/// agent reads, and what the agent writes (low, high).
+const FIRST_RUN_COMMAND_INPUT: (u64, u64) = (0, 2_000);
+const FIRST_RUN_OUTPUT: (u64, u64) = (100, 1_000);
+
+/// Tokens of a text, as models count them roughly: one per four bytes.
+fn tokens_in(text: &str) -> u64 {
+    (text.len() as u64).div_ceil(4)
+}
+
+/// A task's cost on its first run, at `price`: its prompt read (and its command's output,
+/// up to [`FIRST_RUN_COMMAND_INPUT`]), [`FIRST_RUN_OUTPUT`] written; nothing without a prompt.
+fn first_run_cost(t: &TaskSpec, price: crate::model::Price) -> (Nanos, Nanos) {
+    let Some(prompt) = &t.prompt else { return (0, 0) };
+    let read = tokens_in(prompt);
+    let extra = if t.command.is_some() { FIRST_RUN_COMMAND_INPUT } else { (0, 0) };
+    (price.cost(read + extra.0, FIRST_RUN_OUTPUT.0), price.cost(read + extra.1, FIRST_RUN_OUTPUT.1))
 }
 
 /// Most samples of one task name used (the most recent ones).
@@ -67,31 +93,43 @@ pub fn estimate(file: &TaskFile, samples: &[Sample]) -> Estimate {
         }
         by_instance.entry(s.instance.as_str()).or_default().push(s);
     }
+    let min_max = |d: &mut [u64]| (*d.iter().min().unwrap_or(&0), *d.iter().max().unwrap_or(&0));
     let tasks: Vec<TaskEstimate> = file
         .tasks
         .iter()
-        .map(|t| match by_task.get(&(t.name.as_str(), t.instance.as_str())) {
-            Some(v) => from_samples(v, Source::History, |d| (*d.iter().min().unwrap_or(&0), *d.iter().max().unwrap_or(&0))),
-            None => match by_instance.get(t.instance.as_str()) {
-                Some(v) => from_samples(v, Source::Instance, |d| (quantile(d, 0.25), quantile(d, 0.75))),
-                None => TaskEstimate { low_ms: 0, high_ms: t.timeout_ms, cost: None, source: Source::Timeout },
-            },
+        .map(|t| {
+            let own = by_task.get(&(t.name.as_str(), t.instance.as_str()));
+            let (low_ms, high_ms, source) = match own {
+                Some(v) => durations(v, Source::History, min_max),
+                None => match by_instance.get(t.instance.as_str()) {
+                    Some(v) => durations(v, Source::Instance, |d| (quantile(d, 0.25), quantile(d, 0.75))),
+                    None => (0, t.timeout_ms, Source::Timeout),
+                },
+            };
+            // The file's prices on the task's own tokens; a first run's from its prompt.
+            let (cost, first_run_cost) = match (t.price, own) {
+                (None, _) => (None, false),
+                (Some(p), Some(v)) => {
+                    let mut c: Vec<Nanos> = v.iter().map(|s| p.cost(s.tokens.0, s.tokens.1)).collect();
+                    (Some(min_max(&mut c)), false)
+                }
+                (Some(p), None) => (Some(first_run_cost(t, p)), t.prompt.is_some()),
+            };
+            TaskEstimate { low_ms, high_ms, cost, source, first_run_cost }
         })
         .collect();
     let low = makespan(file, &tasks.iter().map(|e| e.low_ms).collect::<Vec<_>>());
     let high = makespan(file, &tasks.iter().map(|e| e.high_ms).collect::<Vec<_>>());
     let cost = tasks.iter().filter_map(|e| e.cost).reduce(|a, b| (a.0 + b.0, a.1 + b.1));
-    Estimate { tasks, low_ms: low, high_ms: high.max(low), cost }
+    let first_run_costs = tasks.iter().filter(|e| e.first_run_cost).count();
+    Estimate { tasks, low_ms: low, high_ms: high.max(low), cost, first_run_costs }
 }
 
-fn from_samples(v: &[&Sample], source: Source, range: impl Fn(&mut [u64]) -> (u64, u64)) -> TaskEstimate {
+fn durations(v: &[&Sample], source: Source, range: impl Fn(&mut [u64]) -> (u64, u64)) -> (u64, u64, Source) {
     let mut d: Vec<u64> = v.iter().map(|s| s.duration_ms).collect();
     d.sort_unstable();
-    let (low_ms, high_ms) = range(&mut d);
-    let mut c: Vec<u64> = v.iter().filter_map(|s| s.cost).collect();
-    c.sort_unstable();
-    let cost = (!c.is_empty()).then(|| range(&mut c));
-    TaskEstimate { low_ms, high_ms, cost, source }
+    let (low, high) = range(&mut d);
+    (low, high, source)
 }
 
 /// The value at share `q` of sorted `v` (nearest rank).
@@ -181,8 +219,9 @@ mod tests {
         crate::taskfile::parse(yaml, "t.yaml", &Catalog::builtin()).unwrap()
     }
 
-    fn sample(task: &str, instance: &str, secs: u64, cost: Option<Nanos>) -> Sample {
-        Sample { task: task.into(), instance: instance.into(), duration_ms: secs * 1000, cost }
+    fn sample(task: &str, instance: &str, secs: u64, tokens: (u64, u64)) -> Sample {
+        // What the earlier run was charged plays no part: the file's own prices do.
+        Sample { task: task.into(), instance: instance.into(), duration_ms: secs * 1000, cost: Some(999_999_999), tokens }
     }
 
     #[test]
@@ -202,24 +241,51 @@ mod tests {
 
     #[test]
     fn history_first_then_the_instance_then_the_timeout() {
-        let f = file("tasks:\n  - {name: A, ccr_instance: fast, command: x}\n  - {name: B, ccr_instance: fast, command: x}\n  - {name: C, ccr_instance: smart, command: x, timeout: 90}\n");
+        // `fast` priced by the file ($1 / 1k tokens in, $2 out); `smart` and `general` not.
+        let f = file("resource_limits: {models: [{name: fast, cost_per_1k_input: 1.0, cost_per_1k_output: 2.0}]}\ntasks:\n  - {name: A, ccr_instance: fast, prompt: p}\n  - {name: B, ccr_instance: fast, command: x}\n  - {name: C, ccr_instance: smart, command: x, timeout: 90}\n  - {name: D, ccr_instance: general, prompt: p}\n");
         let samples = vec![
-            sample("A", "fast", 20, Some(20_000_000)),
-            sample("A", "fast", 24, Some(30_000_000)),
-            sample("Z", "fast", 10, None),
-            sample("Y", "fast", 30, None),
-            sample("A", "general", 99, None),
+            sample("A", "fast", 20, (1000, 500)),
+            sample("A", "fast", 24, (2000, 500)),
+            sample("Z", "fast", 10, (0, 0)),
+            sample("Y", "fast", 30, (0, 0)),
+            sample("A", "general", 99, (0, 0)),
+            sample("D", "general", 5, (1000, 1000)),
         ];
         let e = estimate(&f, &samples);
+        let dollar = 1_000_000_000;
+        // A's own tokens at the file's prices: 1 + 1 and 2 + 1 dollars.
         assert_eq!(
             e.tasks[0],
-            TaskEstimate { low_ms: 20_000, high_ms: 24_000, cost: Some((20_000_000, 30_000_000)), source: Source::History }
+            TaskEstimate {
+                low_ms: 20_000,
+                high_ms: 24_000,
+                cost: Some((2 * dollar, 3 * dollar)),
+                source: Source::History,
+                first_run_cost: false
+            }
         );
-        // The instance's middle half: its samples are 10, 20, 24, 30 s.
+        // The instance's middle half: its samples are 10, 20, 24, 30 s. B runs no agent: free.
         assert_eq!((e.tasks[1].low_ms, e.tasks[1].high_ms, e.tasks[1].source), (20_000, 24_000, Source::Instance));
-        assert_eq!(e.tasks[2], TaskEstimate { low_ms: 0, high_ms: 90_000, cost: None, source: Source::Timeout });
-        // Three independent tasks: the longest of each bound.
+        assert_eq!(e.tasks[1].cost, Some((0, 0)));
+        assert_eq!(e.tasks[2], TaskEstimate { low_ms: 0, high_ms: 90_000, cost: None, source: Source::Timeout, first_run_cost: false });
+        // D has history, but no price in this file: no cost, never the earlier run's charge.
+        assert_eq!((e.tasks[3].source, e.tasks[3].cost), (Source::History, None));
         assert_eq!((e.low_ms, e.high_ms), (20_000, 90_000));
-        assert_eq!(e.cost, Some((40_000_000, 60_000_000)));
+        assert_eq!(e.cost, Some((2 * dollar, 3 * dollar)));
+        assert_eq!(e.first_run_costs, 0);
+    }
+
+    #[test]
+    fn a_first_run_is_priced_from_its_prompt() {
+        let prompt = "x".repeat(4000);
+        let f = file(&format!("resource_limits: {{models: [{{name: fast, cost_per_1k_tokens: 1.0}}]}}\ntasks:\n  - {{name: A, ccr_instance: fast, prompt: {prompt}}}\n  - {{name: B, ccr_instance: fast, command: ls, prompt: {prompt}}}\n  - {{name: C, ccr_instance: fast, command: ls}}\n"));
+        let e = estimate(&f, &[]);
+        let dollar = 1_000_000_000;
+        // 1,000 tokens of prompt; 100 to 1,000 written; a command's output up to 2,000 more.
+        assert_eq!(e.tasks[0].cost, Some((dollar + dollar / 10, 2 * dollar)));
+        assert_eq!(e.tasks[1].cost, Some((dollar + dollar / 10, 4 * dollar)));
+        assert_eq!(e.tasks[2].cost, Some((0, 0)), "no prompt, no model call");
+        assert_eq!(e.first_run_costs, 2);
+        assert!(e.tasks[0].first_run_cost && !e.tasks[2].first_run_cost);
     }
 }

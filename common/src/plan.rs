@@ -62,11 +62,22 @@ fn render_at_most(file: &TaskFile, catalog: &Catalog, est: Option<&Estimate>, pe
     if let Some(e) = est {
         let _ = writeln!(s, "Estimated Duration: {}-{} seconds", (e.low_ms as f64 / 1000.0).round(), (e.high_ms as f64 / 1000.0).round());
         match e.cost {
+            Some(c) if e.first_run_costs > 0 => {
+                let _ = writeln!(
+                    s,
+                    "Estimated Cost: {} ({} of it a first-run estimate: tokens from the prompt's length, no earlier run to go by)",
+                    cost_range(c),
+                    if e.first_run_costs == 1 { "1 task".to_string() } else { format!("{} tasks", e.first_run_costs) }
+                );
+            }
             Some(c) => {
                 let _ = writeln!(s, "Estimated Cost: {}", cost_range(c));
             }
             None => {
-                let _ = writeln!(s, "Estimated Cost: unknown (no earlier run of these tasks was priced)");
+                let _ = writeln!(
+                    s,
+                    "Estimated Cost: unknown (no task has a price; set cost_per_1k_tokens in resource_limits.models or the catalog)"
+                );
             }
         }
         let count = |src: Source| e.tasks.iter().filter(|t| t.source == src).count();
@@ -106,6 +117,7 @@ fn render_at_most(file: &TaskFile, catalog: &Catalog, est: Option<&Estimate>, pe
                 high_ms: high,
                 cost: None,
                 source: if any_timeout { Source::Timeout } else { Source::History },
+                first_run_cost: false,
             };
             format!(" {}", duration_range(&r))
         });
@@ -147,7 +159,7 @@ fn render_at_most(file: &TaskFile, catalog: &Catalog, est: Option<&Estimate>, pe
             if let Some(e) = est.map(|e| &e.tasks[i]) {
                 let _ = write!(s, " · {}", duration_range(e));
                 if let Some(c) = e.cost {
-                    let _ = write!(s, ", {}", cost_range(c));
+                    let _ = write!(s, ", {}{}", cost_range(c), if e.first_run_cost { " first run" } else { "" });
                 }
                 let _ = write!(s, " ({})", e.source.as_str());
             }

@@ -123,4 +123,7 @@ pub struct TaskSample {
     pub duration_ms: u64,
     /// What it cost (every attempt), when it was priced.
     pub cost: Option<Nanos>,
+    /// Tokens the agent read and wrote (every attempt; reads include cache reads and writes):
+    /// a dry run prices them at the file's own prices, never at the run's.
+    pub tokens: (u64, u64),
 }

@@ -27,13 +27,18 @@ impl Store {
                 .hgetall(keys.run(&run, "history"))
                 .query_async(conn)
                 .await?;
-            // Earlier attempts' costs, by task index.
+            // Earlier attempts' costs and tokens, by task index.
             let mut earlier: HashMap<&str, u64> = HashMap::new();
+            let mut earlier_tokens: HashMap<&str, (u64, u64)> = HashMap::new();
             for (k, blob) in &history {
                 let idx = k.split(':').next().unwrap_or("");
-                if let Some(c) = TaskResult::decode(blob).ok().and_then(|r| r.cost_nanos) {
+                let Ok(r) = TaskResult::decode(blob) else { continue };
+                if let Some(c) = r.cost_nanos {
                     *earlier.entry(idx).or_default() += c;
                 }
+                let (i, o) = tokens_of(&r);
+                let e = earlier_tokens.entry(idx).or_default();
+                (e.0, e.1) = (e.0 + i, e.1 + o);
             }
             for (idx, blob) in &results {
                 let Ok(r) = TaskResult::decode(blob) else { continue };
@@ -42,9 +47,22 @@ impl Store {
                 }
                 let Some(spec) = specs.get(idx).and_then(|b| TaskSpec::decode(b).ok()) else { continue };
                 let cost = r.cost_nanos.map(|c| c + earlier.get(idx.as_str()).copied().unwrap_or(0));
-                out.push(TaskSample { task: spec.name, instance: spec.instance, duration_ms: r.duration_ms(), cost });
+                let (i, o) = tokens_of(&r);
+                let (ei, eo) = earlier_tokens.get(idx.as_str()).copied().unwrap_or_default();
+                out.push(TaskSample {
+                    task: spec.name,
+                    instance: spec.instance,
+                    duration_ms: r.duration_ms(),
+                    cost,
+                    tokens: (i + ei, o + eo),
+                });
             }
         }
         Ok(out)
     }
+}
+
+/// Tokens an attempt's agent read (cache reads and writes included) and wrote.
+fn tokens_of(r: &TaskResult) -> (u64, u64) {
+    r.outcome.agent.as_ref().map_or((0, 0), |a| (a.input_tokens + a.cache_read_tokens + a.cache_creation_tokens, a.output_tokens))
 }
