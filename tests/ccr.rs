@@ -152,6 +152,11 @@ fn two_workers_reach_their_own_ccr_through_reverse_tunnels_on_one_ssh_host() {
             "executor: { kind: local }\nagent: { mode: simulate }\n",
             &format!("{}{}    FAKE_AGENT_PROBE: \"1\"\n", sshd.executor_yaml(), sshd.agent_yaml()),
         );
+        // One task at a time each: while one worker runs a task, the other, blocked on the
+        // stream, is served the next entry (Redis serves blocked readers in turn), so both
+        // run tasks without either being assumed to be fast enough.
+        let cfg = cfg.replace("  - { name: fast }\n", "  - { name: fast, concurrency: 1 }\n");
+        assert!(cfg.contains("concurrency: 1"), "{cfg}");
         workers.push(Worker::start(s.dir.path(), &format!("w{w}"), &cfg, &redis.url(), &ns));
         setups.push(s);
     }

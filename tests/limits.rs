@@ -429,7 +429,10 @@ fn the_seeds_resource_limits_example_runs_as_written() {
     let gaps: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
     println!("seed limits example: overlap {}, start gaps {gaps:?} ms, cost {}", max_overlap(&iv), doc["summary"]["cost"]);
     assert!(max_overlap(&iv) <= 3);
-    assert!(gaps.iter().all(|&g| g >= 1150), "50 per minute: starts 1.2 s apart ({gaps:?})");
+    // 50 per minute: the starts after the first come no sooner than 1.2 s apart on average
+    // (the first starts at once; a late wake-up of a later one only widens the span).
+    let span = starts[starts.len() - 1] - starts[0];
+    assert!(span + 100 >= (starts.len() as u64 - 1) * 1200, "50 per minute: {} starts in {span} ms ({gaps:?})", starts.len());
     assert!(doc["tasks"].as_array().unwrap().iter().all(|t| t["cost"].as_f64().is_some_and(|c| c > 0.0)), "{}", out.stdout);
     let b = &doc["summary"]["budget"];
     assert_eq!((b["max_cost"].as_f64(), b["alerted_at"].is_null(), b["stopped_at"].is_null()), (Some(5.0), true, true), "{b}");
