@@ -36,9 +36,14 @@ impl MemoryWatch {
         MemoryWatch { progress: Instant::now(), looked: None, full: None }
     }
 
-    /// The run moved (events arrived).
-    pub fn progressed(&mut self) {
+    /// The run moved (events arrived): writes go through again, if they had stopped.
+    pub fn progressed(&mut self) -> Memory {
         self.progress = Instant::now();
+        if self.full.take().is_some() {
+            Memory::Freed
+        } else {
+            Memory::Unchanged
+        }
     }
 
     /// Redis refused a write of this watcher for lack of memory.

@@ -418,10 +418,8 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
         }
         last_id = step.events.last_id;
         let events = step.events.events;
-        if !events.is_empty() {
-            memory.progressed();
-        }
-        if let Some(code) = say_memory(memory.check(store).await, run_id, &live, paint) {
+        let said = if events.is_empty() { memory.check(store).await } else { memory.progressed() };
+        if let Some(code) = say_memory(said, run_id, &live, paint) {
             return code;
         }
         if show && !events.is_empty() {
