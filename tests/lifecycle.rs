@@ -207,3 +207,42 @@ fn a_full_redis_is_said_once_and_a_watcher_gives_up_after_a_minute() {
     let out = submit(d, &redis.url(), &ns, &["watch", &run, "--no-save", "--no-report"], LIMIT);
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
+
+/// Redis gone for good mid-run: an attached zo-submit retries for the documented two minutes,
+/// then exits 3 saying the run continues without it and how to re-attach.
+#[test]
+fn an_attached_watcher_gives_up_after_two_minutes_without_redis() {
+    let mut redis = Redis::start();
+    let ns = namespace("giveup");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let _w = Worker::start(d, "w", "executor: { kind: simulate }\ninstances: [ { name: fast } ]\n", &redis.url(), &ns);
+    write(d, "t.yaml", &simulated_tasks(1, "600s"));
+    let err = d.join("submit.err");
+    let mut sub = std::process::Command::new(bin("zo-submit"))
+        .args(["t.yaml", "--no-save", "--no-report"])
+        .current_dir(d)
+        .env("ZO_REDIS_URL", redis.url())
+        .env("ZO_NAMESPACE", &ns)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    wait_until("the run to start", LIMIT, || std::fs::read_to_string(&err).unwrap_or_default().contains("submitted 1 task"));
+    redis.kill();
+    let gone = Instant::now();
+    let code = loop {
+        if let Some(st) = sub.try_wait().unwrap() {
+            break st.code();
+        }
+        assert!(gone.elapsed() < Duration::from_secs(200), "zo-submit still waits {}s after Redis went", gone.elapsed().as_secs());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let took = gone.elapsed();
+    let text = std::fs::read_to_string(&err).unwrap();
+    println!("zo-submit gave up {:.0}s after Redis went", took.as_secs_f64());
+    assert_eq!(code, Some(3), "{text}");
+    assert!(took >= Duration::from_secs(120), "gave up before the documented two minutes: {took:?}");
+    assert!(text.contains("lost Redis for 120s") && text.contains("Re-attach with: zo-submit watch "), "{text}");
+}
