@@ -42,3 +42,25 @@ async fn the_helper_runs_short_and_long_scripts_and_prompts() {
     assert!(long.len() > 2 * SPILL_OVER);
     ex.close().await;
 }
+
+/// Long text travels as a private file: mode 0600 in a directory of mode 0700, and both are
+/// gone once the task ends — through the helper and when the task is started directly.
+#[tokio::test]
+async fn spill_files_are_private_and_removed() {
+    for helper in [true, false] {
+        let ex = LocalExecutor::new(helper, None);
+        let pad = "#".repeat(SPILL_OVER + 1024);
+        let script = format!("{pad}\nstat -c '%a %n' \"$ZO_PROMPT_FILE\" \"$(dirname \"$ZO_PROMPT_FILE\")\" | tr '\\n' ' '\n");
+        let prompt = "p".repeat(SPILL_OVER + 1024);
+        let (out, err, code) = through_helper(&ex, &script, Some(&prompt)).await;
+        assert_eq!(code, Some(0), "helper {helper}: {err}");
+        let f: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!((f.first().copied(), f.get(2).copied()), (Some("600"), Some("700")), "helper {helper}: {out}");
+        let (file, dir) = (std::path::Path::new(f[1]), std::path::Path::new(f[3]));
+        assert!(!file.exists(), "helper {helper}: the prompt's file outlived its task: {}", file.display());
+        // The directory is the helper's (or the worker's, started directly): it goes with it.
+        assert!(dir.exists(), "helper {helper}: {}", dir.display());
+        ex.close().await;
+        assert!(!dir.exists(), "helper {helper}: the private directory outlived the executor: {}", dir.display());
+    }
+}
