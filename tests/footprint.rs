@@ -60,3 +60,41 @@ fn a_dead_workers_consumer_leaves_the_group() {
     wait_until("the dead worker's consumer to go", Duration::from_secs(40), || !consumers(&redis).contains(&before[0]));
     println!("a dead worker's consumer left the group {:.0}s after the kill", killed.elapsed().as_secs_f64());
 }
+
+/// The streams that only grow — the namespace's dead letters and a run's events — stay
+/// capped near 10,000 entries (`MAXLEN ~`, which trims whole nodes: never below the cap,
+/// a node's worth above it at most).
+#[test]
+fn the_dead_letter_and_event_streams_stay_capped() {
+    let redis = Redis::start();
+    let ns = namespace("caps");
+    let dir = tempfile::tempdir().unwrap();
+    // 11,000 independent tasks on an instance no worker serves: each cancelled on its own
+    // writes an event.
+    let mut yaml = String::from("tasks:\n");
+    for i in 0..11_000 {
+        yaml.push_str(&format!("  - {{ name: t{i}, ccr_instance: smart, command: x }}\n"));
+    }
+    write(dir.path(), "t.yaml", &yaml);
+    let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--detach", "--quiet"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run = out.stdout.trim().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let store = zo_common::store::Store::connect(&redis.url(), &ns, 1).await.unwrap();
+        let mut c = store.conn().await.unwrap();
+        for i in 0..11_000 {
+            store.cancel(&mut c, &run, Some(i)).await.unwrap();
+        }
+        let d = zo_common::store::Delivery { stream: format!("{ns}:jobs:{{smart}}"), id: "1-1".into(), fields: Default::default() };
+        for _ in 0..11_000 {
+            store.dead_letter_entry(&mut c, "w", &d, "junk for the cap").await.unwrap();
+        }
+    });
+    let mut c = redis.client();
+    for key in [format!("{ns}:run:{{{run}}}:events"), format!("{ns}:dead")] {
+        let len: u64 = redis::cmd("XLEN").arg(&key).query(&mut c).unwrap();
+        println!("{key}: {len} entries after 11,000 writes");
+        assert!((10_000..=10_200).contains(&len), "{key} holds {len} entries");
+    }
+}
