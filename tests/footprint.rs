@@ -1,6 +1,6 @@
 //! Redis stays bounded by what runs now, not by what ran: a finished run's keys expire after
-//! `--retention`, and a dead worker's consumer leaves its stream's group once it holds
-//! nothing.
+//! `--retention`, a dead worker's consumer leaves its stream's group once it holds nothing,
+//! and the event and dead-letter streams stay capped.
 
 use std::time::{Duration, Instant};
 
