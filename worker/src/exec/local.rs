@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-use super::helper::{Helper, HelperSlot, OpenError, HELPER};
+use super::helper::{helper_args, Helper, HelperSlot, OpenError, HELPER};
 use super::run_as::RunAs;
 use super::{BoxFuture, ExecError, Executor, Group, Spawned, RUN_FROM_ENV, SPILL_OVER};
 
@@ -67,6 +67,7 @@ impl LocalExecutor {
             .clean("perl")
             .arg("-e")
             .arg(HELPER)
+            .args(helper_args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use openssh::{ControlPersist, ForwardType, KnownHosts, Session, SessionBuilder, Socket, Stdio};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::helper::{Helper, HelperSlot, OpenError, HELPER};
+use super::helper::{helper_args, Helper, HelperSlot, OpenError, HELPER};
 use super::{BoxFuture, ExecError, Executor, Group, Spawned, WRAPPER};
 use crate::config::{KnownHostsPolicy, SshConfig};
 
@@ -291,7 +291,7 @@ impl SshExecutor {
 }
 
 fn helper_command() -> String {
-    format!("exec perl -e {}", super::shell_quote(HELPER))
+    format!("exec perl -e {} {}", super::shell_quote(HELPER), helper_args().join(" "))
 }
 
 fn wrapper_command() -> String {
