@@ -57,6 +57,18 @@ fn is_bidi(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
+/// A duration in ms as people read it: `850ms`, `12.3s`, `4m05s`, `2h10m`, `3d4h`.
+pub fn age(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        _ if ms < 1000 => format!("{ms}ms"),
+        0..=59 => format!("{:.1}s", ms as f64 / 1000.0),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +95,14 @@ mod tests {
         assert_eq!(escape_controls("report\u{202E}fdp.exe"), "report\\u{202e}fdp.exe");
         assert_eq!(escape_line("a\u{2066}b\u{2069}"), "a\\u{2066}b\\u{2069}");
         assert_eq!(escape_controls("\u{200F} stays"), "\u{200F} stays");
+    }
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(age(850), "850ms");
+        assert_eq!(age(12_340), "12.3s");
+        assert_eq!(age(245_000), "4m05s");
+        assert_eq!(age(7_800_000), "2h10m");
+        assert_eq!(age(3 * 86_400_000 + 4 * 3_600_000), "3d4h");
     }
 }

@@ -34,7 +34,7 @@ async fn look(args: &SubmitArgs) -> Result<Seen, StoreError> {
     let store = Store::connect(&args.conn.redis, &args.conn.namespace, 1).await?;
     let mut conn = store.conn().await?;
     let samples = store.recent_samples(&mut conn, HISTORY_RUNS).await?;
-    let live = store.live_workers(&mut conn, crate::watch::LIVE_WITHIN).await?;
+    let live = store.live_workers(&mut conn, zo_common::store::LIVE_WITHIN).await?;
     Ok(Seen { samples, live })
 }
 

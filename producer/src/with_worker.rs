@@ -168,7 +168,7 @@ pub async fn start(opts: &WithWorkerOpts, conn: &ConnOpts, results_dir: &Path, s
         }
         let seen = async {
             let mut c = store.conn().await?;
-            store.live_workers(&mut c, crate::watch::LIVE_WITHIN).await
+            store.live_workers(&mut c, zo_common::store::LIVE_WITHIN).await
         }
         .await;
         if let Some(w) = seen.ok().and_then(|live| live.into_iter().find(|w| w.info.pid == pid && w.info.started_ms >= since_ms)) {

@@ -47,7 +47,7 @@ pub use read::{Event, EventBatch, RunRef, RunningTask};
 pub use scripts::COMMIT_RUN;
 pub use transitions::{Batch, Cancelled, Cascaded, Claim, Decided, Decision, Deferred, MarkRunning, Recorded, Renewed, ToMark, ToRecord};
 pub use upkeep::ArchiveState;
-pub use workers::{LiveWorker, WorkerInfo};
+pub use workers::{LiveWorker, WorkerInfo, HEARTBEAT_EVERY, HEARTBEAT_TTL, LIVE_WITHIN};
 
 /// Lowest Redis version with everything we use (XAUTOCLAIM).
 pub const MIN_REDIS: (u32, u32) = (6, 2);

@@ -10,8 +10,12 @@ use serde::{Deserialize, Serialize};
 use super::{Conn, Store, StoreError, PROTOCOL};
 use crate::model::now_ms;
 
-/// How long a heartbeat stays without being renewed.
-const HEARTBEAT_TTL_S: u64 = 15;
+/// How often a worker renews its heartbeat.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// How long a heartbeat stays without being renewed: three beats.
+pub const HEARTBEAT_TTL: Duration = Duration::from_secs(15);
+/// A worker counts as live while its last heartbeat is this recent (its heartbeat's TTL).
+pub const LIVE_WITHIN: Duration = HEARTBEAT_TTL;
 
 /// What a worker announces in its heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,7 +62,7 @@ impl Store {
     pub async fn heartbeat(&self, conn: &mut Conn, info: &WorkerInfo) -> Result<(), StoreError> {
         let json = serde_json::to_string(info).expect("worker info serializes");
         redis::pipe()
-            .set_ex(self.keys.worker(&info.id), json, HEARTBEAT_TTL_S)
+            .set_ex(self.keys.worker(&info.id), json, HEARTBEAT_TTL.as_secs())
             .ignore()
             .zadd(self.keys.workers(), &info.id, now_ms())
             .ignore()

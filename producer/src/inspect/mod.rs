@@ -24,7 +24,7 @@ use zo_common::store::{RunFilter, StoreError};
 use zo_common::text::escape_line;
 
 use crate::cli::{ArchiveOpt, ConnOpts, RunStatusFilter};
-use crate::{connect, exit, fail_queue, stdout, watch};
+use crate::{connect, exit, fail_queue, stdout};
 
 /// Prints `value` as pretty JSON on stdout.
 fn print_json<T: Serialize>(value: &T) {
@@ -37,17 +37,7 @@ pub(super) fn fit(cols: Vec<Col>, rows: Vec<Vec<String>>) -> Table {
     zo_common::report::fit::fitted(cols, rows, crate::stdout_width())
 }
 
-/// A duration in ms as people read it: `850ms`, `12.3s`, `4m05s`, `2h10m`, `3d4h`.
-pub(crate) fn age(ms: u64) -> String {
-    let s = ms / 1000;
-    match s {
-        _ if ms < 1000 => format!("{ms}ms"),
-        0..=59 => format!("{:.1}s", ms as f64 / 1000.0),
-        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
-        3600..=86_399 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d{}h", s / 86_400, s % 86_400 / 3600),
-    }
-}
+pub(crate) use zo_common::text::age;
 
 /// Runs or a run's summary, as `runs --json` and `show --json` print it.
 #[derive(Debug, Serialize)]
@@ -260,7 +250,7 @@ pub async fn queues(conn: &ConnOpts, catalog: &Catalog, json: bool) -> u8 {
     };
     let r = async {
         let mut c = store.conn().await?;
-        let live = store.live_workers(&mut c, watch::LIVE_WITHIN).await?;
+        let live = store.live_workers(&mut c, zo_common::store::LIVE_WITHIN).await?;
         let mut known: Vec<String> = catalog.names().map(str::to_string).collect();
         known.extend(live.iter().flat_map(|w| w.info.instances.iter().cloned()));
         let mut rows = Vec::new();
@@ -354,7 +344,7 @@ pub async fn workers(conn: &ConnOpts, json: bool) -> u8 {
     };
     let live = async {
         let mut c = store.conn().await?;
-        store.live_workers(&mut c, watch::LIVE_WITHIN).await
+        store.live_workers(&mut c, zo_common::store::LIVE_WITHIN).await
     }
     .await;
     let live = match live {
@@ -417,7 +407,7 @@ pub async fn workers(conn: &ConnOpts, json: bool) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    use super::{age, RunRow};
+    use super::RunRow;
 
     fn row(failed: u64, timeout: u64, cancelled: u64, successful: u64) -> RunRow {
         RunRow {
@@ -448,14 +438,5 @@ mod tests {
         assert_eq!(row(0, 0, 8, 0).progress(), "✗ 8 cancelled of 8");
         assert_eq!(row(2, 1, 3, 2).progress(), "✗ 2 failed, 1 timed out, 3 cancelled of 8");
         assert_eq!(row(0, 0, 0, 8).progress(), "✓ 8/8");
-    }
-
-    #[test]
-    fn ages_read_naturally() {
-        assert_eq!(age(850), "850ms");
-        assert_eq!(age(12_340), "12.3s");
-        assert_eq!(age(245_000), "4m05s");
-        assert_eq!(age(7_800_000), "2h10m");
-        assert_eq!(age(3 * 86_400_000 + 4 * 3_600_000), "3d4h");
     }
 }

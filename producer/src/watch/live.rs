@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use zo_common::model::{now_ms, RunMeta, TaskState};
 
-use crate::inspect::age;
+use zo_common::text::age;
 
 /// How often a log without a terminal gets a progress line.
 const PLAIN_EVERY: Duration = Duration::from_secs(10);

@@ -28,8 +28,6 @@ const STEP_EVERY: Duration = Duration::from_millis(50);
 const UPKEEP_EVERY: Duration = Duration::from_millis(250);
 /// Longest wait for the run's next event in one refresh.
 const EVENT_WAIT: Duration = Duration::from_millis(500);
-/// A worker whose heartbeat is older than this counts as gone.
-pub(crate) const LIVE_WITHIN: Duration = Duration::from_secs(15);
 /// Least time between two reads of the running tasks (shown on a terminal only).
 const RUNNING_EVERY: Duration = Duration::from_secs(1);
 
@@ -332,7 +330,7 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
             let events = store.read_events(&mut conn, run_id, &last_id, EVENT_WAIT).await?;
             let meta = store.run_meta(&mut conn, run_id).await?;
             let live = if last_worker_check.elapsed() > Duration::from_secs(5) {
-                Some(store.live_workers(&mut conn, LIVE_WITHIN).await?)
+                Some(store.live_workers(&mut conn, zo_common::store::LIVE_WITHIN).await?)
             } else {
                 None
             };

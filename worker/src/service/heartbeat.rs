@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -13,7 +12,7 @@ use zo_common::store::{WorkerInfo, PROTOCOL};
 
 use super::{sleep_or_shutdown, Shared};
 
-const EVERY: Duration = Duration::from_secs(5);
+use zo_common::store::HEARTBEAT_EVERY as EVERY;
 
 /// The machine's name, as the worker id starts with.
 pub(super) fn host_name() -> String {

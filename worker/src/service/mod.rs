@@ -13,7 +13,7 @@ mod reclaim;
 mod upkeep;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -155,10 +155,9 @@ impl Shared {
 
 /// Why a running job was told to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
 pub(crate) enum StopReason {
-    Cancelled = 1,
-    LeaseLost = 2,
+    Cancelled,
+    LeaseLost,
 }
 
 /// A job in progress on this worker.
@@ -171,26 +170,23 @@ pub(crate) struct RunningJob {
     pub attempt: u32,
     /// Stops the execution (user cancel or lost lease; see `why`).
     pub stop: CancellationToken,
-    why: Arc<AtomicU8>,
+    /// The first reason it was told to stop (set once).
+    why: Arc<std::sync::OnceLock<StopReason>>,
 }
 
 impl RunningJob {
     pub fn new(instance: String, stream: String, entry_id: String, attempt: u32, stop: CancellationToken) -> Self {
-        RunningJob { instance, stream, entry_id, attempt, stop, why: Arc::new(AtomicU8::new(0)) }
+        RunningJob { instance, stream, entry_id, attempt, stop, why: Arc::default() }
     }
 
     /// Stops the job; the first reason given sticks.
     pub fn stop(&self, why: StopReason) {
-        let _ = self.why.compare_exchange(0, why as u8, Ordering::SeqCst, Ordering::SeqCst);
+        let _ = self.why.set(why);
         self.stop.cancel();
     }
 
     pub fn stopped_for(&self) -> Option<StopReason> {
-        match self.why.load(Ordering::SeqCst) {
-            1 => Some(StopReason::Cancelled),
-            2 => Some(StopReason::LeaseLost),
-            _ => None,
-        }
+        self.why.get().copied()
     }
 }
 
