@@ -11,6 +11,10 @@
    counted from the crate or script's own directory), names a sibling `shared/` directory, or
    is an absolute path into a home or work directory (`/work`, `/home`, `/root`, `/mnt`, `/srv`,
    `/Users`) — temporary directories and system tools (`/tmp`, `/usr/…`, `/proc`) are fine.
+6. No function outside tests over 120 lines in the crates' `src/`. The functions that were
+   longer when this check came are listed in `LONG_FUNCTIONS` with their length then: each
+   may shrink, none may grow, and one that is split must leave the list (a listed function
+   that is now short is reported too, so the list only ever shrinks).
 
 Prints every violation and exits 1 when there is one; prints a one-line summary otherwise.
 """
@@ -29,6 +33,20 @@ CRATE_EDGE = re.compile(r"\bcrate::([a-z_]+)")
 CLIMB = re.compile(r"(?:\.\./)+")
 OUTSIDE = re.compile(r"""(?<![\w.$}])/(?:work|home|root|mnt|srv|Users)/|(?<![\w])shared/data\b""")
 SELF_CONTAINED = ["tests", "scripts", "bench", ".ci"]
+MAX_FN_LINES = 120
+CRATE_SOURCES = ["common/src", "producer/src", "worker/src"]
+# Functions over MAX_FN_LINES when check 6 came, with their length then (file, function):
+# to be split into named steps (issue: "Long functions and files"). Only ever shrinks.
+LONG_FUNCTIONS = {
+    ("common/src/taskfile/validate.rs", "validate"): 335,
+    ("producer/src/watch/mod.rs", "follow_and_report"): 221,
+    ("worker/src/service/mod.rs", "run"): 201,
+    ("common/src/report/document.rs", "build"): 198,
+    ("worker/src/job.rs", "run_job"): 189,
+    ("worker/src/batch/limits.rs", "spawn"): 153,
+    ("common/src/template/shell/scan.rs", "cmd"): 145,
+}
+FN_START = re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?(?:const\s+)?(?:async\s+)?(?:unsafe\s+)?(?:extern\s+\"[^\"]*\"\s+)?fn\s+([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def rust_files(rel):
@@ -117,9 +135,119 @@ def outside_paths():
     return problems
 
 
+def strip_literals(line, state):
+    """`line` with string and char literals and comments blanked, so braces in them do not
+    count; `state` carries an open block comment or raw string across lines."""
+    out, i, n = [], 0, len(line)
+    while i < n:
+        if state.get("block"):
+            end = line.find("*/", i)
+            if end < 0:
+                return "".join(out)
+            state["block"] = False
+            i = end + 2
+            continue
+        if state.get("raw") is not None:
+            end = line.find('"' + "#" * state["raw"], i)
+            if end < 0:
+                return "".join(out)
+            i = end + 1 + state["raw"]
+            state["raw"] = None
+            continue
+        if state.get("str"):
+            while i < n and line[i] != '"':
+                i += 2 if line[i] == "\\" else 1
+            if i >= n:
+                return "".join(out)
+            state["str"] = False
+            i += 1
+            continue
+        c = line[i]
+        if line.startswith("//", i):
+            break
+        if line.startswith("/*", i):
+            state["block"] = True
+            i += 2
+            continue
+        m = re.match(r'b?r(#*)"', line[i:])
+        if m and (i == 0 or not (line[i - 1].isalnum() or line[i - 1] == "_")):
+            state["raw"] = len(m.group(1))
+            i += m.end()
+            continue
+        if c == '"':
+            state["str"] = True
+            i += 1
+            continue
+        m = re.match(r"'(?:\\.|[^'\\])'", line[i:])
+        if c == "'" and m:
+            i += m.end()
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def long_functions():
+    """(file, function, lines) of every function outside tests in the crates' sources."""
+    found = []
+    for rel in CRATE_SOURCES:
+        for f in rust_files(rel):
+            if f.name == "tests.rs" or f.name.endswith("_tests.rs"):
+                continue
+            lines = f.read_text().splitlines()
+            state, depth, stack, test_depth = {}, 0, [], None
+            pending_test = False
+            for n, raw in enumerate(lines, 1):
+                code = strip_literals(raw, state)
+                if "#[cfg(test)]" in raw:
+                    pending_test = True
+                m = FN_START.match(code)
+                if m and "{" in code[m.end():] or (m and not code.rstrip().endswith(";")):
+                    if m and test_depth is None:
+                        stack.append((m.group(1), n, depth))
+                for ch in code:
+                    if ch == "{":
+                        if pending_test and test_depth is None:
+                            test_depth = depth
+                            pending_test = False
+                        depth += 1
+                    elif ch == "}":
+                        depth -= 1
+                        if test_depth is not None and depth == test_depth:
+                            test_depth = None
+                        while stack and stack[-1][2] == depth and depth >= 0:
+                            name, start, _ = stack.pop()
+                            found.append((str(f.relative_to(ROOT)), name, n - start + 1))
+                            break
+                if code.strip().endswith(";") and stack and stack[-1][1] == n and depth == stack[-1][2]:
+                    stack.pop()  # a declaration without a body (trait method)
+                if pending_test and code.strip() and not code.strip().startswith("#") and "{" not in code:
+                    pending_test = pending_test if code.strip().startswith(("mod", "fn", "pub")) else False
+    return found
+
+
+def function_lengths():
+    problems, seen = [], set()
+    for path, name, n in long_functions():
+        key = (path, name)
+        limit = LONG_FUNCTIONS.get(key)
+        if limit is not None:
+            seen.add(key)
+            if n > limit:
+                problems.append(f"{path}: fn {name} is {n} lines, longer than the {limit} it had; split it into named steps")
+            elif n <= MAX_FN_LINES:
+                problems.append(f"{path}: fn {name} is {n} lines now: take it off LONG_FUNCTIONS in scripts/check-structure.py")
+        elif n > MAX_FN_LINES:
+            problems.append(f"{path}: fn {name} is {n} lines (more than {MAX_FN_LINES}); split it into named steps")
+    for key in LONG_FUNCTIONS.keys() - seen:
+        problems.append(f"{key[0]}: fn {key[1]} is gone: take it off LONG_FUNCTIONS in scripts/check-structure.py")
+    return problems
+
+
 def main():
     problems, graph = import_cycles()
     problems += outside_paths()
+    problems += function_lengths()
     store = ROOT / "common/src/store"
     checked = 0
     for rel in SOURCES:
@@ -144,7 +272,7 @@ def main():
         print(f"check-structure: {len(problems)} problem(s)")
         return 1
     edges = sum(len(v) for v in graph.values())
-    print(f"check-structure: ok ({checked} files; common's {len(graph)} modules, {edges} import edges, no cycle; Redis only in common/src/store; tests and scripts self-contained)")
+    print(f"check-structure: ok ({checked} files; common's {len(graph)} modules, {edges} import edges, no cycle; Redis only in common/src/store; tests and scripts self-contained; no function over {MAX_FN_LINES} lines but {len(LONG_FUNCTIONS)} listed to split)")
     return 0
 
 

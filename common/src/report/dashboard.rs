@@ -54,6 +54,15 @@ pub fn dashboard(doc: &ResultsDocument, width: Option<u16>) -> String {
     }
     let _ = writeln!(out, "{t}");
 
+    let t = instance_table(doc, width);
+    let _ = writeln!(out, "RESULTS BY INSTANCE\n{t}");
+
+    out.push_str(&task_table(doc, width));
+    out
+}
+
+/// RESULTS BY INSTANCE: counts, rate, average, tokens and cost of each instance.
+fn instance_table(doc: &ResultsDocument, width: Option<u16>) -> Table {
     let priced = doc.results_by_instance.values().any(|e| e.cost.is_some());
     // Cancelled only when a task was: the table stays within 80 columns otherwise.
     let cancelled = doc.results_by_instance.values().any(|e| e.counts.cancelled > 0);
@@ -98,9 +107,12 @@ pub fn dashboard(doc: &ResultsDocument, width: Option<u16>) -> String {
         }
         rows.push(row);
     }
-    let t = fitted(cols, rows, width);
-    let _ = writeln!(out, "RESULTS BY INSTANCE\n{t}");
+    fitted(cols, rows, width)
+}
 
+/// TASKS: every task (up to DASHBOARD_TASK_ROWS), or only the unsuccessful ones of a big run.
+fn task_table(doc: &ResultsDocument, width: Option<u16>) -> String {
+    let mut out = String::new();
     let all = doc.tasks.len() <= DASHBOARD_TASK_ROWS;
     let shown: Vec<&TaskReport> = doc.tasks.iter().filter(|t| all || t.status != TaskState::Success).take(DASHBOARD_TASK_ROWS).collect();
     if !shown.is_empty() {
