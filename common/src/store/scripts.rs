@@ -19,17 +19,6 @@ fn run_script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}\n{SLOTS}\n{BUDGET}\n{body}"))
 }
 
-pub(crate) static MARK_RUNNING: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/mark_running.lua")));
-pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/renew.lua")));
-pub(crate) static RECORD_RESULT: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/record_result.lua")));
-pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/release.lua")));
-pub(crate) static DEFER: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/defer.lua")));
-pub(crate) static PROMOTE: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/promote.lua")));
-pub(crate) static REVIVE: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/revive.lua")));
-pub(crate) static CASCADE: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/cascade.lua")));
-pub(crate) static CANCEL: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/cancel.lua")));
-pub(crate) static APPROVE: LazyLock<Script> = LazyLock::new(|| run_script(include_str!("lua/approve.lua")));
-
 /// A limiter's rate and shared slots, at the head of every limiter script.
 const LIMITER_LIB: &str = include_str!("lua/limiter_lib.lua");
 
@@ -37,41 +26,51 @@ fn limiter_script(body: &str) -> Script {
     Script::new(&format!("{LIMITER_LIB}\n{body}"))
 }
 
-pub(crate) static NS_SLOTS: LazyLock<Script> = LazyLock::new(|| limiter_script(include_str!("lua/ns_slots.lua")));
-pub(crate) static LIMIT_STEP: LazyLock<Script> = LazyLock::new(|| limiter_script(include_str!("lua/limit_step.lua")));
-pub(crate) static DEBIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/debit.lua")));
-pub(crate) static UNLOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/unlock.lua")));
-pub(crate) static TRIM_HELD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/trim_held.lua")));
-pub(crate) static ARCHIVE_CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/archive_claim.lua")));
-pub(crate) static ARCHIVE_DONE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/archive_done.lua")));
-/// Public for the test that commits a run whose staging key is gone.
-pub static COMMIT_RUN: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/commit_run.lua")));
+fn plain_script(body: &str) -> Script {
+    Script::new(body)
+}
+
+/// The one table of scripts: each static, how it is assembled (`run_script` with the run
+/// prelude, `limiter_script` with the limiter library, or `plain_script`) and its file; and
+/// [`FILES`], every file of the table, for the header check.
+macro_rules! scripts {
+    ($($(#[$doc:meta])* $vis:vis $name:ident = $kind:ident($file:literal);)*) => {
+        $($(#[$doc])* $vis static $name: LazyLock<Script> = LazyLock::new(|| $kind(include_str!($file)));)*
+        /// Every script file of the table, as compiled in.
+        #[cfg(test)]
+        const FILES: &[&str] = &[$(include_str!($file)),*];
+    };
+}
+
+scripts! {
+    pub(crate) MARK_RUNNING = run_script("lua/mark_running.lua");
+    pub(crate) RENEW = run_script("lua/renew.lua");
+    pub(crate) RECORD_RESULT = run_script("lua/record_result.lua");
+    pub(crate) RELEASE = run_script("lua/release.lua");
+    pub(crate) DEFER = run_script("lua/defer.lua");
+    pub(crate) PROMOTE = run_script("lua/promote.lua");
+    pub(crate) REVIVE = run_script("lua/revive.lua");
+    pub(crate) CASCADE = run_script("lua/cascade.lua");
+    pub(crate) CANCEL = run_script("lua/cancel.lua");
+    pub(crate) APPROVE = run_script("lua/approve.lua");
+    pub(crate) NS_SLOTS = limiter_script("lua/ns_slots.lua");
+    pub(crate) LIMIT_STEP = limiter_script("lua/limit_step.lua");
+    pub(crate) DEBIT = plain_script("lua/debit.lua");
+    pub(crate) UNLOCK = plain_script("lua/unlock.lua");
+    pub(crate) TRIM_HELD = plain_script("lua/trim_held.lua");
+    pub(crate) ARCHIVE_CLAIM = plain_script("lua/archive_claim.lua");
+    pub(crate) ARCHIVE_DONE = plain_script("lua/archive_done.lua");
+    /// Public for the test that commits a run whose staging key is gone.
+    pub COMMIT_RUN = plain_script("lua/commit_run.lua");
+}
 
 #[cfg(test)]
 mod tests {
     /// Every script file opens with a header that names its KEYS, ARGV and reply.
     #[test]
     fn every_script_has_a_header() {
-        let files = [
-            include_str!("lua/mark_running.lua"),
-            include_str!("lua/renew.lua"),
-            include_str!("lua/record_result.lua"),
-            include_str!("lua/release.lua"),
-            include_str!("lua/defer.lua"),
-            include_str!("lua/promote.lua"),
-            include_str!("lua/revive.lua"),
-            include_str!("lua/cancel.lua"),
-            include_str!("lua/approve.lua"),
-            include_str!("lua/cascade.lua"),
-            include_str!("lua/unlock.lua"),
-            include_str!("lua/debit.lua"),
-            include_str!("lua/ns_slots.lua"),
-            include_str!("lua/limit_step.lua"),
-            include_str!("lua/trim_held.lua"),
-            include_str!("lua/commit_run.lua"),
-            include_str!("lua/archive_claim.lua"),
-            include_str!("lua/archive_done.lua"),
-        ];
+        let files = super::FILES;
+        assert!(files.len() > 10, "the table is read");
         for f in files {
             let head: Vec<&str> = f.lines().take_while(|l| l.starts_with("--")).collect();
             let first = head.first().copied().unwrap_or("");
