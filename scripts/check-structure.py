@@ -38,7 +38,7 @@ CRATE_SOURCES = ["common/src", "producer/src", "worker/src"]
 # Functions over MAX_FN_LINES when check 6 came, with their length then (file, function):
 # to be split into named steps (issue: "Long functions and files"). Only ever shrinks.
 LONG_FUNCTIONS = {
-    ("common/src/taskfile/validate.rs", "validate"): 335,
+    ("common/src/taskfile/validate.rs", "validate"): 312,
     ("producer/src/watch/mod.rs", "follow_and_report"): 221,
     ("worker/src/service/mod.rs", "run"): 201,
     ("common/src/report/document.rs", "build"): 198,

@@ -58,6 +58,9 @@ fn render_at_most(file: &TaskFile, catalog: &Catalog, est: Option<&Estimate>, pe
     let mut s = String::new();
     let title = file.name.as_deref().unwrap_or(&file.path);
     let _ = writeln!(s, "Execution plan: {title}");
+    if let Some(d) = &file.description {
+        let _ = writeln!(s, "{}", crate::text::escape_line(d.trim()));
+    }
     let _ = writeln!(s, "Total tasks: {}   Batches: {}", file.tasks.len(), b.len());
     if let Some(e) = est {
         let _ = writeln!(s, "Estimated Duration: {}-{} seconds", (e.low_ms as f64 / 1000.0).round(), (e.high_ms as f64 / 1000.0).round());
@@ -131,38 +134,7 @@ fn render_at_most(file: &TaskFile, catalog: &Catalog, est: Option<&Estimate>, pe
             span.unwrap_or_default()
         );
         for &i in batch.iter().take(per_batch) {
-            let t = &file.tasks[i];
-            let model = catalog.get(&t.instance).map(|c| c.model.as_str()).unwrap_or("?");
-            let kind = match (&t.command, &t.prompt) {
-                (Some(_), Some(_)) => "command | agent",
-                (Some(_), None) => "command",
-                _ => "agent",
-            };
-            let _ = write!(s, "  - {} [{} · {}] timeout {} · {}", t.name, t.instance, model, crate::text::duration(t.timeout()), kind);
-            if !t.deps.is_empty() {
-                let deps: Vec<&str> = t.deps.iter().map(|&d| file.tasks[d as usize].name.as_str()).collect();
-                let _ = write!(s, " · after {}", deps.join(", "));
-            }
-            if let Some(st) = &t.stage {
-                let _ = write!(s, " · stage {st}{}", if t.needs_approval { " (waits for approval)" } else { "" });
-            }
-            if !t.trigger_rule.is_default() {
-                let _ = write!(s, " · when {}", t.trigger_rule.as_str());
-            }
-            for c in &t.conditions {
-                let how = match c.when {
-                    When::Succeeded => "succeeded",
-                    When::Failed => "failed",
-                };
-                let _ = write!(s, " · only if {} {how}", file.tasks[c.on as usize].name);
-            }
-            if let Some(e) = est.map(|e| &e.tasks[i]) {
-                let _ = write!(s, " · {}", duration_range(e));
-                if let Some(c) = e.cost {
-                    let _ = write!(s, ", {}{}", cost_range(c), if e.first_run_cost { " first run" } else { "" });
-                }
-                let _ = write!(s, " ({})", e.source.as_str());
-            }
+            s.push_str(&task_line(file, catalog, est, i));
             s.push('\n');
         }
         if batch.len() > per_batch {
@@ -172,6 +144,45 @@ fn render_at_most(file: &TaskFile, catalog: &Catalog, est: Option<&Estimate>, pe
     let _ = writeln!(s, "\nValidation: PASSED");
     // The title and descriptions come from the file: no live control character.
     crate::text::escape_controls(&s).into_owned()
+}
+
+/// One task's line of the plan: instance and model, timeout, what it runs, what it waits
+/// for, and its estimate when there is one.
+fn task_line(file: &TaskFile, catalog: &Catalog, est: Option<&Estimate>, i: usize) -> String {
+    let mut s = String::new();
+    let t = &file.tasks[i];
+    let model = catalog.get(&t.instance).map(|c| c.model.as_str()).unwrap_or("?");
+    let kind = match (&t.command, &t.prompt) {
+        (Some(_), Some(_)) => "command | agent",
+        (Some(_), None) => "command",
+        _ => "agent",
+    };
+    let _ = write!(s, "  - {} [{} · {}] timeout {} · {}", t.name, t.instance, model, crate::text::duration(t.timeout()), kind);
+    if !t.deps.is_empty() {
+        let deps: Vec<&str> = t.deps.iter().map(|&d| file.tasks[d as usize].name.as_str()).collect();
+        let _ = write!(s, " · after {}", deps.join(", "));
+    }
+    if let Some(st) = &t.stage {
+        let _ = write!(s, " · stage {st}{}", if t.needs_approval { " (waits for approval)" } else { "" });
+    }
+    if !t.trigger_rule.is_default() {
+        let _ = write!(s, " · when {}", t.trigger_rule.as_str());
+    }
+    for c in &t.conditions {
+        let how = match c.when {
+            When::Succeeded => "succeeded",
+            When::Failed => "failed",
+        };
+        let _ = write!(s, " · only if {} {how}", file.tasks[c.on as usize].name);
+    }
+    if let Some(e) = est.map(|e| &e.tasks[i]) {
+        let _ = write!(s, " · {}", duration_range(e));
+        if let Some(c) = e.cost {
+            let _ = write!(s, ", {}{}", cost_range(c), if e.first_run_cost { " first run" } else { "" });
+        }
+        let _ = write!(s, " ({})", e.source.as_str());
+    }
+    s
 }
 
 #[cfg(test)]
@@ -184,6 +195,11 @@ mod tests {
         assert_eq!(batches(&f), vec![vec![0], vec![1, 2], vec![3]]);
         let text = render(&f, &Catalog::builtin());
         assert!(text.contains("Batch 2 (2 tasks in parallel):"), "{text}");
+        let described = crate::taskfile::parse("description: \"Nightly:\\nreview\"\npipeline:\n  name: P\n  description: ignored\n  stages:\n    - {name: S, description: doc, tasks: [{name: A, ccr_instance: fast, command: ls}]}\n", "t.yaml", &Catalog::builtin()).unwrap();
+        assert!(
+            render(&described, &Catalog::builtin()).starts_with("Execution plan: P\nNightly:\\nreview\nTotal tasks: 1"),
+            "the file's description, one line"
+        );
         let brief = render_brief(&f, &Catalog::builtin(), 1);
         assert!(brief.contains("  - B [") && !brief.contains("  - C [") && brief.contains("  … and 1 more"), "{brief}");
         assert!(text.contains("  - D [fast · Grok (xAI)] timeout 5m · command · after B, C"), "{text}");

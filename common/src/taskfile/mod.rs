@@ -36,6 +36,8 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 pub struct TaskFile {
     pub path: String,
     pub name: Option<String>,
+    /// The file's `description:` (printed with its plan).
+    pub description: Option<String>,
     pub tasks: Vec<TaskSpec>,
     /// Line of each task in its file, for messages.
     pub lines: Vec<u64>,

@@ -23,6 +23,7 @@ pub struct Stage {
 /// A pipeline taken apart: its tasks in file order, each task's stage, the stages.
 pub(super) struct Flat {
     pub name: Option<String>,
+    pub description: Option<String>,
     pub tasks: Vec<Sp<Box<RawTask>>>,
     pub stage_of: Vec<usize>,
     pub stages: Vec<Stage>,
@@ -33,7 +34,6 @@ pub(super) struct Flat {
 pub(super) fn flatten(p: Sp<RawPipeline>, file: &str, errs: &mut Vec<YamlError>) -> Option<Flat> {
     let at = p.referenced;
     let p = p.value;
-    let _ = p.description;
     let Some(stages) = p.stages else {
         errs.push(YamlError::at(file, at, "`pipeline` has no `stages`; list them as `stages: [{name: …, tasks: [...]}]`"));
         return None;
@@ -42,14 +42,13 @@ pub(super) fn flatten(p: Sp<RawPipeline>, file: &str, errs: &mut Vec<YamlError>)
         errs.push(YamlError::at(file, stages.referenced, "`pipeline.stages` is empty; add at least one stage"));
         return None;
     }
-    let mut out = Flat { name: p.name, tasks: Vec::new(), stage_of: Vec::new(), stages: Vec::new() };
+    let mut out = Flat { name: p.name, description: p.description, tasks: Vec::new(), stage_of: Vec::new(), stages: Vec::new() };
     let mut requires: Vec<Option<Sp<Vec<String>>>> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut positions: Vec<Pos> = Vec::new();
     for (k, st) in stages.value.into_iter().enumerate() {
         let pos = st.referenced;
         let st = st.value;
-        let _ = st.description;
         let name = match st.name {
             Some(n) if !n.value.trim().is_empty() => {
                 let name = n.value.trim().to_string();

@@ -91,6 +91,8 @@ pub(super) struct RawPipeline {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStage {
     pub name: Option<Sp<String>>,
+    /// Accepted as the file's own documentation of the stage; nothing reads it.
+    #[allow(dead_code)]
     pub description: Option<String>,
     /// A stage name or a list of them (the seed writes one string).
     pub requires: Option<Sp<OneOrMany>>,

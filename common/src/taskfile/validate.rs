@@ -24,9 +24,53 @@ pub const MAX_TEXT_BYTES: usize = 4 << 20;
 /// How many unknown names get a "did you mean" suggestion.
 const MAX_SUGGESTIONS: usize = 50;
 
+/// The tasks of a file, from its `tasks:` or its `pipeline:` (flattened, with the stage of
+/// each), and its name and description (a pipeline's stand in for the file's).
+struct Listed {
+    tasks: Sp<Vec<Sp<Box<super::RawTask>>>>,
+    stage_of: Vec<usize>,
+    stages: Vec<super::Stage>,
+    name: Option<String>,
+    description: Option<String>,
+}
+
+fn listed(
+    tasks: Option<Sp<Vec<Sp<Box<super::RawTask>>>>>,
+    pipeline: Option<Sp<super::raw::RawPipeline>>,
+    name: Option<String>,
+    description: Option<String>,
+    file: &str,
+    errs: &mut Vec<YamlError>,
+) -> Result<Listed, TaskFileError> {
+    match (tasks, pipeline) {
+        (Some(_), Some(p)) => Err(TaskFileError(vec![YamlError::at(
+            file,
+            p.referenced,
+            "a task file has `tasks:` or `pipeline:`, not both; move the tasks into a stage or drop `pipeline:`",
+        )])),
+        (Some(tasks), None) => Ok(Listed { tasks, stage_of: Vec::new(), stages: Vec::new(), name, description }),
+        (None, Some(p)) => {
+            let at = p.referenced;
+            let Some(flat) = pipeline::flatten(p, file, errs) else {
+                return Err(TaskFileError(std::mem::take(errs)));
+            };
+            Ok(Listed {
+                tasks: Sp { value: flat.tasks, referenced: at },
+                stage_of: flat.stage_of,
+                stages: flat.stages,
+                name: name.or(flat.name),
+                description: description.or(flat.description),
+            })
+        }
+        (None, None) => Err(TaskFileError(vec![YamlError::plain(
+            file,
+            "missing required key `tasks`; list your tasks under `tasks:` (or stages under `pipeline:`)",
+        )])),
+    }
+}
+
 /// Checks a parsed file as a whole and builds its tasks.
 pub(super) fn validate(raw: RawFile, src: &str, file: &str, catalog: &Catalog) -> Result<TaskFile, TaskFileError> {
-    let _ = raw.description;
     let mut errs = Vec::new();
     let defaults = raw.defaults.unwrap_or_default();
     let base_retry = match &defaults.retry_policy {
@@ -37,31 +81,8 @@ pub(super) fn validate(raw: RawFile, src: &str, file: &str, catalog: &Catalog) -
     let base_rule = defaults.trigger_rule.as_ref().and_then(|r| workflow::trigger_rule(r, file, "defaults", &mut errs)).unwrap_or_default();
     let budget_at = raw.resource_limits.as_ref().and_then(|l| l.value.budget.as_ref().map(|b| b.referenced));
     let run_limits = limits::limits(raw.resource_limits, file, catalog, &mut errs);
-    let mut name = raw.name;
-    let (tasks, stage_of, stages) = match (raw.tasks, raw.pipeline) {
-        (Some(_), Some(p)) => {
-            return Err(TaskFileError(vec![YamlError::at(
-                file,
-                p.referenced,
-                "a task file has `tasks:` or `pipeline:`, not both; move the tasks into a stage or drop `pipeline:`",
-            )]));
-        }
-        (Some(t), None) => (t, Vec::new(), Vec::new()),
-        (None, Some(p)) => {
-            let at = p.referenced;
-            let Some(flat) = pipeline::flatten(p, file, &mut errs) else {
-                return Err(TaskFileError(errs));
-            };
-            name = name.or(flat.name);
-            (Sp { value: flat.tasks, referenced: at }, flat.stage_of, flat.stages)
-        }
-        (None, None) => {
-            return Err(TaskFileError(vec![YamlError::plain(
-                file,
-                "missing required key `tasks`; list your tasks under `tasks:` (or stages under `pipeline:`)",
-            )]));
-        }
-    };
+    let Listed { tasks, stage_of, stages, name, description } =
+        listed(raw.tasks, raw.pipeline, raw.name, raw.description, file, &mut errs)?;
     if tasks.value.is_empty() {
         return Err(TaskFileError(vec![YamlError::at(file, tasks.referenced, "`tasks` is empty; add at least one task")]));
     }
@@ -354,7 +375,8 @@ pub(super) fn validate(raw: RawFile, src: &str, file: &str, catalog: &Catalog) -
         }
     }
     if errs.is_empty() {
-        Ok(TaskFile { path: file.to_string(), name, tasks: specs, lines, stages, limits: run_limits })
+        let description = description.filter(|d| !d.trim().is_empty());
+        Ok(TaskFile { path: file.to_string(), name, description, tasks: specs, lines, stages, limits: run_limits })
     } else {
         errs.sort_by_key(|e| e.pos);
         Err(TaskFileError(errs))
