@@ -10,6 +10,7 @@ mod heartbeat;
 mod lease;
 mod read;
 mod reclaim;
+mod startup;
 mod upkeep;
 
 use std::collections::HashMap;
@@ -25,11 +26,9 @@ use zo_common::catalog::Catalog;
 use zo_common::store::{Store, StoreError};
 
 use crate::batch::{Batcher, ClaimInfo};
-use crate::config::{ExecutorConfig, Reach, WorkerConfig};
-use crate::exec::{local::LocalExecutor, run_as::RunAs, ssh::SshExecutor, Executor};
-use crate::secrets::Secrets;
+use crate::config::{ExecutorConfig, WorkerConfig};
+use crate::preflight;
 use crate::task::TaskContext;
-use crate::{ccr, preflight};
 
 /// Where and how this worker runs.
 pub struct WorkerOptions {
@@ -205,113 +204,16 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
     let slots: usize = cfg.instances.iter().map(|i| i.concurrency).sum();
     let store = Store::connect(&opts.redis_url, &opts.namespace, slots + cfg.instances.len() * 2 + 6).await?;
     let api_key = cfg.agent_api_key().map_err(|e| WorkerError::Config(format!("agent.api_key: {e}")))?;
-    let executor: Option<Arc<dyn Executor>> = match &cfg.executor {
-        ExecutorConfig::Ssh(s) => {
-            let tunnels: Vec<(String, u16)> = match &cfg.ccr {
-                Some(c) if c.reach == Reach::Tunnel => {
-                    cfg.instances.iter().filter_map(|i| opts.catalog.get(&i.name).map(|e| (i.name.clone(), e.port))).collect()
-                }
-                _ => Vec::new(),
-            };
-            Some(Arc::new(SshExecutor::new(s.clone()).with_tunnels(tunnels)))
-        }
-        ExecutorConfig::Local(l) => {
-            let run_as = match l.run_as.as_deref().map(RunAs::resolve) {
-                None => None,
-                Some(Ok(r)) => {
-                    r.check_privileges().map_err(WorkerError::Config)?;
-                    let secret_files = std::iter::once(cfg.source.as_path()).chain(cfg.ccr.as_ref().map(|c| c.env_file.as_path()));
-                    let open: Vec<String> = r.readable(secret_files).iter().map(|p| p.display().to_string()).collect();
-                    if !open.is_empty() {
-                        return Err(WorkerError::Config(format!(
-                            "executor.run_as `{}` could read {}: tasks would see what the worker reads; make them readable by the worker's user only (chmod 600 {})",
-                            r.name,
-                            open.join(" and "),
-                            open.join(" ")
-                        )));
-                    }
-                    Some(r)
-                }
-                Some(Err(e)) => return Err(WorkerError::Config(e)),
-            };
-            Some(Arc::new(LocalExecutor::new(l.helper, run_as)))
-        }
-        ExecutorConfig::Simulate {} => None,
-    };
-    // What tasks will need, checked before any is taken: a config problem stops the worker here
-    // (every one named at once); a host that does not answer yet keeps it idle until it does.
-    let mut problems = preflight::local_checks(cfg, !opts.use_running_ccr);
-    if let Some(ex) = &executor {
-        problems.extend(preflight::host_checks(cfg, ex.as_ref()).await);
-    }
-    let config_problems: Vec<String> =
-        problems.iter().filter_map(|p| if let preflight::Problem::Config(m) = p { Some(m.clone()) } else { None }).collect();
-    if !config_problems.is_empty() {
-        if let Some(ex) = &executor {
-            ex.close().await;
-        }
-        return Err(WorkerError::Config(config_problems.join("\n")));
-    }
-    let (host_tx, host_ready) = watch::channel(problems.is_empty());
-    for p in &problems {
-        if let preflight::Problem::Unreachable(m) = p {
-            warn!(
-                "the execution host does not answer ({m}); taking no jobs until it does (checking every {}s)",
-                preflight::RECHECK.as_secs()
-            );
-        }
-    }
-    {
-        let mut conn = store.conn().await?;
-        for i in &cfg.instances {
-            store.ensure_group(&mut conn, &i.name).await?;
-        }
-        for warning in store.durability_warnings(&mut conn).await {
-            warn!("{warning}");
-        }
-        // Namespace-wide limits come from each worker's catalog: say when they disagree.
-        for i in &cfg.instances {
-            let Some(e) = opts.catalog.get(&i.name) else { continue };
-            let conf = crate::limits::conf_text(e);
-            if let Ok(Some(other)) = store.limiter_conf(&mut conn, e.limiter(), &conf).await {
-                warn!(instance = %i.name, "this worker's catalog limits `{}` to {conf}, another worker's to {other}: each enforces its own numbers against the shared counters; give every worker the same catalog", e.limiter());
-            }
-        }
-    }
+    let executor = startup::executor(cfg, &opts.catalog)?;
+    let (host_tx, host_ready) = startup::preflight(cfg, executor.as_ref(), !opts.use_running_ccr).await?;
+    startup::prepare_redis(&store, cfg, &opts.catalog).await?;
     let id = worker_id();
     // CCR instances: prepared (secrets substituted) before anything runs, so a missing key
     // stops the worker with a clear message instead of failing tasks.
     let mut ctx = TaskContext::new(cfg, opts.catalog.clone(), executor.clone(), api_key);
     ctx.task_env = cfg.task_env().map_err(WorkerError::Config)?;
     let ccr_stop = CancellationToken::new();
-    let mut supervisors = tokio::task::JoinSet::new();
-    let mut ready: HashMap<String, (watch::Receiver<bool>, Arc<AtomicU32>)> = HashMap::new();
-    if let (Some(ccr_cfg), true) = (&cfg.ccr, opts.use_running_ccr) {
-        let located = ccr::locate(cfg, &opts.catalog, None).map_err(WorkerError::Config)?;
-        if let (Reach::Callback, Some(host)) = (ccr_cfg.reach, &ccr_cfg.callback_host) {
-            ctx.base_url = format!("http://{host}:{{port}}");
-        }
-        for (at, key) in ccr::running(&located, &cfg.source).await.map_err(WorkerError::Missing)? {
-            let (tx, rx) = watch::channel(false);
-            let gen = Arc::new(AtomicU32::new(0));
-            ready.insert(at.name.clone(), (rx, gen.clone()));
-            ctx.instance_keys.insert(at.name.clone(), key);
-            supervisors.spawn(ccr::follow_running(at, tx, gen, ccr_stop.clone()));
-        }
-    } else if let Some(ccr_cfg) = &cfg.ccr {
-        let secrets = Secrets::load(&ccr_cfg.bws, &ccr_cfg.env_file);
-        let prepared = ccr::prepare(cfg, &opts.catalog, &secrets, None).map_err(WorkerError::Config)?;
-        if let (Reach::Callback, Some(host)) = (ccr_cfg.reach, &ccr_cfg.callback_host) {
-            ctx.base_url = format!("http://{host}:{{port}}");
-        }
-        for p in prepared {
-            let (tx, rx) = watch::channel(false);
-            let gen = Arc::new(AtomicU32::new(0));
-            ready.insert(p.name.clone(), (rx, gen.clone()));
-            ctx.instance_keys.insert(p.name.clone(), p.apikey.clone());
-            supervisors.spawn(ccr::supervise(p, ccr_cfg.clone(), format!("worker {id}"), tx, gen, ccr_stop.clone()));
-        }
-    }
+    let (mut supervisors, ready) = startup::ccrs(cfg, &opts, &id, &mut ctx, &ccr_stop).await?;
     let tracker = TaskTracker::new();
     // Background loops that must outlive the drain (leases, heartbeat, batching) stop on `finished`.
     let finished = CancellationToken::new();
