@@ -40,7 +40,6 @@ CRATE_SOURCES = ["common/src", "producer/src", "worker/src"]
 LONG_FUNCTIONS = {
     ("common/src/taskfile/validate.rs", "validate"): 312,
     ("producer/src/watch/mod.rs", "follow_and_report"): 221,
-    ("common/src/report/document.rs", "build"): 198,
     ("worker/src/job.rs", "run_job"): 189,
     ("worker/src/batch/limits.rs", "spawn"): 153,
     ("common/src/template/shell/scan.rs", "cmd"): 145,

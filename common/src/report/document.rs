@@ -259,119 +259,151 @@ fn task_cost(attempts: &[TaskResult]) -> Option<Nanos> {
 pub fn build(snap: &RunSnapshot, catalog: &Catalog) -> ResultsDocument {
     let meta = &snap.meta;
     let end_ms = meta.finished_ms.unwrap_or_else(crate::model::now_ms);
-    let mut tasks = Vec::with_capacity(snap.specs.len());
-    let mut costs: Vec<Option<Nanos>> = vec![None; snap.specs.len()];
-    for (i, spec) in snap.specs.iter().enumerate() {
-        let state = snap.states[i];
-        let deps: Vec<String> = spec.deps.iter().map(|&d| snap.specs[d as usize].name.clone()).collect();
-        let mut t = TaskReport {
-            task_name: spec.name.clone(),
-            ccr_instance: spec.instance.clone(),
-            status: state,
-            duration: 0.0,
-            output: String::new(),
-            error: None,
-            error_class: None,
-            exit_code: None,
-            timestamp: rfc3339(end_ms),
-            started_at: None,
-            attempts: 0,
-            worker: None,
-            queue_wait: 0.0,
-            dependencies: deps,
-            stage: spec.stage.clone(),
-            trigger_rule: spec.trigger_rule,
-            conditions: spec
-                .conditions
-                .iter()
-                .map(|c| ConditionReport { task: snap.specs[c.on as usize].name.clone(), when: c.when })
-                .collect(),
-            tags: spec.tags.clone(),
-            description: spec.description.clone(),
-            output_file: spec.output_file.clone(),
-            command: None,
-            agent: None,
-            input_tokens: 0,
-            output_tokens: 0,
-            priority: spec.priority,
-            reclaimed: false,
-            attempt_history: snap.history[i]
-                .iter()
-                .map(|h| AttemptReport {
-                    attempt: h.attempt,
-                    status: h.outcome.status,
-                    error_class: h.outcome.error_class,
-                    error: h.outcome.error.clone(),
-                    worker: h.worker.clone(),
-                    duration: secs(h.duration_ms()),
-                    timestamp: rfc3339(h.finished_ms),
-                    cost: h.cost_nanos.map(nanos_to_usd),
-                })
-                .collect(),
-            cost: None,
-            rate_limit_wait: 0.0,
-        };
-        costs[i] = task_cost(&snap.history[i]);
-        t.rate_limit_wait =
-            secs(snap.rate_waits.get(i).copied().unwrap_or(0) + snap.history[i].iter().map(|a| a.rate_wait_ms).sum::<u64>());
-        t.cost = costs[i].map(nanos_to_usd);
-        if let Some(r) = &snap.results[i] {
-            let o = &r.outcome;
-            t.status = o.status.state();
-            t.duration = secs(r.duration_ms());
-            t.output = o.output.clone();
-            t.error = o.error.clone();
-            t.error_class = o.error_class;
-            t.exit_code = o.exit_code;
-            t.timestamp = rfc3339(r.finished_ms);
-            t.started_at = Some(rfc3339(r.started_ms));
-            t.attempts = r.attempt;
-            t.worker = Some(r.worker.clone());
-            t.queue_wait = secs(r.queue_wait_ms);
-            t.reclaimed = r.reclaimed;
-            t.command = o.command.as_ref().map(|c| CommandReport {
-                stdout: c.stdout.clone(),
-                stderr: c.stderr.clone(),
-                exit_code: c.exit_code,
-                duration: secs(c.duration_ms),
-                truncated: c.truncated,
+    let (tasks, costs): (Vec<TaskReport>, Vec<Option<Nanos>>) = (0..snap.specs.len()).map(|i| task_report(snap, i, end_ms)).unzip();
+    let Totals { by_inst, counts, total_ms, ran, tin, tout, run_cost } = totals(snap, &tasks, &costs, catalog);
+    let summary = Summary {
+        timestamp: rfc3339(end_ms),
+        run_id: meta.run_id.clone(),
+        total_tasks: tasks.len() as u64,
+        counts,
+        success_rate: pct(counts.successful, tasks.len() as u64),
+        total_duration: secs(total_ms),
+        average_duration: total_ms.checked_div(ran).map_or(0.0, secs),
+        wall_time: secs(end_ms.saturating_sub(meta.created_ms)),
+        input_tokens: tin,
+        output_tokens: tout,
+        cost: run_cost.map(nanos_to_usd),
+        budget: budget_report(snap),
+    };
+    let stages = stage_reports(snap);
+    ResultsDocument { run_id: meta.run_id.clone(), task_file: meta.file.clone(), summary, results_by_instance: by_inst, stages, tasks }
+}
+
+/// One task's report, and what it cost (every attempt).
+fn task_report(snap: &RunSnapshot, i: usize, end_ms: u64) -> (TaskReport, Option<Nanos>) {
+    let meta = &snap.meta;
+    let spec = &snap.specs[i];
+    let state = snap.states[i];
+    let deps: Vec<String> = spec.deps.iter().map(|&d| snap.specs[d as usize].name.clone()).collect();
+    let mut t = TaskReport {
+        task_name: spec.name.clone(),
+        ccr_instance: spec.instance.clone(),
+        status: state,
+        duration: 0.0,
+        output: String::new(),
+        error: None,
+        error_class: None,
+        exit_code: None,
+        timestamp: rfc3339(end_ms),
+        started_at: None,
+        attempts: 0,
+        worker: None,
+        queue_wait: 0.0,
+        dependencies: deps,
+        stage: spec.stage.clone(),
+        trigger_rule: spec.trigger_rule,
+        conditions: spec
+            .conditions
+            .iter()
+            .map(|c| ConditionReport { task: snap.specs[c.on as usize].name.clone(), when: c.when })
+            .collect(),
+        tags: spec.tags.clone(),
+        description: spec.description.clone(),
+        output_file: spec.output_file.clone(),
+        command: None,
+        agent: None,
+        input_tokens: 0,
+        output_tokens: 0,
+        priority: spec.priority,
+        reclaimed: false,
+        attempt_history: snap.history[i]
+            .iter()
+            .map(|h| AttemptReport {
+                attempt: h.attempt,
+                status: h.outcome.status,
+                error_class: h.outcome.error_class,
+                error: h.outcome.error.clone(),
+                worker: h.worker.clone(),
+                duration: secs(h.duration_ms()),
+                timestamp: rfc3339(h.finished_ms),
+                cost: h.cost_nanos.map(nanos_to_usd),
+            })
+            .collect(),
+        cost: None,
+        rate_limit_wait: 0.0,
+    };
+    let cost = task_cost(&snap.history[i]);
+    t.rate_limit_wait = secs(snap.rate_waits.get(i).copied().unwrap_or(0) + snap.history[i].iter().map(|a| a.rate_wait_ms).sum::<u64>());
+    t.cost = cost.map(nanos_to_usd);
+    if let Some(r) = &snap.results[i] {
+        let o = &r.outcome;
+        t.status = o.status.state();
+        t.duration = secs(r.duration_ms());
+        t.output = o.output.clone();
+        t.error = o.error.clone();
+        t.error_class = o.error_class;
+        t.exit_code = o.exit_code;
+        t.timestamp = rfc3339(r.finished_ms);
+        t.started_at = Some(rfc3339(r.started_ms));
+        t.attempts = r.attempt;
+        t.worker = Some(r.worker.clone());
+        t.queue_wait = secs(r.queue_wait_ms);
+        t.reclaimed = r.reclaimed;
+        t.command = o.command.as_ref().map(|c| CommandReport {
+            stdout: c.stdout.clone(),
+            stderr: c.stderr.clone(),
+            exit_code: c.exit_code,
+            duration: secs(c.duration_ms),
+            truncated: c.truncated,
+        });
+        if let Some(a) = &o.agent {
+            t.input_tokens = a.input_tokens;
+            t.output_tokens = a.output_tokens;
+            t.agent = Some(AgentReport {
+                is_error: a.is_error,
+                exit_code: a.exit_code,
+                api_error_status: a.api_error_status,
+                num_turns: a.num_turns,
+                duration: secs(a.duration_ms),
+                stderr: a.stderr.clone(),
             });
-            if let Some(a) = &o.agent {
-                t.input_tokens = a.input_tokens;
-                t.output_tokens = a.output_tokens;
-                t.agent = Some(AgentReport {
-                    is_error: a.is_error,
-                    exit_code: a.exit_code,
-                    api_error_status: a.api_error_status,
-                    num_turns: a.num_turns,
-                    duration: secs(a.duration_ms),
-                    stderr: a.stderr.clone(),
-                });
+        }
+    } else if state == TaskState::Cancelled {
+        match (snap.skips[i].map(|s| s.class), meta.budget) {
+            (Some(ErrorClass::Budget), Some(b)) => {
+                t.error = Some(format!(
+                    "cancelled before it started: the run spent its budget ({} of {})",
+                    format_usd(meta.cost),
+                    format_usd(b.max_cost)
+                ));
+                t.error_class = Some(ErrorClass::Budget);
             }
-        } else if state == TaskState::Cancelled {
-            match (snap.skips[i].map(|s| s.class), meta.budget) {
-                (Some(ErrorClass::Budget), Some(b)) => {
-                    t.error = Some(format!(
-                        "cancelled before it started: the run spent its budget ({} of {})",
-                        format_usd(meta.cost),
-                        format_usd(b.max_cost)
-                    ));
-                    t.error_class = Some(ErrorClass::Budget);
-                }
-                _ => {
-                    t.error = Some("cancelled before it started".into());
-                    t.error_class = Some(ErrorClass::Cancelled);
-                }
-            }
-        } else if state == TaskState::Skipped {
-            if let Some(skip) = snap.skips[i] {
-                t.error = Some(skip_reason(snap, i, &skip));
-                t.error_class = Some(skip.class);
+            _ => {
+                t.error = Some("cancelled before it started".into());
+                t.error_class = Some(ErrorClass::Cancelled);
             }
         }
-        tasks.push(t);
+    } else if state == TaskState::Skipped {
+        if let Some(skip) = snap.skips[i] {
+            t.error = Some(skip_reason(snap, i, &skip));
+            t.error_class = Some(skip.class);
+        }
     }
+    (t, cost)
+}
 
+/// Sums over the tasks: per instance, and for the run.
+struct Totals {
+    by_inst: BTreeMap<String, InstanceSummary>,
+    counts: Counts,
+    total_ms: u64,
+    ran: u64,
+    tin: u64,
+    tout: u64,
+    run_cost: Option<Nanos>,
+}
+
+fn totals(snap: &RunSnapshot, tasks: &[TaskReport], costs: &[Option<Nanos>], catalog: &Catalog) -> Totals {
     let mut by_inst: BTreeMap<String, InstanceSummary> = BTreeMap::new();
     let mut dur_sum: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let (mut total_ms, mut ran) = (0u64, 0u64);
@@ -412,34 +444,30 @@ pub fn build(snap: &RunSnapshot, catalog: &Catalog) -> ResultsDocument {
             e.average_duration = ms.checked_div(n).map_or(0.0, secs);
         }
     }
-    let summary = Summary {
-        timestamp: rfc3339(end_ms),
-        run_id: meta.run_id.clone(),
-        total_tasks: tasks.len() as u64,
-        counts,
-        success_rate: pct(counts.successful, tasks.len() as u64),
-        total_duration: secs(total_ms),
-        average_duration: total_ms.checked_div(ran).map_or(0.0, secs),
-        wall_time: secs(end_ms.saturating_sub(meta.created_ms)),
-        input_tokens: tin,
-        output_tokens: tout,
-        cost: run_cost.map(nanos_to_usd),
-        budget: meta.budget.map(|b| BudgetReport {
-            max_cost: nanos_to_usd(b.max_cost),
-            alert_threshold: b.alert_ppm as f64 / 1e6,
-            spent: nanos_to_usd(meta.cost),
-            alerted_at: meta.budget_alerted_ms.map(rfc3339),
-            stopped_at: meta.stopped.map(|(_, ms)| rfc3339(ms)),
-            cancelled_tasks: snap
-                .skips
-                .iter()
-                .zip(&snap.states)
-                .filter(|(k, st)| **st == TaskState::Cancelled && k.is_some_and(|k| k.class == ErrorClass::Budget))
-                .count() as u64,
-        }),
-    };
-    let stages = snap
-        .stages
+    Totals { by_inst, counts, total_ms, ran, tin, tout, run_cost }
+}
+
+/// The run's budget, what it spent, when it alerted and stopped, and what that cancelled.
+fn budget_report(snap: &RunSnapshot) -> Option<BudgetReport> {
+    let meta = &snap.meta;
+    meta.budget.map(|b| BudgetReport {
+        max_cost: nanos_to_usd(b.max_cost),
+        alert_threshold: b.alert_ppm as f64 / 1e6,
+        spent: nanos_to_usd(meta.cost),
+        alerted_at: meta.budget_alerted_ms.map(rfc3339),
+        stopped_at: meta.stopped.map(|(_, ms)| rfc3339(ms)),
+        cancelled_tasks: snap
+            .skips
+            .iter()
+            .zip(&snap.states)
+            .filter(|(k, st)| **st == TaskState::Cancelled && k.is_some_and(|k| k.class == ErrorClass::Budget))
+            .count() as u64,
+    })
+}
+
+/// Each stage of a `pipeline:` run with its approval.
+fn stage_reports(snap: &RunSnapshot) -> Vec<StageReport> {
+    snap.stages
         .iter()
         .map(|s| {
             let (status, by, at, reason) = match &s.status {
@@ -451,6 +479,5 @@ pub fn build(snap: &RunSnapshot, catalog: &Catalog) -> ResultsDocument {
             };
             StageReport { name: s.name.clone(), status: status.into(), by, at, reason }
         })
-        .collect();
-    ResultsDocument { run_id: meta.run_id.clone(), task_file: meta.file.clone(), summary, results_by_instance: by_inst, stages, tasks }
+        .collect()
 }
