@@ -351,13 +351,7 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
                     continue;
                 }
                 live.abandon();
-                eprintln!("\ndetached; run {run_id} continues. Re-attach with: zo-submit watch {run_id}");
-                if let Some(config) = &out.own_worker {
-                    eprintln!(
-                        "no worker stays: the one started here stops now; to go on, start one with: zo-worker --config {}",
-                        config.display()
-                    );
-                }
+                say_detached(run_id, out);
                 return exit::INTERRUPTED;
             }
         };
@@ -395,25 +389,7 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
             }
         }
         meta = step.meta;
-        if let Some(b) = meta.budget {
-            if meta.budget_alerted_ms.is_some() && !said_alert {
-                said_alert = true;
-                live.say(&paint.yellow(&format!(
-                    "⚠ budget alert: {} of {} spent ({:.0}% of the budget)",
-                    format_usd(meta.cost),
-                    format_usd(b.max_cost),
-                    meta.cost as f64 * 100.0 / b.max_cost as f64
-                )));
-            }
-            if meta.stopped.is_some() && !said_stop {
-                said_stop = true;
-                live.say(&paint.red(&format!(
-                    "⊘ budget reached: {} of {} spent; no new task starts, running ones finish",
-                    format_usd(meta.cost),
-                    format_usd(b.max_cost)
-                )));
-            }
-        }
+        say_budget(&meta, &live, paint, &mut said_alert, &mut said_stop);
         last_id = step.events.last_id;
         let events = step.events.events;
         let said = if events.is_empty() { memory.check(store).await } else { memory.progressed() };
@@ -427,48 +403,10 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
                 Err(e) => live.say(&format!("(could not read the finished tasks' results: {e})")),
             }
         }
-        for e in events {
-            let n = view.states.len();
-            if let Some((why, until)) = &e.waits {
-                let secs = until.saturating_sub(now_ms()) as f64 / 1000.0;
-                for &i in e.tasks.iter().filter(|&&i| (i as usize) < n) {
-                    let (name, inst) = (escape_line(&view.names[i as usize]), escape_line(&view.instances[i as usize]));
-                    live.say(&match why.as_str() {
-                        "max_concurrent" => format!("⏳ {name} [{inst}] waits for a free slot of `{inst}` (its max_concurrent)"),
-                        "quota" => format!(
-                            "⏳ {name} [{inst}] waits for its host to come under quota ({}); at most {secs:.0}s more",
-                            escape_line(e.detail.as_deref().unwrap_or("over quota"))
-                        ),
-                        _ => format!("⏳ {name} [{inst}] waits {secs:.1}s for its rate limit"),
-                    });
-                }
-            }
-            let Some(st) = e.state else { continue };
-            for i in e.tasks.into_iter().map(|i| i as usize).filter(|&i| i < n) {
-                view.states[i] = st;
-            }
-        }
+        apply_events(&mut view, events, &live);
         if let Some(live_workers) = step.live {
             last_worker_check = Instant::now();
-            let (served, foreign) = served(&live_workers);
-            for w in foreign {
-                if warned_workers.insert(w.info.id.clone()) {
-                    live.say(&escape_line(&format!(
-                        "⚠ worker {} speaks protocol {} but this zo-submit speaks {PROTOCOL}: it takes none of this run's jobs; run the same version of zo-worker and zo-submit",
-                        w.info.id, w.info.protocol
-                    )));
-                }
-            }
-            for (inst, n) in view.waiting_instances() {
-                if !served.contains(inst) && warned.insert(inst.to_string()) {
-                    live.say(&paint.yellow(&escape_line(&format!(
-                        "⚠ no live worker serves instance `{inst}` ({n} task{} waiting); start one whose config lists it",
-                        if n == 1 { "" } else { "s" }
-                    ))));
-                } else if served.contains(inst) {
-                    warned.remove(inst);
-                }
-            }
+            warn_about_workers(&live_workers, &view, &live, paint, &mut warned, &mut warned_workers);
         }
         if let Some(r) = step.running {
             last_running = Instant::now();
@@ -480,6 +418,98 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
         live.update(&meta, &view.per_instance(), &running);
     }
     live.finish();
+    report_finished(store, run_id, catalog, out).await
+}
+
+/// The budget's alert and stop, each said once.
+fn say_budget(meta: &RunMeta, live: &Live, paint: Paint, said_alert: &mut bool, said_stop: &mut bool) {
+    if let Some(b) = meta.budget {
+        if meta.budget_alerted_ms.is_some() && !*said_alert {
+            *said_alert = true;
+            live.say(&paint.yellow(&format!(
+                "⚠ budget alert: {} of {} spent ({:.0}% of the budget)",
+                format_usd(meta.cost),
+                format_usd(b.max_cost),
+                meta.cost as f64 * 100.0 / b.max_cost as f64
+            )));
+        }
+        if meta.stopped.is_some() && !*said_stop {
+            *said_stop = true;
+            live.say(&paint.red(&format!(
+                "⊘ budget reached: {} of {} spent; no new task starts, running ones finish",
+                format_usd(meta.cost),
+                format_usd(b.max_cost)
+            )));
+        }
+    }
+}
+
+/// The task states and waits the run's events report, onto the view and the screen.
+fn apply_events(view: &mut View, events: Vec<Event>, live: &Live) {
+    for e in events {
+        let n = view.states.len();
+        if let Some((why, until)) = &e.waits {
+            let secs = until.saturating_sub(now_ms()) as f64 / 1000.0;
+            for &i in e.tasks.iter().filter(|&&i| (i as usize) < n) {
+                let (name, inst) = (escape_line(&view.names[i as usize]), escape_line(&view.instances[i as usize]));
+                live.say(&match why.as_str() {
+                    "max_concurrent" => format!("⏳ {name} [{inst}] waits for a free slot of `{inst}` (its max_concurrent)"),
+                    "quota" => format!(
+                        "⏳ {name} [{inst}] waits for its host to come under quota ({}); at most {secs:.0}s more",
+                        escape_line(e.detail.as_deref().unwrap_or("over quota"))
+                    ),
+                    _ => format!("⏳ {name} [{inst}] waits {secs:.1}s for its rate limit"),
+                });
+            }
+        }
+        let Some(st) = e.state else { continue };
+        for i in e.tasks.into_iter().map(|i| i as usize).filter(|&i| i < n) {
+            view.states[i] = st;
+        }
+    }
+}
+
+/// Workers that speak another protocol, and instances with waiting tasks no live worker
+/// serves: each said once (again after it was served).
+fn warn_about_workers(
+    live_workers: &[LiveWorker],
+    view: &View,
+    live: &Live,
+    paint: Paint,
+    warned: &mut HashSet<String>,
+    warned_workers: &mut HashSet<String>,
+) {
+    let (served, foreign) = served(live_workers);
+    for w in foreign {
+        if warned_workers.insert(w.info.id.clone()) {
+            live.say(&escape_line(&format!(
+                "⚠ worker {} speaks protocol {} but this zo-submit speaks {PROTOCOL}: it takes none of this run's jobs; run the same version of zo-worker and zo-submit",
+                w.info.id, w.info.protocol
+            )));
+        }
+    }
+    for (inst, n) in view.waiting_instances() {
+        if !served.contains(inst) && warned.insert(inst.to_string()) {
+            live.say(&paint.yellow(&escape_line(&format!(
+                "⚠ no live worker serves instance `{inst}` ({n} task{} waiting); start one whose config lists it",
+                if n == 1 { "" } else { "s" }
+            ))));
+        } else if served.contains(inst) {
+            warned.remove(inst);
+        }
+    }
+}
+
+/// After a detach: what goes on, and how to follow it again.
+fn say_detached(run_id: &str, out: &OutputOpts) {
+    eprintln!("\ndetached; run {run_id} continues. Re-attach with: zo-submit watch {run_id}");
+    if let Some(config) = &out.own_worker {
+        eprintln!("no worker stays: the one started here stops now; to go on, start one with: zo-worker --config {}", config.display());
+    }
+}
+
+/// The finished run: its document built, archived when asked, written and shown.
+async fn report_finished(store: &Store, run_id: &str, catalog: &Catalog, out: &OutputOpts) -> u8 {
     let snap = async {
         let mut conn = store.conn().await?;
         store.snapshot(&mut conn, run_id).await
