@@ -315,29 +315,11 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
     // Paced: a watcher refreshes at most every STEP_EVERY and does the run's upkeep (due
     // retries, outbox) at most every UPKEEP_EVERY, so following a fast run costs Redis little
     // (workers do the same upkeep; the watcher covers runs that no worker looks after yet).
-    let mut next_step = tokio::time::Instant::now();
-    let mut next_upkeep = next_step;
+    let mut pace = Pace { next_step: tokio::time::Instant::now(), next_upkeep: tokio::time::Instant::now() };
     while !meta.finished {
         let want_running = live.wants_running() && last_running.elapsed() >= RUNNING_EVERY;
-        let step = async {
-            tokio::time::sleep_until(next_step).await;
-            next_step = tokio::time::Instant::now() + STEP_EVERY;
-            let mut conn = store.conn().await?;
-            if tokio::time::Instant::now() >= next_upkeep {
-                next_upkeep = tokio::time::Instant::now() + UPKEEP_EVERY;
-                store.keep_run_moving(&mut conn, run_id).await?;
-            }
-            let events = store.read_events(&mut conn, run_id, &last_id, EVENT_WAIT).await?;
-            let meta = store.run_meta(&mut conn, run_id).await?;
-            let live = if last_worker_check.elapsed() > Duration::from_secs(5) {
-                Some(store.live_workers(&mut conn, zo_common::store::LIVE_WITHIN).await?)
-            } else {
-                None
-            };
-            let stages = if view.gated { store.stages(&mut conn, run_id).await? } else { Vec::new() };
-            let running = if want_running { Some(store.running_tasks(&mut conn, run_id).await?) } else { None };
-            Ok::<_, StoreError>(Step { events, meta, live, stages, running })
-        };
+        let want_workers = last_worker_check.elapsed() > Duration::from_secs(5);
+        let step = fetch_step(store, run_id, &last_id, &mut pace, view.gated, want_workers, want_running);
         let r = tokio::select! {
             r = step => r,
             _ = &mut interrupted => {
@@ -419,6 +401,38 @@ pub async fn follow_and_report(store: &Store, run_id: &str, catalog: &Catalog, o
     }
     live.finish();
     report_finished(store, run_id, catalog, out).await
+}
+
+/// When the watcher next reads the run, and next does its upkeep.
+struct Pace {
+    next_step: tokio::time::Instant,
+    next_upkeep: tokio::time::Instant,
+}
+
+/// One refresh, paced: the run's upkeep when due, its new events and counters, and what was
+/// asked for (live workers, stages of a gated run, running tasks).
+async fn fetch_step(
+    store: &Store,
+    run_id: &str,
+    last_id: &str,
+    pace: &mut Pace,
+    gated: bool,
+    want_workers: bool,
+    want_running: bool,
+) -> Result<Step, StoreError> {
+    tokio::time::sleep_until(pace.next_step).await;
+    pace.next_step = tokio::time::Instant::now() + STEP_EVERY;
+    let mut conn = store.conn().await?;
+    if tokio::time::Instant::now() >= pace.next_upkeep {
+        pace.next_upkeep = tokio::time::Instant::now() + UPKEEP_EVERY;
+        store.keep_run_moving(&mut conn, run_id).await?;
+    }
+    let events = store.read_events(&mut conn, run_id, last_id, EVENT_WAIT).await?;
+    let meta = store.run_meta(&mut conn, run_id).await?;
+    let live = if want_workers { Some(store.live_workers(&mut conn, zo_common::store::LIVE_WITHIN).await?) } else { None };
+    let stages = if gated { store.stages(&mut conn, run_id).await? } else { Vec::new() };
+    let running = if want_running { Some(store.running_tasks(&mut conn, run_id).await?) } else { None };
+    Ok(Step { events, meta, live, stages, running })
 }
 
 /// The budget's alert and stop, each said once.
