@@ -16,8 +16,8 @@ use crate::limits::{self, Admission, SharedSlot};
 use crate::quotas;
 use crate::service::Shared;
 
-/// How the gate ended.
-pub(crate) enum Gate {
+/// What admission decided for a job (admission is not the `gate:` result check).
+pub(crate) enum Decision {
     /// Execute now; `rate_wait` spent here for rate limits; the shared slot it took, if any
     /// (the caller holds it until the result is stored).
     Go { rate_wait: Duration, shared_slot: Option<SharedSlot> },
@@ -106,7 +106,7 @@ pub(crate) async fn pass(
     limiters: &[Limiter],
     asked: Asked,
     stop: &CancellationToken,
-) -> Gate {
+) -> Decision {
     let Asked { waits, slot } = asked;
     let mut shared_slot = match slot {
         Some((s, true)) => Some(s),
@@ -123,15 +123,15 @@ pub(crate) async fn pass(
             if let Err(e) = queued {
                 warn!("could not queue for a shared slot ({e}); the task comes back in {}", humantime::format_duration(fallback));
             }
-            return Gate::HandedBack;
+            return Decision::HandedBack;
         }
         None => None,
     };
-    let mut give_up = |gate: Gate| {
+    let mut give_up = |decision: Decision| {
         if let Some(s) = shared_slot.take() {
             limits::give_back(&shared.batch, s);
         }
-        gate
+        decision
     };
     let mut rate_wait = Duration::ZERO;
     let backoff = shared.backoff_until(&own.name);
@@ -141,19 +141,22 @@ pub(crate) async fn pass(
             Admission::Go { waited } => rate_wait = waited,
             Admission::Later(wait) => {
                 defer(shared, job, d, now_ms() + wait.as_millis() as u64, Duration::ZERO, "rate_limit").await;
-                return give_up(Gate::HandedBack);
+                return give_up(Decision::HandedBack);
             }
             Admission::Stopped => {
-                return give_up(Gate::Failed(Outcome::fail(ErrorClass::Cancelled, "cancelled while it waited for its rate limit".into())))
+                return give_up(Decision::Failed(Outcome::fail(
+                    ErrorClass::Cancelled,
+                    "cancelled while it waited for its rate limit".into(),
+                )))
             }
         }
     }
     if let Some(q) = &job.spec.quotas {
         if let Err(o) = quotas::wait_under(shared, job, q, stop).await {
-            return give_up(Gate::Failed(o));
+            return give_up(Decision::Failed(o));
         }
     }
-    Gate::Go { rate_wait, shared_slot }
+    Decision::Go { rate_wait, shared_slot }
 }
 
 /// Hands a running task back to its run to wait for a rate limit until `due_ms` (Unix ms),

@@ -12,7 +12,7 @@ use tracing::{debug, error, info, warn, Instrument};
 use zo_common::model::{now_ms, ErrorClass, Outcome, Status, TaskResult};
 use zo_common::store::{Delivery, Job, MarkRunning, Recorded, ToMark, ToRecord};
 
-use crate::admission::{self, defer, Gate};
+use crate::admission::{self, defer, Decision};
 use crate::limits::{self, SharedSlot};
 use crate::service::{backoff, sleep_or_shutdown, RunningJob, Shared, StopReason};
 use crate::task::execute;
@@ -167,26 +167,26 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
                 RunningJob::new(job.spec.instance.clone(), d.stream.clone(), d.id.clone(), job.attempt, shared.abort.child_token());
             held.start((job.run_id.clone(), job.idx), running.clone());
             info!(takeover, "started");
-            let mut gate_failed = None;
+            let mut refused = None;
             let asked = asked.take().unwrap_or_else(admission::Asked::nothing);
             match Box::pin(admission::pass(shared, job, d, own, &limiters, asked, &running.stop)).await {
-                Gate::Go { rate_wait: waited, shared_slot } => {
+                Decision::Go { rate_wait: waited, shared_slot } => {
                     rate_wait = waited;
                     started_ms = now_ms();
                     if let Some(slot) = shared_slot {
                         held.hold_shared_slot(slot);
                     }
                 }
-                Gate::HandedBack => {
+                Decision::HandedBack => {
                     held.stop_running();
                     return;
                 }
-                Gate::Failed(o) => gate_failed = Some(o),
+                Decision::Failed(o) => refused = Some(o),
             }
             let ccr_before = shared.ccr_state(instance);
             // Boxed: the execution's state is large, and the job's future is moved on every spawn.
-            let stopped_waiting = gate_failed.is_some();
-            let mut o = if let Some(o) = gate_failed {
+            let stopped_waiting = refused.is_some();
+            let mut o = if let Some(o) = refused {
                 o
             } else if has_templates(&job.spec) {
                 match Box::pin(templates::render(&shared.store, job)).await {

@@ -15,24 +15,24 @@ const SLOTS: &str = include_str!("lua/slots.lua");
 /// Cancelling tasks and the run's budget, after the slots.
 const BUDGET: &str = include_str!("lua/budget.lua");
 
-fn run_script(body: &str) -> Script {
+fn with_run_prelude(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}\n{SLOTS}\n{BUDGET}\n{body}"))
 }
 
 /// A limiter's rate and shared slots, at the head of every limiter script.
 const LIMITER_LIB: &str = include_str!("lua/limiter_lib.lua");
 
-fn limiter_script(body: &str) -> Script {
+fn with_limiter_lib(body: &str) -> Script {
     Script::new(&format!("{LIMITER_LIB}\n{body}"))
 }
 
-fn plain_script(body: &str) -> Script {
+fn alone(body: &str) -> Script {
     Script::new(body)
 }
 
-/// The one table of scripts: each static, how it is assembled (`run_script` with the run
-/// prelude, `limiter_script` with the limiter library, or `plain_script`) and its file; and
-/// [`FILES`], every file of the table, for the header check.
+/// The one table of scripts: each static, how it is assembled (`with_run_prelude`,
+/// `with_limiter_lib`, or `alone`) and its file; and [`FILES`], every file of the table, for
+/// the header check.
 macro_rules! scripts {
     ($($(#[$doc:meta])* $vis:vis $name:ident = $kind:ident($file:literal);)*) => {
         $($(#[$doc])* $vis static $name: LazyLock<Script> = LazyLock::new(|| $kind(include_str!($file)));)*
@@ -43,25 +43,25 @@ macro_rules! scripts {
 }
 
 scripts! {
-    pub(crate) MARK_RUNNING = run_script("lua/mark_running.lua");
-    pub(crate) RENEW = run_script("lua/renew.lua");
-    pub(crate) RECORD_RESULT = run_script("lua/record_result.lua");
-    pub(crate) RELEASE = run_script("lua/release.lua");
-    pub(crate) DEFER = run_script("lua/defer.lua");
-    pub(crate) PROMOTE = run_script("lua/promote.lua");
-    pub(crate) REVIVE = run_script("lua/revive.lua");
-    pub(crate) CASCADE = run_script("lua/cascade.lua");
-    pub(crate) CANCEL = run_script("lua/cancel.lua");
-    pub(crate) APPROVE = run_script("lua/approve.lua");
-    pub(crate) NS_SLOTS = limiter_script("lua/ns_slots.lua");
-    pub(crate) LIMIT_STEP = limiter_script("lua/limit_step.lua");
-    pub(crate) DEBIT = plain_script("lua/debit.lua");
-    pub(crate) UNLOCK = plain_script("lua/unlock.lua");
-    pub(crate) TRIM_HELD = plain_script("lua/trim_held.lua");
-    pub(crate) ARCHIVE_CLAIM = plain_script("lua/archive_claim.lua");
-    pub(crate) ARCHIVE_DONE = plain_script("lua/archive_done.lua");
+    pub(crate) MARK_RUNNING = with_run_prelude("lua/mark_running.lua");
+    pub(crate) RENEW = with_run_prelude("lua/renew.lua");
+    pub(crate) RECORD_RESULT = with_run_prelude("lua/record_result.lua");
+    pub(crate) RELEASE = with_run_prelude("lua/release.lua");
+    pub(crate) DEFER = with_run_prelude("lua/defer.lua");
+    pub(crate) PROMOTE = with_run_prelude("lua/promote.lua");
+    pub(crate) REVIVE = with_run_prelude("lua/revive.lua");
+    pub(crate) CASCADE = with_run_prelude("lua/cascade.lua");
+    pub(crate) CANCEL = with_run_prelude("lua/cancel.lua");
+    pub(crate) APPROVE = with_run_prelude("lua/approve.lua");
+    pub(crate) NS_SLOTS = with_limiter_lib("lua/ns_slots.lua");
+    pub(crate) LIMIT_STEP = with_limiter_lib("lua/limit_step.lua");
+    pub(crate) DEBIT = alone("lua/debit.lua");
+    pub(crate) UNLOCK = alone("lua/unlock.lua");
+    pub(crate) TRIM_HELD = alone("lua/trim_held.lua");
+    pub(crate) ARCHIVE_CLAIM = alone("lua/archive_claim.lua");
+    pub(crate) ARCHIVE_DONE = alone("lua/archive_done.lua");
     /// Public for the test that commits a run whose staging key is gone.
-    pub COMMIT_RUN = plain_script("lua/commit_run.lua");
+    pub COMMIT_RUN = alone("lua/commit_run.lua");
 }
 
 #[cfg(test)]
