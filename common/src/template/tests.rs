@@ -216,6 +216,9 @@ fn rendering_stops_at_its_fuel_before_it_allocates() {
     // What fits renders: 32 MiB built from a 32 MiB output.
     let big = "z".repeat(32 << 20);
     assert_eq!(render_prompt("${{ deps.a.output }}", &inputs(&big)).unwrap().len(), 32 << 20);
+    // Past MAX_RENDERED (64 MiB) it is refused, saying what to do instead.
+    let e = render_prompt("${{ deps.a.output }}${{ deps.a.output }}${{ deps.a.output }}", &inputs(&big)).unwrap_err();
+    assert!(e.contains("64 MiB") && e.contains("read large outputs from files instead"), "{e}");
 }
 
 fn inputs(output: &str) -> Inputs {
