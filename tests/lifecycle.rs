@@ -166,18 +166,7 @@ fn a_full_redis_is_said_once_and_a_watcher_gives_up_after_a_minute() {
         let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(v).query(c).unwrap();
     };
     let err = d.join("submit.err");
-    let attached = |args: &[&str]| {
-        std::process::Command::new(bin("zo-submit"))
-            .args(args)
-            .current_dir(d)
-            .env("ZO_REDIS_URL", redis.url())
-            .env("ZO_NAMESPACE", &ns)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&err).unwrap())
-            .spawn()
-            .unwrap()
-    };
+    let attached = |args: &[&str]| spawn_submit(d, &redis.url(), &ns, args, &err);
     let said = |needle: &str| std::fs::read_to_string(&err).unwrap_or_default().contains(needle);
 
     let mut sub = attached(&["t.yaml", "--no-save", "--no-report"]);
@@ -219,16 +208,7 @@ fn an_attached_watcher_gives_up_after_two_minutes_without_redis() {
     let _w = Worker::start(d, "w", "executor: { kind: simulate }\ninstances: [ { name: fast } ]\n", &redis.url(), &ns);
     write(d, "t.yaml", &simulated_tasks(1, "600s"));
     let err = d.join("submit.err");
-    let mut sub = std::process::Command::new(bin("zo-submit"))
-        .args(["t.yaml", "--no-save", "--no-report"])
-        .current_dir(d)
-        .env("ZO_REDIS_URL", redis.url())
-        .env("ZO_NAMESPACE", &ns)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
+    let mut sub = spawn_submit(d, &redis.url(), &ns, &["t.yaml", "--no-save", "--no-report"], &err);
     wait_until("the run to start", LIMIT, || std::fs::read_to_string(&err).unwrap_or_default().contains("submitted 1 task"));
     redis.kill();
     let gone = Instant::now();

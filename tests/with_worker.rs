@@ -51,17 +51,8 @@ fn the_worker_dies_with_zo_submit() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "orphan-worker.yaml", &worker_yaml("1s"));
     write(dir.path(), "t.yaml", &simulated_tasks(2, "60s"));
-    let err = std::fs::File::create(dir.path().join("submit.err")).unwrap();
-    let mut child = Command::new(bin("zo-submit"))
-        .args(["t.yaml", "--with-worker", "orphan-worker.yaml", "--no-save", "--no-report"])
-        .current_dir(dir.path())
-        .env("ZO_REDIS_URL", redis.url())
-        .env("ZO_NAMESPACE", &ns)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(err)
-        .spawn()
-        .unwrap();
+    let args = ["t.yaml", "--with-worker", "orphan-worker.yaml", "--no-save", "--no-report"];
+    let mut child = spawn_submit(dir.path(), &redis.url(), &ns, &args, &dir.path().join("submit.err"));
     let needle = "--config orphan-worker.yaml";
     wait_until("the run to start on the worker", LIMIT, || {
         std::fs::read_to_string(dir.path().join("submit.err")).unwrap_or_default().contains("submitted 2 tasks")

@@ -8,6 +8,7 @@
 mod docs;
 mod runs;
 mod specs;
+mod submitting;
 mod wait;
 pub use docs::{json_doc, rfc3339_ms, submit_json, tasks_by_name};
 pub use wait::{adopt_orphans, process_alive, wait_until};
@@ -16,6 +17,8 @@ pub mod stub_provider;
 
 pub use runs::Recorded;
 pub use specs::{script_result, simulated_tasks, true_task};
+pub use submitting::spawn_submit;
+use submitting::submit_command;
 
 use std::fs;
 use std::io::Write as _;
@@ -462,12 +465,7 @@ fn run_submit(dir: &Path, redis_url: &str, ns: &str, args: &[&str], limit: Durat
     let id = format!("{}-{}", std::process::id(), rand_suffix());
     let out_p = dir.join(format!("submit-{id}.out"));
     let err_p = dir.join(format!("submit-{id}.err"));
-    let mut child = Command::new(bin("zo-submit"))
-        .args(args)
-        .current_dir(dir)
-        .env("ZO_REDIS_URL", redis_url)
-        .env("ZO_NAMESPACE", ns)
-        .stdin(Stdio::null())
+    let mut child = submit_command(dir, redis_url, ns, args)
         .stdout(fs::File::create(&out_p).expect("out"))
         .stderr(fs::File::create(&err_p).expect("err"))
         .spawn()
