@@ -128,29 +128,28 @@ pub(super) async fn ccrs(
 ) -> Result<(tokio::task::JoinSet<()>, Readiness), WorkerError> {
     let mut supervisors = tokio::task::JoinSet::new();
     let mut ready: HashMap<String, (watch::Receiver<bool>, Arc<AtomicU32>)> = HashMap::new();
-    if let (Some(ccr_cfg), true) = (&cfg.ccr, opts.use_running_ccr) {
+    let Some(ccr_cfg) = &cfg.ccr else { return Ok((supervisors, ready)) };
+    if let (Reach::Callback, Some(host)) = (ccr_cfg.reach, &ccr_cfg.callback_host) {
+        ctx.base_url = format!("http://{host}:{{port}}");
+    }
+    // Each instance: its readiness and (re)start count, and the key its agents send.
+    let mut register = |name: &str, key: String| {
+        let (tx, rx) = watch::channel(false);
+        let gen = Arc::new(AtomicU32::new(0));
+        ready.insert(name.to_string(), (rx, gen.clone()));
+        ctx.instance_keys.insert(name.to_string(), key);
+        (tx, gen)
+    };
+    if opts.use_running_ccr {
         let located = ccr::locate(cfg, &opts.catalog, None).map_err(WorkerError::Config)?;
-        if let (Reach::Callback, Some(host)) = (ccr_cfg.reach, &ccr_cfg.callback_host) {
-            ctx.base_url = format!("http://{host}:{{port}}");
-        }
         for (at, key) in ccr::running(&located, &cfg.source).await.map_err(WorkerError::Missing)? {
-            let (tx, rx) = watch::channel(false);
-            let gen = Arc::new(AtomicU32::new(0));
-            ready.insert(at.name.clone(), (rx, gen.clone()));
-            ctx.instance_keys.insert(at.name.clone(), key);
+            let (tx, gen) = register(&at.name, key);
             supervisors.spawn(ccr::follow_running(at, tx, gen, ccr_stop.clone()));
         }
-    } else if let Some(ccr_cfg) = &cfg.ccr {
+    } else {
         let secrets = Secrets::load(&ccr_cfg.bws, &ccr_cfg.env_file);
-        let prepared = ccr::prepare(cfg, &opts.catalog, &secrets, None).map_err(WorkerError::Config)?;
-        if let (Reach::Callback, Some(host)) = (ccr_cfg.reach, &ccr_cfg.callback_host) {
-            ctx.base_url = format!("http://{host}:{{port}}");
-        }
-        for p in prepared {
-            let (tx, rx) = watch::channel(false);
-            let gen = Arc::new(AtomicU32::new(0));
-            ready.insert(p.name.clone(), (rx, gen.clone()));
-            ctx.instance_keys.insert(p.name.clone(), p.apikey.clone());
+        for p in ccr::prepare(cfg, &opts.catalog, &secrets, None).map_err(WorkerError::Config)? {
+            let (tx, gen) = register(&p.name, p.apikey.clone());
             supervisors.spawn(ccr::supervise(p, ccr_cfg.clone(), format!("worker {id}"), tx, gen, ccr_stop.clone()));
         }
     }
