@@ -487,3 +487,70 @@ fn no_script_or_key_is_on_a_command_line_and_local_tasks_get_a_clean_environment
         let _ = std::fs::remove_dir_all(sshd.path("rec").join("Quiet"));
     }
 }
+
+/// Over SSH, a script and a prompt past the spill size (64 KiB) travel as files of mode 0600
+/// in a directory of mode 0700, each removed once read — through the helper and through the
+/// plain wrapper. The sshd puts a `bash` of the test's first on its user's `PATH`: it records
+/// the files a task's bash was handed (`stat` of each and of its directory) before the real
+/// bash reads them; after the run none of them may exist.
+#[test]
+fn long_scripts_and_prompts_travel_over_ssh_as_private_files_that_are_removed() {
+    let redis = Redis::start();
+    let probe_dir = tempfile::Builder::new().prefix("zo-probe").tempdir().unwrap();
+    std::fs::set_permissions(probe_dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let log = probe_dir.path().join("seen");
+    let probe = write(
+        probe_dir.path(),
+        "bash",
+        &format!(
+            "#!/bin/sh\nfor f in \"${{ZO_SCRIPT_FILE:-}}\" \"${{ZO_PROMPT_FILE:-}}\"; do\n  \
+             [ -n \"$f\" ] && stat -c '%a %n' -- \"$f\" \"${{f%/*}}\" >> {}\ndone\nexec /bin/bash \"$@\"\n",
+            log.display()
+        ),
+    );
+    std::fs::set_permissions(&probe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let sshd = Sshd::start_with(&format!("SetEnv PATH={}:/usr/local/bin:/usr/bin:/bin\n", probe_dir.path().display()));
+    let dir = tempfile::tempdir().unwrap();
+    let pad = "x".repeat(100 * 1024);
+    // Past the spill size, short of the length that goes to the agent's stdin (100 KiB).
+    let prompt = "p".repeat(80 * 1024);
+    write(
+        dir.path(),
+        "t.yaml",
+        &format!("tasks:\n  - {{ name: Long, ccr_instance: fast, command: \"echo ran # {pad}\", prompt: \"{prompt}\" }}\n"),
+    );
+    for helper in [true, false] {
+        let _ = std::fs::remove_file(&log);
+        let ns = namespace(&format!("spill-{helper}"));
+        let cfg = format!("{}  helper: {helper}\n{}instances:\n  - {{ name: fast }}\n", sshd.executor_yaml(), sshd.agent_yaml());
+        let mut w = Worker::start(dir.path(), &format!("w-{helper}"), &cfg, &redis.url(), &ns);
+        let out = submit(dir.path(), &redis.url(), &ns, &["t.yaml", "--json", "--no-save", "--no-report"], LIMIT);
+        assert_eq!(out.code, 0, "helper {helper}: {}", out.stderr);
+        let t = tasks_by_name(&json_doc(&out));
+        assert_eq!(t["Long"]["status"], "success", "helper {helper}: {}", t["Long"]);
+        assert_eq!(t["Long"]["command"]["stdout"], "ran\n", "helper {helper}");
+        // The agent was handed the whole prompt, as its last argument.
+        let (argv, _, _) = sshd.recorded("Long");
+        assert_eq!(argv.last().map(Vec::len), Some(prompt.len()), "helper {helper}");
+        assert!(argv.last().is_some_and(|a| a == prompt.as_bytes()), "helper {helper}: the prompt arrived changed");
+        let seen = std::fs::read_to_string(&log).unwrap_or_default();
+        let rows: Vec<(&str, &str)> = seen.lines().filter_map(|l| l.split_once(' ')).collect();
+        // Two files (the command's script, the agent's prompt), each with its directory.
+        assert_eq!(rows.len(), 4, "helper {helper}: the probe saw {seen:?}");
+        let mut dirs = Vec::new();
+        for pair in rows.chunks(2) {
+            let ((file_mode, file), (dir_mode, parent)) = (pair[0], pair[1]);
+            assert_eq!((file_mode, dir_mode), ("600", "700"), "helper {helper}: {seen}");
+            assert!(!std::path::Path::new(file).exists(), "helper {helper}: {file} outlived its task");
+            dirs.push(parent.to_string());
+        }
+        w.stop();
+        // The helper removes its directory when its connection closes, the wrapper at the
+        // task's end.
+        for d in dirs {
+            wait_until(&format!("helper {helper}: the private directory {d} to go with the worker"), Duration::from_secs(10), || {
+                !std::path::Path::new(&d).exists()
+            });
+        }
+    }
+}
