@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """Checks the architecture invariants that a grep can check (ARCHITECTURE.md, "Invariants").
 
-1. No import cycle between the modules of `common` (edges from `use crate::X` and `crate::X::`).
+1. No import cycle between the files of any crate (`common`, the worker, the producer): an
+   edge for every `crate::`, `super::`, `self::` or child-module path, in `use` and in code,
+   to the file that defines what it names (a name a `mod.rs` only imports leads on to the
+   file it comes from, so a facade `mod.rs` is fine; one that defines what its children use
+   and uses them back is a cycle). Test code is left out. The cycles there were when the
+   check came are listed in `KNOWN_CYCLES`: each may shrink, none may grow.
 2. Only `common/src/store/` speaks Redis: no Redis command, pipeline, script or connection type
    anywhere else in the libraries and binaries (the tests may inspect Redis directly).
 3. `common` has no SSH, process or terminal code.
@@ -29,12 +34,23 @@ SOURCES = ["common/src", "producer/src", "worker/src", "tests"]
 
 RAW_REDIS = re.compile(r"\bredis::(cmd|pipe|Cmd|Pipeline|Script|aio|Value|streams|Client|RedisResult)\b|\bdeadpool_redis\b|\.query_async\(")
 NOT_IN_COMMON = re.compile(r"\bopenssh\b|\bstd::process\b|\btokio::process\b|\bindicatif\b|\bIsTerminal\b")
-CRATE_EDGE = re.compile(r"\bcrate::([a-z_]+)")
 CLIMB = re.compile(r"(?:\.\./)+")
 OUTSIDE = re.compile(r"""(?<![\w.$}])/(?:work|home|root|mnt|srv|Users)/|(?<![\w])shared/data\b""")
 SELF_CONTAINED = ["tests", "scripts", "bench", ".ci"]
 MAX_FN_LINES = 120
 CRATE_SOURCES = ["common/src", "producer/src", "worker/src"]
+# Import cycles between files that were there when check 1 covered every file of every crate
+# (issue: "Shape for the next features"): each may lose files, none may gain one, and a new
+# cycle anywhere is an error. Only ever shrinks, like LONG_FUNCTIONS.
+KNOWN_CYCLES = [
+    ["worker/src/admission.rs", "worker/src/batch/limits.rs", "worker/src/batch/mod.rs", "worker/src/exec/ssh.rs", "worker/src/job.rs",
+     "worker/src/limits.rs", "worker/src/metrics.rs", "worker/src/preflight.rs", "worker/src/quotas.rs", "worker/src/service/archive.rs",
+     "worker/src/service/heartbeat.rs", "worker/src/service/lease.rs", "worker/src/service/mod.rs", "worker/src/service/read.rs",
+     "worker/src/service/reclaim.rs", "worker/src/service/startup.rs", "worker/src/service/upkeep.rs"],
+    ["producer/src/approve.rs", "producer/src/cli.rs", "producer/src/dryrun.rs", "producer/src/inspect/dead.rs", "producer/src/inspect/export.rs",
+     "producer/src/inspect/history.rs", "producer/src/inspect/mod.rs", "producer/src/inspect/show.rs", "producer/src/lib.rs",
+     "producer/src/resume.rs", "producer/src/watch/mod.rs", "producer/src/with_worker.rs"],
+]
 # Functions over MAX_FN_LINES when check 6 came, with their length then (file, function):
 # to be split into named steps (issue: "Long functions and files"). Only ever shrinks.
 LONG_FUNCTIONS = {
@@ -60,41 +76,50 @@ def code_lines(path):
         yield n, line
 
 
-def common_module(path):
-    rel = path.relative_to(ROOT / "common/src")
-    return rel.parts[0].removesuffix(".rs") if len(rel.parts) > 1 or rel.name != "lib.rs" else None
+def cycle_path(graph, comp):
+    """One cycle through the first file of a strongly connected component, each step with a
+    path that makes it: `a.rs → b.rs (super::X) → a.rs (crate::a::Y)`."""
+    start, inside = comp[0], set(comp)
+    prev, queue = {start: None}, [start]
+    while queue:
+        v = queue.pop(0)
+        for w, why in sorted(graph[v].items()):
+            if w not in inside:
+                continue
+            if w == start:
+                steps, node = [(start, why[0])], v
+                while node != start:
+                    p = prev[node]
+                    steps.append((node, graph[p][node][0]))
+                    node = p
+                steps.reverse()
+                return " → ".join([start] + [f"{n} ({why})" for n, why in steps])
+            if w not in prev:
+                prev[w] = v
+                queue.append(w)
+    return ", ".join(comp)
 
 
 def import_cycles():
-    graph = {}
-    for f in rust_files("common/src"):
-        m = common_module(f)
-        if m is None:
-            continue
-        deps = graph.setdefault(m, set())
-        for _, line in code_lines(f):
-            for target in CRATE_EDGE.findall(line):
-                if target != m:
-                    deps.add(target)
-    problems = []
-    state = {}
-
-    def visit(node, stack):
-        state[node] = "active"
-        stack.append(node)
-        for dep in sorted(graph.get(node, ())):
-            if state.get(dep) == "active":
-                cycle = stack[stack.index(dep):] + [dep]
-                problems.append("import cycle in common: " + " → ".join(cycle))
-            elif dep not in state:
-                visit(dep, stack)
-        stack.pop()
-        state[node] = "done"
-
-    for node in sorted(graph):
-        if node not in state:
-            visit(node, [])
-    return problems, graph
+    """Problems with the crates' file import graphs, and (files, edges) counted."""
+    problems, files, edges = [], 0, 0
+    known = [set(k) for k in KNOWN_CYCLES]
+    found = []
+    for rel in CRATE_SOURCES:
+        graph = crate_graph(rel)
+        files += len(graph)
+        edges += sum(len(v) for v in graph.values())
+        for comp in strongly_connected(graph):
+            found.append(set(comp))
+            if not any(set(comp) <= k for k in known):
+                problems.append(f"import cycle in {rel}: {cycle_path(graph, comp)}; move what both sides use into a file of its own that imports neither")
+    for k, listed in zip(known, KNOWN_CYCLES):
+        now = set().union(*[c for c in found if c <= k])
+        if not now:
+            problems.append(f"known import cycle gone ({listed[0]} …): take it off KNOWN_CYCLES in scripts/check-structure.py")
+        elif now != k:
+            problems.append(f"known import cycle shrank to {sorted(now)}: write that in KNOWN_CYCLES in scripts/check-structure.py")
+    return problems, files, edges
 
 
 def base_dir(path):
@@ -223,6 +248,196 @@ def long_functions():
     return found
 
 
+IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+USE_STMT = re.compile(r"\buse\s+([^;]+);")
+MOD_DECL = re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(" + IDENT + r")\s*;")
+PATH_EXPR = re.compile(r"(?<![\w:])((?:crate|super|self)(?:::" + IDENT + r")+)")
+
+
+def is_test_file(path):
+    return path.name == "tests.rs" or path.name.endswith("_tests.rs")
+
+
+def module_of(path, src):
+    """The module path of a file under a crate's `src/` (lib.rs is the root)."""
+    rel = path.relative_to(src)
+    parts = list(rel.parts[:-1])
+    if rel.name not in ("mod.rs", "lib.rs"):
+        parts.append(rel.stem)
+    return tuple(parts)
+
+
+def non_test_code(path):
+    """The file's code with literals and comments blanked and `#[cfg(test)]` items dropped."""
+    state, depth, skip_from, pending, kept = {}, 0, None, False, []
+    for raw in path.read_text().splitlines():
+        code = strip_literals(raw, state)
+        if "#[cfg(test)]" in code:
+            pending = True
+            continue
+        if pending and skip_from is None:
+            if MOD_DECL.match(code):  # `#[cfg(test)] mod tests;`: a test file
+                pending = False
+                continue
+            if "{" in code:
+                skip_from, pending = depth, False
+        start_depth = depth
+        depth += code.count("{") - code.count("}")
+        if skip_from is not None:
+            if depth <= skip_from:
+                skip_from = None
+            continue
+        if start_depth >= 0:
+            kept.append(code)
+    return "\n".join(kept)
+
+
+def expand_use(tree):
+    """`a::{b, c::{d, self}}` → ["a::b", "a::c::d", "a::c"]."""
+    tree = re.sub(r"\s+as\s+" + IDENT, "", tree)
+    tree = re.sub(r"\s+", "", tree)
+    out = []
+
+    def walk(prefix, text):
+        i = text.find("{")
+        if i < 0:
+            for item in filter(None, text.split(",")):
+                out.append(prefix + item)
+            return
+        head, body, depth = text[:i], "", 0
+        for j in range(i, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[j], 0)
+            if depth == 0:
+                body = text[i + 1 : j]
+                break
+        parts, depth, cur = [], 0, ""
+        for ch in body:
+            if ch == "," and depth == 0:
+                parts.append(cur)
+                cur = ""
+                continue
+            depth += {"{": 1, "}": -1}.get(ch, 0)
+            cur += ch
+        parts.append(cur)
+        for part in filter(None, parts):
+            if part == "self":
+                out.append((prefix + head).rstrip(":"))
+            else:
+                walk(prefix + head, part)
+
+    walk("", tree)
+    return out
+
+
+def use_paths(code, children):
+    """Every module path a file's code names: `use` trees expanded, and `crate::`, `super::`,
+    `self::` and child-module paths in expressions."""
+    paths = []
+    for m in USE_STMT.finditer(code):
+        paths += expand_use(m.group(1))
+    paths += PATH_EXPR.findall(code)
+    if children:
+        paths += re.findall(r"(?<![\w:])((?:" + "|".join(sorted(children)) + r")(?:::" + IDENT + r")+)", code)
+    return paths
+
+
+def absolute(path, mod, leaf, children):
+    """`path` as written in module `mod` → its segments from the crate root, or None when it
+    leaves the crate."""
+    segs = path.split("::")
+    if segs[0] == "crate":
+        return segs[1:]
+    if segs[0] == "self":
+        return list(mod) + segs[1:]
+    if segs[0] == "super":
+        base = list(mod[:-1]) if leaf else list(mod)
+        segs = segs[1:]
+        while segs and segs[0] == "super":
+            base, segs = base[:-1], segs[1:]
+        return base + segs
+    if segs[0] in children:
+        return list(mod) + segs
+    return None
+
+
+def crate_graph(rel):
+    """File-level import graph of one crate: an edge for every `crate::`, `super::`, `self::`
+    or child-module path (in `use` and in code) to the file that defines what it names — a
+    name a module only imports (`use child::X`, `pub use child::X`) leads on to the file it
+    comes from."""
+    src = ROOT / rel
+    files, info = {}, {}
+    for f in rust_files(rel):
+        if f.name == "main.rs" or is_test_file(f):
+            continue
+        files[module_of(f, src)] = f
+    for mod, f in files.items():
+        code = non_test_code(f)
+        children = {m.group(1) for line in code.splitlines() if (m := MOD_DECL.match(line))}
+        leaf = f.name not in ("mod.rs", "lib.rs")
+        exports = {}
+        for m in USE_STMT.finditer(code):
+            for path in expand_use(m.group(1)):
+                full = absolute(path, mod, leaf, children)
+                if full:
+                    exports[full[-1]] = full
+        info[mod] = (f, code, children, leaf, exports)
+
+    def resolve(full, depth=0):
+        for n in range(len(full), -1, -1):
+            target = files.get(tuple(full[:n]))
+            if target is None:
+                continue
+            rest, exports = full[n:], info[tuple(full[:n])][4]
+            if rest and rest[0] in exports and depth < 8:
+                return resolve(exports[rest[0]] + rest[1:], depth + 1)
+            return target
+        return None
+
+    graph = {}
+    for mod, (f, code, children, leaf, _) in info.items():
+        deps = graph.setdefault(str(f.relative_to(ROOT)), {})
+        for path in use_paths(code, children):
+            full = absolute(path, mod, leaf, children)
+            target = resolve(full) if full is not None else None
+            if target is not None and target != f:
+                deps.setdefault(str(target.relative_to(ROOT)), []).append(path)
+    return graph
+
+
+def strongly_connected(graph):
+    """Tarjan's strongly connected components of more than one node, each sorted."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    sys.setrecursionlimit(10000)
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
 def function_lengths():
     problems, seen = [], set()
     for path, name, n in long_functions():
@@ -242,7 +457,7 @@ def function_lengths():
 
 
 def main():
-    problems, graph = import_cycles()
+    problems, graph_files, graph_edges = import_cycles()
     problems += outside_paths()
     problems += function_lengths()
     store = ROOT / "common/src/store"
@@ -268,8 +483,7 @@ def main():
     if problems:
         print(f"check-structure: {len(problems)} problem(s)")
         return 1
-    edges = sum(len(v) for v in graph.values())
-    print(f"check-structure: ok ({checked} files; common's {len(graph)} modules, {edges} import edges, no cycle; Redis only in common/src/store; tests and scripts self-contained; no function over {MAX_FN_LINES} lines but {len(LONG_FUNCTIONS)} listed to split)")
+    print(f"check-structure: ok ({checked} files; the crates' {graph_files} files, {graph_edges} import edges, no cycle but {len(KNOWN_CYCLES)} listed to break; Redis only in common/src/store; tests and scripts self-contained; no function over {MAX_FN_LINES} lines but {len(LONG_FUNCTIONS)} listed to split)")
     return 0
 
 

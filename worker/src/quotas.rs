@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use zo_common::model::{now_ms, ErrorClass, HostUsage, Outcome, Quotas};
 use zo_common::store::Job;
 
-use crate::exec::run_script;
+use crate::exec::run::run_script;
 use crate::service::Shared;
 use crate::task::cd_prefix;
 

@@ -11,7 +11,8 @@ use zo_common::model::{AgentOutcome, CommandOutcome, ErrorClass, Outcome, Simula
 use zo_common::store::Job;
 
 use crate::config::{AgentMode, WorkerConfig};
-use crate::exec::{run_script, shell_quote, ExecError, Executor, RunOutput};
+use crate::exec::run::{run_script, RunOutput};
+use crate::exec::{shell_quote, ExecError, Executor};
 
 /// Everything a task needs from the worker, shared by all its tasks.
 pub struct TaskContext {

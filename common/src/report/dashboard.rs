@@ -4,8 +4,10 @@ use std::fmt::Write as _;
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, ContentArrangement, Table};
 
+use super::cells::{budget_line, one_line, status_mark};
+use super::document::{ResultsDocument, TaskReport};
 use super::fit::{fitted, Col};
-use super::{budget_line, one_line, pct, status_mark, usd, ResultsDocument, TaskReport};
+use super::units::{pct, usd};
 use crate::model::TaskState;
 use crate::text::escape_line;
 

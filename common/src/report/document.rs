@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{pct, secs};
+use super::units::{pct, secs};
 use crate::catalog::Catalog;
 use crate::model::{
     format_usd, nanos_to_usd, rfc3339, Counts, ErrorClass, Nanos, Priority, RunSnapshot, Skip, StageStatus, Status, TaskResult, TaskState,

@@ -6,8 +6,10 @@
 
 use std::fmt::Write as _;
 
+use super::cells::{budget_line, instance_cells, status_mark, INSTANCE_COLUMNS};
+use super::document::{ResultsDocument, TaskReport};
 use super::gantt::{self, Group};
-use super::{budget_line, instance_cells, status_mark, usd, ResultsDocument, TaskReport, INSTANCE_COLUMNS};
+use super::units::usd;
 use crate::model::TaskState;
 
 /// Width of the timelines, px.

@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 
-use super::{budget_line, instance_cells, pct, status_mark, usd, ResultsDocument, TaskReport, INSTANCE_COLUMNS};
+use super::cells::{budget_line, instance_cells, status_mark, INSTANCE_COLUMNS};
+use super::document::{ResultsDocument, TaskReport};
+use super::units::{pct, usd};
 
 /// A fence longer than any run of backticks in `s`, so the content cannot close it.
 fn fence(s: &str) -> String {

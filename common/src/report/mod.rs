@@ -3,6 +3,7 @@
 //! ([`markdown()`]) and the HTML report ([`html()`], with its timeline from [`gantt`]); two
 //! runs compared ([`diff`]); searches and stats over many ([`history`]).
 
+mod cells;
 mod dashboard;
 pub mod diff;
 mod document;
@@ -11,7 +12,9 @@ pub mod gantt;
 pub mod history;
 mod html;
 mod markdown;
+mod units;
 
+pub use cells::status_mark;
 pub use dashboard::dashboard;
 pub use document::{
     build, AgentReport, AttemptReport, BudgetReport, CommandReport, InstanceSummary, ResultsDocument, StageReport, Summary, TaskReport,
@@ -19,85 +22,11 @@ pub use document::{
 pub use html::{esc as html_escape, html};
 pub use markdown::markdown;
 
-use crate::model::TaskState;
-
-pub(crate) fn secs(ms: u64) -> f64 {
-    (ms as f64 / 1000.0 * 1000.0).round() / 1000.0
-}
-
-pub(crate) fn pct(part: u64, total: u64) -> f64 {
-    if total == 0 {
-        0.0
-    } else {
-        (part as f64 * 1000.0 / total as f64).round() / 10.0
-    }
-}
-
-/// Dollars as reports show them: `$0.0450` below a dollar, `$12.30` above.
-pub(crate) use crate::model::format_dollars as usd;
-
-/// What became of a run's budget, in one line: `$4.12 of $5.00 spent; alert at 80% (12:00:03)`,
-/// and when it stopped the run, how many tasks that cancelled.
-pub(crate) fn budget_line(b: &BudgetReport) -> String {
-    let mut line = format!("{} of {} spent", usd(b.spent), usd(b.max_cost));
-    if let Some(at) = &b.alerted_at {
-        line.push_str(&format!("; alert at {:.0}% ({at})", b.alert_threshold * 100.0));
-    }
-    if let Some(at) = &b.stopped_at {
-        line.push_str(&format!("; budget reached at {at}: no task started after that, {} cancelled", b.cancelled_tasks));
-    }
-    line
-}
-
-/// The columns of the results-by-instance table, as every report shows them.
-pub(crate) const INSTANCE_COLUMNS: [&str; 11] =
-    ["Instance", "Model", "Tasks", "Success", "Failed", "Timeout", "Skipped", "Cancelled", "Rate", "Avg", "Tokens in/out"];
-
-/// One instance's row of that table (text as is: each report escapes it its own way).
-pub(crate) fn instance_cells(name: &str, e: &InstanceSummary) -> [String; 11] {
-    [
-        name.to_string(),
-        e.model.clone(),
-        e.total.to_string(),
-        e.counts.successful.to_string(),
-        e.counts.failed.to_string(),
-        e.counts.timeout.to_string(),
-        e.counts.skipped.to_string(),
-        e.counts.cancelled.to_string(),
-        format!("{:.0}%", e.success_rate),
-        format!("{:.1}s", e.average_duration),
-        format!("{}/{}", e.input_tokens, e.output_tokens),
-    ]
-}
-
-/// A one-character mark for a task state.
-pub fn status_mark(s: TaskState) -> &'static str {
-    match s {
-        TaskState::Success => "✓",
-        TaskState::Failed => "✗",
-        TaskState::Timeout => "⏱",
-        TaskState::Skipped => "↷",
-        TaskState::Cancelled => "⊘",
-        TaskState::AwaitingApproval => "⏸",
-        TaskState::Waiting | TaskState::Queued | TaskState::Running => "…",
-    }
-}
-
-/// `s` on one line of at most `max` characters, white space folded, control characters
-/// escaped.
-pub(crate) fn one_line(s: &str, max: usize) -> String {
-    let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    let flat = crate::text::escape_line(&flat).into_owned();
-    if flat.chars().count() > max {
-        format!("{}…", flat.chars().take(max - 1).collect::<String>())
-    } else {
-        flat
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::units::pct;
     use super::*;
+    use crate::model::TaskState;
 
     /// Escape sequences in a task's output or name reach neither the dashboard nor the report.
     #[test]

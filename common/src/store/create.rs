@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use super::conn::send_while_building;
 use super::keys::Keys;
-use super::{scripts, send_while_building, Conn, Store, StoreError};
+use super::{scripts, Conn, Store, StoreError};
 use crate::model::{now_ms, RunLimits, TaskSpec, TaskState, When};
 
 /// Longest run id accepted from a user.

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 
 use redis::aio::ConnectionLike;
 
+use super::conn::send_while_building;
 use super::keys::Keys;
-use super::{entry, scripts, send_while_building, Conn, Store, StoreError};
+use super::{entry, scripts, Conn, Store, StoreError};
 use crate::model::TaskSpec;
 
 impl Store {

@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
+use super::error::unknown_tag;
 use super::keys::Keys;
-use super::{scripts, unknown_tag, Conn, Store, StoreError};
+use super::{scripts, Conn, Store, StoreError};
 use crate::model::{now_ms, Nanos, Status};
 
 /// Outcome of marking a task running.

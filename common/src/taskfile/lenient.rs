@@ -7,9 +7,9 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::durations::duration_of;
+use super::durations::{MAX_TIMEOUT, MIN_TIMEOUT};
 use super::raw::{RawTimeout, Sp};
-use super::validate::duration_of;
-use super::{MAX_TIMEOUT, MIN_TIMEOUT};
 use crate::yaml::{self, closest, find_key, Pos, YamlError};
 
 const TOP: [&str; 6] = ["name", "description", "defaults", "tasks", "pipeline", "resource_limits"];

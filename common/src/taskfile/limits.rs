@@ -3,8 +3,8 @@
 //! error at its position; a budget needs a price for every instance the run uses, from the
 //! block's `models` or from the catalog (the block's price wins for this run).
 
+use super::durations::duration_of;
 use super::raw::{RawLimits, RawQuotas, Sp};
-use super::validate::duration_of;
 use crate::catalog::Catalog;
 use crate::model::{
     below_a_nano, too_small, usd_to_nanos, Budget, ModelLimits, Nanos, Price, Quotas, RateLimit, RunLimits, TaskSpec, DEFAULT_QUOTA_WAIT,

@@ -5,16 +5,15 @@
 //! name/instance, unknown instances, neither `command` nor `prompt`, timeouts outside
 //! 1 s – 24 h, duplicate names, unknown or repeated dependencies and dependency cycles.
 
-use std::fmt;
 use std::path::Path;
-use std::time::Duration;
 
 use crate::catalog::Catalog;
-use crate::model::{RunLimits, TaskSpec};
-use crate::yaml::{self, YamlError};
+use crate::yaml;
 
+mod durations;
 mod lenient;
 mod limits;
+mod parsed;
 mod partial;
 mod pipeline;
 mod raw;
@@ -27,49 +26,8 @@ pub use pipeline::Stage;
 
 use raw::{RawFile, RawTask, Sp};
 
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(crate::model::DEFAULT_TIMEOUT_MS);
-pub const MIN_TIMEOUT: Duration = Duration::from_secs(1);
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
-
-/// A validated task file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskFile {
-    pub path: String,
-    pub name: Option<String>,
-    /// The file's `description:` (printed with its plan).
-    pub description: Option<String>,
-    pub tasks: Vec<TaskSpec>,
-    /// Line of each task in its file, for messages.
-    pub lines: Vec<u64>,
-    /// The stages of a `pipeline:` file (none for a `tasks:` file).
-    pub stages: Vec<Stage>,
-    /// Its `resource_limits:` (none limits nothing).
-    pub limits: RunLimits,
-}
-
-impl TaskFile {
-    /// Each task's parents (dependencies and `on_success`/`on_failure` edges), for the graph
-    /// functions.
-    pub fn parents(&self) -> Vec<Vec<u32>> {
-        self.tasks.iter().map(|t| t.parents().collect()).collect()
-    }
-}
-
-/// Every problem found in a task file, each one line with its position.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct TaskFileError(pub Vec<YamlError>);
-
-impl fmt::Display for TaskFileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
+pub use durations::{DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT};
+pub use parsed::{TaskFile, TaskFileError};
 
 /// Parses the parts of a split file on one thread each; `None` when any part does not parse
 /// or holds other than the expected number of tasks (the caller then parses the whole file,

@@ -4,14 +4,14 @@
 //! position, and reported sorted by position.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
+use super::durations::{duration_of, DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT};
 use super::limits;
 use super::pipeline;
-use super::raw::{RawFile, RawRetry, RawTimeout, Sp};
+use super::raw::{RawFile, RawRetry, Sp};
 use super::templates;
 use super::workflow::{self, Edges};
-use super::{TaskFile, TaskFileError, DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT};
+use super::{TaskFile, TaskFileError};
 use crate::catalog::Catalog;
 use crate::graph;
 use crate::model::{ErrorClass, RetryPolicy, Simulate, TaskSpec};
@@ -445,23 +445,6 @@ fn text_at(f: &Option<Sp<String>>) -> Option<(&str, Pos)> {
 
 fn take_non_empty(v: &mut Option<Sp<String>>) -> Option<String> {
     v.take().map(|s| s.value).filter(|s| !s.trim().is_empty())
-}
-
-pub(super) fn duration_of(t: &RawTimeout) -> Result<Duration, String> {
-    match t {
-        RawTimeout::Int(n) if *n >= 0 => Ok(Duration::from_secs(*n as u64)),
-        RawTimeout::Int(n) => Err(format!("timeout {n} is negative; use seconds (300) or a duration (\"5m\")")),
-        RawTimeout::Float(f) if f.is_finite() && *f >= 0.0 && *f < 1e9 => Ok(Duration::from_secs_f64(*f)),
-        RawTimeout::Float(f) => Err(format!("timeout {f} is not a valid number of seconds; use seconds (300) or a duration (\"5m\")")),
-        RawTimeout::Text(s) => humantime::parse_duration(s.trim()).map_err(|e| {
-            let why = match e {
-                humantime::DurationError::UnknownUnit { unit, .. } => format!(" (unknown unit `{unit}`; units are ms, s, m, h, d)"),
-                humantime::DurationError::NumberOverflow => " (too large)".to_string(),
-                _ => String::new(),
-            };
-            format!("timeout `{s}` is not a duration{why}; use seconds (300) or a duration such as \"90s\" or \"5m\"")
-        }),
-    }
 }
 
 /// An `output_file` as it will be written: relative to the output directory (zo-submit's

@@ -18,6 +18,7 @@
 //! heredoc) that a prelude fills from a quoted heredoc, so bash treats the value as data
 //! whatever it holds. A prompt receives values verbatim.
 
+mod error;
 mod refs;
 pub mod shell;
 pub mod values;
@@ -27,6 +28,8 @@ use std::sync::{Arc, Mutex};
 use minijinja::machinery::{self, ast};
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
+
+pub use error::TemplateError;
 
 use crate::model::TaskSpec;
 
@@ -55,19 +58,6 @@ pub const RENDER_FUEL: u64 = MAX_RENDERED as u64 / 64;
 /// Whether `text` is a template (holds `${{`). Anything else passes through untouched.
 pub fn is_template(text: &str) -> bool {
     text.contains(OPEN)
-}
-
-/// A problem with a template: a byte offset into its text, and what to change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TemplateError {
-    pub offset: usize,
-    pub message: String,
-}
-
-impl TemplateError {
-    fn new(offset: usize, message: impl Into<String>) -> Self {
-        TemplateError { offset, message: message.into() }
-    }
 }
 
 /// Which field a template is in: a command's references are placed in bash, a prompt's are

@@ -4,8 +4,8 @@
 
 use std::collections::HashSet;
 
+use super::place::{Refusal, Role, HOLE_MARK};
 use super::tables::{self, Verdict, BUILTINS, DECLARERS, SHELLS, WRAPPERS};
-use super::{Refusal, Role, HOLE_MARK};
 
 /// What a redirection operator makes of the word after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,4 +263,11 @@ fn shell(rest: &[usize], from: usize, words: &[Word], c: &mut Classified) {
         set(&mut c.roles, i, Role::Text);
     }
     c.stdin_code = stdin;
+}
+
+/// `NAME=` or `NAME+=` (a compound assignment follows): the name.
+pub(super) fn compound_name(raw: &str) -> Option<String> {
+    let name = raw.strip_suffix('=')?;
+    let name = name.strip_suffix('+').unwrap_or(name);
+    is_name(name).then(|| name.to_string())
 }

@@ -2,8 +2,8 @@
 //! `$…` expansions, arithmetic and subscripts, `${…}`, compound assignments and heredoc
 //! bodies (see the parent module for what each means for a reference).
 
+use super::place::{Item, Quoting, Refusal, Role, HOLE_MARK};
 use super::scan::{Close, Cmd, CmdKind, Frame, Scan};
-use super::{Item, Quoting, Refusal, Role, HOLE_MARK};
 
 impl Scan {
     pub(super) fn dq(&mut self) {

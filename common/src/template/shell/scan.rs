@@ -3,9 +3,8 @@
 //! `case` patterns and the end of a simple command are in `simple.rs`; the quoted contexts in
 //! `quoted.rs`; what a finished command's words are, in `command.rs`.
 
-use super::command::{self, Attributes, Redir, Word};
-use super::simple::compound_name;
-use super::{Hole, Item, Node, Quoting, Refusal, Role, EXPANSION_MARK, HOLE_MARK};
+use super::command::{self, compound_name, Attributes, Redir, Word};
+use super::place::{Hole, Item, Node, Quoting, Refusal, Role, EXPANSION_MARK, HOLE_MARK};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum CmdKind {

@@ -3,9 +3,9 @@
 //! bash reads assignments, and the end of a command, where its words get their roles.
 
 use super::command::{self, Redir};
+use super::place::{Refusal, Role};
 use super::scan::{CaseMode, Group, Scan, Simple};
 use super::tables::{ARITH_TESTS, CLOSERS, DECLARERS, PREFIX_KEYWORDS};
-use super::{Refusal, Role};
 
 impl Scan {
     /// A character in a `case` pattern list; false when it is read as in any word.
@@ -226,11 +226,4 @@ impl Scan {
             }
         }
     }
-}
-
-/// `NAME=` or `NAME+=` (a compound assignment follows): the name.
-pub(super) fn compound_name(raw: &str) -> Option<String> {
-    let name = raw.strip_suffix('=')?;
-    let name = name.strip_suffix('+').unwrap_or(name);
-    command::is_name(name).then(|| name.to_string())
 }
