@@ -11,10 +11,9 @@ use tracing::{info, warn};
 use zo_common::model::{now_ms, ErrorClass, Outcome};
 use zo_common::store::{Deferred, Delivery, Job, Limiter};
 
-use crate::job::ack;
 use crate::limits::{self, Admission, SharedSlot};
 use crate::quotas;
-use crate::service::Shared;
+use crate::shared::Shared;
 
 /// What admission decided for a job (admission is not the `gate:` result check).
 pub(crate) enum Decision {
@@ -54,7 +53,7 @@ impl Asked {
 /// What the limiters' last answers allow, spent here with no call (starts banked, a slot
 /// given back by one of this worker's tasks): all of them or `None` ([`ask`] then).
 pub(crate) fn ask_local(shared: &Shared, instance: &str, limiters: &[Limiter]) -> Option<Asked> {
-    let slot = limits::shared_cap(shared, instance);
+    let slot = shared.limits[instance].shared_cap();
     if !shared.batch.try_local(limiters, slot.map(|(l, _)| l)) {
         return None;
     }
@@ -65,7 +64,7 @@ pub(crate) fn ask_local(shared: &Shared, instance: &str, limiters: &[Limiter]) -
 /// Asks every limiter that applies, and for a shared slot, in one batch. Errors let the task
 /// go (a limiter is a courtesy to the provider, and Redis being down stops more than this).
 pub(crate) async fn ask(shared: &Shared, instance: &str, job: &Job, limiters: &[Limiter]) -> Asked {
-    let slot = limits::shared_cap(shared, instance).map(|(limiter, cap)| SharedSlot { limiter: limiter.to_string(), cap });
+    let slot = shared.limits[instance].shared_cap().map(|(limiter, cap)| SharedSlot { limiter: limiter.to_string(), cap });
     let until = now_ms() + shared.lease.as_millis() as u64;
     let take = async {
         match &slot {
@@ -73,7 +72,7 @@ pub(crate) async fn ask(shared: &Shared, instance: &str, job: &Job, limiters: &[
             None => None,
         }
     };
-    let (waits, taken) = tokio::join!(shared.batch.admit_all(limiters, || limits::job_key(job)), take);
+    let (waits, taken) = tokio::join!(shared.batch.admit_all(limiters, || crate::waiters::job_key(job)), take);
     let waits = waits
         .into_iter()
         .zip(limiters)
@@ -117,7 +116,7 @@ pub(crate) async fn pass(
             let fallback = shared_slot_fallback(shared.lease);
             defer(shared, job, d, now_ms() + fallback.as_millis() as u64, Duration::ZERO, "max_concurrent").await;
             let queued = match shared.store.conn().await {
-                Ok(mut c) => shared.store.wait_for_shared_slot(&mut c, &s.limiter, &limits::job_key(job)).await,
+                Ok(mut c) => shared.store.wait_for_shared_slot(&mut c, &s.limiter, &crate::waiters::job_key(job)).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = queued {
@@ -137,7 +136,7 @@ pub(crate) async fn pass(
     let backoff = shared.backoff_until(&own.name);
     let bound: Vec<(Limiter, Duration)> = limiters.iter().zip(waits).filter(|(_, w)| !w.is_zero()).map(|(l, w)| (l.clone(), w)).collect();
     if !bound.is_empty() || backoff.is_some() {
-        match limits::wait_out(&shared.batch, backoff, &bound, &limits::job_key(job), stop).await {
+        match limits::wait_out(&shared.batch, backoff, &bound, &crate::waiters::job_key(job), stop).await {
             Admission::Go { waited } => rate_wait = waited,
             Admission::Later(wait) => {
                 defer(shared, job, d, now_ms() + wait.as_millis() as u64, Duration::ZERO, "rate_limit").await;
@@ -172,7 +171,7 @@ pub(crate) async fn defer(shared: &Shared, job: &Job, d: &Delivery, due_ms: u64,
     match store.defer(&mut c, &job.run_id, job.idx, job.attempt, &shared.id, due_ms, counted, limits::MAX_RATE_LIMIT_WAIT, reason).await {
         Ok(Deferred::Ok { waited }) => {
             info!(until_ms = due_ms, waited_s = waited.as_secs(), "waiting for the rate limit: handed back until its turn");
-            ack(shared, d).await;
+            shared.batch.ack_entry(d, &shared.finished).await;
             true
         }
         Ok(Deferred::NotOurs) => true,

@@ -14,14 +14,13 @@ use zo_common::store::{Delivery, Job, MarkRunning, Recorded, ToMark, ToRecord};
 
 use crate::admission::{self, defer, Decision};
 use crate::limits::{self, SharedSlot};
-use crate::service::{backoff, sleep_or_shutdown, RunningJob, Shared, StopReason};
+use crate::shared::{RunningJob, Shared, StopReason};
 use crate::task::execute;
 use crate::templates::{self, has_templates};
+use crate::waiting::{backoff, sleep_or_shutdown};
 
 /// How often recording a result is tried while Redis is unreachable.
 const RECORD_TRIES: u32 = 12;
-/// How often acknowledging an entry is tried.
-const ACK_TRIES: u32 = 6;
 
 /// What a job holds while it runs; dropping it gives everything back.
 struct Held<'a> {
@@ -104,9 +103,9 @@ pub(crate) async fn handle(shared: Arc<Shared>, instance: String, d: Delivery, s
 
 async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut held: Held<'_>, takeover: bool) {
     // The limiters are asked beside the mark, in the same batch (no round trip of their own).
-    let own = limits::instance_limiter(shared, instance);
+    let own = &shared.limits[instance].own;
     let limiters = limits::limiters(own, job, instance);
-    let asks = limits::shared_cap(shared, instance).is_some() || !limiters.is_empty();
+    let asks = shared.limits[instance].shared_cap().is_some() || !limiters.is_empty();
     let mark_it = shared.batch.mark(&job.run_id, ToMark { idx: job.idx, attempt: job.attempt, takeover, instance: instance.to_string() });
     let local = if asks { admission::ask_local(shared, instance, &limiters) } else { None };
     let (mark, asked) = if asks && local.is_none() {
@@ -143,12 +142,12 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
         }
         Ok(MarkRunning::Parked) => {
             debug!(entry = %d.id, "its run is at a concurrency limit: the task waits in the run for a slot");
-            ack(shared, d).await;
+            shared.batch.ack_entry(d, &shared.finished).await;
             return;
         }
         Ok(other) => {
             debug!(entry = %d.id, "dropping job ({other:?})");
-            ack(shared, d).await;
+            shared.batch.ack_entry(d, &shared.finished).await;
             return;
         }
         Err(e) => {
@@ -288,7 +287,7 @@ async fn run_job(shared: &Shared, instance: &str, d: &Delivery, job: &Job, mut h
     held.free_slot();
     if recorded.is_some() {
         crate::metrics::task_done(instance, &result, retry_in.is_some());
-        ack(shared, d).await;
+        shared.batch.ack_entry(d, &shared.finished).await;
     }
 }
 
@@ -315,7 +314,7 @@ async fn hand_back(shared: &Shared, job: &Job, d: &Delivery) {
     };
     match store.release(&mut c, &job.run_id, job.idx, job.attempt, &shared.id).await {
         Ok(true) => {
-            ack(shared, d).await;
+            shared.batch.ack_entry(d, &shared.finished).await;
             let _ = store.flush_outbox(&mut c, &job.run_id).await;
             info!("handed back to the queue");
         }
@@ -364,22 +363,6 @@ async fn record(shared: &Shared, job: &Job, result: &TaskResult, retry_in: Optio
     None
 }
 
-pub(crate) async fn ack(shared: &Shared, d: &Delivery) {
-    for attempt in 0..ACK_TRIES {
-        match shared.batch.ack(&d.stream, &d.id).await {
-            Ok(()) => return,
-            Err(e) if e.is_transient() => {
-                if sleep_or_shutdown(backoff(attempt), &shared.finished).await {
-                    break;
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    crate::metrics::redis_error("ack");
-    warn!(entry = %d.id, "could not acknowledge; a redelivery will be dropped as a duplicate");
-}
-
 /// Only once the dead letter exists may the entry leave its stream.
 async fn dead_letter_entry(shared: &Shared, d: &Delivery, reason: &str) {
     let stored = match shared.store.conn().await {
@@ -387,7 +370,7 @@ async fn dead_letter_entry(shared: &Shared, d: &Delivery, reason: &str) {
         Err(e) => Err(e),
     };
     match stored {
-        Ok(()) => ack(shared, d).await,
+        Ok(()) => shared.batch.ack_entry(d, &shared.finished).await,
         Err(e) if shared.redis.failed(&e, "dead-lettering an entry") => {}
         Err(e) => warn!("could not dead-letter {}: {e}; leaving it pending", d.id),
     }

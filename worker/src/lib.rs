@@ -9,6 +9,8 @@
 //! - [`task`] — one task from command to agent to outcome.
 //! - [`templates`] — a task's `${{ … }}` rendered from its dependencies' stored results.
 //! - [`service`] — the loops (read, reclaim, lease, upkeep, heartbeat) and shutdown.
+//! - [`shared`] — what every loop and job shares; [`waiting`] — sleeps and backoff that
+//!   listen for shutdown.
 //! - [`job`] — one delivery from entry to acknowledgement, and the guard of what it holds.
 //! - [`batch`] — group commit of the hot path's Redis steps (mark, record, ack).
 //! - [`cli`] — the `ccr` and `secrets` commands.
@@ -34,5 +36,8 @@ pub mod quotas;
 pub mod redis_health;
 pub mod secrets;
 pub mod service;
+pub mod shared;
 pub mod task;
 pub mod templates;
+pub mod waiters;
+pub mod waiting;

@@ -14,7 +14,6 @@ use zo_common::store::{Job, Limiter, Store};
 use zo_common::catalog::Catalog;
 
 use crate::batch::Batcher;
-use crate::service::Shared;
 
 /// Longest wait for a limiter a task spends holding its worker slot; a longer one hands the
 /// task back to its run, due when its turn comes.
@@ -43,11 +42,11 @@ impl InstanceLimits {
             None => InstanceLimits { own: Limiter { name: instance.to_string(), rate: RateLimit::default() }, max_concurrent: None },
         }
     }
-}
 
-/// The limiter an instance shares with every run.
-pub(crate) fn instance_limiter<'a>(shared: &'a Shared, instance: &str) -> &'a Limiter {
-    &shared.limits[instance].own
+    /// The catalog's `max_concurrent`, with the limiter that holds its slots.
+    pub(crate) fn shared_cap(&self) -> Option<(&str, u32)> {
+        self.max_concurrent.map(|c| (self.own.name.as_str(), c))
+    }
 }
 
 /// The limiters a job of `instance` must be admitted by: the instance's when the catalog
@@ -169,17 +168,6 @@ pub(crate) fn retry_after(o: &Outcome) -> Option<Duration> {
     None
 }
 
-/// The catalog's `max_concurrent` for an instance, with the limiter that holds its slots.
-pub(crate) fn shared_cap<'a>(shared: &'a Shared, instance: &str) -> Option<(&'a str, u32)> {
-    let l = &shared.limits[instance];
-    l.max_concurrent.map(|c| (l.own.name.as_str(), c))
-}
-
-/// The key a job is known by to limiters (reservations, waiting lists): `RUN|IDX|ATTEMPT`.
-pub(crate) fn job_key(job: &Job) -> String {
-    format!("{}|{}|{}", job.run_id, job.idx, job.attempt)
-}
-
 /// A shared slot a running task holds (counted in Redis among its worker's): of which
 /// limiter, and its cap. Given back once: [`give_back`] takes it.
 #[derive(Debug, PartialEq, Eq)]
@@ -191,18 +179,6 @@ pub(crate) struct SharedSlot {
 /// Gives a shared slot back; the batch brings forward the tasks waiting for it.
 pub(crate) fn give_back(batch: &Batcher, slot: SharedSlot) {
     batch.give_shared_slot(&slot.limiter, slot.cap);
-}
-
-/// Brings waiting tasks (`RUN|IDX|ATTEMPT`) forward in their runs.
-pub(crate) async fn wake(store: &Store, c: &mut zo_common::store::Conn, waiters: &[String]) {
-    for w in waiters {
-        let mut parts = w.rsplitn(3, '|');
-        let (Some(att), Some(idx), Some(run)) = (parts.next(), parts.next(), parts.next()) else { continue };
-        let (Ok(idx), Ok(att)) = (idx.parse::<u32>(), att.parse::<u32>()) else { continue };
-        if let Err(e) = store.bring_forward(c, run, idx, att).await {
-            debug!(run, idx, "could not bring a waiting task forward ({e}); it comes back on its own");
-        }
-    }
 }
 
 /// An instance's namespace-wide limits as text, to compare between workers' catalogs.

@@ -7,16 +7,12 @@
 //! `configs/grafana/zo-worker.json` is a dashboard of these series.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 use zo_common::model::TaskResult;
-
-use crate::service::Shared;
 
 /// Histogram buckets for durations, seconds: a task takes from milliseconds (simulated) to
 /// minutes (an agent).
@@ -58,11 +54,18 @@ fn describe() {
     describe_gauge!("zo_worker_info", "1, labelled with the worker's id and version");
 }
 
-/// Serves `/metrics` until `stop` fires. The gauges of what the worker holds now are set at
-/// each scrape from its own state. `ssh_host`: the SSH executor's host, whose reconnects count.
-pub(crate) async fn serve(ep: Endpoint, shared: Arc<Shared>, ssh_host: Option<String>, stop: CancellationToken) {
+/// Serves `/metrics` until `stop` fires. `observe` sets the gauges of what the worker holds
+/// now, at each scrape. `worker`: its id. `ssh_host`: the SSH executor's host, whose
+/// reconnects count.
+pub async fn serve(
+    ep: Endpoint,
+    worker: String,
+    observe: impl Fn() + Clone + Send + Sync + 'static,
+    ssh_host: Option<String>,
+    stop: CancellationToken,
+) {
     use axum::routing::get;
-    gauge!("zo_worker_info", "worker" => shared.id.clone(), "version" => crate::VERSION).set(1.0);
+    gauge!("zo_worker_info", "worker" => worker, "version" => crate::VERSION).set(1.0);
     // Series that count trouble exist from the start at 0, so a dashboard shows "none yet"
     // rather than "no data".
     for op in REDIS_OPS {
@@ -75,9 +78,9 @@ pub(crate) async fn serve(ep: Endpoint, shared: Arc<Shared>, ssh_host: Option<St
     let app = axum::Router::new().route(
         "/metrics",
         get(move || {
-            let (shared, handle) = (shared.clone(), handle.clone());
+            let (observe, handle) = (observe.clone(), handle.clone());
             async move {
-                observe_now(&shared);
+                observe();
                 ([("content-type", "text/plain; version=0.0.4")], handle.render())
             }
         }),
@@ -85,7 +88,7 @@ pub(crate) async fn serve(ep: Endpoint, shared: Arc<Shared>, ssh_host: Option<St
     let upkeep = {
         let (handle, stop) = (ep.handle.clone(), stop.clone());
         async move {
-            while !crate::service::sleep_or_shutdown(UPKEEP_EVERY, &stop).await {
+            while !crate::waiting::sleep_or_shutdown(UPKEEP_EVERY, &stop).await {
                 handle.run_upkeep();
             }
         }
@@ -94,28 +97,6 @@ pub(crate) async fn serve(ep: Endpoint, shared: Arc<Shared>, ssh_host: Option<St
     let (served, ()) = tokio::join!(server, upkeep);
     if let Err(e) = served {
         tracing::warn!("the metrics endpoint stopped: {e}");
-    }
-}
-
-/// Jobs in flight and CCR health, read from the worker's state.
-fn observe_now(shared: &Shared) {
-    let mut in_flight: std::collections::HashMap<&str, u32> = shared.slots.keys().map(|i| (i.as_str(), 0)).collect();
-    {
-        let running = shared.running.lock().expect("running jobs lock");
-        for job in running.values() {
-            if let Some(n) = in_flight.get_mut(job.instance.as_str()) {
-                *n += 1;
-            }
-        }
-    }
-    for (inst, n) in in_flight {
-        gauge!("zo_tasks_in_flight", "ccr_instance" => inst.to_string()).set(n as f64);
-    }
-    for (inst, (ready, generation)) in &shared.ready {
-        gauge!("zo_ccr_ready", "ccr_instance" => inst.clone()).set(if *ready.borrow() { 1.0 } else { 0.0 });
-        // The generation counts starts; every one after the first was a restart.
-        counter!("zo_ccr_restarts_total", "ccr_instance" => inst.clone())
-            .absolute(u64::from(generation.load(Ordering::SeqCst).saturating_sub(1)));
     }
 }
 

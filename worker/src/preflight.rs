@@ -117,7 +117,7 @@ pub async fn host_checks(cfg: &WorkerConfig, executor: &dyn Executor) -> Vec<Pro
 /// (the host answered but the agent is missing) is logged as an error and keeps the worker idle.
 pub async fn wait_for_host(cfg: Arc<WorkerConfig>, executor: Arc<dyn Executor>, ready: watch::Sender<bool>, shutdown: CancellationToken) {
     loop {
-        if crate::service::sleep_or_shutdown(RECHECK, &shutdown).await {
+        if crate::waiting::sleep_or_shutdown(RECHECK, &shutdown).await {
             return;
         }
         let problems = host_checks(&cfg, executor.as_ref()).await;

@@ -13,7 +13,7 @@ use zo_common::model::{now_ms, ErrorClass, HostUsage, Outcome, Quotas};
 use zo_common::store::Job;
 
 use crate::exec::run::run_script;
-use crate::service::Shared;
+use crate::shared::Shared;
 use crate::task::cd_prefix;
 
 /// How often an over-quota host is read again.

@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, warn};
 use zo_common::store::{Admits, Conn, LimitAsk, LimitStep, Limiter, Store};
 
-use super::{BatchError, Batcher, Op, Reply};
+use super::error::{BatchError, Reply};
 
 pub(crate) enum LimitOp {
     Admit {
@@ -54,91 +54,8 @@ impl LimitOp {
     }
 }
 
-impl Batcher {
-    /// See [`Store::limit_step`]: how long `job` (`RUN|IDX|ATTEMPT`) waits for `limiter`.
-    pub async fn admit(&self, limiter: &Limiter, job: String) -> Result<Duration, BatchError> {
-        self.ask(|reply| Op::Limit(LimitOp::Admit { limiter: limiter.clone(), job, reply })).await
-    }
-
-    /// [`Batcher::admit`] by several limiters at once (all in the same batch): per limiter,
-    /// in order. A start banked by an earlier answer admits at once; `job` names the job for
-    /// the others.
-    pub async fn admit_all(&self, limiters: &[Limiter], job: impl Fn() -> String) -> Vec<Result<Duration, BatchError>> {
-        let now = Instant::now();
-        let banked: Vec<bool> = {
-            let mut local = self.local.lock().expect("limiter state lock");
-            limiters.iter().map(|l| local.spend_bank(&l.name, now)).collect()
-        };
-        let mut waiting = Vec::with_capacity(limiters.len());
-        for (l, banked) in limiters.iter().zip(banked) {
-            if banked {
-                waiting.push(None);
-                continue;
-            }
-            let (reply, rx) = tokio::sync::oneshot::channel();
-            let sent = self.tx.send(Op::Limit(LimitOp::Admit { limiter: l.clone(), job: job(), reply }));
-            waiting.push(Some(sent.ok().map(|_| rx)));
-        }
-        let mut out = Vec::with_capacity(waiting.len());
-        for w in waiting {
-            out.push(match w {
-                None => Ok(Duration::ZERO),
-                Some(Some(rx)) => rx.await.map_err(|_| BatchError::ShuttingDown).and_then(|r| r),
-                Some(None) => Err(BatchError::ShuttingDown),
-            });
-        }
-        out
-    }
-
-    /// Admits a job by every one of `limiters` from the starts banked here and takes a slot
-    /// given back and held here for `slot`'s limiter (if asked), all or nothing: true when
-    /// they did (nothing is sent), false when something must be asked of Redis (nothing was
-    /// spent).
-    pub fn try_local(&self, limiters: &[Limiter], slot: Option<&str>) -> bool {
-        let now = Instant::now();
-        let mut local = self.local.lock().expect("limiter state lock");
-        let banked = limiters.iter().all(|l| local.banked(&l.name, now) > 0);
-        if !banked || slot.is_some_and(|s| !local.may_take_held(s, now)) {
-            return false;
-        }
-        for l in limiters {
-            local.spend_bank(&l.name, now);
-        }
-        if let Some(s) = slot {
-            local.take_held(s, now);
-        }
-        true
-    }
-
-    /// Takes one of the limiter's `cap` shared slots for one of this worker's tasks until
-    /// `until_ms`: one given back and held here when [`Local`] allows, else in the next
-    /// batch's [`Store::limit_step`]; false when all are held.
-    pub async fn take_shared_slot(&self, limiter: &str, cap: u32, until_ms: u64) -> Result<bool, BatchError> {
-        if self.local.lock().expect("limiter state lock").take_held(limiter, Instant::now()) {
-            return Ok(true);
-        }
-        self.ask(|reply| Op::Limit(LimitOp::Take { limiter: limiter.to_string(), cap, until_ms, reply })).await
-    }
-
-    /// Gives a shared slot back: held here for this worker's next task that asks, and sent
-    /// with the next take from its limiter or after [`HOLD_GIVES`]; at once while tasks wait
-    /// for the limiter's slots (the batch then brings them forward). Nothing to wait for.
-    /// Should the batch be gone, the slot frees itself when this worker's leases lapse.
-    pub fn give_shared_slot(&self, limiter: &str, cap: u32) {
-        let held = self.local.lock().expect("limiter state lock").hold_give(limiter, cap, Instant::now());
-        let op = match held {
-            Held::Already => return,
-            Held::First => LimitOp::Wake,
-            Held::No => LimitOp::Give { limiter: limiter.to_string(), cap },
-        };
-        if self.tx.send(Op::Limit(op)).is_err() {
-            debug!(limiter, "the worker is shutting down: a shared slot frees itself when its lease lapses");
-        }
-    }
-}
-
 /// Whether [`Local::hold_give`] held a give.
-enum Held {
+pub(super) enum Held {
     /// Held, beside others already due at the same time or earlier.
     Already,
     /// Held, the first for its limiter: the batch must learn when it is due.
@@ -211,13 +128,13 @@ impl Local {
 
     /// Whether a slot given back is held here and may be taken: nobody waits for the
     /// limiter's slots and it answered lately.
-    fn may_take_held(&self, name: &str, now: Instant) -> bool {
+    pub(super) fn may_take_held(&self, name: &str, now: Instant) -> bool {
         let heard = self.answered.get(name).is_some_and(|t| now.saturating_duration_since(*t) <= HOLD_GIVES);
         heard && !self.contended.contains(name) && self.held.contains_key(name)
     }
 
     /// Takes a slot given back and held here, when [`Local::may_take_held`].
-    fn take_held(&mut self, name: &str, now: Instant) -> bool {
+    pub(super) fn take_held(&mut self, name: &str, now: Instant) -> bool {
         if !self.may_take_held(name, now) {
             return false;
         }
@@ -230,12 +147,12 @@ impl Local {
     }
 
     /// How many starts are banked for the limiter now.
-    fn banked(&self, name: &str, now: Instant) -> u32 {
+    pub(super) fn banked(&self, name: &str, now: Instant) -> u32 {
         self.banks.get(name).map_or(0, |&(n, until)| if until > now { n } else { 0 })
     }
 
     /// Spends a start banked for the limiter, if one is left.
-    fn spend_bank(&mut self, name: &str, now: Instant) -> bool {
+    pub(super) fn spend_bank(&mut self, name: &str, now: Instant) -> bool {
         match self.banks.get_mut(name) {
             Some((n, until)) if *until > now && *n > 0 => {
                 *n -= 1;
@@ -248,7 +165,7 @@ impl Local {
     /// Notes a limiter's answer: whether tasks wait for its slots, and the starts it banked.
     /// Limiters that have not answered for a minute (a finished run's) are forgotten, at most
     /// once a second: the state stays as small as the limiters in use.
-    fn note_answer(&mut self, name: &str, contended: bool, banked: u32, now: Instant) {
+    pub(super) fn note_answer(&mut self, name: &str, contended: bool, banked: u32, now: Instant) {
         self.answered.insert(name.to_string(), now);
         if contended {
             self.contended.insert(name.to_string());
@@ -270,7 +187,7 @@ impl Local {
     }
 
     /// Holds a slot given back, unless tasks wait for the limiter's slots.
-    fn hold_give(&mut self, name: &str, cap: u32, now: Instant) -> Held {
+    pub(super) fn hold_give(&mut self, name: &str, cap: u32, now: Instant) -> Held {
         if self.contended.contains(name) {
             return Held::No;
         }
@@ -440,7 +357,7 @@ pub(super) fn spawn(
             }
         }
         if !waiters.is_empty() {
-            crate::limits::wake(&store, &mut c, &waiters).await;
+            crate::waiters::wake(&store, &mut c, &waiters).await;
         }
         broken
     });

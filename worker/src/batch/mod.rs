@@ -14,45 +14,24 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use crate::redis_health::RedisHealth;
+use crate::waiting::{backoff, sleep_or_shutdown};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
-use zo_common::store::{Claim, Conn, MarkRunning, Recorded, Store, StoreError, ToMark, ToRecord};
+use zo_common::store::{Claim, Conn, Delivery, MarkRunning, Recorded, Store, StoreError, ToMark, ToRecord};
 
+mod error;
+mod limiter_calls;
 mod limits;
+
+pub use error::BatchError;
+use error::Reply;
+
+/// How often acknowledging an entry is tried.
+const ACK_TRIES: u32 = 6;
 
 /// At most this many steps go into one batch; the rest wait for the next.
 const MAX_BATCH: usize = 1024;
-
-/// Why a batched step did not happen. The store's error keeps its class, so a caller retries
-/// only what may succeed next time.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum BatchError {
-    #[error("{0}")]
-    Store(Arc<StoreError>),
-    #[error("the worker is shutting down")]
-    ShuttingDown,
-}
-
-impl BatchError {
-    /// The Redis error behind it, if any.
-    pub fn store(&self) -> Option<&StoreError> {
-        match self {
-            BatchError::Store(e) => Some(e),
-            BatchError::ShuttingDown => None,
-        }
-    }
-
-    /// True when trying again may succeed (Redis was unreachable or the connection broke).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            BatchError::Store(e) => e.is_infrastructure(),
-            BatchError::ShuttingDown => false,
-        }
-    }
-}
-
-pub(crate) type Reply<T> = oneshot::Sender<Result<T, BatchError>>;
 
 enum Op {
     Mark {
@@ -122,6 +101,25 @@ impl Batcher {
     /// Acknowledges and deletes a handled entry.
     pub async fn ack(&self, stream: &str, id: &str) -> Result<(), BatchError> {
         self.ask(|reply| Op::Ack { stream: stream.to_string(), id: id.to_string(), reply }).await
+    }
+
+    /// Acknowledges a delivery, retrying while Redis is unreachable (with the backoff, until
+    /// `finished` fires); one that still fails is left pending, and its redelivery is dropped
+    /// as a duplicate.
+    pub async fn ack_entry(&self, d: &Delivery, finished: &CancellationToken) {
+        for attempt in 0..ACK_TRIES {
+            match self.ack(&d.stream, &d.id).await {
+                Ok(()) => return,
+                Err(e) if e.is_transient() => {
+                    if sleep_or_shutdown(backoff(attempt), finished).await {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        crate::metrics::redis_error("ack");
+        warn!(entry = %d.id, "could not acknowledge; a redelivery will be dropped as a duplicate");
     }
 }
 

@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use zo_common::store::ArchiveState;
 
-use super::{sleep_or_shutdown, Shared};
+use crate::shared::Shared;
+use crate::waiting::sleep_or_shutdown;
 
 /// Time between sweeps (the first comes soon after start).
 const SWEEP: Duration = Duration::from_secs(5);

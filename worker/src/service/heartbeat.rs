@@ -10,7 +10,8 @@ use tracing::debug;
 use zo_common::model::now_ms;
 use zo_common::store::{WorkerInfo, PROTOCOL};
 
-use super::{sleep_or_shutdown, Shared};
+use crate::shared::Shared;
+use crate::waiting::sleep_or_shutdown;
 
 use zo_common::store::HEARTBEAT_EVERY as EVERY;
 

@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use zo_common::store::Renewed;
 
-use super::{sleep_or_shutdown, RunningJob, Shared, StopReason};
+use crate::shared::{RunningJob, Shared, StopReason};
+use crate::waiting::sleep_or_shutdown;
 
 pub(super) async fn lease_loop(shared: Arc<Shared>, finished: CancellationToken) {
     let store = &shared.store;

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::{backoff, sleep_or_shutdown, Shared};
 use crate::job;
+use crate::shared::Shared;
+use crate::waiting::{backoff, sleep_or_shutdown};
 
 /// Most jobs taken in one read.
 const MAX_READ: usize = 256;

@@ -9,8 +9,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use super::{sleep_or_shutdown, Shared};
 use crate::job;
+use crate::shared::Shared;
+use crate::waiting::sleep_or_shutdown;
 
 pub(super) async fn reclaim_loop(shared: Arc<Shared>, instance: String, shutdown: CancellationToken) {
     let every = (shared.lease / 2).max(Duration::from_millis(250));

@@ -13,7 +13,7 @@ use tracing::warn;
 use zo_common::catalog::Catalog;
 use zo_common::store::Store;
 
-use super::{WorkerError, WorkerOptions};
+use super::options::{WorkerError, WorkerOptions};
 use crate::config::{ExecutorConfig, Reach, WorkerConfig};
 use crate::exec::{local::LocalExecutor, run_as::RunAs, ssh::SshExecutor, Executor};
 use crate::secrets::Secrets;

@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::{sleep_or_shutdown, Shared};
+use crate::shared::Shared;
+use crate::waiting::sleep_or_shutdown;
 
 pub(super) async fn upkeep_loop(shared: Arc<Shared>, instances: Vec<String>, shutdown: CancellationToken) {
     let store = &shared.store;
@@ -24,14 +25,14 @@ pub(super) async fn upkeep_loop(shared: Arc<Shared>, instances: Vec<String>, shu
         }
         // Backoffs other workers started after rate-limit answers hold here too.
         for inst in &instances {
-            let name = &crate::limits::instance_limiter(&shared, inst).name;
+            let name = &shared.limits[inst].own.name;
             if let Ok(Some(until)) = store.backoff_until(&mut conn, name).await {
                 shared.note_backoff(name, until);
             }
             // Shared slots whose lease lapsed (a dead worker's) go to the tasks waiting.
-            if let Some((limiter, cap)) = crate::limits::shared_cap(&shared, inst) {
+            if let Some((limiter, cap)) = shared.limits[inst].shared_cap() {
                 if let Ok(waiters) = store.free_lapsed_shared_slots(&mut conn, limiter, cap).await {
-                    crate::limits::wake(store, &mut conn, &waiters).await;
+                    crate::waiters::wake(store, &mut conn, &waiters).await;
                 }
             }
         }
