@@ -151,7 +151,7 @@ pub(crate) async fn pass(
         }
     }
     if let Some(q) = &job.spec.quotas {
-        if let Err(o) = quotas::wait_under(shared, job, q, stop).await {
+        if let Err(o) = quotas::wait_under(&shared.ctx, &shared.store, job, q, stop).await {
             return give_up(Decision::Failed(o));
         }
     }

@@ -10,11 +10,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use zo_common::model::{now_ms, ErrorClass, HostUsage, Outcome, Quotas};
-use zo_common::store::Job;
+use zo_common::store::{Job, Store};
 
 use crate::exec::run::run_script;
-use crate::shared::Shared;
-use crate::task::cd_prefix;
+use crate::task::{cd_prefix, TaskContext};
 
 /// How often an over-quota host is read again.
 const RECHECK: Duration = Duration::from_secs(3);
@@ -49,9 +48,9 @@ pub(crate) fn parse_usage(out: &str) -> Option<HostUsage> {
 }
 
 /// Reads the execution host's use now.
-async fn probe(shared: &Shared, stop: &CancellationToken) -> Result<HostUsage, String> {
-    let Some(ex) = shared.ctx.executor.as_deref() else { return Err("the simulate executor has no host to read".into()) };
-    let script = format!("{}{PROBE}", cd_prefix(shared.ctx.workdir.as_deref()));
+async fn probe(ctx: &TaskContext, stop: &CancellationToken) -> Result<HostUsage, String> {
+    let Some(ex) = ctx.executor.as_deref() else { return Err("the simulate executor has no host to read".into()) };
+    let script = format!("{}{PROBE}", cd_prefix(ctx.workdir.as_deref()));
     let out =
         run_script(ex, &script, None, &[], Instant::now() + Duration::from_secs(15), stop, 64 << 10).await.map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -59,18 +58,25 @@ async fn probe(shared: &Shared, stop: &CancellationToken) -> Result<HostUsage, S
         .ok_or_else(|| format!("could not read the host's use (exit {:?}): {}", out.exit_code, String::from_utf8_lossy(&out.stderr).trim()))
 }
 
-/// Waits until the task's host is under `q`. `Ok(waited)`, or the failed outcome after
+/// Waits until the task's host (reached through `ctx`'s executor) is under `q`; the first
+/// wait is noted on the task in `store`. `Ok(waited)`, or the failed outcome after
 /// `quota_wait` (class `quota`), or a cancelled one when told to stop.
-pub(crate) async fn wait_under(shared: &Shared, job: &Job, q: &Quotas, stop: &CancellationToken) -> Result<Duration, Outcome> {
+pub(crate) async fn wait_under(
+    ctx: &TaskContext,
+    store: &Store,
+    job: &Job,
+    q: &Quotas,
+    stop: &CancellationToken,
+) -> Result<Duration, Outcome> {
     let started = Instant::now();
-    if shared.ctx.executor.is_none() {
+    if ctx.executor.is_none() {
         // The simulate executor has no host to be over quota.
         return Ok(Duration::ZERO);
     }
     let deadline = started + q.wait();
     let mut told = false;
     loop {
-        let over = match probe(shared, stop).await {
+        let over = match probe(ctx, stop).await {
             Ok(u) => q.exceeded(&u),
             Err(e) => {
                 // A host whose use cannot be read does not hold tasks back.
@@ -92,8 +98,8 @@ pub(crate) async fn wait_under(shared: &Shared, job: &Job, q: &Quotas, stop: &Ca
             told = true;
             info!("host over quota ({detail}); waiting up to {}", humantime::format_duration(q.wait()));
             let until = now_ms() + deadline.saturating_duration_since(Instant::now()).as_millis() as u64;
-            if let Ok(mut c) = shared.store.conn().await {
-                let _ = shared.store.note_waiting(&mut c, &job.run_id, job.idx, "quota", until, &detail).await;
+            if let Ok(mut c) = store.conn().await {
+                let _ = store.note_waiting(&mut c, &job.run_id, job.idx, "quota", until, &detail).await;
             }
         }
         tokio::select! {
