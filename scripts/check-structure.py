@@ -5,8 +5,7 @@
    edge for every `crate::`, `super::`, `self::` or child-module path, in `use` and in code,
    to the file that defines what it names (a name a `mod.rs` only imports leads on to the
    file it comes from, so a facade `mod.rs` is fine; one that defines what its children use
-   and uses them back is a cycle). Test code is left out. The cycles there were when the
-   check came are listed in `KNOWN_CYCLES`: each may shrink, none may grow.
+   and uses them back is a cycle). Test code is left out.
 2. Only `common/src/store/` speaks Redis: no Redis command, pipeline, script or connection type
    anywhere else in the libraries and binaries (the tests may inspect Redis directly).
 3. `common` has no SSH, process or terminal code.
@@ -39,19 +38,10 @@ OUTSIDE = re.compile(r"""(?<![\w.$}])/(?:work|home|root|mnt|srv|Users)/|(?<![\w]
 SELF_CONTAINED = ["tests", "scripts", "bench", ".ci"]
 MAX_FN_LINES = 120
 CRATE_SOURCES = ["common/src", "producer/src", "worker/src"]
-# Import cycles between files that were there when check 1 covered every file of every crate
-# (issue: "Shape for the next features"): each may lose files, none may gain one, and a new
-# cycle anywhere is an error. Only ever shrinks, like LONG_FUNCTIONS.
-KNOWN_CYCLES = [
-    ["producer/src/approve.rs", "producer/src/cli.rs", "producer/src/dryrun.rs", "producer/src/inspect/dead.rs", "producer/src/inspect/export.rs",
-     "producer/src/inspect/history.rs", "producer/src/inspect/mod.rs", "producer/src/inspect/show.rs", "producer/src/lib.rs",
-     "producer/src/resume.rs", "producer/src/watch/mod.rs", "producer/src/with_worker.rs"],
-]
 # Functions over MAX_FN_LINES when check 6 came, with their length then (file, function):
 # to be split into named steps (issue: "Long functions and files"). Only ever shrinks.
 LONG_FUNCTIONS = {
     ("common/src/taskfile/validate.rs", "validate"): 312,
-    ("worker/src/job.rs", "run_job"): 189,
     ("worker/src/batch/limits.rs", "spawn"): 153,
     ("common/src/template/shell/scan.rs", "cmd"): 145,
 }
@@ -99,22 +89,12 @@ def cycle_path(graph, comp):
 def import_cycles():
     """Problems with the crates' file import graphs, and (files, edges) counted."""
     problems, files, edges = [], 0, 0
-    known = [set(k) for k in KNOWN_CYCLES]
-    found = []
     for rel in CRATE_SOURCES:
         graph = crate_graph(rel)
         files += len(graph)
         edges += sum(len(v) for v in graph.values())
         for comp in strongly_connected(graph):
-            found.append(set(comp))
-            if not any(set(comp) <= k for k in known):
-                problems.append(f"import cycle in {rel}: {cycle_path(graph, comp)}; move what both sides use into a file of its own that imports neither")
-    for k, listed in zip(known, KNOWN_CYCLES):
-        now = set().union(*[c for c in found if c <= k])
-        if not now:
-            problems.append(f"known import cycle gone ({listed[0]} …): take it off KNOWN_CYCLES in scripts/check-structure.py")
-        elif now != k:
-            problems.append(f"known import cycle shrank to {sorted(now)}: write that in KNOWN_CYCLES in scripts/check-structure.py")
+            problems.append(f"import cycle in {rel}: {cycle_path(graph, comp)}; move what both sides use into a file of its own that imports neither")
     return problems, files, edges
 
 
@@ -384,9 +364,11 @@ def crate_graph(rel):
             target = files.get(tuple(full[:n]))
             if target is None:
                 continue
-            rest, exports = full[n:], info[tuple(full[:n])][4]
+            rest, (_, _, children, _, exports) = full[n:], info[tuple(full[:n])]
             if rest and rest[0] in exports and depth < 8:
                 return resolve(exports[rest[0]] + rest[1:], depth + 1)
+            if rest and rest[0] in children:
+                return None  # a module whose file is outside `src/` (`#[path]`): not this crate's graph
             return target
         return None
 
@@ -479,7 +461,7 @@ def main():
     if problems:
         print(f"check-structure: {len(problems)} problem(s)")
         return 1
-    print(f"check-structure: ok ({checked} files; the crates' {graph_files} files, {graph_edges} import edges, no cycle but {len(KNOWN_CYCLES)} listed to break; Redis only in common/src/store; tests and scripts self-contained; no function over {MAX_FN_LINES} lines but {len(LONG_FUNCTIONS)} listed to split)")
+    print(f"check-structure: ok ({checked} files; the crates' {graph_files} files, {graph_edges} import edges, no cycle; Redis only in common/src/store; tests and scripts self-contained; no function over {MAX_FN_LINES} lines but {len(LONG_FUNCTIONS)} listed to split)")
     return 0
 
 

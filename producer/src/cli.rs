@@ -5,6 +5,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// `--version`: the package version and the git commit built.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ZO_GIT_COMMIT"), ")");
+
+/// `--redis` when none is given.
+pub const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379";
+
 pub use clap::ColorChoice;
 use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 
@@ -27,7 +33,7 @@ failure; 2 invalid input or usage; 3 Redis or other infrastructure unreachable; 
 #[derive(Parser, Debug)]
 #[command(
     name = "zo-submit",
-    version = crate::VERSION,
+    version = VERSION,
     about,
     after_help = EXAMPLES,
     args_conflicts_with_subcommands = true,
@@ -101,7 +107,7 @@ pub struct WithWorkerOpts {
 #[derive(ClapArgs, Debug, Clone)]
 pub struct ConnOpts {
     /// Redis URL.
-    #[arg(long = "redis", env = "ZO_REDIS_URL", default_value = crate::DEFAULT_REDIS)]
+    #[arg(long = "redis", env = "ZO_REDIS_URL", default_value = DEFAULT_REDIS)]
     pub redis: String,
     /// Key namespace.
     #[arg(long, env = "ZO_NAMESPACE", default_value = "zo")]

@@ -11,100 +11,33 @@ mod approve;
 pub mod argv;
 pub mod cli;
 mod dryrun;
+pub mod exit;
+mod finish;
 mod inspect;
 #[path = "../../common/binshared/logging.rs"]
 pub mod logging;
 pub mod output;
 mod resume;
+mod session;
+mod term;
 pub mod watch;
 mod with_worker;
 
-/// `--version`: the package version and the git commit built.
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ZO_GIT_COMMIT"), ")");
+pub use cli::{DEFAULT_REDIS, VERSION};
+use exit::fail_queue;
+pub use finish::finish;
+use session::{connect, load_catalog, load_tasks};
+use term::{stdout, tasks_word};
 
-use std::io::Write as _;
 use std::path::Path;
 
 use zo_common::catalog::Catalog;
 use zo_common::store::{self, LocalSpecs, NewRun, Store, StoreError};
-use zo_common::{plan, report, taskfile};
+use zo_common::{plan, taskfile};
 
 use crate::cli::{Args, CatalogOpts, Command, ConnOpts, InputOpts, SubmitArgs};
 
-/// Writes to stdout. A reader that went away (`zo-submit plan FILE | head`) is not an error:
-/// the rest is dropped quietly instead of panicking.
-fn stdout(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
-}
-
-/// Exit codes (documented in the README and `--help`).
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const TASKS_FAILED: u8 = 1;
-    pub const INVALID: u8 = 2;
-    pub const INFRA: u8 = 3;
-    pub const INTERRUPTED: u8 = 130;
-}
-
 pub use logging::color_on;
-
-/// The width tables are fitted to: the terminal's when stdout is one, else `COLUMNS` when set
-/// (`COLUMNS=80 zo-submit show RUN | less`), else none (as wide as the content).
-pub(crate) fn stdout_width() -> Option<u16> {
-    let term = console::Term::stdout();
-    if term.is_term() {
-        return Some(term.size().1.max(40));
-    }
-    std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse::<u16>().ok()).filter(|&c| c > 0).map(|c| c.max(40))
-}
-
-/// "1 task", "2 tasks".
-fn tasks_word(n: usize) -> String {
-    format!("{n} task{}", if n == 1 { "" } else { "s" })
-}
-
-fn fail_queue(e: &StoreError) -> u8 {
-    eprintln!("zo-submit: {e}");
-    // An unknown run is bad input; everything else is Redis or what it holds.
-    match e {
-        StoreError::NoSuchRun(_) | StoreError::BadUrl { .. } => exit::INVALID,
-        _ => exit::INFRA,
-    }
-}
-
-fn load_catalog(opts: &CatalogOpts) -> Result<Catalog, u8> {
-    Catalog::load(opts.catalog.as_deref()).map_err(|e| {
-        eprintln!("zo-submit: {e}");
-        exit::INVALID
-    })
-}
-
-/// Connects to the queue, or says why not (the exit code). When nothing answers at the
-/// default URL, the message says how to start a Redis there.
-async fn connect(conn: &ConnOpts, pool: usize) -> Result<Store, u8> {
-    Store::connect(&conn.redis, &conn.namespace, pool).await.map_err(|e| {
-        if matches!(e, StoreError::Unreachable { .. }) && conn.redis == DEFAULT_REDIS {
-            eprintln!(
-                "zo-submit: {e}; start one with `redis-server --daemonize yes --appendonly yes --maxmemory-policy noeviction` (Debian/Ubuntu: `sudo apt-get install redis-server`; scripts/demo.sh does both), or point --redis / ZO_REDIS_URL at yours"
-            );
-            return exit::INFRA;
-        }
-        fail_queue(&e)
-    })
-}
-
-/// `--redis` when none is given.
-pub const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379";
-
-fn load_tasks(path: &Path, catalog: &Catalog, max_bytes: u64) -> Result<taskfile::TaskFile, u8> {
-    taskfile::load(path, catalog, max_bytes).map_err(|e| {
-        eprintln!("{e}");
-        let n = e.0.len();
-        eprintln!("zo-submit: {} has {n} error{}; nothing was submitted", path.display(), if n == 1 { "" } else { "s" });
-        exit::INVALID
-    })
-}
 
 /// Run ids as typed — `latest`, or a unique prefix of one — made whole before any command
 /// reads them. Best effort: without Redis the ids stay as typed (each command then says why
@@ -384,40 +317,4 @@ async fn create_and_follow(args: &SubmitArgs, tf: taskfile::TaskFile, catalog: &
         eprintln!("submitted {} from {} as run {run_id} (Ctrl-C detaches; the run continues)", tasks_word(specs.len()), path);
     }
     watch::follow_and_report(store, &run_id, catalog, out, Some(&specs)).await
-}
-
-/// Writes the document and reports, prints the dashboard, returns the exit code.
-pub fn finish(doc: &report::ResultsDocument, out: &cli::OutputOpts) -> u8 {
-    let targets = output::Targets {
-        results_dir: &out.results_dir,
-        output_dir: &out.output_dir,
-        json: !out.no_save,
-        reports: !out.no_report,
-        outputs: !out.no_save,
-    };
-    let written = output::write_all(doc, &targets);
-    if out.json {
-        let body = serde_json::to_string_pretty(doc).expect("document serializes");
-        stdout(&format!("{body}\n"));
-    } else if !out.quiet {
-        stdout(&report::dashboard(doc, stdout_width()));
-    }
-    if !out.quiet {
-        for p in written.json.iter().chain(&written.markdown).chain(&written.html) {
-            eprintln!("wrote {}", p.display());
-        }
-        for p in &written.outputs {
-            eprintln!("wrote {}", p.display());
-        }
-    }
-    for e in &written.errors {
-        eprintln!("zo-submit: {e}");
-    }
-    let _ = std::io::stdout().flush();
-    // A result that could not be written is a failure too, whatever the tasks did.
-    if doc.succeeded() && written.errors.is_empty() {
-        exit::OK
-    } else {
-        exit::TASKS_FAILED
-    }
 }

@@ -7,9 +7,10 @@ use zo_common::model::{now_ms, rfc3339};
 use zo_common::store::{DeadLetter, Store, StoreError};
 use zo_common::text::escape_line;
 
-use super::{age, print_json};
+use super::table::print_json;
 use crate::cli::{ConnOpts, DeadAction, DeadFilter};
 use crate::{connect, exit, fail_queue, stdout};
+use zo_common::text::age;
 
 /// One dead letter of `dead --json`.
 #[derive(Debug, Serialize)]

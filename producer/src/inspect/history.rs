@@ -15,7 +15,7 @@ use zo_common::report::{self, diff as rdiff, ResultsDocument};
 use zo_common::store::{check_run_id, RunFilter, Store, StoreError};
 use zo_common::text::{escape_controls, escape_line};
 
-use super::print_json;
+use super::table::{fit, print_json};
 use crate::cli::{ArchiveOpt, ConnOpts};
 use crate::{connect, exit, fail_queue, stdout};
 use zo_common::report::fit::Col;
@@ -150,7 +150,7 @@ pub async fn diff(conn: &ConnOpts, runs: [&String; 2], changed_only: bool, json:
             ]
         })
         .collect();
-    let mut out = format!("{}\n", super::fit(cols, rows));
+    let mut out = format!("{}\n", fit(cols, rows));
     for x in d.tasks.iter().filter_map(|x| x.output_diff.as_ref()) {
         // Model text: control characters written out, not run.
         let _ = writeln!(out, "{}", escape_controls(x));
@@ -209,12 +209,7 @@ pub async fn search(conn: &ConnOpts, q: &Query<'_>, limit: usize, json: bool, ca
             ]
         })
         .collect();
-    stdout(&format!(
-        "{}\n{} match(es) in {} run(s); one task in full: zo-submit show RUN TASK\n",
-        super::fit(cols, rows),
-        hits.len(),
-        docs.len()
-    ));
+    stdout(&format!("{}\n{} match(es) in {} run(s); one task in full: zo-submit show RUN TASK\n", fit(cols, rows), hits.len(), docs.len()));
     exit::OK
 }
 
@@ -292,7 +287,7 @@ pub async fn stats(conn: &ConnOpts, since: Duration, limit: usize, json: bool, c
             row
         })
         .collect();
-    let t = super::fit(cols, rows);
+    let t = fit(cols, rows);
     let _ = writeln!(out, "{t}");
     stdout(&out);
     exit::OK

@@ -10,10 +10,11 @@ use zo_common::report::{self, ResultsDocument, TaskReport};
 use zo_common::store::{RunningTask, StoreError};
 use zo_common::text::{escape_controls, escape_line};
 
-use super::{age, print_json, RunRow};
+use super::table::{fit, print_json, RunRow};
 use crate::cli::{ArchiveOpt, ConnOpts};
 use crate::{connect, exit, fail_queue, stdout};
 use zo_common::report::fit::Col;
+use zo_common::text::age;
 
 /// A task running now, as `show --json` lists it.
 #[derive(Debug, Serialize)]
@@ -142,9 +143,9 @@ fn render_run(run: &RunRow, running: &[RunningRow], doc: &ResultsDocument) -> St
                 ]
             })
             .collect();
-        let _ = writeln!(out, "{}", super::fit(cols, rows));
+        let _ = writeln!(out, "{}", fit(cols, rows));
     }
-    out.push_str(&report::dashboard(doc, crate::stdout_width()));
+    out.push_str(&report::dashboard(doc, crate::term::stdout_width()));
     let _ = writeln!(out, "One task in full: zo-submit show {} TASK_NAME", run.run_id);
     out
 }
@@ -216,7 +217,7 @@ fn render_task(run_id: &str, t: &TaskReport, running: Option<&RunningRow>) -> St
                 ]
             })
             .collect();
-        let _ = writeln!(out, "{}", super::fit(cols, rows));
+        let _ = writeln!(out, "{}", fit(cols, rows));
     }
     if let Some(c) = &t.command {
         let _ = writeln!(out, "── command (exit {}, {:.1}s) ──", c.exit_code.map_or_else(|| "-".into(), |c| c.to_string()), c.duration);
