@@ -10,6 +10,7 @@ use std::path::Path;
 use crate::catalog::Catalog;
 use crate::yaml;
 
+mod across;
 mod durations;
 mod lenient;
 mod limits;
@@ -18,6 +19,7 @@ mod partial;
 mod pipeline;
 mod raw;
 mod split;
+mod task;
 mod templates;
 mod validate;
 mod workflow;
