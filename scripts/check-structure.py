@@ -41,7 +41,6 @@ CRATE_SOURCES = ["common/src", "producer/src", "worker/src"]
 # Functions over MAX_FN_LINES when check 6 came, with their length then (file, function):
 # to be split into named steps (issue: "Long functions and files"). Only ever shrinks.
 LONG_FUNCTIONS = {
-    ("worker/src/batch/limits.rs", "spawn"): 153,
     ("common/src/template/shell/scan.rs", "cmd"): 145,
 }
 FN_START = re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?(?:const\s+)?(?:async\s+)?(?:unsafe\s+)?(?:extern\s+\"[^\"]*\"\s+)?fn\s+([A-Za-z_][A-Za-z0-9_]*)")

@@ -64,6 +64,9 @@ pub(super) enum Held {
     No,
 }
 
+/// Admissions waiting for an answer: each job's key and where its wait goes.
+type Admissions = Vec<(String, Reply<Duration>)>;
+
 /// What one batch asks of one limiter.
 #[derive(Default)]
 struct Step {
@@ -73,7 +76,7 @@ struct Step {
     until_ms: u64,
     gives: u32,
     takes: Vec<Reply<bool>>,
-    admits: Vec<(String, Reply<Duration>)>,
+    admits: Admissions,
 }
 
 /// How long shared slots given back may be kept for this worker's next tasks, or wait to ride
@@ -218,6 +221,17 @@ pub(super) fn spawn(
     worker: &str,
     parts: &mut JoinSet<bool>,
 ) {
+    let mut steps = gather(ops);
+    settle_locally(&mut steps, local, flush, Instant::now());
+    if steps.is_empty() {
+        return;
+    }
+    let (c, store, worker, said) = (conn.fork(), store.clone(), worker.to_string(), local.clone());
+    parts.spawn(send(steps, c, store, worker, said));
+}
+
+/// The batch's limiter steps, one per limiter.
+fn gather(ops: Vec<LimitOp>) -> HashMap<String, Step> {
     let mut steps: HashMap<String, Step> = HashMap::new();
     for op in ops {
         match op {
@@ -240,127 +254,134 @@ pub(super) fn spawn(
             LimitOp::Wake => {}
         }
     }
-    let now = Instant::now();
-    {
-        // Nothing below awaits: the state stays locked only while the batch is sorted out.
-        let mut local = local.lock().expect("limiter state lock");
-        for (name, step) in steps.iter_mut() {
-            // What was given back or banked since these tasks asked serves them, with no call.
-            while !step.takes.is_empty() && local.take_held(name, now) {
-                let _ = step.takes.pop().map(|reply| reply.send(Ok(true)));
-            }
-            while !step.admits.is_empty() && local.spend_bank(name, now) {
-                let _ = step.admits.pop().map(|(_, reply)| reply.send(Ok(Duration::ZERO)));
-            }
+    steps
+}
+
+/// Serves what `local` allows with no call (slots given back, banked starts) and adds the
+/// held gives that are due; steps left with nothing to send are dropped. Nothing here awaits:
+/// the state stays locked only while the batch is sorted out.
+fn settle_locally(steps: &mut HashMap<String, Step>, local: &SharedLocal, flush: bool, now: Instant) {
+    let mut local = local.lock().expect("limiter state lock");
+    for (name, step) in steps.iter_mut() {
+        // What was given back or banked since these tasks asked serves them, with no call.
+        while !step.takes.is_empty() && local.take_held(name, now) {
+            let _ = step.takes.pop().map(|reply| reply.send(Ok(true)));
         }
-        steps.retain(|_, step| !step.takes.is_empty() || !step.admits.is_empty() || step.gives > 0);
-        // Held gives go once due, at once while tasks wait for their slots, and with this
-        // batch's takes from their limiter (counted against this worker's own). Not with an
-        // admission alone: kept here, they serve this worker's next tasks with no call.
-        let Local { held, contended, .. } = &mut *local;
-        let due: Vec<String> = held
-            .iter()
-            .filter(|(name, h)| {
-                flush || now >= h.since + HOLD_GIVES || contended.contains(*name) || steps.get(*name).is_some_and(|s| !s.takes.is_empty())
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in due {
-            if let Some(h) = held.remove(&name) {
-                let step = steps.entry(name).or_default();
-                step.cap = step.cap.max(h.cap);
-                step.gives += h.n;
-            }
+        while !step.admits.is_empty() && local.spend_bank(name, now) {
+            let _ = step.admits.pop().map(|(_, reply)| reply.send(Ok(Duration::ZERO)));
         }
     }
-    if steps.is_empty() {
-        return;
-    }
-    let (mut c, store, worker, said) = (conn.fork(), store.clone(), worker.to_string(), local.clone());
-    parts.spawn(async move {
-        let steps: Vec<(Limiter, Step)> = steps
-            .into_iter()
-            .map(|(name, mut step)| (step.limiter.take().unwrap_or(Limiter { name, rate: Default::default() }), step))
-            .collect();
-        let asks: Vec<(&Limiter, LimitAsk)> = steps
-            .iter()
-            .map(|(l, s)| {
-                let bank = !s.admits.is_empty() && l.rate.rpm.is_some() && l.rate.tpm.is_none();
-                let ask = LimitAsk {
-                    cap: s.cap,
-                    until_ms: s.until_ms,
-                    gives: s.gives,
-                    takes: s.takes.len() as u32,
-                    admits: Admits::Count(s.admits.len() as u32),
-                    spare: if bank { BANK } else { 0 },
-                };
-                (l, ask)
-            })
-            .collect();
-        let answers = match store.limit_step(&mut c, &worker, &asks).await {
-            Ok(a) => a,
-            Err(e) => {
-                drop(asks);
-                if steps.iter().any(|(_, s)| s.gives > 0) {
-                    warn!("could not give shared slots back ({e}); they free themselves when this worker's leases lapse");
-                }
-                let broken = e.is_infrastructure();
-                let why = BatchError::Store(std::sync::Arc::new(e));
-                for (_, step) in steps {
-                    step.fail(&why);
-                }
-                return broken;
-            }
-        };
-        drop(asks);
-        // Limiters where some job would wait: asked again, naming the jobs (slots are settled).
-        let mut waiters = Vec::new();
-        let mut again = Vec::new();
-        for ((limiter, step), answer) in steps.into_iter().zip(answers) {
-            let LimitStep { waits, taken, waiters: w, waiting, banked } = answer;
-            let contended = waiting || (taken as usize) < step.takes.len();
-            said.lock().expect("limiter state lock").note_answer(&limiter.name, contended, banked, Instant::now());
-            waiters.extend(w);
-            let Step { takes, admits, .. } = step;
-            for (k, reply) in takes.into_iter().enumerate() {
-                let _ = reply.send(Ok((k as u32) < taken));
-            }
-            match waits {
-                Some(waits) => answer_admits(admits, Ok(waits)),
-                None => again.push((limiter, admits)),
-            }
+    steps.retain(|_, step| !step.takes.is_empty() || !step.admits.is_empty() || step.gives > 0);
+    // Held gives go once due, at once while tasks wait for their slots, and with this batch's
+    // takes from their limiter (counted against this worker's own). Not with an admission
+    // alone: kept here, they serve this worker's next tasks with no call.
+    let Local { held, contended, .. } = &mut *local;
+    let due: Vec<String> = held
+        .iter()
+        .filter(|(name, h)| {
+            flush || now >= h.since + HOLD_GIVES || contended.contains(*name) || steps.get(*name).is_some_and(|s| !s.takes.is_empty())
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in due {
+        if let Some(h) = held.remove(&name) {
+            let step = steps.entry(name).or_default();
+            step.cap = step.cap.max(h.cap);
+            step.gives += h.n;
         }
-        let mut broken = false;
-        if !again.is_empty() {
-            let names: Vec<Vec<&str>> = again.iter().map(|(_, admits)| admits.iter().map(|(j, _)| j.as_str()).collect()).collect();
-            let asks: Vec<(&Limiter, LimitAsk)> = again
-                .iter()
-                .zip(&names)
-                .map(|((l, _), n)| (l, LimitAsk { cap: 0, until_ms: 0, gives: 0, takes: 0, admits: Admits::Named(n), spare: 0 }))
-                .collect();
-            let answers = store.limit_step(&mut c, &worker, &asks).await;
+    }
+}
+
+/// Sends the steps in one `LIMIT_STEP` call and answers every task; limiters where some job
+/// would wait are asked again with the jobs named ([`ask_named`]); tasks waiting for freed
+/// slots are brought forward. True when the connection broke.
+async fn send(steps: HashMap<String, Step>, mut c: Conn, store: Store, worker: String, said: SharedLocal) -> bool {
+    let steps: Vec<(Limiter, Step)> = steps
+        .into_iter()
+        .map(|(name, mut step)| (step.limiter.take().unwrap_or(Limiter { name, rate: Default::default() }), step))
+        .collect();
+    let asks: Vec<(&Limiter, LimitAsk)> = steps
+        .iter()
+        .map(|(l, s)| {
+            let bank = !s.admits.is_empty() && l.rate.rpm.is_some() && l.rate.tpm.is_none();
+            let ask = LimitAsk {
+                cap: s.cap,
+                until_ms: s.until_ms,
+                gives: s.gives,
+                takes: s.takes.len() as u32,
+                admits: Admits::Count(s.admits.len() as u32),
+                spare: if bank { BANK } else { 0 },
+            };
+            (l, ask)
+        })
+        .collect();
+    let answers = match store.limit_step(&mut c, &worker, &asks).await {
+        Ok(a) => a,
+        Err(e) => {
             drop(asks);
-            drop(names);
-            match answers {
-                Ok(answers) => {
-                    for ((_, admits), a) in again.into_iter().zip(answers) {
-                        answer_admits(admits, Ok(a.waits.unwrap_or_default()));
-                    }
-                }
-                Err(e) => {
-                    broken = e.is_infrastructure();
-                    let why = BatchError::Store(std::sync::Arc::new(e));
-                    for (_, admits) in again {
-                        answer_admits(admits, Err(why.clone()));
-                    }
-                }
+            if steps.iter().any(|(_, s)| s.gives > 0) {
+                warn!("could not give shared slots back ({e}); they free themselves when this worker's leases lapse");
             }
+            let broken = e.is_infrastructure();
+            let why = BatchError::Store(std::sync::Arc::new(e));
+            for (_, step) in steps {
+                step.fail(&why);
+            }
+            return broken;
         }
-        if !waiters.is_empty() {
-            crate::waiters::wake(&store, &mut c, &waiters).await;
+    };
+    drop(asks);
+    let mut waiters = Vec::new();
+    let mut again = Vec::new();
+    for ((limiter, step), answer) in steps.into_iter().zip(answers) {
+        let LimitStep { waits, taken, waiters: w, waiting, banked } = answer;
+        let contended = waiting || (taken as usize) < step.takes.len();
+        said.lock().expect("limiter state lock").note_answer(&limiter.name, contended, banked, Instant::now());
+        waiters.extend(w);
+        let Step { takes, admits, .. } = step;
+        for (k, reply) in takes.into_iter().enumerate() {
+            let _ = reply.send(Ok((k as u32) < taken));
         }
-        broken
-    });
+        match waits {
+            Some(waits) => answer_admits(admits, Ok(waits)),
+            None => again.push((limiter, admits)),
+        }
+    }
+    let broken = !again.is_empty() && ask_named(again, &mut c, &store, &worker).await;
+    if !waiters.is_empty() {
+        crate::waiters::wake(&store, &mut c, &waiters).await;
+    }
+    broken
+}
+
+/// Limiters where some job would wait, asked again naming the jobs (slots are settled by
+/// then); each job answered with its own wait. True when the connection broke.
+async fn ask_named(again: Vec<(Limiter, Admissions)>, c: &mut Conn, store: &Store, worker: &str) -> bool {
+    let names: Vec<Vec<&str>> = again.iter().map(|(_, admits)| admits.iter().map(|(j, _)| j.as_str()).collect()).collect();
+    let asks: Vec<(&Limiter, LimitAsk)> = again
+        .iter()
+        .zip(&names)
+        .map(|((l, _), n)| (l, LimitAsk { cap: 0, until_ms: 0, gives: 0, takes: 0, admits: Admits::Named(n), spare: 0 }))
+        .collect();
+    let answers = store.limit_step(c, worker, &asks).await;
+    drop(asks);
+    drop(names);
+    match answers {
+        Ok(answers) => {
+            for ((_, admits), a) in again.into_iter().zip(answers) {
+                answer_admits(admits, Ok(a.waits.unwrap_or_default()));
+            }
+            false
+        }
+        Err(e) => {
+            let broken = e.is_infrastructure();
+            let why = BatchError::Store(std::sync::Arc::new(e));
+            for (_, admits) in again {
+                answer_admits(admits, Err(why.clone()));
+            }
+            broken
+        }
+    }
 }
 
 impl Step {
@@ -374,7 +395,7 @@ impl Step {
     }
 }
 
-fn answer_admits(admits: Vec<(String, Reply<Duration>)>, waits: Result<Vec<Duration>, BatchError>) {
+fn answer_admits(admits: Admissions, waits: Result<Vec<Duration>, BatchError>) {
     match waits {
         Ok(waits) => {
             for ((_, reply), w) in admits.into_iter().zip(waits) {
