@@ -15,10 +15,7 @@
    counted from the crate or script's own directory), names a sibling `shared/` directory, or
    is an absolute path into a home or work directory (`/work`, `/home`, `/root`, `/mnt`, `/srv`,
    `/Users`) — temporary directories and system tools (`/tmp`, `/usr/…`, `/proc`) are fine.
-6. No function outside tests over 120 lines in the crates' `src/`. The functions that were
-   longer when this check came are listed in `LONG_FUNCTIONS` with their length then: each
-   may shrink, none may grow, and one that is split must leave the list (a listed function
-   that is now short is reported too, so the list only ever shrinks).
+6. No function outside tests over 120 lines in the crates' `src/`.
 
 Prints every violation and exits 1 when there is one; prints a one-line summary otherwise.
 """
@@ -38,11 +35,6 @@ OUTSIDE = re.compile(r"""(?<![\w.$}])/(?:work|home|root|mnt|srv|Users)/|(?<![\w]
 SELF_CONTAINED = ["tests", "scripts", "bench", ".ci"]
 MAX_FN_LINES = 120
 CRATE_SOURCES = ["common/src", "producer/src", "worker/src"]
-# Functions over MAX_FN_LINES when check 6 came, with their length then (file, function):
-# to be split into named steps (issue: "Long functions and files"). Only ever shrinks.
-LONG_FUNCTIONS = {
-    ("common/src/template/shell/scan.rs", "cmd"): 145,
-}
 FN_START = re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?(?:const\s+)?(?:async\s+)?(?:unsafe\s+)?(?:extern\s+\"[^\"]*\"\s+)?fn\s+([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -415,21 +407,7 @@ def strongly_connected(graph):
 
 
 def function_lengths():
-    problems, seen = [], set()
-    for path, name, n in long_functions():
-        key = (path, name)
-        limit = LONG_FUNCTIONS.get(key)
-        if limit is not None:
-            seen.add(key)
-            if n > limit:
-                problems.append(f"{path}: fn {name} is {n} lines, longer than the {limit} it had; split it into named steps")
-            elif n <= MAX_FN_LINES:
-                problems.append(f"{path}: fn {name} is {n} lines now: take it off LONG_FUNCTIONS in scripts/check-structure.py")
-        elif n > MAX_FN_LINES:
-            problems.append(f"{path}: fn {name} is {n} lines (more than {MAX_FN_LINES}); split it into named steps")
-    for key in LONG_FUNCTIONS.keys() - seen:
-        problems.append(f"{key[0]}: fn {key[1]} is gone: take it off LONG_FUNCTIONS in scripts/check-structure.py")
-    return problems
+    return [f"{path}: fn {name} is {n} lines (more than {MAX_FN_LINES}); split it into named steps" for path, name, n in long_functions() if n > MAX_FN_LINES]
 
 
 def main():
@@ -459,7 +437,7 @@ def main():
     if problems:
         print(f"check-structure: {len(problems)} problem(s)")
         return 1
-    print(f"check-structure: ok ({checked} files; the crates' {graph_files} files, {graph_edges} import edges, no cycle; Redis only in common/src/store; tests and scripts self-contained; no function over {MAX_FN_LINES} lines but {len(LONG_FUNCTIONS)} listed to split)")
+    print(f"check-structure: ok ({checked} files; the crates' {graph_files} files, {graph_edges} import edges, no cycle; Redis only in common/src/store; tests and scripts self-contained; no function over {MAX_FN_LINES} lines)")
     return 0
 
 

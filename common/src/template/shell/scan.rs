@@ -302,6 +302,25 @@ impl Scan {
         }
         let in_word = self.in_word();
         match c {
+            ' ' | '\t' | '\n' | ';' | '&' | '|' => self.control(c),
+            '(' | ')' => self.paren(c, in_word),
+            '[' if in_word && self.assignment_word().is_some_and(|w| command::is_name(&w)) => {
+                self.push(Some('['), Some('['), false);
+                let parent = self.context();
+                let node = self.node(parent, Some(Role::Number(Refusal::Subscript)));
+                self.stack.push(Frame::Arith { depth: 0, close: Close::Subscript, node, in_word: true });
+                self.i += 1;
+            }
+            '#' if !in_word => self.comment(),
+            '<' | '>' => self.redirect(c),
+            _ => self.word_char(c),
+        }
+    }
+
+    /// A blank, a newline, `;` (`;;`, `;&` in a `case` body), `&`, `&&`, `&>`, `|`, `||`,
+    /// `|&`: the end of a word, a command or a list item.
+    fn control(&mut self, c: char) {
+        match c {
             ' ' | '\t' => {
                 self.end_word();
                 self.i += 1;
@@ -341,11 +360,18 @@ impl Scan {
                 self.separator();
                 self.i += 2;
             }
-            '|' => {
+            _ => {
+                // `|` and `|&`.
                 self.end_command();
                 self.top().piped = true;
                 self.i += if self.ch(1) == Some('&') { 2 } else { 1 };
             }
+        }
+    }
+
+    /// `(( … ))`, `NAME=(…)`, `NAME()`, a subshell's `(` and `)`, a command substitution's `)`.
+    fn paren(&mut self, c: char, in_word: bool) {
+        match c {
             '(' if !in_word && self.ch(1) == Some('(') => {
                 // `(( … ))`, an arithmetic command.
                 self.end_word();
@@ -379,7 +405,8 @@ impl Scan {
                 self.top().function_parens = false;
                 self.i += 1;
             }
-            ')' => {
+            _ => {
+                // `)`.
                 self.end_command();
                 self.i += 1;
                 let top = self.top();
@@ -391,26 +418,18 @@ impl Scan {
                     self.close_group();
                 }
             }
-            '[' if in_word && self.assignment_word().is_some_and(|w| command::is_name(&w)) => {
-                self.push(Some('['), Some('['), false);
-                let parent = self.context();
-                let node = self.node(parent, Some(Role::Number(Refusal::Subscript)));
-                self.stack.push(Frame::Arith { depth: 0, close: Close::Subscript, node, in_word: true });
-                self.i += 1;
+        }
+    }
+
+    /// A comment, to the end of the line: a reference there expands to nothing useful.
+    fn comment(&mut self) {
+        while let Some(item) = self.at(0) {
+            match item {
+                Item::C('\n') => break,
+                Item::Hole(k) => self.hole(k, None, Quoting::Bare, None),
+                Item::C(_) => {}
             }
-            '#' if !in_word => {
-                // A comment, to the end of the line: a reference there expands to nothing useful.
-                while let Some(item) = self.at(0) {
-                    match item {
-                        Item::C('\n') => break,
-                        Item::Hole(k) => self.hole(k, None, Quoting::Bare, None),
-                        Item::C(_) => {}
-                    }
-                    self.i += 1;
-                }
-            }
-            '<' | '>' => self.redirect(c),
-            _ => self.word_char(c),
+            self.i += 1;
         }
     }
 
