@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use zo_common::model::{now_ms, ErrorClass, HostUsage, Outcome, Quotas};
 use zo_common::store::{Job, Store};
 
-use crate::exec::run::run_script;
+use crate::exec::run::{run_script, Discard};
 use crate::task::{cd_prefix, TaskContext};
 
 /// How often an over-quota host is read again.
@@ -51,8 +51,9 @@ pub(crate) fn parse_usage(out: &str) -> Option<HostUsage> {
 async fn probe(ctx: &TaskContext, stop: &CancellationToken) -> Result<HostUsage, String> {
     let Some(ex) = ctx.executor.as_deref() else { return Err("the simulate executor has no host to read".into()) };
     let script = format!("{}{PROBE}", cd_prefix(ctx.workdir.as_deref()));
-    let out =
-        run_script(ex, &script, None, &[], Instant::now() + Duration::from_secs(15), stop, 64 << 10).await.map_err(|e| e.to_string())?;
+    let out = run_script(ex, &script, None, &[], Instant::now() + Duration::from_secs(15), stop, 64 << 10, &Discard)
+        .await
+        .map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&out.stdout);
     parse_usage(&text)
         .ok_or_else(|| format!("could not read the host's use (exit {:?}): {}", out.exit_code, String::from_utf8_lossy(&out.stderr).trim()))

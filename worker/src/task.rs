@@ -11,7 +11,7 @@ use zo_common::model::{AgentOutcome, CommandOutcome, ErrorClass, Outcome, Simula
 use zo_common::store::Job;
 
 use crate::config::{AgentMode, WorkerConfig};
-use crate::exec::run::{run_script, RunOutput};
+use crate::exec::run::{run_script, OutputSink, RunOutput};
 use crate::exec::{shell_quote, ExecError, Executor};
 
 /// Everything a task needs from the worker, shared by all its tasks.
@@ -63,9 +63,10 @@ fn exec_error(e: ExecError) -> Outcome {
 
 /// Runs a task to its outcome, then its result checks (`expect:`, `gate:`) over a successful
 /// output: an unmet check fails it with class `validation` or `gate` (its output kept).
-/// Never panics on bad input; every failure is classified.
-pub async fn execute(ctx: &TaskContext, job: &Job, cancel: &CancellationToken) -> Outcome {
-    let mut o = run_steps(ctx, job, cancel).await;
+/// Never panics on bad input; every failure is classified. The steps' output goes to `sink`
+/// as it arrives.
+pub async fn execute(ctx: &TaskContext, job: &Job, cancel: &CancellationToken, sink: &dyn OutputSink) -> Outcome {
+    let mut o = run_steps(ctx, job, cancel, sink).await;
     if o.status == Status::Success {
         let spec = &job.spec;
         if let Err((class, why)) = zo_common::checks::check_output(spec.expect.as_deref(), spec.gate.as_deref(), &o.output) {
@@ -78,7 +79,7 @@ pub async fn execute(ctx: &TaskContext, job: &Job, cancel: &CancellationToken) -
 }
 
 /// The command, then the agent fed its stdout.
-async fn run_steps(ctx: &TaskContext, job: &Job, cancel: &CancellationToken) -> Outcome {
+async fn run_steps(ctx: &TaskContext, job: &Job, cancel: &CancellationToken, sink: &dyn OutputSink) -> Outcome {
     let spec = &job.spec;
     let timeout = spec.timeout();
     let deadline = Instant::now() + timeout;
@@ -91,7 +92,7 @@ async fn run_steps(ctx: &TaskContext, job: &Job, cancel: &CancellationToken) -> 
             None => simulate_command(cmd, &sim, spec.prompt.is_none(), deadline, cancel).await,
             Some(ex) => {
                 let script = format!("{}{cmd}", step_prelude(ctx));
-                match run_script(ex.as_ref(), &script, None, &[], deadline, cancel, ctx.max_output).await {
+                match run_script(ex.as_ref(), &script, None, &[], deadline, cancel, ctx.max_output, sink).await {
                     Ok(r) => r,
                     Err(e) => return exec_error(e),
                 }
@@ -161,7 +162,7 @@ async fn run_steps(ctx: &TaskContext, job: &Job, cancel: &CancellationToken) -> 
                 }
             };
             let script = agent_script(ctx, job, prompt, port);
-            match run_script(ex.as_ref(), &script, Some(prompt), &input, deadline, cancel, ctx.max_output).await {
+            match run_script(ex.as_ref(), &script, Some(prompt), &input, deadline, cancel, ctx.max_output, sink).await {
                 Ok(r) => r,
                 Err(e) => {
                     let mut o = exec_error(e);

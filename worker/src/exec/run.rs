@@ -24,6 +24,27 @@ pub struct RunOutput {
     pub duration: Duration,
 }
 
+/// Which stream a chunk of output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Where a running script's output goes as it arrives, besides the result (which keeps it up
+/// to the output limit): every chunk, in order per stream, none past the end of the script.
+/// Live output streams through one; a run nobody watches passes [`Discard`].
+pub trait OutputSink: Send + Sync {
+    fn chunk(&self, stream: Stream, bytes: &[u8]);
+}
+
+/// The sink of a run nobody watches.
+pub struct Discard;
+
+impl OutputSink for Discard {
+    fn chunk(&self, _: Stream, _: &[u8]) {}
+}
+
 /// The wrapper's stdin header: script and prompt, each one base64 line.
 fn header(script: &str, prompt: Option<&str>) -> Vec<u8> {
     let b = base64::engine::general_purpose::STANDARD;
@@ -34,8 +55,8 @@ fn header(script: &str, prompt: Option<&str>) -> Vec<u8> {
     h
 }
 
-/// Reads everything, keeping at most `limit` bytes.
-async fn read_capped(mut r: impl AsyncRead + Unpin, limit: usize) -> (Vec<u8>, bool) {
+/// Reads everything, keeping at most `limit` bytes; every chunk also goes to `sink`.
+async fn read_capped(mut r: impl AsyncRead + Unpin, limit: usize, sink: &dyn OutputSink, stream: Stream) -> (Vec<u8>, bool) {
     let mut kept = Vec::new();
     let mut truncated = false;
     let mut buf = vec![0u8; 64 * 1024];
@@ -43,6 +64,7 @@ async fn read_capped(mut r: impl AsyncRead + Unpin, limit: usize) -> (Vec<u8>, b
         match r.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                sink.chunk(stream, &buf[..n]);
                 let room = limit.saturating_sub(kept.len());
                 if room < n {
                     truncated = true;
@@ -54,8 +76,14 @@ async fn read_capped(mut r: impl AsyncRead + Unpin, limit: usize) -> (Vec<u8>, b
     (kept, truncated)
 }
 
-/// Reads stderr, reporting the `ZO-PGID` line as soon as it arrives and removing it.
-async fn read_stderr(mut r: impl AsyncRead + Unpin, limit: usize, pgid_tx: tokio::sync::watch::Sender<Option<i32>>) -> (Vec<u8>, bool) {
+/// Reads stderr, reporting the `ZO-PGID` line as soon as it arrives and removing it. The
+/// sink gets what came before that line once it is found, then every chunk.
+async fn read_stderr(
+    mut r: impl AsyncRead + Unpin,
+    limit: usize,
+    pgid_tx: tokio::sync::watch::Sender<Option<i32>>,
+    sink: &dyn OutputSink,
+) -> (Vec<u8>, bool) {
     let mut kept = Vec::new();
     let mut truncated = false;
     let mut found = false;
@@ -65,6 +93,9 @@ async fn read_stderr(mut r: impl AsyncRead + Unpin, limit: usize, pgid_tx: tokio
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if found {
+            sink.chunk(Stream::Stderr, &buf[..n]);
+        }
         let room = limit.saturating_sub(kept.len());
         truncated |= room < n;
         kept.extend_from_slice(&buf[..n.min(room + 64)]);
@@ -77,6 +108,7 @@ async fn read_stderr(mut r: impl AsyncRead + Unpin, limit: usize, pgid_tx: tokio
                     }
                     kept.drain(pos..pos + end + 1);
                     found = true;
+                    sink.chunk(Stream::Stderr, &kept);
                 }
             }
         }
@@ -91,7 +123,9 @@ fn find_subslice(h: &[u8], n: &[u8]) -> Option<usize> {
 
 /// Runs `script` (bash) through the wrapper with `prompt` in `$ZO_PROMPT` and `input` on
 /// stdin, until it exits, `deadline` passes or `cancel` fires. On deadline or cancel the
-/// script's whole process group is killed on the execution host (TERM, then KILL).
+/// script's whole process group is killed on the execution host (TERM, then KILL). Output
+/// goes to `sink` as it arrives and is kept for the result up to `limit` bytes per stream.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_script(
     ex: &dyn Executor,
     script: &str,
@@ -100,6 +134,7 @@ pub async fn run_script(
     deadline: Instant,
     cancel: &CancellationToken,
     limit: usize,
+    sink: &dyn OutputSink,
 ) -> Result<RunOutput, ExecError> {
     let started = Instant::now();
     let sp = tokio::select! {
@@ -120,16 +155,16 @@ pub async fn run_script(
     };
     let read_err = async move {
         if wrapped {
-            read_stderr(stderr, limit, pgid_tx).await
+            read_stderr(stderr, limit, pgid_tx, sink).await
         } else {
-            read_capped(stderr, limit).await
+            read_capped(stderr, limit, sink, Stream::Stderr).await
         }
     };
     let work = async {
         // Wait only after stdout and stderr reached EOF: with OpenSSH multiplexing, a finished
         // wait closes the mux connection and the master stops forwarding output that is still
         // in flight (openssh-rust/openssh#103).
-        let (_, (out, out_trunc), (err, err_trunc)) = tokio::join!(feed, read_capped(stdout, limit), read_err);
+        let (_, (out, out_trunc), (err, err_trunc)) = tokio::join!(feed, read_capped(stdout, limit, sink, Stream::Stdout), read_err);
         let code = wait.await;
         (out, out_trunc || err_trunc, err, code)
     };
@@ -206,8 +241,55 @@ mod tests {
     #[tokio::test]
     async fn stderr_pgid_line_is_extracted() {
         let (tx, rx) = tokio::sync::watch::channel(None);
-        let (err, _) = read_stderr(&b"ZO-PGID 4242\nwarning: x\n"[..], 1024, tx).await;
+        let (err, _) = read_stderr(&b"ZO-PGID 4242\nwarning: x\n"[..], 1024, tx, &Discard).await;
         assert_eq!(*rx.borrow(), Some(4242));
         assert_eq!(err, b"warning: x\n");
+    }
+
+    /// Collects what a sink is given, per stream.
+    #[derive(Default)]
+    struct Record(std::sync::Mutex<(Vec<u8>, Vec<u8>)>);
+
+    impl OutputSink for Record {
+        fn chunk(&self, stream: Stream, bytes: &[u8]) {
+            let mut got = self.0.lock().unwrap();
+            match stream {
+                Stream::Stdout => got.0.extend_from_slice(bytes),
+                Stream::Stderr => got.1.extend_from_slice(bytes),
+            }
+        }
+    }
+
+    /// The wrapper's stderr: the sink gets what the result keeps, without the `ZO-PGID` line,
+    /// over several reads.
+    #[tokio::test]
+    async fn the_sink_gets_stderr_without_the_group_line() {
+        let text = format!("early\nZO-PGID 42\n{}\nlate\n", "x".repeat(40 << 10));
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let rec = Record::default();
+        let (err, truncated) = read_stderr(text.as_bytes(), 1 << 20, tx, &rec).await;
+        assert_eq!(*rx.borrow(), Some(42));
+        assert!(!truncated);
+        assert_eq!(rec.0.into_inner().unwrap().1, err);
+        assert!(err.starts_with(b"early\nxxx") && err.ends_with(b"x\nlate\n"), "{}", String::from_utf8_lossy(&err[..20]));
+    }
+
+    /// Through a local executor, with and without the helper: the sink sees both streams as
+    /// the result keeps them, and sees output past the limit the result keeps.
+    #[tokio::test]
+    async fn the_sink_sees_both_streams_of_a_script() {
+        for helper in [true, false] {
+            let ex = crate::exec::local::LocalExecutor::new(helper, None);
+            let rec = Record::default();
+            let script = "for i in 1 2 3; do echo out$i; echo err$i >&2; done; head -c 5000 /dev/zero";
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let out = run_script(&ex, script, None, &[], deadline, &CancellationToken::new(), 1000, &rec).await.unwrap();
+            let (o, e) = rec.0.into_inner().unwrap();
+            assert_eq!(e, b"err1\nerr2\nerr3\n", "helper {helper}");
+            assert_eq!(e, out.stderr, "helper {helper}");
+            assert_eq!(o.len(), 15 + 5000, "helper {helper}: the sink sees everything");
+            assert!(out.truncated && out.stdout.len() == 1000 && o.starts_with(&out.stdout), "helper {helper}");
+            ex.close().await;
+        }
     }
 }

@@ -13,6 +13,7 @@ use super::context::{Ctx, Exit, Next};
 use super::held::Held;
 use super::rare;
 use crate::admission::{self, defer, Asked, Decision};
+use crate::exec::run::Discard;
 use crate::limits;
 use crate::shared::{RunningJob, StopReason};
 use crate::templates::{self, has_templates};
@@ -141,15 +142,17 @@ pub(super) async fn admit(c: &Ctx<'_>, limiters: &Limiters<'_>, asked: Option<As
 }
 
 /// Renders the task's templates from its dependencies' results, then runs its command and
-/// agent (boxed: the execution's state is large).
+/// agent (boxed: the execution's state is large). Their output goes to a sink as it arrives:
+/// nobody watches it yet ([`Discard`]); live output hands its own sink in here.
 pub(super) async fn execute(c: &Ctx<'_>, running: &RunningJob) -> Outcome {
+    let sink = &Discard;
     if has_templates(&c.job.spec) {
         match Box::pin(templates::render(&c.shared.store, c.job)).await {
-            Ok(rendered) => Box::pin(crate::task::execute(&c.shared.ctx, &rendered, &running.stop)).await,
+            Ok(rendered) => Box::pin(crate::task::execute(&c.shared.ctx, &rendered, &running.stop, sink)).await,
             Err(failed) => failed,
         }
     } else {
-        Box::pin(crate::task::execute(&c.shared.ctx, c.job, &running.stop)).await
+        Box::pin(crate::task::execute(&c.shared.ctx, c.job, &running.stop, sink)).await
     }
 }
 
