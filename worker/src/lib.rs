@@ -13,6 +13,8 @@
 //!   listen for shutdown.
 //! - [`job`] — one delivery from entry to acknowledgement, and the guard of what it holds.
 //! - [`batch`] — group commit of the hot path's Redis steps (mark, record, ack).
+//! - [`limits`] — rate limits, shared slots, host quotas and admission, behind `Limits`.
+//! - [`waiters`] — how a job is known to the limiters, and waking waiting jobs.
 //! - [`cli`] — the `ccr` and `secrets` commands.
 //! - [`metrics`] — Prometheus metrics at `--metrics-addr`.
 //! - [`preflight`] — start-up checks of what tasks will need (`ccr`, the host, bash, the agent).
@@ -22,7 +24,6 @@
 /// `--version` and what heartbeats announce: the package version and the git commit built.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ZO_GIT_COMMIT"), ")");
 
-pub mod admission;
 pub mod batch;
 pub mod ccr;
 pub mod cli;
@@ -32,7 +33,6 @@ pub mod job;
 pub mod limits;
 pub mod metrics;
 pub mod preflight;
-pub mod quotas;
 pub mod redis_health;
 pub mod secrets;
 pub mod service;

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use zo_common::store::Store;
 
 use crate::batch::Batcher;
+use crate::limits::Limits;
 use crate::task::TaskContext;
 
 /// What every loop and job of the worker shares.
@@ -41,14 +42,8 @@ pub(crate) struct Shared {
     /// Readiness and (re)start count of each supervised CCR instance; jobs of an instance are
     /// taken only while it is ready.
     pub ready: HashMap<String, (watch::Receiver<bool>, Arc<AtomicU32>)>,
-    /// Backoffs after rate-limit answers, by limiter name (Unix ms they end): what this
-    /// worker's own tasks saw, and what upkeep reads from Redis for every served instance.
-    pub backoffs: Mutex<HashMap<String, u64>>,
-    /// How many shared concurrency slots (the catalog's `max_concurrent`) running jobs hold,
-    /// per limiter, renewed with their leases.
-    pub shared_slots: Mutex<HashMap<String, u32>>,
-    /// What the catalog says of each served instance's limits (worked out once).
-    pub limits: HashMap<String, crate::limits::InstanceLimits>,
+    /// Rate limits, shared slots and quotas: what jobs are admitted through.
+    pub limits: Limits,
     /// The execution host passed the start-up checks (false while it does not answer).
     pub host_ready: watch::Receiver<bool>,
     /// Where the runs this worker finishes are archived (`archive:` in its config).
@@ -83,30 +78,6 @@ impl Shared {
     /// holds while it waits.
     pub fn idle_slots(&self, instance: &str) -> usize {
         self.slots[instance].available_permits() + self.reading[instance].load(Ordering::SeqCst)
-    }
-
-    /// Counts `d` (1 or -1) more shared slots of `limiter` held by running jobs.
-    pub fn hold_shared_slot(&self, limiter: &str, d: i32) {
-        let mut slots = self.shared_slots.lock().expect("slots lock");
-        match slots.get_mut(limiter) {
-            Some(n) => *n = n.saturating_add_signed(d),
-            None => {
-                slots.insert(limiter.to_string(), 0u32.saturating_add_signed(d));
-            }
-        }
-    }
-
-    /// The end of a backoff known for limiter `name`, if it has not passed.
-    pub fn backoff_until(&self, name: &str) -> Option<u64> {
-        let until = self.backoffs.lock().expect("backoffs lock").get(name).copied()?;
-        Some(until).filter(|&u| u > zo_common::model::now_ms())
-    }
-
-    /// Notes a backoff (the later end wins).
-    pub fn note_backoff(&self, name: &str, until: u64) {
-        let mut b = self.backoffs.lock().expect("backoffs lock");
-        let e = b.entry(name.to_string()).or_insert(0);
-        *e = (*e).max(until);
     }
 
     /// The instance's CCR (re)start count and whether it is ready now (`None`: no CCR here).

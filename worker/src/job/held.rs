@@ -4,7 +4,7 @@
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::limits::{self, SharedSlot};
+use crate::limits::SharedSlot;
 use crate::shared::{RunningJob, Shared};
 
 /// What a job holds while it runs; dropping it gives everything back.
@@ -42,15 +42,14 @@ impl<'a> Held<'a> {
 
     /// Holds a shared slot (counted for the lease loop, which renews it, until given back).
     pub(super) fn hold_shared_slot(&mut self, slot: SharedSlot) {
-        self.shared.hold_shared_slot(&slot.limiter, 1);
+        self.shared.limits.hold(&slot);
         self.shared_slot = Some(slot);
     }
 
     /// Gives the shared slot back (sent to the batch, nothing awaited: this runs in `drop` too).
     pub(super) fn give_shared_slot(&mut self) {
         let Some(slot) = self.shared_slot.take() else { return };
-        self.shared.hold_shared_slot(&slot.limiter, -1);
-        limits::give_back(&self.shared.batch, slot);
+        self.shared.limits.release(slot);
     }
 }
 

@@ -59,7 +59,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, instance: String, d: Delivery, s
 
 /// The stages in order.
 async fn run(c: &Ctx<'_>, mut held: Held<'_>) -> Next<()> {
-    let limiters = stages::Limiters::of(c);
+    let limiters = c.shared.limits.limiters(c.instance, c.job);
     let ended = match stages::mark(c, &limiters).await? {
         Marked::Poison(outcome) => stages::Ended::without_start(outcome),
         Marked::Run(asked) => {

@@ -7,35 +7,16 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 use zo_common::model::{now_ms, ErrorClass, Outcome, Status, TaskResult};
-use zo_common::store::{Limiter, MarkRunning, Recorded, ToMark};
+use zo_common::store::{MarkRunning, Recorded, ToMark};
 
 use super::context::{Ctx, Exit, Next};
 use super::held::Held;
 use super::rare;
-use crate::admission::{self, defer, Asked, Decision};
 use crate::exec::run::Discard;
-use crate::limits;
+use crate::limits::admission::{self, defer};
+use crate::limits::{Asked, Decision, Limiters};
 use crate::shared::{RunningJob, StopReason};
 use crate::templates::{self, has_templates};
-
-/// The limiters a job must be admitted by, worked out once.
-pub(super) struct Limiters<'a> {
-    /// The instance's own limiter (told of rate-limit answers even when it limits nothing).
-    own: &'a Limiter,
-    /// Those that must admit it: the instance's when the catalog limits it, the run's.
-    all: Vec<Limiter>,
-    /// Anything to ask before it starts (a limiter, or a shared slot of `max_concurrent`).
-    asks: bool,
-}
-
-impl<'a> Limiters<'a> {
-    pub(super) fn of(c: &Ctx<'a>) -> Self {
-        let limits = &c.shared.limits[c.instance];
-        let all = limits::limiters(&limits.own, c.job, c.instance);
-        let asks = limits.shared_cap().is_some() || !all.is_empty();
-        Limiters { own: &limits.own, all, asks }
-    }
-}
 
 /// What marking the task running gave.
 pub(super) enum Marked {
@@ -52,10 +33,10 @@ pub(super) async fn mark(c: &Ctx<'_>, limiters: &Limiters<'_>) -> Next<Marked> {
     let mark_it = shared
         .batch
         .mark(&job.run_id, ToMark { idx: job.idx, attempt: job.attempt, takeover: c.takeover, instance: c.instance.to_string() });
-    let local = if limiters.asks { admission::ask_local(shared, c.instance, &limiters.all) } else { None };
+    let local = if limiters.asks { admission::ask_local(&shared.limits, c.instance, &limiters.all) } else { None };
     let (mark, asked) = if limiters.asks && local.is_none() {
         // Boxed: most jobs ask nothing.
-        let (m, a) = tokio::join!(mark_it, Box::pin(admission::ask(shared, c.instance, job, &limiters.all)));
+        let (m, a) = tokio::join!(mark_it, Box::pin(admission::ask(&shared.limits, c.instance, job, &limiters.all)));
         (m, Some(a))
     } else {
         (mark_it.await, local)
@@ -65,7 +46,7 @@ pub(super) async fn mark(c: &Ctx<'_>, limiters: &Limiters<'_>) -> Next<Marked> {
         other => other,
     };
     if let Some(a) = asked {
-        a.give_back(shared);
+        a.give_back(&shared.limits);
     }
     match mark {
         Ok(MarkRunning::Poison) => Ok(Marked::Poison(Outcome::poison(shared.max_deliveries))),
@@ -123,7 +104,7 @@ pub(super) async fn admit(c: &Ctx<'_>, limiters: &Limiters<'_>, asked: Option<As
     held.start((job.run_id.clone(), job.idx), running.clone());
     info!(takeover = c.takeover, "started");
     let asked = asked.unwrap_or_else(Asked::nothing);
-    match Box::pin(admission::pass(shared, job, c.d, limiters.own, &limiters.all, asked, &running.stop)).await {
+    match Box::pin(admission::pass(&shared.limits, &shared.ctx, job, c.d, limiters.own, &limiters.all, asked, &running.stop)).await {
         Decision::Go { rate_wait, shared_slot } => {
             if let Some(slot) = shared_slot {
                 held.hold_shared_slot(slot);
@@ -192,9 +173,7 @@ pub(super) async fn judge(
         }
     }
     if executed {
-        if let Some(until) = Box::pin(limits::after(&shared.store, &limiters.all, own, &o)).await {
-            shared.note_backoff(&own.name, until);
-        }
+        Box::pin(shared.limits.note_outcome(limiters, &o)).await;
     }
     held.stop_running();
     if shared.abort.is_cancelled() {
@@ -210,9 +189,9 @@ pub(super) async fn judge(
         // attempt, until it has waited MAX_RATE_LIMIT_WAIT in all.
         let said = o.error.as_deref().unwrap_or("").lines().next().unwrap_or("");
         info!(answer = %zo_common::text::escape_line(&said.chars().take(200).collect::<String>()), "the model answered with a rate limit");
-        let due = shared.backoff_until(&own.name).unwrap_or_else(|| now_ms() + 10_000);
+        let due = shared.limits.backoff_until(&own.name).unwrap_or_else(|| now_ms() + 10_000);
         let wait = Duration::from_millis(due.saturating_sub(now_ms()));
-        if Box::pin(defer(shared, job, c.d, due, wait.max(Duration::from_millis(1)), "rate_limit")).await {
+        if Box::pin(defer(&shared.limits, job, c.d, due, wait.max(Duration::from_millis(1)), "rate_limit")).await {
             return Err(Exit::Leave);
         }
     }

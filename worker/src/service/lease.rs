@@ -45,8 +45,7 @@ pub(super) async fn lease_loop(shared: Arc<Shared>, finished: CancellationToken)
                 }
             }
             // Shared slots: how many this worker holds, one call per limiter.
-            let slots: Vec<(String, u32)> =
-                shared.shared_slots.lock().expect("slots lock").iter().filter(|(_, &n)| n > 0).map(|(l, &n)| (l.clone(), n)).collect();
+            let slots = shared.limits.held();
             let until = zo_common::model::now_ms() + shared.lease.as_millis() as u64;
             for (limiter, count) in slots {
                 match store.renew_shared_slots(&mut conn, &limiter, &shared.id, count, until).await {

@@ -27,6 +27,7 @@ use zo_common::store::Store;
 
 use crate::batch::{Batcher, ClaimInfo};
 use crate::config::ExecutorConfig;
+use crate::limits::{InstanceLimits, Limits};
 use crate::preflight;
 use crate::shared::Shared;
 use crate::task::TaskContext;
@@ -66,6 +67,8 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
     let redis_health = Arc::new(crate::redis_health::RedisHealth::default());
     let (batch, batching) = Batcher::start(store.clone(), claim, redis_health.clone(), finished.clone());
     keepers.spawn(batching);
+    let instance_limits = cfg.instances.iter().map(|i| (i.name.clone(), InstanceLimits::of(&opts.catalog, &i.name))).collect();
+    let limits = Limits::new(store.clone(), batch.clone(), instance_limits, id.clone(), cfg.lease, finished.clone());
     let shared = Arc::new(Shared {
         store: store.clone(),
         batch,
@@ -80,9 +83,7 @@ pub async fn run(opts: WorkerOptions, shutdown: CancellationToken, force: Cancel
         reading: cfg.instances.iter().map(|i| (i.name.clone(), AtomicUsize::new(0))).collect(),
         tracker: tracker.clone(),
         ready,
-        backoffs: Mutex::new(HashMap::new()),
-        shared_slots: Mutex::new(HashMap::new()),
-        limits: cfg.instances.iter().map(|i| (i.name.clone(), crate::limits::InstanceLimits::of(&opts.catalog, &i.name))).collect(),
+        limits,
         host_ready,
         archive: cfg.archive.clone(),
         redis: redis_health,

@@ -25,12 +25,12 @@ pub(super) async fn upkeep_loop(shared: Arc<Shared>, instances: Vec<String>, shu
         }
         // Backoffs other workers started after rate-limit answers hold here too.
         for inst in &instances {
-            let name = &shared.limits[inst].own.name;
+            let name = &shared.limits.of(inst).own.name;
             if let Ok(Some(until)) = store.backoff_until(&mut conn, name).await {
-                shared.note_backoff(name, until);
+                shared.limits.note_backoff(name, until);
             }
             // Shared slots whose lease lapsed (a dead worker's) go to the tasks waiting.
-            if let Some((limiter, cap)) = shared.limits[inst].shared_cap() {
+            if let Some((limiter, cap)) = shared.limits.of(inst).shared_cap() {
                 if let Ok(waiters) = store.free_lapsed_shared_slots(&mut conn, limiter, cap).await {
                     crate::waiters::wake(store, &mut conn, &waiters).await;
                 }

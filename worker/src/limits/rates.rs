@@ -8,10 +8,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
-use zo_common::model::{now_ms, ErrorClass, Outcome, RateLimit};
+use zo_common::model::{now_ms, ErrorClass, Outcome};
 use zo_common::store::{Job, Limiter, Store};
-
-use zo_common::catalog::Catalog;
 
 use crate::batch::Batcher;
 
@@ -22,32 +20,6 @@ pub(crate) const WAIT_IN_WORKER: Duration = Duration::from_secs(2);
 /// Most time one task waits after rate-limit answers before the answer counts as a failed
 /// attempt (its retry policy for `rate_limit` decides then).
 pub(crate) const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(600);
-
-/// What this worker's catalog says of one served instance, worked out once at start: the
-/// limiter it shares with every run (its `rate_group`, else itself; with no rate limits it
-/// still carries the backoff after a rate-limit answer) and its `max_concurrent`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct InstanceLimits {
-    pub own: Limiter,
-    pub max_concurrent: Option<u32>,
-}
-
-impl InstanceLimits {
-    pub(crate) fn of(catalog: &Catalog, instance: &str) -> Self {
-        match catalog.get(instance) {
-            Some(i) => InstanceLimits {
-                own: Limiter { name: i.limiter().to_string(), rate: RateLimit { rpm: i.max_rpm, tpm: i.max_tpm } },
-                max_concurrent: i.max_concurrent,
-            },
-            None => InstanceLimits { own: Limiter { name: instance.to_string(), rate: RateLimit::default() }, max_concurrent: None },
-        }
-    }
-
-    /// The catalog's `max_concurrent`, with the limiter that holds its slots.
-    pub(crate) fn shared_cap(&self) -> Option<(&str, u32)> {
-        self.max_concurrent.map(|c| (self.own.name.as_str(), c))
-    }
-}
 
 /// The limiters a job of `instance` must be admitted by: the instance's when the catalog
 /// limits it, the run's when its file does. Usually none (no round trip then).
@@ -166,25 +138,6 @@ pub(crate) fn retry_after(o: &Outcome) -> Option<Duration> {
         }
     }
     None
-}
-
-/// A shared slot a running task holds (counted in Redis among its worker's): of which
-/// limiter, and its cap. Given back once: [`give_back`] takes it.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct SharedSlot {
-    pub limiter: String,
-    pub cap: u32,
-}
-
-/// Gives a shared slot back; the batch brings forward the tasks waiting for it.
-pub(crate) fn give_back(batch: &Batcher, slot: SharedSlot) {
-    batch.give_shared_slot(&slot.limiter, slot.cap);
-}
-
-/// An instance's namespace-wide limits as text, to compare between workers' catalogs.
-pub(crate) fn conf_text(i: &zo_common::catalog::Instance) -> String {
-    let n = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |n| n.to_string());
-    format!("max_concurrent {} max_rpm {} max_tpm {}", n(i.max_concurrent.map(u64::from)), n(i.max_rpm.map(u64::from)), n(i.max_tpm))
 }
 
 #[cfg(test)]

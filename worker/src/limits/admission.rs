@@ -11,12 +11,14 @@ use tracing::{info, warn};
 use zo_common::model::{now_ms, ErrorClass, Outcome};
 use zo_common::store::{Deferred, Delivery, Job, Limiter};
 
-use crate::limits::{self, Admission, SharedSlot};
-use crate::quotas;
-use crate::shared::Shared;
+use super::instance::SharedSlot;
+use super::quotas;
+use super::rates::{self, Admission};
+use super::state::Limits;
+use crate::task::TaskContext;
 
 /// What admission decided for a job (admission is not the `gate:` result check).
-pub(crate) enum Decision {
+pub enum Decision {
     /// Execute now; `rate_wait` spent here for rate limits; the shared slot it took, if any
     /// (the caller holds it until the result is stored).
     Go { rate_wait: Duration, shared_slot: Option<SharedSlot> },
@@ -28,8 +30,8 @@ pub(crate) enum Decision {
 
 /// The limiters' first answers for a task, asked for all at once and beside its mark (one
 /// batch: no round trip of its own when nothing binds).
-pub(crate) struct Asked {
-    /// Per limiter of `limits::limiters`, in order: the wait its first answer asked for.
+pub struct Asked {
+    /// Per limiter of [`super::Limiters`]`::all`, in order: the wait its first answer asked for.
     waits: Vec<Duration>,
     /// The shared slot asked for, and whether it was taken (`None`: the instance has no
     /// `max_concurrent`, or Redis could not say).
@@ -38,23 +40,23 @@ pub(crate) struct Asked {
 
 impl Asked {
     /// Nothing was asked (no limiter applies).
-    pub(crate) fn nothing() -> Self {
+    pub fn nothing() -> Self {
         Asked { waits: Vec::new(), slot: None }
     }
 
     /// The task will not run after all (its mark failed): gives back what it took.
-    pub(crate) fn give_back(self, shared: &Shared) {
+    pub fn give_back(self, limits: &Limits) {
         if let Some((slot, true)) = self.slot {
-            limits::give_back(&shared.batch, slot);
+            limits.give_back(slot);
         }
     }
 }
 
 /// What the limiters' last answers allow, spent here with no call (starts banked, a slot
 /// given back by one of this worker's tasks): all of them or `None` ([`ask`] then).
-pub(crate) fn ask_local(shared: &Shared, instance: &str, limiters: &[Limiter]) -> Option<Asked> {
-    let slot = shared.limits[instance].shared_cap();
-    if !shared.batch.try_local(limiters, slot.map(|(l, _)| l)) {
+pub fn ask_local(limits: &Limits, instance: &str, limiters: &[Limiter]) -> Option<Asked> {
+    let slot = limits.of(instance).shared_cap();
+    if !limits.batch.try_local(limiters, slot.map(|(l, _)| l)) {
         return None;
     }
     let slot = slot.map(|(limiter, cap)| (SharedSlot { limiter: limiter.to_string(), cap }, true));
@@ -63,16 +65,16 @@ pub(crate) fn ask_local(shared: &Shared, instance: &str, limiters: &[Limiter]) -
 
 /// Asks every limiter that applies, and for a shared slot, in one batch. Errors let the task
 /// go (a limiter is a courtesy to the provider, and Redis being down stops more than this).
-pub(crate) async fn ask(shared: &Shared, instance: &str, job: &Job, limiters: &[Limiter]) -> Asked {
-    let slot = shared.limits[instance].shared_cap().map(|(limiter, cap)| SharedSlot { limiter: limiter.to_string(), cap });
-    let until = now_ms() + shared.lease.as_millis() as u64;
+pub async fn ask(limits: &Limits, instance: &str, job: &Job, limiters: &[Limiter]) -> Asked {
+    let slot = limits.of(instance).shared_cap().map(|(limiter, cap)| SharedSlot { limiter: limiter.to_string(), cap });
+    let until = now_ms() + limits.lease.as_millis() as u64;
     let take = async {
         match &slot {
-            Some(s) => Some(shared.batch.take_shared_slot(&s.limiter, s.cap, until).await),
+            Some(s) => Some(limits.batch.take_shared_slot(&s.limiter, s.cap, until).await),
             None => None,
         }
     };
-    let (waits, taken) = tokio::join!(shared.batch.admit_all(limiters, || crate::waiters::job_key(job)), take);
+    let (waits, taken) = tokio::join!(limits.batch.admit_all(limiters, || crate::waiters::job_key(job)), take);
     let waits = waits
         .into_iter()
         .zip(limiters)
@@ -95,10 +97,11 @@ pub(crate) async fn ask(shared: &Shared, instance: &str, job: &Job, limiters: &[
 }
 
 /// Takes the task through its limits, from the answers [`ask`] got. `own`: the instance's
-/// limiter; `limiters`: those that must admit it.
+/// limiter; `limiters`: those that must admit it; `ctx`: how its host is reached (quotas).
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn pass(
-    shared: &Shared,
+pub async fn pass(
+    limits: &Limits,
+    ctx: &TaskContext,
     job: &Job,
     d: &Delivery,
     own: &Limiter,
@@ -113,10 +116,10 @@ pub(crate) async fn pass(
             // Every slot of the instance is held: handed back to the run, then queued for the
             // next free slot. Should the wake-up be lost (this worker dies between the two, or
             // the queueing fails), the task comes back by itself after the fallback.
-            let fallback = shared_slot_fallback(shared.lease);
-            defer(shared, job, d, now_ms() + fallback.as_millis() as u64, Duration::ZERO, "max_concurrent").await;
-            let queued = match shared.store.conn().await {
-                Ok(mut c) => shared.store.wait_for_shared_slot(&mut c, &s.limiter, &crate::waiters::job_key(job)).await,
+            let fallback = shared_slot_fallback(limits.lease);
+            defer(limits, job, d, now_ms() + fallback.as_millis() as u64, Duration::ZERO, "max_concurrent").await;
+            let queued = match limits.store.conn().await {
+                Ok(mut c) => limits.store.wait_for_shared_slot(&mut c, &s.limiter, &crate::waiters::job_key(job)).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = queued {
@@ -128,18 +131,18 @@ pub(crate) async fn pass(
     };
     let mut give_up = |decision: Decision| {
         if let Some(s) = shared_slot.take() {
-            limits::give_back(&shared.batch, s);
+            limits.give_back(s);
         }
         decision
     };
     let mut rate_wait = Duration::ZERO;
-    let backoff = shared.backoff_until(&own.name);
+    let backoff = limits.backoff_until(&own.name);
     let bound: Vec<(Limiter, Duration)> = limiters.iter().zip(waits).filter(|(_, w)| !w.is_zero()).map(|(l, w)| (l.clone(), w)).collect();
     if !bound.is_empty() || backoff.is_some() {
-        match limits::wait_out(&shared.batch, backoff, &bound, &crate::waiters::job_key(job), stop).await {
+        match rates::wait_out(&limits.batch, backoff, &bound, &crate::waiters::job_key(job), stop).await {
             Admission::Go { waited } => rate_wait = waited,
             Admission::Later(wait) => {
-                defer(shared, job, d, now_ms() + wait.as_millis() as u64, Duration::ZERO, "rate_limit").await;
+                defer(limits, job, d, now_ms() + wait.as_millis() as u64, Duration::ZERO, "rate_limit").await;
                 return give_up(Decision::HandedBack);
             }
             Admission::Stopped => {
@@ -151,7 +154,7 @@ pub(crate) async fn pass(
         }
     }
     if let Some(q) = &job.spec.quotas {
-        if let Err(o) = quotas::wait_under(&shared.ctx, &shared.store, job, q, stop).await {
+        if let Err(o) = quotas::wait_under(ctx, &limits.store, job, q, stop).await {
             return give_up(Decision::Failed(o));
         }
     }
@@ -162,23 +165,24 @@ pub(crate) async fn pass(
 /// then acknowledges its entry. `counted`: time that counts against the task's most wait
 /// after rate-limit answers. False when it was not handed back (counting would pass the
 /// most: record the answer as a failure; or Redis is unreachable: the entry stays pending).
-pub(crate) async fn defer(shared: &Shared, job: &Job, d: &Delivery, due_ms: u64, counted: Duration, reason: &str) -> bool {
-    let store = &shared.store;
+pub async fn defer(limits: &Limits, job: &Job, d: &Delivery, due_ms: u64, counted: Duration, reason: &str) -> bool {
+    let store = &limits.store;
     let Ok(mut c) = store.conn().await else {
         warn!("Redis unavailable while handing the task back to wait; it will be reclaimed after its lease");
         return true;
     };
-    match store.defer(&mut c, &job.run_id, job.idx, job.attempt, &shared.id, due_ms, counted, limits::MAX_RATE_LIMIT_WAIT, reason).await {
+    match store.defer(&mut c, &job.run_id, job.idx, job.attempt, &limits.worker, due_ms, counted, rates::MAX_RATE_LIMIT_WAIT, reason).await
+    {
         Ok(Deferred::Ok { waited }) => {
             info!(until_ms = due_ms, waited_s = waited.as_secs(), "waiting for the rate limit: handed back until its turn");
-            shared.batch.ack_entry(d, &shared.finished).await;
+            limits.batch.ack_entry(d, &limits.finished).await;
             true
         }
         Ok(Deferred::NotOurs) => true,
         Ok(Deferred::OverMax) => {
             warn!(
                 "waited {} for rate limits already; recording the rate-limit answer as a failure",
-                humantime::format_duration(limits::MAX_RATE_LIMIT_WAIT)
+                humantime::format_duration(rates::MAX_RATE_LIMIT_WAIT)
             );
             false
         }
