@@ -49,7 +49,7 @@ pub(crate) fn parse_usage(out: &str) -> Option<HostUsage> {
 
 /// Reads the execution host's use now.
 async fn probe(ctx: &TaskContext, stop: &CancellationToken) -> Result<HostUsage, String> {
-    let Some(ex) = ctx.executor.as_deref() else { return Err("the simulate executor has no host to read".into()) };
+    let Some(ex) = ctx.host().map(|e| e.as_ref()) else { return Err("the simulate executor has no host to read".into()) };
     let script = format!("{}{PROBE}", cd_prefix(ctx.workdir.as_deref()));
     let out = run_script(ex, &script, None, &[], Instant::now() + Duration::from_secs(15), stop, 64 << 10, &Discard)
         .await
@@ -70,7 +70,7 @@ pub(crate) async fn wait_under(
     stop: &CancellationToken,
 ) -> Result<Duration, Outcome> {
     let started = Instant::now();
-    if ctx.executor.is_none() {
+    if ctx.host().is_none() {
         // The simulate executor has no host to be over quota.
         return Ok(Duration::ZERO);
     }
