@@ -180,7 +180,7 @@ def long_functions():
     found = []
     for rel in CRATE_SOURCES:
         for f in rust_files(rel):
-            if f.name == "tests.rs" or f.name.endswith("_tests.rs"):
+            if is_test_file(f):
                 continue
             lines = f.read_text().splitlines()
             state, depth, stack, test_depth = {}, 0, [], None
@@ -247,14 +247,12 @@ def non_test_code(path):
                 continue
             if "{" in code:
                 skip_from, pending = depth, False
-        start_depth = depth
         depth += code.count("{") - code.count("}")
         if skip_from is not None:
             if depth <= skip_from:
                 skip_from = None
             continue
-        if start_depth >= 0:
-            kept.append(code)
+        kept.append(code)
     return "\n".join(kept)
 
 
